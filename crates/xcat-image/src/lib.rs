@@ -1,0 +1,2 @@
+//! Image trees. (to be written)
+

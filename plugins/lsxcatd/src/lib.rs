@@ -1,0 +1,2 @@
+//! Handler plugin (to be written).
+#![forbid(unsafe_code)]

@@ -1,0 +1,19 @@
+//! The xCAT wire protocol, and the only crate that knows its XML element names.
+//!
+//! * [`Element`] is a generic, order-preserving XML element tree: every element of
+//!   a request or response may repeat, and unknown elements must survive a round trip.
+//! * [`Request`] is the typed view of an `<xcatrequest>` document.
+//! * [`Response`] is one `<xcatresponse>` document, built with typed helpers.
+//! * [`codec`] encodes/decodes documents in the layout xCAT clients expect.
+//! * [`framing`] reads documents off a byte stream with size and time limits.
+//! * [`client`] is the async TLS client used by `xcatclient` and by tests.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod codec;
+pub mod framing;
+mod types;
+
+pub use codec::{CodecError, encode_request, encode_response, decode_request, decode_response};
+pub use framing::{FrameError, FrameLimits, RequestReader, ResponseReader};
+pub use types::{Element, NodeRecord, Request, Response};
