@@ -1,1 +1,297 @@
-//! Shared fixtures for the end-to-end tests.
+//! Fixtures for the end-to-end tests: a real `xcatd` process with real
+//! certificates on a loopback port, and the real `xcatclient` binary.
+//!
+//! The binaries are taken from the cargo target directory this test binary
+//! was built into; build them first (`cargo build --workspace --bins`), which
+//! the README's test command does.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::client::TlsStream;
+use xcatd_proto::client::{load_certs, load_key, ClientConfig};
+
+/// Path of a binary built from this workspace.
+pub fn bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("XCATD_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test-binary>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = profile_dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests",
+        p.display()
+    );
+    p
+}
+
+/// Options for a test daemon.
+#[derive(Clone)]
+pub struct DaemonOptions {
+    /// Extra lines appended to the configuration file.
+    pub extra_config: String,
+    /// Database URL (empty: SQLite in the state directory).
+    pub database: String,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            extra_config: String::new(),
+            database: std::env::var("XCATD_TEST_DATABASE").unwrap_or_default(),
+        }
+    }
+}
+
+/// A running `xcatd` with its own state, certificates and a client HOME.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub config_path: PathBuf,
+    /// HOME for clients: holds `.xcat/client-cred.pem` (CN=root) and `.xcat/ca.pem`.
+    pub home: PathBuf,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_with(DaemonOptions::default())
+    }
+
+    pub fn start_with(opts: DaemonOptions) -> Daemon {
+        let dir = tempfile::Builder::new().prefix("xcatd-test-").tempdir().expect("tempdir");
+        let root = dir.path();
+        let config_path = root.join("xcatd.toml");
+        let db_line = if opts.database.is_empty() {
+            String::new()
+        } else {
+            format!("database = {:?}\n", opts.database)
+        };
+        std::fs::write(
+            &config_path,
+            format!(
+                "listen = \"127.0.0.1:0\"\ncert_dir = \"cert\"\nstate_dir = \"state\"\ninstall_dir = \"install\"\n\
+                 share_dir = {share:?}\nenable_test_commands = true\nserver_name = \"testmn\"\n{db_line}{extra}\n",
+                share = repo_root().join("config").display().to_string(),
+                extra = opts.extra_config
+            ),
+        )
+        .expect("write config");
+        let home = root.join("home");
+        let init = Command::new(bin("xcatd"))
+            .args(["--config"])
+            .arg(&config_path)
+            .args(["init", "--client-dir"])
+            .arg(home.join(".xcat"))
+            .output()
+            .expect("run xcatd init");
+        assert!(
+            init.status.success(),
+            "xcatd init failed: {}{}",
+            String::from_utf8_lossy(&init.stdout),
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let log_path = root.join("xcatd.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut child = Command::new(bin("xcatd"))
+            .arg("--config")
+            .arg(&config_path)
+            .env("XCATD_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start xcatd");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(a) = l.strip_prefix("listening on ") {
+                        break a.parse().expect("address");
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    panic!(
+                        "xcatd did not start: {}",
+                        std::fs::read_to_string(&log_path).unwrap_or_default()
+                    );
+                }
+            }
+        };
+        // Keep draining stdout so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Daemon {
+            dir,
+            addr,
+            config_path,
+            home,
+            log_path,
+            child: Some(child),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Wait until the log contains `needle` (or panic after `timeout`).
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "daemon log never showed {needle:?}; log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Client configuration with the root credential.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new(self.addr.to_string(), self.home.join(".xcat/ca.pem"));
+        c.client_cred = Some(self.home.join(".xcat/client-cred.pem"));
+        c.read_timeout = Some(Duration::from_secs(60));
+        c
+    }
+
+    /// Create a client credential for another user (same CA) and return its HOME.
+    pub fn add_user(&self, user: &str) -> PathBuf {
+        let home = self.root().join(format!("home-{user}"));
+        let out = Command::new(bin("xcatd"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["init", "--user", user, "--client-dir"])
+            .arg(home.join(".xcat"))
+            .output()
+            .expect("xcatd init --user");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        home
+    }
+
+    /// Run `xcatclient` with `args` (args[0] = command or link name) as root.
+    pub fn client(&self, args: &[&str]) -> Output {
+        self.client_as(&self.home, args, &[])
+    }
+
+    /// Run a client command through a link named after the command, with a
+    /// given HOME and extra environment.
+    pub fn client_as(&self, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let links = self.root().join("bin");
+        std::fs::create_dir_all(&links).expect("bin dir");
+        let link = links.join(args[0]);
+        if !link.exists() {
+            std::os::unix::fs::symlink(bin("xcatclient"), &link).expect("link");
+        }
+        let mut cmd = Command::new(&link);
+        cmd.args(&args[1..])
+            .env("HOME", home)
+            .env("XCATHOST", self.addr.to_string())
+            .env("XCATCLIENT_READ_TIMEOUT", "120");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run client")
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Some(st);
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The repository root (for shipped config files and test-bed scripts).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf()
+}
+
+/// A raw TLS connection to the daemon, for sending bytes exactly as given.
+/// `cred`: a PEM file with a client certificate and key, or None.
+pub async fn raw_tls(addr: SocketAddr, ca: &Path, cred: Option<&Path>) -> std::io::Result<TlsStream<tokio::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca).expect("ca") {
+        roots.add(c).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match cred {
+        Some(p) => builder
+            .with_client_auth_cert(load_certs(p).expect("cert"), load_key(p).expect("key"))
+            .expect("client auth"),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    connector
+        .connect("localhost".try_into().expect("name"), tcp)
+        .await
+}
+
+/// Send raw bytes and read everything until the server closes (or `limit`).
+pub async fn raw_exchange(
+    stream: &mut TlsStream<tokio::net::TcpStream>,
+    request: &[u8],
+    limit: Duration,
+) -> String {
+    stream.write_all(request).await.expect("write");
+    stream.flush().await.expect("flush");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Read a whole file, for assertions.
+pub fn slurp(p: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(p) {
+        let _ = f.read_to_string(&mut s);
+    }
+    s
+}

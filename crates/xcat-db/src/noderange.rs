@@ -1,8 +1,899 @@
-//! Noderange grammar. STUB.
-#[derive(Debug, thiserror::Error)]
+//! The noderange grammar, as a pure parser and evaluator.
+//!
+//! A noderange is parsed once into an [`Expr`], then evaluated against a
+//! [`Universe`]: every known node, group membership and whatever node
+//! attributes the expression compares (see [`Expr::attr_refs`]). The universe
+//! is built once per expansion, so evaluating never queries anything per atom
+//! and stays fast for 100,000 nodes (sets are bitsets over node indices).
+//!
+//! Grammar (comma lowest, then `@`, commas inside `[]`, `{}`, `()` do not split):
+//! ```text
+//! list  := item (',' item)*           empty items are ignored
+//! item  := ['-'] inter                '-' excludes, applied after the list
+//! inter := atom ('@' atom)*           intersection
+//! atom  := '(' list ')' | text
+//! text  := node | group | /regex | table.col(==|=~|!=|!~)value
+//!        | name+N | f[1-2]n[01-10,15] | a01-a10 | a01:a10
+//! ```
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap};
+
+use regex::Regex;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoderangeError {
     #[error("Invalid nodes and/or groups in noderange: {}", .0.join(","))]
     Invalid(Vec<String>),
     #[error("Invalid noderange {0}: {1}")]
     Syntax(String, String),
+}
+
+/// Largest number of names one range atom may produce (protects the daemon
+/// from `node[1-999999999]`).
+pub const MAX_RANGE: usize = 2_000_000;
+
+/// A parsed noderange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expr {
+    items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Item {
+    exclude: bool,
+    inter: Vec<Atom>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Atom {
+    Paren(Expr),
+    Text(String),
+}
+
+/// Parse a noderange. Never panics; unbalanced brackets are a `Syntax` error.
+pub fn parse(noderange: &str) -> Result<Expr, NoderangeError> {
+    let chars: Vec<char> = noderange.chars().collect();
+    let mut p = Parser {
+        s: &chars,
+        i: 0,
+        src: noderange,
+    };
+    let e = p.list(0)?;
+    if p.i < chars.len() {
+        // Only a stray ')' stops the top-level list early.
+        return Err(p.err("unbalanced parentheses: ')' without '('"));
+    }
+    Ok(e)
+}
+
+struct Parser<'a> {
+    s: &'a [char],
+    i: usize,
+    src: &'a str,
+}
+
+impl Parser<'_> {
+    fn err(&self, msg: &str) -> NoderangeError {
+        NoderangeError::Syntax(self.src.to_string(), msg.to_string())
+    }
+
+    fn list(&mut self, depth: usize) -> Result<Expr, NoderangeError> {
+        if depth > 100 {
+            return Err(self.err("parentheses nested too deeply"));
+        }
+        let mut items = Vec::new();
+        loop {
+            match self.s.get(self.i) {
+                None => break,
+                Some(')') => {
+                    if depth == 0 {
+                        return Err(self.err("unbalanced parentheses: ')' without '('"));
+                    }
+                    break;
+                }
+                Some(',') => {
+                    self.i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let exclude = if self.s.get(self.i) == Some(&'-') {
+                self.i += 1;
+                true
+            } else {
+                false
+            };
+            let mut inter = vec![self.atom(depth)?];
+            while self.s.get(self.i) == Some(&'@') {
+                self.i += 1;
+                inter.push(self.atom(depth)?);
+            }
+            items.push(Item { exclude, inter });
+            match self.s.get(self.i) {
+                None | Some(')') | Some(',') => {}
+                Some(c) => return Err(self.err(&format!("unexpected '{c}'"))),
+            }
+        }
+        Ok(Expr { items })
+    }
+
+    fn atom(&mut self, depth: usize) -> Result<Atom, NoderangeError> {
+        if self.s.get(self.i) == Some(&'(') {
+            self.i += 1;
+            let e = self.list(depth + 1)?;
+            if self.s.get(self.i) != Some(&')') {
+                return Err(self.err("unbalanced parentheses: '(' without ')'"));
+            }
+            self.i += 1;
+            return Ok(Atom::Paren(e));
+        }
+        let start = self.i;
+        let mut stack: Vec<char> = Vec::new();
+        while let Some(&c) = self.s.get(self.i) {
+            match c {
+                '[' | '{' | '(' => stack.push(c),
+                ']' | '}' | ')' => {
+                    let open = match c {
+                        ']' => '[',
+                        '}' => '{',
+                        _ => '(',
+                    };
+                    match stack.last() {
+                        Some(&o) if o == open => {
+                            stack.pop();
+                        }
+                        None if c == ')' => break, // closes an enclosing group
+                        _ => {
+                            return Err(self.err(&format!("unbalanced brackets: '{c}' without '{open}'")))
+                        }
+                    }
+                }
+                ',' | '@' if stack.is_empty() => break,
+                _ => {}
+            }
+            self.i += 1;
+        }
+        if let Some(open) = stack.last() {
+            let close = match open {
+                '[' => ']',
+                '{' => '}',
+                _ => ')',
+            };
+            return Err(self.err(&format!("unbalanced brackets: '{open}' without '{close}'")));
+        }
+        let text: String = self.s[start..self.i].iter().collect();
+        if text.is_empty() {
+            return Err(self.err("empty element (check '-', '@' and parentheses)"));
+        }
+        Ok(Atom::Text(text))
+    }
+}
+
+/// A comparison against a node attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Selector {
+    table: String,
+    col: String,
+    op: SelOp,
+    value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SelOp {
+    Eq,
+    Ne,
+    Match,
+    NoMatch,
+}
+
+fn selector(text: &str) -> Option<Selector> {
+    // table.col OP value; table and col are plain words.
+    let dot = text.find('.')?;
+    let table = &text[..dot];
+    let rest = &text[dot + 1..];
+    if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    let col_end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+    let col = &rest[..col_end];
+    let tail = &rest[col_end..];
+    let (op, value) = if let Some(v) = tail.strip_prefix("==") {
+        (SelOp::Eq, v)
+    } else if let Some(v) = tail.strip_prefix("!=") {
+        (SelOp::Ne, v)
+    } else if let Some(v) = tail.strip_prefix("=~") {
+        (SelOp::Match, v)
+    } else if let Some(v) = tail.strip_prefix("!~") {
+        (SelOp::NoMatch, v)
+    } else {
+        return None;
+    };
+    if col.is_empty() {
+        return None;
+    }
+    let mut value = value.to_string();
+    if matches!(op, SelOp::Match | SelOp::NoMatch) && value.len() >= 2 && value.starts_with('/') && value.ends_with('/') {
+        value = value[1..value.len() - 1].to_string();
+    }
+    Some(Selector {
+        table: table.to_string(),
+        col: col.to_string(),
+        op,
+        value,
+    })
+}
+
+impl Expr {
+    /// The `(table, column)` pairs this noderange compares, so the caller can
+    /// load exactly those attributes into the [`Universe`].
+    pub fn attr_refs(&self) -> Vec<(String, String)> {
+        let mut out = BTreeSet::new();
+        self.collect_refs(&mut out);
+        out.into_iter().collect()
+    }
+
+    fn collect_refs(&self, out: &mut BTreeSet<(String, String)>) {
+        for it in &self.items {
+            for a in &it.inter {
+                match a {
+                    Atom::Paren(e) => e.collect_refs(out),
+                    Atom::Text(t) => {
+                        if let Some(s) = selector(t) {
+                            out.insert((s.table, s.col));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when the expression has no elements at all.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// A set of node indices.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Bits {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    fn set(&mut self, i: u32) {
+        self.0[(i / 64) as usize] |= 1 << (i % 64);
+    }
+    fn get(&self, i: u32) -> bool {
+        self.0[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+    fn or(&mut self, o: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a |= b;
+        }
+    }
+    fn and(&mut self, o: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a &= b;
+        }
+    }
+    fn minus(&mut self, o: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a &= !b;
+        }
+    }
+}
+
+/// Everything a noderange is evaluated against.
+#[derive(Debug, Default, Clone)]
+pub struct Universe {
+    names: Vec<String>,
+    index: HashMap<String, u32>,
+    groups: HashMap<String, Vec<u32>>,
+    /// `table.col` -> value per node index (resolved: inheritance, templates).
+    attrs: HashMap<String, Vec<Option<String>>>,
+    /// Node indices in natural order (computed lazily by `finish`).
+    order: Vec<u32>,
+    excluded: Option<Bits>,
+}
+
+impl Universe {
+    pub fn new() -> Universe {
+        Universe::default()
+    }
+
+    /// Add a node and its comma-separated groups (in `nodelist.groups` order).
+    /// Adding the same node twice merges its groups.
+    pub fn add_node(&mut self, name: &str, groups: &str) {
+        let id = match self.index.get(name) {
+            Some(&id) => id,
+            None => {
+                let id = self.names.len() as u32;
+                self.names.push(name.to_string());
+                self.index.insert(name.to_string(), id);
+                id
+            }
+        };
+        for g in groups.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+            let members = self.groups.entry(g.to_string()).or_default();
+            if members.last() != Some(&id) {
+                members.push(id);
+            }
+        }
+        self.order.clear();
+    }
+
+    /// Record the resolved value of `table.col` for `node` (a known node).
+    pub fn set_attr(&mut self, table: &str, col: &str, node: &str, value: Option<String>) {
+        let n = self.names.len();
+        let Some(&id) = self.index.get(node) else {
+            return;
+        };
+        let v = self
+            .attrs
+            .entry(format!("{table}.{col}"))
+            .or_insert_with(|| vec![None; n]);
+        if v.len() < n {
+            v.resize(n, None);
+        }
+        v[id as usize] = value;
+    }
+
+    /// Declare that `table.col` was loaded, even when no node has a value.
+    pub fn declare_attr(&mut self, table: &str, col: &str) {
+        let n = self.names.len();
+        let v = self.attrs.entry(format!("{table}.{col}")).or_default();
+        v.resize(n, None);
+    }
+
+    /// Nodes always removed from results (`site.excludenodes`, itself a
+    /// noderange). Unknown names in it are ignored.
+    pub fn set_excluded(&mut self, noderange: &str) -> Result<(), NoderangeError> {
+        self.finish();
+        let e = parse(noderange)?;
+        let mut bad = Vec::new();
+        let set = self.eval_list(&e, &mut bad)?;
+        self.excluded = Some(set);
+        Ok(())
+    }
+
+    /// Number of known nodes.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Is `name` a known node?
+    pub fn is_node(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Members of a group, naturally sorted.
+    pub fn group_members(&self, group: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .groups
+            .get(group)
+            .map(|m| m.iter().map(|&i| self.names[i as usize].clone()).collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| natural_cmp(a, b));
+        v.dedup();
+        v
+    }
+
+    fn finish(&mut self) {
+        if self.order.len() != self.names.len() {
+            let mut order: Vec<u32> = (0..self.names.len() as u32).collect();
+            order.sort_by(|&a, &b| natural_cmp(&self.names[a as usize], &self.names[b as usize]));
+            self.order = order;
+        }
+    }
+
+    /// Expand a noderange into naturally sorted, unique node names.
+    pub fn expand(&mut self, noderange: &str) -> Result<Vec<String>, NoderangeError> {
+        let e = parse(noderange)?;
+        self.expand_expr(&e)
+    }
+
+    /// Expand an already parsed noderange.
+    pub fn expand_expr(&mut self, e: &Expr) -> Result<Vec<String>, NoderangeError> {
+        self.finish();
+        let mut bad = Vec::new();
+        let mut set = self.eval_list(e, &mut bad)?;
+        if !bad.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            bad.retain(|b| seen.insert(b.clone()));
+            return Err(NoderangeError::Invalid(bad));
+        }
+        if let Some(x) = &self.excluded {
+            set.minus(x);
+        }
+        Ok(self
+            .order
+            .iter()
+            .filter(|&&i| set.get(i))
+            .map(|&i| self.names[i as usize].clone())
+            .collect())
+    }
+
+    fn eval_list(&self, e: &Expr, bad: &mut Vec<String>) -> Result<Bits, NoderangeError> {
+        let n = self.names.len();
+        let mut inc = Bits::new(n);
+        let mut exc = Bits::new(n);
+        for it in &e.items {
+            let mut acc: Option<Bits> = None;
+            for a in &it.inter {
+                let s = self.eval_atom(a, bad)?;
+                match &mut acc {
+                    None => acc = Some(s),
+                    Some(x) => x.and(&s),
+                }
+            }
+            if let Some(s) = acc {
+                if it.exclude {
+                    exc.or(&s);
+                } else {
+                    inc.or(&s);
+                }
+            }
+        }
+        inc.minus(&exc);
+        Ok(inc)
+    }
+
+    fn syntax(text: &str, msg: impl Into<String>) -> NoderangeError {
+        NoderangeError::Syntax(text.to_string(), msg.into())
+    }
+
+    /// Add a node or a group's members; false when the name is neither.
+    fn add_name(&self, name: &str, set: &mut Bits) -> bool {
+        if let Some(&id) = self.index.get(name) {
+            set.set(id);
+            true
+        } else if let Some(m) = self.groups.get(name) {
+            for &id in m {
+                set.set(id);
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eval_atom(&self, a: &Atom, bad: &mut Vec<String>) -> Result<Bits, NoderangeError> {
+        let text = match a {
+            Atom::Paren(e) => return self.eval_list(e, bad),
+            Atom::Text(t) => t.as_str(),
+        };
+        let n = self.names.len();
+        let mut set = Bits::new(n);
+        if self.add_name(text, &mut set) {
+            return Ok(set);
+        }
+        if let Some(re) = text.strip_prefix('/') {
+            let re = re.strip_suffix('/').unwrap_or(re);
+            let re = Regex::new(&format!("^(?:{re})$"))
+                .map_err(|e| Self::syntax(text, format!("bad regular expression: {e}")))?;
+            for (i, name) in self.names.iter().enumerate() {
+                if re.is_match(name) {
+                    set.set(i as u32);
+                }
+            }
+            return Ok(set);
+        }
+        if let Some(sel) = selector(text) {
+            let key = format!("{}.{}", sel.table, sel.col);
+            let Some(vals) = self.attrs.get(&key) else {
+                return Err(Self::syntax(text, format!("unknown attribute {key}")));
+            };
+            let re = match sel.op {
+                SelOp::Match | SelOp::NoMatch => Some(
+                    Regex::new(&sel.value)
+                        .map_err(|e| Self::syntax(text, format!("bad regular expression: {e}")))?,
+                ),
+                _ => None,
+            };
+            for i in 0..n {
+                let v = vals.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+                let hit = match sel.op {
+                    SelOp::Eq => v == sel.value,
+                    SelOp::Ne => v != sel.value,
+                    SelOp::Match => re.as_ref().is_some_and(|r| r.is_match(v)),
+                    SelOp::NoMatch => !re.as_ref().is_some_and(|r| r.is_match(v)),
+                };
+                if hit {
+                    set.set(i as u32);
+                }
+            }
+            return Ok(set);
+        }
+        let names = match expand_names(text) {
+            Ok(Some(names)) => names,
+            Ok(None) => {
+                bad.push(text.to_string());
+                return Ok(set);
+            }
+            Err(msg) => return Err(Self::syntax(text, msg)),
+        };
+        for name in names {
+            if !self.add_name(&name, &mut set) {
+                bad.push(name);
+            }
+        }
+        Ok(set)
+    }
+}
+
+/// Expand the name-generating forms (`+N`, brackets, `a-b`, `a:b`).
+/// Ok(None): the text is none of them (a plain unknown name).
+pub fn expand_names(text: &str) -> Result<Option<Vec<String>>, String> {
+    if let Some(v) = expand_plus(text)? {
+        return Ok(Some(v));
+    }
+    if text.contains('[') {
+        return expand_brackets(text).map(Some);
+    }
+    if let Some(v) = expand_dash_range(text)? {
+        return Ok(Some(v));
+    }
+    Ok(None)
+}
+
+fn pad(n: u64, width: usize) -> String {
+    format!("{n:0width$}")
+}
+
+fn check_size(count: u64) -> Result<(), String> {
+    if count > MAX_RANGE as u64 {
+        Err(format!("range too large ({count} names, at most {MAX_RANGE})"))
+    } else {
+        Ok(())
+    }
+}
+
+/// `node10+3` -> node10..node13.
+fn expand_plus(text: &str) -> Result<Option<Vec<String>>, String> {
+    let Some((left, inc)) = text.rsplit_once('+') else {
+        return Ok(None);
+    };
+    if inc.is_empty() || !inc.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    let digits = left.len() - left.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 {
+        return Ok(None);
+    }
+    let (prefix, num) = left.split_at(left.len() - digits);
+    let start: u64 = num.parse().map_err(|_| "number too large".to_string())?;
+    let inc: u64 = inc.parse().map_err(|_| "number too large".to_string())?;
+    check_size(inc.saturating_add(1))?;
+    let end = start.checked_add(inc).ok_or("number too large")?;
+    Ok(Some(
+        (start..=end)
+            .map(|i| format!("{prefix}{}", pad(i, digits)))
+            .collect(),
+    ))
+}
+
+/// Numbers inside one bracket: `1,3,5`, `01-10`, `1:4`, mixed.
+fn bracket_values(inner: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for part in inner.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let sep = part.find(['-', ':']);
+        match sep {
+            Some(p) => {
+                let (a, b) = (&part[..p], &part[p + 1..]);
+                let (Ok(x), Ok(y)) = (a.parse::<u64>(), b.parse::<u64>()) else {
+                    return Err(format!("bad range '{part}' in brackets"));
+                };
+                if !a.bytes().all(|c| c.is_ascii_digit()) || !b.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(format!("bad range '{part}' in brackets"));
+                }
+                if x > y {
+                    return Err(format!("descending range '{part}' in brackets"));
+                }
+                check_size(y - x + 1 + out.len() as u64)?;
+                let width = a.len();
+                for i in x..=y {
+                    out.push(pad(i, width));
+                }
+            }
+            None => {
+                if !part.bytes().all(|c| c.is_ascii_digit()) {
+                    // Non-numeric items are taken literally (`rack[a,b]`).
+                    out.push(part.to_string());
+                } else {
+                    out.push(part.to_string());
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("empty brackets".into());
+    }
+    Ok(out)
+}
+
+/// `f[1-2]n[01-03]` -> cartesian product.
+fn expand_brackets(text: &str) -> Result<Vec<String>, String> {
+    let mut acc: Vec<String> = vec![String::new()];
+    let mut rest = text;
+    while !rest.is_empty() {
+        match rest.find('[') {
+            None => {
+                for a in &mut acc {
+                    a.push_str(rest);
+                }
+                break;
+            }
+            Some(open) => {
+                let lit = &rest[..open];
+                let close = rest[open..].find(']').ok_or("unbalanced brackets: '[' without ']'")? + open;
+                let vals = bracket_values(&rest[open + 1..close])?;
+                check_size(acc.len() as u64 * vals.len() as u64)?;
+                let mut next = Vec::with_capacity(acc.len() * vals.len());
+                for a in &acc {
+                    for v in &vals {
+                        let mut s = String::with_capacity(a.len() + lit.len() + v.len());
+                        s.push_str(a);
+                        s.push_str(lit);
+                        s.push_str(v);
+                        next.push(s);
+                    }
+                }
+                acc = next;
+                rest = &rest[close + 1..];
+            }
+        }
+    }
+    if text.contains(']') && acc.iter().any(|a| a.contains(']')) {
+        return Err("unbalanced brackets: ']' without '['".into());
+    }
+    Ok(acc)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Run<'a> {
+    Text(&'a str),
+    Num(&'a str),
+}
+
+fn runs(s: &str) -> Vec<Run<'_>> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let digit = b[i].is_ascii_digit();
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() == digit {
+            i += 1;
+        }
+        let part = &s[start..i];
+        out.push(if digit { Run::Num(part) } else { Run::Text(part) });
+    }
+    out
+}
+
+/// `node01-node10` or `node01:node10`: same shape, exactly one numeric run differs.
+fn expand_dash_range(text: &str) -> Result<Option<Vec<String>>, String> {
+    let (a, b) = if text.matches(':').count() == 1 {
+        text.split_once(':').unwrap_or((text, ""))
+    } else {
+        let hyphens: Vec<usize> = text.match_indices('-').map(|(i, _)| i).collect();
+        if hyphens.len() % 2 == 0 {
+            return Ok(None);
+        }
+        // Names may contain '-' themselves: split at the middle hyphen.
+        let mid = hyphens[hyphens.len() / 2];
+        (&text[..mid], &text[mid + 1..])
+    };
+    if a.is_empty() || b.is_empty() {
+        return Ok(None);
+    }
+    let (ra, rb) = (runs(a), runs(b));
+    if ra.len() != rb.len() {
+        return Ok(None);
+    }
+    let mut differing = None;
+    for (i, (x, y)) in ra.iter().zip(&rb).enumerate() {
+        match (x, y) {
+            (Run::Text(p), Run::Text(q)) if p == q => {}
+            (Run::Num(p), Run::Num(q)) => {
+                if p != q {
+                    if differing.is_some() {
+                        return Ok(None);
+                    }
+                    differing = Some(i);
+                }
+            }
+            _ => return Ok(None),
+        }
+    }
+    let Some(d) = differing else {
+        return Ok(Some(vec![a.to_string()]));
+    };
+    let (Run::Num(sa), Run::Num(sb)) = (&ra[d], &rb[d]) else {
+        return Ok(None);
+    };
+    let x: u64 = sa.parse().map_err(|_| "number too large".to_string())?;
+    let y: u64 = sb.parse().map_err(|_| "number too large".to_string())?;
+    if x > y {
+        return Err(format!("descending range {a}-{b}"));
+    }
+    check_size(y - x + 1)?;
+    let width = sa.len();
+    let prefix: String = ra[..d]
+        .iter()
+        .map(|r| match r {
+            Run::Text(t) | Run::Num(t) => *t,
+        })
+        .collect();
+    let suffix: String = ra[d + 1..]
+        .iter()
+        .map(|r| match r {
+            Run::Text(t) | Run::Num(t) => *t,
+        })
+        .collect();
+    Ok(Some(
+        (x..=y)
+            .map(|i| format!("{prefix}{}{suffix}", pad(i, width)))
+            .collect(),
+    ))
+}
+
+/// Natural order: digit runs compare by value (`node2 < node10`), the rest
+/// byte-wise; ties (e.g. `n01` vs `n1`) fall back to plain string order.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (ab, bb) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < ab.len() && j < bb.len() {
+        if ab[i].is_ascii_digit() && bb[j].is_ascii_digit() {
+            let si = i;
+            while i < ab.len() && ab[i].is_ascii_digit() {
+                i += 1;
+            }
+            let sj = j;
+            while j < bb.len() && bb[j].is_ascii_digit() {
+                j += 1;
+            }
+            let na = trim_zeros(&ab[si..i]);
+            let nb = trim_zeros(&bb[sj..j]);
+            let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+            if o != Ordering::Equal {
+                return o;
+            }
+        } else {
+            let o = ab[i].cmp(&bb[j]);
+            if o != Ordering::Equal {
+                return o;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    (ab.len() - i).cmp(&(bb.len() - j)).then_with(|| a.cmp(b))
+}
+
+fn trim_zeros(d: &[u8]) -> &[u8] {
+    let k = d.iter().position(|&c| c != b'0').unwrap_or(d.len());
+    &d[k..]
+}
+
+/// Sort and de-duplicate names in natural order.
+pub fn sort_nodes(v: &mut Vec<String>) {
+    v.sort_by(|a, b| natural_cmp(a, b));
+    v.dedup();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uni() -> Universe {
+        let mut u = Universe::new();
+        for i in 1..=20 {
+            let g = if i <= 10 { "compute,rack1,all" } else { "compute,rack2,all" };
+            u.add_node(&format!("node{i:02}"), g);
+        }
+        u.add_node("mgmt", "service,all");
+        u.add_node("f1n1", "frame");
+        u.add_node("f1n2", "frame");
+        u.add_node("f2n1", "frame");
+        u.add_node("f2n2", "frame");
+        u.add_node("rack-a-1", "");
+        u.add_node("rack-a-2", "");
+        u.add_node("rack-a-3", "");
+        u.declare_attr("nodetype", "os");
+        for i in 1..=20 {
+            let os = if i % 2 == 0 { "rhels9" } else { "sles15" };
+            u.set_attr("nodetype", "os", &format!("node{i:02}"), Some(os.into()));
+        }
+        u
+    }
+
+    fn ex(u: &mut Universe, s: &str) -> Vec<String> {
+        u.expand(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn ranges() {
+        let mut u = uni();
+        assert_eq!(ex(&mut u, "node01-node03"), names(&["node01", "node02", "node03"]));
+        assert_eq!(ex(&mut u, "node01:node03"), names(&["node01", "node02", "node03"]));
+        assert_eq!(ex(&mut u, "node[01-03]"), names(&["node01", "node02", "node03"]));
+        assert_eq!(ex(&mut u, "node[01,03,05]"), names(&["node01", "node03", "node05"]));
+        assert_eq!(ex(&mut u, "node[01-02,19]"), names(&["node01", "node02", "node19"]));
+        assert_eq!(ex(&mut u, "f[1-2]n[1-2]"), names(&["f1n1", "f1n2", "f2n1", "f2n2"]));
+        assert_eq!(ex(&mut u, "node10+3"), names(&["node10", "node11", "node12", "node13"]));
+        assert_eq!(ex(&mut u, "rack-a-1-rack-a-3"), names(&["rack-a-1", "rack-a-2", "rack-a-3"]));
+        assert_eq!(ex(&mut u, "rack-a-2"), names(&["rack-a-2"]));
+    }
+
+    #[test]
+    fn groups_regex_selectors_sorting() {
+        let mut u = uni();
+        assert_eq!(ex(&mut u, "frame"), names(&["f1n1", "f1n2", "f2n1", "f2n2"]));
+        assert_eq!(ex(&mut u, "/f1.*"), names(&["f1n1", "f1n2"]));
+        assert_eq!(ex(&mut u, "/n1"), Vec::<String>::new(), "regex is anchored");
+        assert_eq!(ex(&mut u, "/node0[12]/"), names(&["node01", "node02"]));
+        assert_eq!(ex(&mut u, "rack1@nodetype.os==rhels9"), names(&["node02", "node04", "node06", "node08", "node10"]));
+        assert_eq!(ex(&mut u, "rack2@nodetype.os=~^sl"), names(&["node11", "node13", "node15", "node17", "node19"]));
+        assert_eq!(ex(&mut u, "rack2@nodetype.os=~/^sl/").len(), 5);
+        assert_eq!(ex(&mut u, "rack1@nodetype.os!=rhels9").len(), 5);
+        assert_eq!(ex(&mut u, "rack1@nodetype.os!~rhel").len(), 5);
+        // Nodes without the attribute compare as empty.
+        assert_eq!(ex(&mut u, "nodetype.os!=rhels9@frame").len(), 4);
+        assert_eq!(ex(&mut u, "node10,node09+0,node02-node02"), names(&["node02", "node09", "node10"]));
+    }
+
+    #[test]
+    fn exclusion_intersection_parens_dedup_sort() {
+        let mut u = uni();
+        assert_eq!(ex(&mut u, "-node01,rack1"), ex(&mut u, "node[02-10]"), "exclusion applies after inclusion");
+        assert_eq!(ex(&mut u, "rack1,-node[02-10],node03"), names(&["node01"]));
+        assert_eq!(ex(&mut u, "compute@(rack1,mgmt)").len(), 10);
+        assert_eq!(ex(&mut u, "(node01,node02)@rack1,-(node02)"), names(&["node01"]));
+        assert_eq!(ex(&mut u, "node10,node02,rack1@node02,node02"), names(&["node02", "node10"]));
+        let mut v = names(&["node10", "node2", "node1", "node02"]);
+        sort_nodes(&mut v);
+        assert_eq!(v, names(&["node1", "node02", "node2", "node10"]));
+        assert_eq!(ex(&mut u, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn excludenodes_always_removed() {
+        let mut u = uni();
+        u.set_excluded("node01,frame,nosuch").unwrap();
+        assert_eq!(ex(&mut u, "node01,node02,f1n1"), names(&["node02"]));
+    }
+
+    #[test]
+    fn errors() {
+        let mut u = uni();
+        assert_eq!(
+            u.expand("node01,bogus,node02,alsobad").unwrap_err().to_string(),
+            "Invalid nodes and/or groups in noderange: bogus,alsobad"
+        );
+        assert_eq!(
+            u.expand("node19-node22").unwrap_err(),
+            NoderangeError::Invalid(names(&["node21", "node22"]))
+        );
+        for bad in ["node[1-2", "(node01", "node01)", "node]1", "a@", "@a", "node[5-1]", "/(", "nodetype.nosuch==1", "node[1-99999999]"] {
+            match u.expand(bad) {
+                Err(NoderangeError::Syntax(..)) => {}
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
 }

@@ -1,2 +1,32 @@
-//! Image trees. (to be written)
+//! Image trees for `capimage`: turning an untrusted tar stream from a node into a
+//! netboot root tree, and managing that tree on the management node.
+//!
+//! * [`tar`]: our own streaming tar parser (ustar, GNU, pax, every GNU sparse flavour).
+//!   We do not use a third-party tar crate because the archive comes from a node we do
+//!   not trust and we need full control over limits, sparse handling and path checks.
+//! * [`extract`]: the safe extractor. Every path is resolved beneath the staging root
+//!   with `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS)`, so the
+//!   image's own symlinks are never followed.
+//! * [`manifest`]: per-entry records (built while extracting, or by scanning a tree),
+//!   stored as TSV, with a readable diff.
+//! * [`skeleton`], [`sysclean`], [`publish`], [`report`]: the later capture steps.
+//!
+//! Only [`sys`] contains `unsafe` code (constructing uid/gid values); everything else
+//! goes through `rustix`'s safe wrappers.
+#![deny(unsafe_code)]
 
+pub mod acl;
+pub mod beneath;
+pub mod extract;
+pub mod manifest;
+pub mod publish;
+pub mod report;
+pub mod skeleton;
+pub mod sysclean;
+#[allow(unsafe_code)]
+pub mod sys;
+pub mod tar;
+pub mod util;
+
+pub use extract::{extract, extract_async, ExtractError, ExtractOptions, ExtractSummary, Limits, Progress};
+pub use manifest::{scan_tree, Difference, EntryType, Manifest, ManifestEntry};

@@ -157,6 +157,9 @@ pub trait Dispatcher: Send + Sync + 'static {
     /// parent request was authorized), no `serverdone`. Handler errors are sent
     /// as error responses on `out`.
     async fn run_sub_request(&self, req: Request, ctx: Context, out: Responder);
+
+    /// Every command name the daemon serves, sorted.
+    fn commands(&self) -> Vec<String>;
 }
 
 /// Everything a handler may use besides its request.

@@ -1,0 +1,131 @@
+//! From argv to a request, with xCAT's rules.
+
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use xcatd_proto::Request;
+
+/// Commands whose first word not starting with `-` is a noderange (xCAT's
+/// `xcatclient` family); every other command gets all words as arguments
+/// (`xcatclientnnr`).
+const NODERANGE_COMMANDS: &[&str] = &[
+    "capimage", "nodels", "xdsh", "noderange", "nodeset", "rpower", "rinv", "nodestat", "psh", "xdcp",
+    "testnodes",
+];
+
+pub enum Parsed {
+    Help,
+    Request(Request),
+}
+
+fn base_name(arg0: &str) -> &str {
+    Path::new(arg0)
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or(arg0)
+}
+
+/// Build the request for `argv` (argv[0] included).
+pub fn build_request(argv: &[String]) -> anyhow::Result<Parsed> {
+    let prog = base_name(argv.first().map(String::as_str).unwrap_or("xcatclient"));
+    let (command, words): (String, &[String]) = if prog == "xcatclient" {
+        match argv.get(1).map(String::as_str) {
+            None | Some("-h") | Some("--help") => return Ok(Parsed::Help),
+            Some(c) => (c.to_string(), &argv[2..]),
+        }
+    } else {
+        (prog.to_string(), &argv[1..])
+    };
+    let mut req = Request::new(command.clone(), Vec::new());
+    if NODERANGE_COMMANDS.contains(&command.as_str()) {
+        let mut noderange = None;
+        for w in words {
+            if noderange.is_none() && !w.starts_with('-') {
+                noderange = Some(w.clone());
+            } else {
+                req.args.push(w.clone());
+            }
+        }
+        req.noderange = noderange;
+    } else {
+        req.args = words.to_vec();
+    }
+    if command == "tabrestore" {
+        attach_table_file(&mut req)?;
+    }
+    req.cwd = std::env::current_dir().ok().map(|p| p.display().to_string());
+    req.clienttype = Some("cli".into());
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("XCAT_"))
+        .collect();
+    env.sort();
+    req.environment = env;
+    Ok(Parsed::Request(req))
+}
+
+/// `tabrestore FILE`: the server cannot read the client's files, so the
+/// file's contents travel in `<stdin>`; the file name stays an argument
+/// because the table name is its base name.
+fn attach_table_file(req: &mut Request) -> anyhow::Result<()> {
+    if req.args.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(());
+    }
+    let mut skip_next = false;
+    let mut file = None;
+    for a in &req.args {
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
+        if a == "-t" {
+            skip_next = true;
+        } else if !a.starts_with('-') {
+            file = Some(a.clone());
+        }
+    }
+    let Some(file) = file else {
+        bail!("tabrestore needs a CSV file");
+    };
+    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;
+    req.stdin = Some(text);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(argv: &[&str]) -> Request {
+        let v: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        match build_request(&v).unwrap() {
+            Parsed::Request(r) => r,
+            Parsed::Help => panic!("help"),
+        }
+    }
+
+    #[test]
+    fn command_from_link_name_and_first_word_is_noderange() {
+        let r = req(&["/usr/bin/capimage", "-p", "compute", "node1", "-V"]);
+        assert_eq!(r.command, "capimage");
+        assert_eq!(r.noderange.as_deref(), Some("compute"));
+        assert_eq!(r.args, vec!["-p", "node1", "-V"]);
+    }
+
+    #[test]
+    fn command_from_first_argument() {
+        let r = req(&["xcatclient", "tabdump", "site"]);
+        assert_eq!(r.command, "tabdump");
+        assert_eq!(r.noderange, None);
+        assert_eq!(r.args, vec!["site"]);
+        assert_eq!(r.clienttype.as_deref(), Some("cli"));
+    }
+
+    #[test]
+    fn help_for_the_client_itself() {
+        let v = vec!["xcatclient".to_string(), "-h".to_string()];
+        assert!(matches!(build_request(&v).unwrap(), Parsed::Help));
+        // Called through a link, -h belongs to the command.
+        let r = req(&["tabdump", "-h"]);
+        assert_eq!(r.args, vec!["-h"]);
+    }
+}

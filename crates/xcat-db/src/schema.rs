@@ -1,0 +1,272 @@
+//! The static table catalogue.
+//!
+//! Table and column names reach SQL only after being looked up here, so a user
+//! can never smuggle an identifier into a statement; values are always bound.
+
+/// One xCAT table: its name, its columns in xCAT's order (keys first, then
+/// data, then `comments` and `disable`) and the columns that identify a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub columns: &'static [&'static str],
+    pub keys: &'static [&'static str],
+}
+
+impl TableDef {
+    /// True when `col` is one of this table's columns.
+    pub fn has_column(&self, col: &str) -> bool {
+        self.columns.contains(&col)
+    }
+
+    /// The catalogue's own spelling of `col` (a `'static` str usable in SQL).
+    pub fn column(&self, col: &str) -> Option<&'static str> {
+        self.columns.iter().copied().find(|c| *c == col)
+    }
+
+    /// True for tables keyed by `node` (their rows may name a node or a group).
+    pub fn is_node_keyed(&self) -> bool {
+        self.keys == ["node"]
+    }
+}
+
+/// Every table this daemon knows, in the order `tabdump` lists them (sorted).
+pub static TABLES: &[TableDef] = &[
+    TableDef {
+        name: "hosts",
+        columns: &["node", "ip", "hostnames", "otherinterfaces", "comments", "disable"],
+        keys: &["node"],
+    },
+    TableDef {
+        name: "linuximage",
+        columns: &[
+            "imagename",
+            "template",
+            "boottarget",
+            "addkcmdline",
+            "pkglist",
+            "pkgdir",
+            "otherpkglist",
+            "otherpkgdir",
+            "exlist",
+            "postinstall",
+            "rootimgdir",
+            "kerneldir",
+            "nodebootif",
+            "otherifce",
+            "netdrivers",
+            "kernelver",
+            "krpmver",
+            "permission",
+            "dump",
+            "crashkernelsize",
+            "partitionfile",
+            "driverupdatesrc",
+            "comments",
+            "disable",
+        ],
+        keys: &["imagename"],
+    },
+    TableDef {
+        name: "nodelist",
+        columns: &[
+            "node",
+            "groups",
+            "status",
+            "statustime",
+            "appstatus",
+            "appstatustime",
+            "primarysn",
+            "hidden",
+            "updatestatus",
+            "updatestatustime",
+            "zonename",
+            "comments",
+            "disable",
+        ],
+        keys: &["node"],
+    },
+    TableDef {
+        name: "noderes",
+        columns: &[
+            "node",
+            "servicenode",
+            "netboot",
+            "tftpserver",
+            "tftpdir",
+            "nfsserver",
+            "monserver",
+            "nfsdir",
+            "installnic",
+            "primarynic",
+            "discoverynics",
+            "cmdinterface",
+            "xcatmaster",
+            "current_osimage",
+            "next_osimage",
+            "nimserver",
+            "routenames",
+            "nameservers",
+            "proxydhcp",
+            "syslog",
+            "comments",
+            "disable",
+        ],
+        keys: &["node"],
+    },
+    TableDef {
+        name: "nodetype",
+        columns: &[
+            "node",
+            "os",
+            "arch",
+            "profile",
+            "provmethod",
+            "supportedarchs",
+            "nodetype",
+            "comments",
+            "disable",
+        ],
+        keys: &["node"],
+    },
+    TableDef {
+        name: "osimage",
+        columns: &[
+            "imagename",
+            "groups",
+            "profile",
+            "imagetype",
+            "description",
+            "provmethod",
+            "rootfstype",
+            "osdistroname",
+            "osupdatename",
+            "cfmdir",
+            "osname",
+            "osvers",
+            "osarch",
+            "synclists",
+            "postscripts",
+            "postbootscripts",
+            "serverrole",
+            "isdeletable",
+            "kitcomponents",
+            "environvar",
+            "comments",
+            "disable",
+        ],
+        keys: &["imagename"],
+    },
+    TableDef {
+        name: "passwd",
+        columns: &[
+            "key",
+            "username",
+            "password",
+            "cryptmethod",
+            "authdomain",
+            "comments",
+            "disable",
+        ],
+        keys: &["key", "username"],
+    },
+    TableDef {
+        name: "policy",
+        columns: &[
+            "priority",
+            "name",
+            "host",
+            "commands",
+            "noderange",
+            "parameters",
+            "time",
+            "rule",
+            "comments",
+            "disable",
+        ],
+        keys: &["priority"],
+    },
+    TableDef {
+        name: "site",
+        columns: &["key", "value", "comments", "disable"],
+        keys: &["key"],
+    },
+];
+
+/// The hidden column that records insertion order (never shown in dumps).
+pub const ROWID: &str = "xcat_rowid";
+
+/// Look a table up by name.
+pub fn table(name: &str) -> Option<&'static TableDef> {
+    TABLES.iter().find(|t| t.name == name)
+}
+
+/// Quote an identifier taken from the catalogue (names there are plain
+/// lower-case words; quoting keeps words like `groups` or `key` from ever
+/// clashing with SQL keywords).
+pub(crate) fn q(ident: &str) -> String {
+    debug_assert!(ident
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()));
+    format!("\"{ident}\"")
+}
+
+/// Which SQL dialect a statement is for: only DDL and transaction start differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `CREATE TABLE` for one catalogue table.
+pub(crate) fn create_table_sql(t: &TableDef, backend: Backend) -> String {
+    let rowid = match backend {
+        Backend::Sqlite => format!("{} INTEGER PRIMARY KEY AUTOINCREMENT", q(ROWID)),
+        Backend::Postgres => format!("{} BIGSERIAL PRIMARY KEY", q(ROWID)),
+    };
+    let mut cols = vec![rowid];
+    for c in t.columns {
+        cols.push(format!("{} TEXT", q(c)));
+    }
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        q(t.name),
+        cols.join(", ")
+    )
+}
+
+/// The unique index over a table's key columns.
+pub(crate) fn create_key_index_sql(t: &TableDef) -> String {
+    let keys: Vec<String> = t.keys.iter().map(|k| q(k)).collect();
+    format!(
+        "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
+        q(&format!("{}_keys", t.name)),
+        q(t.name),
+        keys.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_ends_with_comments_and_disable_and_starts_with_keys() {
+        for t in TABLES {
+            let n = t.columns.len();
+            assert_eq!(&t.columns[n - 2..], &["comments", "disable"], "{}", t.name);
+            assert_eq!(&t.columns[..t.keys.len()], t.keys, "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn catalogue_is_sorted_and_lookup_works() {
+        let names: Vec<_> = TABLES.iter().map(|t| t.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert!(table("nodelist").unwrap().is_node_keyed());
+        assert!(table("nosuch").is_none());
+        assert!(table("site").unwrap().has_column("value"));
+        assert!(!table("site").unwrap().has_column("value;drop"));
+    }
+}

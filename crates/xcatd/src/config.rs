@@ -1,0 +1,136 @@
+//! Daemon configuration, read from a TOML file (`/etc/xcatd/xcatd.toml` by default).
+//!
+//! Every field has a default so an empty file is a valid configuration; unknown
+//! keys are refused so a typo does not silently fall back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG: &str = "/etc/xcatd/xcatd.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on; `[::]:3001` accepts IPv4 and IPv6.
+    pub listen: SocketAddr,
+    /// Directory with `ca.pem` and `server-cred.pem` (xCAT's layout), or
+    /// `server-cert.pem` + `server-key.pem`.
+    pub cert_dir: PathBuf,
+    /// Daemon state: the SQLite database by default, locks, journals.
+    pub state_dir: PathBuf,
+    /// Database URL; empty means `sqlite://<state_dir>/xcatd.sqlite`.
+    pub database: String,
+    /// Root of the install tree (images go to `<install_dir>/netboot/...`).
+    pub install_dir: PathBuf,
+    /// Shipped defaults such as exclusion lists (xCAT's share directory).
+    pub share_dir: PathBuf,
+    /// Most connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Largest request document accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Seconds allowed for the TLS handshake.
+    pub handshake_timeout: u64,
+    /// Seconds allowed before the first byte of a request.
+    pub request_idle_timeout: u64,
+    /// Seconds allowed for a whole request document.
+    pub request_timeout: u64,
+    /// Seconds a client may leave a reply unread before it is dropped.
+    pub write_timeout: u64,
+    /// Seconds running commands get to finish at shutdown before they are cancelled.
+    pub shutdown_grace: u64,
+    /// Register the commands the test suite uses (never in production).
+    pub enable_test_commands: bool,
+    /// Name this server reports (`xcatdsource`) and trusts in the default policy;
+    /// empty means the short host name.
+    pub server_name: String,
+    /// How to reach nodes.
+    pub ssh: xcat_remote::SshConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "[::]:3001".parse().expect("valid default address"),
+            cert_dir: PathBuf::from("/etc/xcat/cert"),
+            state_dir: PathBuf::from("/var/lib/xcatd"),
+            database: String::new(),
+            install_dir: PathBuf::from("/install"),
+            share_dir: PathBuf::from("/usr/share/xcatd"),
+            max_connections: 1024,
+            max_request_bytes: 1 << 20,
+            handshake_timeout: 10,
+            request_idle_timeout: 15,
+            request_timeout: 60,
+            write_timeout: 300,
+            shutdown_grace: 30,
+            enable_test_commands: false,
+            server_name: String::new(),
+            ssh: xcat_remote::SshConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Read a configuration file. A missing file at the default path means
+    /// "all defaults"; a missing file that was named explicitly is an error.
+    pub fn load(path: &Path, explicit: bool) -> anyhow::Result<Config> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let mut cfg: Config =
+            toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))?;
+        // Relative paths in the file are relative to the file, so a config can
+        // travel with its state directory (the demo and tests rely on this).
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.cert_dir, &mut cfg.state_dir, &mut cfg.install_dir, &mut cfg.share_dir] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if cfg.ssh.known_hosts.is_relative() {
+            cfg.ssh.known_hosts = base.join(&cfg.ssh.known_hosts);
+        }
+        if let Some(id) = &cfg.ssh.identity {
+            if id.is_relative() {
+                cfg.ssh.identity = Some(base.join(id));
+            }
+        }
+        if cfg.server_name.is_empty() {
+            cfg.server_name = short_hostname();
+        }
+        Ok(cfg)
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database.is_empty() {
+            format!("sqlite://{}", self.state_dir.join("xcatd.sqlite").display())
+        } else {
+            self.database.clone()
+        }
+    }
+
+    pub fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+}
+
+/// The host name up to the first dot.
+pub fn short_hostname() -> String {
+    let full = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    full.split('.').next().unwrap_or("localhost").to_string()
+}
+
+/// The full host name as the kernel knows it.
+pub fn full_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}

@@ -1,0 +1,2 @@
+//! End-to-end tests against a real `xcatd` over real TLS.
+mod daemon;
