@@ -23,13 +23,19 @@ pub const DEFAULT_PORT: u16 = 3001;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot read {path}: {source}")]
-    ReadFile { path: PathBuf, source: std::io::Error },
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {msg}")]
     Pem { path: PathBuf, msg: String },
     #[error("cannot resolve {0}")]
     Resolve(String),
     #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("timed out connecting to {0}")]
     ConnectTimeout(String),
     #[error("TLS handshake with {addr} failed: {msg}")]
@@ -196,16 +202,18 @@ impl ResponseStream {
 /// SHA-1: sha1WithRSAEncryption, ecdsa-with-SHA1, dsa-with-sha1 and OIW's
 /// sha1WithRSASignature.
 const SHA1_SIGNATURE_OIDS: [&[u8]; 4] = [
-    &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05],
+    &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05,
+    ],
     &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01],
     &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x03],
     &[0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1d],
 ];
 
 fn mentions_sha1(der: &[u8]) -> bool {
-    SHA1_SIGNATURE_OIDS
-        .iter()
-        .any(|oid| memchr::memmem::find(der, oid).is_some() || memchr::memmem::find(der, &oid[2..]).is_some())
+    SHA1_SIGNATURE_OIDS.iter().any(|oid| {
+        memchr::memmem::find(der, oid).is_some() || memchr::memmem::find(der, &oid[2..]).is_some()
+    })
 }
 
 /// Certificate errors that an old SHA-1 signed xCAT certificate produces.
@@ -246,10 +254,13 @@ impl ServerCertVerifier for ChainVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             Ok(v) => Ok(v),
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
@@ -304,16 +315,22 @@ fn handshake_message(e: &std::io::Error, sha1_seen: bool, ca_sha1: bool, ca_pem:
         return e.to_string();
     };
     if is_signature_error(tls) {
+        // rustls' own text for these lists every supported algorithm; keep it short.
+        let what = match tls {
+            rustls::Error::InvalidCertificate(CertificateError::BadSignature) => "bad signature",
+            _ => "unsupported signature algorithm",
+        };
         if sha1_seen || ca_sha1 {
             return format!(
-                "the server certificate or its CA ({}) is signed with SHA-1, which is no \
-                 longer accepted; regenerate the certificates (`xcatd init --force`) ({tls})",
+                "invalid peer certificate ({what}): the server certificate or its CA ({}) is \
+                 signed with SHA-1, which is no longer accepted; the certificates must be \
+                 regenerated (`xcatd init --force`)",
                 ca_pem.display()
             );
         }
         return format!(
-            "{tls} (certificates made by old xCAT versions use SHA-1 and must be \
-             regenerated with `xcatd init --force`)"
+            "invalid peer certificate ({what}); certificates made by old xCAT versions use \
+             SHA-1 and must be regenerated (`xcatd init --force`)"
         );
     }
     if let rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) = tls {
@@ -387,12 +404,16 @@ pub async fn connect(cfg: &ClientConfig) -> Result<(RequestSender, ResponseStrea
         },
     };
 
-    let addrs: Vec<_> =
-        match tokio::time::timeout(cfg.connect_timeout, tokio::net::lookup_host((host.as_str(), port))).await {
-            Ok(Ok(a)) => a.collect(),
-            Ok(Err(e)) => return Err(ClientError::Resolve(format!("{host}: {e}"))),
-            Err(_) => return Err(ClientError::Resolve(format!("{host}: timed out"))),
-        };
+    let addrs: Vec<_> = match tokio::time::timeout(
+        cfg.connect_timeout,
+        tokio::net::lookup_host((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(a)) => a.collect(),
+        Ok(Err(e)) => return Err(ClientError::Resolve(format!("{host}: {e}"))),
+        Err(_) => return Err(ClientError::Resolve(format!("{host}: timed out"))),
+    };
     if addrs.is_empty() {
         return Err(ClientError::Resolve(format!("{host}: no addresses")));
     }
@@ -420,7 +441,9 @@ pub async fn connect(cfg: &ClientConfig) -> Result<(RequestSender, ResponseStrea
     let _ = tcp.set_nodelay(true);
 
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config));
-    let tls = match tokio::time::timeout(cfg.connect_timeout, connector.connect(server_name, tcp)).await {
+    let tls = match tokio::time::timeout(cfg.connect_timeout, connector.connect(server_name, tcp))
+        .await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             return Err(ClientError::Tls {
@@ -478,17 +501,35 @@ mod tests {
         assert_eq!(p("[fe80::1]"), ("fe80::1".into(), 3001));
         assert_eq!(p("fe80::1"), ("fe80::1".into(), 3001));
         assert_eq!(p("::1"), ("::1".into(), 3001));
-        for bad in ["", ":3001", "mn1:", "mn1:port", "[::1", "[::1]x", "[]:1", "mn1:70000"] {
-            assert!(matches!(parse_host(bad), Err(ClientError::Resolve(_))), "{bad}");
+        for bad in [
+            "",
+            ":3001",
+            "mn1:",
+            "mn1:port",
+            "[::1",
+            "[::1]x",
+            "[]:1",
+            "mn1:70000",
+        ] {
+            assert!(
+                matches!(parse_host(bad), Err(ClientError::Resolve(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn sha1_oid_detection() {
         // AlgorithmIdentifier content as rustls reports it (OID without tag) and full DER.
-        assert!(mentions_sha1(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05, 0x05, 0x00]));
-        assert!(mentions_sha1(&[0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05]));
+        assert!(mentions_sha1(&[
+            0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05, 0x05, 0x00
+        ]));
+        assert!(mentions_sha1(&[
+            0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x05
+        ]));
         // sha256WithRSAEncryption
-        assert!(!mentions_sha1(&[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b]));
+        assert!(!mentions_sha1(&[
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b
+        ]));
     }
 }

@@ -23,7 +23,10 @@ pub enum CodecError {
     #[error("DTDs and entity declarations are not accepted")]
     Dtd,
     #[error("expected root element <{expected}>, found <{found}>")]
-    WrongRoot { expected: &'static str, found: String },
+    WrongRoot {
+        expected: &'static str,
+        found: String,
+    },
 }
 
 /// Encode a request as xCAT's Perl client does: one element per line, two-space indent.
@@ -61,7 +64,11 @@ fn estimate_len(e: &Element, depth: usize) -> usize {
         .iter()
         .map(|c| estimate_len(c, depth + 1))
         .sum::<usize>()
-        + if e.children.is_empty() { 0 } else { 2 * depth + 1 }
+        + if e.children.is_empty() {
+            0
+        } else {
+            2 * depth + 1
+        }
 }
 
 fn indent(out: &mut String, depth: usize) {
@@ -146,8 +153,9 @@ struct Open {
 impl Open {
     fn finish(self) -> Element {
         let text = if self.children.is_empty() {
+            let has_cdata = self.segments.iter().any(|(_, cdata)| *cdata);
             let mut text = join_segments(self.segments.into_iter().map(|(s, _)| s));
-            if is_pretty_indentation(&text) {
+            if !has_cdata && is_pretty_indentation(&text) {
                 text.clear();
             }
             text
@@ -193,7 +201,8 @@ fn is_xml_space(b: u8) -> bool {
 /// otherwise kept exactly (an argument may well be a single space or newline).
 fn is_pretty_indentation(text: &str) -> bool {
     let b = text.as_bytes();
-    if !(b.first() == Some(&b'\n') || b.starts_with(b"\r\n")) || !b.iter().all(|&c| is_xml_space(c)) {
+    if !(b.first() == Some(&b'\n') || b.starts_with(b"\r\n")) || !b.iter().all(|&c| is_xml_space(c))
+    {
         return false;
     }
     let last_nl = b.iter().rposition(|&c| c == b'\n').unwrap_or(0);
@@ -357,7 +366,10 @@ pub fn decode_element(bytes: &[u8]) -> Result<Element, CodecError> {
 pub fn decode_request(bytes: &[u8]) -> Result<Request, CodecError> {
     let root = decode_element(bytes)?;
     if root.name != "xcatrequest" {
-        return Err(CodecError::WrongRoot { expected: "xcatrequest", found: root.name });
+        return Err(CodecError::WrongRoot {
+            expected: "xcatrequest",
+            found: root.name,
+        });
     }
     Ok(Request::from_element(&root))
 }
@@ -365,7 +377,10 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, CodecError> {
 pub fn decode_response(bytes: &[u8]) -> Result<Response, CodecError> {
     let root = decode_element(bytes)?;
     if root.name != "xcatresponse" {
-        return Err(CodecError::WrongRoot { expected: "xcatresponse", found: root.name });
+        return Err(CodecError::WrongRoot {
+            expected: "xcatresponse",
+            found: root.name,
+        });
     }
     Ok(Response::from_element(&root))
 }
@@ -404,8 +419,10 @@ mod tests {
 
     #[test]
     fn leaf_text_exact_parent_layout_dropped() {
-        let e = decode_element(b"<r>\n  <a> x </a>\n  <b>\n</b>\n  <c>\n    </c>\n  <p>\n    <q>1</q>\n  </p>\n</r>")
-            .unwrap();
+        let e = decode_element(
+            b"<r>\n  <a> x </a>\n  <b>\n</b>\n  <c>\n    </c>\n  <p>\n    <q>1</q>\n  </p>\n</r>",
+        )
+        .unwrap();
         assert_eq!(e.text, "");
         assert_eq!(e.children[0].text, " x ");
         assert_eq!(e.children[1].text, "\n");
@@ -416,15 +433,23 @@ mod tests {
 
     #[test]
     fn entities_and_cdata() {
-        let e = decode_element(b"<r><a>&lt;&amp;&gt;&quot;&apos;&#65;&#x42;</a><b><![CDATA[<&>]]>z</b></r>")
-            .unwrap();
+        let e = decode_element(
+            b"<r><a>&lt;&amp;&gt;&quot;&apos;&#65;&#x42;</a><b><![CDATA[<&>]]>z</b></r>",
+        )
+        .unwrap();
         assert_eq!(e.children[0].text, "<&>\"'AB");
         assert_eq!(e.children[1].text, "<&>z");
+        // Whitespace in CDATA is content, never layout.
+        let e = decode_element(b"<r><a><![CDATA[\n  ]]></a></r>").unwrap();
+        assert_eq!(e.children[0].text, "\n  ");
     }
 
     #[test]
     fn unknown_entity_is_dtd_error() {
-        assert!(matches!(decode_element(b"<r>&foo;</r>"), Err(CodecError::Dtd)));
+        assert!(matches!(
+            decode_element(b"<r>&foo;</r>"),
+            Err(CodecError::Dtd)
+        ));
         assert!(matches!(
             decode_element(b"<!DOCTYPE r [<!ENTITY foo \"x\">]><r>&foo;</r>"),
             Err(CodecError::Dtd)
@@ -468,10 +493,24 @@ mod tests {
     fn depth_limit() {
         let ok = format!("{}{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH));
         assert!(decode_element(ok.as_bytes()).is_ok());
-        let deep = format!("{}{}", "<a>".repeat(MAX_DEPTH + 1), "</a>".repeat(MAX_DEPTH + 1));
-        assert!(matches!(decode_element(deep.as_bytes()), Err(CodecError::Malformed(_))));
-        let deep_empty = format!("{}<a/>{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH));
-        assert!(matches!(decode_element(deep_empty.as_bytes()), Err(CodecError::Malformed(_))));
+        let deep = format!(
+            "{}{}",
+            "<a>".repeat(MAX_DEPTH + 1),
+            "</a>".repeat(MAX_DEPTH + 1)
+        );
+        assert!(matches!(
+            decode_element(deep.as_bytes()),
+            Err(CodecError::Malformed(_))
+        ));
+        let deep_empty = format!(
+            "{}<a/>{}",
+            "<a>".repeat(MAX_DEPTH),
+            "</a>".repeat(MAX_DEPTH)
+        );
+        assert!(matches!(
+            decode_element(deep_empty.as_bytes()),
+            Err(CodecError::Malformed(_))
+        ));
     }
 
     #[test]

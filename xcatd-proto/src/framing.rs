@@ -139,7 +139,9 @@ impl Framer {
                 }
             }
             if !possible {
-                return Err(FrameError::BadStart { expected: kind.name });
+                return Err(FrameError::BadStart {
+                    expected: kind.name,
+                });
             }
             match complete {
                 None => return Ok(Scan::NeedMore),
@@ -340,7 +342,10 @@ mod tests {
 
         let mut f = Framer::default();
         f.buf.extend_from_slice(b"<xcatrequesX");
-        assert!(matches!(f.scan(&REQUEST, 1000), Err(FrameError::BadStart { .. })));
+        assert!(matches!(
+            f.scan(&REQUEST, 1000),
+            Err(FrameError::BadStart { .. })
+        ));
     }
 
     #[test]
@@ -365,6 +370,9 @@ mod tests {
         f.buf.extend_from_slice(b"<xcatrequest><!DOC");
         assert!(matches!(f.scan(&REQUEST, 1000), Ok(Scan::NeedMore)));
         f.buf.extend_from_slice(b"TYPE x>");
-        assert!(matches!(f.scan(&REQUEST, 1000), Err(FrameError::Codec(CodecError::Dtd))));
+        assert!(matches!(
+            f.scan(&REQUEST, 1000),
+            Err(FrameError::Codec(CodecError::Dtd))
+        ));
     }
 }

@@ -14,6 +14,6 @@ pub mod codec;
 pub mod framing;
 mod types;
 
-pub use codec::{CodecError, encode_request, encode_response, decode_request, decode_response};
+pub use codec::{decode_request, decode_response, encode_request, encode_response, CodecError};
 pub use framing::{FrameError, FrameLimits, RequestReader, ResponseReader};
 pub use types::{Element, NodeRecord, Request, Response};

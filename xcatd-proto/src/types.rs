@@ -234,7 +234,10 @@ impl Response {
     pub fn data_desc(desc: impl Into<String>, contents: impl Into<String>) -> Self {
         Response::new().with(Element::parent(
             "data",
-            vec![Element::leaf("desc", desc), Element::leaf("contents", contents)],
+            vec![
+                Element::leaf("desc", desc),
+                Element::leaf("contents", contents),
+            ],
         ))
     }
     /// An informational line (stdout).
@@ -337,7 +340,9 @@ impl Response {
                     .collect(),
                 errors: n.texts("error").map(str::to_string).collect(),
                 warnings: n.texts("warning").map(str::to_string).collect(),
-                errorcode: n.first_text("errorcode").and_then(|t| t.trim().parse().ok()),
+                errorcode: n
+                    .first_text("errorcode")
+                    .and_then(|t| t.trim().parse().ok()),
             })
             .collect()
     }

@@ -573,7 +573,6 @@ impl<R: Read> TarReader<R> {
             meta.sparse = Some(map);
             meta.size = real;
         } else if sp.major == Some(1) && sp.minor == Some(0) {
-            meta.remaining_hack(self, hdr_off)?;
             let map = self.read_sparse_1_0(&mut meta, hdr_off)?;
             meta.sparse = Some(map);
             meta.size = sp.realsize.ok_or_else(|| self.malformed(hdr_off, "sparse 1.0 without GNU.sparse.realsize"))?;
@@ -634,10 +633,9 @@ impl<R: Read> TarReader<R> {
             meta.size = 0;
         }
         self.current = meta.path.clone();
-        if self.remaining == 0 {
-            self.remaining = meta.stored_size;
-            self.padding = pad(meta.stored_size);
-        }
+        // the 1.0 map consumed whole blocks, so padding follows from the data alone
+        self.remaining = meta.stored_size;
+        self.padding = pad(meta.stored_size);
         Ok(meta)
     }
 
@@ -679,63 +677,54 @@ impl<R: Read> TarReader<R> {
     }
 
     /// Reads the 1.0 sparse map stored at the start of the entry's data: decimal
-    /// numbers each ended by a newline (count, then offset/size pairs), padded to a block.
+    /// numbers each ended by a newline (count, then offset/size pairs), padded to a
+    /// whole block. Shrinks `stored_size` to the data that follows the map.
     fn read_sparse_1_0(&mut self, meta: &mut EntryMeta, hdr_off: u64) -> Result<Vec<(u64, u64)>, TarError> {
         let mut blk = [0u8; BLOCK];
-        let mut pos = BLOCK; // force a read
-        let mut consumed: u64 = 0;
-        let mut next_num = |this: &mut Self, blk: &mut [u8; BLOCK], pos: &mut usize| -> Result<u64, TarError> {
-            let mut digits: Vec<u8> = Vec::new();
-            loop {
-                if *pos == BLOCK {
-                    if consumed + BLOCK as u64 > meta.stored_size {
-                        return Err(this.malformed(hdr_off, "sparse 1.0 map longer than the entry"));
+        let mut pos = BLOCK;
+        let mut consumed = 0u64;
+        let mut count: Option<u64> = None;
+        let mut map = Vec::new();
+        let mut pending: Option<u64> = None;
+        let mut digits: Vec<u8> = Vec::new();
+        loop {
+            if count == Some(map.len() as u64) && pending.is_none() {
+                break;
+            }
+            if pos == BLOCK {
+                if consumed + BLOCK as u64 > meta.stored_size {
+                    return Err(self.malformed(hdr_off, "sparse 1.0 map longer than the entry"));
+                }
+                if !self.read_block(&mut blk, "a sparse map")? {
+                    return Err(self.truncated("sparse map"));
+                }
+                consumed += BLOCK as u64;
+                pos = 0;
+            }
+            let c = blk[pos];
+            pos += 1;
+            if c == b'\n' {
+                let v = parse_dec(&digits, "sparse map").map_err(|e| self.malformed(hdr_off, e))?;
+                digits.clear();
+                match count {
+                    None => {
+                        if v > self.limits.max_sparse_segments as u64 {
+                            return Err(self.limit_err(hdr_off, "sparse map", v));
+                        }
+                        count = Some(v);
                     }
-                    if !this.read_block(blk, "a sparse map")? {
-                        return Err(this.truncated("sparse map"));
-                    }
-                    consumed += BLOCK as u64;
-                    *pos = 0;
+                    Some(_) => match pending.take() {
+                        None => pending = Some(v),
+                        Some(off) => map.push((off, v)),
+                    },
                 }
-                let c = blk[*pos];
-                *pos += 1;
-                if c == b'\n' {
-                    return parse_dec(&digits, "sparse map").map_err(|e| this.malformed(hdr_off, e));
-                }
-                if !c.is_ascii_digit() || digits.len() >= 20 {
-                    return Err(this.malformed(hdr_off, "bad number in sparse 1.0 map"));
-                }
+            } else if c.is_ascii_digit() && digits.len() < 20 {
                 digits.push(c);
+            } else {
+                return Err(self.malformed(hdr_off, "bad number in sparse 1.0 map"));
             }
-        };
-        let count = next_num(self, &mut blk, &mut pos)?;
-        if count > self.limits.max_sparse_segments as u64 {
-            return Err(self.limit_err(hdr_off, "sparse map", count));
         }
-        let mut map = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            let off = next_num(self, &mut blk, &mut pos)?;
-            let len = next_num(self, &mut blk, &mut pos)?;
-            map.push((off, len));
-        }
-        let used = blocks_used(&map);
-        let _ = used;
-        // the map occupies whole blocks; the rest of the entry is the data
-        let map_bytes = {
-            // recompute from the reading closure state: whole blocks read
-            let mut n = 0u64;
-            let mut text = count.to_string().len() as u64 + 1;
-            for (o, l) in &map {
-                text += o.to_string().len() as u64 + 1 + l.to_string().len() as u64 + 1;
-            }
-            while n < text {
-                n += BLOCK as u64;
-            }
-            n
-        };
-        meta.stored_size = meta.stored_size.checked_sub(map_bytes).ok_or_else(|| self.malformed(hdr_off, "sparse map larger than entry"))?;
-        self.remaining = meta.stored_size;
-        self.padding = pad(meta.stored_size + map_bytes);
+        meta.stored_size -= consumed;
         Ok(map)
     }
 
@@ -773,17 +762,6 @@ impl<R: Read> TarReader<R> {
         }
         Ok(total)
     }
-}
-
-impl EntryMeta {
-    /// Placeholder so the 1.0 branch reads well; the reader tracks the remaining bytes.
-    fn remaining_hack<R: Read>(&self, _r: &mut TarReader<R>, _off: u64) -> Result<(), TarError> {
-        Ok(())
-    }
-}
-
-fn blocks_used(_map: &[(u64, u64)]) -> u64 {
-    0
 }
 
 fn pad(size: u64) -> u64 {
@@ -857,7 +835,7 @@ mod tests {
 
     #[test]
     fn pax_records() {
-        let r = parse_pax(b"12 path=abc\n19 SCHILY.xattr.a=b\n").unwrap();
+        let r = parse_pax(b"12 path=abc\n20 SCHILY.xattr.a=b\n").unwrap();
         assert_eq!(r, vec![(b"path".to_vec(), b"abc".to_vec()), (b"SCHILY.xattr.a".to_vec(), b"b".to_vec())]);
         // value containing newline and '=' (length-delimited, not line-delimited)
         let r = parse_pax(b"13 path=a\nb=\n").unwrap();

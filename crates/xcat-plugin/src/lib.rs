@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use async_trait::async_trait;
-pub use xcat_db::Db;
+pub use xcat_db::{Backend, Db};
 pub use xcatd_proto::{NodeRecord, Request, Response};
 
 /// How many responses may wait between a handler and a slow client. A full

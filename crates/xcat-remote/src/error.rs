@@ -108,7 +108,8 @@ fn detail_line(text: &str, keys: &[&str]) -> String {
         .or_else(|| lines.last())
         .copied()
         .unwrap_or("ssh exited with status 255 and printed nothing");
-    pick.strip_prefix("ssh: ").unwrap_or(pick).to_string()
+    let pick = pick.strip_prefix("ssh: ").unwrap_or(pick);
+    pick.trim_end_matches('.').to_string()
 }
 
 /// Classify ssh's exit 255 before the session started, from its stderr.

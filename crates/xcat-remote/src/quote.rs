@@ -55,10 +55,13 @@ pub(crate) const SESSION_MARKER: &[u8] = b"::xcat-remote:session-started::\n";
 /// Why: when the ssh client dies (cancel, timeout, daemon stop), OpenSSH's
 /// sshd closes the session but does not signal a command that has no tty; a
 /// `sleep 1000` would live on. The watcher polls the session process (the
-/// wrapper's parent, sshd) and sends TERM, then KILL, to the command's
-/// process group once it has gone. It runs with its output on /dev/null so it
-/// never holds the channel open. `exec 3<&0` keeps the command's stdin (a
-/// background job would otherwise get /dev/null).
+/// wrapper's parent, sshd) and, once it has gone, sends TERM then KILL to the
+/// wrapper's process group (sshd makes every session a new process group;
+/// if the wrapper is not a group leader, `kill -- -$$` fails and only the
+/// command itself is signalled). The watcher exits as soon as the command has
+/// ended or the wrapper tells it to (TERM), and its output goes to /dev/null
+/// so it never holds the channel open. `exec 3<&0` keeps the command's stdin
+/// (a background job would otherwise get /dev/null).
 const WRAPPER: &str = r#"p=$PPID
 printf '::xcat-remote:session-started::\n' >&2
 exec 3<&0
@@ -66,14 +69,18 @@ exec 3<&0
 c=$!
 exec 3<&-
 (
-  trap '' TERM HUP
-  while [ -d "/proc/$p" ] || kill -0 "$p" 2>/dev/null; do
-    kill -0 "$c" 2>/dev/null || exit 0
+  trap 'exit 0' TERM
+  trap '' HUP
+  while kill -0 "$c" 2>/dev/null; do
+    if [ ! -d "/proc/$p" ] && ! kill -0 "$p" 2>/dev/null; then
+      trap '' TERM
+      kill -s TERM -- "-$$" 2>/dev/null || kill -s TERM "$c" 2>/dev/null
+      sleep 1
+      kill -s KILL -- "-$$" 2>/dev/null || kill -s KILL "$c" 2>/dev/null
+      exit 0
+    fi
     sleep 0.3 2>/dev/null || sleep 1
   done
-  kill -TERM 0 2>/dev/null
-  sleep 1
-  kill -KILL 0 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
 w=$!
 wait "$c"
@@ -130,8 +137,10 @@ mod tests {
 
     #[test]
     fn wrapper_runs_the_command_and_keeps_its_status() {
-        // Run the wrapper locally, as the remote login shell would.
-        let out = Command::new("/bin/sh")
+        // Run the wrapper locally, as the remote login shell would (in its
+        // own session, as sshd starts it).
+        let out = Command::new("setsid")
+            .arg("/bin/sh")
             .arg("-c")
             .arg(wrap_command("echo out; echo err >&2; read x; echo \"in=$x\"; exit 7"))
             .env("SHELL", "/bin/sh")

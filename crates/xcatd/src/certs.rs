@@ -68,7 +68,15 @@ fn validity(params: &mut CertificateParams) {
 fn ca_params() -> anyhow::Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "xcatd CA");
+    // A CA name unique to this installation: a certificate from another
+    // installation's CA is then reported as "unknown issuer", not as a
+    // confusing signature mismatch.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+        ^ u128::from(std::process::id());
+    dn.push(DnType::CommonName, format!("xcatd CA {} {:x}", crate::config::short_hostname(), nonce & 0xffff_ffff_ffff));
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![

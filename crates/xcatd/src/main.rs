@@ -133,6 +133,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         server_name: cfg.server_name.clone(),
     });
     let registry = dispatch::Registry::new(dispatch::plugin_handlers(cfg.enable_test_commands), db, settings)?;
+    // Signal handlers first, so a SIGTERM right after start-up is a clean stop.
+    let signals = Signals::install()?;
     let listener = bind(cfg.listen)?;
     let addr = listener.local_addr()?;
     info!(%addr, database = %redact_url(&cfg.database_url()), "xcatd listening");
@@ -143,7 +145,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            wait_for_signal().await;
+            signals.wait().await;
             info!("signal received; shutting down");
             shutdown.cancel();
         }
@@ -165,12 +167,25 @@ fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     Ok(sock.listen(1024)?)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, both meaning "shut down gracefully".
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

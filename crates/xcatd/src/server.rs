@@ -131,8 +131,9 @@ impl Server {
         let (rd, wr) = tokio::io::split(tls);
         let mut reader = RequestReader::new(rd, self.limits.clone());
         let mut writer = BufWriter::new(wr);
-        // Several requests may follow one another on a connection; most
-        // clients send one and close after `serverdone`.
+        // One request per connection, as xCAT's clients use it: the reply
+        // ends with `serverdone` and the server closes, so a client that
+        // reads to end of stream (node-side scripts do) is not left waiting.
         loop {
             let req = match reader.next_request().await {
                 Ok(Some(r)) => r,
@@ -146,9 +147,8 @@ impl Server {
                 // An abort that arrives when nothing runs has nothing to cancel.
                 continue;
             }
-            if !self.request(req, &identity, &mut reader, &mut writer).await {
-                break;
-            }
+            self.request(req, &identity, &mut reader, &mut writer).await;
+            break;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), writer.shutdown()).await;
     }
@@ -275,7 +275,7 @@ impl Server {
             user = identity.user.as_deref().unwrap_or("(unauthenticated)"),
             peer = %identity.peer,
             %command,
-            outcome = ?outcome,
+            outcome = %outcome,
             duration_ms = started.elapsed().as_millis() as u64,
             "request"
         );

@@ -63,10 +63,15 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
 
 /// Turn a TLS error into a message an operator can act on.
 pub fn explain_cert_error(msg: &str) -> anyhow::Error {
-    if msg.contains("UnsupportedSignatureAlgorithm") || msg.contains("BadSignature") {
+    if msg.contains("UnsupportedSignatureAlgorithm") {
         anyhow::anyhow!(
             "{msg}: the certificate is signed with an algorithm this server refuses (old xCAT CAs used SHA-1); \
              regenerate the certificates with `xcatd init --force` and redistribute the client credentials"
+        )
+    } else if msg.contains("BadSignature") {
+        anyhow::anyhow!(
+            "{msg}: the certificate was not signed by this server's CA key (or uses an algorithm such as \
+             SHA-1 that this server refuses); issue a new credential with `xcatd init --user NAME`"
         )
     } else {
         anyhow::anyhow!("{msg}")

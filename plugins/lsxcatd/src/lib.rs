@@ -41,7 +41,10 @@ impl Handler for LsXcatd {
             out.data(format!("Version {} (xcatd-rs)", env!("CARGO_PKG_VERSION"))).await?;
         }
         if database {
-            let kind = ctx.db.backend_name();
+            let kind = match ctx.db.backend() {
+                xcat_plugin::Backend::Sqlite => "SQLite",
+                xcat_plugin::Backend::Postgres => "PostgreSQL",
+            };
             out.data(format!("dbengine={kind}")).await?;
         }
         if commands {

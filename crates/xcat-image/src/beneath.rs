@@ -1,0 +1,284 @@
+//! Path resolution confined to a root directory.
+//!
+//! Every lookup goes through `openat2(2)` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+//! RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV` relative to a directory fd of the root:
+//! the kernel refuses `..` escapes, absolute paths, any symlink on the way (the
+//! image's `/etc -> /host/etc` cannot redirect us), `/proc` magic links and mount
+//! crossings. Final components are then handled with `*at` calls on the parent fd
+//! using flags that never follow a symlink (`O_NOFOLLOW`, `O_EXCL`,
+//! `AT_SYMLINK_NOFOLLOW`, `unlinkat`, `linkat` without `AT_SYMLINK_FOLLOW`).
+
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// The resolve flags every confined lookup uses.
+pub fn resolve_flags() -> ResolveFlags {
+    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV
+}
+
+/// An open root directory under which all paths are resolved.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// Normalises an archive path into a root-relative one: leading `/` and `./` are
+/// dropped (absolute names are made relative, as GNU tar does), empty and `.`
+/// components are skipped, and `..` anywhere is refused. The empty result means the
+/// root itself.
+pub fn normalize(path: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut out: Vec<u8> = Vec::with_capacity(path.len());
+    for comp in path.split(|&b| b == b'/') {
+        match comp {
+            b"" | b"." => continue,
+            b".." => return Err("contains a '..' component"),
+            c => {
+                if c.len() > 255 {
+                    return Err("has a component longer than 255 bytes");
+                }
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Splits a normalised relative path into (parent, last component).
+pub fn split_parent(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&[], rel),
+    }
+}
+
+/// A path component as a C string (no NUL inside: tar names are checked earlier).
+pub fn cname(name: &[u8]) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in a name"))
+}
+
+/// Explains the errno values `openat2` uses for refused resolutions.
+pub fn explain(e: &io::Error) -> Option<&'static str> {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => Some("the path goes through a symbolic link"),
+        Some(libc::EXDEV) => Some("the path escapes the root or crosses a mount point"),
+        Some(libc::ENOTDIR) => Some("a path component is not a directory"),
+        _ => None,
+    }
+}
+
+fn openat2_retry(dirfd: impl AsFd, rel: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+    let path: &[u8] = if rel.is_empty() { b"." } else { rel };
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(dirfd.as_fd(), path, flags | OFlags::CLOEXEC, mode, resolve_flags()) {
+            Ok(fd) => return Ok(fd),
+            // the kernel asks for a retry when a concurrent rename raced the lookup
+            Err(Errno::AGAIN) if tries < 16 => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+impl Root {
+    /// Opens `path` (trusted, chosen by us) as the root.
+    pub fn open(path: &Path) -> io::Result<Root> {
+        let fd = rustix::fs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(Root { fd, path: path.to_path_buf() })
+    }
+
+    /// The root's own fd.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// The root's path (for messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens a file or directory beneath the root with extra `flags`. A symlink as
+    /// the final component fails with `ELOOP` like any other.
+    pub fn open_beneath(&self, rel: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+        openat2_retry(&self.fd, rel, flags | OFlags::NOFOLLOW, mode)
+    }
+
+    /// Opens an existing directory beneath the root.
+    pub fn open_dir(&self, rel: &[u8]) -> io::Result<OwnedFd> {
+        self.open_beneath(rel, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())
+    }
+
+    /// Opens the directory `rel`, creating missing components with `mode` (root-owned).
+    /// Returns the fd and whether anything was created.
+    pub fn ensure_dir(&self, rel: &[u8], mode: Mode) -> io::Result<(OwnedFd, bool)> {
+        match self.open_dir(rel) {
+            Ok(fd) => return Ok((fd, false)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let mut cur = openat2_retry(&self.fd, b"", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+        let mut created = false;
+        for comp in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            match rustix::fs::mkdirat(&cur, comp, mode) {
+                Ok(()) => created = true,
+                Err(Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            cur = openat2_retry(&cur, comp, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty())?;
+        }
+        Ok((cur, created))
+    }
+
+    /// `lstat` of `rel` (the final component is not followed); `None` when absent.
+    pub fn lstat(&self, rel: &[u8]) -> io::Result<Option<rustix::fs::Stat>> {
+        let (parent, name) = split_parent(rel);
+        let dir = match self.open_dir(parent) {
+            Ok(d) => d,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        lstat_at(&dir, name)
+    }
+
+    /// Removes the non-directory `rel` (a symlink is removed itself, never followed).
+    /// Returns false when it did not exist.
+    pub fn unlink(&self, rel: &[u8]) -> io::Result<bool> {
+        let (parent, name) = split_parent(rel);
+        let dir = match self.open_dir(parent) {
+            Ok(d) => d,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lists the names in directory `rel` (without `.` and `..`).
+    pub fn list_dir(&self, rel: &[u8]) -> io::Result<Vec<Vec<u8>>> {
+        let fd = self.open_dir(rel)?;
+        list_dir_fd(&fd)
+    }
+
+    /// Reads a regular file beneath the root, at most `max` bytes (larger is an error).
+    pub fn read_file(&self, rel: &[u8], max: u64) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let fd = self.open_beneath(rel, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
+        let st = rustix::fs::fstat(&fd)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        let mut f = std::fs::File::from(fd);
+        let mut v = Vec::new();
+        (&mut f).take(max + 1).read_to_end(&mut v)?;
+        if v.len() as u64 > max {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "file too large"));
+        }
+        Ok(v)
+    }
+
+    /// Replaces the content of regular file `rel` atomically (temporary file in the
+    /// same directory, then `renameat`), keeping its owner and mode.
+    pub fn rewrite_file(&self, rel: &[u8], content: &[u8]) -> io::Result<()> {
+        use std::io::Write;
+        let (parent, name) = split_parent(rel);
+        let dir = self.open_dir(parent)?;
+        let st = lstat_at(&dir, name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        }
+        let mut tmp = b".".to_vec();
+        tmp.extend_from_slice(name);
+        tmp.extend_from_slice(format!(".capimage-{}", std::process::id()).as_bytes());
+        let _ = rustix::fs::unlinkat(&dir, &tmp[..], AtFlags::empty());
+        let fd = rustix::fs::openat(
+            &dir,
+            &tmp[..],
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        let owner = crate::sys::Owner::new(st.st_uid.into(), st.st_gid.into());
+        let mut f = std::fs::File::from(fd);
+        let res = (|| -> io::Result<()> {
+            f.write_all(content)?;
+            if let Some(o) = owner {
+                crate::sys::fchown(&f, o)?;
+            }
+            rustix::fs::fchmod(&f, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+            f.sync_all()?;
+            rustix::fs::renameat(&dir, &tmp[..], &dir, name)?;
+            Ok(())
+        })();
+        if res.is_err() {
+            let _ = rustix::fs::unlinkat(&dir, &tmp[..], AtFlags::empty());
+        }
+        res
+    }
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`; `None` when absent.
+pub fn lstat_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<rustix::fs::Stat>> {
+    let name: &[u8] = if name.is_empty() { b"." } else { name };
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Names in an open directory, without `.` and `..`.
+pub fn list_dir_fd(fd: impl AsFd) -> io::Result<Vec<Vec<u8>>> {
+    let mut dir = rustix::fs::Dir::read_from(fd)?;
+    let mut out = Vec::new();
+    while let Some(ent) = dir.read() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            out.push(n.to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// Path through `/proc/self/fd` naming `name` inside the directory `dirfd`. Used only
+/// for the `l*xattr` calls on symlinks and device nodes, which have no fd-based
+/// variant that works on them: the kernel resolves the magic link to the directory we
+/// already hold, then `name` (a single component) is not followed by the `l*` call.
+pub fn proc_path(dirfd: &impl std::os::fd::AsRawFd, name: &[u8]) -> io::Result<CString> {
+    let mut p = format!("/proc/self/fd/{}/", dirfd.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name);
+    cname(&p)
+}
+
+/// Convenience for `CStr` names.
+pub fn as_cstr(c: &CString) -> &CStr {
+    c.as_c_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalize(b"./a/b").unwrap(), b"a/b");
+        assert_eq!(normalize(b"/etc//passwd").unwrap(), b"etc/passwd");
+        assert_eq!(normalize(b"./").unwrap(), b"");
+        assert_eq!(normalize(b"a/./b/").unwrap(), b"a/b");
+        assert!(normalize(b"../x").is_err());
+        assert!(normalize(b"a/../../x").is_err());
+        assert!(normalize(b"a/..").is_err());
+        assert_eq!(normalize(b"a/..b").unwrap(), b"a/..b");
+        assert_eq!(split_parent(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split_parent(b"c"), (&b""[..], &b"c"[..]));
+    }
+}

@@ -1,0 +1,639 @@
+//! Safe extraction of an untrusted tar stream into a staging directory.
+//!
+//! Rules (the node sending the stream is not trusted and we run as root):
+//! * Paths: leading `/` and `./` are stripped (absolute names become relative to the
+//!   staging root, as GNU tar does; a note is recorded once). A `..` component aborts
+//!   the extraction with [`ExtractError::UnsafePath`] naming the entry.
+//! * Every parent directory is opened with `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
+//!   RESOLVE_NO_MAGICLINKS|RESOLVE_NO_XDEV)` from the root fd ([`crate::beneath`]): an
+//!   entry "through" one of the image's symlinks fails. Missing parents are created
+//!   (mode 0755, root-owned) like GNU tar does.
+//! * An existing entry at the target path is removed first (`unlinkat`; an empty
+//!   directory with `AT_REMOVEDIR`), then the new one is created with `O_CREAT|O_EXCL|
+//!   O_NOFOLLOW`, so we never write through an old symlink, device node or FIFO. An
+//!   existing directory stays when the new entry is a directory too.
+//! * Hard links must name an entry already extracted from this archive; `linkat` is
+//!   called on beneath-resolved parent fds without `AT_SYMLINK_FOLLOW`.
+//! * Declared sizes are not trusted: nothing is preallocated; a short body is
+//!   [`TarError::Truncated`]; sparse files get their final size (`ftruncate`) only
+//!   after all their data arrived. Holes are preserved by writing segments at their
+//!   offsets.
+//! * Attributes: `fchown` first, then `fchmod` (so setuid/setgid survive the chown),
+//!   then xattrs (after chown, which would clear `security.capability`), then times.
+//!   Directory times are applied at the end, deepest first.
+//! * Xattrs restored: `user.*`, `trusted.*`, `security.*`, and the POSIX ACLs
+//!   (`system.posix_acl_access/default`, from the binary xattr when the archive has it,
+//!   else converted from `SCHILY.acl.*` text; names in ACL text are resolved against the
+//!   image's own `/etc/passwd` and `/etc/group` at the end). Other namespaces are
+//!   skipped with a warning. On symlinks and device nodes xattrs are set with
+//!   `lsetxattr` through `/proc/self/fd/<parent>/<name>` (the kernel only allows
+//!   `trusted.*`/`security.*` there). A failure to set an xattr is a warning.
+//! * Entry types tar cannot carry meaningfully (sockets never appear; unknown type
+//!   flags) are skipped with a note.
+//!
+//! Memory stays bounded: one 128 KiB data buffer, metadata limited by [`Limits`], plus
+//! per-entry bookkeeping (the set of extracted paths for hard links and the manifest).
+
+use crate::acl;
+use crate::beneath::{self, cname, explain, lstat_at, normalize, proc_path, split_parent, Root};
+use crate::manifest::{hash_zeros, EntryType, Manifest, ManifestEntry};
+pub use crate::tar::Limits;
+use crate::tar::{EntryMeta, Kind, Mtime, TarError, TarReader};
+use crate::util::{display_path, escape_bytes};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Counters the caller can poll while extraction runs.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Archive bytes consumed from the stream.
+    pub bytes: Arc<AtomicU64>,
+    /// Entries extracted.
+    pub entries: Arc<AtomicU64>,
+}
+
+/// Options for [`extract`].
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    pub limits: Limits,
+    pub progress: Option<Progress>,
+    /// At most this many bytes are read and discarded after the end-of-archive marker.
+    pub drain_max: u64,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions { limits: Limits::default(), progress: None, drain_max: 1 << 20 }
+    }
+}
+
+/// Per-type counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub char_devices: u64,
+    pub block_devices: u64,
+    pub fifos: u64,
+    pub skipped: u64,
+}
+
+/// What an extraction did.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractSummary {
+    pub entries: u64,
+    /// Archive bytes read (including headers and padding).
+    pub archive_bytes: u64,
+    /// Logical bytes of regular files.
+    pub content_bytes: u64,
+    pub counts: Counts,
+    /// Manifest of what was extracted (hard links resolved into groups).
+    pub manifest: Manifest,
+    /// Informational remarks (absolute names made relative, skipped types...).
+    pub notes: Vec<String>,
+    /// Things that were not restored as in the archive (xattrs refused by the kernel...).
+    pub warnings: Vec<String>,
+}
+
+/// Extraction failures. Every variant that concerns one entry names it.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Archive(#[from] TarError),
+    #[error("entry {entry}: refused: the name {reason}")]
+    UnsafePath { entry: String, reason: String },
+    #[error("entry {entry}: {what}: {source}{}", explain(source).map(|s| format!(" ({s})")).unwrap_or_default())]
+    Io { entry: String, what: String, source: io::Error },
+    #[error("entry {entry}: hard link to {target} refused: {reason}")]
+    HardLink { entry: String, target: String, reason: String },
+    #[error("entry {entry}: {reason}")]
+    Invalid { entry: String, reason: String },
+    #[error("cannot open the staging directory {path}: {source}")]
+    Root { path: PathBuf, source: io::Error },
+    #[error("extraction stopped: {0}")]
+    Aborted(String),
+}
+
+fn ioe(entry: &[u8], what: &str) -> impl FnOnce(io::Error) -> ExtractError {
+    let what = what.to_string();
+    let entry = escape_bytes(entry);
+    move |source| ExtractError::Io { entry, what, source }
+}
+
+fn errno_io(e: Errno) -> io::Error {
+    e.into()
+}
+
+/// Extracts the tar stream `reader` into the existing directory `root`.
+pub fn extract<R: Read>(reader: R, root: &Path, opts: &ExtractOptions) -> Result<ExtractSummary, ExtractError> {
+    let root_h = Root::open(root).map_err(|source| ExtractError::Root { path: root.to_path_buf(), source })?;
+    let counter = opts.progress.as_ref().map(|p| p.bytes.clone());
+    let mut tar = TarReader::new(reader, opts.limits.clone(), counter);
+    let mut ex = Extractor {
+        root: root_h,
+        opts,
+        extracted: HashSet::new(),
+        dir_times: Vec::new(),
+        deferred_acls: Vec::new(),
+        summary: ExtractSummary::default(),
+        cache: None,
+        buf: vec![0u8; 128 * 1024],
+        noted_absolute: false,
+    };
+    while let Some(meta) = tar.next_entry()? {
+        ex.entry(&mut tar, &meta)?;
+        ex.summary.entries += 1;
+        if let Some(p) = &opts.progress {
+            p.entries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    tar.drain(opts.drain_max)?;
+    ex.finish()?;
+    ex.summary.archive_bytes = tar.offset();
+    ex.summary.notes.append(&mut tar.notes);
+    ex.summary.manifest.resolve_hardlinks();
+    Ok(ex.summary)
+}
+
+/// Async front end: reads `reader` on the runtime and feeds the synchronous extractor,
+/// which runs in `spawn_blocking`, through a bounded channel (8 chunks of 64 KiB), so
+/// memory stays bounded whatever the archive size.
+pub async fn extract_async<R>(mut reader: R, root: PathBuf, opts: ExtractOptions) -> Result<ExtractSummary, ExtractError>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(8);
+    let task = tokio::task::spawn_blocking(move || {
+        let r = ChannelReader { rx, cur: Vec::new(), pos: 0 };
+        extract(r, &root, &opts)
+    });
+    loop {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let res = match reader.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => {
+                chunk.truncate(n);
+                Ok(chunk)
+            }
+            Err(e) => Err(e),
+        };
+        let failed = res.is_err();
+        if tx.send(res).await.is_err() || failed {
+            break; // the extractor stopped (error or end of archive) or the source failed
+        }
+    }
+    drop(tx);
+    task.await.map_err(|e| ExtractError::Aborted(format!("extraction task failed: {e}")))?
+}
+
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.cur.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(v)) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+struct DeferredAcl {
+    path: Vec<u8>,
+    name: &'static str,
+    text: Vec<u8>,
+    is_dir: bool,
+}
+
+struct Extractor<'a> {
+    root: Root,
+    opts: &'a ExtractOptions,
+    /// Non-directory paths created from this archive: the only valid hard-link targets.
+    extracted: HashSet<Vec<u8>>,
+    dir_times: Vec<(Vec<u8>, Mtime)>,
+    deferred_acls: Vec<DeferredAcl>,
+    summary: ExtractSummary,
+    /// The last parent directory opened, by path (invalidated whenever we remove anything).
+    cache: Option<(Vec<u8>, Arc<OwnedFd>)>,
+    buf: Vec<u8>,
+    noted_absolute: bool,
+}
+
+fn timestamps(m: Mtime) -> Timestamps {
+    let t = Timespec { tv_sec: m.sec, tv_nsec: i64::from(m.nsec) };
+    Timestamps { last_access: t, last_modification: t }
+}
+
+/// Where xattrs go: an open fd, or `/proc/self/fd/<parent>/<name>` with `lsetxattr`.
+enum XTarget<'a> {
+    Fd(&'a OwnedFd),
+    Path(&'a OwnedFd, &'a [u8]),
+}
+
+fn set_xattr(t: &XTarget<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
+    match t {
+        XTarget::Fd(fd) => rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()).map_err(errno_io),
+        XTarget::Path(dir, n) => {
+            let p = proc_path(*dir, n)?;
+            rustix::fs::lsetxattr(p.as_c_str(), name, value, XattrFlags::empty()).map_err(errno_io)
+        }
+    }
+}
+
+fn xattr_allowed(name: &[u8]) -> bool {
+    name.starts_with(b"user.")
+        || name.starts_with(b"trusted.")
+        || name.starts_with(b"security.")
+        || name == b"system.posix_acl_access"
+        || name == b"system.posix_acl_default"
+}
+
+impl Extractor<'_> {
+    fn unsafe_path(&self, meta: &EntryMeta, reason: &str) -> ExtractError {
+        ExtractError::UnsafePath { entry: escape_bytes(&meta.path), reason: reason.to_string() }
+    }
+
+    /// Opens (creating if needed) the parent directory of `rel`, beneath the root.
+    fn parent(&mut self, entry: &[u8], parent: &[u8], create: bool) -> Result<Arc<OwnedFd>, ExtractError> {
+        if let Some((p, fd)) = &self.cache {
+            if p == parent {
+                return Ok(fd.clone());
+            }
+        }
+        let fd = if create {
+            let (fd, created) = self.root.ensure_dir(parent, Mode::from_raw_mode(0o755)).map_err(ioe(entry, "opening its parent directory"))?;
+            if created {
+                self.summary.notes.push(format!("created missing parent directory {}", display_path(parent)));
+            }
+            fd
+        } else {
+            self.root.open_dir(parent).map_err(ioe(entry, "opening its parent directory"))?
+        };
+        let fd = Arc::new(fd);
+        self.cache = Some((parent.to_vec(), fd.clone()));
+        Ok(fd)
+    }
+
+    /// Removes whatever is at `name` in `dir` unless it is a directory and `keep_dir`.
+    /// Returns true when a directory exists and was kept.
+    fn clear(&mut self, entry: &[u8], dir: &OwnedFd, name: &[u8], keep_dir: bool) -> Result<bool, ExtractError> {
+        let Some(st) = lstat_at(dir, name).map_err(ioe(entry, "checking the existing path"))? else {
+            return Ok(false);
+        };
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        if is_dir && keep_dir {
+            return Ok(true);
+        }
+        self.cache = None;
+        let flags = if is_dir { AtFlags::REMOVEDIR } else { AtFlags::empty() };
+        match rustix::fs::unlinkat(dir, name, flags) {
+            Ok(()) => Ok(false),
+            Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => Err(ExtractError::Invalid {
+                entry: escape_bytes(entry),
+                reason: "would replace a non-empty directory".into(),
+            }),
+            Err(e) => Err(ioe(entry, "removing the existing path")(e.into())),
+        }
+    }
+
+    fn entry<R: Read>(&mut self, tar: &mut TarReader<R>, meta: &EntryMeta) -> Result<(), ExtractError> {
+        let rel = normalize(&meta.path).map_err(|r| self.unsafe_path(meta, r))?;
+        if meta.path.starts_with(b"/") && !self.noted_absolute {
+            self.noted_absolute = true;
+            self.summary.notes.push(format!(
+                "leading '/' removed from entry names (first: {})",
+                escape_bytes(&meta.path)
+            ));
+        }
+        let e = &meta.path;
+        if let Kind::Other(t) = meta.kind {
+            self.summary.counts.skipped += 1;
+            self.summary.notes.push(format!("entry {}: type {:?} not supported, skipped", escape_bytes(e), t as char));
+            return Ok(());
+        }
+        let owner = crate::sys::Owner::new(meta.uid, meta.gid).ok_or_else(|| ExtractError::Invalid {
+            entry: escape_bytes(e),
+            reason: format!("uid/gid {}/{} out of range", meta.uid, meta.gid),
+        })?;
+        if rel.is_empty() {
+            if meta.kind != Kind::Directory {
+                return Err(ExtractError::Invalid { entry: escape_bytes(e), reason: "names the root but is not a directory".into() });
+            }
+            let fd = self.root.open_dir(b"").map_err(ioe(e, "opening the root"))?;
+            let x = self.apply_attrs(meta, &rel, &fd, owner, true)?;
+            self.dir_times.push((rel.clone(), meta.mtime));
+            self.record(meta, &rel, EntryType::Dir, None, x);
+            self.summary.counts.dirs += 1;
+            return Ok(());
+        }
+        let (parent_rel, name) = split_parent(&rel);
+        let (parent_rel, name) = (parent_rel.to_vec(), name.to_vec());
+        let dir = self.parent(e, &parent_rel, true)?;
+        let cn = cname(&name).map_err(ioe(e, "name"))?;
+        match meta.kind {
+            Kind::Directory => {
+                if !self.clear(e, &dir, &name, true)? {
+                    rustix::fs::mkdirat(&*dir, cn.as_c_str(), Mode::from_raw_mode(0o700)).map_err(|x| ioe(e, "creating the directory")(x.into()))?;
+                }
+                let fd = rustix::fs::openat2(
+                    &*dir,
+                    cn.as_c_str(),
+                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    beneath::resolve_flags(),
+                )
+                .map_err(|x| ioe(e, "opening the directory")(x.into()))?;
+                let x = self.apply_attrs(meta, &rel, &fd, owner, true)?;
+                self.extracted.remove(&rel);
+                self.dir_times.push((rel.clone(), meta.mtime));
+                self.record(meta, &rel, EntryType::Dir, None, x);
+                self.summary.counts.dirs += 1;
+            }
+            Kind::File => {
+                self.clear(e, &dir, &name, false)?;
+                let fd = rustix::fs::openat(
+                    &*dir,
+                    cn.as_c_str(),
+                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|x| ioe(e, "creating the file")(x.into()))?;
+                let file = std::fs::File::from(fd);
+                let sha = self.write_content(tar, meta, &file)?;
+                let fd = OwnedFd::from(file);
+                let x = self.apply_attrs(meta, &rel, &fd, owner, false)?;
+                self.extracted.insert(rel.clone());
+                let mut m = self.record(meta, &rel, EntryType::File, None, x);
+                m.sha256 = Some(sha);
+                m.size = meta.size;
+                self.summary.manifest.insert(m);
+                self.summary.content_bytes += meta.size;
+                self.summary.counts.files += 1;
+            }
+            Kind::Symlink => {
+                self.clear(e, &dir, &name, false)?;
+                rustix::fs::symlinkat(&meta.link[..], &*dir, cn.as_c_str()).map_err(|x| ioe(e, "creating the symlink")(x.into()))?;
+                let x = self.apply_node_attrs(meta, &rel, &dir, &name, owner, false)?;
+                self.extracted.insert(rel.clone());
+                self.record(meta, &rel, EntryType::Symlink, Some(meta.link.clone()), x);
+                self.summary.counts.symlinks += 1;
+            }
+            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
+                self.clear(e, &dir, &name, false)?;
+                let (ft, kind) = match meta.kind {
+                    Kind::CharDevice => (FileType::CharacterDevice, EntryType::CharDevice),
+                    Kind::BlockDevice => (FileType::BlockDevice, EntryType::BlockDevice),
+                    _ => (FileType::Fifo, EntryType::Fifo),
+                };
+                let dev = if kind == EntryType::Fifo { 0 } else { rustix::fs::makedev(meta.devmajor, meta.devminor) };
+                rustix::fs::mknodat(&*dir, cn.as_c_str(), ft, Mode::from_raw_mode(0o600), dev)
+                    .map_err(|x| ioe(e, "creating the device node or FIFO")(x.into()))?;
+                let x = self.apply_node_attrs(meta, &rel, &dir, &name, owner, true)?;
+                self.extracted.insert(rel.clone());
+                let mut m = self.record(meta, &rel, kind, None, x);
+                if kind != EntryType::Fifo {
+                    m.rdev = Some((meta.devmajor, meta.devminor));
+                    self.summary.counts.char_devices += u64::from(kind == EntryType::CharDevice);
+                    self.summary.counts.block_devices += u64::from(kind == EntryType::BlockDevice);
+                } else {
+                    self.summary.counts.fifos += 1;
+                }
+                self.summary.manifest.insert(m);
+            }
+            Kind::HardLink => {
+                let target = normalize(&meta.link).map_err(|r| ExtractError::HardLink {
+                    entry: escape_bytes(e),
+                    target: escape_bytes(&meta.link),
+                    reason: format!("the target name {r}"),
+                })?;
+                let refuse = |reason: &str| ExtractError::HardLink {
+                    entry: escape_bytes(e),
+                    target: escape_bytes(&meta.link),
+                    reason: reason.to_string(),
+                };
+                if target == rel {
+                    return Err(refuse("links to itself"));
+                }
+                if !self.extracted.contains(&target) {
+                    return Err(refuse("the target is not an entry extracted earlier from this archive"));
+                }
+                let (tp, tn) = split_parent(&target);
+                let (tp, tn) = (tp.to_vec(), tn.to_vec());
+                let tdir = self.parent(e, &tp, false)?;
+                // the target's parent may have been the cache; re-fetch ours afterwards
+                let dir = self.parent(e, &parent_rel, true)?;
+                self.clear(e, &dir, &name, false)?;
+                let tdir = if self.cache.is_none() { self.parent(e, &tp, false)? } else { tdir };
+                let dir = self.parent(e, &parent_rel, true)?;
+                rustix::fs::linkat(&*tdir, &tn[..], &*dir, cn.as_c_str(), AtFlags::empty())
+                    .map_err(|x| ioe(e, "creating the hard link")(x.into()))?;
+                self.extracted.insert(rel.clone());
+                let mut m = self.record(meta, &rel, EntryType::File, None, BTreeMap::new());
+                m.hardlink = Some(target);
+                self.summary.manifest.insert(m);
+                self.summary.counts.hardlinks += 1;
+            }
+            Kind::Other(_) => unreachable!("handled above"),
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, meta: &EntryMeta, rel: &[u8], kind: EntryType, link: Option<Vec<u8>>, xattrs: BTreeMap<Vec<u8>, Vec<u8>>) -> ManifestEntry {
+        let m = ManifestEntry {
+            path: rel.to_vec(),
+            kind,
+            mode: meta.mode & 0o7777,
+            uid: meta.uid as u32,
+            gid: meta.gid as u32,
+            size: 0,
+            mtime_sec: meta.mtime.sec,
+            mtime_nsec: meta.mtime.nsec,
+            sha256: None,
+            rdev: None,
+            link,
+            hardlink: None,
+            xattrs,
+            blocks: None,
+        };
+        self.summary.manifest.insert(m.clone());
+        m
+    }
+
+    /// Writes a regular file's data (sparse segments at their offsets) and returns the
+    /// SHA-256 of its logical content.
+    fn write_content<R: Read>(&mut self, tar: &mut TarReader<R>, meta: &EntryMeta, file: &std::fs::File) -> Result<[u8; 32], ExtractError> {
+        let e = &meta.path;
+        let mut h = Sha256::new();
+        match &meta.sparse {
+            None => {
+                let mut w = io::BufWriter::with_capacity(0, file);
+                loop {
+                    let n = tar.read_data(&mut self.buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&self.buf[..n]);
+                    w.write_all(&self.buf[..n]).map_err(ioe(e, "writing"))?;
+                }
+            }
+            Some(map) => {
+                let mut pos = 0u64;
+                for &(off, len) in map {
+                    hash_zeros(&mut h, off - pos);
+                    let mut woff = off;
+                    let mut left = len;
+                    while left > 0 {
+                        let want = (left.min(self.buf.len() as u64)) as usize;
+                        let n = tar.read_data(&mut self.buf[..want])?;
+                        if n == 0 {
+                            return Err(ExtractError::Invalid { entry: escape_bytes(e), reason: "sparse data shorter than its map".into() });
+                        }
+                        h.update(&self.buf[..n]);
+                        file.write_all_at(&self.buf[..n], woff).map_err(ioe(e, "writing"))?;
+                        woff += n as u64;
+                        left -= n as u64;
+                    }
+                    pos = off + len;
+                }
+                hash_zeros(&mut h, meta.size - pos);
+                // only now, with every byte of the body received, give the file its size
+                file.set_len(meta.size).map_err(ioe(e, "setting the size"))?;
+            }
+        }
+        Ok(h.finalize().into())
+    }
+
+    /// Owner, mode, xattrs and (for non-directories) times on an open file or directory.
+    fn apply_attrs(&mut self, meta: &EntryMeta, rel: &[u8], fd: &OwnedFd, owner: crate::sys::Owner, is_dir: bool) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, ExtractError> {
+        let e = &meta.path;
+        crate::sys::fchown(fd, owner).map_err(ioe(e, "changing the owner"))?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode & 0o7777)).map_err(|x| ioe(e, "changing the mode")(x.into()))?;
+        let x = self.apply_xattrs(meta, rel, &XTarget::Fd(fd), is_dir);
+        if !is_dir {
+            rustix::fs::futimens(fd, &timestamps(meta.mtime)).map_err(|x| ioe(e, "setting the times")(x.into()))?;
+        }
+        Ok(x)
+    }
+
+    /// Owner, mode, xattrs, times on a symlink or node, by name in its parent, never
+    /// following a symlink.
+    fn apply_node_attrs(&mut self, meta: &EntryMeta, rel: &[u8], dir: &OwnedFd, name: &[u8], owner: crate::sys::Owner, chmod: bool) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, ExtractError> {
+        let e = &meta.path;
+        let cn = cname(name).map_err(ioe(e, "name"))?;
+        crate::sys::lchownat(dir, cn.as_c_str(), owner).map_err(ioe(e, "changing the owner"))?;
+        if chmod {
+            // the node was just created by us under this name in a directory we hold, and
+            // nodes are not symlinks, so following here cannot leave the tree
+            rustix::fs::chmodat(dir, cn.as_c_str(), Mode::from_raw_mode(meta.mode & 0o7777), AtFlags::empty())
+                .map_err(|x| ioe(e, "changing the mode")(x.into()))?;
+        }
+        let x = self.apply_xattrs(meta, rel, &XTarget::Path(dir, name), false);
+        rustix::fs::utimensat(dir, cn.as_c_str(), &timestamps(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|x| ioe(e, "setting the times")(x.into()))?;
+        Ok(x)
+    }
+
+    fn apply_xattrs(&mut self, meta: &EntryMeta, rel: &[u8], t: &XTarget<'_>, is_dir: bool) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for (k, v) in &meta.xattrs {
+            if xattr_allowed(k) {
+                wanted.insert(k.clone(), v.clone());
+            } else {
+                self.summary.warnings.push(format!("entry {}: xattr {} not restored (namespace not supported)", escape_bytes(&meta.path), escape_bytes(k)));
+            }
+        }
+        let acls: [(&'static str, &Option<Vec<u8>>, bool); 2] =
+            [("system.posix_acl_access", &meta.acl_access, true), ("system.posix_acl_default", &meta.acl_default, false)];
+        for (name, text, access) in acls {
+            let Some(text) = text else { continue };
+            if wanted.contains_key(name.as_bytes()) || (!access && !is_dir) {
+                continue;
+            }
+            match acl::text_to_xattr(text, &|_, _| None, access) {
+                Ok(Some(v)) => {
+                    wanted.insert(name.as_bytes().to_vec(), v);
+                }
+                Ok(None) => {}
+                Err(acl::AclError::Unresolved { .. }) => self.deferred_acls.push(DeferredAcl { path: rel.to_vec(), name, text: text.clone(), is_dir }),
+                Err(err) => self.summary.warnings.push(format!("entry {}: {name} not restored: {err}", escape_bytes(&meta.path))),
+            }
+        }
+        for (k, v) in &wanted {
+            if let Err(err) = set_xattr(t, k, v) {
+                self.summary.warnings.push(format!("entry {}: cannot set xattr {}: {err}", escape_bytes(&meta.path), escape_bytes(k)));
+            }
+        }
+        wanted
+    }
+
+    /// End of archive: named ACLs (resolved with the image's passwd/group), then
+    /// directory times, deepest first.
+    fn finish(&mut self) -> Result<(), ExtractError> {
+        if !self.deferred_acls.is_empty() {
+            let passwd = self.root.read_file(b"etc/passwd", 16 << 20).unwrap_or_default();
+            let group = self.root.read_file(b"etc/group", 16 << 20).unwrap_or_default();
+            let lookup = |is_user: bool, n: &str| acl::lookup_in(if is_user { &passwd } else { &group }, n);
+            for d in std::mem::take(&mut self.deferred_acls) {
+                let res = acl::text_to_xattr(&d.text, &lookup, d.name.ends_with("access"))
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| {
+                        let Some(v) = v else { return Ok(None) };
+                        let flags = if d.is_dir { OFlags::DIRECTORY } else { OFlags::empty() };
+                        let fd = self.root.open_beneath(&d.path, flags | OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).map_err(|e| e.to_string())?;
+                        rustix::fs::fsetxattr(&fd, d.name, &v, XattrFlags::empty()).map_err(|e| e.to_string())?;
+                        Ok(Some(v))
+                    });
+                match res {
+                    Ok(Some(v)) => {
+                        if let Some(m) = self.summary.manifest.entries.get_mut(&d.path) {
+                            m.xattrs.insert(d.name.as_bytes().to_vec(), v);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => self.summary.warnings.push(format!("entry {}: {} not restored: {err}", display_path(&d.path), d.name)),
+                }
+            }
+        }
+        self.dir_times.sort_by_key(|(p, _)| std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count() + usize::from(!p.is_empty())));
+        self.cache = None;
+        for (p, t) in std::mem::take(&mut self.dir_times) {
+            let res = if p.is_empty() {
+                rustix::fs::futimens(self.root.fd(), &timestamps(t)).map_err(errno_io)
+            } else {
+                let (parent, name) = split_parent(&p);
+                self.root
+                    .open_dir(parent)
+                    .and_then(|d| rustix::fs::utimensat(&d, name, &timestamps(t), AtFlags::SYMLINK_NOFOLLOW).map_err(errno_io))
+            };
+            if let Err(err) = res {
+                self.summary.warnings.push(format!("directory {}: times not restored: {err}", display_path(&p)));
+            }
+        }
+        let _ = self.opts;
+        Ok(())
+    }
+}

@@ -1,0 +1,588 @@
+//! Manifests: one record per tree entry (path, type, mode, owner, size, mtime,
+//! content hash, device numbers, link target, hard-link group, xattrs).
+//!
+//! Built while extracting ([`crate::extract`]) or by walking an existing tree
+//! ([`scan_tree`]), so a captured image can be compared with its source.
+//!
+//! # File format (TSV)
+//! The first line is `#xcat-image-manifest v1`, the second names the columns:
+//! `path type mode uid gid size mtime sha256 rdev link hardlink xattrs`, tab-separated.
+//! One line per entry, sorted by path bytes. Byte strings (paths, link targets, xattr
+//! names) use [`crate::util::escape_bytes`] (so non-UTF-8 names, spaces, tabs and
+//! newlines are unambiguous); paths are written `/`-rooted (`/` is the root itself).
+//! `type` is one of `f d l c b p s`; `mode` is 4-digit octal (permission bits incl.
+//! setuid/setgid/sticky); `mtime` is `seconds.nanoseconds`; `sha256` is the hex digest
+//! of the logical content of regular files (holes read as zeros); `rdev` is
+//! `major:minor`; `hardlink` is the smallest path of the entry's hard-link group;
+//! `xattrs` is `name=hexvalue` joined by `,`. Absent values are `-`.
+//! Directory, symlink and device sizes are recorded as 0.
+
+use crate::beneath::{list_dir_fd, lstat_at, proc_path, Root};
+use crate::util::{display_path, escape_bytes, unescape_bytes};
+use rustix::fs::{Mode, OFlags};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+/// Entry type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryType {
+    File,
+    Dir,
+    Symlink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+    Socket,
+}
+
+impl EntryType {
+    fn letter(self) -> char {
+        match self {
+            EntryType::File => 'f',
+            EntryType::Dir => 'd',
+            EntryType::Symlink => 'l',
+            EntryType::CharDevice => 'c',
+            EntryType::BlockDevice => 'b',
+            EntryType::Fifo => 'p',
+            EntryType::Socket => 's',
+        }
+    }
+
+    fn from_letter(c: &str) -> Option<EntryType> {
+        Some(match c {
+            "f" => EntryType::File,
+            "d" => EntryType::Dir,
+            "l" => EntryType::Symlink,
+            "c" => EntryType::CharDevice,
+            "b" => EntryType::BlockDevice,
+            "p" => EntryType::Fifo,
+            "s" => EntryType::Socket,
+            _ => return None,
+        })
+    }
+
+    fn from_mode(mode: u32) -> EntryType {
+        match mode & libc::S_IFMT {
+            libc::S_IFDIR => EntryType::Dir,
+            libc::S_IFLNK => EntryType::Symlink,
+            libc::S_IFCHR => EntryType::CharDevice,
+            libc::S_IFBLK => EntryType::BlockDevice,
+            libc::S_IFIFO => EntryType::Fifo,
+            libc::S_IFSOCK => EntryType::Socket,
+            _ => EntryType::File,
+        }
+    }
+}
+
+/// One entry of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestEntry {
+    /// Root-relative path; empty for the root.
+    pub path: Vec<u8>,
+    pub kind: EntryType,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: u32,
+    pub sha256: Option<[u8; 32]>,
+    pub rdev: Option<(u32, u32)>,
+    pub link: Option<Vec<u8>>,
+    /// Smallest path of the hard-link group this entry belongs to (groups of 2+ only).
+    pub hardlink: Option<Vec<u8>>,
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// 512-byte blocks allocated on disk (scans only; not written to the TSV file).
+    pub blocks: Option<u64>,
+}
+
+/// A whole tree, keyed by path bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    pub entries: BTreeMap<Vec<u8>, ManifestEntry>,
+}
+
+/// One difference between two manifests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    pub path: Vec<u8>,
+    /// Which field differs (`missing`, `mode`, `xattr user.foo`...).
+    pub field: String,
+    pub left: String,
+    pub right: String,
+}
+
+impl fmt::Display for Difference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {} != {}", display_path(&self.path), self.field, self.left, self.right)
+    }
+}
+
+fn opt_bytes(v: &Option<Vec<u8>>) -> String {
+    v.as_ref().map(|b| escape_bytes(b)).unwrap_or_else(|| "-".into())
+}
+
+const HEADER: &str = "#xcat-image-manifest v1";
+const COLUMNS: &str = "#path\ttype\tmode\tuid\tgid\tsize\tmtime\tsha256\trdev\tlink\thardlink\txattrs";
+
+impl Manifest {
+    /// Adds or replaces an entry.
+    pub fn insert(&mut self, e: ManifestEntry) {
+        self.entries.insert(e.path.clone(), e);
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Looks up an entry by root-relative path.
+    pub fn get(&self, path: &[u8]) -> Option<&ManifestEntry> {
+        self.entries.get(path)
+    }
+
+    /// Turns raw hard-link records (`hardlink` = the archive's link target) into
+    /// groups: every member gets the group's smallest path, and the link entries take
+    /// the inode attributes (content, mode, owner, xattrs) of the entry they link to.
+    pub fn resolve_hardlinks(&mut self) {
+        let mut parent: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        fn find(p: &mut HashMap<Vec<u8>, Vec<u8>>, x: &[u8]) -> Vec<u8> {
+            let mut cur = x.to_vec();
+            let mut guard = 0;
+            while let Some(n) = p.get(&cur) {
+                if *n == cur || guard > 1_000_000 {
+                    break;
+                }
+                cur = n.clone();
+                guard += 1;
+            }
+            cur
+        }
+        let links: Vec<(Vec<u8>, Vec<u8>)> =
+            self.entries.values().filter_map(|e| e.hardlink.clone().map(|t| (e.path.clone(), t))).collect();
+        if links.is_empty() {
+            return;
+        }
+        for (a, b) in &links {
+            let ra = find(&mut parent, a);
+            let rb = find(&mut parent, b);
+            if ra != rb {
+                parent.insert(ra, rb);
+            }
+        }
+        let mut groups: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
+        let members: Vec<Vec<u8>> = links.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect();
+        for m in members {
+            let r = find(&mut parent, &m);
+            let g = groups.entry(r).or_default();
+            if !g.contains(&m) {
+                g.push(m);
+            }
+        }
+        for (root, mut g) in groups {
+            g.sort();
+            let leader = g[0].clone();
+            let source = self.entries.get(&root).cloned();
+            for m in &g {
+                if let Some(e) = self.entries.get_mut(m) {
+                    if let Some(src) = &source {
+                        if m != &root {
+                            e.kind = src.kind;
+                            e.mode = src.mode;
+                            e.uid = src.uid;
+                            e.gid = src.gid;
+                            e.size = src.size;
+                            e.mtime_sec = src.mtime_sec;
+                            e.mtime_nsec = src.mtime_nsec;
+                            e.sha256 = src.sha256;
+                            e.rdev = src.rdev;
+                            e.link = src.link.clone();
+                            e.xattrs = src.xattrs.clone();
+                        }
+                    }
+                    e.hardlink = if g.len() > 1 { Some(leader.clone()) } else { None };
+                }
+            }
+        }
+    }
+
+    /// Writes the TSV form described in the module documentation.
+    pub fn write_tsv(&self, mut w: impl Write) -> io::Result<()> {
+        writeln!(w, "{HEADER}")?;
+        writeln!(w, "{COLUMNS}")?;
+        for e in self.entries.values() {
+            let xattrs = if e.xattrs.is_empty() {
+                "-".to_string()
+            } else {
+                e.xattrs.iter().map(|(k, v)| format!("{}={}", escape_bytes(k), hex::encode(v))).collect::<Vec<_>>().join(",")
+            };
+            writeln!(
+                w,
+                "{}\t{}\t{:04o}\t{}\t{}\t{}\t{}.{:09}\t{}\t{}\t{}\t{}\t{}",
+                display_path(&e.path),
+                e.kind.letter(),
+                e.mode,
+                e.uid,
+                e.gid,
+                e.size,
+                e.mtime_sec,
+                e.mtime_nsec,
+                e.sha256.map(hex::encode).unwrap_or_else(|| "-".into()),
+                e.rdev.map(|(a, b)| format!("{a}:{b}")).unwrap_or_else(|| "-".into()),
+                opt_bytes(&e.link),
+                e.hardlink.as_ref().map(|h| display_path(h)).unwrap_or_else(|| "-".into()),
+                xattrs
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Parses the TSV form.
+    pub fn parse_tsv(text: &str) -> Result<Manifest, String> {
+        let mut m = Manifest::default();
+        let mut lines = text.lines();
+        if lines.next() != Some(HEADER) {
+            return Err("not an xcat-image manifest (missing header line)".into());
+        }
+        for (no, line) in lines.enumerate() {
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let bad = |what: &str| format!("manifest line {}: bad {what}", no + 2);
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() != 12 {
+                return Err(bad("column count"));
+            }
+            let path_of = |s: &str| -> Option<Vec<u8>> { unescape_bytes(s.strip_prefix('/')?) };
+            let (sec, nsec) = f[6].split_once('.').ok_or_else(|| bad("mtime"))?;
+            let mut xattrs = BTreeMap::new();
+            if f[11] != "-" {
+                for kv in f[11].split(',') {
+                    let (k, v) = kv.split_once('=').ok_or_else(|| bad("xattr"))?;
+                    xattrs.insert(unescape_bytes(k).ok_or_else(|| bad("xattr name"))?, hex::decode(v).map_err(|_| bad("xattr value"))?);
+                }
+            }
+            let e = ManifestEntry {
+                path: path_of(f[0]).ok_or_else(|| bad("path"))?,
+                kind: EntryType::from_letter(f[1]).ok_or_else(|| bad("type"))?,
+                mode: u32::from_str_radix(f[2], 8).map_err(|_| bad("mode"))?,
+                uid: f[3].parse().map_err(|_| bad("uid"))?,
+                gid: f[4].parse().map_err(|_| bad("gid"))?,
+                size: f[5].parse().map_err(|_| bad("size"))?,
+                mtime_sec: sec.parse().map_err(|_| bad("mtime"))?,
+                mtime_nsec: nsec.parse().map_err(|_| bad("mtime"))?,
+                sha256: if f[7] == "-" {
+                    None
+                } else {
+                    let v = hex::decode(f[7]).map_err(|_| bad("sha256"))?;
+                    Some(v.try_into().map_err(|_| bad("sha256"))?)
+                },
+                rdev: if f[8] == "-" {
+                    None
+                } else {
+                    let (a, b) = f[8].split_once(':').ok_or_else(|| bad("rdev"))?;
+                    Some((a.parse().map_err(|_| bad("rdev"))?, b.parse().map_err(|_| bad("rdev"))?))
+                },
+                link: if f[9] == "-" { None } else { Some(unescape_bytes(f[9]).ok_or_else(|| bad("link"))?) },
+                hardlink: if f[10] == "-" { None } else { Some(path_of(f[10]).ok_or_else(|| bad("hardlink"))?) },
+                xattrs,
+                blocks: None,
+            };
+            m.insert(e);
+        }
+        Ok(m)
+    }
+
+    /// Field-by-field comparison, for readable test failures and audits. `self` is the
+    /// left side. The `blocks` field is not compared.
+    pub fn diff(&self, other: &Manifest) -> Vec<Difference> {
+        let mut out = Vec::new();
+        let d = |out: &mut Vec<Difference>, p: &[u8], field: &str, l: String, r: String| {
+            if l != r {
+                out.push(Difference { path: p.to_vec(), field: field.to_string(), left: l, right: r });
+            }
+        };
+        for (p, a) in &self.entries {
+            let Some(b) = other.entries.get(p) else {
+                d(&mut out, p, "missing", "present".into(), "absent".into());
+                continue;
+            };
+            d(&mut out, p, "type", a.kind.letter().to_string(), b.kind.letter().to_string());
+            d(&mut out, p, "mode", format!("{:04o}", a.mode), format!("{:04o}", b.mode));
+            d(&mut out, p, "uid", a.uid.to_string(), b.uid.to_string());
+            d(&mut out, p, "gid", a.gid.to_string(), b.gid.to_string());
+            d(&mut out, p, "size", a.size.to_string(), b.size.to_string());
+            d(&mut out, p, "mtime", format!("{}.{:09}", a.mtime_sec, a.mtime_nsec), format!("{}.{:09}", b.mtime_sec, b.mtime_nsec));
+            d(&mut out, p, "sha256", format!("{:?}", a.sha256.map(hex::encode)), format!("{:?}", b.sha256.map(hex::encode)));
+            d(&mut out, p, "rdev", format!("{:?}", a.rdev), format!("{:?}", b.rdev));
+            d(&mut out, p, "link", opt_bytes(&a.link), opt_bytes(&b.link));
+            d(&mut out, p, "hardlink", opt_bytes(&a.hardlink), opt_bytes(&b.hardlink));
+            for (k, v) in &a.xattrs {
+                let other = b.xattrs.get(k).map(hex::encode).unwrap_or_else(|| "absent".into());
+                d(&mut out, p, &format!("xattr {}", escape_bytes(k)), hex::encode(v), other);
+            }
+            for k in b.xattrs.keys().filter(|k| !a.xattrs.contains_key(*k)) {
+                d(&mut out, p, &format!("xattr {}", escape_bytes(k)), "absent".into(), hex::encode(&b.xattrs[k]));
+            }
+        }
+        for p in other.entries.keys().filter(|p| !self.entries.contains_key(*p)) {
+            d(&mut out, p, "missing", "absent".into(), "present".into());
+        }
+        out
+    }
+}
+
+static ZEROS: [u8; 65536] = [0u8; 65536];
+
+/// Feeds `n` zero bytes to a hasher (holes of sparse files).
+pub(crate) fn hash_zeros(h: &mut Sha256, mut n: u64) {
+    while n > 0 {
+        let k = n.min(ZEROS.len() as u64) as usize;
+        h.update(&ZEROS[..k]);
+        n -= k as u64;
+    }
+}
+
+/// SHA-256 of a regular file's logical content, skipping I/O on holes
+/// (`SEEK_DATA`/`SEEK_HOLE`), which keeps hashing a sparse 4 GiB file cheap on I/O.
+pub(crate) fn hash_fd(fd: &OwnedFd, size: u64) -> io::Result<[u8; 32]> {
+    use rustix::fs::{seek, SeekFrom};
+    let mut h = Sha256::new();
+    let mut pos = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    let file = std::fs::File::from(fd.try_clone()?);
+    while pos < size {
+        let data = match seek(fd, SeekFrom::Data(pos as i64)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => size,
+            Err(e) => return Err(e.into()),
+        };
+        let data = data.min(size);
+        hash_zeros(&mut h, data - pos);
+        pos = data;
+        if pos >= size {
+            break;
+        }
+        let hole = seek(fd, SeekFrom::Hole(pos as i64)).map(|x| x.min(size)).unwrap_or(size);
+        while pos < hole {
+            let want = ((hole - pos) as usize).min(buf.len());
+            let n = std::os::unix::fs::FileExt::read_at(&file, &mut buf[..want], pos)?;
+            if n == 0 {
+                // file shrank under us: treat the rest as zeros
+                hash_zeros(&mut h, size - pos);
+                pos = size;
+                break;
+            }
+            h.update(&buf[..n]);
+            pos += n as u64;
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+/// Reads all xattrs of `path` without following a final symlink.
+pub(crate) fn read_xattrs_path(path: &std::ffi::CStr) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut names = vec![0u8; 4096];
+    let n = loop {
+        match rustix::fs::llistxattr(path, &mut names) {
+            Ok(n) => break n,
+            Err(rustix::io::Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(rustix::io::Errno::NOTSUP) => return Ok(out),
+            Err(e) => return Err(e.into()),
+        }
+        if names.len() > 1 << 22 {
+            return Err(io::Error::other("xattr list too large"));
+        }
+    };
+    for name in names[..n].split(|&b| b == 0).filter(|s| !s.is_empty()) {
+        let mut val = vec![0u8; 65536];
+        match rustix::fs::lgetxattr(path, name, &mut val) {
+            Ok(k) => {
+                val.truncate(k);
+                out.insert(name.to_vec(), val);
+            }
+            Err(rustix::io::Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Walks the tree at `root` (never following symlinks, never leaving its filesystem)
+/// and records every entry. Regular files are hashed; hard links are grouped by
+/// (device, inode). FIFOs and devices are never opened.
+pub fn scan_tree(root: &Path) -> io::Result<Manifest> {
+    let r = Root::open(root)?;
+    let mut m = Manifest::default();
+    let mut inodes: HashMap<(u64, u64), Vec<Vec<u8>>> = HashMap::new();
+    let rootfd = r.open_dir(b"")?;
+    let st = rustix::fs::fstat(&rootfd)?;
+    let xattrs = read_xattrs_path(&proc_path(&rootfd, b"")?)?;
+    m.insert(entry_from_stat(Vec::new(), &st, None, None, xattrs));
+    walk(&rootfd, Vec::new(), &mut m, &mut inodes, st.st_dev)?;
+    for (_, mut paths) in inodes {
+        if paths.len() < 2 {
+            continue;
+        }
+        paths.sort();
+        let leader = paths[0].clone();
+        for p in paths {
+            if let Some(e) = m.entries.get_mut(&p) {
+                e.hardlink = Some(leader.clone());
+            }
+        }
+    }
+    Ok(m)
+}
+
+fn entry_from_stat(
+    path: Vec<u8>,
+    st: &rustix::fs::Stat,
+    sha: Option<[u8; 32]>,
+    link: Option<Vec<u8>>,
+    xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+) -> ManifestEntry {
+    let kind = EntryType::from_mode(st.st_mode);
+    let rdev = matches!(kind, EntryType::CharDevice | EntryType::BlockDevice)
+        .then(|| (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)));
+    #[allow(clippy::unnecessary_cast)]
+    ManifestEntry {
+        path,
+        kind,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: if kind == EntryType::File { st.st_size as u64 } else { 0 },
+        mtime_sec: st.st_mtime as i64,
+        mtime_nsec: st.st_mtime_nsec as u32,
+        sha256: sha,
+        rdev,
+        link,
+        hardlink: None,
+        xattrs,
+        blocks: Some(st.st_blocks as u64),
+    }
+}
+
+fn walk(
+    dir: &OwnedFd,
+    prefix: Vec<u8>,
+    m: &mut Manifest,
+    inodes: &mut HashMap<(u64, u64), Vec<Vec<u8>>>,
+    dev: u64,
+) -> io::Result<()> {
+    let mut names = list_dir_fd(dir)?;
+    names.sort();
+    for name in names {
+        let mut path = prefix.clone();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(&name);
+        let Some(st) = lstat_at(dir, &name)? else { continue };
+        let kind = EntryType::from_mode(st.st_mode);
+        let xattrs = read_xattrs_path(&proc_path(dir, &name)?)?;
+        let mut sha = None;
+        let mut link = None;
+        match kind {
+            EntryType::File => {
+                let fd = rustix::fs::openat(dir, &name[..], OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())?;
+                let fst = rustix::fs::fstat(&fd)?;
+                if fst.st_ino != st.st_ino {
+                    return Err(io::Error::other(format!("{} changed while scanning", display_path(&path))));
+                }
+                #[allow(clippy::unnecessary_cast)]
+                let size = fst.st_size as u64;
+                sha = Some(hash_fd(&fd, size)?);
+            }
+            EntryType::Symlink => {
+                link = Some(rustix::fs::readlinkat(dir, &name[..], Vec::new())?.into_bytes());
+            }
+            _ => {}
+        }
+        #[allow(clippy::unnecessary_cast)]
+        if kind != EntryType::Dir && st.st_nlink as u64 > 1 {
+            inodes.entry((st.st_dev as u64, st.st_ino as u64)).or_default().push(path.clone());
+        }
+        m.insert(entry_from_stat(path.clone(), &st, sha, link, xattrs));
+        #[allow(clippy::unnecessary_cast)]
+        if kind == EntryType::Dir && st.st_dev as u64 == dev {
+            let sub = rustix::fs::openat2(
+                dir,
+                &name[..],
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                crate::beneath::resolve_flags(),
+            )?;
+            walk(&sub, path, m, inodes, dev)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsv_roundtrip_and_diff() {
+        let mut m = Manifest::default();
+        let mut x = BTreeMap::new();
+        x.insert(b"user.a b".to_vec(), b"\x00\x01".to_vec());
+        m.insert(ManifestEntry {
+            path: b"a\nb \xff".to_vec(),
+            kind: EntryType::File,
+            mode: 0o4755,
+            uid: 1,
+            gid: 2,
+            size: 3,
+            mtime_sec: -5,
+            mtime_nsec: 7,
+            sha256: Some([9; 32]),
+            rdev: None,
+            link: None,
+            hardlink: Some(b"a\nb \xff".to_vec()),
+            xattrs: x,
+            blocks: None,
+        });
+        m.insert(ManifestEntry {
+            path: Vec::new(),
+            kind: EntryType::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+            sha256: None,
+            rdev: Some((1, 3)),
+            link: Some(b"/x y".to_vec()),
+            hardlink: None,
+            xattrs: BTreeMap::new(),
+            blocks: None,
+        });
+        let mut out = Vec::new();
+        m.write_tsv(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        let back = Manifest::parse_tsv(&text).unwrap();
+        assert_eq!(back, m);
+        assert!(m.diff(&back).is_empty());
+        let mut changed = back.clone();
+        changed.entries.get_mut(&b"a\nb \xff".to_vec()).unwrap().mode = 0o755;
+        changed.entries.remove(&Vec::new());
+        let d = m.diff(&changed);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d.iter().any(|x| x.field == "mode" && x.to_string().contains("4755")));
+    }
+}

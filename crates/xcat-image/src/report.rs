@@ -1,0 +1,128 @@
+//! `capimage-report.json`: what a capture did, for the admin and for audits.
+
+use crate::extract::Counts;
+use crate::sysclean::SyscleanAction;
+use serde::{Deserialize, Serialize};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Time spent in one phase.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTiming {
+    pub phase: String,
+    pub seconds: f64,
+}
+
+/// Byte figures of a capture.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sizes {
+    /// Bytes received over the transport (compressed when compression was used).
+    pub transferred_bytes: u64,
+    /// Uncompressed archive bytes.
+    pub archive_bytes: u64,
+    /// Logical size of all regular files.
+    pub content_bytes: u64,
+    /// The node's estimate from preflight (bytes in use).
+    pub estimated_bytes: u64,
+    /// Size of the packed image, when packed.
+    pub packed_bytes: Option<u64>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CaptureReport {
+    pub tool: String,
+    pub tool_version: String,
+    pub source_node: String,
+    pub image_name: String,
+    pub image_dir: String,
+    pub kernel: String,
+    pub arch: String,
+    /// Unix time (seconds) the capture started and finished.
+    pub started_at: u64,
+    pub finished_at: u64,
+    pub sizes: Sizes,
+    pub counts: CountsReport,
+    pub exclusions: Vec<String>,
+    pub sysclean: Vec<SyscleanAction>,
+    pub warnings: Vec<String>,
+    pub notes: Vec<String>,
+    pub timings: Vec<PhaseTiming>,
+}
+
+/// Entry counts (mirrors [`Counts`], deserialisable).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountsReport {
+    pub entries: u64,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    pub char_devices: u64,
+    pub block_devices: u64,
+    pub fifos: u64,
+    pub skipped: u64,
+}
+
+impl CountsReport {
+    /// From the extractor's counts.
+    pub fn from_counts(entries: u64, c: &Counts) -> Self {
+        CountsReport {
+            entries,
+            files: c.files,
+            dirs: c.dirs,
+            symlinks: c.symlinks,
+            hardlinks: c.hardlinks,
+            char_devices: c.char_devices,
+            block_devices: c.block_devices,
+            fifos: c.fifos,
+            skipped: c.skipped,
+        }
+    }
+}
+
+impl CaptureReport {
+    /// Writes the report as pretty JSON to `path` atomically (temporary name, fsync, rename).
+    pub fn write_to(&self, path: &Path) -> io::Result<()> {
+        let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+        let res = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            serde_json::to_writer_pretty(&mut f, self).map_err(io::Error::other)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_reads_back() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("capimage-report.json");
+        let r = CaptureReport {
+            tool: "capimage".into(),
+            tool_version: "0.1.0".into(),
+            source_node: "node1".into(),
+            kernel: "6.1.0-18-amd64".into(),
+            sizes: Sizes { archive_bytes: 10, ..Default::default() },
+            sysclean: vec![SyscleanAction { action: "removed".into(), path: "/etc/ssh/ssh_host_rsa_key".into(), detail: String::new() }],
+            timings: vec![PhaseTiming { phase: "extract".into(), seconds: 1.5 }],
+            ..Default::default()
+        };
+        r.write_to(&p).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v["source_node"], "node1");
+        assert_eq!(v["sizes"]["archive_bytes"], 10);
+        assert_eq!(v["sysclean"][0]["path"], "/etc/ssh/ssh_host_rsa_key");
+        assert_eq!(v["timings"][0]["seconds"], 1.5);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left");
+    }
+}
