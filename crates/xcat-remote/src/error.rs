@@ -141,7 +141,10 @@ pub(crate) fn classify_connect_failure(cx: &ErrorContext<'_>, ssh_stderr: &str) 
                 .identity
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "ssh's default keys".to_string()),
-            detail: detail_line(t, &["Permission denied", "Too many authentication failures"]),
+            detail: detail_line(
+                t,
+                &["Permission denied", "Too many authentication failures"],
+            ),
         };
     }
     const UNREACHABLE: &[&str] = &[
@@ -204,7 +207,10 @@ mod tests {
 
     #[test]
     fn classifies_openssh_messages() {
-        let e = classify_connect_failure(&cx(), "ssh: connect to host 10.0.0.1 port 22: Connection refused\r\n");
+        let e = classify_connect_failure(
+            &cx(),
+            "ssh: connect to host 10.0.0.1 port 22: Connection refused\r\n",
+        );
         assert!(matches!(e, RemoteError::Unreachable { .. }), "{e:?}");
         assert!(e.to_string().starts_with("node1 is unreachable at 10.0.0.1: connect to host 10.0.0.1 port 22: Connection refused;"), "{e}");
 
@@ -213,7 +219,11 @@ mod tests {
             "No ED25519 host key is known for 10.0.0.1 and you have requested strict checking.\r\nHost key verification failed.\r\n",
         );
         assert!(matches!(e, RemoteError::HostKeyUnknown { .. }), "{e:?}");
-        assert!(e.to_string().contains("host key of node1 (10.0.0.1) is not known"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("host key of node1 (10.0.0.1) is not known"),
+            "{e}"
+        );
 
         let e = classify_connect_failure(
             &cx(),
@@ -222,9 +232,14 @@ mod tests {
         assert!(matches!(e, RemoteError::HostKeyMismatch { .. }), "{e:?}");
         assert!(e.to_string().contains("does not match"), "{e}");
 
-        let e = classify_connect_failure(&cx(), "root@10.0.0.1: Permission denied (publickey).\r\n");
+        let e =
+            classify_connect_failure(&cx(), "root@10.0.0.1: Permission denied (publickey).\r\n");
         assert!(matches!(e, RemoteError::AuthRefused { .. }), "{e:?}");
-        assert!(e.to_string().starts_with("node1 refused our key (/etc/xcatd/id_ed25519) for user root"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("node1 refused our key (/etc/xcatd/id_ed25519) for user root"),
+            "{e}"
+        );
 
         let e = classify_connect_failure(&cx(), "something new\n");
         assert_eq!(e.to_string(), "ssh to node1 failed: something new");
@@ -235,7 +250,8 @@ mod tests {
     #[test]
     fn finds_lost_connections() {
         assert_eq!(
-            connection_lost_detail("data\nConnection to 10.0.0.1 closed by remote host.\r\n").as_deref(),
+            connection_lost_detail("data\nConnection to 10.0.0.1 closed by remote host.\r\n")
+                .as_deref(),
             Some("Connection to 10.0.0.1 closed by remote host.")
         );
         assert_eq!(connection_lost_detail("just a failing command\n"), None);

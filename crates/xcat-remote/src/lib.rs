@@ -177,7 +177,11 @@ impl Remote {
         o("GlobalKnownHostsFile=/dev/null".into());
         o(format!(
             "StrictHostKeyChecking={}",
-            if c.accept_new_host_keys { "accept-new" } else { "yes" }
+            if c.accept_new_host_keys {
+                "accept-new"
+            } else {
+                "yes"
+            }
         ));
         o("CheckHostIP=no".into());
         if c.identity.is_some() {
@@ -204,7 +208,12 @@ impl Remote {
     /// Start `command` (shell text, see [`shell_quote`]) on `node` at `addr`.
     ///
     /// Its stdin is empty. Must be called inside a tokio runtime.
-    pub fn spawn(&self, node: &str, addr: &str, command: &str) -> Result<RemoteProcess, RemoteError> {
+    pub fn spawn(
+        &self,
+        node: &str,
+        addr: &str,
+        command: &str,
+    ) -> Result<RemoteProcess, RemoteError> {
         self.spawn_inner(node, addr, command, None)
     }
 
@@ -229,7 +238,9 @@ impl Remote {
         stderr_lines: Option<mpsc::Sender<String>>,
     ) -> Result<RemoteProcess, RemoteError> {
         if self.cancel.is_cancelled() {
-            return Err(RemoteError::Cancelled { node: node.to_string() });
+            return Err(RemoteError::Cancelled {
+                node: node.to_string(),
+            });
         }
         let args = self.ssh_args(addr, &quote::wrap_command(command));
         tracing::debug!(node, addr, command, "ssh");
@@ -330,7 +341,10 @@ mod tests {
             identity: Some("/k/id".into()),
             known_hosts: "/k/known".into(),
             user: "admin".into(),
-            options: vec!["Ciphers=aes128-gcm@openssh.com".into(), "StrictHostKeyChecking=no".into()],
+            options: vec![
+                "Ciphers=aes128-gcm@openssh.com".into(),
+                "StrictHostKeyChecking=no".into(),
+            ],
             connect_timeout: 3,
             ..SshConfig::default()
         };
@@ -343,10 +357,19 @@ mod tests {
         let joined = a.join(" ");
         assert!(joined.starts_with("-o BatchMode=yes -o LogLevel=ERROR -o ConnectTimeout=3 -o UserKnownHostsFile=/k/known -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes"), "{joined}");
         // The safe value precedes the extra option, so ssh keeps the safe one.
-        let strict = a.iter().position(|s| s == "StrictHostKeyChecking=yes").unwrap();
-        let extra = a.iter().position(|s| s == "StrictHostKeyChecking=no").unwrap();
+        let strict = a
+            .iter()
+            .position(|s| s == "StrictHostKeyChecking=yes")
+            .unwrap();
+        let extra = a
+            .iter()
+            .position(|s| s == "StrictHostKeyChecking=no")
+            .unwrap();
         assert!(strict < extra);
-        assert!(joined.ends_with("-i /k/id -l admin -T -- 10.0.0.1 cmd"), "{joined}");
+        assert!(
+            joined.ends_with("-i /k/id -l admin -T -- 10.0.0.1 cmd"),
+            "{joined}"
+        );
 
         let r = Remote::new(SshConfig {
             accept_new_host_keys: true,

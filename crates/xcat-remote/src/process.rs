@@ -74,7 +74,11 @@ impl std::fmt::Debug for RemoteProcess {
 pub struct RemoteStdout(ChildStdout);
 
 impl AsyncRead for RemoteStdout {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
     }
 }
@@ -166,7 +170,11 @@ impl RemoteProcess {
             }
         };
         let status = match ended {
-            Ended::Killed => return Err(RemoteError::Cancelled { node: self.node.clone() }),
+            Ended::Killed => {
+                return Err(RemoteError::Cancelled {
+                    node: self.node.clone(),
+                })
+            }
             Ended::Exited(Err(e)) => {
                 return Err(RemoteError::Io {
                     node: self.node.clone(),
@@ -213,7 +221,10 @@ fn push_tail(buf: &mut Vec<u8>, data: &[u8], cap: usize) {
     }
 }
 
-async fn read_stderr(mut pipe: tokio::process::ChildStderr, lines: Option<mpsc::Sender<String>>) -> StderrCapture {
+async fn read_stderr(
+    mut pipe: tokio::process::ChildStderr,
+    lines: Option<mpsc::Sender<String>>,
+) -> StderrCapture {
     let mut cap = StderrCapture::default();
     let mut splitter = lines.map(|tx| (tx, LineSplitter::default()));
     let mut pre: Vec<u8> = Vec::new();

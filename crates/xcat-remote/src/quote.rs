@@ -11,7 +11,11 @@
 pub fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
         && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/' | b':' | b',' | b'+' | b'=' | b'@' | b'%')
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'/' | b':' | b',' | b'+' | b'=' | b'@' | b'%'
+                )
         });
     if plain {
         return s.to_string();
@@ -75,7 +79,7 @@ exec 3<&-
     if [ ! -d "/proc/$p" ] && ! kill -0 "$p" 2>/dev/null; then
       trap '' TERM
       kill -s TERM -- "-$$" 2>/dev/null || kill -s TERM "$c" 2>/dev/null
-      sleep 1
+      sleep 0.5 2>/dev/null || sleep 1
       kill -s KILL -- "-$$" 2>/dev/null || kill -s KILL "$c" 2>/dev/null
       exit 0
     fi
@@ -90,7 +94,11 @@ exit "$s""#;
 
 /// The full remote command line for `command` (wrapped, see [`WRAPPER`]).
 pub(crate) fn wrap_command(command: &str) -> String {
-    format!("exec /bin/sh -c {} xcat-remote {}", shell_quote(WRAPPER), shell_quote(command))
+    format!(
+        "exec /bin/sh -c {} xcat-remote {}",
+        shell_quote(WRAPPER),
+        shell_quote(command)
+    )
 }
 
 #[cfg(test)]
@@ -142,7 +150,9 @@ mod tests {
         let out = Command::new("setsid")
             .arg("/bin/sh")
             .arg("-c")
-            .arg(wrap_command("echo out; echo err >&2; read x; echo \"in=$x\"; exit 7"))
+            .arg(wrap_command(
+                "echo out; echo err >&2; read x; echo \"in=$x\"; exit 7",
+            ))
             .env("SHELL", "/bin/sh")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

@@ -101,8 +101,24 @@ fn require_root_and_tools() {
         fail("the test bed needs root (network namespaces, loop mounts, pivot_root); run the tests as root");
     }
     let tools = [
-        "ssh", "ssh-keygen", "mmdebstrap", "ip", "unshare", "nsenter", "setsid", "mount", "losetup",
-        "mkfs.ext4", "resize2fs", "e2fsck", "flock", "pgrep", "setfattr", "setfacl", "setcap", "perl",
+        "ssh",
+        "ssh-keygen",
+        "mmdebstrap",
+        "ip",
+        "unshare",
+        "nsenter",
+        "setsid",
+        "mount",
+        "losetup",
+        "mkfs.ext4",
+        "resize2fs",
+        "e2fsck",
+        "flock",
+        "pgrep",
+        "setfattr",
+        "setfacl",
+        "setcap",
+        "perl",
         "tar",
     ];
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -153,7 +169,8 @@ impl TestBed {
     fn bed() -> &'static Bed {
         BED.get_or_init(|| {
             require_root_and_tools();
-            std::fs::create_dir_all(STATE_DIR).unwrap_or_else(|e| fail(format_args!("cannot create {STATE_DIR}: {e}")));
+            std::fs::create_dir_all(STATE_DIR)
+                .unwrap_or_else(|e| fail(format_args!("cannot create {STATE_DIR}: {e}")));
             let lock = lock_file(&Path::new(STATE_DIR).join("bed.lock"));
             // Nobody else uses the bed: remove what a killed run left, then
             // hold the lock shared like every other user.
@@ -165,10 +182,14 @@ impl TestBed {
                     .output()
                     .unwrap_or_else(|e| fail(format_args!("cannot run node.sh cleanup: {e}")));
                 if !out.status.success() {
-                    fail(format_args!("node.sh cleanup failed: {}", String::from_utf8_lossy(&out.stderr)));
+                    fail(format_args!(
+                        "node.sh cleanup failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
                 }
             }
-            flock(&lock, FlockOperation::LockShared).unwrap_or_else(|e| fail(format_args!("cannot lock the bed: {e}")));
+            flock(&lock, FlockOperation::LockShared)
+                .unwrap_or_else(|e| fail(format_args!("cannot lock the bed: {e}")));
             // Key directories of processes that are gone.
             let beds = Path::new(STATE_DIR).join("beds");
             if let Ok(rd) = std::fs::read_dir(&beds) {
@@ -182,7 +203,8 @@ impl TestBed {
             }
             let keys = beds.join(std::process::id().to_string());
             let _ = std::fs::remove_dir_all(&keys);
-            std::fs::create_dir_all(&keys).unwrap_or_else(|e| fail(format_args!("cannot create {}: {e}", keys.display())));
+            std::fs::create_dir_all(&keys)
+                .unwrap_or_else(|e| fail(format_args!("cannot create {}: {e}", keys.display())));
             Bed { _lock: lock, keys }
         })
     }
@@ -200,11 +222,16 @@ impl TestBed {
                     .output()
                     .unwrap_or_else(|e| fail(format_args!("cannot run rootfs.sh: {e}")));
                 if !out.status.success() {
-                    fail(format_args!("rootfs.sh {what} failed (see its messages above)"));
+                    fail(format_args!(
+                        "rootfs.sh {what} failed (see its messages above)"
+                    ));
                 }
             }
             let _ = mode;
-            eprintln!("test bed: root filesystem ready in {:.1} s", t.elapsed().as_secs_f64());
+            eprintln!(
+                "test bed: root filesystem ready in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
         });
     }
 
@@ -223,7 +250,11 @@ impl TestBed {
         let bed = Self::bed();
         Self::ensure_rootfs(opts.mode);
         let (index, lock) = allocate_index();
-        let sep = if name_hint.ends_with(|c: char| c.is_ascii_digit()) { "-" } else { "" };
+        let sep = if name_hint.ends_with(|c: char| c.is_ascii_digit()) {
+            "-"
+        } else {
+            ""
+        };
         let name = format!("{name_hint}{sep}{index}");
         let mut cmd = Command::new(Self::script("node.sh"));
         cmd.arg("up")
@@ -374,7 +405,9 @@ impl Node {
         Command::new("nsenter")
             .arg("-t")
             .arg(self.init_pid.to_string())
-            .args(["-m", "-u", "-i", "-n", "-p", "-r", "-w", "/bin/sh", "-c", cmd])
+            .args([
+                "-m", "-u", "-i", "-n", "-p", "-r", "-w", "/bin/sh", "-c", cmd,
+            ])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| fail(format_args!("cannot run nsenter: {e}")))
@@ -398,7 +431,10 @@ impl Node {
     pub fn is_running(&self) -> bool {
         std::fs::read_to_string(format!("/proc/{}/stat", self.init_pid))
             .map(|s| {
-                let state = s.rsplit_once(") ").map(|(_, r)| r.chars().next()).unwrap_or(None);
+                let state = s
+                    .rsplit_once(") ")
+                    .map(|(_, r)| r.chars().next())
+                    .unwrap_or(None);
                 state != Some('Z')
             })
             .unwrap_or(false)

@@ -25,7 +25,11 @@ exit $rc
         ),
     )
     .unwrap();
-    std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
     reset(dir);
     script
 }
@@ -36,7 +40,11 @@ fn reset(dir: &std::path::Path) {
 }
 
 fn read_num(dir: &std::path::Path, f: &str) -> u32 {
-    std::fs::read_to_string(dir.join(f)).unwrap().trim().parse().unwrap()
+    std::fs::read_to_string(dir.join(f))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,7 +52,11 @@ async fn sixteen_nodes_fanout_four() {
     let t = Instant::now();
     let nodes = TestBed::nodes("fan", 16, &NodeOptions::light());
     let up = t.elapsed();
-    eprintln!("16 light nodes up in {:.1} s ({:.2} s each)", up.as_secs_f64(), up.as_secs_f64() / 16.0);
+    eprintln!(
+        "16 light nodes up in {:.1} s ({:.2} s each)",
+        up.as_secs_f64(),
+        up.as_secs_f64() / 16.0
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = SshConfig {
@@ -52,7 +64,10 @@ async fn sixteen_nodes_fanout_four() {
         ..TestBed::ssh_config()
     };
     let remote = Remote::new(cfg);
-    let targets: Vec<Target> = nodes.iter().map(|n| Target::new(&n.name, &n.addr)).collect();
+    let targets: Vec<Target> = nodes
+        .iter()
+        .map(|n| Target::new(&n.name, &n.addr))
+        .collect();
 
     let t = Instant::now();
     let mut answered = Vec::new();
@@ -62,7 +77,10 @@ async fn sixteen_nodes_fanout_four() {
         assert_eq!(out.stdout_text().trim(), t.node);
         answered.push(t.node);
     }
-    eprintln!("run_many on 16 nodes, fanout 4: {:.2} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "run_many on 16 nodes, fanout 4: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     answered.sort();
     let mut want: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     want.sort();
@@ -91,7 +109,10 @@ async fn sixteen_nodes_fanout_four() {
             }
         }
     }
-    eprintln!("stream_many on 16 nodes, fanout 4: {:.2} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "stream_many on 16 nodes, fanout 4: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     assert_eq!(done, 16);
     lines.sort();
     assert_eq!(lines, want);

@@ -19,7 +19,12 @@ async fn each_node_answers_with_its_own_name_as_root() {
     eprintln!("two full nodes up in {:.2} s", t.elapsed().as_secs_f64());
     let remote = Remote::new(TestBed::ssh_config());
     let mut seen = Vec::new();
-    let mut results = remote.run_many(vec![target(&a), target(&b)], "hostname; id -u", Some(2), None);
+    let mut results = remote.run_many(
+        vec![target(&a), target(&b)],
+        "hostname; id -u",
+        Some(2),
+        None,
+    );
     while let Some((t, r)) = results.next().await {
         let out = r.unwrap_or_else(|e| panic!("{}: {e}", t.node));
         assert!(out.success());
@@ -31,10 +36,18 @@ async fn each_node_answers_with_its_own_name_as_root() {
 
     // `/` is the node's own ext4 disk and the other filesystem is there.
     let out = remote
-        .run(&a.name, &a.addr, "findmnt -n -o FSTYPE /; cat /mnt/otherfs/MARKER-otherfs", None)
+        .run(
+            &a.name,
+            &a.addr,
+            "findmnt -n -o FSTYPE /; cat /mnt/otherfs/MARKER-otherfs",
+            None,
+        )
         .await
         .unwrap();
-    assert_eq!(out.stdout_text(), "ext4\nthis file lives on another filesystem\n");
+    assert_eq!(
+        out.stdout_text(),
+        "ext4\nthis file lives on another filesystem\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,13 +55,19 @@ async fn exit_codes_stderr_and_quoting() {
     let n = TestBed::node_with("codes", &NodeOptions::light());
     let remote = Remote::new(n.ssh_config());
     // A command exiting 255 is the command's status, not an ssh failure.
-    let out = remote.run(&n.name, &n.addr, "echo oops >&2; exit 255", None).await.unwrap();
+    let out = remote
+        .run(&n.name, &n.addr, "echo oops >&2; exit 255", None)
+        .await
+        .unwrap();
     assert_eq!(out.code(), 255);
     assert_eq!(out.stderr, "oops\n");
     let out = remote.run(&n.name, &n.addr, "exit 3", None).await.unwrap();
     assert_eq!(out.code(), 3);
     // The remote login shell (bash) runs the command, as with plain ssh.
-    let out = remote.run(&n.name, &n.addr, "echo {1..3}", None).await.unwrap();
+    let out = remote
+        .run(&n.name, &n.addr, "echo {1..3}", None)
+        .await
+        .unwrap();
     assert_eq!(out.stdout_text(), "1 2 3\n");
     // shell_quote round-trips awkward text through ssh and the remote shell.
     let nasty = "it's $HOME `id` \"q\" \\ ; | & * \n second line";
@@ -57,7 +76,10 @@ async fn exit_codes_stderr_and_quoting() {
     assert_eq!(out.stdout_text(), nasty);
     // Output limit.
     let small = Remote::new(n.ssh_config()).with_output_limit(1000);
-    let out = small.run(&n.name, &n.addr, "head -c 100000 /dev/zero", None).await.unwrap();
+    let out = small
+        .run(&n.name, &n.addr, "head -c 100000 /dev/zero", None)
+        .await
+        .unwrap();
     assert_eq!(out.stdout.len(), 1000);
     assert!(out.stdout_truncated);
     assert!(out.success());
@@ -112,8 +134,14 @@ async fn ssh_failures_are_told_apart_per_node() {
         .map(|n| target(n))
         .collect();
     let t = Instant::now();
-    let mut results: Vec<_> = remote.run_many(targets, "hostname", Some(6), None).collect().await;
-    eprintln!("six nodes (four failing) in {:.2} s", t.elapsed().as_secs_f64());
+    let mut results: Vec<_> = remote
+        .run_many(targets, "hostname", Some(6), None)
+        .collect()
+        .await;
+    eprintln!(
+        "six nodes (four failing) in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     results.sort_by(|a, b| a.0.node.cmp(&b.0.node));
     for (t, r) in &results {
         match r {
@@ -135,7 +163,10 @@ async fn ssh_failures_are_told_apart_per_node() {
     match get(&down) {
         Err(e @ RemoteError::Unreachable { .. }) => {
             let m = e.to_string();
-            assert!(m.starts_with(&format!("{} is unreachable at {}", down.name, down.addr)), "{m}");
+            assert!(
+                m.starts_with(&format!("{} is unreachable at {}", down.name, down.addr)),
+                "{m}"
+            );
             assert!(m.contains("Connection refused"), "{m}");
         }
         other => panic!("down node: {other:?}"),
@@ -143,7 +174,13 @@ async fn ssh_failures_are_told_apart_per_node() {
     match get(&badkey) {
         Err(e @ RemoteError::HostKeyMismatch { .. }) => {
             let m = e.to_string();
-            assert!(m.starts_with(&format!("host key of {} ({}) does not match", badkey.name, badkey.addr)), "{m}");
+            assert!(
+                m.starts_with(&format!(
+                    "host key of {} ({}) does not match",
+                    badkey.name, badkey.addr
+                )),
+                "{m}"
+            );
             assert!(m.contains("ssh-keygen -R"), "{m}");
         }
         other => panic!("wrong host key: {other:?}"),
@@ -151,14 +188,23 @@ async fn ssh_failures_are_told_apart_per_node() {
     match get(&unknown) {
         Err(e @ RemoteError::HostKeyUnknown { .. }) => {
             let m = e.to_string();
-            assert!(m.starts_with(&format!("host key of {} ({}) is not known", unknown.name, unknown.addr)), "{m}");
+            assert!(
+                m.starts_with(&format!(
+                    "host key of {} ({}) is not known",
+                    unknown.name, unknown.addr
+                )),
+                "{m}"
+            );
         }
         other => panic!("unknown host key: {other:?}"),
     }
     match get(&refuse) {
         Err(e @ RemoteError::AuthRefused { .. }) => {
             let m = e.to_string();
-            assert!(m.starts_with(&format!("{} refused our key", refuse.name)), "{m}");
+            assert!(
+                m.starts_with(&format!("{} refused our key", refuse.name)),
+                "{m}"
+            );
             assert!(m.contains("authorized_keys"), "{m}");
         }
         other => panic!("refused key: {other:?}"),
@@ -170,15 +216,24 @@ async fn ssh_failures_are_told_apart_per_node() {
         ..TestBed::ssh_config()
     });
     let lines_before = std::fs::read_to_string(&known).unwrap().lines().count();
-    let out = remote.run(&unknown.name, &unknown.addr, "hostname", None).await.unwrap();
+    let out = remote
+        .run(&unknown.name, &unknown.addr, "hostname", None)
+        .await
+        .unwrap();
     assert_eq!(out.stdout_text().trim(), unknown.name);
     // Recorded (possibly hashed): strict checking now accepts it.
-    assert_eq!(std::fs::read_to_string(&known).unwrap().lines().count(), lines_before + 1);
+    assert_eq!(
+        std::fs::read_to_string(&known).unwrap().lines().count(),
+        lines_before + 1
+    );
     let strict = Remote::new(SshConfig {
         known_hosts: known.clone(),
         ..TestBed::ssh_config()
     });
-    let out = strict.run(&unknown.name, &unknown.addr, "hostname", None).await.unwrap();
+    let out = strict
+        .run(&unknown.name, &unknown.addr, "hostname", None)
+        .await
+        .unwrap();
     assert_eq!(out.stdout_text().trim(), unknown.name);
 }
 
@@ -192,7 +247,11 @@ fn wait_gone(node: &xcat_remote::testbed::Node, marker: &str, limit: Duration) -
             return t.elapsed();
         }
         if t.elapsed() > limit {
-            panic!("still running on {} after {:?}: {left:?}", node.name, t.elapsed());
+            panic!(
+                "still running on {} after {:?}: {left:?}",
+                node.name,
+                t.elapsed()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -200,8 +259,16 @@ fn wait_gone(node: &xcat_remote::testbed::Node, marker: &str, limit: Duration) -
 
 fn wait_running(node: &xcat_remote::testbed::Node, marker: &str) {
     let t = Instant::now();
-    while !node.sh("ps -eo args").lines().any(|l| l.starts_with(&format!("sleep {marker}"))) {
-        assert!(t.elapsed() < Duration::from_secs(10), "command never started on {}", node.name);
+    while !node
+        .sh("ps -eo args")
+        .lines()
+        .any(|l| l.starts_with(&format!("sleep {marker}")))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "command never started on {}",
+            node.name
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -215,7 +282,9 @@ async fn cancelled_commands_die_on_the_node() {
     // Cancellation token.
     let token = CancellationToken::new();
     let remote = Remote::new(n.ssh_config()).with_cancel(token.clone());
-    let p = remote.spawn(&n.name, &n.addr, "sleep 1001; echo never").unwrap();
+    let p = remote
+        .spawn(&n.name, &n.addr, "sleep 1001; echo never")
+        .unwrap();
     let waiter = tokio::spawn(p.wait());
     tokio::task::block_in_place(|| wait_running(&n, "1001"));
     let t = Instant::now();
@@ -223,7 +292,10 @@ async fn cancelled_commands_die_on_the_node() {
     let r = waiter.await.unwrap();
     assert!(matches!(r, Err(RemoteError::Cancelled { .. })), "{r:?}");
     let took = tokio::task::block_in_place(|| wait_gone(&n, "1001", Duration::from_secs(2)));
-    eprintln!("cancel: remote command gone {:.2} s after cancel", (t.elapsed()).as_secs_f64());
+    eprintln!(
+        "cancel: remote command gone {:.2} s after cancel",
+        (t.elapsed()).as_secs_f64()
+    );
     assert!(took <= Duration::from_secs(2));
     // A cancelled Remote starts nothing new.
     assert!(matches!(
@@ -233,19 +305,35 @@ async fn cancelled_commands_die_on_the_node() {
 
     // Dropping the process (kill_on_drop), with a pipeline and a child shell.
     let remote = Remote::new(n.ssh_config());
-    let p = remote.spawn(&n.name, &n.addr, "sleep 1002 | cat; sh -c 'sleep 1003'").unwrap();
+    let p = remote
+        .spawn(&n.name, &n.addr, "sleep 1002 | cat; sh -c 'sleep 1003'")
+        .unwrap();
     tokio::task::block_in_place(|| wait_running(&n, "1002"));
     let t = Instant::now();
     drop(p);
     tokio::task::block_in_place(|| wait_gone(&n, "100", Duration::from_secs(2)));
-    eprintln!("drop: remote command gone {:.2} s after drop", t.elapsed().as_secs_f64());
+    eprintln!(
+        "drop: remote command gone {:.2} s after drop",
+        t.elapsed().as_secs_f64()
+    );
 
     // Timeout.
     let t = Instant::now();
-    let r = remote.run(&n.name, &n.addr, "sleep 1004", Some(Duration::from_millis(1500))).await;
+    let r = remote
+        .run(
+            &n.name,
+            &n.addr,
+            "sleep 1004",
+            Some(Duration::from_millis(1500)),
+        )
+        .await;
     match r {
         Err(e @ RemoteError::Timeout { .. }) => {
-            assert!(e.to_string().starts_with(&format!("{} did not finish within 1.5 s", n.name)), "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("{} did not finish within 1.5 s", n.name)),
+                "{e}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -253,7 +341,10 @@ async fn cancelled_commands_die_on_the_node() {
     tokio::task::block_in_place(|| wait_gone(&n, "1004", Duration::from_secs(2)));
 
     // A command that ends normally leaves no watcher behind either.
-    let out = remote.run(&n.name, &n.addr, "echo done", None).await.unwrap();
+    let out = remote
+        .run(&n.name, &n.addr, "echo done", None)
+        .await
+        .unwrap();
     assert_eq!(out.stdout_text(), "done\n");
     tokio::task::block_in_place(|| wait_gone(&n, "xcat-remote", Duration::from_secs(2)));
 }
@@ -265,13 +356,22 @@ async fn streams_lines_from_many_nodes() {
     let nodes = TestBed::nodes("stream", 3, &NodeOptions::light());
     let remote = Remote::new(TestBed::ssh_config());
     let targets = nodes.iter().map(target).collect();
-    let mut rx = remote.stream_many(targets, "echo one; echo err >&2; printf 'two'; exit 4", Some(2), None);
+    let mut rx = remote.stream_many(
+        targets,
+        "echo one; echo err >&2; printf 'two'; exit 4",
+        Some(2),
+        None,
+    );
     let mut lines = std::collections::BTreeMap::<String, Vec<String>>::new();
     let mut done = Vec::new();
     while let Some(ev) = rx.recv().await {
         match ev {
-            NodeEvent::Stdout { node, line } => lines.entry(node).or_default().push(format!("out:{line}")),
-            NodeEvent::Stderr { node, line } => lines.entry(node).or_default().push(format!("err:{line}")),
+            NodeEvent::Stdout { node, line } => {
+                lines.entry(node).or_default().push(format!("out:{line}"))
+            }
+            NodeEvent::Stderr { node, line } => {
+                lines.entry(node).or_default().push(format!("err:{line}"))
+            }
             NodeEvent::Done { node, result } => {
                 assert_eq!(result.unwrap().code(), Some(4));
                 done.push(node);

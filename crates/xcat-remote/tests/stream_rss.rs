@@ -19,7 +19,9 @@ fn vm_hwm_kib() -> u64 {
 async fn two_gib_through_a_slow_reader_stays_small() {
     let n = TestBed::node_with("stream", &NodeOptions::light());
     let remote = Remote::new(n.ssh_config());
-    let mut p = remote.spawn(&n.name, &n.addr, "head -c 2G /dev/zero").unwrap();
+    let mut p = remote
+        .spawn(&n.name, &n.addr, "head -c 2G /dev/zero")
+        .unwrap();
     let mut out = p.take_stdout().unwrap();
     let mut buf = vec![0u8; 64 * 1024];
     let mut total: u64 = 0;
@@ -52,7 +54,10 @@ async fn two_gib_through_a_slow_reader_stays_small() {
         written >> 20,
         ahead >> 20
     );
-    assert!(ahead < 48 << 20, "node ran {ahead} bytes ahead of the reader: no back-pressure");
+    assert!(
+        ahead < 48 << 20,
+        "node ran {ahead} bytes ahead of the reader: no back-pressure"
+    );
 
     // Then as fast as we can.
     loop {

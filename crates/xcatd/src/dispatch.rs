@@ -21,7 +21,7 @@ pub fn plugin_handlers(enable_test_commands: bool) -> Vec<Arc<dyn Handler>> {
     v.extend(plugin_lsxcatd::handlers());
     // TEMP v.extend(plugin_tables::handlers());
     // TEMP v.extend(plugin_xdsh::handlers());
-    // TEMP v.extend(plugin_capimage::handlers());
+    v.extend(plugin_capimage::handlers());
     if enable_test_commands {
         v.extend(plugin_testcmds::handlers());
     }

@@ -132,6 +132,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         ssh: cfg.ssh.clone(),
         server_name: cfg.server_name.clone(),
     });
+    // Captures a killed daemon left half-done: restore and clean before serving.
+    for line in plugin_capimage::recover_at_start(&settings) {
+        info!("recovery: {line}");
+    }
     let registry = dispatch::Registry::new(dispatch::plugin_handlers(cfg.enable_test_commands), db, settings)?;
     // Signal handlers first, so a SIGTERM right after start-up is a clean stop.
     let signals = Signals::install()?;

@@ -1,2 +1,82 @@
-//! Handler plugin (to be written).
+//! `capimage`: capture a running diskful node into a netboot image.
+//!
+//! Phases, each cancellable (client abort, disconnect, daemon shutdown):
+//! 1. preflight over one ssh round trip ([`preflight`]);
+//! 2. the exclusion list ([`exlist`]);
+//! 3. the capture stream: `find | tar` on the node ([`pipeline`]), optional
+//!    zstd/gzip on the wire, decoded here and fed to the safe extractor of
+//!    `xcat-image` while it arrives (bounded memory);
+//! 4. boot skeleton and sysclean on the staging tree;
+//! 5. atomic publish (the previous tree kept as a generation);
+//! 6. table registration, report, manifest, kernel; `--pack` as a sub-request.
+//!
+//! Failures at any point discard the staging tree and leave the published
+//! image untouched. A journal entry under the daemon's state directory
+//! names the image directory while a capture runs, so a daemon that was
+//! killed cleans up at its next start ([`recover_at_start`]).
 #![forbid(unsafe_code)]
+
+pub mod exlist;
+pub mod options;
+pub mod pipeline;
+pub mod preflight;
+pub mod progress;
+pub mod target;
+
+mod capture;
+
+use std::sync::Arc;
+
+use xcat_plugin::{async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder, Settings};
+
+pub use capture::recover_at_start;
+
+pub struct CapImage;
+
+pub fn handlers() -> Vec<Arc<dyn Handler>> {
+    vec![Arc::new(CapImage)]
+}
+
+#[async_trait]
+impl Handler for CapImage {
+    fn commands(&self) -> &'static [&'static str] {
+        &["capimage"]
+    }
+
+    async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
+        let opts = match options::parse(req.args()) {
+            Ok(options::Parsed::Help) => {
+                out.info(options::USAGE).await?;
+                return Ok(());
+            }
+            Ok(options::Parsed::Version) => {
+                out.data(format!("capimage {} (xcatd-rs)", env!("CARGO_PKG_VERSION"))).await?;
+                return Ok(());
+            }
+            Ok(options::Parsed::Run(o)) => o,
+            Err(msg) => return Err(HandlerError::Usage(format!("{msg}\n{}", options::USAGE))),
+        };
+        let node = match req.nodes.as_slice() {
+            [] => {
+                return Err(HandlerError::Usage(format!(
+                    "capimage needs the node to capture\n{}",
+                    options::USAGE
+                )))
+            }
+            [one] => one.clone(),
+            many => {
+                return Err(HandlerError::Usage(format!(
+                    "capimage captures one node at a time; the noderange names {}: {}",
+                    many.len(),
+                    many.join(",")
+                )))
+            }
+        };
+        capture::run(&node, &opts, req.request.cwd.as_deref(), &ctx, &out).await
+    }
+}
+
+/// The journal directory of running captures.
+pub fn journal_dir(settings: &Settings) -> std::path::PathBuf {
+    settings.state_dir.join("capimage-journal")
+}
