@@ -244,6 +244,54 @@ impl Drop for Daemon {
     }
 }
 
+/// `[ssh]` configuration lines that reach test-bed nodes with the bed's key
+/// and known-hosts file (host keys checked strictly).
+pub fn ssh_config_for(node: &xcat_remote::testbed::Node) -> String {
+    format!(
+        "[ssh]\nidentity = {:?}\nknown_hosts = {:?}\nconnect_timeout = 5\n",
+        node.identity.display().to_string(),
+        node.bed_known_hosts.display().to_string()
+    )
+}
+
+impl Daemon {
+    /// A daemon whose `[ssh]` settings reach the test bed, with `nodes`
+    /// defined in the tables (group `compute`: os debian12, arch x86_64,
+    /// profile compute; `hosts.ip` set).
+    pub fn for_nodes(nodes: &[&xcat_remote::testbed::Node], extra_config: &str) -> Daemon {
+        let first = nodes.first().expect("at least one node");
+        let d = Daemon::start_with(DaemonOptions {
+            extra_config: format!("{extra_config}\n{}", ssh_config_for(first)),
+            ..Default::default()
+        });
+        d.ok(&["chtab", "node=compute", "nodetype.os=debian12", "nodetype.arch=x86_64", "nodetype.profile=compute"]);
+        for n in nodes {
+            d.ok(&["chtab", &format!("node={}", n.name), "nodelist.groups=compute,all"]);
+            d.ok(&["chtab", &format!("node={}", n.name), &format!("hosts.ip={}", n.addr)]);
+        }
+        d
+    }
+
+    /// Run a client command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.client(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The install directory of this daemon.
+    pub fn install_dir(&self) -> PathBuf {
+        self.root().join("install")
+    }
+}
+
 /// The repository root (for shipped config files and test-bed scripts).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf()

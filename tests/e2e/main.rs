@@ -1,2 +1,3 @@
 //! End-to-end tests against a real `xcatd` over real TLS.
 mod daemon;
+mod capimage;

@@ -230,7 +230,10 @@ mod tests {
             vec![None, None, None, None, None],
         ];
         let out = format_table(&["a", "b", "c", "d", "e"], &rows);
-        assert_eq!(out, "#a,b,c,d,e\n\"n1\",,\"a,b\",\"say \"\"hi\"\"\",\n,,,,\n");
+        assert_eq!(
+            out,
+            "#a,b,c,d,e\n\"n1\",,\"a,b\",\"say \"\"hi\"\"\",\n,,,,\n"
+        );
     }
 
     #[test]

@@ -54,8 +54,7 @@ pub enum DbError {
 pub type Attrs = BTreeMap<String, String>;
 
 /// SQL condition selecting active rows.
-const ACTIVE: &str =
-    "(\"disable\" IS NULL OR LOWER(\"disable\") IN ('', '0', 'no'))";
+const ACTIVE: &str = "(\"disable\" IS NULL OR LOWER(\"disable\") IN ('', '0', 'no'))";
 
 /// Migrations, applied in order; `schema_version` records the last one done.
 /// Version 1 creates every catalogue table with its unique key index.
@@ -74,7 +73,9 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("backend", &self.backend).finish()
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
@@ -281,7 +282,10 @@ impl Db {
     /// An active `site` value (None when absent or empty).
     pub async fn site(&self, key: &str) -> Result<Option<String>, DbError> {
         let sql = format!("SELECT \"value\" FROM \"site\" WHERE \"key\" = $1 AND {ACTIVE}");
-        let row = sqlx::query(&sql).bind(key).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(match row {
             Some(r) => non_empty(r.try_get::<Option<String>, _>(0)?),
             None => None,
@@ -485,17 +489,15 @@ impl Db {
             .iter()
             .map(|c| column_of(t, c))
             .collect::<Result<_, _>>()?;
-        let mut out: BTreeMap<String, Attrs> = nodes
-            .iter()
-            .map(|n| (n.clone(), Attrs::new()))
-            .collect();
+        let mut out: BTreeMap<String, Attrs> =
+            nodes.iter().map(|n| (n.clone(), Attrs::new())).collect();
         if cols.is_empty() || nodes.is_empty() {
             return Ok(out);
         }
 
         // Groups of the requested nodes, and the rows of the table needed.
         const SMALL: usize = 200;
-        let node_groups: HashMap<String, Vec<String>> = if nodes.len() <= SMALL {
+        let node_groups: HashMap<String, String> = if nodes.len() <= SMALL {
             let sql = format!(
                 "SELECT \"node\", \"groups\" FROM \"nodelist\" WHERE {ACTIVE} AND \"node\" IN ({})",
                 placeholders(1, nodes.len())
@@ -510,16 +512,12 @@ impl Db {
                 let n: Option<String> = r.try_get(0)?;
                 let g: Option<String> = r.try_get(1)?;
                 if let Some(n) = n {
-                    m.insert(n, split_groups(&g.unwrap_or_default()));
+                    m.insert(n, g.unwrap_or_default());
                 }
             }
             m
         } else {
-            self.node_groups_all()
-                .await?
-                .into_iter()
-                .map(|(n, g)| (n, split_groups(&g)))
-                .collect()
+            self.node_groups_all().await?.into_iter().collect()
         };
 
         let mut sel = vec!["node"];
@@ -528,7 +526,7 @@ impl Db {
         let keys: Option<Vec<String>> = if nodes.len() <= SMALL {
             let mut k: Vec<String> = nodes.to_vec();
             for gs in node_groups.values() {
-                k.extend(gs.iter().cloned());
+                k.extend(split_groups(gs));
             }
             k.sort();
             k.dedup();
@@ -567,19 +565,32 @@ impl Db {
         }
 
         let mut templates: HashMap<String, Option<template::Template>> = HashMap::new();
-        let empty: Vec<String> = Vec::new();
         for node in nodes {
             let own = table_rows.get(node);
-            let groups = node_groups.get(node).unwrap_or(&empty);
+            let groups = node_groups.get(node).map(String::as_str).unwrap_or("");
             let attrs = out.get_mut(node).expect("entry created above");
             for (ci, col) in cols.iter().enumerate() {
+                if *col == "node" {
+                    // The key column names the node itself, wherever the row came from.
+                    let any_row = own.is_some()
+                        || groups
+                            .split(',')
+                            .map(str::trim)
+                            .any(|g| !g.is_empty() && table_rows.contains_key(g));
+                    if any_row {
+                        attrs.insert("node".to_string(), node.clone());
+                    }
+                    continue;
+                }
                 fn pick(row: Option<&Vec<Option<String>>>, ci: usize) -> Option<&str> {
                     row.and_then(|r| r[ci].as_deref()).filter(|v| !v.is_empty())
                 }
                 let raw = pick(own, ci).or_else(|| {
                     groups
-                        .iter()
-                        .find_map(|g| pick(table_rows.get(g.as_str()), ci))
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .find_map(|g| pick(table_rows.get(g), ci))
                 });
                 let Some(raw) = raw else { continue };
                 let value = if template::is_template(raw) {
@@ -612,7 +623,10 @@ impl Db {
             q(t.keys[0]),
             q(ROWID)
         );
-        let row = sqlx::query(&sql).bind(key).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
             Some(r) => Ok(Some(attrs_of(t.columns, row_values(&r, t.columns.len())?))),
             None => Ok(None),
@@ -644,7 +658,9 @@ impl Db {
             q(ROWID)
         );
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        rows.iter().map(|r| row_values(r, t.columns.len())).collect()
+        rows.iter()
+            .map(|r| row_values(r, t.columns.len()))
+            .collect()
     }
 
     /// The table in xCAT's CSV format, byte for byte as `tabdump` prints it:
@@ -697,7 +713,10 @@ impl Db {
         if let Some((k, _)) = keys.iter().find(|(_, v)| v.is_empty()) {
             return Err(DbError::Invalid(format!("empty key value for {table}.{k}")));
         }
-        if let Some((c, _)) = values.iter().find(|(c, _)| keys.iter().any(|(k, _)| k == c)) {
+        if let Some((c, _)) = values
+            .iter()
+            .find(|(c, _)| keys.iter().any(|(k, _)| k == c))
+        {
             return Err(DbError::Invalid(format!(
                 "{table}.{c} is used as a key and cannot also be assigned"
             )));
@@ -932,7 +951,9 @@ impl Db {
             .map(|c| column_of(t, c))
             .collect::<Result<_, _>>()?;
         if rows.iter().any(|r| r.len() != cols.len()) {
-            return Err(DbError::Invalid("row length differs from column count".into()));
+            return Err(DbError::Invalid(
+                "row length differs from column count".into(),
+            ));
         }
         let per_batch = (MAX_PARAMS / cols.len().max(1)).max(1);
         let mut tx = self.begin_write().await?;
@@ -960,9 +981,9 @@ impl Db {
 
     /// First-start defaults, inserted only when missing (idempotent):
     /// policy 1 `root` allow, policy 1.2 `<server_name>` trusted, and site
-    /// `xcatdport=3001`, `master=<server_name>`, `installdir=/install`,
+    /// `xcatdport=3001`, `master=<server_name>`, `installdir=<install_dir>` (the daemon's configured install directory),
     /// `domain=localdomain`.
-    pub async fn seed_defaults(&self, server_name: &str) -> Result<(), DbError> {
+    pub async fn seed_defaults(&self, server_name: &str, install_dir: &str) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
         let policies: [(&str, &str, &str); 2] =
             [("1", "root", "allow"), ("1.2", server_name, "trusted")];
@@ -986,7 +1007,7 @@ impl Db {
         let site: [(&str, &str); 4] = [
             ("xcatdport", "3001"),
             ("master", server_name),
-            ("installdir", "/install"),
+            ("installdir", install_dir),
             ("domain", "localdomain"),
         ];
         for (k, v) in site {

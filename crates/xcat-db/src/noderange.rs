@@ -145,7 +145,9 @@ impl Parser<'_> {
                         }
                         None if c == ')' => break, // closes an enclosing group
                         _ => {
-                            return Err(self.err(&format!("unbalanced brackets: '{c}' without '{open}'")))
+                            return Err(
+                                self.err(&format!("unbalanced brackets: '{c}' without '{open}'"))
+                            )
                         }
                     }
                 }
@@ -213,7 +215,11 @@ fn selector(text: &str) -> Option<Selector> {
         return None;
     }
     let mut value = value.to_string();
-    if matches!(op, SelOp::Match | SelOp::NoMatch) && value.len() >= 2 && value.starts_with('/') && value.ends_with('/') {
+    if matches!(op, SelOp::Match | SelOp::NoMatch)
+        && value.len() >= 2
+        && value.starts_with('/')
+        && value.ends_with('/')
+    {
         value = value[1..value.len() - 1].to_string();
     }
     Some(Selector {
@@ -548,7 +554,9 @@ fn pad(n: u64, width: usize) -> String {
 
 fn check_size(count: u64) -> Result<(), String> {
     if count > MAX_RANGE as u64 {
-        Err(format!("range too large ({count} names, at most {MAX_RANGE})"))
+        Err(format!(
+            "range too large ({count} names, at most {MAX_RANGE})"
+        ))
     } else {
         Ok(())
     }
@@ -593,7 +601,8 @@ fn bracket_values(inner: &str) -> Result<Vec<String>, String> {
                 let (Ok(x), Ok(y)) = (a.parse::<u64>(), b.parse::<u64>()) else {
                     return Err(format!("bad range '{part}' in brackets"));
                 };
-                if !a.bytes().all(|c| c.is_ascii_digit()) || !b.bytes().all(|c| c.is_ascii_digit()) {
+                if !a.bytes().all(|c| c.is_ascii_digit()) || !b.bytes().all(|c| c.is_ascii_digit())
+                {
                     return Err(format!("bad range '{part}' in brackets"));
                 }
                 if x > y {
@@ -635,7 +644,10 @@ fn expand_brackets(text: &str) -> Result<Vec<String>, String> {
             }
             Some(open) => {
                 let lit = &rest[..open];
-                let close = rest[open..].find(']').ok_or("unbalanced brackets: '[' without ']'")? + open;
+                let close = rest[open..]
+                    .find(']')
+                    .ok_or("unbalanced brackets: '[' without ']'")?
+                    + open;
                 let vals = bracket_values(&rest[open + 1..close])?;
                 check_size(acc.len() as u64 * vals.len() as u64)?;
                 let mut next = Vec::with_capacity(acc.len() * vals.len());
@@ -676,7 +688,11 @@ fn runs(s: &str) -> Vec<Run<'_>> {
             i += 1;
         }
         let part = &s[start..i];
-        out.push(if digit { Run::Num(part) } else { Run::Text(part) });
+        out.push(if digit {
+            Run::Num(part)
+        } else {
+            Run::Text(part)
+        });
     }
     out
 }
@@ -687,7 +703,7 @@ fn expand_dash_range(text: &str) -> Result<Option<Vec<String>>, String> {
         text.split_once(':').unwrap_or((text, ""))
     } else {
         let hyphens: Vec<usize> = text.match_indices('-').map(|(i, _)| i).collect();
-        if hyphens.len() % 2 == 0 {
+        if hyphens.len() % 2 != 1 {
             return Ok(None);
         }
         // Names may contain '-' themselves: split at the middle hyphen.
@@ -799,7 +815,11 @@ mod tests {
     fn uni() -> Universe {
         let mut u = Universe::new();
         for i in 1..=20 {
-            let g = if i <= 10 { "compute,rack1,all" } else { "compute,rack2,all" };
+            let g = if i <= 10 {
+                "compute,rack1,all"
+            } else {
+                "compute,rack2,all"
+            };
             u.add_node(&format!("node{i:02}"), g);
         }
         u.add_node("mgmt", "service,all");
@@ -829,42 +849,88 @@ mod tests {
     #[test]
     fn ranges() {
         let mut u = uni();
-        assert_eq!(ex(&mut u, "node01-node03"), names(&["node01", "node02", "node03"]));
-        assert_eq!(ex(&mut u, "node01:node03"), names(&["node01", "node02", "node03"]));
-        assert_eq!(ex(&mut u, "node[01-03]"), names(&["node01", "node02", "node03"]));
-        assert_eq!(ex(&mut u, "node[01,03,05]"), names(&["node01", "node03", "node05"]));
-        assert_eq!(ex(&mut u, "node[01-02,19]"), names(&["node01", "node02", "node19"]));
-        assert_eq!(ex(&mut u, "f[1-2]n[1-2]"), names(&["f1n1", "f1n2", "f2n1", "f2n2"]));
-        assert_eq!(ex(&mut u, "node10+3"), names(&["node10", "node11", "node12", "node13"]));
-        assert_eq!(ex(&mut u, "rack-a-1-rack-a-3"), names(&["rack-a-1", "rack-a-2", "rack-a-3"]));
+        assert_eq!(
+            ex(&mut u, "node01-node03"),
+            names(&["node01", "node02", "node03"])
+        );
+        assert_eq!(
+            ex(&mut u, "node01:node03"),
+            names(&["node01", "node02", "node03"])
+        );
+        assert_eq!(
+            ex(&mut u, "node[01-03]"),
+            names(&["node01", "node02", "node03"])
+        );
+        assert_eq!(
+            ex(&mut u, "node[01,03,05]"),
+            names(&["node01", "node03", "node05"])
+        );
+        assert_eq!(
+            ex(&mut u, "node[01-02,19]"),
+            names(&["node01", "node02", "node19"])
+        );
+        assert_eq!(
+            ex(&mut u, "f[1-2]n[1-2]"),
+            names(&["f1n1", "f1n2", "f2n1", "f2n2"])
+        );
+        assert_eq!(
+            ex(&mut u, "node10+3"),
+            names(&["node10", "node11", "node12", "node13"])
+        );
+        assert_eq!(
+            ex(&mut u, "rack-a-1-rack-a-3"),
+            names(&["rack-a-1", "rack-a-2", "rack-a-3"])
+        );
         assert_eq!(ex(&mut u, "rack-a-2"), names(&["rack-a-2"]));
     }
 
     #[test]
     fn groups_regex_selectors_sorting() {
         let mut u = uni();
-        assert_eq!(ex(&mut u, "frame"), names(&["f1n1", "f1n2", "f2n1", "f2n2"]));
+        assert_eq!(
+            ex(&mut u, "frame"),
+            names(&["f1n1", "f1n2", "f2n1", "f2n2"])
+        );
         assert_eq!(ex(&mut u, "/f1.*"), names(&["f1n1", "f1n2"]));
         assert_eq!(ex(&mut u, "/n1"), Vec::<String>::new(), "regex is anchored");
         assert_eq!(ex(&mut u, "/node0[12]/"), names(&["node01", "node02"]));
-        assert_eq!(ex(&mut u, "rack1@nodetype.os==rhels9"), names(&["node02", "node04", "node06", "node08", "node10"]));
-        assert_eq!(ex(&mut u, "rack2@nodetype.os=~^sl"), names(&["node11", "node13", "node15", "node17", "node19"]));
+        assert_eq!(
+            ex(&mut u, "rack1@nodetype.os==rhels9"),
+            names(&["node02", "node04", "node06", "node08", "node10"])
+        );
+        assert_eq!(
+            ex(&mut u, "rack2@nodetype.os=~^sl"),
+            names(&["node11", "node13", "node15", "node17", "node19"])
+        );
         assert_eq!(ex(&mut u, "rack2@nodetype.os=~/^sl/").len(), 5);
         assert_eq!(ex(&mut u, "rack1@nodetype.os!=rhels9").len(), 5);
         assert_eq!(ex(&mut u, "rack1@nodetype.os!~rhel").len(), 5);
         // Nodes without the attribute compare as empty.
         assert_eq!(ex(&mut u, "nodetype.os!=rhels9@frame").len(), 4);
-        assert_eq!(ex(&mut u, "node10,node09+0,node02-node02"), names(&["node02", "node09", "node10"]));
+        assert_eq!(
+            ex(&mut u, "node10,node09+0,node02-node02"),
+            names(&["node02", "node09", "node10"])
+        );
     }
 
     #[test]
     fn exclusion_intersection_parens_dedup_sort() {
         let mut u = uni();
-        assert_eq!(ex(&mut u, "-node01,rack1"), ex(&mut u, "node[02-10]"), "exclusion applies after inclusion");
+        assert_eq!(
+            ex(&mut u, "-node01,rack1"),
+            ex(&mut u, "node[02-10]"),
+            "exclusion applies after inclusion"
+        );
         assert_eq!(ex(&mut u, "rack1,-node[02-10],node03"), names(&["node01"]));
         assert_eq!(ex(&mut u, "compute@(rack1,mgmt)").len(), 10);
-        assert_eq!(ex(&mut u, "(node01,node02)@rack1,-(node02)"), names(&["node01"]));
-        assert_eq!(ex(&mut u, "node10,node02,rack1@node02,node02"), names(&["node02", "node10"]));
+        assert_eq!(
+            ex(&mut u, "(node01,node02)@rack1,-(node02)"),
+            names(&["node01"])
+        );
+        assert_eq!(
+            ex(&mut u, "node10,node02,rack1@node02,node02"),
+            names(&["node02", "node10"])
+        );
         let mut v = names(&["node10", "node2", "node1", "node02"]);
         sort_nodes(&mut v);
         assert_eq!(v, names(&["node1", "node02", "node2", "node10"]));
@@ -882,14 +948,27 @@ mod tests {
     fn errors() {
         let mut u = uni();
         assert_eq!(
-            u.expand("node01,bogus,node02,alsobad").unwrap_err().to_string(),
+            u.expand("node01,bogus,node02,alsobad")
+                .unwrap_err()
+                .to_string(),
             "Invalid nodes and/or groups in noderange: bogus,alsobad"
         );
         assert_eq!(
             u.expand("node19-node22").unwrap_err(),
             NoderangeError::Invalid(names(&["node21", "node22"]))
         );
-        for bad in ["node[1-2", "(node01", "node01)", "node]1", "a@", "@a", "node[5-1]", "/(", "nodetype.nosuch==1", "node[1-99999999]"] {
+        for bad in [
+            "node[1-2",
+            "(node01",
+            "node01)",
+            "node]1",
+            "a@",
+            "@a",
+            "node[5-1]",
+            "/(",
+            "nodetype.nosuch==1",
+            "node[1-99999999]",
+        ] {
             match u.expand(bad) {
                 Err(NoderangeError::Syntax(..)) => {}
                 other => panic!("{bad}: {other:?}"),

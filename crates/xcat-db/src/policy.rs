@@ -55,7 +55,11 @@ impl PolicyDecision {
 /// The numeric value of a priority text (xCAT compares priorities as numbers:
 /// `1.2 < 1.10` is false, `1.10 < 1.2` is true). Non-numbers sort last.
 pub fn priority_value(p: &str) -> f64 {
-    p.trim().parse::<f64>().ok().filter(|v| v.is_finite()).unwrap_or(f64::INFINITY)
+    p.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .unwrap_or(f64::INFINITY)
 }
 
 /// Sort rows by numeric priority (stable: equal priorities keep their order).
@@ -79,18 +83,13 @@ pub fn row_matches(
 ) -> bool {
     // name: empty = anyone (even without a certificate); `*` = any
     // authenticated user; otherwise exactly that user.
-    match blank(&row.name) {
-        None => {}
-        Some("*") => {
-            if q.user.is_none() {
-                return false;
-            }
-        }
-        Some(n) => {
-            if q.user.as_deref() != Some(n) {
-                return false;
-            }
-        }
+    let name_ok = match blank(&row.name) {
+        None => true,
+        Some("*") => q.user.is_some(),
+        Some(n) => q.user.as_deref() == Some(n),
+    };
+    if !name_ok {
+        return false;
     }
     // host: empty or `*` = any; otherwise the client's short hostname.
     match blank(&row.host) {
@@ -222,14 +221,26 @@ mod tests {
         let rows = vec![row("1", "root", "allow"), row("1.2", "mn", "trusted")];
         assert_eq!(
             evaluate(&rows, &q(Some("root"), "nodels", &[]), no_nodes),
-            PolicyDecision::Allow { priority: "1".into(), trusted: false }
+            PolicyDecision::Allow {
+                priority: "1".into(),
+                trusted: false
+            }
         );
         assert_eq!(
             evaluate(&rows, &q(Some("mn"), "nodels", &[]), no_nodes),
-            PolicyDecision::Allow { priority: "1.2".into(), trusted: true }
+            PolicyDecision::Allow {
+                priority: "1.2".into(),
+                trusted: true
+            }
         );
-        assert_eq!(evaluate(&rows, &q(Some("bob"), "nodels", &[]), no_nodes), PolicyDecision::NoMatch);
-        assert_eq!(evaluate(&rows, &q(None, "nodels", &[]), no_nodes), PolicyDecision::NoMatch);
+        assert_eq!(
+            evaluate(&rows, &q(Some("bob"), "nodels", &[]), no_nodes),
+            PolicyDecision::NoMatch
+        );
+        assert_eq!(
+            evaluate(&rows, &q(None, "nodels", &[]), no_nodes),
+            PolicyDecision::NoMatch
+        );
     }
 
     #[test]
@@ -238,7 +249,9 @@ mod tests {
         assert!(evaluate(&rows, &q(Some("bob"), "x", &[]), no_nodes).is_allowed());
         assert_eq!(
             evaluate(&rows, &q(None, "x", &[]), no_nodes),
-            PolicyDecision::Deny { priority: "6".into() }
+            PolicyDecision::Deny {
+                priority: "6".into()
+            }
         );
     }
 
@@ -250,7 +263,8 @@ mod tests {
         r.parameters = Some("^site$|-d".into());
         r.noderange = Some("rack1".into());
         let rows = vec![r, row("4", "bob", "deny")];
-        let covers = |nr: &str, nodes: &[String]| nr == "rack1" && nodes.iter().all(|n| n.starts_with('r'));
+        let covers =
+            |nr: &str, nodes: &[String]| nr == "rack1" && nodes.iter().all(|n| n.starts_with('r'));
         let mut query = q(Some("bob"), "tabdump", &["site"]);
         query.nodes = vec!["r1".into()];
         assert!(evaluate(&rows, &query, covers).is_allowed());
@@ -261,7 +275,12 @@ mod tests {
         assert!(!evaluate(&rows, &query, |_: &str, _: &[String]| true).is_allowed());
         query.nodes = vec!["r1".into()];
         query.args = vec!["nodelist".into()];
-        assert_eq!(evaluate(&rows, &query, |_: &str, _: &[String]| true), PolicyDecision::Deny { priority: "4".into() });
+        assert_eq!(
+            evaluate(&rows, &query, |_: &str, _: &[String]| true),
+            PolicyDecision::Deny {
+                priority: "4".into()
+            }
+        );
         query.args = vec!["-d".into(), "x".into()];
         assert!(evaluate(&rows, &query, |_: &str, _: &[String]| true).is_allowed());
         query.command = "chtab".into();

@@ -33,7 +33,14 @@ impl TableDef {
 pub static TABLES: &[TableDef] = &[
     TableDef {
         name: "hosts",
-        columns: &["node", "ip", "hostnames", "otherinterfaces", "comments", "disable"],
+        columns: &[
+            "node",
+            "ip",
+            "hostnames",
+            "otherinterfaces",
+            "comments",
+            "disable",
+        ],
         keys: &["node"],
     },
     TableDef {

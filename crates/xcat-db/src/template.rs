@@ -19,7 +19,14 @@ pub struct Template {
     re: Regex,
     /// Replacement in `regex` crate syntax.
     replacement: String,
-    arithmetic: bool,
+    /// For `|...|...|` with parentheses: the parts of the replacement.
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone)]
+enum Segment {
+    Literal(String),
+    Arith(String),
 }
 
 /// Does `value` look like a template (rather than a literal value)?
@@ -90,61 +97,38 @@ impl Template {
     pub fn parse(value: &str) -> Option<Template> {
         let (pat, rep, arithmetic) = split(value)?;
         let re = Regex::new(pat).ok()?;
+        let replacement = perl_replacement(rep);
+        let segments = if arithmetic && replacement.contains('(') {
+            segments(&replacement)?
+        } else {
+            Vec::new()
+        };
         Some(Template {
             re,
-            replacement: perl_replacement(rep),
-            arithmetic,
+            replacement,
+            segments,
         })
     }
 
     /// The value for `node`; None when the result is empty ("not set") or the
     /// arithmetic cannot be evaluated.
     pub fn apply(&self, node: &str) -> Option<String> {
-        let out = if !self.arithmetic || !self.replacement.contains('(') {
-            self.re.replacen(node, 1, self.replacement.as_str()).into_owned()
+        let out = if self.segments.is_empty() {
+            self.re
+                .replacen(node, 1, self.replacement.as_str())
+                .into_owned()
         } else {
-            // Substitute each parenthesised expression separately, then evaluate it.
-            let rep = &self.replacement;
+            // Substitute captures into each part; evaluate the parenthesised ones.
+            let caps = self.re.captures(node)?;
             let mut out = String::new();
-            let bytes: Vec<char> = rep.chars().collect();
-            let mut i = 0;
-            while i < bytes.len() {
-                if bytes[i] == '(' {
-                    let mut depth = 0usize;
-                    let mut j = i;
-                    while j < bytes.len() {
-                        match bytes[j] {
-                            '(' => depth += 1,
-                            ')' => {
-                                depth -= 1;
-                                if depth == 0 {
-                                    break;
-                                }
-                            }
-                            _ => {}
-                        }
-                        j += 1;
+            for seg in &self.segments {
+                match seg {
+                    Segment::Literal(l) => caps.expand(l, &mut out),
+                    Segment::Arith(e) => {
+                        let mut substituted = String::new();
+                        caps.expand(e, &mut substituted);
+                        out.push_str(&eval_arith(&substituted)?.to_string());
                     }
-                    if j >= bytes.len() {
-                        return None; // unbalanced
-                    }
-                    let expr: String = bytes[i..=j].iter().collect();
-                    let caps = self.re.captures(node)?;
-                    let mut substituted = String::new();
-                    caps.expand(&expr, &mut substituted);
-                    let v = eval_arith(&substituted)?;
-                    out.push_str(&v.to_string());
-                    i = j + 1;
-                } else {
-                    let start = i;
-                    while i < bytes.len() && bytes[i] != '(' {
-                        i += 1;
-                    }
-                    let lit: String = bytes[start..i].iter().collect();
-                    let caps = self.re.captures(node)?;
-                    let mut expanded = String::new();
-                    caps.expand(&lit, &mut expanded);
-                    out.push_str(&expanded);
                 }
             }
             out
@@ -155,6 +139,42 @@ impl Template {
             Some(out)
         }
     }
+}
+
+/// Split an arithmetic replacement into literal and `( ... )` parts; None
+/// when the parentheses do not balance.
+fn segments(rep: &str) -> Option<Vec<Segment>> {
+    let chars: Vec<char> = rep.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '(' {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match chars.get(j)? {
+                    '(' => depth += 1,
+                    ')' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            out.push(Segment::Arith(chars[i..=j].iter().collect()));
+            i = j + 1;
+        } else {
+            let start = i;
+            while i < chars.len() && chars[i] != '(' {
+                i += 1;
+            }
+            out.push(Segment::Literal(chars[start..i].iter().collect()));
+        }
+    }
+    Some(out)
 }
 
 /// Evaluate a value for `node`: templates are applied, plain values returned

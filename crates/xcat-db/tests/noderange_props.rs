@@ -100,7 +100,12 @@ proptest! {
 
 #[test]
 fn natural_order_examples() {
-    let mut v = vec!["node10", "node2", "node1", "n", "node02a", "node2b", "a10b2", "a10b10"];
+    let mut v = vec![
+        "node10", "node2", "node1", "n", "node02a", "node2b", "a10b2", "a10b10",
+    ];
     v.sort_by(|a, b| natural_cmp(a, b));
-    assert_eq!(v, vec!["a10b2", "a10b10", "n", "node1", "node2", "node02a", "node2b", "node10"]);
+    assert_eq!(
+        v,
+        vec!["a10b2", "a10b10", "n", "node1", "node2", "node02a", "node2b", "node10"]
+    );
 }

@@ -77,7 +77,10 @@ async fn dump_restore_round_trip(db: &Db) {
         ("policy", POLICY),
     ] {
         let dumped = db.dump(t).await.unwrap();
-        assert_eq!(dumped, text, "dump of {t} must equal the restored file byte for byte");
+        assert_eq!(
+            dumped, text,
+            "dump of {t} must equal the restored file byte for byte"
+        );
         // Restoring the dump again (replace mode) changes nothing.
         db.restore(t, &dumped, false).await.unwrap();
         assert_eq!(db.dump(t).await.unwrap(), text, "second round trip of {t}");
@@ -88,17 +91,35 @@ async fn dump_restore_round_trip(db: &Db) {
         "#key,username,password,cryptmethod,authdomain,comments,disable\n"
     );
     // Header columns may be a subset, in another order; missing ones are empty.
-    db.restore("site", "#value,key\n\"v1\",\"k1\"\n", true).await.unwrap();
-    assert!(db.dump("site").await.unwrap().ends_with("\"k1\",\"v1\",,\n"));
+    db.restore("site", "#value,key\n\"v1\",\"k1\"\n", true)
+        .await
+        .unwrap();
+    assert!(db
+        .dump("site")
+        .await
+        .unwrap()
+        .ends_with("\"k1\",\"v1\",,\n"));
 }
 
 async fn restore_errors_name_lines_and_roll_back(db: &Db) {
     load_fixture(db).await;
     let before = db.dump("site").await.unwrap();
     let cases: &[(&str, usize, &str)] = &[
-        ("#key,value\n\"a\",\"1\"\n\"b\",\"2\",\"3\"\n", 3, "too many fields"),
-        ("#key,value\n\"a\",\"1\"\n\"b\",\"2\"\n\"a\",\"3\"\n", 4, "duplicate key"),
-        ("#key,value\n\"a\",\"1\"\n\n\"b\",2\"\n", 4, "missing opening"),
+        (
+            "#key,value\n\"a\",\"1\"\n\"b\",\"2\",\"3\"\n",
+            3,
+            "too many fields",
+        ),
+        (
+            "#key,value\n\"a\",\"1\"\n\"b\",\"2\"\n\"a\",\"3\"\n",
+            4,
+            "duplicate key",
+        ),
+        (
+            "#key,value\n\"a\",\"1\"\n\n\"b\",2\"\n",
+            4,
+            "missing opening",
+        ),
         ("#key,bogus\n\"a\",\"1\"\n", 1, "bogus"),
         ("key,value\n", 1, "header"),
         ("#key,value\n\"a\",\"1\"\n,\"2\"\n", 3, "empty key"),
@@ -112,10 +133,21 @@ async fn restore_errors_name_lines_and_roll_back(db: &Db) {
             }
             other => panic!("{text:?}: expected a restore error, got {other:?}"),
         }
-        assert_eq!(db.dump("site").await.unwrap(), before, "failed restore must change nothing");
+        assert_eq!(
+            db.dump("site").await.unwrap(),
+            before,
+            "failed restore must change nothing"
+        );
     }
     // Append refuses keys that already exist, naming the line.
-    match db.restore("site", "#key,value\n\"new\",\"1\"\n\"master\",\"x\"\n", true).await {
+    match db
+        .restore(
+            "site",
+            "#key,value\n\"new\",\"1\"\n\"master\",\"x\"\n",
+            true,
+        )
+        .await
+    {
         Err(DbError::Restore { line: 3, .. }) => {}
         other => panic!("append duplicate: {other:?}"),
     }
@@ -128,8 +160,16 @@ async fn restore_errors_name_lines_and_roll_back(db: &Db) {
 
 async fn disable_semantics(db: &Db) {
     load_fixture(db).await;
-    assert_eq!(db.site("oldkey").await.unwrap(), None, "disable=1 hides the row");
-    assert_eq!(db.site("keptkey").await.unwrap().as_deref(), Some("y"), "disable=NO is active");
+    assert_eq!(
+        db.site("oldkey").await.unwrap(),
+        None,
+        "disable=1 hides the row"
+    );
+    assert_eq!(
+        db.site("keptkey").await.unwrap().as_deref(),
+        Some("y"),
+        "disable=NO is active"
+    );
     assert_eq!(db.site("master").await.unwrap().as_deref(), Some("mn1"));
     assert_eq!(db.site("missing").await.unwrap(), None);
     let keys: Vec<String> = db
@@ -139,20 +179,48 @@ async fn disable_semantics(db: &Db) {
         .into_iter()
         .map(|r| r["key"].clone())
         .collect();
-    assert_eq!(keys, names(&["xcatdport", "master", "domain", "excludenodes", "keptkey"]));
-    for (val, active) in [("0", true), ("no", true), ("No", true), ("1", false), ("yes", false), ("true", false)] {
+    assert_eq!(
+        keys,
+        names(&["xcatdport", "master", "domain", "excludenodes", "keptkey"])
+    );
+    for (val, active) in [
+        ("0", true),
+        ("no", true),
+        ("No", true),
+        ("1", false),
+        ("yes", false),
+        ("true", false),
+    ] {
         db.upsert("site", &[("key", "k")], &[("value", "v"), ("disable", val)])
             .await
             .unwrap();
-        assert_eq!(db.site("k").await.unwrap().is_some(), active, "disable={val}");
-        assert_eq!(db.get_row("site", "k").await.unwrap().is_some(), active, "get_row disable={val}");
+        assert_eq!(
+            db.site("k").await.unwrap().is_some(),
+            active,
+            "disable={val}"
+        );
+        assert_eq!(
+            db.get_row("site", "k").await.unwrap().is_some(),
+            active,
+            "get_row disable={val}"
+        );
     }
     // Disabled nodes are not nodes; disabled group rows are not inherited.
     let all = db.all_nodes().await.unwrap();
     assert!(!all.contains(&s("old1")));
-    assert_eq!(all, names(&["mgmt1", "node001", "node002", "node007", "node010", "node099"]));
-    let a = db.node_attrs(&names(&["node001"]), "nodetype", &["os"]).await.unwrap();
-    assert_eq!(a["node001"].get("os").map(String::as_str), Some("rhels9"), "rack1 row is disabled");
+    assert_eq!(
+        all,
+        names(&["mgmt1", "node001", "node002", "node007", "node010", "node099"])
+    );
+    let a = db
+        .node_attrs(&names(&["node001"]), "nodetype", &["os"])
+        .await
+        .unwrap();
+    assert_eq!(
+        a["node001"].get("os").map(String::as_str),
+        Some("rhels9"),
+        "rack1 row is disabled"
+    );
     // ... but the dump still shows them.
     assert!(db.dump("nodelist").await.unwrap().contains("\"old1\""));
 }
@@ -177,6 +245,13 @@ async fn inheritance(db: &Db) {
     assert_eq!(get("node007", "arch").as_deref(), Some("ppc64le"));
     // ... and a later group still fills what the earlier one lacks.
     assert_eq!(get("node007", "profile").as_deref(), Some("compute"));
+    // The key column names the node even when the row is a group's.
+    let k = db
+        .node_attrs(&names(&["node001", "mgmt1"]), "nodetype", &["node"])
+        .await
+        .unwrap();
+    assert_eq!(k["node001"]["node"], "node001");
+    assert!(k["mgmt1"].is_empty());
     // No groups, no rows: nothing, but the node is present.
     assert!(a["mgmt1"].is_empty());
     assert!(a["ghost"].is_empty());
@@ -187,8 +262,14 @@ async fn inheritance(db: &Db) {
     ));
     assert!(db.node_attrs(&nodes, "site", &["value"]).await.is_err());
     // Many nodes take the whole-table path; results must agree.
-    let many: Vec<String> = (0..300).map(|i| format!("x{i}")).chain(nodes.clone()).collect();
-    let b = db.node_attrs(&many, "nodetype", &["os", "arch", "profile"]).await.unwrap();
+    let many: Vec<String> = (0..300)
+        .map(|i| format!("x{i}"))
+        .chain(nodes.clone())
+        .collect();
+    let b = db
+        .node_attrs(&many, "nodetype", &["os", "arch", "profile"])
+        .await
+        .unwrap();
     assert_eq!(b["node007"].get("os"), a["node007"].get("os"));
     assert_eq!(b["node002"].get("arch"), a["node002"].get("arch"));
     assert_eq!(b.len(), many.len());
@@ -197,60 +278,111 @@ async fn inheritance(db: &Db) {
 async fn regex_templates(db: &Db) {
     load_fixture(db).await;
     let a = db
-        .node_attrs(&names(&["node007", "node010", "node002", "mgmt1"]), "hosts", &["ip", "hostnames"])
+        .node_attrs(
+            &names(&["node007", "node010", "node002", "mgmt1"]),
+            "hosts",
+            &["ip", "hostnames"],
+        )
         .await
         .unwrap();
     assert_eq!(a["node007"]["ip"], "10.0.0.7");
     assert_eq!(a["node010"]["ip"], "10.0.0.10");
     assert_eq!(a["node007"]["hostnames"], "node007-mgmt");
-    assert_eq!(a["node002"]["ip"], "10.9.9.9", "own literal value beats the group template");
+    assert_eq!(
+        a["node002"]["ip"], "10.9.9.9",
+        "own literal value beats the group template"
+    );
     assert_eq!(a["node002"]["hostnames"], "node002-mgmt");
-    assert!(a["mgmt1"].get("ip").is_none(), "an empty template result means unset");
+    assert!(
+        !a["mgmt1"].contains_key("ip"),
+        "an empty template result means unset"
+    );
 }
 
 async fn upsert_get_delete(db: &Db) {
-    db.upsert("osimage", &[("imagename", "img1")], &[("profile", "compute"), ("osvers", "rhels9")])
-        .await
-        .unwrap();
-    db.upsert("osimage", &[("imagename", "img1")], &[("osarch", "x86_64"), ("profile", "")])
-        .await
-        .unwrap();
+    db.upsert(
+        "osimage",
+        &[("imagename", "img1")],
+        &[("profile", "compute"), ("osvers", "rhels9")],
+    )
+    .await
+    .unwrap();
+    db.upsert(
+        "osimage",
+        &[("imagename", "img1")],
+        &[("osarch", "x86_64"), ("profile", "")],
+    )
+    .await
+    .unwrap();
     let r = db.get_row("osimage", "img1").await.unwrap().unwrap();
     assert_eq!(r.get("osvers").map(String::as_str), Some("rhels9"));
     assert_eq!(r.get("osarch").map(String::as_str), Some("x86_64"));
-    assert!(r.get("profile").is_none(), "empty value clears the column");
+    assert!(!r.contains_key("profile"), "empty value clears the column");
     assert_eq!(db.rows("osimage").await.unwrap().len(), 1);
     // A key-only upsert creates the row once.
     db.upsert("nodelist", &[("node", "n1")], &[]).await.unwrap();
     db.upsert("nodelist", &[("node", "n1")], &[]).await.unwrap();
     assert_eq!(db.all_nodes().await.unwrap(), names(&["n1"]));
     // passwd has a two-column key.
-    db.upsert("passwd", &[("key", "system"), ("username", "root")], &[("password", "a")])
-        .await
-        .unwrap();
-    db.upsert("passwd", &[("key", "system"), ("username", "admin")], &[("password", "b")])
-        .await
-        .unwrap();
+    db.upsert(
+        "passwd",
+        &[("key", "system"), ("username", "root")],
+        &[("password", "a")],
+    )
+    .await
+    .unwrap();
+    db.upsert(
+        "passwd",
+        &[("key", "system"), ("username", "admin")],
+        &[("password", "b")],
+    )
+    .await
+    .unwrap();
     assert_eq!(db.rows("passwd").await.unwrap().len(), 2);
-    assert_eq!(db.delete("passwd", &[("key", "system"), ("username", "root")]).await.unwrap(), 1);
+    assert_eq!(
+        db.delete("passwd", &[("key", "system"), ("username", "root")])
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(db.rows("passwd").await.unwrap().len(), 1);
-    assert_eq!(db.delete("osimage", &[("imagename", "img1")]).await.unwrap(), 1);
-    assert_eq!(db.delete("osimage", &[("imagename", "img1")]).await.unwrap(), 0);
+    assert_eq!(
+        db.delete("osimage", &[("imagename", "img1")])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        db.delete("osimage", &[("imagename", "img1")])
+            .await
+            .unwrap(),
+        0
+    );
     assert!(db.get_row("osimage", "img1").await.unwrap().is_none());
     // Names are checked against the catalogue before any SQL is built.
     assert!(matches!(
-        db.upsert("site\"; DROP TABLE site; --", &[("key", "a")], &[]).await,
+        db.upsert("site\"; DROP TABLE site; --", &[("key", "a")], &[])
+            .await,
         Err(DbError::UnknownTable(_))
     ));
     assert!(matches!(
-        db.upsert("site", &[("key", "a")], &[("value\" = 1 --", "x")]).await,
+        db.upsert("site", &[("key", "a")], &[("value\" = 1 --", "x")])
+            .await,
         Err(DbError::UnknownColumn { .. })
     ));
     assert!(db.delete("site", &[]).await.is_err());
-    assert!(db.upsert("site", &[("key", "")], &[("value", "x")]).await.is_err());
+    assert!(db
+        .upsert("site", &[("key", "")], &[("value", "x")])
+        .await
+        .is_err());
     // Values are bound, so quotes in values are just data.
-    db.upsert("site", &[("key", "q")], &[("value", "it's \"quoted\"; --")]).await.unwrap();
-    assert_eq!(db.site("q").await.unwrap().as_deref(), Some("it's \"quoted\"; --"));
+    db.upsert("site", &[("key", "q")], &[("value", "it's \"quoted\"; --")])
+        .await
+        .unwrap();
+    assert_eq!(
+        db.site("q").await.unwrap().as_deref(),
+        Some("it's \"quoted\"; --")
+    );
 }
 
 async fn concurrent_upserts_lose_nothing(db: &Db) {
@@ -287,7 +419,11 @@ async fn concurrent_upserts_lose_nothing(db: &Db) {
     }
     let shared = db.get_row("nodelist", "shared").await.unwrap().unwrap();
     for col in ["status", "appstatus", "primarysn", "zonename", "comments"] {
-        assert_eq!(shared.get(col).map(String::as_str), Some("set"), "{col} lost");
+        assert_eq!(
+            shared.get(col).map(String::as_str),
+            Some("set"),
+            "{col} lost"
+        );
     }
     assert_eq!(db.nodes_in_group("compute").await.unwrap().len(), 50);
 }
@@ -296,37 +432,79 @@ async fn noderange_against_tables(db: &Db) {
     load_fixture(db).await;
     let ex = |nr: &'static str| async move { db.expand_noderange(nr).await };
     // node099 is in site.excludenodes, old1 is disabled.
-    assert_eq!(ex("compute").await.unwrap(), names(&["node001", "node002", "node007", "node010"]));
-    assert_eq!(ex("all,-rack1").await.unwrap(), names(&["mgmt1", "node007", "node010"]));
-    assert_eq!(ex("node001-node010").await.unwrap_err().to_string(),
-        "Invalid nodes and/or groups in noderange: node003,node004,node005,node006,node008,node009");
-    assert_eq!(ex("node[001,007]").await.unwrap(), names(&["node001", "node007"]));
-    assert_eq!(ex("/node0.*").await.unwrap(), names(&["node001", "node002", "node007", "node010"]));
+    assert_eq!(
+        ex("compute").await.unwrap(),
+        names(&["node001", "node002", "node007", "node010"])
+    );
+    assert_eq!(
+        ex("all,-rack1").await.unwrap(),
+        names(&["mgmt1", "node007", "node010"])
+    );
+    assert_eq!(
+        ex("node001-node010").await.unwrap_err().to_string(),
+        "Invalid nodes and/or groups in noderange: node003,node004,node005,node006,node008,node009"
+    );
+    assert_eq!(
+        ex("node[001,007]").await.unwrap(),
+        names(&["node001", "node007"])
+    );
+    assert_eq!(
+        ex("/node0.*").await.unwrap(),
+        names(&["node001", "node002", "node007", "node010"])
+    );
     // Attribute selectors see inherited values.
-    assert_eq!(ex("nodetype.os==sles15").await.unwrap(), names(&["node007", "node010"]));
-    assert_eq!(ex("compute@nodetype.os!=sles15").await.unwrap(), names(&["node001", "node002"]));
-    assert_eq!(ex("hosts.ip=~^10\\.0\\.0\\.1").await.unwrap(), names(&["node001", "node010"]));
-    assert_eq!(ex("nodelist.status==booted").await.unwrap(), names(&["node002"]));
+    assert_eq!(
+        ex("nodetype.os==sles15").await.unwrap(),
+        names(&["node007", "node010"])
+    );
+    assert_eq!(
+        ex("compute@nodetype.os!=sles15").await.unwrap(),
+        names(&["node001", "node002"])
+    );
+    assert_eq!(
+        ex("hosts.ip=~^10\\.0\\.0\\.1").await.unwrap(),
+        names(&["node001", "node010"])
+    );
+    assert_eq!(
+        ex("nodelist.status==booted").await.unwrap(),
+        names(&["node002"])
+    );
     match ex("compute,old1,bogus").await {
-        Err(DbError::Noderange(NoderangeError::Invalid(bad))) => assert_eq!(bad, names(&["old1", "bogus"])),
+        Err(DbError::Noderange(NoderangeError::Invalid(bad))) => {
+            assert_eq!(bad, names(&["old1", "bogus"]))
+        }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(ex("site.value==x").await, Err(DbError::Noderange(NoderangeError::Syntax(..)))));
-    assert!(matches!(ex("(compute").await, Err(DbError::Noderange(NoderangeError::Syntax(..)))));
-    assert_eq!(db.nodes_in_group("rack2").await.unwrap(), names(&["node007", "node010"]));
+    assert!(matches!(
+        ex("site.value==x").await,
+        Err(DbError::Noderange(NoderangeError::Syntax(..)))
+    ));
+    assert!(matches!(
+        ex("(compute").await,
+        Err(DbError::Noderange(NoderangeError::Syntax(..)))
+    ));
+    assert_eq!(
+        db.nodes_in_group("rack2").await.unwrap(),
+        names(&["node007", "node010"])
+    );
 }
 
 async fn policy_rules(db: &Db) {
-    db.seed_defaults("mn1").await.unwrap();
-    db.seed_defaults("mn1").await.unwrap();
+    db.seed_defaults("mn1", "/install").await.unwrap();
+    db.seed_defaults("mn1", "/install").await.unwrap();
     let p = db.policies().await.unwrap();
     assert_eq!(p.len(), 2, "seeding is idempotent");
     assert_eq!(db.site("xcatdport").await.unwrap().as_deref(), Some("3001"));
     assert_eq!(db.site("master").await.unwrap().as_deref(), Some("mn1"));
-    assert_eq!(db.site("installdir").await.unwrap().as_deref(), Some("/install"));
+    assert_eq!(
+        db.site("installdir").await.unwrap().as_deref(),
+        Some("/install")
+    );
     // Seeding never overwrites an admin's choice.
-    db.upsert("site", &[("key", "xcatdport")], &[("value", "3101")]).await.unwrap();
-    db.seed_defaults("mn1").await.unwrap();
+    db.upsert("site", &[("key", "xcatdport")], &[("value", "3101")])
+        .await
+        .unwrap();
+    db.seed_defaults("mn1", "/install").await.unwrap();
     assert_eq!(db.site("xcatdport").await.unwrap().as_deref(), Some("3101"));
 
     let q = |user: Option<&str>, cmd: &str, args: &[&str], nodes: &[&str]| PolicyQuery {
@@ -338,67 +516,159 @@ async fn policy_rules(db: &Db) {
     };
     let allowed = |d: &PolicyDecision| d.is_allowed();
     assert_eq!(
-        db.authorize(&q(Some("root"), "chtab", &[], &[])).await.unwrap(),
-        PolicyDecision::Allow { priority: "1".into(), trusted: false }
+        db.authorize(&q(Some("root"), "chtab", &[], &[]))
+            .await
+            .unwrap(),
+        PolicyDecision::Allow {
+            priority: "1".into(),
+            trusted: false
+        }
     );
     assert_eq!(
-        db.authorize(&q(Some("mn1"), "chtab", &[], &[])).await.unwrap(),
-        PolicyDecision::Allow { priority: "1.2".into(), trusted: true }
+        db.authorize(&q(Some("mn1"), "chtab", &[], &[]))
+            .await
+            .unwrap(),
+        PolicyDecision::Allow {
+            priority: "1.2".into(),
+            trusted: true
+        }
     );
-    assert_eq!(db.authorize(&q(Some("alice"), "chtab", &[], &[])).await.unwrap(), PolicyDecision::NoMatch);
-    assert_eq!(db.authorize(&q(None, "chtab", &[], &[])).await.unwrap(), PolicyDecision::NoMatch);
+    assert_eq!(
+        db.authorize(&q(Some("alice"), "chtab", &[], &[]))
+            .await
+            .unwrap(),
+        PolicyDecision::NoMatch
+    );
+    assert_eq!(
+        db.authorize(&q(None, "chtab", &[], &[])).await.unwrap(),
+        PolicyDecision::NoMatch
+    );
 
     // Command-limited rule with a parameters regex.
     db.upsert(
         "policy",
         &[("priority", "3")],
-        &[("name", "alice"), ("commands", "tabdump,nodels"), ("parameters", "^(site|policy)$"), ("rule", "allow")],
+        &[
+            ("name", "alice"),
+            ("commands", "tabdump,nodels"),
+            ("parameters", "^(site|policy)$"),
+            ("rule", "allow"),
+        ],
     )
     .await
     .unwrap();
-    assert!(allowed(&db.authorize(&q(Some("alice"), "tabdump", &["site"], &[])).await.unwrap()));
-    assert!(!allowed(&db.authorize(&q(Some("alice"), "tabdump", &["passwd"], &[])).await.unwrap()));
-    assert!(!allowed(&db.authorize(&q(Some("alice"), "chtab", &["site"], &[])).await.unwrap()));
+    assert!(allowed(
+        &db.authorize(&q(Some("alice"), "tabdump", &["site"], &[]))
+            .await
+            .unwrap()
+    ));
+    assert!(!allowed(
+        &db.authorize(&q(Some("alice"), "tabdump", &["passwd"], &[]))
+            .await
+            .unwrap()
+    ));
+    assert!(!allowed(
+        &db.authorize(&q(Some("alice"), "chtab", &["site"], &[]))
+            .await
+            .unwrap()
+    ));
 
     // Rows without a name match even requests without a certificate; `*` does not.
-    db.upsert("policy", &[("priority", "6")], &[("name", "*"), ("commands", "lsxcatd"), ("rule", "allow")])
-        .await
-        .unwrap();
-    db.upsert("policy", &[("priority", "7")], &[("commands", "authcheck"), ("rule", "allow")])
-        .await
-        .unwrap();
-    assert!(!allowed(&db.authorize(&q(None, "lsxcatd", &[], &[])).await.unwrap()));
-    assert!(allowed(&db.authorize(&q(Some("bob"), "lsxcatd", &[], &[])).await.unwrap()));
-    assert!(allowed(&db.authorize(&q(None, "authcheck", &[], &[])).await.unwrap()));
+    db.upsert(
+        "policy",
+        &[("priority", "6")],
+        &[("name", "*"), ("commands", "lsxcatd"), ("rule", "allow")],
+    )
+    .await
+    .unwrap();
+    db.upsert(
+        "policy",
+        &[("priority", "7")],
+        &[("commands", "authcheck"), ("rule", "allow")],
+    )
+    .await
+    .unwrap();
+    assert!(!allowed(
+        &db.authorize(&q(None, "lsxcatd", &[], &[])).await.unwrap()
+    ));
+    assert!(allowed(
+        &db.authorize(&q(Some("bob"), "lsxcatd", &[], &[]))
+            .await
+            .unwrap()
+    ));
+    assert!(allowed(
+        &db.authorize(&q(None, "authcheck", &[], &[])).await.unwrap()
+    ));
 
     // Numeric priority: 1.10 sorts before 1.2 (text order would say otherwise).
-    db.upsert("policy", &[("priority", "1.10")], &[("name", "mn1"), ("rule", "deny")])
-        .await
-        .unwrap();
+    db.upsert(
+        "policy",
+        &[("priority", "1.10")],
+        &[("name", "mn1"), ("rule", "deny")],
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        db.authorize(&q(Some("mn1"), "nodels", &[], &[])).await.unwrap(),
-        PolicyDecision::Deny { priority: "1.10".into() }
+        db.authorize(&q(Some("mn1"), "nodels", &[], &[]))
+            .await
+            .unwrap(),
+        PolicyDecision::Deny {
+            priority: "1.10".into()
+        }
     );
     // Disabling that row restores the trusted decision.
-    db.upsert("policy", &[("priority", "1.10")], &[("disable", "1")]).await.unwrap();
-    assert!(allowed(&db.authorize(&q(Some("mn1"), "nodels", &[], &[])).await.unwrap()));
+    db.upsert("policy", &[("priority", "1.10")], &[("disable", "1")])
+        .await
+        .unwrap();
+    assert!(allowed(
+        &db.authorize(&q(Some("mn1"), "nodels", &[], &[]))
+            .await
+            .unwrap()
+    ));
 
     // Noderange-limited rule: every requested node must be covered.
     db.restore("nodelist", NODELIST, false).await.unwrap();
-    db.upsert("policy", &[("priority", "8")], &[("name", "carol"), ("noderange", "rack1"), ("rule", "allow")])
+    db.upsert(
+        "policy",
+        &[("priority", "8")],
+        &[("name", "carol"), ("noderange", "rack1"), ("rule", "allow")],
+    )
+    .await
+    .unwrap();
+    assert!(allowed(
+        &db.authorize(&q(Some("carol"), "rpower", &[], &["node001", "node002"]))
+            .await
+            .unwrap()
+    ));
+    assert!(!allowed(
+        &db.authorize(&q(Some("carol"), "rpower", &[], &["node001", "node007"]))
+            .await
+            .unwrap()
+    ));
+    assert!(!allowed(
+        &db.authorize(&q(Some("carol"), "rpower", &[], &[]))
+            .await
+            .unwrap()
+    ));
+    assert!(db
+        .policy_noderange_covers("rack1,node007", &names(&["node007"]))
         .await
-        .unwrap();
-    assert!(allowed(&db.authorize(&q(Some("carol"), "rpower", &[], &["node001", "node002"])).await.unwrap()));
-    assert!(!allowed(&db.authorize(&q(Some("carol"), "rpower", &[], &["node001", "node007"])).await.unwrap()));
-    assert!(!allowed(&db.authorize(&q(Some("carol"), "rpower", &[], &[])).await.unwrap()));
-    assert!(db.policy_noderange_covers("rack1,node007", &names(&["node007"])).await.unwrap());
-    assert!(!db.policy_noderange_covers("bogus", &names(&["node007"])).await.unwrap());
+        .unwrap());
+    assert!(!db
+        .policy_noderange_covers("bogus", &names(&["node007"]))
+        .await
+        .unwrap());
 }
 
 async fn reconnect_keeps_schema_and_data(db: &Db) {
-    db.upsert("site", &[("key", "persist")], &[("value", "1")]).await.unwrap();
+    db.upsert("site", &[("key", "persist")], &[("value", "1")])
+        .await
+        .unwrap();
     assert_eq!(Db::tables().len(), 9);
-    assert_eq!(Db::columns("site").unwrap(), &["key", "value", "comments", "disable"]);
+    assert_eq!(
+        Db::columns("site").unwrap(),
+        &["key", "value", "comments", "disable"]
+    );
     assert!(Db::columns("nosuch").is_err());
 }
 
@@ -419,7 +689,9 @@ both_backends!(
 #[tokio::test]
 async fn sqlite_reopen_is_idempotent() {
     let (db, guard) = common::sqlite_db().await;
-    db.upsert("site", &[("key", "persist")], &[("value", "1")]).await.unwrap();
+    db.upsert("site", &[("key", "persist")], &[("value", "1")])
+        .await
+        .unwrap();
     db.close().await;
     let db2 = Db::connect(&guard.url).await.unwrap();
     assert_eq!(db2.site("persist").await.unwrap().as_deref(), Some("1"));
@@ -436,7 +708,9 @@ async fn sqlite_two_handles_share_one_file() {
     for i in 0..20 {
         let d = if i % 2 == 0 { db.clone() } else { db2.clone() };
         tasks.push(tokio::spawn(async move {
-            d.upsert("site", &[("key", &format!("k{i}"))], &[("value", "v")]).await.unwrap();
+            d.upsert("site", &[("key", &format!("k{i}"))], &[("value", "v")])
+                .await
+                .unwrap();
         }));
     }
     for t in tasks {

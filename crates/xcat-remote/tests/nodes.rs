@@ -385,3 +385,54 @@ async fn streams_lines_from_many_nodes() {
         assert_eq!(l, vec!["err:err", "out:one", "out:two"], "{}", n.name);
     }
 }
+
+/// A node built with the edge-case tree carries it on its own ext4 root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_case_tree_is_on_the_node() {
+    let n = TestBed::node_with(
+        "edge",
+        &NodeOptions {
+            edgecases: true,
+            ..NodeOptions::default()
+        },
+    );
+    let remote = Remote::new(n.ssh_config());
+    let cmd = "cd /srv/edgecases && stat -c '%F %a %h' fifo socket char-null block-loop200 setuid sticky hard/b/file \
+               && stat -c %s sparse-1g && du -k sparse-1g | cut -f1 && stat -c %Y mtime-2038 \
+               && find names -mindepth 1 -printf x | wc -c";
+    let out = remote.run(&n.name, &n.addr, cmd, None).await.unwrap();
+    let text = out.stdout_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        &lines[..7],
+        &[
+            "fifo 644 1",
+            "socket 755 1",
+            "character special file 644 1",
+            "block special file 644 1",
+            "regular file 4755 1",
+            "directory 1777 2",
+            "regular file 644 3"
+        ],
+        "{text}"
+    );
+    assert_eq!(lines[7], "1073741824");
+    assert!(
+        lines[8].parse::<u64>().unwrap() < 1024,
+        "sparse file is not sparse: {text}"
+    );
+    assert_eq!(lines[9], "2159006400");
+    assert_eq!(lines[10], "6");
+    // The node has no getcap; look at its file from the host through its root.
+    let caps = std::process::Command::new("getcap")
+        .arg(format!(
+            "/proc/{}/root/srv/edgecases/cap-net-raw",
+            n.init_pid
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&caps.stdout).contains("cap_net_raw=ep"),
+        "{caps:?}"
+    );
+}

@@ -19,8 +19,8 @@ const BUILTINS: &[&str] = &["authcheck", "noderange"];
 pub fn plugin_handlers(enable_test_commands: bool) -> Vec<Arc<dyn Handler>> {
     let mut v: Vec<Arc<dyn Handler>> = Vec::new();
     v.extend(plugin_lsxcatd::handlers());
-    // TEMP v.extend(plugin_tables::handlers());
-    // TEMP v.extend(plugin_xdsh::handlers());
+    v.extend(plugin_tables::handlers());
+    v.extend(plugin_xdsh::handlers());
     v.extend(plugin_capimage::handlers());
     if enable_test_commands {
         v.extend(plugin_testcmds::handlers());

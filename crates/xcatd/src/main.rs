@@ -117,7 +117,7 @@ async fn init(cfg: Config, client_dir: Option<PathBuf>, user: &str, force: bool)
         println!("kept    {}", p.display());
     }
     let db = open_db(&cfg).await?;
-    db.seed_defaults(&cfg.server_name).await.context("cannot seed the default table rows")?;
+    db.seed_defaults(&cfg.server_name, &cfg.install_dir.display().to_string()).await.context("cannot seed the default table rows")?;
     println!("database {} ready", redact_url(&cfg.database_url()));
     Ok(())
 }

@@ -26,10 +26,14 @@ fn parse_keys(spec: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for part in spec.split(',') {
         let Some((k, v)) = part.split_once('=') else {
-            return Err(format!("malformed key '{part}': expected keycolname=keyvalue"));
+            return Err(format!(
+                "malformed key '{part}': expected keycolname=keyvalue"
+            ));
         };
         if k.is_empty() || k.contains('.') {
-            return Err(format!("malformed key '{part}': expected keycolname=keyvalue"));
+            return Err(format!(
+                "malformed key '{part}': expected keycolname=keyvalue"
+            ));
         }
         if v.is_empty() {
             return Err(format!("empty value for key {k}"));
@@ -40,9 +44,8 @@ fn parse_keys(spec: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 fn check_keys(table: &str, keys: &[(String, String)]) -> Result<(), HandlerError> {
-    let cols = Db::columns(table).map_err(|_| {
-        HandlerError::Failed(format!("No such table: {table}"))
-    })?;
+    let cols =
+        Db::columns(table).map_err(|_| HandlerError::Failed(format!("No such table: {table}")))?;
     for (k, _) in keys {
         if !cols.contains(&k.as_str()) {
             return Err(HandlerError::Failed(format!(
@@ -62,8 +65,7 @@ impl Handler for Chtab {
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
         let a = args(&req);
-        let usage_err =
-            |msg: &str| HandlerError::Usage(format!("{msg}\n{}", usage_text(USAGE)));
+        let usage_err = |msg: &str| HandlerError::Usage(format!("{msg}\n{}", usage_text(USAGE)));
         if a.iter().any(|x| is_help(x)) {
             send_usage(&out, USAGE).await?;
             return Ok(());
@@ -73,7 +75,9 @@ impl Handler for Chtab {
         for x in &a {
             match x.as_str() {
                 "-d" | "--delete" => delete = true,
-                o if o.starts_with('-') => return Err(usage_err(&format!("Unsupported option {o}"))),
+                o if o.starts_with('-') => {
+                    return Err(usage_err(&format!("Unsupported option {o}")))
+                }
                 o => rest.push(o),
             }
         }
@@ -94,7 +98,9 @@ impl Handler for Chtab {
         if delete {
             for t in targets {
                 if t.contains('=') || t.contains('.') {
-                    return Err(usage_err(". and = are not valid in delete mode: give table names"));
+                    return Err(usage_err(
+                        ". and = are not valid in delete mode: give table names",
+                    ));
                 }
                 check_keys(t, &keys)?;
             }
@@ -109,10 +115,14 @@ impl Handler for Chtab {
         let mut by_table: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         for t in targets {
             let Some((lhs, value)) = t.split_once('=') else {
-                return Err(usage_err(&format!("malformed argument '{t}': expected table.column=value")));
+                return Err(usage_err(&format!(
+                    "malformed argument '{t}': expected table.column=value"
+                )));
             };
             let Some((table, col)) = lhs.split_once('.') else {
-                return Err(usage_err(&format!("malformed argument '{t}': expected table.column=value")));
+                return Err(usage_err(&format!(
+                    "malformed argument '{t}': expected table.column=value"
+                )));
             };
             let cols = Db::columns(table)
                 .map_err(|_| HandlerError::Failed(format!("No such table: {table}")))?;
@@ -146,9 +156,15 @@ mod tests {
     fn keys() {
         assert_eq!(
             parse_keys("key=system,username=root").unwrap(),
-            vec![("key".into(), "system".into()), ("username".into(), "root".into())]
+            vec![
+                ("key".into(), "system".into()),
+                ("username".into(), "root".into())
+            ]
         );
-        assert_eq!(parse_keys("node=a=b").unwrap(), vec![("node".into(), "a=b".into())]);
+        assert_eq!(
+            parse_keys("node=a=b").unwrap(),
+            vec![("node".into(), "a=b".into())]
+        );
         assert!(parse_keys("site.value=1").is_err());
         assert!(parse_keys("node=").is_err());
         assert!(parse_keys("node").is_err());

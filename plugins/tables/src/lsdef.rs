@@ -29,7 +29,11 @@ async fn image_attrs(
         return Ok(None);
     };
     let mut attrs = BTreeMap::new();
-    let linux = ctx.db.get_row("linuximage", name).await?.unwrap_or_default();
+    let linux = ctx
+        .db
+        .get_row("linuximage", name)
+        .await?
+        .unwrap_or_default();
     for (k, v) in linux.into_iter().chain(os) {
         match k.as_str() {
             "imagename" | "disable" => {}
@@ -52,8 +56,7 @@ impl Handler for Lsdef {
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
         let a = args(&req);
-        let usage_err =
-            |msg: &str| HandlerError::Usage(format!("{msg}\n{}", usage_text(USAGE)));
+        let usage_err = |msg: &str| HandlerError::Usage(format!("{msg}\n{}", usage_text(USAGE)));
         let mut objtype: Option<String> = None;
         let mut long = false;
         let mut names: Vec<String> = Vec::new();
@@ -69,7 +72,9 @@ impl Handler for Lsdef {
                     None => return Err(usage_err("-t needs an object type")),
                 },
                 "-o" | "--object" => match it.next() {
-                    Some(o) => names.extend(o.split(',').filter(|s| !s.is_empty()).map(str::to_string)),
+                    Some(o) => {
+                        names.extend(o.split(',').filter(|s| !s.is_empty()).map(str::to_string))
+                    }
                     None => return Err(usage_err("-o needs object names")),
                 },
                 "-l" | "--long" => long = true,
@@ -100,7 +105,8 @@ impl Handler for Lsdef {
                 .collect();
             all.sort();
             if all.is_empty() {
-                out.info("Could not find any object definitions to display.").await?;
+                out.info("Could not find any object definitions to display.")
+                    .await?;
                 return Ok(());
             }
             if !long {

@@ -48,13 +48,19 @@ fn split_op(arg: &str) -> (String, Option<(Op, String)>) {
         return (arg[..i].into(), Some((Op::Ne, arg[i + 2..].into())));
     }
     if let Some(i) = arg.find("=~").filter(|&i| before_eq(i)) {
-        return (arg[..i].into(), Some((Op::Re, strip_slashes(&arg[i + 2..]))));
+        return (
+            arg[..i].into(),
+            Some((Op::Re, strip_slashes(&arg[i + 2..]))),
+        );
     }
     if let Some(i) = arg.find("==").filter(|&i| before_eq(i)) {
         return (arg[..i].into(), Some((Op::Eq, arg[i + 2..].into())));
     }
     if let Some(i) = arg.find("!~").filter(|&i| before_eq(i)) {
-        return (arg[..i].into(), Some((Op::NotRe, strip_slashes(&arg[i + 2..]))));
+        return (
+            arg[..i].into(),
+            Some((Op::NotRe, strip_slashes(&arg[i + 2..]))),
+        );
     }
     (arg.into(), None)
 }
@@ -81,8 +87,7 @@ impl Handler for Nodels {
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
         let a = args(&req);
-        let usage_err =
-            |msg: &str| HandlerError::Usage(format!("{msg}\n{}", usage_text(USAGE)));
+        let usage_err = |msg: &str| HandlerError::Usage(format!("{msg}\n{}", usage_text(USAGE)));
         let mut with_names = false;
         let mut show_hidden = false;
         let mut specs: Vec<Spec> = Vec::new();
@@ -106,7 +111,9 @@ impl Handler for Nodels {
                         (t.to_string(), c.to_string())
                     } else if let Ok(cols) = Db::columns(&lhs) {
                         if criterion.is_some() {
-                            return Err(usage_err(&format!("{spec}: a selection needs table.attribute")));
+                            return Err(usage_err(&format!(
+                                "{spec}: a selection needs table.attribute"
+                            )));
                         }
                         terse = i32::MIN / 2;
                         for c in cols {
@@ -161,7 +168,13 @@ impl Handler for Nodels {
         ctx.check_cancelled()?;
         if !show_hidden && !nodes.is_empty() {
             let hidden = ctx.db.node_attrs(&nodes, "nodelist", &["hidden"]).await?;
-            nodes.retain(|n| hidden.get(n).and_then(|a| a.get("hidden")).map(String::as_str) != Some("1"));
+            nodes.retain(|n| {
+                hidden
+                    .get(n)
+                    .and_then(|a| a.get("hidden"))
+                    .map(String::as_str)
+                    != Some("1")
+            });
         }
 
         if specs.is_empty() {
@@ -197,32 +210,34 @@ impl Handler for Nodels {
         let mut regexes: Vec<Option<regex::Regex>> = Vec::with_capacity(specs.len());
         for s in &specs {
             regexes.push(match &s.criterion {
-                Some((Op::Re | Op::NotRe, re)) => Some(
-                    regex::Regex::new(re)
-                        .map_err(|e| HandlerError::Failed(format!("bad regular expression {re}: {e}")))?,
-                ),
+                Some((Op::Re | Op::NotRe, re)) => Some(regex::Regex::new(re).map_err(|e| {
+                    HandlerError::Failed(format!("bad regular expression {re}: {e}"))
+                })?),
                 _ => None,
             });
         }
         // A selection column is displayed only when also asked for plainly.
-        let displayed: Vec<&Spec> = specs
-            .iter()
-            .filter(|s| s.criterion.is_none())
-            .fold(Vec::new(), |mut acc: Vec<&Spec>, s| {
+        let displayed: Vec<&Spec> = specs.iter().filter(|s| s.criterion.is_none()).fold(
+            Vec::new(),
+            |mut acc: Vec<&Spec>, s| {
                 if !acc.iter().any(|x| x.table == s.table && x.col == s.col) {
                     acc.push(s);
                 }
                 acc
-            });
+            },
+        );
 
         for (i, node) in nodes.iter().enumerate() {
             if i % 1024 == 0 {
                 ctx.check_cancelled()?;
             }
-            let selected = specs.iter().zip(&regexes).all(|(s, re)| match &s.criterion {
-                Some((op, want)) => matches(*op, re.as_ref(), want, &value_of(node, s)),
-                None => true,
-            });
+            let selected = specs
+                .iter()
+                .zip(&regexes)
+                .all(|(s, re)| match &s.criterion {
+                    Some((op, want)) => matches(*op, re.as_ref(), want, &value_of(node, s)),
+                    None => true,
+                });
             if !selected {
                 continue;
             }
@@ -232,7 +247,11 @@ impl Handler for Nodels {
             }
             for s in &displayed {
                 let v = value_of(node, s);
-                let text = if terse > 0 { v } else { format!("{}: {v}", s.label) };
+                let text = if terse > 0 {
+                    v
+                } else {
+                    format!("{}: {v}", s.label)
+                };
                 out.node(NodeRecord {
                     name: node.clone(),
                     data: vec![text],

@@ -33,8 +33,7 @@ impl Handler for Tabrestore {
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
         let a = args(&req);
-        let usage_err =
-            |msg: &str| HandlerError::Usage(format!("{msg}\n{}", usage_text(USAGE)));
+        let usage_err = |msg: &str| HandlerError::Usage(format!("{msg}\n{}", usage_text(USAGE)));
         let mut append = false;
         let mut table: Option<String> = None;
         let mut files: Vec<String> = Vec::new();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use xcat_plugin::{
     async_trait, Context, Db, Dispatcher, HandlerRequest, HandlerResult, Identity, Request,
-    Response, Responder, Settings,
+    Responder, Response, Settings,
 };
 
 fn names(v: &[&str]) -> Vec<String> {
@@ -20,7 +20,18 @@ struct NoSubRequests;
 #[async_trait]
 impl Dispatcher for NoSubRequests {
     async fn run_sub_request(&self, _req: Request, _ctx: Context, out: Responder) {
-        let _ = out.error("sub-requests are not used by the table commands").await;
+        let _ = out
+            .error("sub-requests are not used by the table commands")
+            .await;
+    }
+
+    fn commands(&self) -> Vec<String> {
+        let mut v: Vec<String> = plugin_tables::handlers()
+            .iter()
+            .flat_map(|h| h.commands().iter().map(|c| c.to_string()))
+            .collect();
+        v.sort();
+        v
     }
 }
 
@@ -119,67 +130,245 @@ async fn scenario(db: &Db) {
     assert_eq!(o.lines().len(), 9);
     let o = run(db, "tabdump", &["-h"], None, None).await;
     assert!(o.ok().lines()[0].starts_with("Usage: tabdump"));
-    assert!(run(db, "tabdump", &["nosuch"], None, None).await.err().contains("No such table: nosuch"));
-    assert!(run(db, "tabdump", &["a", "b"], None, None).await.err().contains("Usage"));
+    assert!(run(db, "tabdump", &["nosuch"], None, None)
+        .await
+        .err()
+        .contains("No such table: nosuch"));
+    assert!(run(db, "tabdump", &["a", "b"], None, None)
+        .await
+        .err()
+        .contains("Usage"));
     let o = run(db, "tabdump", &["site"], None, None).await;
     assert_eq!(o.ok().lines(), vec!["#key,value,comments,disable"]);
 
     // tabrestore from stdin; table from the file name; errors name the line.
-    run(db, "tabrestore", &["/root/nodelist.csv"], None, Some(NODELIST)).await.ok();
+    run(
+        db,
+        "tabrestore",
+        &["/root/nodelist.csv"],
+        None,
+        Some(NODELIST),
+    )
+    .await
+    .ok();
     let o = run(db, "tabdump", &["nodelist"], None, None).await;
-    assert_eq!(o.ok().lines().join("\n") + "\n", NODELIST, "tabdump output equals the restored file");
-    let e = run(db, "tabrestore", &["-t", "nodelist", "x.csv"], None, Some("#node,groups\n\"a\",\"b\"\n\"c\",\"d\",\"e\"\n"))
-        .await
-        .err();
+    assert_eq!(
+        o.ok().lines().join("\n") + "\n",
+        NODELIST,
+        "tabdump output equals the restored file"
+    );
+    let e = run(
+        db,
+        "tabrestore",
+        &["-t", "nodelist", "x.csv"],
+        None,
+        Some("#node,groups\n\"a\",\"b\"\n\"c\",\"d\",\"e\"\n"),
+    )
+    .await
+    .err();
     assert!(e.contains("line 3") && e.contains("not changed"), "{e}");
-    assert_eq!(run(db, "tabdump", &["nodelist"], None, None).await.lines().len(), 5, "failed restore kept the table");
-    assert!(run(db, "tabrestore", &["site.csv"], None, None).await.err().contains("stdin"));
-    assert!(run(db, "tabrestore", &["bogus.csv"], None, Some("#a\n")).await.err().contains("No such table"));
-    run(db, "tabrestore", &["-a", "site.csv"], None, Some("#key,value\n\"domain\",\"cluster\"\n")).await.ok();
+    assert_eq!(
+        run(db, "tabdump", &["nodelist"], None, None)
+            .await
+            .lines()
+            .len(),
+        5,
+        "failed restore kept the table"
+    );
+    assert!(run(db, "tabrestore", &["site.csv"], None, None)
+        .await
+        .err()
+        .contains("stdin"));
+    assert!(run(db, "tabrestore", &["bogus.csv"], None, Some("#a\n"))
+        .await
+        .err()
+        .contains("No such table"));
+    run(
+        db,
+        "tabrestore",
+        &["-a", "site.csv"],
+        None,
+        Some("#key,value\n\"domain\",\"cluster\"\n"),
+    )
+    .await
+    .ok();
 
     // chtab: upsert (several columns of one table), delete, errors.
-    run(db, "chtab", &["key=xcatdport", "site.value=3001", "site.comments=port, \"main\""], None, None).await.ok();
+    run(
+        db,
+        "chtab",
+        &[
+            "key=xcatdport",
+            "site.value=3001",
+            "site.comments=port, \"main\"",
+        ],
+        None,
+        None,
+    )
+    .await
+    .ok();
     assert_eq!(db.site("xcatdport").await.unwrap().as_deref(), Some("3001"));
     let dump = run(db, "tabdump", &["site"], None, None).await;
-    assert!(dump.lines().contains(&"\"xcatdport\",\"3001\",\"port, \"\"main\"\"\",".to_string()), "{:?}", dump.lines());
-    run(db, "chtab", &["node=compute", "nodetype.os=rhels9", "nodetype.arch=x86_64", "hosts.ip=|node(\\d+)|10.0.0.($1+0)|"], None, None).await.ok();
-    run(db, "chtab", &["node=node02", "nodetype.os=sles15"], None, None).await.ok();
-    run(db, "chtab", &["key=system,username=root", "passwd.password=secret"], None, None).await.ok();
+    assert!(
+        dump.lines()
+            .contains(&"\"xcatdport\",\"3001\",\"port, \"\"main\"\"\",".to_string()),
+        "{:?}",
+        dump.lines()
+    );
+    run(
+        db,
+        "chtab",
+        &[
+            "node=compute",
+            "nodetype.os=rhels9",
+            "nodetype.arch=x86_64",
+            "hosts.ip=|node(\\d+)|10.0.0.($1+0)|",
+        ],
+        None,
+        None,
+    )
+    .await
+    .ok();
+    run(
+        db,
+        "chtab",
+        &["node=node02", "nodetype.os=sles15"],
+        None,
+        None,
+    )
+    .await
+    .ok();
+    run(
+        db,
+        "chtab",
+        &["key=system,username=root", "passwd.password=secret"],
+        None,
+        None,
+    )
+    .await
+    .ok();
     assert_eq!(db.rows("passwd").await.unwrap()[0]["username"], "root");
-    run(db, "chtab", &["-d", "key=system,username=root", "passwd"], None, None).await.ok();
+    run(
+        db,
+        "chtab",
+        &["-d", "key=system,username=root", "passwd"],
+        None,
+        None,
+    )
+    .await
+    .ok();
     assert!(db.rows("passwd").await.unwrap().is_empty());
-    assert!(run(db, "chtab", &["key=x", "site.nosuch=1"], None, None).await.err().contains("site.nosuch"));
-    assert!(run(db, "chtab", &["key=x", "nosuch.value=1"], None, None).await.err().contains("No such table"));
-    assert!(run(db, "chtab", &["node=x", "site.value=1"], None, None).await.err().contains("node is not a column of table site"));
-    assert!(run(db, "chtab", &["key=x"], None, None).await.err().contains("Usage"));
-    assert!(run(db, "chtab", &["-d", "key=x", "site.value"], None, None).await.err().contains("delete mode"));
+    assert!(run(db, "chtab", &["key=x", "site.nosuch=1"], None, None)
+        .await
+        .err()
+        .contains("site.nosuch"));
+    assert!(run(db, "chtab", &["key=x", "nosuch.value=1"], None, None)
+        .await
+        .err()
+        .contains("No such table"));
+    assert!(run(db, "chtab", &["node=x", "site.value=1"], None, None)
+        .await
+        .err()
+        .contains("node is not a column of table site"));
+    assert!(run(db, "chtab", &["key=x"], None, None)
+        .await
+        .err()
+        .contains("Usage"));
+    assert!(run(db, "chtab", &["-d", "key=x", "site.value"], None, None)
+        .await
+        .err()
+        .contains("delete mode"));
     assert!(run(db, "chtab", &["-h"], None, None).await.ok().lines()[0].starts_with("Usage: chtab"));
 
     // nodels: all nodes (hidden ones only with -S), explicit nodes, attributes.
     let o = run(db, "nodels", &[], None, None).await;
     assert_eq!(o.ok().lines(), names(&["node01", "node02", "node10"]));
     let o = run(db, "nodels", &["-S"], None, None).await;
-    assert_eq!(o.ok().lines(), names(&["bmc1", "node01", "node02", "node10"]));
-    let o = run(db, "nodels", &["nodetype.os"], Some(&["node10", "node02"]), None).await;
+    assert_eq!(
+        o.ok().lines(),
+        names(&["bmc1", "node01", "node02", "node10"])
+    );
+    let o = run(
+        db,
+        "nodels",
+        &["nodetype.os"],
+        Some(&["node10", "node02"]),
+        None,
+    )
+    .await;
     assert_eq!(o.ok().lines(), names(&["node02: sles15", "node10: rhels9"]));
-    let o = run(db, "nodels", &["nodetype.os", "hosts.ip"], Some(&["node10"]), None).await;
-    assert_eq!(o.ok().lines(), names(&["node10: nodetype.os: rhels9", "node10: hosts.ip: 10.0.0.10"]));
+    let o = run(
+        db,
+        "nodels",
+        &["nodetype.os", "hosts.ip"],
+        Some(&["node10"]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        o.ok().lines(),
+        names(&["node10: nodetype.os: rhels9", "node10: hosts.ip: 10.0.0.10"])
+    );
     let o = run(db, "nodels", &["-H", "groups"], Some(&["node01"]), None).await;
     assert_eq!(o.ok().lines(), names(&["node01: groups: compute,all"]));
-    let o = run(db, "nodels", &["nodetype.os==rhels9"], Some(&["node01", "node02", "node10"]), None).await;
+    let o = run(
+        db,
+        "nodels",
+        &["nodetype.os==rhels9"],
+        Some(&["node01", "node02", "node10"]),
+        None,
+    )
+    .await;
     assert_eq!(o.ok().lines(), names(&["node01", "node10"]));
-    let o = run(db, "nodels", &["nodetype.os!~^rh", "nodetype.os", "nodelist.status"], Some(&["node01", "node02"]), None).await;
-    assert_eq!(o.ok().lines(), names(&["node02: nodetype.os: sles15", "node02: nodelist.status: "]));
+    let o = run(
+        db,
+        "nodels",
+        &["nodetype.os!~^rh", "nodetype.os", "nodelist.status"],
+        Some(&["node01", "node02"]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        o.ok().lines(),
+        names(&["node02: nodetype.os: sles15", "node02: nodelist.status: "])
+    );
     let o = run(db, "nodels", &["hosts"], Some(&["node01"]), None).await;
     assert_eq!(o.ok().lines()[0], "node01: hosts.node: node01");
-    assert!(o.lines().contains(&"node01: hosts.ip: 10.0.0.1".to_string()));
-    assert!(run(db, "nodels", &["nodetype.bogus"], Some(&["node01"]), None).await.err().contains("not a valid"));
-    assert!(run(db, "nodels", &["site.value"], Some(&["node01"]), None).await.err().contains("not keyed by node"));
+    assert!(o
+        .lines()
+        .contains(&"node01: hosts.ip: 10.0.0.1".to_string()));
+    assert!(
+        run(db, "nodels", &["nodetype.bogus"], Some(&["node01"]), None)
+            .await
+            .err()
+            .contains("not a valid")
+    );
+    assert!(run(db, "nodels", &["site.value"], Some(&["node01"]), None)
+        .await
+        .err()
+        .contains("not keyed by node"));
 
     // lsdef -t osimage.
     let o = run(db, "lsdef", &["-t", "osimage"], None, None).await;
     assert!(o.ok().lines()[0].contains("Could not find any"));
-    run(db, "chtab", &["imagename=rh9-compute", "osimage.profile=compute", "osimage.osvers=rhels9", "osimage.osarch=x86_64", "osimage.imagetype=linux", "osimage.provmethod=netboot", "linuximage.rootimgdir=/install/netboot/rh9/compute", "osimage.comments=captured"], None, None).await.ok();
+    run(
+        db,
+        "chtab",
+        &[
+            "imagename=rh9-compute",
+            "osimage.profile=compute",
+            "osimage.osvers=rhels9",
+            "osimage.osarch=x86_64",
+            "osimage.imagetype=linux",
+            "osimage.provmethod=netboot",
+            "linuximage.rootimgdir=/install/netboot/rh9/compute",
+            "osimage.comments=captured",
+        ],
+        None,
+        None,
+    )
+    .await
+    .ok();
     let o = run(db, "lsdef", &["-t", "osimage"], None, None).await;
     assert_eq!(o.ok().lines(), names(&["rh9-compute  (osimage)"]));
     let o = run(db, "lsdef", &["-t", "osimage", "rh9-compute"], None, None).await;
@@ -196,11 +385,26 @@ async fn scenario(db: &Db) {
             "    usercomment=captured",
         ])
     );
-    let o = run(db, "lsdef", &["-t", "osimage", "-o", "rh9-compute,nope"], None, None).await;
-    assert!(o.err().contains("Could not find an object named 'nope' of type 'osimage'."));
+    let o = run(
+        db,
+        "lsdef",
+        &["-t", "osimage", "-o", "rh9-compute,nope"],
+        None,
+        None,
+    )
+    .await;
+    assert!(o
+        .err()
+        .contains("Could not find an object named 'nope' of type 'osimage'."));
     assert_eq!(o.lines()[0], "Object name: rh9-compute");
-    assert!(run(db, "lsdef", &["-t", "node"], None, None).await.err().contains("not supported"));
-    assert!(run(db, "lsdef", &["rh9-compute"], None, None).await.err().contains("-t osimage"));
+    assert!(run(db, "lsdef", &["-t", "node"], None, None)
+        .await
+        .err()
+        .contains("not supported"));
+    assert!(run(db, "lsdef", &["rh9-compute"], None, None)
+        .await
+        .err()
+        .contains("-t osimage"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,19 +431,35 @@ async fn table_commands_postgres() {
     };
     // A private database for this test, dropped afterwards.
     let name = format!("xcatplugin_{}", std::process::id());
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
-    admin_sql(&admin, &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin.clone());
+    admin_sql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+    )
+    .await;
     admin_sql(&admin, &format!("CREATE DATABASE \"{name}\"")).await;
     let db = Db::connect(&format!("{base}/{name}")).await.unwrap();
     scenario(&db).await;
     db.close().await;
-    admin_sql(&admin, &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+    admin_sql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+    )
+    .await;
 }
 
 /// Run one statement on the administrative database.
 async fn admin_sql(admin_url: &str, sql: &str) {
     use sqlx::Connection;
-    let mut c = sqlx::PgConnection::connect(admin_url).await.expect("connect to XCATD_TEST_PG_URL");
-    sqlx::query(sql).execute(&mut c).await.expect("admin statement");
+    let mut c = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to XCATD_TEST_PG_URL");
+    sqlx::query(sql)
+        .execute(&mut c)
+        .await
+        .expect("admin statement");
     c.close().await.ok();
 }

@@ -85,7 +85,9 @@ pub async fn pg_db() -> Option<(Db, PgGuard)> {
         .expect("create test database");
     admin.close().await.ok();
     let url = with_database(&admin_url, &name);
-    let db = Db::connect(&url).await.expect("open postgres test database");
+    let db = Db::connect(&url)
+        .await
+        .expect("open postgres test database");
     Some((
         db,
         PgGuard {
@@ -102,10 +104,13 @@ impl PgGuard {
         let mut admin = sqlx::PgConnection::connect(&self.admin_url)
             .await
             .expect("connect to XCATD_TEST_PG_URL");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name))
-            .execute(&mut admin)
-            .await
-            .expect("drop test database");
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("drop test database");
         admin.close().await.ok();
     }
 }
