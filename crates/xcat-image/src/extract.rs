@@ -36,13 +36,12 @@
 
 use crate::acl;
 use crate::beneath::{self, cname, explain, lstat_at, normalize, proc_path, split_parent, Root};
-use crate::manifest::{hash_zeros, EntryType, Manifest, ManifestEntry};
+use crate::manifest::{ContentHasher, EntryType, Manifest, ManifestEntry};
 pub use crate::tar::Limits;
 use crate::tar::{EntryMeta, Kind, Mtime, TarError, TarReader};
 use crate::util::{display_path, escape_bytes};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
@@ -388,7 +387,7 @@ impl Extractor<'_> {
                 let x = self.apply_attrs(meta, &rel, &fd, owner, false)?;
                 self.extracted.insert(rel.clone());
                 let mut m = self.record(meta, &rel, EntryType::File, None, x);
-                m.sha256 = Some(sha);
+                m.content_hash = Some(sha);
                 m.size = meta.size;
                 self.summary.manifest.insert(m);
                 self.summary.content_bytes += meta.size;
@@ -472,7 +471,7 @@ impl Extractor<'_> {
             size: 0,
             mtime_sec: meta.mtime.sec,
             mtime_nsec: meta.mtime.nsec,
-            sha256: None,
+            content_hash: None,
             rdev: None,
             link,
             hardlink: None,
@@ -484,10 +483,10 @@ impl Extractor<'_> {
     }
 
     /// Writes a regular file's data (sparse segments at their offsets) and returns the
-    /// SHA-256 of its logical content.
+    /// content hash ([`ContentHasher`]).
     fn write_content<R: Read>(&mut self, tar: &mut TarReader<R>, meta: &EntryMeta, file: &std::fs::File) -> Result<[u8; 32], ExtractError> {
         let e = &meta.path;
-        let mut h = Sha256::new();
+        let mut h = ContentHasher::new();
         match &meta.sparse {
             None => {
                 let mut w = io::BufWriter::with_capacity(0, file);
@@ -503,7 +502,7 @@ impl Extractor<'_> {
             Some(map) => {
                 let mut pos = 0u64;
                 for &(off, len) in map {
-                    hash_zeros(&mut h, off - pos);
+                    h.zeros(off - pos);
                     let mut woff = off;
                     let mut left = len;
                     while left > 0 {
@@ -519,12 +518,12 @@ impl Extractor<'_> {
                     }
                     pos = off + len;
                 }
-                hash_zeros(&mut h, meta.size - pos);
                 // only now, with every byte of the body received, give the file its size
                 file.set_len(meta.size).map_err(ioe(e, "setting the size"))?;
+                h.zeros(meta.size - pos);
             }
         }
-        Ok(h.finalize().into())
+        Ok(h.finish())
     }
 
     /// Owner, mode, xattrs and (for non-directories) times on an open file or directory.

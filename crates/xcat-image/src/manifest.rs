@@ -11,8 +11,9 @@
 //! names) use [`crate::util::escape_bytes`] (so non-UTF-8 names, spaces, tabs and
 //! newlines are unambiguous); paths are written `/`-rooted (`/` is the root itself).
 //! `type` is one of `f d l c b p s`; `mode` is 4-digit octal (permission bits incl.
-//! setuid/setgid/sticky); `mtime` is `seconds.nanoseconds`; `sha256` is the hex digest
-//! of the logical content of regular files (holes read as zeros); `rdev` is
+//! setuid/setgid/sticky); `mtime` is `seconds.nanoseconds`; `hash` is the hex
+//! [`ContentHasher`] digest of regular files (SHA-256 over the SHA-256 of each 1 MiB of
+//! logical content, holes read as zeros); `rdev` is
 //! `major:minor`; `hardlink` is the smallest path of the entry's hard-link group;
 //! `xattrs` is `name=hexvalue` joined by `,`. Absent values are `-`.
 //! Directory, symlink and device sizes are recorded as 0.
@@ -90,7 +91,8 @@ pub struct ManifestEntry {
     pub size: u64,
     pub mtime_sec: i64,
     pub mtime_nsec: u32,
-    pub sha256: Option<[u8; 32]>,
+    /// [`ContentHasher`] digest of regular files.
+    pub content_hash: Option<[u8; 32]>,
     pub rdev: Option<(u32, u32)>,
     pub link: Option<Vec<u8>>,
     /// Smallest path of the hard-link group this entry belongs to (groups of 2+ only).
@@ -127,7 +129,7 @@ fn opt_bytes(v: &Option<Vec<u8>>) -> String {
 }
 
 const HEADER: &str = "#xcat-image-manifest v1";
-const COLUMNS: &str = "#path\ttype\tmode\tuid\tgid\tsize\tmtime\tsha256\trdev\tlink\thardlink\txattrs";
+const COLUMNS: &str = "#path\ttype\tmode\tuid\tgid\tsize\tmtime\thash\trdev\tlink\thardlink\txattrs";
 
 impl Manifest {
     /// Adds or replaces an entry.
@@ -203,7 +205,7 @@ impl Manifest {
                             e.size = src.size;
                             e.mtime_sec = src.mtime_sec;
                             e.mtime_nsec = src.mtime_nsec;
-                            e.sha256 = src.sha256;
+                            e.content_hash = src.content_hash;
                             e.rdev = src.rdev;
                             e.link = src.link.clone();
                             e.xattrs = src.xattrs.clone();
@@ -236,7 +238,7 @@ impl Manifest {
                 e.size,
                 e.mtime_sec,
                 e.mtime_nsec,
-                e.sha256.map(hex::encode).unwrap_or_else(|| "-".into()),
+                e.content_hash.map(hex::encode).unwrap_or_else(|| "-".into()),
                 e.rdev.map(|(a, b)| format!("{a}:{b}")).unwrap_or_else(|| "-".into()),
                 opt_bytes(&e.link),
                 e.hardlink.as_ref().map(|h| display_path(h)).unwrap_or_else(|| "-".into()),
@@ -280,11 +282,11 @@ impl Manifest {
                 size: f[5].parse().map_err(|_| bad("size"))?,
                 mtime_sec: sec.parse().map_err(|_| bad("mtime"))?,
                 mtime_nsec: nsec.parse().map_err(|_| bad("mtime"))?,
-                sha256: if f[7] == "-" {
+                content_hash: if f[7] == "-" {
                     None
                 } else {
-                    let v = hex::decode(f[7]).map_err(|_| bad("sha256"))?;
-                    Some(v.try_into().map_err(|_| bad("sha256"))?)
+                    let v = hex::decode(f[7]).map_err(|_| bad("hash"))?;
+                    Some(v.try_into().map_err(|_| bad("hash"))?)
                 },
                 rdev: if f[8] == "-" {
                     None
@@ -322,7 +324,7 @@ impl Manifest {
             d(&mut out, p, "gid", a.gid.to_string(), b.gid.to_string());
             d(&mut out, p, "size", a.size.to_string(), b.size.to_string());
             d(&mut out, p, "mtime", format!("{}.{:09}", a.mtime_sec, a.mtime_nsec), format!("{}.{:09}", b.mtime_sec, b.mtime_nsec));
-            d(&mut out, p, "sha256", format!("{:?}", a.sha256.map(hex::encode)), format!("{:?}", b.sha256.map(hex::encode)));
+            d(&mut out, p, "hash", format!("{:?}", a.content_hash.map(hex::encode)), format!("{:?}", b.content_hash.map(hex::encode)));
             d(&mut out, p, "rdev", format!("{:?}", a.rdev), format!("{:?}", b.rdev));
             d(&mut out, p, "link", opt_bytes(&a.link), opt_bytes(&b.link));
             d(&mut out, p, "hardlink", opt_bytes(&a.hardlink), opt_bytes(&b.hardlink));
@@ -343,20 +345,91 @@ impl Manifest {
 
 static ZEROS: [u8; 65536] = [0u8; 65536];
 
-/// Feeds `n` zero bytes to a hasher (holes of sparse files).
-pub(crate) fn hash_zeros(h: &mut Sha256, mut n: u64) {
-    while n > 0 {
-        let k = n.min(ZEROS.len() as u64) as usize;
-        h.update(&ZEROS[..k]);
-        n -= k as u64;
+/// Leaf size of the content hash.
+pub const HASH_LEAF: u64 = 1 << 20;
+
+fn zero_leaf_digest() -> &'static [u8; 32] {
+    static D: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    D.get_or_init(|| {
+        let mut h = Sha256::new();
+        for _ in 0..HASH_LEAF / ZEROS.len() as u64 {
+            h.update(ZEROS);
+        }
+        h.finalize().into()
+    })
+}
+
+/// The manifest's content hash: SHA-256 over the SHA-256 digests of consecutive 1 MiB
+/// leaves of the logical content (holes read as zeros; the last leaf may be shorter).
+/// Unlike a flat SHA-256, whole-leaf holes cost nothing, so a sparse file declaring a
+/// huge size cannot make us hash terabytes of zeros, and the result does not depend on
+/// where the holes are.
+#[derive(Clone, Default)]
+pub struct ContentHasher {
+    leaf: Sha256,
+    leaf_len: u64,
+    root: Sha256,
+}
+
+impl ContentHasher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn flush(&mut self) {
+        let d = std::mem::take(&mut self.leaf).finalize();
+        self.root.update(d);
+        self.leaf_len = 0;
+    }
+
+    /// Adds content bytes.
+    pub fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let k = ((HASH_LEAF - self.leaf_len) as usize).min(data.len());
+            self.leaf.update(&data[..k]);
+            self.leaf_len += k as u64;
+            data = &data[k..];
+            if self.leaf_len == HASH_LEAF {
+                self.flush();
+            }
+        }
+    }
+
+    fn small_zeros(&mut self, mut n: u64) {
+        while n > 0 {
+            let k = n.min(ZEROS.len() as u64) as usize;
+            self.update(&ZEROS[..k]);
+            n -= k as u64;
+        }
+    }
+
+    /// Adds `n` zero bytes (a hole), whole leaves at constant cost.
+    pub fn zeros(&mut self, mut n: u64) {
+        if self.leaf_len > 0 {
+            let k = n.min(HASH_LEAF - self.leaf_len);
+            self.small_zeros(k);
+            n -= k;
+        }
+        while n >= HASH_LEAF {
+            self.root.update(zero_leaf_digest());
+            n -= HASH_LEAF;
+        }
+        self.small_zeros(n);
+    }
+
+    /// The final digest.
+    pub fn finish(mut self) -> [u8; 32] {
+        if self.leaf_len > 0 {
+            self.flush();
+        }
+        self.root.finalize().into()
     }
 }
 
-/// SHA-256 of a regular file's logical content, skipping I/O on holes
-/// (`SEEK_DATA`/`SEEK_HOLE`), which keeps hashing a sparse 4 GiB file cheap on I/O.
+/// [`ContentHasher`] digest of a regular file, skipping holes (`SEEK_DATA`/`SEEK_HOLE`).
 pub(crate) fn hash_fd(fd: &OwnedFd, size: u64) -> io::Result<[u8; 32]> {
     use rustix::fs::{seek, SeekFrom};
-    let mut h = Sha256::new();
+    let mut h = ContentHasher::new();
     let mut pos = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
     let file = std::fs::File::from(fd.try_clone()?);
@@ -367,7 +440,7 @@ pub(crate) fn hash_fd(fd: &OwnedFd, size: u64) -> io::Result<[u8; 32]> {
             Err(e) => return Err(e.into()),
         };
         let data = data.min(size);
-        hash_zeros(&mut h, data - pos);
+        h.zeros(data - pos);
         pos = data;
         if pos >= size {
             break;
@@ -378,7 +451,7 @@ pub(crate) fn hash_fd(fd: &OwnedFd, size: u64) -> io::Result<[u8; 32]> {
             let n = std::os::unix::fs::FileExt::read_at(&file, &mut buf[..want], pos)?;
             if n == 0 {
                 // file shrank under us: treat the rest as zeros
-                hash_zeros(&mut h, size - pos);
+                h.zeros(size - pos);
                 pos = size;
                 break;
             }
@@ -386,7 +459,7 @@ pub(crate) fn hash_fd(fd: &OwnedFd, size: u64) -> io::Result<[u8; 32]> {
             pos += n as u64;
         }
     }
-    Ok(h.finalize().into())
+    Ok(h.finish())
 }
 
 /// Reads all xattrs of `path` without following a final symlink.
@@ -465,7 +538,7 @@ fn entry_from_stat(
         size: if kind == EntryType::File { st.st_size as u64 } else { 0 },
         mtime_sec: st.st_mtime as i64,
         mtime_nsec: st.st_mtime_nsec as u32,
-        sha256: sha,
+        content_hash: sha,
         rdev,
         link,
         hardlink: None,
@@ -548,7 +621,7 @@ mod tests {
             size: 3,
             mtime_sec: -5,
             mtime_nsec: 7,
-            sha256: Some([9; 32]),
+            content_hash: Some([9; 32]),
             rdev: None,
             link: None,
             hardlink: Some(b"a\nb \xff".to_vec()),
@@ -564,7 +637,7 @@ mod tests {
             size: 0,
             mtime_sec: 0,
             mtime_nsec: 0,
-            sha256: None,
+            content_hash: None,
             rdev: Some((1, 3)),
             link: Some(b"/x y".to_vec()),
             hardlink: None,
@@ -584,5 +657,39 @@ mod tests {
         let d = m.diff(&changed);
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d.iter().any(|x| x.field == "mode" && x.to_string().contains("4755")));
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+
+    #[test]
+    fn holes_and_data_hash_alike_and_leaves_matter() {
+        let mut a = ContentHasher::new();
+        a.update(b"abc");
+        a.zeros(3 * HASH_LEAF + 17);
+        a.update(b"z");
+        let mut b = ContentHasher::new();
+        b.update(b"abc");
+        b.update(&vec![0u8; (3 * HASH_LEAF + 17) as usize]);
+        b.update(b"z");
+        assert_eq!(a.clone().finish(), b.finish());
+        let mut c = ContentHasher::new();
+        c.update(b"abc");
+        c.zeros(3 * HASH_LEAF + 18);
+        assert_ne!(a.finish(), c.finish());
+        // a small file's digest is the SHA-256 of its single leaf's digest
+        let mut d = ContentHasher::new();
+        d.update(b"hello");
+        let leaf: [u8; 32] = Sha256::digest(b"hello").into();
+        let expect: [u8; 32] = Sha256::digest(leaf).into();
+        assert_eq!(d.finish(), expect);
+        // a huge hole is cheap
+        let t = std::time::Instant::now();
+        let mut h = ContentHasher::new();
+        h.zeros(1 << 40);
+        h.finish();
+        assert!(t.elapsed().as_secs() < 20);
     }
 }
