@@ -15,7 +15,7 @@ const NODERANGE_COMMANDS: &[&str] = &[
 
 pub enum Parsed {
     Help,
-    Request(Request),
+    Request(Box<Request>),
 }
 
 fn base_name(arg0: &str) -> &str {
@@ -60,7 +60,7 @@ pub fn build_request(argv: &[String]) -> anyhow::Result<Parsed> {
         .collect();
     env.sort();
     req.environment = env;
-    Ok(Parsed::Request(req))
+    Ok(Parsed::Request(Box::new(req)))
 }
 
 /// `tabrestore FILE`: the server cannot read the client's files, so the
@@ -98,7 +98,7 @@ mod tests {
     fn req(argv: &[&str]) -> Request {
         let v: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         match build_request(&v).unwrap() {
-            Parsed::Request(r) => r,
+            Parsed::Request(r) => *r,
             Parsed::Help => panic!("help"),
         }
     }

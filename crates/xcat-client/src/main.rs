@@ -67,7 +67,7 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Ok(args::Parsed::Request(r)) => r,
+        Ok(args::Parsed::Request(r)) => *r,
         Err(e) => {
             eprintln!("Error: {e}\n{USAGE}");
             return ExitCode::from(1);

@@ -97,7 +97,11 @@ fn parse_entries(text: &[u8], lookup: Lookup<'_>) -> Result<Vec<(u16, u16, u32)>
 /// Converts ACL text to the kernel's binary xattr value. `lookup(is_user, name)`
 /// resolves names. Returns `None` for an empty ACL, and for an access ACL that only
 /// repeats the mode bits (`access_minimal_is_none`), which the kernel would drop anyway.
-pub fn text_to_xattr(text: &[u8], lookup: Lookup<'_>, access_minimal_is_none: bool) -> Result<Option<Vec<u8>>, AclError> {
+pub fn text_to_xattr(
+    text: &[u8],
+    lookup: Lookup<'_>,
+    access_minimal_is_none: bool,
+) -> Result<Option<Vec<u8>>, AclError> {
     let mut entries = parse_entries(text, lookup)?;
     if entries.is_empty() {
         return Ok(None);
@@ -112,7 +116,10 @@ pub fn text_to_xattr(text: &[u8], lookup: Lookup<'_>, access_minimal_is_none: bo
     }
     if named > 0 && count(MASK) == 0 {
         // like libacl's acl_calc_mask: the union of the group class
-        let m = entries.iter().filter(|e| matches!(e.0, USER | GROUP | GROUP_OBJ)).fold(0, |a, e| a | e.1);
+        let m = entries
+            .iter()
+            .filter(|e| matches!(e.0, USER | GROUP | GROUP_OBJ))
+            .fold(0, |a, e| a | e.1);
         entries.push((MASK, m, UNDEFINED_ID));
     }
     entries.sort_by_key(|e| (e.0, e.2));
@@ -158,7 +165,10 @@ mod tests {
             [0x20u8, 0, 4, 0, 0xff, 0xff, 0xff, 0xff].to_vec(),
         ]
         .concat();
-        assert_eq!(text_to_xattr(text, &|_, _| None, true).unwrap().unwrap(), expect);
+        assert_eq!(
+            text_to_xattr(text, &|_, _| None, true).unwrap().unwrap(),
+            expect
+        );
     }
 
     #[test]
@@ -168,15 +178,33 @@ mod tests {
         let e = text_to_xattr(text, &|_, _| None, true).unwrap_err();
         assert!(matches!(e, AclError::Unresolved { .. }));
         let passwd = b"root:x:0:0::/root:/bin/sh\ndaemon:x:1:1::/:/bin/false\n";
-        let v = text_to_xattr(text, &|u, n| if u { lookup_in(passwd, n) } else { None }, true).unwrap().unwrap();
+        let v = text_to_xattr(
+            text,
+            &|u, n| if u { lookup_in(passwd, n) } else { None },
+            true,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(&v[12..20], &[2u8, 0, 4, 0, 1, 0, 0, 0]);
-        assert_eq!(text_to_xattr(b"user::rwx\ngroup::r-x\nother::r-x\n", &|_, _| None, true).unwrap(), None);
-        assert!(text_to_xattr(b"user::rwx\ngroup::r-x\nother::r-x\n", &|_, _| None, false).unwrap().is_some());
+        assert_eq!(
+            text_to_xattr(b"user::rwx\ngroup::r-x\nother::r-x\n", &|_, _| None, true).unwrap(),
+            None
+        );
+        assert!(
+            text_to_xattr(b"user::rwx\ngroup::r-x\nother::r-x\n", &|_, _| None, false)
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(text_to_xattr(b"", &|_, _| None, false).unwrap(), None);
         assert!(text_to_xattr(b"user::rwz\n", &|_, _| None, true).is_err());
         assert!(text_to_xattr(b"user::rw-\n", &|_, _| None, true).is_err());
         // missing mask is computed
-        let v = text_to_xattr(b"u::rw-,u:7:r-x,g::r--,o::---", &|_, _| None, true).unwrap().unwrap();
-        assert_eq!(&v[v.len() - 16..v.len() - 8], &[0x10u8, 0, 5, 0, 0xff, 0xff, 0xff, 0xff]);
+        let v = text_to_xattr(b"u::rw-,u:7:r-x,g::r--,o::---", &|_, _| None, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            &v[v.len() - 16..v.len() - 8],
+            &[0x10u8, 0, 5, 0, 0xff, 0xff, 0xff, 0xff]
+        );
     }
 }

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 
 /// The resolve flags every confined lookup uses.
 pub fn resolve_flags() -> ResolveFlags {
-    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV
+    ResolveFlags::BENEATH
+        | ResolveFlags::NO_SYMLINKS
+        | ResolveFlags::NO_MAGICLINKS
+        | ResolveFlags::NO_XDEV
 }
 
 /// An open root directory under which all paths are resolved.
@@ -61,7 +64,8 @@ pub fn split_parent(rel: &[u8]) -> (&[u8], &[u8]) {
 
 /// A path component as a C string (no NUL inside: tar names are checked earlier).
 pub fn cname(name: &[u8]) -> io::Result<CString> {
-    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in a name"))
+    CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in a name"))
 }
 
 /// Explains the errno values `openat2` uses for refused resolutions.
@@ -78,7 +82,13 @@ fn openat2_retry(dirfd: impl AsFd, rel: &[u8], flags: OFlags, mode: Mode) -> io:
     let path: &[u8] = if rel.is_empty() { b"." } else { rel };
     let mut tries = 0;
     loop {
-        match rustix::fs::openat2(dirfd.as_fd(), path, flags | OFlags::CLOEXEC, mode, resolve_flags()) {
+        match rustix::fs::openat2(
+            dirfd.as_fd(),
+            path,
+            flags | OFlags::CLOEXEC,
+            mode,
+            resolve_flags(),
+        ) {
             Ok(fd) => return Ok(fd),
             // the kernel asks for a retry when a concurrent rename raced the lookup
             Err(Errno::AGAIN) if tries < 16 => tries += 1,
@@ -90,8 +100,15 @@ fn openat2_retry(dirfd: impl AsFd, rel: &[u8], flags: OFlags, mode: Mode) -> io:
 impl Root {
     /// Opens `path` (trusted, chosen by us) as the root.
     pub fn open(path: &Path) -> io::Result<Root> {
-        let fd = rustix::fs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-        Ok(Root { fd, path: path.to_path_buf() })
+        let fd = rustix::fs::open(
+            path,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The root's own fd.
@@ -123,7 +140,12 @@ impl Root {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
-        let mut cur = openat2_retry(&self.fd, b"", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())?;
+        let mut cur = openat2_retry(
+            &self.fd,
+            b"",
+            OFlags::DIRECTORY | OFlags::RDONLY,
+            Mode::empty(),
+        )?;
         let mut created = false;
         for comp in rel.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
             match rustix::fs::mkdirat(&cur, comp, mode) {
@@ -131,7 +153,12 @@ impl Root {
                 Err(Errno::EXIST) => {}
                 Err(e) => return Err(e.into()),
             }
-            cur = openat2_retry(&cur, comp, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty())?;
+            cur = openat2_retry(
+                &cur,
+                comp,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )?;
         }
         Ok((cur, created))
     }
@@ -175,7 +202,10 @@ impl Root {
         let fd = self.open_beneath(rel, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
         let st = rustix::fs::fstat(&fd)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
         }
         let mut f = std::fs::File::from(fd);
         let mut v = Vec::new();
@@ -194,7 +224,10 @@ impl Root {
         let dir = self.open_dir(parent)?;
         let st = lstat_at(&dir, name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
         }
         let mut tmp = b".".to_vec();
         tmp.extend_from_slice(name);

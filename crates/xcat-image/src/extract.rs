@@ -70,7 +70,11 @@ pub struct ExtractOptions {
 
 impl Default for ExtractOptions {
     fn default() -> Self {
-        ExtractOptions { limits: Limits::default(), progress: None, drain_max: 1 << 20 }
+        ExtractOptions {
+            limits: Limits::default(),
+            progress: None,
+            drain_max: 1 << 20,
+        }
     }
 }
 
@@ -112,9 +116,17 @@ pub enum ExtractError {
     #[error("entry {entry}: refused: the name {reason}")]
     UnsafePath { entry: String, reason: String },
     #[error("entry {entry}: {what}: {source}{}", explain(source).map(|s| format!(" ({s})")).unwrap_or_default())]
-    Io { entry: String, what: String, source: io::Error },
+    Io {
+        entry: String,
+        what: String,
+        source: io::Error,
+    },
     #[error("entry {entry}: hard link to {target} refused: {reason}")]
-    HardLink { entry: String, target: String, reason: String },
+    HardLink {
+        entry: String,
+        target: String,
+        reason: String,
+    },
     #[error("entry {entry}: {reason}")]
     Invalid { entry: String, reason: String },
     #[error("cannot open the staging directory {path}: {source}")]
@@ -126,7 +138,11 @@ pub enum ExtractError {
 fn ioe(entry: &[u8], what: &str) -> impl FnOnce(io::Error) -> ExtractError {
     let what = what.to_string();
     let entry = escape_bytes(entry);
-    move |source| ExtractError::Io { entry, what, source }
+    move |source| ExtractError::Io {
+        entry,
+        what,
+        source,
+    }
 }
 
 fn errno_io(e: Errno) -> io::Error {
@@ -134,13 +150,19 @@ fn errno_io(e: Errno) -> io::Error {
 }
 
 /// Extracts the tar stream `reader` into the existing directory `root`.
-pub fn extract<R: Read>(reader: R, root: &Path, opts: &ExtractOptions) -> Result<ExtractSummary, ExtractError> {
-    let root_h = Root::open(root).map_err(|source| ExtractError::Root { path: root.to_path_buf(), source })?;
+pub fn extract<R: Read>(
+    reader: R,
+    root: &Path,
+    opts: &ExtractOptions,
+) -> Result<ExtractSummary, ExtractError> {
+    let root_h = Root::open(root).map_err(|source| ExtractError::Root {
+        path: root.to_path_buf(),
+        source,
+    })?;
     let counter = opts.progress.as_ref().map(|p| p.bytes.clone());
     let mut tar = TarReader::new(reader, opts.limits.clone(), counter);
     let mut ex = Extractor {
         root: root_h,
-        opts,
         extracted: HashSet::new(),
         dir_times: Vec::new(),
         deferred_acls: Vec::new(),
@@ -167,14 +189,22 @@ pub fn extract<R: Read>(reader: R, root: &Path, opts: &ExtractOptions) -> Result
 /// Async front end: reads `reader` on the runtime and feeds the synchronous extractor,
 /// which runs in `spawn_blocking`, through a bounded channel (8 chunks of 64 KiB), so
 /// memory stays bounded whatever the archive size.
-pub async fn extract_async<R>(mut reader: R, root: PathBuf, opts: ExtractOptions) -> Result<ExtractSummary, ExtractError>
+pub async fn extract_async<R>(
+    mut reader: R,
+    root: PathBuf,
+    opts: ExtractOptions,
+) -> Result<ExtractSummary, ExtractError>
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     use tokio::io::AsyncReadExt;
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(8);
     let task = tokio::task::spawn_blocking(move || {
-        let r = ChannelReader { rx, cur: Vec::new(), pos: 0 };
+        let r = ChannelReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+        };
         extract(r, &root, &opts)
     });
     loop {
@@ -193,7 +223,8 @@ where
         }
     }
     drop(tx);
-    task.await.map_err(|e| ExtractError::Aborted(format!("extraction task failed: {e}")))?
+    task.await
+        .map_err(|e| ExtractError::Aborted(format!("extraction task failed: {e}")))?
 }
 
 struct ChannelReader {
@@ -228,9 +259,8 @@ struct DeferredAcl {
     is_dir: bool,
 }
 
-struct Extractor<'a> {
+struct Extractor {
     root: Root,
-    opts: &'a ExtractOptions,
     /// Non-directory paths created from this archive: the only valid hard-link targets.
     extracted: HashSet<Vec<u8>>,
     dir_times: Vec<(Vec<u8>, Mtime)>,
@@ -243,8 +273,14 @@ struct Extractor<'a> {
 }
 
 fn timestamps(m: Mtime) -> Timestamps {
-    let t = Timespec { tv_sec: m.sec, tv_nsec: i64::from(m.nsec) };
-    Timestamps { last_access: t, last_modification: t }
+    let t = Timespec {
+        tv_sec: m.sec,
+        tv_nsec: i64::from(m.nsec),
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
 }
 
 /// Where xattrs go: an open fd, or `/proc/self/fd/<parent>/<name>` with `lsetxattr`.
@@ -255,7 +291,9 @@ enum XTarget<'a> {
 
 fn set_xattr(t: &XTarget<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
     match t {
-        XTarget::Fd(fd) => rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()).map_err(errno_io),
+        XTarget::Fd(fd) => {
+            rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()).map_err(errno_io)
+        }
         XTarget::Path(dir, n) => {
             let p = proc_path(*dir, n)?;
             rustix::fs::lsetxattr(p.as_c_str(), name, value, XattrFlags::empty()).map_err(errno_io)
@@ -271,36 +309,87 @@ fn xattr_allowed(name: &[u8]) -> bool {
         || name == b"system.posix_acl_default"
 }
 
-impl Extractor<'_> {
+impl Extractor {
     fn unsafe_path(&self, meta: &EntryMeta, reason: &str) -> ExtractError {
-        ExtractError::UnsafePath { entry: escape_bytes(&meta.path), reason: reason.to_string() }
+        ExtractError::UnsafePath {
+            entry: escape_bytes(&meta.path),
+            reason: reason.to_string(),
+        }
     }
 
     /// Opens (creating if needed) the parent directory of `rel`, beneath the root.
-    fn parent(&mut self, entry: &[u8], parent: &[u8], create: bool) -> Result<Arc<OwnedFd>, ExtractError> {
+    fn parent(
+        &mut self,
+        entry: &[u8],
+        parent: &[u8],
+        create: bool,
+    ) -> Result<Arc<OwnedFd>, ExtractError> {
         if let Some((p, fd)) = &self.cache {
             if p == parent {
                 return Ok(fd.clone());
             }
         }
         let fd = if create {
-            let (fd, created) = self.root.ensure_dir(parent, Mode::from_raw_mode(0o755)).map_err(ioe(entry, "opening its parent directory"))?;
+            let (fd, created) = self
+                .root
+                .ensure_dir(parent, Mode::from_raw_mode(0o755))
+                .map_err(|e| self.diagnose(entry, parent, e))?;
             if created {
-                self.summary.notes.push(format!("created missing parent directory {}", display_path(parent)));
+                self.summary.notes.push(format!(
+                    "created missing parent directory {}",
+                    display_path(parent)
+                ));
             }
             fd
         } else {
-            self.root.open_dir(parent).map_err(ioe(entry, "opening its parent directory"))?
+            self.root
+                .open_dir(parent)
+                .map_err(|e| self.diagnose(entry, parent, e))?
         };
         let fd = Arc::new(fd);
         self.cache = Some((parent.to_vec(), fd.clone()));
         Ok(fd)
     }
 
+    /// Turns a failed parent lookup into a clear error: when a component of `parent` is
+    /// one of the image's symlinks, say so (the kernel reports ELOOP or ENOTDIR).
+    fn diagnose(&self, entry: &[u8], parent: &[u8], err: io::Error) -> ExtractError {
+        if matches!(err.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) {
+            let mut prefix: Vec<u8> = Vec::new();
+            for comp in parent.split(|&b| b == b'/') {
+                if !prefix.is_empty() {
+                    prefix.push(b'/');
+                }
+                prefix.extend_from_slice(comp);
+                match self.root.lstat(&prefix) {
+                    Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                        return ExtractError::UnsafePath {
+                            entry: escape_bytes(entry),
+                            reason: format!(
+                                "goes through the symbolic link {} of the image",
+                                display_path(&prefix)
+                            ),
+                        }
+                    }
+                    Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => continue,
+                    _ => break,
+                }
+            }
+        }
+        ioe(entry, "opening its parent directory")(err)
+    }
+
     /// Removes whatever is at `name` in `dir` unless it is a directory and `keep_dir`.
     /// Returns true when a directory exists and was kept.
-    fn clear(&mut self, entry: &[u8], dir: &OwnedFd, name: &[u8], keep_dir: bool) -> Result<bool, ExtractError> {
-        let Some(st) = lstat_at(dir, name).map_err(ioe(entry, "checking the existing path"))? else {
+    fn clear(
+        &mut self,
+        entry: &[u8],
+        dir: &OwnedFd,
+        name: &[u8],
+        keep_dir: bool,
+    ) -> Result<bool, ExtractError> {
+        let Some(st) = lstat_at(dir, name).map_err(ioe(entry, "checking the existing path"))?
+        else {
             return Ok(false);
         };
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
@@ -308,7 +397,11 @@ impl Extractor<'_> {
             return Ok(true);
         }
         self.cache = None;
-        let flags = if is_dir { AtFlags::REMOVEDIR } else { AtFlags::empty() };
+        let flags = if is_dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
         match rustix::fs::unlinkat(dir, name, flags) {
             Ok(()) => Ok(false),
             Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => Err(ExtractError::Invalid {
@@ -319,7 +412,11 @@ impl Extractor<'_> {
         }
     }
 
-    fn entry<R: Read>(&mut self, tar: &mut TarReader<R>, meta: &EntryMeta) -> Result<(), ExtractError> {
+    fn entry<R: Read>(
+        &mut self,
+        tar: &mut TarReader<R>,
+        meta: &EntryMeta,
+    ) -> Result<(), ExtractError> {
         let rel = normalize(&meta.path).map_err(|r| self.unsafe_path(meta, r))?;
         if meta.path.starts_with(b"/") && !self.noted_absolute {
             self.noted_absolute = true;
@@ -331,18 +428,29 @@ impl Extractor<'_> {
         let e = &meta.path;
         if let Kind::Other(t) = meta.kind {
             self.summary.counts.skipped += 1;
-            self.summary.notes.push(format!("entry {}: type {:?} not supported, skipped", escape_bytes(e), t as char));
+            self.summary.notes.push(format!(
+                "entry {}: type {:?} not supported, skipped",
+                escape_bytes(e),
+                t as char
+            ));
             return Ok(());
         }
-        let owner = crate::sys::Owner::new(meta.uid, meta.gid).ok_or_else(|| ExtractError::Invalid {
-            entry: escape_bytes(e),
-            reason: format!("uid/gid {}/{} out of range", meta.uid, meta.gid),
-        })?;
+        let owner =
+            crate::sys::Owner::new(meta.uid, meta.gid).ok_or_else(|| ExtractError::Invalid {
+                entry: escape_bytes(e),
+                reason: format!("uid/gid {}/{} out of range", meta.uid, meta.gid),
+            })?;
         if rel.is_empty() {
             if meta.kind != Kind::Directory {
-                return Err(ExtractError::Invalid { entry: escape_bytes(e), reason: "names the root but is not a directory".into() });
+                return Err(ExtractError::Invalid {
+                    entry: escape_bytes(e),
+                    reason: "names the root but is not a directory".into(),
+                });
             }
-            let fd = self.root.open_dir(b"").map_err(ioe(e, "opening the root"))?;
+            let fd = self
+                .root
+                .open_dir(b"")
+                .map_err(ioe(e, "opening the root"))?;
             let x = self.apply_attrs(meta, &rel, &fd, owner, true)?;
             self.dir_times.push((rel.clone(), meta.mtime));
             self.record(meta, &rel, EntryType::Dir, None, x);
@@ -356,7 +464,8 @@ impl Extractor<'_> {
         match meta.kind {
             Kind::Directory => {
                 if !self.clear(e, &dir, &name, true)? {
-                    rustix::fs::mkdirat(&*dir, cn.as_c_str(), Mode::from_raw_mode(0o700)).map_err(|x| ioe(e, "creating the directory")(x.into()))?;
+                    rustix::fs::mkdirat(&*dir, cn.as_c_str(), Mode::from_raw_mode(0o700))
+                        .map_err(|x| ioe(e, "creating the directory")(x.into()))?;
                 }
                 let fd = rustix::fs::openat2(
                     &*dir,
@@ -377,7 +486,11 @@ impl Extractor<'_> {
                 let fd = rustix::fs::openat(
                     &*dir,
                     cn.as_c_str(),
-                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(|x| ioe(e, "creating the file")(x.into()))?;
@@ -395,7 +508,8 @@ impl Extractor<'_> {
             }
             Kind::Symlink => {
                 self.clear(e, &dir, &name, false)?;
-                rustix::fs::symlinkat(&meta.link[..], &*dir, cn.as_c_str()).map_err(|x| ioe(e, "creating the symlink")(x.into()))?;
+                rustix::fs::symlinkat(&meta.link[..], &*dir, cn.as_c_str())
+                    .map_err(|x| ioe(e, "creating the symlink")(x.into()))?;
                 let x = self.apply_node_attrs(meta, &rel, &dir, &name, owner, false)?;
                 self.extracted.insert(rel.clone());
                 self.record(meta, &rel, EntryType::Symlink, Some(meta.link.clone()), x);
@@ -408,7 +522,11 @@ impl Extractor<'_> {
                     Kind::BlockDevice => (FileType::BlockDevice, EntryType::BlockDevice),
                     _ => (FileType::Fifo, EntryType::Fifo),
                 };
-                let dev = if kind == EntryType::Fifo { 0 } else { rustix::fs::makedev(meta.devmajor, meta.devminor) };
+                let dev = if kind == EntryType::Fifo {
+                    0
+                } else {
+                    rustix::fs::makedev(meta.devmajor, meta.devminor)
+                };
                 rustix::fs::mknodat(&*dir, cn.as_c_str(), ft, Mode::from_raw_mode(0o600), dev)
                     .map_err(|x| ioe(e, "creating the device node or FIFO")(x.into()))?;
                 let x = self.apply_node_attrs(meta, &rel, &dir, &name, owner, true)?;
@@ -438,16 +556,15 @@ impl Extractor<'_> {
                     return Err(refuse("links to itself"));
                 }
                 if !self.extracted.contains(&target) {
-                    return Err(refuse("the target is not an entry extracted earlier from this archive"));
+                    return Err(refuse(
+                        "the target is not an entry extracted earlier from this archive",
+                    ));
                 }
                 let (tp, tn) = split_parent(&target);
                 let (tp, tn) = (tp.to_vec(), tn.to_vec());
-                let tdir = self.parent(e, &tp, false)?;
-                // the target's parent may have been the cache; re-fetch ours afterwards
                 let dir = self.parent(e, &parent_rel, true)?;
                 self.clear(e, &dir, &name, false)?;
-                let tdir = if self.cache.is_none() { self.parent(e, &tp, false)? } else { tdir };
-                let dir = self.parent(e, &parent_rel, true)?;
+                let tdir = self.parent(e, &tp, false)?;
                 rustix::fs::linkat(&*tdir, &tn[..], &*dir, cn.as_c_str(), AtFlags::empty())
                     .map_err(|x| ioe(e, "creating the hard link")(x.into()))?;
                 self.extracted.insert(rel.clone());
@@ -461,7 +578,14 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn record(&mut self, meta: &EntryMeta, rel: &[u8], kind: EntryType, link: Option<Vec<u8>>, xattrs: BTreeMap<Vec<u8>, Vec<u8>>) -> ManifestEntry {
+    fn record(
+        &mut self,
+        meta: &EntryMeta,
+        rel: &[u8],
+        kind: EntryType,
+        link: Option<Vec<u8>>,
+        xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> ManifestEntry {
         let m = ManifestEntry {
             path: rel.to_vec(),
             kind,
@@ -484,7 +608,12 @@ impl Extractor<'_> {
 
     /// Writes a regular file's data (sparse segments at their offsets) and returns the
     /// content hash ([`ContentHasher`]).
-    fn write_content<R: Read>(&mut self, tar: &mut TarReader<R>, meta: &EntryMeta, file: &std::fs::File) -> Result<[u8; 32], ExtractError> {
+    fn write_content<R: Read>(
+        &mut self,
+        tar: &mut TarReader<R>,
+        meta: &EntryMeta,
+        file: &std::fs::File,
+    ) -> Result<[u8; 32], ExtractError> {
         let e = &meta.path;
         let mut h = ContentHasher::new();
         match &meta.sparse {
@@ -509,17 +638,22 @@ impl Extractor<'_> {
                         let want = (left.min(self.buf.len() as u64)) as usize;
                         let n = tar.read_data(&mut self.buf[..want])?;
                         if n == 0 {
-                            return Err(ExtractError::Invalid { entry: escape_bytes(e), reason: "sparse data shorter than its map".into() });
+                            return Err(ExtractError::Invalid {
+                                entry: escape_bytes(e),
+                                reason: "sparse data shorter than its map".into(),
+                            });
                         }
                         h.update(&self.buf[..n]);
-                        file.write_all_at(&self.buf[..n], woff).map_err(ioe(e, "writing"))?;
+                        file.write_all_at(&self.buf[..n], woff)
+                            .map_err(ioe(e, "writing"))?;
                         woff += n as u64;
                         left -= n as u64;
                     }
                     pos = off + len;
                 }
                 // only now, with every byte of the body received, give the file its size
-                file.set_len(meta.size).map_err(ioe(e, "setting the size"))?;
+                file.set_len(meta.size)
+                    .map_err(ioe(e, "setting the size"))?;
                 h.zeros(meta.size - pos);
             }
         }
@@ -527,46 +661,85 @@ impl Extractor<'_> {
     }
 
     /// Owner, mode, xattrs and (for non-directories) times on an open file or directory.
-    fn apply_attrs(&mut self, meta: &EntryMeta, rel: &[u8], fd: &OwnedFd, owner: crate::sys::Owner, is_dir: bool) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, ExtractError> {
+    fn apply_attrs(
+        &mut self,
+        meta: &EntryMeta,
+        rel: &[u8],
+        fd: &OwnedFd,
+        owner: crate::sys::Owner,
+        is_dir: bool,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, ExtractError> {
         let e = &meta.path;
         crate::sys::fchown(fd, owner).map_err(ioe(e, "changing the owner"))?;
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode & 0o7777)).map_err(|x| ioe(e, "changing the mode")(x.into()))?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode & 0o7777))
+            .map_err(|x| ioe(e, "changing the mode")(x.into()))?;
         let x = self.apply_xattrs(meta, rel, &XTarget::Fd(fd), is_dir);
         if !is_dir {
-            rustix::fs::futimens(fd, &timestamps(meta.mtime)).map_err(|x| ioe(e, "setting the times")(x.into()))?;
+            rustix::fs::futimens(fd, &timestamps(meta.mtime))
+                .map_err(|x| ioe(e, "setting the times")(x.into()))?;
         }
         Ok(x)
     }
 
     /// Owner, mode, xattrs, times on a symlink or node, by name in its parent, never
     /// following a symlink.
-    fn apply_node_attrs(&mut self, meta: &EntryMeta, rel: &[u8], dir: &OwnedFd, name: &[u8], owner: crate::sys::Owner, chmod: bool) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, ExtractError> {
+    fn apply_node_attrs(
+        &mut self,
+        meta: &EntryMeta,
+        rel: &[u8],
+        dir: &OwnedFd,
+        name: &[u8],
+        owner: crate::sys::Owner,
+        chmod: bool,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, ExtractError> {
         let e = &meta.path;
         let cn = cname(name).map_err(ioe(e, "name"))?;
         crate::sys::lchownat(dir, cn.as_c_str(), owner).map_err(ioe(e, "changing the owner"))?;
         if chmod {
             // the node was just created by us under this name in a directory we hold, and
             // nodes are not symlinks, so following here cannot leave the tree
-            rustix::fs::chmodat(dir, cn.as_c_str(), Mode::from_raw_mode(meta.mode & 0o7777), AtFlags::empty())
-                .map_err(|x| ioe(e, "changing the mode")(x.into()))?;
+            rustix::fs::chmodat(
+                dir,
+                cn.as_c_str(),
+                Mode::from_raw_mode(meta.mode & 0o7777),
+                AtFlags::empty(),
+            )
+            .map_err(|x| ioe(e, "changing the mode")(x.into()))?;
         }
         let x = self.apply_xattrs(meta, rel, &XTarget::Path(dir, name), false);
-        rustix::fs::utimensat(dir, cn.as_c_str(), &timestamps(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|x| ioe(e, "setting the times")(x.into()))?;
+        rustix::fs::utimensat(
+            dir,
+            cn.as_c_str(),
+            &timestamps(meta.mtime),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|x| ioe(e, "setting the times")(x.into()))?;
         Ok(x)
     }
 
-    fn apply_xattrs(&mut self, meta: &EntryMeta, rel: &[u8], t: &XTarget<'_>, is_dir: bool) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    fn apply_xattrs(
+        &mut self,
+        meta: &EntryMeta,
+        rel: &[u8],
+        t: &XTarget<'_>,
+        is_dir: bool,
+    ) -> BTreeMap<Vec<u8>, Vec<u8>> {
         let mut wanted: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for (k, v) in &meta.xattrs {
             if xattr_allowed(k) {
                 wanted.insert(k.clone(), v.clone());
             } else {
-                self.summary.warnings.push(format!("entry {}: xattr {} not restored (namespace not supported)", escape_bytes(&meta.path), escape_bytes(k)));
+                self.summary.warnings.push(format!(
+                    "entry {}: xattr {} not restored (namespace not supported)",
+                    escape_bytes(&meta.path),
+                    escape_bytes(k)
+                ));
             }
         }
-        let acls: [(&'static str, &Option<Vec<u8>>, bool); 2] =
-            [("system.posix_acl_access", &meta.acl_access, true), ("system.posix_acl_default", &meta.acl_default, false)];
+        let acls: [(&'static str, &Option<Vec<u8>>, bool); 2] = [
+            ("system.posix_acl_access", &meta.acl_access, true),
+            ("system.posix_acl_default", &meta.acl_default, false),
+        ];
         for (name, text, access) in acls {
             let Some(text) = text else { continue };
             if wanted.contains_key(name.as_bytes()) || (!access && !is_dir) {
@@ -577,13 +750,25 @@ impl Extractor<'_> {
                     wanted.insert(name.as_bytes().to_vec(), v);
                 }
                 Ok(None) => {}
-                Err(acl::AclError::Unresolved { .. }) => self.deferred_acls.push(DeferredAcl { path: rel.to_vec(), name, text: text.clone(), is_dir }),
-                Err(err) => self.summary.warnings.push(format!("entry {}: {name} not restored: {err}", escape_bytes(&meta.path))),
+                Err(acl::AclError::Unresolved { .. }) => self.deferred_acls.push(DeferredAcl {
+                    path: rel.to_vec(),
+                    name,
+                    text: text.clone(),
+                    is_dir,
+                }),
+                Err(err) => self.summary.warnings.push(format!(
+                    "entry {}: {name} not restored: {err}",
+                    escape_bytes(&meta.path)
+                )),
             }
         }
         for (k, v) in &wanted {
             if let Err(err) = set_xattr(t, k, v) {
-                self.summary.warnings.push(format!("entry {}: cannot set xattr {}: {err}", escape_bytes(&meta.path), escape_bytes(k)));
+                self.summary.warnings.push(format!(
+                    "entry {}: cannot set xattr {}: {err}",
+                    escape_bytes(&meta.path),
+                    escape_bytes(k)
+                ));
             }
         }
         wanted
@@ -593,17 +778,36 @@ impl Extractor<'_> {
     /// directory times, deepest first.
     fn finish(&mut self) -> Result<(), ExtractError> {
         if !self.deferred_acls.is_empty() {
-            let passwd = self.root.read_file(b"etc/passwd", 16 << 20).unwrap_or_default();
-            let group = self.root.read_file(b"etc/group", 16 << 20).unwrap_or_default();
-            let lookup = |is_user: bool, n: &str| acl::lookup_in(if is_user { &passwd } else { &group }, n);
+            let passwd = self
+                .root
+                .read_file(b"etc/passwd", 16 << 20)
+                .unwrap_or_default();
+            let group = self
+                .root
+                .read_file(b"etc/group", 16 << 20)
+                .unwrap_or_default();
+            let lookup =
+                |is_user: bool, n: &str| acl::lookup_in(if is_user { &passwd } else { &group }, n);
             for d in std::mem::take(&mut self.deferred_acls) {
                 let res = acl::text_to_xattr(&d.text, &lookup, d.name.ends_with("access"))
                     .map_err(|e| e.to_string())
                     .and_then(|v| {
                         let Some(v) = v else { return Ok(None) };
-                        let flags = if d.is_dir { OFlags::DIRECTORY } else { OFlags::empty() };
-                        let fd = self.root.open_beneath(&d.path, flags | OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).map_err(|e| e.to_string())?;
-                        rustix::fs::fsetxattr(&fd, d.name, &v, XattrFlags::empty()).map_err(|e| e.to_string())?;
+                        let flags = if d.is_dir {
+                            OFlags::DIRECTORY
+                        } else {
+                            OFlags::empty()
+                        };
+                        let fd = self
+                            .root
+                            .open_beneath(
+                                &d.path,
+                                flags | OFlags::RDONLY | OFlags::NONBLOCK,
+                                Mode::empty(),
+                            )
+                            .map_err(|e| e.to_string())?;
+                        rustix::fs::fsetxattr(&fd, d.name, &v, XattrFlags::empty())
+                            .map_err(|e| e.to_string())?;
                         Ok(Some(v))
                     });
                 match res {
@@ -613,26 +817,35 @@ impl Extractor<'_> {
                         }
                     }
                     Ok(None) => {}
-                    Err(err) => self.summary.warnings.push(format!("entry {}: {} not restored: {err}", display_path(&d.path), d.name)),
+                    Err(err) => self.summary.warnings.push(format!(
+                        "entry {}: {} not restored: {err}",
+                        display_path(&d.path),
+                        d.name
+                    )),
                 }
             }
         }
-        self.dir_times.sort_by_key(|(p, _)| std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count() + usize::from(!p.is_empty())));
+        self.dir_times.sort_by_key(|(p, _)| {
+            std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count() + usize::from(!p.is_empty()))
+        });
         self.cache = None;
         for (p, t) in std::mem::take(&mut self.dir_times) {
             let res = if p.is_empty() {
                 rustix::fs::futimens(self.root.fd(), &timestamps(t)).map_err(errno_io)
             } else {
                 let (parent, name) = split_parent(&p);
-                self.root
-                    .open_dir(parent)
-                    .and_then(|d| rustix::fs::utimensat(&d, name, &timestamps(t), AtFlags::SYMLINK_NOFOLLOW).map_err(errno_io))
+                self.root.open_dir(parent).and_then(|d| {
+                    rustix::fs::utimensat(&d, name, &timestamps(t), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(errno_io)
+                })
             };
             if let Err(err) = res {
-                self.summary.warnings.push(format!("directory {}: times not restored: {err}", display_path(&p)));
+                self.summary.warnings.push(format!(
+                    "directory {}: times not restored: {err}",
+                    display_path(&p)
+                ));
             }
         }
-        let _ = self.opts;
         Ok(())
     }
 }

@@ -22,11 +22,13 @@ pub mod manifest;
 pub mod publish;
 pub mod report;
 pub mod skeleton;
-pub mod sysclean;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod sysclean;
 pub mod tar;
 pub mod util;
 
-pub use extract::{extract, extract_async, ExtractError, ExtractOptions, ExtractSummary, Limits, Progress};
+pub use extract::{
+    extract, extract_async, ExtractError, ExtractOptions, ExtractSummary, Limits, Progress,
+};
 pub use manifest::{scan_tree, Difference, EntryType, Manifest, ManifestEntry};

@@ -120,16 +120,26 @@ pub struct Difference {
 
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {} != {}", display_path(&self.path), self.field, self.left, self.right)
+        write!(
+            f,
+            "{}: {}: {} != {}",
+            display_path(&self.path),
+            self.field,
+            self.left,
+            self.right
+        )
     }
 }
 
 fn opt_bytes(v: &Option<Vec<u8>>) -> String {
-    v.as_ref().map(|b| escape_bytes(b)).unwrap_or_else(|| "-".into())
+    v.as_ref()
+        .map(|b| escape_bytes(b))
+        .unwrap_or_else(|| "-".into())
 }
 
 const HEADER: &str = "#xcat-image-manifest v1";
-const COLUMNS: &str = "#path\ttype\tmode\tuid\tgid\tsize\tmtime\thash\trdev\tlink\thardlink\txattrs";
+const COLUMNS: &str =
+    "#path\ttype\tmode\tuid\tgid\tsize\tmtime\thash\trdev\tlink\thardlink\txattrs";
 
 impl Manifest {
     /// Adds or replaces an entry.
@@ -169,8 +179,11 @@ impl Manifest {
             }
             cur
         }
-        let links: Vec<(Vec<u8>, Vec<u8>)> =
-            self.entries.values().filter_map(|e| e.hardlink.clone().map(|t| (e.path.clone(), t))).collect();
+        let links: Vec<(Vec<u8>, Vec<u8>)> = self
+            .entries
+            .values()
+            .filter_map(|e| e.hardlink.clone().map(|t| (e.path.clone(), t)))
+            .collect();
         if links.is_empty() {
             return;
         }
@@ -182,7 +195,10 @@ impl Manifest {
             }
         }
         let mut groups: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
-        let members: Vec<Vec<u8>> = links.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect();
+        let members: Vec<Vec<u8>> = links
+            .iter()
+            .flat_map(|(a, b)| [a.clone(), b.clone()])
+            .collect();
         for m in members {
             let r = find(&mut parent, &m);
             let g = groups.entry(r).or_default();
@@ -211,7 +227,11 @@ impl Manifest {
                             e.xattrs = src.xattrs.clone();
                         }
                     }
-                    e.hardlink = if g.len() > 1 { Some(leader.clone()) } else { None };
+                    e.hardlink = if g.len() > 1 {
+                        Some(leader.clone())
+                    } else {
+                        None
+                    };
                 }
             }
         }
@@ -225,7 +245,11 @@ impl Manifest {
             let xattrs = if e.xattrs.is_empty() {
                 "-".to_string()
             } else {
-                e.xattrs.iter().map(|(k, v)| format!("{}={}", escape_bytes(k), hex::encode(v))).collect::<Vec<_>>().join(",")
+                e.xattrs
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", escape_bytes(k), hex::encode(v)))
+                    .collect::<Vec<_>>()
+                    .join(",")
             };
             writeln!(
                 w,
@@ -238,10 +262,17 @@ impl Manifest {
                 e.size,
                 e.mtime_sec,
                 e.mtime_nsec,
-                e.content_hash.map(hex::encode).unwrap_or_else(|| "-".into()),
-                e.rdev.map(|(a, b)| format!("{a}:{b}")).unwrap_or_else(|| "-".into()),
+                e.content_hash
+                    .map(hex::encode)
+                    .unwrap_or_else(|| "-".into()),
+                e.rdev
+                    .map(|(a, b)| format!("{a}:{b}"))
+                    .unwrap_or_else(|| "-".into()),
                 opt_bytes(&e.link),
-                e.hardlink.as_ref().map(|h| display_path(h)).unwrap_or_else(|| "-".into()),
+                e.hardlink
+                    .as_ref()
+                    .map(|h| display_path(h))
+                    .unwrap_or_else(|| "-".into()),
                 xattrs
             )?;
         }
@@ -270,7 +301,10 @@ impl Manifest {
             if f[11] != "-" {
                 for kv in f[11].split(',') {
                     let (k, v) = kv.split_once('=').ok_or_else(|| bad("xattr"))?;
-                    xattrs.insert(unescape_bytes(k).ok_or_else(|| bad("xattr name"))?, hex::decode(v).map_err(|_| bad("xattr value"))?);
+                    xattrs.insert(
+                        unescape_bytes(k).ok_or_else(|| bad("xattr name"))?,
+                        hex::decode(v).map_err(|_| bad("xattr value"))?,
+                    );
                 }
             }
             let e = ManifestEntry {
@@ -292,10 +326,21 @@ impl Manifest {
                     None
                 } else {
                     let (a, b) = f[8].split_once(':').ok_or_else(|| bad("rdev"))?;
-                    Some((a.parse().map_err(|_| bad("rdev"))?, b.parse().map_err(|_| bad("rdev"))?))
+                    Some((
+                        a.parse().map_err(|_| bad("rdev"))?,
+                        b.parse().map_err(|_| bad("rdev"))?,
+                    ))
                 },
-                link: if f[9] == "-" { None } else { Some(unescape_bytes(f[9]).ok_or_else(|| bad("link"))?) },
-                hardlink: if f[10] == "-" { None } else { Some(path_of(f[10]).ok_or_else(|| bad("hardlink"))?) },
+                link: if f[9] == "-" {
+                    None
+                } else {
+                    Some(unescape_bytes(f[9]).ok_or_else(|| bad("link"))?)
+                },
+                hardlink: if f[10] == "-" {
+                    None
+                } else {
+                    Some(path_of(f[10]).ok_or_else(|| bad("hardlink"))?)
+                },
                 xattrs,
                 blocks: None,
             };
@@ -310,7 +355,12 @@ impl Manifest {
         let mut out = Vec::new();
         let d = |out: &mut Vec<Difference>, p: &[u8], field: &str, l: String, r: String| {
             if l != r {
-                out.push(Difference { path: p.to_vec(), field: field.to_string(), left: l, right: r });
+                out.push(Difference {
+                    path: p.to_vec(),
+                    field: field.to_string(),
+                    left: l,
+                    right: r,
+                });
             }
         };
         for (p, a) in &self.entries {
@@ -318,25 +368,81 @@ impl Manifest {
                 d(&mut out, p, "missing", "present".into(), "absent".into());
                 continue;
             };
-            d(&mut out, p, "type", a.kind.letter().to_string(), b.kind.letter().to_string());
-            d(&mut out, p, "mode", format!("{:04o}", a.mode), format!("{:04o}", b.mode));
+            d(
+                &mut out,
+                p,
+                "type",
+                a.kind.letter().to_string(),
+                b.kind.letter().to_string(),
+            );
+            d(
+                &mut out,
+                p,
+                "mode",
+                format!("{:04o}", a.mode),
+                format!("{:04o}", b.mode),
+            );
             d(&mut out, p, "uid", a.uid.to_string(), b.uid.to_string());
             d(&mut out, p, "gid", a.gid.to_string(), b.gid.to_string());
             d(&mut out, p, "size", a.size.to_string(), b.size.to_string());
-            d(&mut out, p, "mtime", format!("{}.{:09}", a.mtime_sec, a.mtime_nsec), format!("{}.{:09}", b.mtime_sec, b.mtime_nsec));
-            d(&mut out, p, "hash", format!("{:?}", a.content_hash.map(hex::encode)), format!("{:?}", b.content_hash.map(hex::encode)));
-            d(&mut out, p, "rdev", format!("{:?}", a.rdev), format!("{:?}", b.rdev));
+            d(
+                &mut out,
+                p,
+                "mtime",
+                format!("{}.{:09}", a.mtime_sec, a.mtime_nsec),
+                format!("{}.{:09}", b.mtime_sec, b.mtime_nsec),
+            );
+            d(
+                &mut out,
+                p,
+                "hash",
+                format!("{:?}", a.content_hash.map(hex::encode)),
+                format!("{:?}", b.content_hash.map(hex::encode)),
+            );
+            d(
+                &mut out,
+                p,
+                "rdev",
+                format!("{:?}", a.rdev),
+                format!("{:?}", b.rdev),
+            );
             d(&mut out, p, "link", opt_bytes(&a.link), opt_bytes(&b.link));
-            d(&mut out, p, "hardlink", opt_bytes(&a.hardlink), opt_bytes(&b.hardlink));
+            d(
+                &mut out,
+                p,
+                "hardlink",
+                opt_bytes(&a.hardlink),
+                opt_bytes(&b.hardlink),
+            );
             for (k, v) in &a.xattrs {
-                let other = b.xattrs.get(k).map(hex::encode).unwrap_or_else(|| "absent".into());
-                d(&mut out, p, &format!("xattr {}", escape_bytes(k)), hex::encode(v), other);
+                let other = b
+                    .xattrs
+                    .get(k)
+                    .map(hex::encode)
+                    .unwrap_or_else(|| "absent".into());
+                d(
+                    &mut out,
+                    p,
+                    &format!("xattr {}", escape_bytes(k)),
+                    hex::encode(v),
+                    other,
+                );
             }
             for k in b.xattrs.keys().filter(|k| !a.xattrs.contains_key(*k)) {
-                d(&mut out, p, &format!("xattr {}", escape_bytes(k)), "absent".into(), hex::encode(&b.xattrs[k]));
+                d(
+                    &mut out,
+                    p,
+                    &format!("xattr {}", escape_bytes(k)),
+                    "absent".into(),
+                    hex::encode(&b.xattrs[k]),
+                );
             }
         }
-        for p in other.entries.keys().filter(|p| !self.entries.contains_key(*p)) {
+        for p in other
+            .entries
+            .keys()
+            .filter(|p| !self.entries.contains_key(*p))
+        {
             d(&mut out, p, "missing", "absent".into(), "present".into());
         }
         out
@@ -445,7 +551,9 @@ pub(crate) fn hash_fd(fd: &OwnedFd, size: u64) -> io::Result<[u8; 32]> {
         if pos >= size {
             break;
         }
-        let hole = seek(fd, SeekFrom::Hole(pos as i64)).map(|x| x.min(size)).unwrap_or(size);
+        let hole = seek(fd, SeekFrom::Hole(pos as i64))
+            .map(|x| x.min(size))
+            .unwrap_or(size);
         while pos < hole {
             let want = ((hole - pos) as usize).min(buf.len());
             let n = std::os::unix::fs::FileExt::read_at(&file, &mut buf[..want], pos)?;
@@ -535,7 +643,11 @@ fn entry_from_stat(
         mode: st.st_mode & 0o7777,
         uid: st.st_uid,
         gid: st.st_gid,
-        size: if kind == EntryType::File { st.st_size as u64 } else { 0 },
+        size: if kind == EntryType::File {
+            st.st_size as u64
+        } else {
+            0
+        },
         mtime_sec: st.st_mtime as i64,
         mtime_nsec: st.st_mtime_nsec as u32,
         content_hash: sha,
@@ -562,17 +674,27 @@ fn walk(
             path.push(b'/');
         }
         path.extend_from_slice(&name);
-        let Some(st) = lstat_at(dir, &name)? else { continue };
+        let Some(st) = lstat_at(dir, &name)? else {
+            continue;
+        };
         let kind = EntryType::from_mode(st.st_mode);
         let xattrs = read_xattrs_path(&proc_path(dir, &name)?)?;
         let mut sha = None;
         let mut link = None;
         match kind {
             EntryType::File => {
-                let fd = rustix::fs::openat(dir, &name[..], OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())?;
+                let fd = rustix::fs::openat(
+                    dir,
+                    &name[..],
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
                 let fst = rustix::fs::fstat(&fd)?;
                 if fst.st_ino != st.st_ino {
-                    return Err(io::Error::other(format!("{} changed while scanning", display_path(&path))));
+                    return Err(io::Error::other(format!(
+                        "{} changed while scanning",
+                        display_path(&path)
+                    )));
                 }
                 #[allow(clippy::unnecessary_cast)]
                 let size = fst.st_size as u64;
@@ -585,7 +707,10 @@ fn walk(
         }
         #[allow(clippy::unnecessary_cast)]
         if kind != EntryType::Dir && st.st_nlink as u64 > 1 {
-            inodes.entry((st.st_dev as u64, st.st_ino as u64)).or_default().push(path.clone());
+            inodes
+                .entry((st.st_dev as u64, st.st_ino as u64))
+                .or_default()
+                .push(path.clone());
         }
         m.insert(entry_from_stat(path.clone(), &st, sha, link, xattrs));
         #[allow(clippy::unnecessary_cast)]
@@ -652,11 +777,17 @@ mod tests {
         assert_eq!(back, m);
         assert!(m.diff(&back).is_empty());
         let mut changed = back.clone();
-        changed.entries.get_mut(&b"a\nb \xff".to_vec()).unwrap().mode = 0o755;
+        changed
+            .entries
+            .get_mut(b"a\nb \xff".as_slice())
+            .unwrap()
+            .mode = 0o755;
         changed.entries.remove(&Vec::new());
         let d = m.diff(&changed);
         assert_eq!(d.len(), 2, "{d:?}");
-        assert!(d.iter().any(|x| x.field == "mode" && x.to_string().contains("4755")));
+        assert!(d
+            .iter()
+            .any(|x| x.field == "mode" && x.to_string().contains("4755")));
     }
 }
 

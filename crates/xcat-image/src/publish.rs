@@ -30,7 +30,11 @@ pub enum PublishError {
     #[error("another capture is running for {dir}: {holder}")]
     Busy { dir: PathBuf, holder: String },
     #[error("{what} {path}: {source}")]
-    Io { what: String, path: PathBuf, source: io::Error },
+    Io {
+        what: String,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 fn io_err(what: &str, path: &Path) -> impl FnOnce(io::Error) -> PublishError {
@@ -74,8 +78,15 @@ pub fn lock_image_dir(dir: &Path, description: &str) -> Result<ImageLock, Publis
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim().to_string();
-            let holder = if holder.is_empty() { "(no description)".to_string() } else { holder };
-            return Err(PublishError::Busy { dir: dir.to_path_buf(), holder });
+            let holder = if holder.is_empty() {
+                "(no description)".to_string()
+            } else {
+                holder
+            };
+            return Err(PublishError::Busy {
+                dir: dir.to_path_buf(),
+                holder,
+            });
         }
         Err(e) => return Err(io_err("locking", &path)(e.into())),
     }
@@ -91,8 +102,13 @@ pub fn lock_image_dir(dir: &Path, description: &str) -> Result<ImageLock, Publis
 
 fn random_suffix() -> String {
     let mut b = [0u8; 6];
-    if File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         b.copy_from_slice(&t.subsec_nanos().to_le_bytes().repeat(2)[..6]);
     }
     hex::encode(b)
@@ -100,7 +116,11 @@ fn random_suffix() -> String {
 
 /// Creates a fresh staging directory `<dir>/.rootimg.staging-<pid>-<random>` (mode 0755).
 pub fn create_staging(dir: &Path) -> Result<PathBuf, PublishError> {
-    let p = dir.join(format!("{STAGING_PREFIX}{}-{}", std::process::id(), random_suffix()));
+    let p = dir.join(format!(
+        "{STAGING_PREFIX}{}-{}",
+        std::process::id(),
+        random_suffix()
+    ));
     fs::create_dir(&p).map_err(io_err("creating staging directory", &p))?;
     Ok(p)
 }
@@ -110,7 +130,11 @@ fn generations(dir: &Path) -> Result<Vec<(u64, PathBuf)>, PublishError> {
     for ent in fs::read_dir(dir).map_err(io_err("listing", dir))? {
         let ent = ent.map_err(io_err("listing", dir))?;
         let name = ent.file_name();
-        let Some(n) = name.to_str().and_then(|s| s.strip_prefix(GEN_PREFIX)).and_then(|s| s.parse::<u64>().ok()) else {
+        let Some(n) = name
+            .to_str()
+            .and_then(|s| s.strip_prefix(GEN_PREFIX))
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
             continue;
         };
         out.push((n, ent.path()));
@@ -135,7 +159,13 @@ fn sync_dir(dir: &Path) {
 }
 
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    rustix::fs::renameat_with(rustix::fs::CWD, from, rustix::fs::CWD, to, rustix::fs::RenameFlags::NOREPLACE)?;
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )?;
     Ok(())
 }
 
@@ -147,7 +177,8 @@ pub fn publish(dir: &Path, staging: &Path, keep: usize) -> Result<PublishOutcome
     if fs::symlink_metadata(&rootimg).is_ok() {
         let next = generations(dir)?.last().map(|g| g.0 + 1).unwrap_or(1);
         let gen = dir.join(format!("{GEN_PREFIX}{next}"));
-        rename_noreplace(&rootimg, &gen).map_err(io_err("moving the previous image aside to", &gen))?;
+        rename_noreplace(&rootimg, &gen)
+            .map_err(io_err("moving the previous image aside to", &gen))?;
         outcome.previous = Some(gen);
     }
     rename_noreplace(staging, &rootimg).map_err(io_err("publishing the new image as", &rootimg))?;
@@ -168,7 +199,9 @@ pub fn recover(dir: &Path) -> Result<Option<PathBuf>, PublishError> {
     if fs::symlink_metadata(&rootimg).is_ok() || !dir.exists() {
         return Ok(None);
     }
-    let Some((_, newest)) = generations(dir)?.pop() else { return Ok(None) };
+    let Some((_, newest)) = generations(dir)?.pop() else {
+        return Ok(None);
+    };
     rename_noreplace(&newest, &rootimg).map_err(io_err("restoring", &newest))?;
     sync_dir(dir);
     Ok(Some(newest))
@@ -196,7 +229,11 @@ pub fn cleanup_stale(dir: &Path) -> Result<Vec<PathBuf>, PublishError> {
     };
     for ent in rd {
         let ent = ent.map_err(io_err("listing", dir))?;
-        if ent.file_name().to_str().is_some_and(|n| n.starts_with(STAGING_PREFIX)) {
+        if ent
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(STAGING_PREFIX))
+        {
             let p = ent.path();
             remove_tree(&p).map_err(io_err("removing stale staging directory", &p))?;
             removed.push(p);

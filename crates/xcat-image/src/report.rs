@@ -112,9 +112,19 @@ mod tests {
             tool_version: "0.1.0".into(),
             source_node: "node1".into(),
             kernel: "6.1.0-18-amd64".into(),
-            sizes: Sizes { archive_bytes: 10, ..Default::default() },
-            sysclean: vec![SyscleanAction { action: "removed".into(), path: "/etc/ssh/ssh_host_rsa_key".into(), detail: String::new() }],
-            timings: vec![PhaseTiming { phase: "extract".into(), seconds: 1.5 }],
+            sizes: Sizes {
+                archive_bytes: 10,
+                ..Default::default()
+            },
+            sysclean: vec![SyscleanAction {
+                action: "removed".into(),
+                path: "/etc/ssh/ssh_host_rsa_key".into(),
+                detail: String::new(),
+            }],
+            timings: vec![PhaseTiming {
+                phase: "extract".into(),
+                seconds: 1.5,
+            }],
             ..Default::default()
         };
         r.write_to(&p).unwrap();
@@ -123,6 +133,10 @@ mod tests {
         assert_eq!(v["sizes"]["archive_bytes"], 10);
         assert_eq!(v["sysclean"][0]["path"], "/etc/ssh/ssh_host_rsa_key");
         assert_eq!(v["timings"][0]["seconds"], 1.5);
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 }

@@ -17,7 +17,13 @@ pub struct SkeletonAction {
     pub detail: String,
 }
 
-const DIRS: [(&str, u32); 5] = [("tmp", 0o1777), ("proc", 0o755), ("sys", 0o755), ("dev", 0o755), ("run", 0o755)];
+const DIRS: [(&str, u32); 5] = [
+    ("tmp", 0o1777),
+    ("proc", 0o755),
+    ("sys", 0o755),
+    ("dev", 0o755),
+    ("run", 0o755),
+];
 const NODES: [(&str, u32, u32, u32); 2] = [("dev/console", 5, 1, 0o600), ("dev/null", 1, 3, 0o666)];
 
 /// Creates the missing skeleton entries under `root`, owned by root.
@@ -31,7 +37,11 @@ pub fn ensure_skeleton(root: &Path) -> io::Result<Vec<SkeletonAction>> {
             Some(st) => out.push(SkeletonAction {
                 path: format!("/{name}"),
                 action: "kept".into(),
-                detail: format!("exists (mode {:04o}, type {:o})", st.st_mode & 0o7777, st.st_mode & libc::S_IFMT),
+                detail: format!(
+                    "exists (mode {:04o}, type {:o})",
+                    st.st_mode & 0o7777,
+                    st.st_mode & libc::S_IFMT
+                ),
             }),
             None => {
                 rustix::fs::mkdirat(&top, name, Mode::from_raw_mode(0o700))?;
@@ -39,28 +49,55 @@ pub fn ensure_skeleton(root: &Path) -> io::Result<Vec<SkeletonAction>> {
                 crate::sys::fchown(&fd, root_owner)?;
                 // explicit chmod: mkdir's mode is filtered by the umask and never sets sticky
                 rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
-                out.push(SkeletonAction { path: format!("/{name}"), action: "created".into(), detail: format!("directory {mode:04o}") });
+                out.push(SkeletonAction {
+                    path: format!("/{name}"),
+                    action: "created".into(),
+                    detail: format!("directory {mode:04o}"),
+                });
             }
         }
     }
     let dev = match r.open_dir(b"dev") {
         Ok(d) => d,
         Err(e) => {
-            out.push(SkeletonAction { path: "/dev".into(), action: "kept".into(), detail: format!("not a usable directory ({e}); nodes not created") });
+            out.push(SkeletonAction {
+                path: "/dev".into(),
+                action: "kept".into(),
+                detail: format!("not a usable directory ({e}); nodes not created"),
+            });
             return Ok(out);
         }
     };
     for (path, maj, min, mode) in NODES {
         let name = &path[4..];
         if lstat_at(&dev, name.as_bytes())?.is_some() {
-            out.push(SkeletonAction { path: format!("/{path}"), action: "kept".into(), detail: "exists".into() });
+            out.push(SkeletonAction {
+                path: format!("/{path}"),
+                action: "kept".into(),
+                detail: "exists".into(),
+            });
             continue;
         }
-        rustix::fs::mknodat(&dev, name, FileType::CharacterDevice, Mode::from_raw_mode(0o600), rustix::fs::makedev(maj, min))?;
+        rustix::fs::mknodat(
+            &dev,
+            name,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o600),
+            rustix::fs::makedev(maj, min),
+        )?;
         let cn = crate::beneath::cname(name.as_bytes())?;
         crate::sys::lchownat(&dev, cn.as_c_str(), root_owner)?;
-        rustix::fs::chmodat(&dev, name, Mode::from_raw_mode(mode), rustix::fs::AtFlags::empty())?;
-        out.push(SkeletonAction { path: format!("/{path}"), action: "created".into(), detail: format!("c {maj} {min} {mode:04o}") });
+        rustix::fs::chmodat(
+            &dev,
+            name,
+            Mode::from_raw_mode(mode),
+            rustix::fs::AtFlags::empty(),
+        )?;
+        out.push(SkeletonAction {
+            path: format!("/{path}"),
+            action: "created".into(),
+            detail: format!("c {maj} {min} {mode:04o}"),
+        });
     }
     Ok(out)
 }

@@ -24,7 +24,11 @@ pub struct SyscleanAction {
 }
 
 fn act(action: &str, rel: &[u8], detail: impl Into<String>) -> SyscleanAction {
-    SyscleanAction { action: action.into(), path: display_path(rel), detail: detail.into() }
+    SyscleanAction {
+        action: action.into(),
+        path: display_path(rel),
+        detail: detail.into(),
+    }
 }
 
 fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
@@ -36,16 +40,50 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
 
 /// Filesystem types of fstab lines that are not local disks and stay active.
 const PSEUDO_FS: &[&str] = &[
-    "tmpfs", "proc", "sysfs", "devpts", "devtmpfs", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
-    "hugetlbfs", "mqueue", "pstore", "efivarfs", "configfs", "fusectl", "bpf", "binfmt_misc", "ramfs", "rpc_pipefs",
-    "nfsd", "autofs",
+    "tmpfs",
+    "proc",
+    "sysfs",
+    "devpts",
+    "devtmpfs",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "hugetlbfs",
+    "mqueue",
+    "pstore",
+    "efivarfs",
+    "configfs",
+    "fusectl",
+    "bpf",
+    "binfmt_misc",
+    "ramfs",
+    "rpc_pipefs",
+    "nfsd",
+    "autofs",
 ];
 
 /// Whether an fstab device names a local disk.
 fn disk_device(dev: &str) -> bool {
-    ["UUID=", "LABEL=", "PARTUUID=", "PARTLABEL=", "/dev/sd", "/dev/vd", "/dev/hd", "/dev/xvd", "/dev/nvme", "/dev/mapper/", "/dev/disk/", "/dev/md", "/dev/dm-", "/dev/mmcblk"]
-        .iter()
-        .any(|p| dev.starts_with(p))
+    [
+        "UUID=",
+        "LABEL=",
+        "PARTUUID=",
+        "PARTLABEL=",
+        "/dev/sd",
+        "/dev/vd",
+        "/dev/hd",
+        "/dev/xvd",
+        "/dev/nvme",
+        "/dev/mapper/",
+        "/dev/disk/",
+        "/dev/md",
+        "/dev/dm-",
+        "/dev/mmcblk",
+    ]
+    .iter()
+    .any(|p| dev.starts_with(p))
 }
 
 /// Comments out local-disk lines of an fstab text; returns the new text and the lines changed.
@@ -55,7 +93,10 @@ pub fn clean_fstab(text: &str) -> (String, Vec<String>) {
     for line in text.split_inclusive('\n') {
         let t = line.trim_start();
         let fields: Vec<&str> = t.split_whitespace().collect();
-        let disk = !t.starts_with('#') && fields.len() >= 3 && disk_device(fields[0]) && !PSEUDO_FS.contains(&fields[2]);
+        let disk = !t.starts_with('#')
+            && fields.len() >= 3
+            && disk_device(fields[0])
+            && !PSEUDO_FS.contains(&fields[2]);
         if disk {
             out.push_str("#xcat-capimage: ");
             changed.push(line.trim_end().to_string());
@@ -88,14 +129,16 @@ struct Cleaner {
 impl Cleaner {
     fn error(&mut self, rel: &[u8], what: &str, e: &io::Error) {
         let why = explain(e).map(|s| format!(" ({s})")).unwrap_or_default();
-        self.out.push(act("skipped", rel, format!("{what}: {e}{why}")));
+        self.out
+            .push(act("skipped", rel, format!("{what}: {e}{why}")));
     }
 
     /// Removes a non-directory entry (a symlink itself, never its target).
     fn remove(&mut self, rel: &[u8], why: &str) {
         match self.root.lstat(rel) {
             Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
-                self.out.push(act("skipped", rel, "is a directory, left alone"));
+                self.out
+                    .push(act("skipped", rel, "is a directory, left alone"));
                 return;
             }
             Ok(Some(_)) => {}
@@ -117,7 +160,12 @@ impl Cleaner {
                 v.sort();
                 v
             }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) && !self.is_symlink(rel) => Vec::new(),
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
+                    && !self.is_symlink(rel) =>
+            {
+                Vec::new()
+            }
             Err(e) => {
                 self.error(rel, "cannot list", &e);
                 Vec::new()
@@ -141,8 +189,16 @@ impl Cleaner {
             Err(e) => return self.error(rel, "cannot inspect", &e),
         };
         if st.st_mode & libc::S_IFMT == libc::S_IFREG {
-            match self.root.open_beneath(rel, OFlags::WRONLY | OFlags::TRUNC | OFlags::NONBLOCK, Mode::empty()) {
-                Ok(_) => self.out.push(act("truncated", rel, "emptied; systemd generates a new id at first boot")),
+            match self.root.open_beneath(
+                rel,
+                OFlags::WRONLY | OFlags::TRUNC | OFlags::NONBLOCK,
+                Mode::empty(),
+            ) {
+                Ok(_) => self.out.push(act(
+                    "truncated",
+                    rel,
+                    "emptied; systemd generates a new id at first boot",
+                )),
                 Err(e) => self.error(rel, "cannot truncate", &e),
             }
             return;
@@ -152,12 +208,21 @@ impl Cleaner {
         let res = (|| -> io::Result<()> {
             let dir = self.root.open_dir(b"etc")?;
             rustix::fs::unlinkat(&dir, "machine-id", AtFlags::empty())?;
-            let fd = rustix::fs::openat(&dir, "machine-id", OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o444))?;
+            let fd = rustix::fs::openat(
+                &dir,
+                "machine-id",
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o444),
+            )?;
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o444))?;
             Ok(())
         })();
         match res {
-            Ok(()) => self.out.push(act("replaced", rel, "was not a regular file (e.g. a symlink); replaced by an empty file")),
+            Ok(()) => self.out.push(act(
+                "replaced",
+                rel,
+                "was not a regular file (e.g. a symlink); replaced by an empty file",
+            )),
             Err(e) => self.error(rel, "cannot replace", &e),
         }
     }
@@ -165,7 +230,8 @@ impl Cleaner {
     fn edit(&mut self, rel: &[u8], f: impl Fn(&str) -> (String, Vec<String>), what: &str) {
         if !self.is_regular(rel) {
             if self.is_symlink(rel) {
-                self.out.push(act("skipped", rel, "is a symlink; not edited"));
+                self.out
+                    .push(act("skipped", rel, "is a symlink; not edited"));
             }
             return;
         }
@@ -174,7 +240,8 @@ impl Cleaner {
             Err(e) => return self.error(rel, "cannot read", &e),
         };
         let Ok(text) = String::from_utf8(data) else {
-            self.out.push(act("skipped", rel, "not UTF-8 text; not edited"));
+            self.out
+                .push(act("skipped", rel, "not UTF-8 text; not edited"));
             return;
         };
         let (new, changed) = f(&text);
@@ -182,7 +249,11 @@ impl Cleaner {
             return;
         }
         match self.root.rewrite_file(rel, new.as_bytes()) {
-            Ok(()) => self.out.push(act("edited", rel, format!("{what}: {}", changed.join(" | ")))),
+            Ok(()) => self.out.push(act(
+                "edited",
+                rel,
+                format!("{what}: {}", changed.join(" | ")),
+            )),
             Err(e) => self.error(rel, "cannot rewrite", &e),
         }
     }
@@ -198,7 +269,9 @@ impl Cleaner {
         };
         for name in self.list(dir) {
             let rel = join(dir, &name);
-            let Ok(Some(st)) = lstat_at(&fd, &name) else { continue };
+            let Ok(Some(st)) = lstat_at(&fd, &name) else {
+                continue;
+            };
             match st.st_mode & libc::S_IFMT {
                 libc::S_IFDIR => self.old_logs(&rel, depth + 1),
                 libc::S_IFREG if rotated_log(&name) => self.remove(&rel, "rotated log"),
@@ -221,18 +294,31 @@ fn rotated_log(name: &[u8]) -> bool {
 
 /// Runs every sysclean action on the tree at `root`.
 pub fn sysclean(root: &Path) -> io::Result<Vec<SyscleanAction>> {
-    let mut c = Cleaner { root: Root::open(root)?, out: Vec::new() };
+    let mut c = Cleaner {
+        root: Root::open(root)?,
+        out: Vec::new(),
+    };
 
     for name in c.list(b"etc/ssh") {
-        if name.starts_with(b"ssh_host_") && (name.ends_with(b"key") || name.ends_with(b"key.pub")) {
-            c.remove(&join(b"etc/ssh", &name), "SSH host key (regenerated at first boot)");
+        if name.starts_with(b"ssh_host_") && (name.ends_with(b"key") || name.ends_with(b"key.pub"))
+        {
+            c.remove(
+                &join(b"etc/ssh", &name),
+                "SSH host key (regenerated at first boot)",
+            );
         }
     }
     c.machine_id();
     c.remove(b"var/lib/dbus/machine-id", "D-Bus machine id");
-    c.remove(b"etc/udev/rules.d/70-persistent-net.rules", "persistent network device names");
+    c.remove(
+        b"etc/udev/rules.d/70-persistent-net.rules",
+        "persistent network device names",
+    );
     c.edit(b"etc/fstab", clean_fstab, "local disk lines commented out");
-    for dir in [&b"etc/sysconfig/network-scripts"[..], b"etc/sysconfig/network"] {
+    for dir in [
+        &b"etc/sysconfig/network-scripts"[..],
+        b"etc/sysconfig/network",
+    ] {
         for name in c.list(dir) {
             if name.starts_with(b"ifcfg-") {
                 c.edit(&join(dir, &name), clean_ifcfg, "HWADDR/UUID lines dropped");
@@ -242,7 +328,8 @@ pub fn sysclean(root: &Path) -> io::Result<Vec<SyscleanAction>> {
     for dir in [&b"var/lib/dhcp"[..], b"var/lib/dhclient"] {
         for name in c.list(dir) {
             let rel = join(dir, &name);
-            if !matches!(c.root.lstat(&rel), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+            if !matches!(c.root.lstat(&rel), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            {
                 c.remove(&rel, "DHCP lease");
             }
         }
@@ -269,13 +356,21 @@ pub fn sysclean(root: &Path) -> io::Result<Vec<SyscleanAction>> {
         }
         for name in c.list(&d) {
             if name.starts_with(b"id_") && !name.ends_with(b".pub") {
-                c.out.push(act("warning", &join(&d, &name), "private SSH key left in the image"));
+                c.out.push(act(
+                    "warning",
+                    &join(&d, &name),
+                    "private SSH key left in the image",
+                ));
             }
         }
     }
-    for (p, what) in [(&b"etc/munge/munge.key"[..], "munge key"), (b"etc/krb5.keytab", "Kerberos keytab")] {
+    for (p, what) in [
+        (&b"etc/munge/munge.key"[..], "munge key"),
+        (b"etc/krb5.keytab", "Kerberos keytab"),
+    ] {
         if matches!(c.root.lstat(p), Ok(Some(_))) {
-            c.out.push(act("warning", p, format!("{what} left in the image")));
+            c.out
+                .push(act("warning", p, format!("{what} left in the image")));
         }
     }
     Ok(c.out)
@@ -295,13 +390,18 @@ mod tests {
         assert!(n.contains("#xcat-capimage: UUID=abc / ext4"));
         assert!(n.contains("#xcat-capimage: /dev/sda2 none swap"));
         assert!(n.contains("#xcat-capimage: /dev/mapper/vg-home"));
-        assert!(n.contains("\nproc /proc proc") && n.contains("\nserver:/x /mnt nfs") && n.contains("\nLABEL=scratch"));
+        assert!(
+            n.contains("\nproc /proc proc")
+                && n.contains("\nserver:/x /mnt nfs")
+                && n.contains("\nLABEL=scratch")
+        );
         assert!(n.starts_with("# comment\n"));
     }
 
     #[test]
     fn ifcfg_and_logs() {
-        let (n, d) = clean_ifcfg("DEVICE=eth0\nHWADDR=00:11:22:33:44:55\n  UUID=x\nBOOTPROTO=dhcp\n");
+        let (n, d) =
+            clean_ifcfg("DEVICE=eth0\nHWADDR=00:11:22:33:44:55\n  UUID=x\nBOOTPROTO=dhcp\n");
         assert_eq!(n, "DEVICE=eth0\nBOOTPROTO=dhcp\n");
         assert_eq!(d.len(), 2);
         assert!(rotated_log(b"syslog.1") && rotated_log(b"dpkg.log.2.gz") && rotated_log(b"x.old"));

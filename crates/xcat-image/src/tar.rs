@@ -61,7 +61,12 @@ pub enum TarError {
     Malformed { offset: u64, reason: String },
     /// Metadata larger than the configured limit.
     #[error("archive entry at byte {offset}: {what} is {size} bytes, over the limit of {limit}")]
-    Limit { offset: u64, what: String, size: u64, limit: u64 },
+    Limit {
+        offset: u64,
+        what: String,
+        size: u64,
+        limit: u64,
+    },
     /// The underlying reader failed.
     #[error("reading the archive stream at byte {offset}: {source}")]
     Io { offset: u64, source: io::Error },
@@ -196,7 +201,9 @@ fn parse_u64(f: &[u8], what: &str) -> Result<u64, String> {
 
 fn parse_dec(v: &[u8], what: &str) -> Result<u64, String> {
     let s = std::str::from_utf8(v).map_err(|_| format!("{what}: not a number"))?;
-    s.trim().parse::<u64>().map_err(|_| format!("{what}: not a number: {s:?}"))
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{what}: not a number: {s:?}"))
 }
 
 /// Parses a pax time (`-12.5`, `1795630474.207379268`) into seconds and nanoseconds.
@@ -210,7 +217,10 @@ pub fn parse_pax_time(v: &[u8]) -> Option<Mtime> {
         Some((i, f)) => (i, f),
         None => (s, ""),
     };
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let sec: i64 = int.parse().ok()?;
@@ -224,12 +234,18 @@ pub fn parse_pax_time(v: &[u8]) -> Option<Mtime> {
     if nsec == 0 {
         Some(Mtime { sec: -sec, nsec: 0 })
     } else {
-        Some(Mtime { sec: -sec - 1, nsec: 1_000_000_000 - nsec })
+        Some(Mtime {
+            sec: -sec - 1,
+            nsec: 1_000_000_000 - nsec,
+        })
     }
 }
 
+/// One pax record: (keyword, value).
+pub type PaxRecord = (Vec<u8>, Vec<u8>);
+
 /// Splits a pax extended header body into (keyword, value) records, in order.
-pub fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn parse_pax(data: &[u8]) -> Result<Vec<PaxRecord>, String> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < data.len() {
@@ -240,14 +256,22 @@ pub fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
             }
             return Err("NUL inside pax header".into());
         }
-        let sp = data[i..].iter().position(|&b| b == b' ').ok_or("pax record without length")?;
+        let sp = data[i..]
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or("pax record without length")?;
         let len = parse_dec(&data[i..i + sp], "pax record length")? as usize;
         if len <= sp + 1 || len > data.len() - i {
             return Err("pax record length out of range".into());
         }
         let rec = &data[i + sp + 1..i + len];
-        let rec = rec.strip_suffix(b"\n").ok_or("pax record not terminated by newline")?;
-        let eq = rec.iter().position(|&b| b == b'=').ok_or("pax record without '='")?;
+        let rec = rec
+            .strip_suffix(b"\n")
+            .ok_or("pax record not terminated by newline")?;
+        let eq = rec
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or("pax record without '='")?;
         out.push((rec[..eq].to_vec(), rec[eq + 1..].to_vec()));
         i += len;
     }
@@ -298,7 +322,12 @@ impl<R: Read> TarReader<R> {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(TarError::Io { offset: self.offset, source: e }),
+                Err(e) => {
+                    return Err(TarError::Io {
+                        offset: self.offset,
+                        source: e,
+                    })
+                }
             }
         }
     }
@@ -317,7 +346,10 @@ impl<R: Read> TarReader<R> {
     }
 
     fn truncated(&self, what: impl Into<String>) -> TarError {
-        TarError::Truncated { offset: self.offset, what: what.into() }
+        TarError::Truncated {
+            offset: self.offset,
+            what: what.into(),
+        }
     }
 
     fn read_block(&mut self, blk: &mut [u8; BLOCK], what: &str) -> Result<bool, TarError> {
@@ -345,9 +377,20 @@ impl<R: Read> TarReader<R> {
     }
 
     /// Reads a whole extension body (pax header, long name) of `size` bytes plus padding.
-    fn read_body(&mut self, size: u64, limit: u64, what: &str, hdr_off: u64) -> Result<Vec<u8>, TarError> {
+    fn read_body(
+        &mut self,
+        size: u64,
+        limit: u64,
+        what: &str,
+        hdr_off: u64,
+    ) -> Result<Vec<u8>, TarError> {
         if size > limit {
-            return Err(TarError::Limit { offset: hdr_off, what: what.to_string(), size, limit });
+            return Err(TarError::Limit {
+                offset: hdr_off,
+                what: what.to_string(),
+                size,
+                limit,
+            });
         }
         let mut v = vec![0u8; size as usize];
         if self.read_full(&mut v)? < v.len() {
@@ -358,7 +401,10 @@ impl<R: Read> TarReader<R> {
     }
 
     fn malformed(&self, off: u64, reason: impl Into<String>) -> TarError {
-        TarError::Malformed { offset: off, reason: reason.into() }
+        TarError::Malformed {
+            offset: off,
+            reason: reason.into(),
+        }
     }
 
     /// Advances to the next entry, skipping any unread data of the current one.
@@ -386,9 +432,13 @@ impl<R: Read> TarReader<R> {
                 let mut next = [0u8; BLOCK];
                 let more = self.read_block(&mut next, "the end-of-archive marker")?;
                 if more && !zero_block(&next) {
-                    self.notes.push(format!("lone zero block at byte {hdr_off}: treated as end of archive"));
+                    self.notes.push(format!(
+                        "lone zero block at byte {hdr_off}: treated as end of archive"
+                    ));
                 } else if !more {
-                    self.notes.push(format!("single zero block at byte {hdr_off} ends the archive"));
+                    self.notes.push(format!(
+                        "single zero block at byte {hdr_off} ends the archive"
+                    ));
                 }
                 self.finished = true;
                 return Ok(None);
@@ -398,13 +448,15 @@ impl<R: Read> TarReader<R> {
             let size = parse_u64(&blk[124..136], "size").map_err(|e| self.malformed(hdr_off, e))?;
             match typeflag {
                 b'x' => {
-                    let body = self.read_body(size, self.limits.max_pax, "pax extended header", hdr_off)?;
+                    let body =
+                        self.read_body(size, self.limits.max_pax, "pax extended header", hdr_off)?;
                     let recs = parse_pax(&body).map_err(|e| self.malformed(hdr_off, e))?;
                     local.extend(recs);
                     continue;
                 }
                 b'g' => {
-                    let body = self.read_body(size, self.limits.max_pax, "pax global header", hdr_off)?;
+                    let body =
+                        self.read_body(size, self.limits.max_pax, "pax global header", hdr_off)?;
                     let recs = parse_pax(&body).map_err(|e| self.malformed(hdr_off, e))?;
                     for (k, v) in recs {
                         if matches!(&k[..], b"path" | b"linkpath" | b"size") {
@@ -419,8 +471,13 @@ impl<R: Read> TarReader<R> {
                     continue;
                 }
                 b'L' | b'K' => {
-                    let what = if typeflag == b'L' { "GNU long name" } else { "GNU long link name" };
-                    let mut body = self.read_body(size, self.limits.max_path as u64 + 1, what, hdr_off)?;
+                    let what = if typeflag == b'L' {
+                        "GNU long name"
+                    } else {
+                        "GNU long link name"
+                    };
+                    let mut body =
+                        self.read_body(size, self.limits.max_path as u64 + 1, what, hdr_off)?;
                     while body.last() == Some(&0) {
                         body.pop();
                     }
@@ -432,11 +489,16 @@ impl<R: Read> TarReader<R> {
                     continue;
                 }
                 b'M' | b'N' => {
-                    return Err(self.malformed(hdr_off, "multi-volume / old GNU name entries are not supported"));
+                    return Err(self.malformed(
+                        hdr_off,
+                        "multi-volume / old GNU name entries are not supported",
+                    ));
                 }
                 _ => {}
             }
-            return self.build_entry(&blk, hdr_off, size, local, longname, longlink).map(Some);
+            return self
+                .build_entry(&blk, hdr_off, size, local, longname, longlink)
+                .map(Some);
         }
     }
 
@@ -461,7 +523,10 @@ impl<R: Read> TarReader<R> {
                 path = p;
             }
         }
-        let m = |e: String| TarError::Malformed { offset: hdr_off, reason: e };
+        let m = |e: String| TarError::Malformed {
+            offset: hdr_off,
+            reason: e,
+        };
         let mode = (parse_u64(&blk[100..108], "mode").map_err(m)? & 0o7777) as u32;
         let uid = parse_u64(&blk[108..116], "uid").map_err(m)?;
         let gid = parse_u64(&blk[116..124], "gid").map_err(m)?;
@@ -500,7 +565,10 @@ impl<R: Read> TarReader<R> {
         let mut sp = SparseInfo::default();
         let records: Vec<(Vec<u8>, Vec<u8>)> = self.globals.iter().cloned().chain(local).collect();
         for (k, v) in records {
-            let bad = |what: &str| TarError::Malformed { offset: hdr_off, reason: format!("bad pax {what} value") };
+            let bad = |what: &str| TarError::Malformed {
+                offset: hdr_off,
+                reason: format!("bad pax {what} value"),
+            };
             match &k[..] {
                 b"path" => path = v,
                 b"linkpath" => link = v,
@@ -523,10 +591,15 @@ impl<R: Read> TarReader<R> {
                 b"GNU.sparse.name" => sp.name = Some(v),
                 b"GNU.sparse.map" => sp.map01 = Some(v),
                 b"GNU.sparse.numblocks" => {}
-                b"GNU.sparse.offset" => sp.pending_offset = Some(parse_dec(&v, "sparse offset").map_err(m)?),
+                b"GNU.sparse.offset" => {
+                    sp.pending_offset = Some(parse_dec(&v, "sparse offset").map_err(m)?)
+                }
                 b"GNU.sparse.numbytes" => {
                     let n = parse_dec(&v, "sparse numbytes").map_err(m)?;
-                    let off = sp.pending_offset.take().ok_or_else(|| bad("GNU.sparse.numbytes without offset"))?;
+                    let off = sp
+                        .pending_offset
+                        .take()
+                        .ok_or_else(|| bad("GNU.sparse.numbytes without offset"))?;
                     if sp.pairs00.len() >= self.limits.max_sparse_segments {
                         return Err(self.limit_err(hdr_off, "sparse map", sp.pairs00.len() as u64));
                     }
@@ -575,11 +648,16 @@ impl<R: Read> TarReader<R> {
         } else if sp.major == Some(1) && sp.minor == Some(0) {
             let map = self.read_sparse_1_0(&mut meta, hdr_off)?;
             meta.sparse = Some(map);
-            meta.size = sp.realsize.ok_or_else(|| self.malformed(hdr_off, "sparse 1.0 without GNU.sparse.realsize"))?;
+            meta.size = sp
+                .realsize
+                .ok_or_else(|| self.malformed(hdr_off, "sparse 1.0 without GNU.sparse.realsize"))?;
         } else if sp.major.is_some() {
             return Err(self.malformed(hdr_off, "unsupported GNU sparse format version"));
         } else if let Some(mapv) = sp.map01.take() {
-            let nums: Result<Vec<u64>, _> = mapv.split(|&b| b == b',').map(|n| parse_dec(n, "sparse map")).collect();
+            let nums: Result<Vec<u64>, _> = mapv
+                .split(|&b| b == b',')
+                .map(|n| parse_dec(n, "sparse map"))
+                .collect();
             let nums = nums.map_err(m)?;
             if nums.len() % 2 != 0 {
                 return Err(self.malformed(hdr_off, "odd number of values in GNU.sparse.map"));
@@ -588,10 +666,14 @@ impl<R: Read> TarReader<R> {
                 return Err(self.limit_err(hdr_off, "sparse map", (nums.len() / 2) as u64));
             }
             meta.sparse = Some(nums.chunks(2).map(|c| (c[0], c[1])).collect());
-            meta.size = sp.realsize.ok_or_else(|| self.malformed(hdr_off, "sparse 0.1 without GNU.sparse.size"))?;
+            meta.size = sp
+                .realsize
+                .ok_or_else(|| self.malformed(hdr_off, "sparse 0.1 without GNU.sparse.size"))?;
         } else if !sp.pairs00.is_empty() {
             meta.sparse = Some(std::mem::take(&mut sp.pairs00));
-            meta.size = sp.realsize.ok_or_else(|| self.malformed(hdr_off, "sparse 0.0 without GNU.sparse.size"))?;
+            meta.size = sp
+                .realsize
+                .ok_or_else(|| self.malformed(hdr_off, "sparse 0.0 without GNU.sparse.size"))?;
         }
         if let Some(name) = sp.name.take() {
             if meta.sparse.is_some() {
@@ -599,7 +681,8 @@ impl<R: Read> TarReader<R> {
             }
         }
         if let Some(map) = &meta.sparse {
-            validate_sparse(map, meta.size, meta.stored_size).map_err(|e| self.malformed(hdr_off, e))?;
+            validate_sparse(map, meta.size, meta.stored_size)
+                .map_err(|e| self.malformed(hdr_off, e))?;
         }
 
         if path.is_empty() {
@@ -640,10 +723,19 @@ impl<R: Read> TarReader<R> {
     }
 
     fn limit_err(&self, off: u64, what: &str, size: u64) -> TarError {
-        TarError::Limit { offset: off, what: what.into(), size, limit: self.limits.max_sparse_segments as u64 }
+        TarError::Limit {
+            offset: off,
+            what: what.into(),
+            size,
+            limit: self.limits.max_sparse_segments as u64,
+        }
     }
 
-    fn read_old_gnu_sparse(&mut self, blk: &[u8; BLOCK], hdr_off: u64) -> Result<Vec<(u64, u64)>, TarError> {
+    fn read_old_gnu_sparse(
+        &mut self,
+        blk: &[u8; BLOCK],
+        hdr_off: u64,
+    ) -> Result<Vec<(u64, u64)>, TarError> {
         let mut map = Vec::new();
         let push = |map: &mut Vec<(u64, u64)>, e: &[u8]| -> Result<(), String> {
             if e[0] == 0 {
@@ -679,7 +771,11 @@ impl<R: Read> TarReader<R> {
     /// Reads the 1.0 sparse map stored at the start of the entry's data: decimal
     /// numbers each ended by a newline (count, then offset/size pairs), padded to a
     /// whole block. Shrinks `stored_size` to the data that follows the map.
-    fn read_sparse_1_0(&mut self, meta: &mut EntryMeta, hdr_off: u64) -> Result<Vec<(u64, u64)>, TarError> {
+    fn read_sparse_1_0(
+        &mut self,
+        meta: &mut EntryMeta,
+        hdr_off: u64,
+    ) -> Result<Vec<(u64, u64)>, TarError> {
         let mut blk = [0u8; BLOCK];
         let mut pos = BLOCK;
         let mut consumed = 0u64;
@@ -784,7 +880,9 @@ fn validate_sparse(map: &[(u64, u64)], realsize: u64, stored: u64) -> Result<(),
         total = total.checked_add(len).ok_or("sparse map overflows")?;
     }
     if total != stored {
-        return Err(format!("sparse map covers {total} bytes but the entry stores {stored}"));
+        return Err(format!(
+            "sparse map covers {total} bytes but the entry stores {stored}"
+        ));
     }
     Ok(())
 }
@@ -826,17 +924,41 @@ mod tests {
 
     #[test]
     fn pax_times() {
-        assert_eq!(parse_pax_time(b"1795630474.207379268"), Some(Mtime { sec: 1795630474, nsec: 207379268 }));
+        assert_eq!(
+            parse_pax_time(b"1795630474.207379268"),
+            Some(Mtime {
+                sec: 1795630474,
+                nsec: 207379268
+            })
+        );
         assert_eq!(parse_pax_time(b"12"), Some(Mtime { sec: 12, nsec: 0 }));
-        assert_eq!(parse_pax_time(b"-1.5"), Some(Mtime { sec: -2, nsec: 500_000_000 }));
-        assert_eq!(parse_pax_time(b"1.1234567891"), Some(Mtime { sec: 1, nsec: 123456789 }));
+        assert_eq!(
+            parse_pax_time(b"-1.5"),
+            Some(Mtime {
+                sec: -2,
+                nsec: 500_000_000
+            })
+        );
+        assert_eq!(
+            parse_pax_time(b"1.1234567891"),
+            Some(Mtime {
+                sec: 1,
+                nsec: 123456789
+            })
+        );
         assert_eq!(parse_pax_time(b"x"), None);
     }
 
     #[test]
     fn pax_records() {
         let r = parse_pax(b"12 path=abc\n20 SCHILY.xattr.a=b\n").unwrap();
-        assert_eq!(r, vec![(b"path".to_vec(), b"abc".to_vec()), (b"SCHILY.xattr.a".to_vec(), b"b".to_vec())]);
+        assert_eq!(
+            r,
+            vec![
+                (b"path".to_vec(), b"abc".to_vec()),
+                (b"SCHILY.xattr.a".to_vec(), b"b".to_vec())
+            ]
+        );
         // value containing newline and '=' (length-delimited, not line-delimited)
         let r = parse_pax(b"13 path=a\nb=\n").unwrap();
         assert_eq!(r[0].1, b"a\nb=".to_vec());

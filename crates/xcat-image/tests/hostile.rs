@@ -25,7 +25,12 @@ fn bed() -> Bed {
     std::fs::write(canary.join("etc/shadow"), b"root:secret\n").unwrap();
     std::fs::write(canary.join("file"), b"precious\n").unwrap();
     let before = scan_tree(&canary).unwrap();
-    Bed { _top: top, staging, canary, before }
+    Bed {
+        _top: top,
+        staging,
+        canary,
+        before,
+    }
 }
 
 impl Bed {
@@ -35,10 +40,21 @@ impl Bed {
 
     fn canary_intact(&self) {
         let after = scan_tree(&self.canary).unwrap();
-        assert_eq!(self.before.diff(&after), vec![], "the canary directory outside the staging root changed");
+        assert_eq!(
+            self.before.diff(&after),
+            vec![],
+            "the canary directory outside the staging root changed"
+        );
         // nothing appeared next to the staging dir either
-        let names: Vec<_> = std::fs::read_dir(self.staging.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names.len(), 2, "unexpected entries beside staging: {names:?}");
+        let names: Vec<_> = std::fs::read_dir(self.staging.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "unexpected entries beside staging: {names:?}"
+        );
     }
 
     fn c(&self) -> Vec<u8> {
@@ -46,7 +62,10 @@ impl Bed {
     }
 }
 
-fn assert_err_names(r: Result<xcat_image::ExtractSummary, ExtractError>, needle: &str) -> ExtractError {
+fn assert_err_names(
+    r: Result<xcat_image::ExtractSummary, ExtractError>,
+    needle: &str,
+) -> ExtractError {
     let e = r.expect_err("hostile archive must be refused");
     let msg = e.to_string();
     assert!(msg.contains(needle), "error should name {needle:?}: {msg}");
@@ -57,8 +76,15 @@ fn assert_err_names(r: Result<xcat_image::ExtractSummary, ExtractError>, needle:
 fn dotdot_entries_abort_naming_the_entry() {
     let b = bed();
     let up = format!("../{}", b.canary.file_name().unwrap().to_str().unwrap());
-    for name in [format!("{up}/file"), "./a/../../x".to_string(), "ok/../../../../etc/passwd".into()] {
-        let a = RawTar::new().file(b"fine", b"1").file(name.as_bytes(), b"owned").end();
+    for name in [
+        format!("{up}/file"),
+        "./a/../../x".to_string(),
+        "ok/../../../../etc/passwd".into(),
+    ] {
+        let a = RawTar::new()
+            .file(b"fine", b"1")
+            .file(name.as_bytes(), b"owned")
+            .end();
         let e = assert_err_names(b.run(&a), &name);
         assert!(matches!(e, ExtractError::UnsafePath { .. }), "{e:?}");
     }
@@ -70,10 +96,20 @@ fn absolute_paths_are_made_relative() {
     let b = bed();
     let mut abs = b.c();
     abs.extend_from_slice(b"/file");
-    let a = RawTar::new().file(&abs, b"owned").file(b"/etc/passwd2", b"x").end();
+    let a = RawTar::new()
+        .file(&abs, b"owned")
+        .file(b"/etc/passwd2", b"x")
+        .end();
     let s = b.run(&a).unwrap();
-    assert!(s.notes.iter().any(|n| n.contains("leading '/' removed")), "{:?}", s.notes);
-    let inside = b.staging.join(b.canary.strip_prefix("/").unwrap()).join("file");
+    assert!(
+        s.notes.iter().any(|n| n.contains("leading '/' removed")),
+        "{:?}",
+        s.notes
+    );
+    let inside = b
+        .staging
+        .join(b.canary.strip_prefix("/").unwrap())
+        .join("file");
     assert_eq!(std::fs::read(inside).unwrap(), b"owned");
     assert!(b.staging.join("etc/passwd2").exists());
     b.canary_intact();
@@ -84,13 +120,32 @@ fn nothing_is_written_through_an_image_symlink() {
     let b = bed();
     // symlink to / then a file under it; symlink to the canary then a file and a dir under it
     let cases: Vec<Vec<u8>> = vec![
-        RawTar::new().entry(b"root", b'2', b"/").file(b"root/tmp/pwned", b"x").end(),
-        RawTar::new().entry(b"esc", b'2', &b.c()).file(b"esc/file", b"x").end(),
-        RawTar::new().entry(b"esc", b'2', &b.c()).entry(b"esc/newdir", b'5', b"").end(),
-        RawTar::new().entry(b"esc", b'2', &b.c()).entry(b"esc/etc/hl", b'1', b"x").end(),
-        RawTar::new().entry(b"rel", b'2', b"../../..").file(b"rel/x", b"x").end(),
+        RawTar::new()
+            .entry(b"root", b'2', b"/")
+            .file(b"root/tmp/pwned", b"x")
+            .end(),
+        RawTar::new()
+            .entry(b"esc", b'2', &b.c())
+            .file(b"esc/file", b"x")
+            .end(),
+        RawTar::new()
+            .entry(b"esc", b'2', &b.c())
+            .entry(b"esc/newdir", b'5', b"")
+            .end(),
+        RawTar::new()
+            .entry(b"esc", b'2', &b.c())
+            .entry(b"esc/etc/hl", b'1', b"x")
+            .end(),
+        RawTar::new()
+            .entry(b"rel", b'2', b"../../..")
+            .file(b"rel/x", b"x")
+            .end(),
         // a directory replaced by a symlink, then an entry "through" the old name
-        RawTar::new().entry(b"d", b'5', b"").entry(b"d", b'2', &b.c()).file(b"d/file", b"x").end(),
+        RawTar::new()
+            .entry(b"d", b'5', b"")
+            .entry(b"d", b'2', &b.c())
+            .file(b"d/file", b"x")
+            .end(),
     ];
     for (i, a) in cases.iter().enumerate() {
         let e = b.run(a).expect_err(&format!("case {i} must fail"));
@@ -100,7 +155,10 @@ fn nothing_is_written_through_an_image_symlink() {
     // a regular file entry replaces a symlink instead of writing through it
     let mut target = b.c();
     target.extend_from_slice(b"/file");
-    let a = RawTar::new().entry(b"x", b'2', &target).file(b"x", b"new").end();
+    let a = RawTar::new()
+        .entry(b"x", b'2', &target)
+        .file(b"x", b"new")
+        .end();
     b.run(&a).unwrap();
     assert_eq!(std::fs::read(b.staging.join("x")).unwrap(), b"new");
     b.canary_intact();
@@ -115,17 +173,43 @@ fn hard_links_only_to_entries_of_this_archive() {
     // pre-existing file in the staging dir that the archive did not create
     std::fs::create_dir_all(b.staging.join("etc")).unwrap();
     std::fs::write(b.staging.join("etc/shadow"), b"stale").unwrap();
-    for (i, target) in [&b"/etc/shadow"[..], b"etc/shadow", &canary_shadow, b"../../../../etc/shadow", b"later"].iter().enumerate() {
-        let a = RawTar::new().entry(b"evil", b'1', target).file(b"later", b"x").end();
+    for (i, target) in [
+        &b"/etc/shadow"[..],
+        b"etc/shadow",
+        &canary_shadow,
+        b"../../../../etc/shadow",
+        b"later",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let a = RawTar::new()
+            .entry(b"evil", b'1', target)
+            .file(b"later", b"x")
+            .end();
         let e = b.run(&a).expect_err(&format!("case {i}"));
-        assert!(matches!(e, ExtractError::HardLink { .. }), "case {i}: {e:?}");
+        assert!(
+            matches!(e, ExtractError::HardLink { .. }),
+            "case {i}: {e:?}"
+        );
         assert!(e.to_string().contains("evil"), "{e}");
         assert!(!b.staging.join("evil").exists());
     }
-    assert_eq!(std::fs::metadata("/etc/shadow").map(|m| m.nlink()).ok(), shadow_nlink);
-    assert_eq!(std::fs::metadata(b.staging.join("etc/shadow")).unwrap().nlink(), 1);
+    assert_eq!(
+        std::fs::metadata("/etc/shadow").map(|m| m.nlink()).ok(),
+        shadow_nlink
+    );
+    assert_eq!(
+        std::fs::metadata(b.staging.join("etc/shadow"))
+            .unwrap()
+            .nlink(),
+        1
+    );
     // a valid one works
-    let a = RawTar::new().file(b"a", b"x").entry(b"b", b'1', b"./a").end();
+    let a = RawTar::new()
+        .file(b"a", b"x")
+        .entry(b"b", b'1', b"./a")
+        .end();
     b.run(&a).unwrap();
     assert_eq!(std::fs::metadata(b.staging.join("b")).unwrap().nlink(), 2);
     b.canary_intact();
@@ -151,7 +235,10 @@ fn replacing_devices_fifos_and_files_never_writes_through_them() {
     assert_eq!((m.rdev() >> 8, m.rdev() & 0xff), (1, 3));
     assert_eq!(std::fs::read(b.staging.join("p")).unwrap(), b"after fifo");
     assert_eq!(std::fs::read(b.staging.join("n")).unwrap(), b"after dev");
-    assert!(std::fs::symlink_metadata(b.staging.join("blk")).unwrap().file_type().is_block_device());
+    assert!(std::fs::symlink_metadata(b.staging.join("blk"))
+        .unwrap()
+        .file_type()
+        .is_block_device());
     assert_eq!(s.manifest.get(b"n").unwrap().size, 9);
     b.canary_intact();
 }
@@ -163,32 +250,64 @@ fn declared_10gb_with_short_body_is_truncated_without_preallocation() {
     a.raw(RawTar::header(b"huge", b'0', 10_000_000_000, b"", 0o644));
     a.data.extend_from_slice(&[7u8; 4096]);
     let e = b.run(&a.data).expect_err("short body");
-    assert!(matches!(e, ExtractError::Archive(TarError::Truncated { .. })), "{e:?}");
+    assert!(
+        matches!(e, ExtractError::Archive(TarError::Truncated { .. })),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("huge"), "{e}");
     let m = std::fs::metadata(b.staging.join("huge")).unwrap();
-    assert!(m.len() <= 4096 && m.blocks() <= 16, "nothing preallocated: {} bytes, {} blocks", m.len(), m.blocks());
+    assert!(
+        m.len() <= 4096 && m.blocks() <= 16,
+        "nothing preallocated: {} bytes, {} blocks",
+        m.len(),
+        m.blocks()
+    );
 
     // the same with a pax size and a sparse map claiming a 10 GB file
     let mut a = RawTar::new();
-    a.pax(&[("GNU.sparse.major", b"1"), ("GNU.sparse.minor", b"0"), ("GNU.sparse.name", b"sp"), ("GNU.sparse.realsize", b"10000000000"), ("size", b"1536")]);
-    a.raw(RawTar::header(b"GNUSparseFile.0/sp", b'0', 1536, b"", 0o644));
+    a.pax(&[
+        ("GNU.sparse.major", b"1"),
+        ("GNU.sparse.minor", b"0"),
+        ("GNU.sparse.name", b"sp"),
+        ("GNU.sparse.realsize", b"10000000000"),
+        ("size", b"1536"),
+    ]);
+    a.raw(RawTar::header(
+        b"GNUSparseFile.0/sp",
+        b'0',
+        1536,
+        b"",
+        0o644,
+    ));
     let mut map = b"1\n0\n1024\n".to_vec();
     map.resize(512, 0);
     a.data.extend_from_slice(&map);
     a.data.extend_from_slice(&[1u8; 100]);
     let e = b.run(&a.data).expect_err("short sparse body");
-    assert!(matches!(e, ExtractError::Archive(TarError::Truncated { .. })), "{e:?}");
-    assert!(std::fs::metadata(b.staging.join("sp")).unwrap().len() < 4096, "size applied only after the full body");
+    assert!(
+        matches!(e, ExtractError::Archive(TarError::Truncated { .. })),
+        "{e:?}"
+    );
+    assert!(
+        std::fs::metadata(b.staging.join("sp")).unwrap().len() < 4096,
+        "size applied only after the full body"
+    );
     b.canary_intact();
 }
 
 #[test]
 fn truncated_streams_are_errors() {
     let b = bed();
-    let full = RawTar::new().file(b"a", &[1u8; 2000]).file(b"b", b"x").end();
+    let full = RawTar::new()
+        .file(b"a", &[1u8; 2000])
+        .file(b"b", b"x")
+        .end();
     for cut in [100usize, 512, 700, 2560, 3072 + 512, full.len() - 1024] {
         let e = b.run(&full[..cut]).expect_err(&format!("cut at {cut}"));
-        assert!(matches!(e, ExtractError::Archive(TarError::Truncated { .. })), "cut {cut}: {e:?}");
+        assert!(
+            matches!(e, ExtractError::Archive(TarError::Truncated { .. })),
+            "cut {cut}: {e:?}"
+        );
     }
     // an empty stream is not an empty image
     assert!(b.run(&[]).is_err());
@@ -204,31 +323,67 @@ fn metadata_limits_and_corruption() {
     a.raw(RawTar::header(b"PaxHeader", b'x', 2 << 20, b"", 0o644));
     a.data.extend(std::iter::repeat_n(b'a', 4096));
     let e = b.run(&a.data).unwrap_err();
-    assert!(matches!(e, ExtractError::Archive(TarError::Limit { .. })), "{e:?}");
+    assert!(
+        matches!(e, ExtractError::Archive(TarError::Limit { .. })),
+        "{e:?}"
+    );
     // a path over the limit
     let long = vec![b'a'; 5000];
-    let a = RawTar::new().pax(&[("path", &long)]).file(b"short", b"x").end();
-    assert!(matches!(b.run(&a).unwrap_err(), ExtractError::Archive(TarError::Limit { .. })));
+    let a = RawTar::new()
+        .pax(&[("path", &long)])
+        .file(b"short", b"x")
+        .end();
+    assert!(matches!(
+        b.run(&a).unwrap_err(),
+        ExtractError::Archive(TarError::Limit { .. })
+    ));
     // an xattr value over 64 KiB
     let big = vec![b'v'; 70000];
-    let a = RawTar::new().pax(&[("SCHILY.xattr.user.big", &big)]).file(b"f", b"x").end();
-    assert!(matches!(b.run(&a).unwrap_err(), ExtractError::Archive(TarError::Limit { .. })));
+    let a = RawTar::new()
+        .pax(&[("SCHILY.xattr.user.big", &big)])
+        .file(b"f", b"x")
+        .end();
+    assert!(matches!(
+        b.run(&a).unwrap_err(),
+        ExtractError::Archive(TarError::Limit { .. })
+    ));
     // a bad checksum
     let mut a = RawTar::new().file(b"f", b"x").end();
     a[0] = b'g';
-    assert!(matches!(b.run(&a).unwrap_err(), ExtractError::Archive(TarError::Checksum { .. })));
+    assert!(matches!(
+        b.run(&a).unwrap_err(),
+        ExtractError::Archive(TarError::Checksum { .. })
+    ));
     // an unsupported namespace is skipped with a warning, not applied
-    let a = RawTar::new().pax(&[("SCHILY.xattr.system.evil", b"1"), ("SCHILY.xattr.user.ok", b"1")]).file(b"g", b"x").end();
+    let a = RawTar::new()
+        .pax(&[
+            ("SCHILY.xattr.system.evil", b"1"),
+            ("SCHILY.xattr.user.ok", b"1"),
+        ])
+        .file(b"g", b"x")
+        .end();
     let s = b.run(&a).unwrap();
-    assert!(s.warnings.iter().any(|w| w.contains("system.evil")), "{:?}", s.warnings);
-    assert!(s.manifest.get(b"g").unwrap().xattrs.contains_key(&b"user.ok"[..]));
+    assert!(
+        s.warnings.iter().any(|w| w.contains("system.evil")),
+        "{:?}",
+        s.warnings
+    );
+    assert!(s
+        .manifest
+        .get(b"g")
+        .unwrap()
+        .xattrs
+        .contains_key(&b"user.ok"[..]));
     b.canary_intact();
 }
 
 #[test]
 fn uid_minus_one_is_refused() {
     let b = bed();
-    let a = RawTar::new().pax(&[("uid", b"4294967295")]).file(b"f", b"x").end();
+    let a = RawTar::new()
+        .pax(&[("uid", b"4294967295")])
+        .file(b"f", b"x")
+        .end();
     let e = b.run(&a).unwrap_err();
     assert!(e.to_string().contains("uid"), "{e}");
     let _ = Path::new("/");

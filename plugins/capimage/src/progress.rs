@@ -48,11 +48,11 @@ pub fn line(node: &str, done: u64, estimate: u64, files: u64, elapsed: Duration)
     } else {
         String::new()
     };
-    let pct = if estimate > 0 {
-        format!(" ({}%)", (done.saturating_mul(100) / estimate).min(100))
-    } else {
-        String::new()
-    };
+    let pct = done
+        .saturating_mul(100)
+        .checked_div(estimate)
+        .map(|p| format!(" ({}%)", p.min(100)))
+        .unwrap_or_default();
     format!(
         "capturing {node}: {} of ~{}{pct}, {files} files, {}{left}",
         bytes(done),

@@ -6,19 +6,46 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 pub fn require_root_and_tools(tools: &[&str]) {
-    assert!(rustix::process::geteuid().is_root(), "these tests must run as root");
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "these tests must run as root"
+    );
     for t in tools {
-        let ok = Command::new("sh").arg("-c").arg(format!("command -v {t}")).stdout(Stdio::null()).status().unwrap().success();
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {t}"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "required tool {t} is missing (install the Debian packages tar, attr, acl, libcap2-bin, python3)");
     }
 }
 
 pub fn sh(script: &str) {
-    let out = Command::new("bash").arg("-euo").arg("pipefail").arg("-c").arg(script).output().unwrap();
-    assert!(out.status.success(), "script failed: {script}\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bash")
+        .arg("-euo")
+        .arg("pipefail")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "script failed: {script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
-pub const TAR_FLAGS: &[&str] = &["--xattrs", "--xattrs-include=*", "--acls", "--sparse", "--numeric-owner", "--one-file-system"];
+pub const TAR_FLAGS: &[&str] = &[
+    "--xattrs",
+    "--xattrs-include=*",
+    "--acls",
+    "--sparse",
+    "--numeric-owner",
+    "--one-file-system",
+];
 
 /// Runs GNU tar on `src` with the capture flags plus `extra`, returning the archive.
 pub fn gnu_tar(src: &Path, extra: &[&str]) -> Vec<u8> {
@@ -115,7 +142,13 @@ impl RawTar {
         h[100..108].copy_from_slice(format!("{mode:07o}\0").as_bytes());
         h[108..116].copy_from_slice(b"0000000\0");
         h[116..124].copy_from_slice(b"0000000\0");
-        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+        if size < 8u64.pow(11) {
+            h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+        } else {
+            // GNU base-256
+            h[124] = 0x80;
+            h[128..136].copy_from_slice(&size.to_be_bytes());
+        }
         h[136..148].copy_from_slice(b"14000000000\0");
         h[156] = typeflag;
         h[157..157 + link.len()].copy_from_slice(link);
@@ -144,7 +177,8 @@ impl RawTar {
     }
 
     pub fn file(&mut self, name: &[u8], body: &[u8]) -> &mut Self {
-        self.raw(Self::header(name, b'0', body.len() as u64, b"", 0o644)).body(body)
+        self.raw(Self::header(name, b'0', body.len() as u64, b"", 0o644))
+            .body(body)
     }
 
     pub fn entry(&mut self, name: &[u8], typeflag: u8, link: &[u8]) -> &mut Self {
@@ -171,7 +205,14 @@ impl RawTar {
             body.extend_from_slice(v);
             body.push(b'\n');
         }
-        self.raw(Self::header(b"PaxHeader", b'x', body.len() as u64, b"", 0o644)).body(&body)
+        self.raw(Self::header(
+            b"PaxHeader",
+            b'x',
+            body.len() as u64,
+            b"",
+            0o644,
+        ))
+        .body(&body)
     }
 
     pub fn end(&mut self) -> Vec<u8> {
