@@ -368,3 +368,58 @@ fn sigterm_stops_the_daemon_cleanly() {
     let log = d.log();
     assert!(log.contains("shutdown complete"), "{log}");
 }
+
+#[test]
+fn lsxcatd_reports_version_database_and_commands() {
+    let d = Daemon::start();
+    let out = d.ok(&["lsxcatd", "-a"]);
+    assert!(out.starts_with("Version "), "{out}");
+    assert!(out.contains("dbengine=SQLite"), "{out}");
+    let cmds = out.lines().find(|l| l.starts_with("commands=")).expect("commands line");
+    for c in ["authcheck", "capimage", "chtab", "lsxcatd", "noderange", "tabdump", "xdsh"] {
+        assert!(cmds.split(['=', ',']).any(|x| x == c), "{c} missing: {cmds}");
+    }
+    let bad = d.client(&["lsxcatd", "--bogus"]);
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[test]
+fn init_is_idempotent_and_force_replaces_keys() {
+    let d = Daemon::start();
+    let cred = d.root().join("cert/server-cred.pem");
+    let ca = d.root().join("cert/ca.pem");
+    let client = d.home.join(".xcat/client-cred.pem");
+    let before = (xcatd_tests::slurp(&cred), xcatd_tests::slurp(&ca), xcatd_tests::slurp(&client));
+    use std::os::unix::fs::PermissionsExt;
+    for p in [&cred, &client, &d.root().join("cert/ca-key.pem")] {
+        let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} mode {mode:o}", p.display());
+    }
+    let init = |extra: &[&str]| {
+        let out = std::process::Command::new(xcatd_tests::bin("xcatd"))
+            .arg("--config")
+            .arg(&d.config_path)
+            .arg("init")
+            .arg("--client-dir")
+            .arg(d.home.join(".xcat"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let again = init(&[]);
+    assert!(again.contains("kept"), "{again}");
+    assert_eq!(
+        before,
+        (xcatd_tests::slurp(&cred), xcatd_tests::slurp(&ca), xcatd_tests::slurp(&client))
+    );
+    // The default policy rows are seeded once, not duplicated.
+    let pol = d.ok(&["tabdump", "policy"]);
+    assert_eq!(pol.lines().filter(|l| l.starts_with("\"1\",")).count(), 1, "{pol}");
+    assert!(pol.contains("\"1.2\",\"testmn\""), "{pol}");
+    // --force starts over (the running daemon keeps its loaded credential).
+    init(&["--force"]);
+    assert_ne!(before.1, xcatd_tests::slurp(&ca), "--force must make a new CA");
+    assert_ne!(before.0, xcatd_tests::slurp(&cred));
+}
