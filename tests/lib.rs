@@ -349,3 +349,57 @@ pub fn slurp(p: &Path) -> String {
     }
     s
 }
+
+// ---------------------------------------------------------------------------
+// Hard kill and restart of the daemon (capimage fault tests): a daemon that
+// dies without any cleanup, and a fresh process on the same configuration and
+// state directory, as an administrator restarting the service would get.
+// ---------------------------------------------------------------------------
+
+impl Daemon {
+    /// SIGKILL the daemon (no shutdown code runs) and reap it.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start a new `xcatd` process on the same configuration, state and
+    /// certificates (after [`Daemon::kill_hard`] or [`Daemon::stop`]). Its log
+    /// is appended to the same file; the listening address changes.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart: the daemon is still running");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log_path)
+            .expect("log file");
+        let mut child = Command::new(bin("xcatd"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("XCATD_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("restart xcatd");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(a) = l.strip_prefix("listening on ") {
+                        break a.parse().expect("address");
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    panic!("xcatd did not restart: {}", self.log());
+                }
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        self.addr = addr;
+        self.child = Some(child);
+    }
+}
