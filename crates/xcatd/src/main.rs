@@ -122,7 +122,22 @@ async fn init(cfg: Config, client_dir: Option<PathBuf>, user: &str, force: bool)
     Ok(())
 }
 
+/// Raise the open-file limit to its hard maximum: every connection and
+/// every capture (ssh pipes, extracted files) needs descriptors, and the
+/// usual soft limit of 1024 is below the default connection limit.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+}
+
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    raise_fd_limit();
     let tls = tls::server_config(&cfg.cert_dir)?;
     let db = open_db(&cfg).await?;
     let settings = Arc::new(xcat_plugin::Settings {
