@@ -31,7 +31,8 @@ pub struct PgGuard {
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Message for a missing PostgreSQL test server.
-pub const PG_URL_MISSING: &str = "XCATD_TEST_PG_URL is not set: the PostgreSQL table tests must run. \
+pub const PG_URL_MISSING: &str =
+    "XCATD_TEST_PG_URL is not set: the PostgreSQL table tests must run. \
 Run ./scripts/test-all (it starts a private server and sets the variable), or start one with \
 `tests/testbed/pg.sh start DIR PORT` and export the URL it prints as XCATD_TEST_PG_URL";
 
