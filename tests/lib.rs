@@ -69,7 +69,10 @@ impl Daemon {
     }
 
     pub fn start_with(opts: DaemonOptions) -> Daemon {
-        let dir = tempfile::Builder::new().prefix("xcatd-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("xcatd-test-")
+            .tempdir()
+            .expect("tempdir");
         let root = dir.path();
         let config_path = root.join("xcatd.toml");
         let db_line = if opts.database.is_empty() {
@@ -194,7 +197,11 @@ impl Daemon {
             .arg(home.join(".xcat"))
             .output()
             .expect("xcatd init --user");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         home
     }
 
@@ -226,7 +233,10 @@ impl Daemon {
     /// SIGTERM and wait; returns the exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let start = Instant::now();
         loop {
             if let Ok(Some(st)) = child.try_wait() {
@@ -270,10 +280,24 @@ impl Daemon {
             extra_config: format!("{extra_config}\n{}", ssh_config_for(first)),
             ..Default::default()
         });
-        d.ok(&["chtab", "node=compute", "nodetype.os=debian12", "nodetype.arch=x86_64", "nodetype.profile=compute"]);
+        d.ok(&[
+            "chtab",
+            "node=compute",
+            "nodetype.os=debian12",
+            "nodetype.arch=x86_64",
+            "nodetype.profile=compute",
+        ]);
         for n in nodes {
-            d.ok(&["chtab", &format!("node={}", n.name), "nodelist.groups=compute,all"]);
-            d.ok(&["chtab", &format!("node={}", n.name), &format!("hosts.ip={}", n.addr)]);
+            d.ok(&[
+                "chtab",
+                &format!("node={}", n.name),
+                "nodelist.groups=compute,all",
+            ]);
+            d.ok(&[
+                "chtab",
+                &format!("node={}", n.name),
+                &format!("hosts.ip={}", n.addr),
+            ]);
         }
         d
     }
@@ -300,12 +324,19 @@ impl Daemon {
 
 /// The repository root (for shipped config files and test-bed scripts).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo")
+        .to_path_buf()
 }
 
 /// A raw TLS connection to the daemon, for sending bytes exactly as given.
 /// `cred`: a PEM file with a client certificate and key, or None.
-pub async fn raw_tls(addr: SocketAddr, ca: &Path, cred: Option<&Path>) -> std::io::Result<TlsStream<tokio::net::TcpStream>> {
+pub async fn raw_tls(
+    addr: SocketAddr,
+    ca: &Path,
+    cred: Option<&Path>,
+) -> std::io::Result<TlsStream<tokio::net::TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in load_certs(ca).expect("ca") {
         roots.add(c).expect("root");

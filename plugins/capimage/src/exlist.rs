@@ -30,9 +30,16 @@ pub struct ExList {
 #[derive(Debug, thiserror::Error)]
 pub enum ExListError {
     #[error("cannot read exclusion list {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {msg}")]
-    Bad { path: PathBuf, line: usize, msg: String },
+    Bad {
+        path: PathBuf,
+        line: usize,
+        msg: String,
+    },
 }
 
 impl ExList {
@@ -67,7 +74,13 @@ pub fn distname(os: &str) -> String {
 }
 
 /// Candidate files in lookup order.
-pub fn candidates(install_dir: &Path, share_dir: &Path, os: &str, arch: &str, profile: &str) -> Vec<PathBuf> {
+pub fn candidates(
+    install_dir: &Path,
+    share_dir: &Path,
+    os: &str,
+    arch: &str,
+    profile: &str,
+) -> Vec<PathBuf> {
     let dist = distname(os);
     let dirs = [
         install_dir.join("custom/netboot").join(&dist),
@@ -91,7 +104,13 @@ pub fn candidates(install_dir: &Path, share_dir: &Path, os: &str, arch: &str, pr
 }
 
 /// The first readable candidate, or the built-in list.
-pub fn find(install_dir: &Path, share_dir: &Path, os: &str, arch: &str, profile: &str) -> Result<ExList, ExListError> {
+pub fn find(
+    install_dir: &Path,
+    share_dir: &Path,
+    os: &str,
+    arch: &str,
+    profile: &str,
+) -> Result<ExList, ExListError> {
     for c in candidates(install_dir, share_dir, os, arch, profile) {
         if std::fs::File::open(&c).is_ok() {
             return ExList::read(&c);
@@ -103,7 +122,13 @@ pub fn find(install_dir: &Path, share_dir: &Path, os: &str, arch: &str, profile:
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 fn normalize(pat: &str) -> String {
+    // `find -path` never sees a trailing slash: `./var/cache/` means `./var/cache`.
     let p = pat.trim();
+    let p = if p.len() > 1 {
+        p.trim_end_matches('/')
+    } else {
+        p
+    };
     if let Some(rest) = p.strip_prefix("./") {
         format!("./{rest}")
     } else if let Some(rest) = p.strip_prefix('/') {
@@ -131,7 +156,9 @@ fn read_into(path: &Path, list: &mut ExList, depth: usize) -> Result<(), ExListE
         if let Some(rest) = line.strip_prefix("#INCLUDE:") {
             let file = rest.strip_suffix('#').unwrap_or(rest).trim();
             if depth >= MAX_INCLUDE_DEPTH {
-                return Err(bad(format!("#INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} (a loop?)")));
+                return Err(bad(format!(
+                    "#INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} (a loop?)"
+                )));
             }
             let inc = Path::new(file);
             let inc = if inc.is_absolute() {
@@ -184,12 +211,33 @@ mod tests {
 
     #[test]
     fn lookup_order_prefers_custom_and_specific_names() {
-        let c = candidates(Path::new("/i"), Path::new("/s"), "rhels9.4", "x86_64", "compute");
-        assert_eq!(c[0], Path::new("/i/custom/netboot/rh/compute.rhels9.4.x86_64.imgcapture.exlist"));
-        assert_eq!(c[1], Path::new("/i/custom/netboot/rh/compute.rhels9.4.x86_64.capimage.exlist"));
-        assert_eq!(c[2], Path::new("/i/custom/netboot/rh/compute.rhels9.4.imgcapture.exlist"));
-        assert_eq!(c[6], Path::new("/i/custom/netboot/rh/compute.imgcapture.exlist"));
-        assert_eq!(c[8], Path::new("/s/netboot/rh/compute.rhels9.4.x86_64.imgcapture.exlist"));
+        let c = candidates(
+            Path::new("/i"),
+            Path::new("/s"),
+            "rhels9.4",
+            "x86_64",
+            "compute",
+        );
+        assert_eq!(
+            c[0],
+            Path::new("/i/custom/netboot/rh/compute.rhels9.4.x86_64.imgcapture.exlist")
+        );
+        assert_eq!(
+            c[1],
+            Path::new("/i/custom/netboot/rh/compute.rhels9.4.x86_64.capimage.exlist")
+        );
+        assert_eq!(
+            c[2],
+            Path::new("/i/custom/netboot/rh/compute.rhels9.4.imgcapture.exlist")
+        );
+        assert_eq!(
+            c[6],
+            Path::new("/i/custom/netboot/rh/compute.imgcapture.exlist")
+        );
+        assert_eq!(
+            c[8],
+            Path::new("/s/netboot/rh/compute.rhels9.4.x86_64.imgcapture.exlist")
+        );
         assert_eq!(c.len(), 16);
     }
 
@@ -199,14 +247,17 @@ mod tests {
         std::fs::write(d.path().join("more.exlist"), "./var/log/*\n").unwrap();
         std::fs::write(
             d.path().join("main.exlist"),
-            "# comment\n\n./var/cache/*\n/opt/big\n+./var/cache/keep*\n#INCLUDE:more.exlist#\n",
+            "# comment\n\n./var/cache/*\n/opt/big/\n+./var/cache/keep*\n#INCLUDE:more.exlist#\n",
         )
         .unwrap();
         let l = ExList::read(&d.path().join("main.exlist")).unwrap();
         assert_eq!(l.exclude, vec!["./var/cache/*", "./opt/big", "./var/log/*"]);
         assert_eq!(l.include, vec!["./var/cache/keep*"]);
         std::fs::write(d.path().join("loop.exlist"), "#INCLUDE:loop.exlist#\n").unwrap();
-        assert!(ExList::read(&d.path().join("loop.exlist")).unwrap_err().to_string().contains("deeper"));
+        assert!(ExList::read(&d.path().join("loop.exlist"))
+            .unwrap_err()
+            .to_string()
+            .contains("deeper"));
         let found = find(d.path(), d.path(), "debian12", "x86_64", "nosuch").unwrap();
         assert_eq!(found, ExList::builtin());
     }

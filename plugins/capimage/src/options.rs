@@ -46,7 +46,11 @@ pub enum Parsed {
     Run(Options),
 }
 
-fn value<'a>(it: &mut impl Iterator<Item = &'a String>, opt: &str, inline: Option<&'a str>) -> Result<&'a str, String> {
+fn value<'a>(
+    it: &mut impl Iterator<Item = &'a String>,
+    opt: &str,
+    inline: Option<&'a str>,
+) -> Result<&'a str, String> {
     if let Some(v) = inline {
         return Ok(v);
     }
@@ -139,8 +143,17 @@ mod tests {
 
     #[test]
     fn options_parse_strictly() {
-        let Parsed::Run(o) = p(&["-p", "compute", "--pack=cpio.zst", "--keep", "3", "-V", "-t", "diskless"]).unwrap()
-        else {
+        let Parsed::Run(o) = p(&[
+            "-p",
+            "compute",
+            "--pack=cpio.zst",
+            "--keep",
+            "3",
+            "-V",
+            "-t",
+            "diskless",
+        ])
+        .unwrap() else {
             panic!()
         };
         assert_eq!(o.profile.as_deref(), Some("compute"));
@@ -149,7 +162,9 @@ mod tests {
         assert!(o.verbose && o.sysclean);
         assert!(p(&["--bogus"]).unwrap_err().contains("unknown option"));
         assert!(p(&["node2"]).unwrap_err().contains("unexpected argument"));
-        assert!(p(&["-t", "sysclone"]).unwrap_err().contains("not supported"));
+        assert!(p(&["-t", "sysclone"])
+            .unwrap_err()
+            .contains("not supported"));
         assert!(p(&["-p"]).unwrap_err().contains("needs a value"));
         assert_eq!(p(&["-h"]).unwrap(), Parsed::Help);
     }

@@ -43,8 +43,12 @@ pub fn choose(c: Compress, has_zstd: bool, has_gzip: bool) -> Result<Wire, Strin
         Compress::None => Ok(Wire::None),
         Compress::Zstd if has_zstd => Ok(Wire::Zstd),
         Compress::Gzip if has_gzip => Ok(Wire::Gzip),
-        Compress::Zstd => Err("zstd is not installed on the node; use --transport-compress none or auto".into()),
-        Compress::Gzip => Err("gzip is not installed on the node; use --transport-compress none or auto".into()),
+        Compress::Zstd => {
+            Err("zstd is not installed on the node; use --transport-compress none or auto".into())
+        }
+        Compress::Gzip => {
+            Err("gzip is not installed on the node; use --transport-compress none or auto".into())
+        }
     }
 }
 
@@ -64,31 +68,83 @@ pub fn effective_excludes(ex: &ExList, skipped_mounts: &[String]) -> Vec<String>
     v
 }
 
+/// `patterns` plus, for each that does not end in `*`, the same pattern
+/// followed by `/*`: excluding (or re-including) a directory means its
+/// whole subtree, whatever the pattern's form.
+fn with_subtrees(patterns: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    let mut push = |p: String| {
+        if !v.contains(&p) {
+            v.push(p);
+        }
+    };
+    for p in patterns {
+        push(p.clone());
+        if !p.ends_with('*') && p != "." {
+            push(format!("{p}/*"));
+        }
+    }
+    v
+}
+
+/// The directories on the way to each re-include pattern (`./a/b/c*` gives
+/// `./a` and `./a/b`): an excluded directory matching one of them is kept
+/// and walked instead of pruned, so what lies beneath can be re-included.
+/// A glob in an early component makes the walk wider, never narrower.
+fn include_ancestors(includes: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for p in includes {
+        let parts: Vec<&str> = p.split('/').collect();
+        for i in 2..parts.len() {
+            let a = parts[..i].join("/");
+            if !v.contains(&a) {
+                v.push(a);
+            }
+        }
+    }
+    v
+}
+
+/// ` -path 'P1' -o -path 'P2' ...` (shell-quoted).
+fn any_path(patterns: &[String]) -> String {
+    let mut s = String::new();
+    for (i, p) in patterns.iter().enumerate() {
+        if i > 0 {
+            s.push_str(" -o");
+        }
+        s.push_str(" -path ");
+        s.push_str(&shell_quote(p));
+    }
+    s
+}
+
 /// The bash script for the node.
+///
+/// An entry is captured unless it matches an exclude pattern (or lies under
+/// a directory that does) and matches no re-include pattern, as packimage
+/// decides it; excluded directories are pruned unless a re-include pattern
+/// lies beneath them, in which case the directory itself is kept and only
+/// the re-included part of its contents is captured.
 pub fn script(excludes: &[String], includes: &[String], wire: Wire, acls: bool) -> String {
     let mut find = String::from("find .");
     if !excludes.is_empty() {
+        let includes = with_subtrees(includes);
         find.push_str(" \\(");
-        for (i, p) in excludes.iter().enumerate() {
-            if i > 0 {
-                find.push_str(" -o");
-            }
-            find.push_str(" -path ");
-            find.push_str(&shell_quote(p));
-        }
+        find.push_str(&any_path(&with_subtrees(excludes)));
         find.push_str(" \\)");
         if !includes.is_empty() {
             find.push_str(" ! \\(");
-            for (i, p) in includes.iter().enumerate() {
-                if i > 0 {
-                    find.push_str(" -o");
-                }
-                find.push_str(" -path ");
-                find.push_str(&shell_quote(p));
-            }
+            find.push_str(&any_path(&includes));
             find.push_str(" \\)");
         }
-        find.push_str(" -prune -o");
+        let ancestors = include_ancestors(&includes);
+        if ancestors.is_empty() {
+            find.push_str(" -prune -o");
+        } else {
+            find.push_str(" \\( -type d \\(");
+            find.push_str(&any_path(&ancestors));
+            find.push_str(" \\) -print0 -o -prune \\) -o");
+        }
     }
     find.push_str(" -print0");
     let mut tar = String::from(
@@ -165,27 +221,143 @@ mod tests {
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
             std::fs::write(&full, "x").unwrap();
         }
-        let find_line = s.lines().nth(1).unwrap().split(" | ").next().unwrap().replace("-print0", "-print");
+        let find_line = s
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(" | ")
+            .next()
+            .unwrap()
+            .replace("-print0", "-print");
         let out = std::process::Command::new("bash")
             .arg("-c")
             .arg(&find_line)
             .current_dir(d.path())
             .output()
             .unwrap();
-        let mut listed: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+        let mut listed: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
         listed.sort();
         assert_eq!(
             listed,
-            vec![".", "./etc", "./etc/e", "./mnt", "./mnt/other fs", "./proc", "./tmp", "./tmp/keep1"]
+            vec![
+                ".",
+                "./etc",
+                "./etc/e",
+                "./mnt",
+                "./mnt/other fs",
+                "./proc",
+                "./tmp",
+                "./tmp/keep1"
+            ]
         );
         assert!(!d.path().join("PWNED").exists(), "a pattern ran as code");
+    }
+
+    /// Run the `find` stage of a script in `root`; the sorted names it lists.
+    fn listed(script: &str, root: &std::path::Path) -> Vec<String> {
+        let find_line = script
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(" | ")
+            .next()
+            .unwrap()
+            .replace("-print0", "-print");
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(&find_line)
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{find_line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut v: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn reincludes_reach_under_pruned_trees() {
+        let d = tempfile::tempdir().unwrap();
+        for p in [
+            "a/deep/keep/k1",
+            "a/deep/keep/sub/k2",
+            "a/deep/other/o",
+            "a/deep/file",
+            "b/cache/keepme",
+            "b/cache/gone/g",
+            "c/tree/x",
+        ] {
+            let full = d.path().join(p);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(&full, "x").unwrap();
+        }
+        let s = |ex: &[&str], inc: &[&str]| {
+            let ex: Vec<String> = ex.iter().map(|s| s.to_string()).collect();
+            let inc: Vec<String> = inc.iter().map(|s| s.to_string()).collect();
+            script(&ex, &inc, Wire::None, false)
+        };
+        // `./a/deep*` names the directory itself: a re-include beneath it
+        // keeps the directory (for its metadata) and the re-included subtree.
+        let got = listed(
+            &s(
+                &["./a/deep*", "./b/cache", "./c/tree"],
+                &["./a/deep/keep", "./b/cache/keep*"],
+            ),
+            d.path(),
+        );
+        assert_eq!(
+            got,
+            vec![
+                ".",
+                "./a",
+                "./a/deep",
+                "./a/deep/keep",
+                "./a/deep/keep/k1",
+                "./a/deep/keep/sub",
+                "./a/deep/keep/sub/k2",
+                "./b",
+                "./b/cache",
+                "./b/cache/keepme",
+                "./c"
+            ]
+        );
+        // Without re-includes, excluded directories are pruned whole.
+        let got = listed(&s(&["./a/deep", "./b/cache/*"], &[]), d.path());
+        assert_eq!(
+            got,
+            vec![
+                ".",
+                "./a",
+                "./b",
+                "./b/cache",
+                "./c",
+                "./c/tree",
+                "./c/tree/x"
+            ]
+        );
     }
 
     #[test]
     fn status_line() {
         assert_eq!(
             parse_status("@@status find=0 tar=1 comp=0"),
-            Some(Statuses { find: 0, tar: 1, comp: 0 })
+            Some(Statuses {
+                find: 0,
+                tar: 1,
+                comp: 0
+            })
         );
         assert_eq!(parse_status("tar: x: file changed as we read it"), None);
     }

@@ -120,7 +120,10 @@ pub fn parse(text: &str) -> Preflight {
 
 impl Preflight {
     pub fn root_fstype(&self) -> Option<&str> {
-        self.mounts.iter().find(|m| m.point == "/").map(|m| m.fstype.as_str())
+        self.mounts
+            .iter()
+            .find(|m| m.point == "/")
+            .map(|m| m.fstype.as_str())
     }
 
     /// Refuse nodes whose root is not on a local disk.
@@ -136,7 +139,11 @@ impl Preflight {
 
     /// Mount points captured (disk-backed), `/` first.
     pub fn captured(&self) -> Vec<&Mount> {
-        let mut v: Vec<&Mount> = self.mounts.iter().filter(|m| DISK_FS.contains(&m.fstype.as_str())).collect();
+        let mut v: Vec<&Mount> = self
+            .mounts
+            .iter()
+            .filter(|m| DISK_FS.contains(&m.fstype.as_str()))
+            .collect();
         v.sort_by(|a, b| a.point.cmp(&b.point));
         v
     }
@@ -168,7 +175,8 @@ impl Preflight {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "@@kernel 6.1.0-18-amd64\n@@arch x86_64\n@@hostname node1\n@@tool tar\n@@tool zstd\n\
+    const SAMPLE: &str =
+        "@@kernel 6.1.0-18-amd64\n@@arch x86_64\n@@hostname node1\n@@tool tar\n@@tool zstd\n\
 @@tool tar-xattrs\n@@tarversion tar (GNU tar) 1.34\n@@mounts\n/dev/loop3 / ext4 rw,relatime 0 0\n\
 proc /proc proc rw 0 0\ntmpfs /mnt/other\\040fs tmpfs rw 0 0\n/dev/sda1 /boot ext4 rw 0 0\n\
 nfs:/home /home nfs4 rw 0 0\n@@df\nFilesystem 1024-blocks Used Available Capacity Mounted on\n\

@@ -44,7 +44,10 @@ pub fn line(node: &str, done: u64, estimate: u64, files: u64, elapsed: Duration)
         0.0
     };
     let left = if r > 0.0 && estimate > done {
-        format!(", about {} left", secs(Duration::from_secs_f64((estimate - done) as f64 / r)))
+        format!(
+            ", about {} left",
+            secs(Duration::from_secs_f64((estimate - done) as f64 / r))
+        )
     } else {
         String::new()
     };
@@ -71,7 +74,10 @@ mod tests {
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(secs(Duration::from_secs(125)), "2m05s");
         let l = line("n1", 50 << 20, 100 << 20, 10, Duration::from_secs(1));
-        assert_eq!(l, "capturing n1: 50.0 MiB of ~100.0 MiB (50%), 10 files, 50.0 MiB/s, about 1.0s left");
+        assert_eq!(
+            l,
+            "capturing n1: 50.0 MiB of ~100.0 MiB (50%), 10 files, 50.0 MiB/s, about 1.0s left"
+        );
         assert!(l.is_ascii());
     }
 }

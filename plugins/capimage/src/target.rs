@@ -26,6 +26,19 @@ fn missing(node: &str, col: &str) -> HandlerError {
     ))
 }
 
+/// os, arch and profile become directory and file names (the image
+/// directory, the exclusion-list lookup): refuse anything that could climb.
+fn check_names(node: &str, names: &[(&str, &str)]) -> Result<(), HandlerError> {
+    for (what, v) in names {
+        if v.is_empty() || v.contains('/') || *v == "." || *v == ".." || v.contains('\0') {
+            return Err(HandlerError::Failed(format!(
+                "{node}: {what} {v:?} cannot be used as a directory name"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The install directory: `site.installdir`, else the daemon's setting.
 pub async fn install_dir(ctx: &Context) -> Result<PathBuf, HandlerError> {
     Ok(match ctx.db.site("installdir").await? {
@@ -49,9 +62,14 @@ pub async fn resolve(ctx: &Context, node: &str, opts: &Options) -> Result<Target
         .db
         .node_attrs(&[node.to_string()], "nodetype", &["os", "arch", "profile"])
         .await?;
-    let a = attrs.get(node).cloned().unwrap_or_default();
+    let mut a = attrs.get(node).cloned().unwrap_or_default();
+    // An attribute set to nothing is as good as missing.
+    a.retain(|_, v| !v.trim().is_empty());
     let os = a.get("os").cloned().ok_or_else(|| missing(node, "os"))?;
-    let arch = a.get("arch").cloned().ok_or_else(|| missing(node, "arch"))?;
+    let arch = a
+        .get("arch")
+        .cloned()
+        .ok_or_else(|| missing(node, "arch"))?;
     let install = install_dir(ctx).await?;
 
     if let Some(img) = &opts.osimage {
@@ -61,7 +79,9 @@ pub async fn resolve(ctx: &Context, node: &str, opts: &Options) -> Result<Target
             ))
         })?;
         let li_row = ctx.db.get_row("linuximage", img).await?.ok_or_else(|| {
-            HandlerError::Failed(format!("linuximage {img} is not defined; set linuximage.rootimgdir for it"))
+            HandlerError::Failed(format!(
+                "linuximage {img} is not defined; set linuximage.rootimgdir for it"
+            ))
         })?;
         if let Some(v) = os_row.get("osvers") {
             if v != &os {
@@ -77,15 +97,28 @@ pub async fn resolve(ctx: &Context, node: &str, opts: &Options) -> Result<Target
                 )));
             }
         }
-        let dir = li_row.get("rootimgdir").cloned().ok_or_else(|| {
-            HandlerError::Failed(format!("linuximage {img} has no rootimgdir; set linuximage.rootimgdir"))
-        })?;
+        let dir = li_row
+            .get("rootimgdir")
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| {
+                HandlerError::Failed(format!(
+                    "linuximage {img} has no rootimgdir; set linuximage.rootimgdir"
+                ))
+            })?;
+        // A relative directory would land wherever the daemon happens to run.
+        if !dir.starts_with('/') {
+            return Err(HandlerError::Failed(format!(
+                "linuximage.rootimgdir of {img} is {dir:?}, not an absolute path; set it to the image's full path"
+            )));
+        }
         let profile = opts
             .profile
             .clone()
             .or_else(|| os_row.get("profile").cloned())
             .or_else(|| a.get("profile").cloned())
             .ok_or_else(|| missing(node, "profile"))?;
+        check_names(node, &[("os", &os), ("arch", &arch), ("profile", &profile)])?;
         return Ok(Target {
             imagename: img.clone(),
             dir: PathBuf::from(dir),
@@ -101,14 +134,7 @@ pub async fn resolve(ctx: &Context, node: &str, opts: &Options) -> Result<Target
         .clone()
         .or_else(|| a.get("profile").cloned())
         .ok_or_else(|| missing(node, "profile"))?;
-    for (what, v) in [("os", &os), ("arch", &arch), ("profile", &profile)] {
-        // These become directory names: refuse anything that could climb.
-        if v.is_empty() || v.contains('/') || v == "." || v == ".." || v.contains('\0') {
-            return Err(HandlerError::Failed(format!(
-                "{node}: {what} {v:?} cannot be used as a directory name"
-            )));
-        }
-    }
+    check_names(node, &[("os", &os), ("arch", &arch), ("profile", &profile)])?;
     Ok(Target {
         imagename: format!("{os}-{arch}-netboot-{profile}"),
         dir: install.join("netboot").join(&os).join(&arch).join(&profile),
@@ -152,6 +178,8 @@ pub async fn register(
     if let Some(n) = &opts.netdrivers {
         li.push(("netdrivers", n));
     }
-    ctx.db.upsert("linuximage", &[("imagename", &t.imagename)], &li).await?;
+    ctx.db
+        .upsert("linuximage", &[("imagename", &t.imagename)], &li)
+        .await?;
     Ok(())
 }
