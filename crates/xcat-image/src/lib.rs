@@ -19,6 +19,7 @@ pub mod acl;
 pub mod beneath;
 pub mod extract;
 pub mod manifest;
+pub mod pack;
 pub mod publish;
 pub mod report;
 pub mod skeleton;
