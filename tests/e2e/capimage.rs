@@ -30,7 +30,9 @@ fn capture_is_faithful_and_registered() {
              printf 'UUID=1234 / ext4 defaults 0 1\\nproc /proc proc defaults 0 0\\n' > /etc/fstab; \
              mkdir -p /root/.ssh && echo secret > /root/.ssh/id_rsa; \
              echo marker > /mnt/otherfs/marker-in-tmpfs");
-    let node_root = Path::new("/proc").join(node.init_pid.to_string()).join("root");
+    let node_root = Path::new("/proc")
+        .join(node.init_pid.to_string())
+        .join("root");
     let before = manifest(&node_root.join("srv/edgecases"));
     let before_etc = manifest(&node_root.join("usr/bin"));
 
@@ -38,7 +40,11 @@ fn capture_is_faithful_and_registered() {
     let out = d.client(&["capimage", &node.name, "-V"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "capimage failed:\n{stdout}\n{stderr}\n{}", d.log());
+    assert!(
+        out.status.success(),
+        "capimage failed:\n{stdout}\n{stderr}\n{}",
+        d.log()
+    );
     assert!(stdout.contains("capimage: captured"), "{stdout}");
     eprintln!("capimage output:\n{stdout}\n{stderr}");
 
@@ -52,7 +58,11 @@ fn capture_is_faithful_and_registered() {
         .map(|d| d.to_string())
         .filter(|d| !d.contains("socket"))
         .collect();
-    assert!(diffs.is_empty(), "edge-case tree differs:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "edge-case tree differs:\n{}",
+        diffs.join("\n")
+    );
     let diffs = before_etc.diff(&manifest(&rootimg.join("usr/bin")));
     assert!(diffs.is_empty(), "/usr/bin differs: {diffs:?}");
     // The socket is dropped (documented), the sparse file stays sparse.
@@ -60,11 +70,20 @@ fn capture_is_faithful_and_registered() {
     let sparse = std::fs::metadata(rootimg.join("srv/edgecases/sparse-1g")).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(sparse.len(), 1 << 30);
-    assert!(sparse.blocks() * 512 < 1 << 20, "sparse file expanded: {} blocks", sparse.blocks());
+    assert!(
+        sparse.blocks() * 512 < 1 << 20,
+        "sparse file expanded: {} blocks",
+        sparse.blocks()
+    );
 
     // One filesystem: the tmpfs is skipped, its mount point kept empty.
     assert!(rootimg.join("mnt/otherfs").is_dir());
-    assert_eq!(std::fs::read_dir(rootimg.join("mnt/otherfs")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(rootimg.join("mnt/otherfs"))
+            .unwrap()
+            .count(),
+        0
+    );
     // Mount points keep the mode the node shows (Debian's /proc and /sys are 0555).
     for (p, modes) in [
         ("proc", &[0o555, 0o755][..]),
@@ -75,34 +94,76 @@ fn capture_is_faithful_and_registered() {
     ] {
         let m = std::fs::symlink_metadata(rootimg.join(p)).unwrap();
         assert!(m.is_dir(), "{p}");
-        assert!(modes.contains(&(m.mode() & 0o7777)), "{p} mode {:o}", m.mode() & 0o7777);
-        assert_eq!(std::fs::read_dir(rootimg.join(p)).unwrap().count() > 0, p == "dev", "{p} contents");
+        assert!(
+            modes.contains(&(m.mode() & 0o7777)),
+            "{p} mode {:o}",
+            m.mode() & 0o7777
+        );
+        assert_eq!(
+            std::fs::read_dir(rootimg.join(p)).unwrap().count() > 0,
+            p == "dev",
+            "{p} contents"
+        );
     }
     use std::os::unix::fs::FileTypeExt;
-    assert!(std::fs::symlink_metadata(rootimg.join("dev/console")).unwrap().file_type().is_char_device());
-    assert!(std::fs::symlink_metadata(rootimg.join("dev/null")).unwrap().file_type().is_char_device());
+    assert!(std::fs::symlink_metadata(rootimg.join("dev/console"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert!(std::fs::symlink_metadata(rootimg.join("dev/null"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
 
     // Sysclean.
     assert!(!rootimg.join("etc/ssh/ssh_host_test_key").exists());
-    assert_eq!(std::fs::read_to_string(rootimg.join("etc/machine-id")).unwrap(), "");
+    assert_eq!(
+        std::fs::read_to_string(rootimg.join("etc/machine-id")).unwrap(),
+        ""
+    );
     let fstab = std::fs::read_to_string(rootimg.join("etc/fstab")).unwrap();
-    assert!(fstab.lines().any(|l| l.starts_with('#') && l.contains("UUID=1234")), "{fstab}");
+    assert!(
+        fstab
+            .lines()
+            .any(|l| l.starts_with('#') && l.contains("UUID=1234")),
+        "{fstab}"
+    );
     assert!(fstab.lines().any(|l| l.starts_with("proc ")), "{fstab}");
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("capimage-report.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("capimage-report.json")).unwrap())
+            .unwrap();
     assert_eq!(report["source_node"], node.name.as_str());
     let sysclean = report["sysclean"].to_string();
-    assert!(sysclean.contains("machine-id") && sysclean.contains("ssh_host_test_key"), "{sysclean}");
-    assert!(report["warnings"].to_string().contains("/root/.ssh/id_rsa"), "{}", report["warnings"]);
+    assert!(
+        sysclean.contains("machine-id") && sysclean.contains("ssh_host_test_key"),
+        "{sysclean}"
+    );
+    assert!(
+        report["warnings"].to_string().contains("/root/.ssh/id_rsa"),
+        "{}",
+        report["warnings"]
+    );
 
     // Tables: the osimage rows.
     let lsdef = d.ok(&["lsdef", "-t", "osimage", "debian12-x86_64-netboot-compute"]);
-    for want in ["provmethod=netboot", "osvers=debian12", "osarch=x86_64", "profile=compute", "imagetype=linux"] {
+    for want in [
+        "provmethod=netboot",
+        "osvers=debian12",
+        "osarch=x86_64",
+        "profile=compute",
+        "imagetype=linux",
+    ] {
         assert!(lsdef.contains(want), "lsdef lacks {want}:\n{lsdef}");
     }
-    assert!(lsdef.contains(&format!("rootimgdir={}", dir.display())), "{lsdef}");
+    assert!(
+        lsdef.contains(&format!("rootimgdir={}", dir.display())),
+        "{lsdef}"
+    );
 
     // Nothing written on the node.
     let again = manifest(&node_root.join("srv/edgecases"));
-    assert!(before.diff(&again).is_empty(), "the capture changed the node");
+    assert!(
+        before.diff(&again).is_empty(),
+        "the capture changed the node"
+    );
 }

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 use xcat_image::publish::{self, ImageLock, PublishError};
 use xcat_image::report::{CaptureReport, CountsReport, PhaseTiming, Sizes};
-use xcat_image::{extract_async, ExtractOptions, Progress};
+use xcat_image::tar::TarError;
+use xcat_image::{extract_async, ExtractError, ExtractOptions, Progress};
 use xcat_plugin::{Context, HandlerError, HandlerResult, Request, Responder, Settings};
 use xcat_remote::Remote;
 
@@ -27,13 +28,18 @@ use crate::target::{self, Target};
 const MAX_WARNINGS: usize = 200;
 /// Free space required beyond the estimate: 10% plus this.
 const SPACE_MARGIN: u64 = 256 << 20;
+/// How long ssh may take to exit once the stream has ended.
+const NODE_EXIT_GRACE: Duration = Duration::from_secs(10);
 
 fn fail(msg: impl Into<String>) -> HandlerError {
     HandlerError::Failed(msg.into())
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Counts bytes as they pass (transferred bytes, before decompression).
@@ -43,7 +49,11 @@ struct Counting<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
@@ -54,7 +64,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
 
 /// The node's address: `hosts.ip` when set, else its name.
 async fn address(ctx: &Context, node: &str) -> Result<String, HandlerError> {
-    let attrs = ctx.db.node_attrs(&[node.to_string()], "hosts", &["ip"]).await?;
+    let attrs = ctx
+        .db
+        .node_attrs(&[node.to_string()], "hosts", &["ip"])
+        .await?;
     Ok(attrs
         .get(node)
         .and_then(|a| a.get("ip"))
@@ -85,7 +98,8 @@ struct Journal {
 impl Journal {
     fn create(settings: &Settings, dir: &Path) -> Result<Journal, HandlerError> {
         let jdir = crate::journal_dir(settings);
-        std::fs::create_dir_all(&jdir).map_err(|e| fail(format!("cannot create {}: {e}", jdir.display())))?;
+        std::fs::create_dir_all(&jdir)
+            .map_err(|e| fail(format!("cannot create {}: {e}", jdir.display())))?;
         let path = jdir.join(format!("{}-{}", std::process::id(), now_unix_nanos()));
         std::fs::write(&path, dir.as_os_str().as_encoded_bytes())
             .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
@@ -100,7 +114,10 @@ impl Drop for Journal {
 }
 
 fn now_unix_nanos() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// Clean up after captures a killed daemon left behind: restore a published
@@ -113,16 +130,29 @@ pub fn recover_at_start(settings: &Settings) -> Vec<String> {
         return done;
     };
     for e in entries.flatten() {
-        let Ok(bytes) = std::fs::read(e.path()) else { continue };
+        let Ok(bytes) = std::fs::read(e.path()) else {
+            continue;
+        };
         let dir = PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
-        match publish::lock_image_dir(&dir, &format!("recovery by xcatd (pid {})", std::process::id())) {
+        match publish::lock_image_dir(
+            &dir,
+            &format!("recovery by xcatd (pid {})", std::process::id()),
+        ) {
             Ok(_lock) => {
                 if let Ok(Some(g)) = publish::recover(&dir) {
-                    done.push(format!("{}: restored rootimg from {}", dir.display(), g.display()));
+                    done.push(format!(
+                        "{}: restored rootimg from {}",
+                        dir.display(),
+                        g.display()
+                    ));
                 }
                 if let Ok(removed) = publish::cleanup_stale(&dir) {
                     for r in removed {
-                        done.push(format!("{}: removed stale staging tree {}", dir.display(), r.display()));
+                        done.push(format!(
+                            "{}: removed stale staging tree {}",
+                            dir.display(),
+                            r.display()
+                        ));
                     }
                 }
                 let _ = std::fs::remove_file(e.path());
@@ -145,7 +175,13 @@ struct Plan {
     estimate: u64,
 }
 
-async fn plan(node: &str, opts: &Options, cwd: Option<&str>, ctx: &Context, out: &Responder) -> Result<Plan, HandlerError> {
+async fn plan(
+    node: &str,
+    opts: &Options,
+    cwd: Option<&str>,
+    ctx: &Context,
+    out: &Responder,
+) -> Result<Plan, HandlerError> {
     let target = target::resolve(ctx, node, opts).await?;
     let install = target::install_dir(ctx).await?;
     let ex = match &opts.exlist {
@@ -157,14 +193,26 @@ async fn plan(node: &str, opts: &Options, cwd: Option<&str>, ctx: &Context, out:
             };
             ExList::read(&p).map_err(|e| fail(e.to_string()))?
         }
-        None => exlist::find(&install, &ctx.settings.share_dir, &target.os, &target.arch, &target.profile)
-            .map_err(|e| fail(e.to_string()))?,
+        None => exlist::find(
+            &install,
+            &ctx.settings.share_dir,
+            &target.os,
+            &target.arch,
+            &target.profile,
+        )
+        .map_err(|e| fail(e.to_string()))?,
     };
     let addr = address(ctx, node).await?;
     let remote = Remote::new(ctx.settings.ssh.clone()).with_cancel(ctx.cancel.clone());
-    out.info(format!("capimage: checking {node} ({addr})")).await?;
+    out.info(format!("capimage: checking {node} ({addr})"))
+        .await?;
     let res = remote
-        .run(node, &addr, preflight::SCRIPT, Some(Duration::from_secs(120)))
+        .run(
+            node,
+            &addr,
+            preflight::SCRIPT,
+            Some(Duration::from_secs(120)),
+        )
         .await
         .map_err(|e| fail(e.to_string()))?;
     ctx.check_cancelled()?;
@@ -190,10 +238,13 @@ async fn plan(node: &str, opts: &Options, cwd: Option<&str>, ctx: &Context, out:
         ("bash", "bash"),
     ] {
         if !pf.has(tool) {
-            return Err(fail(format!("{node} has no {what}; install it on the node and retry")));
+            return Err(fail(format!(
+                "{node} has no {what}; install it on the node and retry"
+            )));
         }
     }
-    let wire = pipeline::choose(opts.compress, pf.has("zstd"), pf.has("gzip")).map_err(|m| fail(format!("{node}: {m}")))?;
+    let wire = pipeline::choose(opts.compress, pf.has("zstd"), pf.has("gzip"))
+        .map_err(|m| fail(format!("{node}: {m}")))?;
     let skipped: Vec<String> = pf.skipped().iter().map(|m| m.point.clone()).collect();
     let excludes = pipeline::effective_excludes(&ex, &skipped);
     let estimate = pf.used_bytes();
@@ -210,8 +261,16 @@ async fn plan(node: &str, opts: &Options, cwd: Option<&str>, ctx: &Context, out:
 }
 
 async fn describe_plan(p: &Plan, opts: &Options, out: &Responder) -> HandlerResult {
-    let captured: Vec<String> = p.pf.captured().iter().map(|m| format!("{} ({})", m.point, m.fstype)).collect();
-    let skipped: Vec<String> = p.pf.skipped().iter().map(|m| format!("{} ({})", m.point, m.fstype)).collect();
+    let captured: Vec<String> =
+        p.pf.captured()
+            .iter()
+            .map(|m| format!("{} ({})", m.point, m.fstype))
+            .collect();
+    let skipped: Vec<String> =
+        p.pf.skipped()
+            .iter()
+            .map(|m| format!("{} ({})", m.point, m.fstype))
+            .collect();
     out.info(format!(
         "capimage: {} runs kernel {} on {}; image {} in {}",
         p.node,
@@ -221,15 +280,20 @@ async fn describe_plan(p: &Plan, opts: &Options, out: &Responder) -> HandlerResu
         p.target.dir.display()
     ))
     .await?;
-    out.info(format!("capimage: capturing {}", captured.join(", "))).await?;
+    out.info(format!("capimage: capturing {}", captured.join(", ")))
+        .await?;
     if !skipped.is_empty() {
-        out.info(format!("capimage: skipping mounts {}", skipped.join(", "))).await?;
+        out.info(format!("capimage: skipping mounts {}", skipped.join(", ")))
+            .await?;
     }
     out.info(format!(
         "capimage: about {} in use; transport compression {}; exclusion list {}",
         progress::bytes(p.estimate),
         p.wire.name(),
-        p.ex.source.as_ref().map(|s| s.display().to_string()).unwrap_or_else(|| "(built-in default)".into())
+        p.ex.source
+            .as_ref()
+            .map(|s| s.display().to_string())
+            .unwrap_or_else(|| "(built-in default)".into())
     ))
     .await?;
     if opts.verbose || opts.dry_run {
@@ -282,7 +346,9 @@ async fn stream(
         .spawn_with_stderr_lines(&p.node, &p.addr, &pipeline::command(&script), err_tx)
         .map_err(|e| fail(e.to_string()))?;
     let stderr_task = tokio::spawn(collect_stderr(err_rx));
-    let stdout = proc.take_stdout().ok_or_else(|| fail("internal error: no stdout from ssh"))?;
+    let stdout = proc
+        .take_stdout()
+        .ok_or_else(|| fail("internal error: no stdout from ssh"))?;
     let transferred = Arc::new(AtomicU64::new(0));
     let counted = Counting {
         inner: stdout,
@@ -290,8 +356,12 @@ async fn stream(
     };
     let reader: Box<dyn AsyncRead + Unpin + Send> = match p.wire {
         Wire::None => Box::new(counted),
-        Wire::Zstd => Box::new(async_compression::tokio::bufread::ZstdDecoder::new(BufReader::new(counted))),
-        Wire::Gzip => Box::new(async_compression::tokio::bufread::GzipDecoder::new(BufReader::new(counted))),
+        Wire::Zstd => Box::new(async_compression::tokio::bufread::ZstdDecoder::new(
+            BufReader::new(counted),
+        )),
+        Wire::Gzip => Box::new(async_compression::tokio::bufread::GzipDecoder::new(
+            BufReader::new(counted),
+        )),
     };
     let prog = Progress::default();
     let opts = ExtractOptions {
@@ -322,15 +392,40 @@ async fn stream(
         }
     };
     let extracted = extracted.map_err(|e| fail(format!("internal error: extraction task: {e}")));
-    // If extraction stopped early (a hostile or broken stream), stop the node side too.
-    if !matches!(extracted, Ok(Ok(_))) {
+    // A stream that merely ended early or broke in transport (node died, link cut,
+    // node-side tar failed) is best explained by the node's side: let ssh finish and look
+    // at its status first. Any other extraction failure (a refused entry,
+    // a malformed archive, the image filesystem full) is ours: stop the node
+    // side at once and report the extraction error, not the kill it caused.
+    let truncated = matches!(
+        &extracted,
+        Ok(Err(ExtractError::Archive(
+            TarError::Truncated { .. } | TarError::Io { .. }
+        )))
+    );
+    let refused = matches!(&extracted, Ok(Err(_))) && !truncated;
+    if extracted.is_err() || refused {
         proc.kill();
     }
-    let waited = proc.wait().await;
+    let kill = proc.kill_token();
+    // Ok(None): the stream ended but ssh lingered past the grace period.
+    let waited = match tokio::time::timeout(NODE_EXIT_GRACE, proc.wait()).await {
+        Ok(Ok(st)) => Ok(Some(st)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            kill.cancel();
+            Ok(None)
+        }
+    };
     let node_err = stderr_task.await.unwrap_or_default();
     ctx.check_cancelled()?;
     let node = &p.node;
-    let status_text = |s: &Statuses| format!("find exit {}, tar exit {}, compressor exit {}", s.find, s.tar, s.comp);
+    let status_text = |s: &Statuses| {
+        format!(
+            "find exit {}, tar exit {}, compressor exit {}",
+            s.find, s.tar, s.comp
+        )
+    };
     let tail = || {
         node_err
             .warnings
@@ -342,37 +437,70 @@ async fn stream(
             .collect::<Vec<_>>()
             .join("; ")
     };
+    let extraction_error = |e: &ExtractError| {
+        let text = e.to_string();
+        let hint = if text.contains("No space left") || text.contains("Disk quota") {
+            format!("; free space in {} and retry", p.target.dir.display())
+        } else {
+            match e {
+                ExtractError::Archive(TarError::Truncated { .. } | TarError::Io { .. }) => String::new(),
+                ExtractError::UnsafePath { .. }
+                | ExtractError::HardLink { .. }
+                | ExtractError::Invalid { .. }
+                | ExtractError::Archive(_) => format!(
+                    "; {node} sent an unsafe or malformed archive: check the tar it runs (`command -v tar`) \
+                     and whether the node is compromised"
+                ),
+                _ => String::new(),
+            }
+        };
+        fail(format!(
+            "capture of {node} failed: {text}{hint}; the previous image is unchanged"
+        ))
+    };
+    if refused {
+        if let Ok(Err(e)) = &extracted {
+            return Err(extraction_error(e));
+        }
+    }
+    let extracted = extracted?;
     match waited {
         Err(e) => {
             return Err(fail(format!(
-                "capture of {node} failed: {e}; the previous image is unchanged"
+                "capture of {node} failed: {e}; the previous image is unchanged; check that {node} is up \
+                 and reachable, then retry"
             )))
         }
-        Ok(st) if !st.success() => {
+        Ok(None) => {
+            return Err(fail(format!(
+                "capture of {node} failed: the archive stream ended but ssh did not exit within {}s; \
+                 the previous image is unchanged; check {node} and retry",
+                NODE_EXIT_GRACE.as_secs()
+            )))
+        }
+        Ok(Some(st)) if !st.success() => {
             let why = match &node_err.status {
                 Some(s) => status_text(s),
-                None => format!("exit {}", st.code().unwrap_or(-1)),
+                None if st.code() == Some(255) => format!(
+                    "ssh exit 255: the connection to {node} was lost (node down, sshd killed or network \
+                     cut); check that {node} is up and reachable, then retry"
+                ),
+                None => match st.code() {
+                    Some(c) => format!("exit {c}"),
+                    None => "ssh killed by a signal".to_string(),
+                },
             };
+            let tail = tail();
+            let tail = if tail.is_empty() { String::new() } else { format!(": {tail}") };
             return Err(fail(format!(
-                "capture of {node} failed on the node ({why}): {}; the previous image is unchanged",
-                tail()
+                "capture of {node} failed on the node ({why}){tail}; the previous image is unchanged"
             )));
         }
         Ok(_) => {}
     }
     let summary = match extracted {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            let hint = if e.to_string().contains("No space left") {
-                format!("; free space in {} and retry", p.target.dir.display())
-            } else {
-                String::new()
-            };
-            return Err(fail(format!(
-                "capture of {node} failed: {e}{hint}; the previous image is unchanged"
-            )));
-        }
-        Err(e) => return Err(e),
+        Ok(s) => s,
+        Err(e) => return Err(extraction_error(&e)),
     };
     if node_err.status.is_none() {
         return Err(fail(format!(
@@ -383,7 +511,13 @@ async fn stream(
     Ok((summary, node_err, transferred.load(Ordering::Relaxed)))
 }
 
-pub async fn run(node: &str, opts: &Options, cwd: Option<&str>, ctx: &Context, out: &Responder) -> HandlerResult {
+pub async fn run(
+    node: &str,
+    opts: &Options,
+    cwd: Option<&str>,
+    ctx: &Context,
+    out: &Responder,
+) -> HandlerResult {
     let t0 = Instant::now();
     let started_at = now_unix();
     let mut timings = Vec::new();
@@ -416,7 +550,11 @@ pub async fn run(node: &str, opts: &Options, cwd: Option<&str>, ctx: &Context, o
         return Ok(());
     }
 
-    let who = ctx.identity.user.clone().unwrap_or_else(|| "(unauthenticated)".into());
+    let who = ctx
+        .identity
+        .user
+        .clone()
+        .unwrap_or_else(|| "(unauthenticated)".into());
     let description = format!(
         "capimage of {node} by {who} (xcatd pid {}) started at unix time {started_at}",
         std::process::id()
@@ -446,6 +584,17 @@ pub async fn run(node: &str, opts: &Options, cwd: Option<&str>, ctx: &Context, o
             drop(journal);
             drop(lock);
             warn!(node, error = %e, "capture failed; staging removed");
+            if matches!(e, HandlerError::Cancelled) {
+                // The dispatcher answers with a bare "cancelled": say what it
+                // means for the image (the client may be gone: ignore errors).
+                let _ = out
+                    .info(format!(
+                        "capimage: capture of {node} cancelled; the partial tree was removed and the \
+                         previous image in {} is unchanged",
+                        dir.display()
+                    ))
+                    .await;
+            }
             return Err(e);
         }
     };
@@ -461,7 +610,9 @@ pub async fn run(node: &str, opts: &Options, cwd: Option<&str>, ctx: &Context, o
         Ok(o) => o,
         Err(e) => {
             let _ = tokio::task::spawn_blocking(move || publish::discard_staging(&staging)).await;
-            return Err(fail(format!("cannot publish the image of {node}: {e}; the previous image is unchanged")));
+            return Err(fail(format!(
+                "cannot publish the image of {node}: {e}; the previous image is unchanged"
+            )));
         }
     };
     drop(journal);
@@ -475,11 +626,19 @@ pub async fn run(node: &str, opts: &Options, cwd: Option<&str>, ctx: &Context, o
 
     // The kernel the node runs, for the boot files (packimage builds the rest).
     let mut notes = summary.notes.clone();
-    let kernel_src = dir.join("rootimg/boot").join(format!("vmlinuz-{}", p.pf.kernel));
+    let kernel_src = dir
+        .join("rootimg/boot")
+        .join(format!("vmlinuz-{}", p.pf.kernel));
     if kernel_src.is_file() {
         let tmp = dir.join(".kernel.tmp");
-        if std::fs::copy(&kernel_src, &tmp).is_ok() && std::fs::rename(&tmp, dir.join("kernel")).is_ok() {
-            notes.push(format!("kernel {} copied to {}", p.pf.kernel, dir.join("kernel").display()));
+        if std::fs::copy(&kernel_src, &tmp).is_ok()
+            && std::fs::rename(&tmp, dir.join("kernel")).is_ok()
+        {
+            notes.push(format!(
+                "kernel {} copied to {}",
+                p.pf.kernel,
+                dir.join("kernel").display()
+            ));
         }
     } else {
         notes.push(format!(
@@ -489,7 +648,10 @@ pub async fn run(node: &str, opts: &Options, cwd: Option<&str>, ctx: &Context, o
     }
     let mut warnings = node_err.warnings.clone();
     if node_err.dropped > 0 {
-        warnings.push(format!("... and {} more node-side messages", node_err.dropped));
+        warnings.push(format!(
+            "... and {} more node-side messages",
+            node_err.dropped
+        ));
     }
     warnings.extend(summary.warnings.iter().cloned());
     warnings.extend(
@@ -546,16 +708,31 @@ pub async fn run(node: &str, opts: &Options, cwd: Option<&str>, ctx: &Context, o
     ))
     .await?;
     if let Some(prev) = &outcome.previous {
-        out.info(format!("capimage: the previous image was kept as {}", prev.display())).await?;
+        out.info(format!(
+            "capimage: the previous image was kept as {}",
+            prev.display()
+        ))
+        .await?;
     }
-    out.info(format!("capimage: report in {}", report_path.display())).await?;
+    out.info(format!("capimage: report in {}", report_path.display()))
+        .await?;
     info!(node, image = %p.target.imagename, entries = summary.entries, seconds = elapsed.as_secs_f64(), "capture published");
 
     if let Some((method, comp)) = &opts.pack {
-        out.info(format!("capimage: packing {} ({method}, {comp})", p.target.imagename)).await?;
+        out.info(format!(
+            "capimage: packing {} ({method}, {comp})",
+            p.target.imagename
+        ))
+        .await?;
         let sub = ctx.sub_request(Request::new(
             "packimage",
-            vec!["-m".into(), method.clone(), "-c".into(), comp.clone(), p.target.imagename.clone()],
+            vec![
+                "-m".into(),
+                method.clone(),
+                "-c".into(),
+                comp.clone(),
+                p.target.imagename.clone(),
+            ],
         ));
         let code = sub.forward(out).await?;
         if code != 0 {
@@ -607,27 +784,39 @@ async fn capture_into(
     let t = Instant::now();
     let root = staging.to_path_buf();
     let sysclean_on = opts.sysclean;
-    let actions = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<xcat_image::sysclean::SyscleanAction>> {
-        let mut actions: Vec<xcat_image::sysclean::SyscleanAction> = xcat_image::skeleton::ensure_skeleton(&root)?
-            .into_iter()
-            .map(|a| xcat_image::sysclean::SyscleanAction {
-                action: format!("skeleton {}", a.action),
-                path: a.path,
-                detail: a.detail,
-            })
-            .collect();
-        if sysclean_on {
-            actions.extend(xcat_image::sysclean::sysclean(&root)?);
-        }
-        Ok(actions)
-    })
+    let actions = tokio::task::spawn_blocking(
+        move || -> std::io::Result<Vec<xcat_image::sysclean::SyscleanAction>> {
+            let mut actions: Vec<xcat_image::sysclean::SyscleanAction> =
+                xcat_image::skeleton::ensure_skeleton(&root)?
+                    .into_iter()
+                    .map(|a| xcat_image::sysclean::SyscleanAction {
+                        action: format!("skeleton {}", a.action),
+                        path: a.path,
+                        detail: a.detail,
+                    })
+                    .collect();
+            if sysclean_on {
+                actions.extend(xcat_image::sysclean::sysclean(&root)?);
+            }
+            Ok(actions)
+        },
+    )
     .await
     .map_err(|e| fail(format!("internal error: {e}")))?
-    .map_err(|e| fail(format!("cannot prepare the captured tree of {}: {e}", p.node)))?;
+    .map_err(|e| {
+        fail(format!(
+            "cannot prepare the captured tree of {}: {e}",
+            p.node
+        ))
+    })?;
     ctx.check_cancelled()?;
     for a in actions.iter().filter(|a| a.action != "warning") {
-        out.info(format!("capimage: {} {} {}", a.action, a.path, a.detail).trim_end().to_string())
-            .await?;
+        out.info(
+            format!("capimage: {} {} {}", a.action, a.path, a.detail)
+                .trim_end()
+                .to_string(),
+        )
+        .await?;
     }
     timings.push(PhaseTiming {
         phase: "sysclean".into(),

@@ -27,7 +27,9 @@ mod capture;
 
 use std::sync::Arc;
 
-use xcat_plugin::{async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder, Settings};
+use xcat_plugin::{
+    async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder, Settings,
+};
 
 pub use capture::recover_at_start;
 
@@ -50,7 +52,8 @@ impl Handler for CapImage {
                 return Ok(());
             }
             Ok(options::Parsed::Version) => {
-                out.data(format!("capimage {} (xcatd-rs)", env!("CARGO_PKG_VERSION"))).await?;
+                out.data(format!("capimage {} (xcatd-rs)", env!("CARGO_PKG_VERSION")))
+                    .await?;
                 return Ok(());
             }
             Ok(options::Parsed::Run(o)) => o,
