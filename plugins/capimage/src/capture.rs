@@ -372,6 +372,8 @@ async fn stream(
 
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // After a slow client send, skip missed ticks instead of bursting lines.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     let extracted = loop {
         tokio::select! {
@@ -810,7 +812,8 @@ async fn capture_into(
         ))
     })?;
     ctx.check_cancelled()?;
-    for a in actions.iter().filter(|a| a.action != "warning") {
+    // Warnings are reported with the summary; "kept" skeleton entries are no news.
+    for a in actions.iter().filter(|a| a.action != "warning" && a.action != "skeleton kept") {
         out.info(
             format!("capimage: {} {} {}", a.action, a.path, a.detail)
                 .trim_end()

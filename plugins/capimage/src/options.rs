@@ -6,7 +6,7 @@ use std::path::PathBuf;
 pub const USAGE: &str = "\
 Usage: capimage <node> [-p|--profile PROFILE] [-o|--osimage IMAGE] [-x|--exlist FILE]
                 [--transport-compress auto|none|gzip|zstd]
-                [--pack cpio.gz|cpio.xz|cpio.zst|tar.gz|tar.xz|squashfs|none]
+                [--pack cpio.gz|cpio.xz|cpio.zst|tar.gz|tar.xz|tar.zst|squashfs|none]
                 [--dry-run] [--keep N] [--no-sysclean] [-i BOOTIF] [-n NETDRIVERS]
                 [-t diskless] [-V|--verbose]
        capimage -h|--help
