@@ -1,7 +1,9 @@
 //! End-to-end tests against a real `xcatd` over real TLS.
-mod daemon;
 mod capimage;
 mod capimage_faults;
 mod capimage_options;
+mod daemon;
+mod load;
+mod packimage;
 mod tables;
 mod xdsh;

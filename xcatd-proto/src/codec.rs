@@ -221,8 +221,27 @@ fn strip_trailing_indentation(s: &str) -> &str {
     }
 }
 
-fn element_name(raw: &[u8]) -> String {
-    String::from_utf8_lossy(raw).into_owned()
+/// An element name, checked: names are written back verbatim when a request
+/// is re-encoded (sub-requests, forwarding), so anything that is not a plain
+/// XML name is refused here rather than producing unparsable output later.
+fn element_name(raw: &[u8]) -> Result<String, CodecError> {
+    let ok = match raw.split_first() {
+        Some((first, rest)) => {
+            (first.is_ascii_alphabetic() || *first == b'_' || *first == b':')
+                && rest
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b':' | b'-' | b'.'))
+        }
+        None => false,
+    };
+    if ok {
+        Ok(String::from_utf8_lossy(raw).into_owned())
+    } else {
+        Err(CodecError::Malformed(format!(
+            "invalid element name {:?}",
+            String::from_utf8_lossy(raw)
+        )))
+    }
 }
 
 /// Unescape character data: the five predefined entities and numeric character
@@ -291,7 +310,7 @@ pub fn decode_element(bytes: &[u8]) -> Result<Element, CodecError> {
             Event::Start(s) => {
                 check_open(&stack, &root)?;
                 stack.push(Open {
-                    name: element_name(s.name().as_ref()),
+                    name: element_name(s.name().as_ref())?,
                     segments: Vec::new(),
                     children: Vec::new(),
                 });
@@ -299,7 +318,7 @@ pub fn decode_element(bytes: &[u8]) -> Result<Element, CodecError> {
             Event::Empty(s) => {
                 check_open(&stack, &root)?;
                 let e = Element {
-                    name: element_name(s.name().as_ref()),
+                    name: element_name(s.name().as_ref())?,
                     ..Default::default()
                 };
                 attach(&mut stack, &mut root, e);
