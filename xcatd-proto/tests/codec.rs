@@ -393,11 +393,18 @@ proptest! {
 fn odd_element_names_are_refused() {
     let doc = b"<xcatrequest><co<![CDATA/></xcatrequest>";
     assert!(xcatd_proto::decode_request(doc).is_err());
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fuzz-request-odd-name")).unwrap();
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/fuzz-request-odd-name"
+    ))
+    .unwrap();
     if let Ok(req) = xcatd_proto::decode_request(&bytes) {
         let again = xcatd_proto::encode_request(&req);
         assert_eq!(xcatd_proto::decode_request(again.as_bytes()).unwrap(), req);
     }
-    let ok = xcatd_proto::decode_request(b"<xcatrequest><XCAT_A-b.c>1</XCAT_A-b.c><command>x</command></xcatrequest>").unwrap();
+    let ok = xcatd_proto::decode_request(
+        b"<xcatrequest><XCAT_A-b.c>1</XCAT_A-b.c><command>x</command></xcatrequest>",
+    )
+    .unwrap();
     assert_eq!(ok.command, "x");
 }

@@ -9,7 +9,16 @@ use xcatd_proto::Request;
 /// `xcatclient` family); every other command gets all words as arguments
 /// (`xcatclientnnr`).
 const NODERANGE_COMMANDS: &[&str] = &[
-    "capimage", "nodels", "xdsh", "noderange", "nodeset", "rpower", "rinv", "nodestat", "psh", "xdcp",
+    "capimage",
+    "nodels",
+    "xdsh",
+    "noderange",
+    "nodeset",
+    "rpower",
+    "rinv",
+    "nodestat",
+    "psh",
+    "xdcp",
     "testnodes",
 ];
 
@@ -53,7 +62,9 @@ pub fn build_request(argv: &[String]) -> anyhow::Result<Parsed> {
     if command == "tabrestore" {
         attach_table_file(&mut req)?;
     }
-    req.cwd = std::env::current_dir().ok().map(|p| p.display().to_string());
+    req.cwd = std::env::current_dir()
+        .ok()
+        .map(|p| p.display().to_string());
     req.clienttype = Some("cli".into());
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("XCAT_"))

@@ -73,7 +73,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error: cannot start: {e}");
@@ -81,7 +84,11 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(run(request)) {
-        Ok(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1).max(u8::from(code != 0))),
+        Ok(code) => ExitCode::from(
+            u8::try_from(code & 0xff)
+                .unwrap_or(1)
+                .max(u8::from(code != 0)),
+        ),
         Err(e) => {
             eprintln!("Error: {e:#}");
             ExitCode::from(1)

@@ -130,6 +130,9 @@ mod tests {
         assert_eq!(p.errorcode(), 6);
         p.finish();
         assert_eq!(String::from_utf8(out).unwrap(), "hello\nn1: up\n");
-        assert_eq!(String::from_utf8(err).unwrap(), "Warning: careful\nError: bad\n");
+        assert_eq!(
+            String::from_utf8(err).unwrap(),
+            "Warning: careful\nError: bad\n"
+        );
     }
 }

@@ -76,7 +76,14 @@ fn ca_params() -> anyhow::Result<CertificateParams> {
         .map(|d| d.as_nanos())
         .unwrap_or_default()
         ^ u128::from(std::process::id());
-    dn.push(DnType::CommonName, format!("xcatd CA {} {:x}", crate::config::short_hostname(), nonce & 0xffff_ffff_ffff));
+    dn.push(
+        DnType::CommonName,
+        format!(
+            "xcatd CA {} {:x}",
+            crate::config::short_hostname(),
+            nonce & 0xffff_ffff_ffff
+        ),
+    );
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
@@ -95,14 +102,19 @@ struct Ca {
     pem: String,
 }
 
-fn load_or_create_ca(paths: &CertPaths, force: bool, report: &mut InitReport) -> anyhow::Result<Ca> {
+fn load_or_create_ca(
+    paths: &CertPaths,
+    force: bool,
+    report: &mut InitReport,
+) -> anyhow::Result<Ca> {
     if !force && paths.ca_cert.exists() && paths.ca_key.exists() {
         let pem = fs::read_to_string(&paths.ca_cert)?;
         let key_pem = fs::read_to_string(&paths.ca_key)?;
         let key = KeyPair::from_pem(&key_pem)
             .with_context(|| format!("cannot read the CA key {}", paths.ca_key.display()))?;
-        let params = CertificateParams::from_ca_cert_pem(&pem)
-            .with_context(|| format!("cannot read the CA certificate {}", paths.ca_cert.display()))?;
+        let params = CertificateParams::from_ca_cert_pem(&pem).with_context(|| {
+            format!("cannot read the CA certificate {}", paths.ca_cert.display())
+        })?;
         // Re-signing the same parameters with the same key yields an issuer
         // whose name and key match the certificate on disk.
         let cert = params.self_signed(&key)?;
@@ -128,7 +140,11 @@ fn load_or_create_ca(paths: &CertPaths, force: bool, report: &mut InitReport) ->
 
 /// Names and addresses the server certificate is valid for.
 fn server_sans(server_name: &str) -> Vec<SanType> {
-    let mut names = vec![crate::config::full_hostname(), server_name.to_string(), "localhost".into()];
+    let mut names = vec![
+        crate::config::full_hostname(),
+        server_name.to_string(),
+        "localhost".into(),
+    ];
     names.sort();
     names.dedup();
     let mut sans: Vec<SanType> = names
@@ -151,11 +167,17 @@ fn issue(ca: &Ca, cn: &str, sans: Vec<SanType>, server: bool) -> anyhow::Result<
     dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
     params.subject_alt_names = sans;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     // The server credential is also used as a client certificate when this
     // server talks to itself or to a peer server (policy row `trusted`).
     params.extended_key_usages = if server {
-        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth]
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ]
     } else {
         vec![ExtendedKeyUsagePurpose::ClientAuth]
     };

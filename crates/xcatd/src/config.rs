@@ -83,12 +83,17 @@ impl Config {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let mut cfg: Config =
-            toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))?;
+        let mut cfg: Config = toml::from_str(&text)
+            .with_context(|| format!("invalid configuration in {}", path.display()))?;
         // Relative paths in the file are relative to the file, so a config can
         // travel with its state directory (the demo and tests rely on this).
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.cert_dir, &mut cfg.state_dir, &mut cfg.install_dir, &mut cfg.share_dir] {
+        for p in [
+            &mut cfg.cert_dir,
+            &mut cfg.state_dir,
+            &mut cfg.install_dir,
+            &mut cfg.share_dir,
+        ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use tracing::{info, warn};
 use xcat_db::{Db, PolicyDecision, PolicyQuery};
 use xcat_plugin::{
-    async_trait, Context, Dispatcher, Handler, HandlerError, HandlerRequest, Identity, Request, Responder,
-    Response, Settings,
+    async_trait, Context, Dispatcher, Handler, HandlerError, HandlerRequest, Identity, Request,
+    Responder, Response, Settings,
 };
 use xcatd_proto::NodeRecord;
 
@@ -59,7 +59,11 @@ impl std::fmt::Display for Outcome {
 }
 
 impl Registry {
-    pub fn new(handlers: Vec<Arc<dyn Handler>>, db: Db, settings: Arc<Settings>) -> anyhow::Result<Arc<Registry>> {
+    pub fn new(
+        handlers: Vec<Arc<dyn Handler>>,
+        db: Db,
+        settings: Arc<Settings>,
+    ) -> anyhow::Result<Arc<Registry>> {
         let mut map: BTreeMap<&'static str, Arc<dyn Handler>> = BTreeMap::new();
         for h in handlers {
             for &c in h.commands() {
@@ -78,7 +82,11 @@ impl Registry {
         Ok(reg)
     }
 
-    fn context(&self, identity: Arc<Identity>, cancel: tokio_util::sync::CancellationToken) -> Context {
+    fn context(
+        &self,
+        identity: Arc<Identity>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Context {
         let me: Arc<dyn Dispatcher> = self
             .me
             .get()
@@ -97,7 +105,11 @@ impl Registry {
     async fn nodes_of(&self, req: &Request) -> Result<Vec<String>, String> {
         let mut nodes = Vec::new();
         if let Some(nr) = req.noderange.as_deref().filter(|s| !s.is_empty()) {
-            nodes = self.db.expand_noderange(nr).await.map_err(|e| e.to_string())?;
+            nodes = self
+                .db
+                .expand_noderange(nr)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         for n in &req.nodes {
             if !nodes.contains(n) {
@@ -108,7 +120,12 @@ impl Registry {
     }
 
     /// Check policy. Returns the identity to run as, or None when denied.
-    async fn authorize(&self, req: &Request, identity: &Identity, nodes: &[String]) -> Option<Identity> {
+    async fn authorize(
+        &self,
+        req: &Request,
+        identity: &Identity,
+        nodes: &[String],
+    ) -> Option<Identity> {
         let mut query = PolicyQuery {
             user: identity.user.clone(),
             host: identity.host.clone(),
@@ -182,7 +199,15 @@ impl Registry {
             }
         };
         let ctx = self.context(Arc::new(effective), cancel);
-        self.run(HandlerRequest { request: req, nodes }, ctx, out).await
+        self.run(
+            HandlerRequest {
+                request: req,
+                nodes,
+            },
+            ctx,
+            out,
+        )
+        .await
     }
 
     /// Run an authorized request with its nodes resolved.
@@ -252,7 +277,16 @@ impl Dispatcher for Registry {
                 return;
             }
         };
-        let outcome = self.run(HandlerRequest { request: req.clone(), nodes }, ctx.clone(), out).await;
+        let outcome = self
+            .run(
+                HandlerRequest {
+                    request: req.clone(),
+                    nodes,
+                },
+                ctx.clone(),
+                out,
+            )
+            .await;
         info!(
             user = ctx.identity.user.as_deref().unwrap_or("(unauthenticated)"),
             peer = %ctx.identity.peer,

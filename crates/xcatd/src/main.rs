@@ -50,13 +50,17 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("XCATD_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("XCATD_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
     let explicit = cli.config.is_some();
-    let path = cli.config.clone().unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG));
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG));
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -68,7 +72,11 @@ fn main() -> std::process::ExitCode {
         let cfg = Config::load(&path, explicit)?;
         match cli.cmd.unwrap_or(Cmd::Run) {
             Cmd::Run => serve(cfg).await,
-            Cmd::Init { client_dir, user, force } => init(cfg, client_dir, &user, force).await,
+            Cmd::Init {
+                client_dir,
+                user,
+                force,
+            } => init(cfg, client_dir, &user, force).await,
         }
     });
     match result {
@@ -82,8 +90,12 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn open_db(cfg: &Config) -> anyhow::Result<xcat_db::Db> {
-    std::fs::create_dir_all(&cfg.state_dir)
-        .with_context(|| format!("cannot create the state directory {}", cfg.state_dir.display()))?;
+    std::fs::create_dir_all(&cfg.state_dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}",
+            cfg.state_dir.display()
+        )
+    })?;
     let url = cfg.database_url();
     xcat_db::Db::connect(&url)
         .await
@@ -104,10 +116,16 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-async fn init(cfg: Config, client_dir: Option<PathBuf>, user: &str, force: bool) -> anyhow::Result<()> {
+async fn init(
+    cfg: Config,
+    client_dir: Option<PathBuf>,
+    user: &str,
+    force: bool,
+) -> anyhow::Result<()> {
     let client_dir = match client_dir {
         Some(d) => d,
-        None => PathBuf::from(std::env::var("HOME").context("HOME is not set; pass --client-dir")?).join(".xcat"),
+        None => PathBuf::from(std::env::var("HOME").context("HOME is not set; pass --client-dir")?)
+            .join(".xcat"),
     };
     let report = certs::init(&cfg.cert_dir, &cfg.server_name, &client_dir, user, force)?;
     for p in &report.created {
@@ -117,7 +135,9 @@ async fn init(cfg: Config, client_dir: Option<PathBuf>, user: &str, force: bool)
         println!("kept    {}", p.display());
     }
     let db = open_db(&cfg).await?;
-    db.seed_defaults(&cfg.server_name, &cfg.install_dir.display().to_string()).await.context("cannot seed the default table rows")?;
+    db.seed_defaults(&cfg.server_name, &cfg.install_dir.display().to_string())
+        .await
+        .context("cannot seed the default table rows")?;
     println!("database {} ready", redact_url(&cfg.database_url()));
     Ok(())
 }
@@ -151,7 +171,11 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     for line in plugin_capimage::recover_at_start(&settings) {
         info!("recovery: {line}");
     }
-    let registry = dispatch::Registry::new(dispatch::plugin_handlers(cfg.enable_test_commands), db, settings)?;
+    let registry = dispatch::Registry::new(
+        dispatch::plugin_handlers(cfg.enable_test_commands),
+        db,
+        settings,
+    )?;
     // Signal handlers first, so a SIGTERM right after start-up is a clean stop.
     let signals = Signals::install()?;
     let listener = bind(cfg.listen)?;
@@ -170,7 +194,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         }
     });
     let server = Arc::new(server::Server::new(&cfg, registry, tls));
-    server.run(listener, shutdown, Config::secs(cfg.shutdown_grace)).await;
+    server
+        .run(listener, shutdown, Config::secs(cfg.shutdown_grace))
+        .await;
     Ok(())
 }
 
@@ -182,7 +208,8 @@ fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
         tokio::net::TcpSocket::new_v4()?
     };
     sock.set_reuseaddr(true)?;
-    sock.bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    sock.bind(addr)
+        .with_context(|| format!("cannot listen on {addr}"))?;
     Ok(sock.listen(1024)?)
 }
 

@@ -64,7 +64,12 @@ impl Server {
 
     /// Accept until `shutdown` fires, then wait up to `grace` for running
     /// connections before cancelling them.
-    pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken, grace: Duration) {
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) {
         let mut conns = JoinSet::new();
         loop {
             tokio::select! {
@@ -92,10 +97,17 @@ impl Server {
             }
         }
         drop(listener);
-        info!(running = conns.len(), "shutting down: no longer accepting connections");
-        let drained = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
+        info!(
+            running = conns.len(),
+            "shutting down: no longer accepting connections"
+        );
+        let drained =
+            tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            warn!(running = conns.len(), "grace period over: cancelling running commands");
+            warn!(
+                running = conns.len(),
+                "grace period over: cancelling running commands"
+            );
             self.hard_stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(10), async {
                 while conns.join_next().await.is_some() {}
@@ -108,7 +120,9 @@ impl Server {
 
     async fn connection(&self, tcp: TcpStream, peer: SocketAddr) {
         let _ = tcp.set_nodelay(true);
-        let tls = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
+        let tls = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp))
+            .await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 let why = crate::tls::explain_cert_error(&e.to_string());
@@ -297,12 +311,17 @@ impl Server {
 
     /// Write responses and flush once; false when the client cannot take
     /// them in time.
-    async fn write<W: tokio::io::AsyncWrite + Unpin>(&self, writer: &mut W, batch: &[Response]) -> bool {
+    async fn write<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        batch: &[Response],
+    ) -> bool {
         let mut bytes = String::new();
         for r in batch {
             if r.is_serverdone() {
                 let mut r = r.clone();
-                r.items.insert(0, Element::leaf("xcatdsource", self.server_name.clone()));
+                r.items
+                    .insert(0, Element::leaf("xcatdsource", self.server_name.clone()));
                 bytes.push_str(&encode_response(&r));
             } else {
                 bytes.push_str(&encode_response(r));

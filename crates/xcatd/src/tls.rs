@@ -22,7 +22,10 @@ pub fn server_config(cert_dir: &Path) -> anyhow::Result<Arc<rustls::ServerConfig
     let (cert_path, key_path) = if cred.exists() {
         (cred.clone(), cred)
     } else {
-        (cert_dir.join("server-cert.pem"), cert_dir.join("server-key.pem"))
+        (
+            cert_dir.join("server-cert.pem"),
+            cert_dir.join("server-key.pem"),
+        )
     };
     if !ca_path.exists() || !cert_path.exists() {
         bail!(
@@ -57,7 +60,13 @@ pub fn server_config(cert_dir: &Path) -> anyhow::Result<Arc<rustls::ServerConfig
 /// The common name of a certificate's subject (xCAT's username).
 pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let cn = parsed
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     Some(cn)
 }
 

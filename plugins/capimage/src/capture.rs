@@ -813,7 +813,10 @@ async fn capture_into(
     })?;
     ctx.check_cancelled()?;
     // Warnings are reported with the summary; "kept" skeleton entries are no news.
-    for a in actions.iter().filter(|a| a.action != "warning" && a.action != "skeleton kept") {
+    for a in actions
+        .iter()
+        .filter(|a| a.action != "warning" && a.action != "skeleton kept")
+    {
         out.info(
             format!("capimage: {} {} {}", a.action, a.path, a.detail)
                 .trim_end()

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use xcat_plugin::{async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder};
+use xcat_plugin::{
+    async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
+};
 
 const USAGE: &str = "Usage: lsxcatd [-v|--version] [-d|--database] [-a|--all] [-h|--help]";
 
@@ -31,14 +33,19 @@ impl Handler for LsXcatd {
                     out.info(USAGE).await?;
                     return Ok(());
                 }
-                other => return Err(HandlerError::Usage(format!("unknown option {other}\n{USAGE}"))),
+                other => {
+                    return Err(HandlerError::Usage(format!(
+                        "unknown option {other}\n{USAGE}"
+                    )))
+                }
             }
         }
         if !(version || commands || database) {
             return Err(HandlerError::Usage(USAGE.into()));
         }
         if version {
-            out.data(format!("Version {} (xcatd-rs)", env!("CARGO_PKG_VERSION"))).await?;
+            out.data(format!("Version {} (xcatd-rs)", env!("CARGO_PKG_VERSION")))
+                .await?;
         }
         if database {
             let kind = match ctx.db.backend() {
@@ -48,7 +55,8 @@ impl Handler for LsXcatd {
             out.data(format!("dbengine={kind}")).await?;
         }
         if commands {
-            out.data(format!("commands={}", ctx.dispatcher.commands().join(","))).await?;
+            out.data(format!("commands={}", ctx.dispatcher.commands().join(",")))
+                .await?;
         }
         Ok(())
     }

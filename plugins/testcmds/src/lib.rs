@@ -32,7 +32,13 @@ fn count_arg(req: &HandlerRequest) -> Result<u64, HandlerError> {
 #[async_trait]
 impl Handler for TestCommands {
     fn commands(&self) -> &'static [&'static str] {
-        &["teststream", "testsleep", "testsub", "testcodes", "testpanic"]
+        &[
+            "teststream",
+            "testsleep",
+            "testsub",
+            "testcodes",
+            "testpanic",
+        ]
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
@@ -66,16 +72,20 @@ impl Handler for TestCommands {
                 out.data("before").await?;
                 let sub = ctx.sub_request(Request::new("teststream", vec![n.to_string()]));
                 let code = sub.forward(&out).await?;
-                out.data(format!("after (sub-request errorcode {code})")).await?;
+                out.data(format!("after (sub-request errorcode {code})"))
+                    .await?;
                 Ok(())
             }
             "testcodes" => {
                 for c in req.args() {
-                    let code: i32 = c
-                        .parse()
-                        .map_err(|_| HandlerError::Usage("Usage: testcodes <errorcode>...".into()))?;
-                    out.send(xcat_plugin::Response::error_code(format!("code {code}"), code))
-                        .await?;
+                    let code: i32 = c.parse().map_err(|_| {
+                        HandlerError::Usage("Usage: testcodes <errorcode>...".into())
+                    })?;
+                    out.send(xcat_plugin::Response::error_code(
+                        format!("code {code}"),
+                        code,
+                    ))
+                    .await?;
                 }
                 Ok(())
             }
