@@ -140,13 +140,22 @@ exec sleep 1000
             up.as_secs_f64(),
             t.elapsed().as_secs_f64()
         );
-        let left: Vec<String> = bed_objects()
-            .into_iter()
-            .filter(|o| {
-                o.contains(&format!("xtbns{index}")) || o.contains(&format!("node-{index}"))
-            })
-            .collect();
-        assert!(left.is_empty(), "teardown left {left:?}");
+        // The kernel detaches a loop device when the last mount namespace
+        // using it is gone, which can lag the node's death a little.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left: Vec<String> = bed_objects()
+                .into_iter()
+                .filter(|o| {
+                    o.contains(&format!("xtbns{index}")) || o.contains(&format!("node-{index}"))
+                })
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "teardown left {left:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     // While this process holds nodes, a cleanup refuses to run.
