@@ -160,6 +160,67 @@ fn capture_is_faithful_and_registered() {
         "{lsdef}"
     );
 
+    // The whole tree: the node's root filesystem (as it is now) against the
+    // image, allowing only the documented differences.
+    let node_all = manifest(&node_root);
+    let image_all = manifest(&rootimg);
+    let cleaned: Vec<String> = report["sysclean"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            a["path"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches('/')
+                .to_string()
+        })
+        .collect();
+    let all_diffs = node_all.diff(&image_all);
+    eprintln!(
+        "{} raw differences, all explained unless listed below:",
+        all_diffs.len()
+    );
+    for d in all_diffs.iter().take(40) {
+        eprintln!("  {d}");
+    }
+    let unexplained: Vec<String> = all_diffs
+        .into_iter()
+        .filter(|d| {
+            let p = String::from_utf8_lossy(&d.path).into_owned();
+            let under = |dir: &str| p == dir || p.starts_with(&format!("{dir}/"));
+            // Excluded trees and skipped mounts: contents differ by design.
+            let excluded = ["proc", "sys", "dev", "run", "tmp", "mnt/otherfs"]
+                .iter()
+                .any(|d| p.starts_with(&format!("{d}/")));
+            // A mount point shows the mounted filesystem's root on the node.
+            let mount_point = ["proc", "sys", "dev", "run", "mnt/otherfs"].contains(&p.as_str());
+            // Sysclean's changes, and the directories holding them (mtimes).
+            let sysclean = cleaned
+                .iter()
+                .any(|c| &p == c || c.starts_with(&format!("{p}/")));
+            // Sockets cannot be archived; sshd writes login records itself.
+            let socket = p == "srv/edgecases/socket";
+            let login_records = under("var/log")
+                && (p.ends_with("wtmp")
+                    || p.ends_with("lastlog")
+                    || p.ends_with("btmp")
+                    || p == "var/log");
+            !(excluded || mount_point || sysclean || socket || login_records)
+        })
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "the image differs from the node beyond the documented differences:\n{}",
+        unexplained.join("\n")
+    );
+    assert!(
+        image_all.entries.len() > 5000,
+        "suspiciously small image: {}",
+        image_all.entries.len()
+    );
+
     // Nothing written on the node.
     let again = manifest(&node_root.join("srv/edgecases"));
     assert!(
