@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -27,7 +28,7 @@ pub mod policy;
 pub mod schema;
 pub mod template;
 
-pub use noderange::{NoderangeError, Universe};
+pub use noderange::{NoderangeError, Nodes, Universe};
 pub use policy::{PolicyDecision, PolicyQuery, PolicyRow};
 pub use schema::{Backend, TableDef};
 
@@ -58,17 +59,96 @@ const ACTIVE: &str = "(\"disable\" IS NULL OR LOWER(\"disable\") IN ('', '0', 'n
 
 /// Migrations, applied in order; `schema_version` records the last one done.
 /// Version 1 creates every catalogue table with its unique key index.
-const SCHEMA_VERSION: i64 = 1;
+/// Version 2 adds `table_versions` and the triggers that maintain it.
+const SCHEMA_VERSION: i64 = 2;
+
+/// Tables whose every change bumps their counter row in `table_versions`
+/// (by triggers, so writes from any program or any daemon sharing the
+/// database count): the node cache depends on exactly these, `nodelist` for
+/// the nodes and groups and `site` for `excludenodes`.
+const VERSIONED_TABLES: [&str; 2] = ["nodelist", "site"];
+
+/// Node lists of at most this many names are looked up with `IN (...)`;
+/// longer ones read the whole table (cheaper than binding that many values).
+const IN_LIST_MAX: usize = 1000;
+
+/// Node lists of at most this many names get their groups by a direct
+/// lookup when the node cache is stale, instead of reloading it.
+const SMALL_LOOKUP: usize = 200;
 
 /// Most bound parameters in one multi-row INSERT (below SQLite's and
 /// PostgreSQL's limits).
 const MAX_PARAMS: usize = 4000;
 
-/// A handle to the cluster tables; cheap to clone (a connection pool inside).
+/// A handle to the cluster tables; cheap to clone (a connection pool and the
+/// node cache inside, both shared by the clones).
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    cache: Arc<NodeCache>,
+}
+
+/// The counters of [`VERSIONED_TABLES`], in that order (None: row missing,
+/// which never matches, so nothing is cached against it).
+type Versions = [Option<i64>; VERSIONED_TABLES.len()];
+
+/// Every active node and its groups plus the `site.excludenodes` set, as of
+/// the table versions read *before* the data: a write that commits in
+/// between makes the cached versions older than the data, which costs one
+/// needless reload but can never leave stale data marked current.
+#[derive(Clone)]
+struct Snapshot {
+    versions: Versions,
+    nodes: Arc<Nodes>,
+    /// `nodes` with the excluded set applied; cloned for each expansion.
+    base: Universe,
+}
+
+/// The node universe shared by every clone of a [`Db`]. Each use reads the
+/// version counters (one small `SELECT`) and reloads only when they changed,
+/// so several daemons on one PostgreSQL database stay coherent.
+#[derive(Default)]
+struct NodeCache {
+    current: Mutex<Option<Snapshot>>,
+    /// Serialises reloads, so a burst of requests after a write reloads once.
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl NodeCache {
+    fn get(&self, versions: &Versions) -> Option<Snapshot> {
+        let cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        cur.as_ref()
+            .filter(|s| versions.iter().all(Option::is_some) && s.versions == *versions)
+            .cloned()
+    }
+
+    fn nodes_if_version(&self, nodelist: Option<i64>) -> Option<Arc<Nodes>> {
+        let cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        cur.as_ref()
+            .filter(|s| nodelist.is_some() && s.versions[0] == nodelist)
+            .map(|s| s.nodes.clone())
+    }
+
+    fn store(&self, s: Snapshot) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    }
+}
+
+/// Where attribute resolution gets each node's groups from.
+enum GroupSource {
+    Cached(Arc<Nodes>),
+    Queried(HashMap<String, String>),
+}
+
+impl GroupSource {
+    fn of(&self, node: &str) -> &str {
+        match self {
+            GroupSource::Cached(n) => n.groups_of(node),
+            GroupSource::Queried(m) => m.get(node).map(String::as_str),
+        }
+        .unwrap_or("")
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -200,7 +280,11 @@ impl Db {
             }
             Backend::Postgres => opts.max_connections(10).connect(&url).await?,
         };
-        let db = Db { pool, backend };
+        let db = Db {
+            pool,
+            backend,
+            cache: Arc::default(),
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -262,6 +346,29 @@ impl Db {
             }
             sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
                 .bind(1i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if current < 2 {
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS table_versions \
+                 (name VARCHAR(64) PRIMARY KEY, version BIGINT NOT NULL)",
+            )
+            .await?;
+            for t in VERSIONED_TABLES {
+                sqlx::query(
+                    "INSERT INTO table_versions (name, version) VALUES ($1, 0) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for sql in version_trigger_sql(self.backend) {
+                tx.execute(sql.as_str()).await?;
+            }
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                .bind(2i64)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -372,87 +479,159 @@ impl Db {
 
     /// Every active node name in `nodelist` (naturally sorted).
     pub async fn all_nodes(&self) -> Result<Vec<String>, DbError> {
-        let sql = format!("SELECT \"node\" FROM \"nodelist\" WHERE {ACTIVE}");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        let mut v = Vec::with_capacity(rows.len());
-        for r in rows {
-            if let Some(n) = non_empty(r.try_get::<Option<String>, _>(0)?) {
-                v.push(n);
-            }
-        }
-        noderange::sort_nodes(&mut v);
-        Ok(v)
+        Ok(self.nodes().await?.sorted().map(str::to_string).collect())
     }
 
     /// Active nodes whose `nodelist.groups` lists `group` (naturally sorted).
     pub async fn nodes_in_group(&self, group: &str) -> Result<Vec<String>, DbError> {
-        let mut v: Vec<String> = self
-            .node_groups_all()
-            .await?
-            .into_iter()
-            .filter(|(_, g)| g.split(',').map(str::trim).any(|x| x == group))
-            .map(|(n, _)| n)
-            .collect();
-        noderange::sort_nodes(&mut v);
+        Ok(self.nodes().await?.group_members(group))
+    }
+
+    /// Every active node and its groups, shared: from the cache when neither
+    /// `nodelist` nor `site` changed since it was loaded (one small `SELECT`
+    /// to find out), else reloaded. Iterating it costs no copy of the names,
+    /// which is what lets a command walk 10,000 nodes in bounded memory.
+    pub async fn nodes(&self) -> Result<Arc<Nodes>, DbError> {
+        Ok(self.snapshot().await?.nodes)
+    }
+
+    /// The counters of [`VERSIONED_TABLES`], as committed now.
+    async fn versions(&self) -> Result<Versions, DbError> {
+        let rows = sqlx::query("SELECT name, version FROM table_versions")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut v: Versions = [None; VERSIONED_TABLES.len()];
+        for r in rows {
+            let name: String = r.try_get(0)?;
+            let version: i64 = r.try_get(1)?;
+            if let Some(i) = VERSIONED_TABLES.iter().position(|t| *t == name) {
+                v[i] = Some(version);
+            }
+        }
         Ok(v)
     }
 
-    /// (node, groups) for every active nodelist row, in insertion order.
-    async fn node_groups_all(&self) -> Result<Vec<(String, String)>, DbError> {
+    /// The current node snapshot, reloading what changed.
+    async fn snapshot(&self) -> Result<Snapshot, DbError> {
+        let seen = self.versions().await?;
+        if let Some(s) = self.cache.get(&seen) {
+            return Ok(s);
+        }
+        let _reloading = self.cache.reload.lock().await;
+        // Read the counters again, before any data (see `Snapshot`); another
+        // task may also have reloaded while this one waited.
+        let versions = self.versions().await?;
+        if let Some(s) = self.cache.get(&versions) {
+            return Ok(s);
+        }
+        let nodes = match self.cache.nodes_if_version(versions[0]) {
+            Some(n) => n,
+            None => Arc::new(self.load_nodes().await?),
+        };
+        let mut base = Universe::from_nodes(nodes.clone());
+        if let Some(x) = self.site("excludenodes").await? {
+            if let Err(e) = base.set_excluded(&x) {
+                tracing::warn!("ignoring site.excludenodes: {e}");
+            }
+        }
+        let s = Snapshot {
+            versions,
+            nodes,
+            base,
+        };
+        self.cache.store(s.clone());
+        Ok(s)
+    }
+
+    /// Read every active nodelist row's node and groups, sorted by name.
+    ///
+    /// The rows come as one aggregated text value (fields and records split
+    /// by the ASCII unit and record separators): drivers hand rows over one
+    /// at a time, which for 100,000 rows costs several times the query. A
+    /// name or group list holding a separator (or any other mismatch with
+    /// the row count) falls back to reading row by row.
+    async fn load_nodes(&self) -> Result<Nodes, DbError> {
+        let agg = match self.backend {
+            Backend::Sqlite => {
+                "group_concat(\"node\" || char(31) || COALESCE(\"groups\", ''), char(30))"
+            }
+            Backend::Postgres => {
+                "string_agg(\"node\" || chr(31) || COALESCE(\"groups\", ''), chr(30))"
+            }
+        };
         let sql = format!(
-            "SELECT \"node\", \"groups\" FROM \"nodelist\" WHERE {ACTIVE} ORDER BY {}",
-            q(ROWID)
+            "SELECT COUNT(*), {agg} FROM \"nodelist\" WHERE {ACTIVE} AND \"node\" IS NOT NULL AND \"node\" <> ''"
         );
+        let row = sqlx::query(&sql).fetch_one(&self.pool).await?;
+        let count: i64 = row.try_get(0)?;
+        let text: Option<String> = row.try_get(1)?;
+        let text = text.unwrap_or_default();
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(count.max(0) as usize);
+        if count > 0 {
+            for rec in text.split('\u{1e}') {
+                match rec.split_once('\u{1f}') {
+                    Some((n, g)) if !g.contains('\u{1f}') => pairs.push((n, g)),
+                    _ => return self.load_nodes_by_row().await,
+                }
+            }
+        }
+        if pairs.len() as i64 != count {
+            return self.load_nodes_by_row().await;
+        }
+        pairs.sort_by(|a, b| noderange::natural_cmp(a.0, b.0));
+        Ok(Nodes::from_pairs(pairs))
+    }
+
+    /// [`Db::load_nodes`] one row at a time.
+    async fn load_nodes_by_row(&self) -> Result<Nodes, DbError> {
+        let sql = format!("SELECT \"node\", \"groups\" FROM \"nodelist\" WHERE {ACTIVE}");
         let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
-        let mut v = Vec::with_capacity(rows.len());
+        let mut pairs = Vec::with_capacity(rows.len());
         for r in rows {
             let node: Option<String> = r.try_get(0)?;
             let groups: Option<String> = r.try_get(1)?;
             if let Some(n) = non_empty(node) {
-                v.push((n, groups.unwrap_or_default()));
+                pairs.push((n, groups.unwrap_or_default()));
             }
         }
-        Ok(v)
+        pairs.sort_by(|a, b| noderange::natural_cmp(&a.0, &b.0));
+        Ok(Nodes::from_pairs(pairs))
     }
 
-    /// Build the [`Universe`] a parsed noderange needs: all nodes and groups,
-    /// the attributes it compares (resolved with inheritance and templates),
-    /// and `site.excludenodes`.
+    /// Build the [`Universe`] a parsed noderange needs: all nodes and groups
+    /// and `site.excludenodes` (from the cache), and the attributes it
+    /// compares (resolved with inheritance and templates, read each time).
     pub async fn universe_for(&self, expr: &noderange::Expr) -> Result<Universe, DbError> {
-        let mut u = Universe::new();
-        let ng = self.node_groups_all().await?;
-        for (n, g) in &ng {
-            u.add_node(n, g);
-        }
+        let snap = self.snapshot().await?;
+        let mut u = snap.base;
         let refs = expr.attr_refs();
-        if !refs.is_empty() {
-            let names: Vec<String> = ng.iter().map(|(n, _)| n.clone()).collect();
-            for (table, col) in refs {
-                let Some(t) = schema::table(&table) else {
-                    return Err(NoderangeError::Syntax(
-                        format!("{table}.{col}"),
-                        format!("unknown table {table}"),
-                    )
-                    .into());
-                };
-                if !t.is_node_keyed() || !t.has_column(&col) {
-                    return Err(NoderangeError::Syntax(
-                        format!("{table}.{col}"),
-                        format!("{table}.{col} is not a node attribute"),
-                    )
-                    .into());
-                }
-                u.declare_attr(&table, &col);
-                let vals = self.node_attrs(&names, &table, &[col.as_str()]).await?;
-                for (node, attrs) in vals {
-                    u.set_attr(&table, &col, &node, attrs.get(col.as_str()).cloned());
-                }
-            }
+        if refs.is_empty() {
+            return Ok(u);
         }
-        if let Some(x) = self.site("excludenodes").await? {
-            if let Err(e) = u.set_excluded(&x) {
-                tracing::warn!("ignoring site.excludenodes: {e}");
-            }
+        let names: Vec<&str> = snap.nodes.sorted().collect();
+        let groups = GroupSource::Cached(snap.nodes.clone());
+        for (table, col) in refs {
+            let Some(t) = schema::table(&table) else {
+                return Err(NoderangeError::Syntax(
+                    format!("{table}.{col}"),
+                    format!("unknown table {table}"),
+                )
+                .into());
+            };
+            let Some(c) = t.column(&col).filter(|_| t.is_node_keyed()) else {
+                return Err(NoderangeError::Syntax(
+                    format!("{table}.{col}"),
+                    format!("{table}.{col} is not a node attribute"),
+                )
+                .into());
+            };
+            let vals = self.resolve_attrs(&names, t, &[c], &groups).await?;
+            u.declare_attr(&table, &col);
+            u.set_attr_sorted(
+                &table,
+                &col,
+                vals.into_iter().map(|mut a| a.remove(c)).collect(),
+            );
         }
         Ok(u)
     }
@@ -473,6 +652,10 @@ impl Db {
     /// evaluated as a template against the node name; an empty result means
     /// "not set" (it does not fall through to later groups, so a node can
     /// blank out a group value with `|^.*$||`).
+    ///
+    /// Up to a thousand nodes only their own and their groups' rows are
+    /// read, so callers that walk a long node list in chunks use memory in
+    /// proportion to the chunk.
     pub async fn node_attrs(
         &self,
         nodes: &[String],
@@ -489,48 +672,75 @@ impl Db {
             .iter()
             .map(|c| column_of(t, c))
             .collect::<Result<_, _>>()?;
-        let mut out: BTreeMap<String, Attrs> =
-            nodes.iter().map(|n| (n.clone(), Attrs::new())).collect();
         if cols.is_empty() || nodes.is_empty() {
-            return Ok(out);
+            return Ok(nodes.iter().map(|n| (n.clone(), Attrs::new())).collect());
         }
+        let groups = self.groups_for(nodes).await?;
+        let vals = self.resolve_attrs(nodes, t, &cols, &groups).await?;
+        Ok(nodes.iter().cloned().zip(vals).collect())
+    }
 
-        // Groups of the requested nodes, and the rows of the table needed.
-        const SMALL: usize = 200;
-        let node_groups: HashMap<String, String> = if nodes.len() <= SMALL {
-            let sql = format!(
-                "SELECT \"node\", \"groups\" FROM \"nodelist\" WHERE {ACTIVE} AND \"node\" IN ({})",
-                placeholders(1, nodes.len())
-            );
-            let mut qy = sqlx::query(&sql);
-            for n in nodes {
-                qy = qy.bind(n.as_str());
+    /// Groups of `nodes`: from the node cache when it is current, or when the
+    /// list is long (a reload reads `nodelist` once, as the lookup would);
+    /// a short list with a stale cache is looked up directly, so one write
+    /// does not make a single-node lookup pay for reloading every node.
+    async fn groups_for(&self, nodes: &[String]) -> Result<GroupSource, DbError> {
+        if nodes.len() > SMALL_LOOKUP {
+            return Ok(GroupSource::Cached(self.nodes().await?));
+        }
+        let v = self.versions().await?;
+        if let Some(s) = self.cache.get(&v) {
+            return Ok(GroupSource::Cached(s.nodes));
+        }
+        let sql = format!(
+            "SELECT \"node\", \"groups\" FROM \"nodelist\" WHERE {ACTIVE} AND \"node\" IN ({})",
+            placeholders(1, nodes.len())
+        );
+        let mut qy = sqlx::query(&sql);
+        for n in nodes {
+            qy = qy.bind(n.as_str());
+        }
+        let rows = qy.fetch_all(&self.pool).await?;
+        let mut m = HashMap::new();
+        for r in rows {
+            let n: Option<String> = r.try_get(0)?;
+            let g: Option<String> = r.try_get(1)?;
+            if let Some(n) = n {
+                m.insert(n, g.unwrap_or_default());
             }
-            let rows = qy.fetch_all(&self.pool).await?;
-            let mut m = HashMap::new();
-            for r in rows {
-                let n: Option<String> = r.try_get(0)?;
-                let g: Option<String> = r.try_get(1)?;
-                if let Some(n) = n {
-                    m.insert(n, g.unwrap_or_default());
-                }
-            }
-            m
-        } else {
-            self.node_groups_all().await?.into_iter().collect()
-        };
+        }
+        Ok(GroupSource::Queried(m))
+    }
 
+    /// The attribute resolution of [`Db::node_attrs`], one `Attrs` per node
+    /// in the order given.
+    async fn resolve_attrs<S: AsRef<str>>(
+        &self,
+        nodes: &[S],
+        t: &'static Def,
+        cols: &[&'static str],
+        groups: &GroupSource,
+    ) -> Result<Vec<Attrs>, DbError> {
         let mut sel = vec!["node"];
         sel.extend(cols.iter().copied());
-        let mut table_rows: HashMap<String, Vec<Option<String>>> = HashMap::new();
-        let keys: Option<Vec<String>> = if nodes.len() <= SMALL {
-            let mut k: Vec<String> = nodes.to_vec();
-            for gs in node_groups.values() {
-                k.extend(split_groups(gs));
+        // The rows needed: each node's own and its groups'.
+        let keys: Option<Vec<&str>> = if nodes.len() <= IN_LIST_MAX {
+            let mut k: HashSet<&str> = HashSet::new();
+            for n in nodes {
+                k.insert(n.as_ref());
+                k.extend(
+                    groups
+                        .of(n.as_ref())
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty()),
+                );
             }
-            k.sort();
-            k.dedup();
-            Some(k)
+            (k.len() <= IN_LIST_MAX).then(|| {
+                let mut k: Vec<&str> = k.into_iter().collect();
+                k.sort_unstable();
+                k
+            })
         } else {
             None
         };
@@ -544,7 +754,7 @@ impl Db {
                 );
                 let mut qy = sqlx::query(&sql);
                 for n in k {
-                    qy = qy.bind(n.as_str());
+                    qy = qy.bind(*n);
                 }
                 qy.fetch_all(&self.pool).await?
             }
@@ -557,6 +767,8 @@ impl Db {
                 sqlx::query(&sql).fetch_all(&self.pool).await?
             }
         };
+        let mut table_rows: HashMap<String, Vec<Option<String>>> =
+            HashMap::with_capacity(rows.len());
         for r in rows {
             let mut v = row_values(&r, sel.len())?;
             if let Some(n) = v.remove(0) {
@@ -565,10 +777,12 @@ impl Db {
         }
 
         let mut templates: HashMap<String, Option<template::Template>> = HashMap::new();
+        let mut out = Vec::with_capacity(nodes.len());
         for node in nodes {
+            let node = node.as_ref();
             let own = table_rows.get(node);
-            let groups = node_groups.get(node).map(String::as_str).unwrap_or("");
-            let attrs = out.get_mut(node).expect("entry created above");
+            let groups = groups.of(node);
+            let mut attrs = Attrs::new();
             for (ci, col) in cols.iter().enumerate() {
                 if *col == "node" {
                     // The key column names the node itself, wherever the row came from.
@@ -578,7 +792,7 @@ impl Db {
                             .map(str::trim)
                             .any(|g| !g.is_empty() && table_rows.contains_key(g));
                     if any_row {
-                        attrs.insert("node".to_string(), node.clone());
+                        attrs.insert("node".to_string(), node.to_string());
                     }
                     continue;
                 }
@@ -608,6 +822,7 @@ impl Db {
                     attrs.insert(col.to_string(), v);
                 }
             }
+            out.push(attrs);
         }
         Ok(out)
     }
@@ -1029,10 +1244,42 @@ impl Db {
     }
 }
 
-fn split_groups(g: &str) -> Vec<String> {
-    g.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+/// DDL of the triggers that bump `table_versions` on every change of a
+/// [`VERSIONED_TABLES`] table. SQLite has only row triggers (one counter
+/// update per row; writes are serialised anyway); PostgreSQL gets statement
+/// triggers, TRUNCATE included, so a bulk write bumps the counter once.
+fn version_trigger_sql(backend: Backend) -> Vec<String> {
+    let mut out = Vec::new();
+    match backend {
+        Backend::Sqlite => {
+            for t in VERSIONED_TABLES {
+                for ev in ["INSERT", "UPDATE", "DELETE"] {
+                    out.push(format!(
+                        "CREATE TRIGGER IF NOT EXISTS {} AFTER {ev} ON {} FOR EACH ROW BEGIN \
+                         UPDATE table_versions SET version = version + 1 WHERE name = '{t}'; END",
+                        q(&format!("xcat_version_{t}_{}", ev.to_lowercase())),
+                        q(t)
+                    ));
+                }
+            }
+        }
+        Backend::Postgres => {
+            out.push(
+                "CREATE OR REPLACE FUNCTION xcat_bump_table_version() RETURNS trigger \
+                 LANGUAGE plpgsql AS $$ BEGIN \
+                 UPDATE table_versions SET version = version + 1 WHERE name = TG_TABLE_NAME; \
+                 RETURN NULL; END $$"
+                    .to_string(),
+            );
+            for t in VERSIONED_TABLES {
+                out.push(format!(
+                    "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} \
+                     FOR EACH STATEMENT EXECUTE FUNCTION xcat_bump_table_version()",
+                    q(&format!("xcat_version_{t}")),
+                    q(t)
+                ));
+            }
+        }
+    }
+    out
 }

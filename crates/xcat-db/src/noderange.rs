@@ -18,6 +18,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -291,80 +292,87 @@ impl Bits {
     }
 }
 
-/// Everything a noderange is evaluated against.
+/// Every known node and its groups: the part of a [`Universe`] that depends
+/// only on `nodelist`. It is immutable once built, so the database layer keeps
+/// one behind an `Arc` and shares it between expansions instead of rebuilding
+/// it from the table for each.
 #[derive(Debug, Default, Clone)]
-pub struct Universe {
+pub struct Nodes {
     names: Vec<String>,
     index: HashMap<String, u32>,
+    /// Each node's `nodelist.groups` text, comma-separated, in its own order
+    /// (the order group inheritance follows).
+    node_groups: Vec<String>,
     groups: HashMap<String, Vec<u32>>,
-    /// `table.col` -> value per node index (resolved: inheritance, templates).
-    attrs: HashMap<String, Vec<Option<String>>>,
-    /// Node indices in natural order (computed lazily by `finish`).
+    /// Node indices in natural order (complete once `finish` ran).
     order: Vec<u32>,
-    excluded: Option<Bits>,
 }
 
-impl Universe {
-    pub fn new() -> Universe {
-        Universe::default()
+impl Nodes {
+    /// Build from `(node, groups)` pairs; a node given twice merges its groups.
+    pub fn from_pairs<I, N, G>(pairs: I) -> Nodes
+    where
+        I: IntoIterator<Item = (N, G)>,
+        N: AsRef<str>,
+        G: AsRef<str>,
+    {
+        let mut n = Nodes::default();
+        for (name, groups) in pairs {
+            n.add(name.as_ref(), groups.as_ref());
+        }
+        n.finish();
+        n
     }
 
-    /// Add a node and its comma-separated groups (in `nodelist.groups` order).
-    /// Adding the same node twice merges its groups.
-    pub fn add_node(&mut self, name: &str, groups: &str) {
+    fn add(&mut self, name: &str, groups: &str) {
         let id = match self.index.get(name) {
-            Some(&id) => id,
+            Some(&id) => {
+                let g = &mut self.node_groups[id as usize];
+                if !groups.trim().is_empty() {
+                    if !g.is_empty() {
+                        g.push(',');
+                    }
+                    g.push_str(groups);
+                }
+                id
+            }
             None => {
                 let id = self.names.len() as u32;
                 self.names.push(name.to_string());
                 self.index.insert(name.to_string(), id);
+                self.node_groups.push(groups.to_string());
                 id
             }
         };
         for g in groups.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-            let members = self.groups.entry(g.to_string()).or_default();
-            if members.last() != Some(&id) {
-                members.push(id);
+            // Look up before inserting: most groups exist already, and this
+            // runs for every node of a reload.
+            match self.groups.get_mut(g) {
+                Some(members) => {
+                    if members.last() != Some(&id) {
+                        members.push(id);
+                    }
+                }
+                None => {
+                    self.groups.insert(g.to_string(), vec![id]);
+                }
             }
         }
-        self.order.clear();
     }
 
-    /// Record the resolved value of `table.col` for `node` (a known node).
-    pub fn set_attr(&mut self, table: &str, col: &str, node: &str, value: Option<String>) {
-        let n = self.names.len();
-        let Some(&id) = self.index.get(node) else {
-            return;
-        };
-        let v = self
-            .attrs
-            .entry(format!("{table}.{col}"))
-            .or_insert_with(|| vec![None; n]);
-        if v.len() < n {
-            v.resize(n, None);
+    fn finished(&self) -> bool {
+        self.order.len() == self.names.len()
+    }
+
+    fn finish(&mut self) {
+        if !self.finished() {
+            let mut order: Vec<u32> = (0..self.names.len() as u32).collect();
+            order.sort_by(|&a, &b| natural_cmp(&self.names[a as usize], &self.names[b as usize]));
+            self.order = order;
         }
-        v[id as usize] = value;
     }
 
-    /// Declare that `table.col` was loaded, even when no node has a value.
-    pub fn declare_attr(&mut self, table: &str, col: &str) {
-        let n = self.names.len();
-        let v = self.attrs.entry(format!("{table}.{col}")).or_default();
-        v.resize(n, None);
-    }
-
-    /// Nodes always removed from results (`site.excludenodes`, itself a
-    /// noderange). Unknown names in it are ignored.
-    pub fn set_excluded(&mut self, noderange: &str) -> Result<(), NoderangeError> {
-        self.finish();
-        let e = parse(noderange)?;
-        let mut bad = Vec::new();
-        let set = self.eval_list(&e, &mut bad)?;
-        self.excluded = Some(set);
-        Ok(())
-    }
-
-    /// Number of known nodes.
+    /// Number of nodes.
     pub fn len(&self) -> usize {
         self.names.len()
     }
@@ -378,6 +386,24 @@ impl Universe {
         self.index.contains_key(name)
     }
 
+    /// Is `name` a group with at least one member?
+    pub fn is_group(&self, name: &str) -> bool {
+        self.groups.contains_key(name)
+    }
+
+    /// A node's `nodelist.groups` text (None for an unknown node).
+    pub fn groups_of(&self, node: &str) -> Option<&str> {
+        self.index
+            .get(node)
+            .map(|&i| self.node_groups[i as usize].as_str())
+    }
+
+    /// Every node name in natural order.
+    pub fn sorted(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        debug_assert!(self.finished(), "Nodes are finished when built");
+        self.order.iter().map(|&i| self.names[i as usize].as_str())
+    }
+
     /// Members of a group, naturally sorted.
     pub fn group_members(&self, group: &str) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -389,12 +415,112 @@ impl Universe {
         v.dedup();
         v
     }
+}
+
+/// Everything a noderange is evaluated against: the [`Nodes`] (shared, cheap
+/// to clone), the node attributes the expression compares and the nodes
+/// always excluded.
+#[derive(Debug, Default, Clone)]
+pub struct Universe {
+    nodes: Arc<Nodes>,
+    /// `table.col` -> value per node index (resolved: inheritance, templates).
+    attrs: HashMap<String, Vec<Option<String>>>,
+    excluded: Option<Arc<Bits>>,
+}
+
+impl Universe {
+    pub fn new() -> Universe {
+        Universe::default()
+    }
+
+    /// A universe over an existing node set (no copy of the nodes).
+    pub fn from_nodes(nodes: Arc<Nodes>) -> Universe {
+        Universe {
+            nodes,
+            ..Universe::default()
+        }
+    }
+
+    /// The node set this universe evaluates against.
+    pub fn nodes(&mut self) -> &Arc<Nodes> {
+        self.finish();
+        &self.nodes
+    }
+
+    /// Add a node and its comma-separated groups (in `nodelist.groups` order).
+    /// Adding the same node twice merges its groups.
+    pub fn add_node(&mut self, name: &str, groups: &str) {
+        Arc::make_mut(&mut self.nodes).add(name, groups);
+    }
+
+    /// Record the resolved value of `table.col` for `node` (a known node).
+    pub fn set_attr(&mut self, table: &str, col: &str, node: &str, value: Option<String>) {
+        let n = self.nodes.len();
+        let Some(&id) = self.nodes.index.get(node) else {
+            return;
+        };
+        let v = self
+            .attrs
+            .entry(format!("{table}.{col}"))
+            .or_insert_with(|| vec![None; n]);
+        if v.len() < n {
+            v.resize(n, None);
+        }
+        v[id as usize] = value;
+    }
+
+    /// Set every node's value of `table.col` at once: `values` follows
+    /// [`Nodes::sorted`] order (shorter means the rest are unset).
+    pub fn set_attr_sorted(&mut self, table: &str, col: &str, values: Vec<Option<String>>) {
+        self.finish();
+        let n = self.nodes.len();
+        let mut v = vec![None; n];
+        for (&id, value) in self.nodes.order.iter().zip(values) {
+            v[id as usize] = value;
+        }
+        self.attrs.insert(format!("{table}.{col}"), v);
+    }
+
+    /// Declare that `table.col` was loaded, even when no node has a value.
+    pub fn declare_attr(&mut self, table: &str, col: &str) {
+        let n = self.nodes.len();
+        let v = self.attrs.entry(format!("{table}.{col}")).or_default();
+        v.resize(n, None);
+    }
+
+    /// Nodes always removed from results (`site.excludenodes`, itself a
+    /// noderange). Unknown names in it are ignored.
+    pub fn set_excluded(&mut self, noderange: &str) -> Result<(), NoderangeError> {
+        self.finish();
+        let e = parse(noderange)?;
+        let mut bad = Vec::new();
+        let set = self.eval_list(&e, &mut bad)?;
+        self.excluded = Some(Arc::new(set));
+        Ok(())
+    }
+
+    /// Number of known nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Is `name` a known node?
+    pub fn is_node(&self, name: &str) -> bool {
+        self.nodes.is_node(name)
+    }
+
+    /// Members of a group, naturally sorted.
+    pub fn group_members(&self, group: &str) -> Vec<String> {
+        self.nodes.group_members(group)
+    }
 
     fn finish(&mut self) {
-        if self.order.len() != self.names.len() {
-            let mut order: Vec<u32> = (0..self.names.len() as u32).collect();
-            order.sort_by(|&a, &b| natural_cmp(&self.names[a as usize], &self.names[b as usize]));
-            self.order = order;
+        if !self.nodes.finished() {
+            Arc::make_mut(&mut self.nodes).finish();
         }
     }
 
@@ -417,16 +543,17 @@ impl Universe {
         if let Some(x) = &self.excluded {
             set.minus(x);
         }
-        Ok(self
+        let nodes = &self.nodes;
+        Ok(nodes
             .order
             .iter()
             .filter(|&&i| set.get(i))
-            .map(|&i| self.names[i as usize].clone())
+            .map(|&i| nodes.names[i as usize].clone())
             .collect())
     }
 
     fn eval_list(&self, e: &Expr, bad: &mut Vec<String>) -> Result<Bits, NoderangeError> {
-        let n = self.names.len();
+        let n = self.nodes.len();
         let mut inc = Bits::new(n);
         let mut exc = Bits::new(n);
         for it in &e.items {
@@ -456,10 +583,10 @@ impl Universe {
 
     /// Add a node or a group's members; false when the name is neither.
     fn add_name(&self, name: &str, set: &mut Bits) -> bool {
-        if let Some(&id) = self.index.get(name) {
+        if let Some(&id) = self.nodes.index.get(name) {
             set.set(id);
             true
-        } else if let Some(m) = self.groups.get(name) {
+        } else if let Some(m) = self.nodes.groups.get(name) {
             for &id in m {
                 set.set(id);
             }
@@ -474,7 +601,7 @@ impl Universe {
             Atom::Paren(e) => return self.eval_list(e, bad),
             Atom::Text(t) => t.as_str(),
         };
-        let n = self.names.len();
+        let n = self.nodes.len();
         let mut set = Bits::new(n);
         if self.add_name(text, &mut set) {
             return Ok(set);
@@ -483,7 +610,7 @@ impl Universe {
             let re = re.strip_suffix('/').unwrap_or(re);
             let re = Regex::new(&format!("^(?:{re})$"))
                 .map_err(|e| Self::syntax(text, format!("bad regular expression: {e}")))?;
-            for (i, name) in self.names.iter().enumerate() {
+            for (i, name) in self.nodes.names.iter().enumerate() {
                 if re.is_match(name) {
                     set.set(i as u32);
                 }

@@ -157,56 +157,7 @@ impl Handler for Nodels {
             terse = 0;
         }
 
-        let no_noderange = req.request.noderange.is_none() && req.request.nodes.is_empty();
-        let mut nodes = if no_noderange && req.nodes.is_empty() {
-            ctx.db.all_nodes().await?
-        } else {
-            let mut n = req.nodes.clone();
-            xcat_db::noderange::sort_nodes(&mut n);
-            n
-        };
-        ctx.check_cancelled()?;
-        if !show_hidden && !nodes.is_empty() {
-            let hidden = ctx.db.node_attrs(&nodes, "nodelist", &["hidden"]).await?;
-            nodes.retain(|n| {
-                hidden
-                    .get(n)
-                    .and_then(|a| a.get("hidden"))
-                    .map(String::as_str)
-                    != Some("1")
-            });
-        }
-
-        if specs.is_empty() {
-            for n in &nodes {
-                out.data(n.as_str()).await?;
-            }
-            return Ok(());
-        }
-
-        // Load every table once, for all nodes.
-        let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for s in &specs {
-            let cols = tables.entry(s.table.clone()).or_default();
-            if !cols.contains(&s.col) {
-                cols.push(s.col.clone());
-            }
-        }
-        let mut values: BTreeMap<String, BTreeMap<String, Attrs>> = BTreeMap::new();
-        for (t, cols) in &tables {
-            let c: Vec<&str> = cols.iter().map(String::as_str).collect();
-            values.insert(t.clone(), ctx.db.node_attrs(&nodes, t, &c).await?);
-        }
-        let value_of = |node: &str, s: &Spec| -> String {
-            values
-                .get(&s.table)
-                .and_then(|m| m.get(node))
-                .and_then(|a| a.get(&s.col))
-                .cloned()
-                .unwrap_or_default()
-        };
-
-        // Compile selection regexes once.
+        // Compile selection regexes once, before any output.
         let mut regexes: Vec<Option<regex::Regex>> = Vec::with_capacity(specs.len());
         for s in &specs {
             regexes.push(match &s.criterion {
@@ -215,6 +166,14 @@ impl Handler for Nodels {
                 })?),
                 _ => None,
             });
+        }
+        // The columns to load, per table.
+        let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for s in &specs {
+            let cols = tables.entry(s.table.clone()).or_default();
+            if !cols.contains(&s.col) {
+                cols.push(s.col.clone());
+            }
         }
         // A selection column is displayed only when also asked for plainly.
         let displayed: Vec<&Spec> = specs.iter().filter(|s| s.criterion.is_none()).fold(
@@ -226,14 +185,123 @@ impl Handler for Nodels {
                 acc
             },
         );
+        // Table and column errors come before any output, whatever the nodes.
+        for (t, cols) in &tables {
+            let c: Vec<&str> = cols.iter().map(String::as_str).collect();
+            ctx.db.node_attrs(&[], t, &c).await?;
+        }
+        let job = Job {
+            ctx: &ctx,
+            out: &out,
+            show_hidden,
+            terse,
+            specs: &specs,
+            regexes: &regexes,
+            tables: &tables,
+            displayed: &displayed,
+        };
 
-        for (i, node) in nodes.iter().enumerate() {
-            if i % 1024 == 0 {
-                ctx.check_cancelled()?;
+        // Nodes are resolved and sent CHUNK at a time, in order, so the
+        // memory a request holds does not grow with the node count: the
+        // whole node list is either the database's shared node set or the
+        // request's own (already expanded) list.
+        let no_noderange = req.request.noderange.is_none() && req.request.nodes.is_empty();
+        if no_noderange && req.nodes.is_empty() {
+            let all = ctx.db.nodes().await?;
+            let mut names = all.sorted();
+            loop {
+                let chunk: Vec<String> = names.by_ref().take(CHUNK).map(str::to_string).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                job.run(&chunk).await?;
             }
-            let selected = specs
+        } else {
+            let mut nodes = req.nodes;
+            let sorted = nodes
+                .windows(2)
+                .all(|w| xcat_db::noderange::natural_cmp(&w[0], &w[1]).is_lt());
+            if !sorted {
+                xcat_db::noderange::sort_nodes(&mut nodes);
+            }
+            for chunk in nodes.chunks(CHUNK) {
+                job.run(chunk).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Nodes resolved and sent per step.
+const CHUNK: usize = 500;
+
+/// One `nodels` request after its arguments were parsed.
+struct Job<'a> {
+    ctx: &'a Context,
+    out: &'a Responder,
+    show_hidden: bool,
+    terse: i32,
+    specs: &'a [Spec],
+    regexes: &'a [Option<regex::Regex>],
+    /// table -> columns to load.
+    tables: &'a BTreeMap<String, Vec<String>>,
+    displayed: &'a [&'a Spec],
+}
+
+impl Job<'_> {
+    /// Resolve and send one chunk of (sorted) nodes.
+    async fn run(&self, chunk: &[String]) -> HandlerResult {
+        self.ctx.check_cancelled()?;
+        let visible: Vec<String>;
+        let nodes: &[String] = if self.show_hidden {
+            chunk
+        } else {
+            let hidden = self
+                .ctx
+                .db
+                .node_attrs(chunk, "nodelist", &["hidden"])
+                .await?;
+            let is_hidden = |n: &String| {
+                hidden
+                    .get(n)
+                    .and_then(|a| a.get("hidden"))
+                    .map(String::as_str)
+                    == Some("1")
+            };
+            if chunk.iter().any(is_hidden) {
+                visible = chunk.iter().filter(|n| !is_hidden(n)).cloned().collect();
+                &visible
+            } else {
+                chunk
+            }
+        };
+
+        if self.specs.is_empty() {
+            for n in nodes {
+                self.out.data(n.as_str()).await?;
+            }
+            return Ok(());
+        }
+
+        let mut values: BTreeMap<&str, BTreeMap<String, Attrs>> = BTreeMap::new();
+        for (t, cols) in self.tables {
+            let c: Vec<&str> = cols.iter().map(String::as_str).collect();
+            values.insert(t.as_str(), self.ctx.db.node_attrs(nodes, t, &c).await?);
+        }
+        let value_of = |node: &str, s: &Spec| -> String {
+            values
+                .get(s.table.as_str())
+                .and_then(|m| m.get(node))
+                .and_then(|a| a.get(&s.col))
+                .cloned()
+                .unwrap_or_default()
+        };
+
+        for node in nodes {
+            let selected = self
+                .specs
                 .iter()
-                .zip(&regexes)
+                .zip(self.regexes)
                 .all(|(s, re)| match &s.criterion {
                     Some((op, want)) => matches(*op, re.as_ref(), want, &value_of(node, s)),
                     None => true,
@@ -241,23 +309,24 @@ impl Handler for Nodels {
             if !selected {
                 continue;
             }
-            if displayed.is_empty() {
-                out.data(node.as_str()).await?;
+            if self.displayed.is_empty() {
+                self.out.data(node.as_str()).await?;
                 continue;
             }
-            for s in &displayed {
+            for s in self.displayed {
                 let v = value_of(node, s);
-                let text = if terse > 0 {
+                let text = if self.terse > 0 {
                     v
                 } else {
                     format!("{}: {v}", s.label)
                 };
-                out.node(NodeRecord {
-                    name: node.clone(),
-                    data: vec![text],
-                    ..Default::default()
-                })
-                .await?;
+                self.out
+                    .node(NodeRecord {
+                        name: node.clone(),
+                        data: vec![text],
+                        ..Default::default()
+                    })
+                    .await?;
             }
         }
         Ok(())

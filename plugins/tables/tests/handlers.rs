@@ -407,6 +407,86 @@ async fn scenario(db: &Db) {
         .contains("-t osimage"));
 }
 
+/// `nodels` over more nodes than it resolves at a time: hidden nodes (own
+/// row, and inherited from a group row) in several chunks, group inheritance
+/// and templates, a selection, and an unsorted node list with a duplicate:
+/// the output must be exactly what one pass over all nodes would give.
+async fn many_nodes(db: &Db) {
+    const N: usize = 1234;
+    let rack = |i: usize| i / 100;
+    let name = |i: usize| format!("n{i:04}");
+    let own_hidden = |i: usize| i.is_multiple_of(301);
+    let mut text = String::from("#node,groups,hidden\n");
+    for i in (1..=N).rev() {
+        let hidden = if own_hidden(i) { "\"1\"" } else { "" };
+        text.push_str(&format!(
+            "\"{}\",\"rack{},compute\",{hidden}\n",
+            name(i),
+            rack(i)
+        ));
+    }
+    text.push_str("\"rack7\",,\"1\"\n");
+    db.restore("nodelist", &text, false).await.unwrap();
+    db.restore(
+        "nodetype",
+        "#node,os\n\"compute\",\"rhels9\"\n\"rack3\",\"sles15\"\n",
+        false,
+    )
+    .await
+    .unwrap();
+    db.restore(
+        "hosts",
+        "#node,ip\n\"compute\",\"|n(\\d+)|10.0.($1/256).($1%256)|\"\n",
+        false,
+    )
+    .await
+    .unwrap();
+    let visible: Vec<usize> = (1..=N)
+        .filter(|&i| !own_hidden(i) && rack(i) != 7)
+        .collect();
+    let os = |i: usize| if rack(i) == 3 { "sles15" } else { "rhels9" };
+
+    let o = run(db, "nodels", &[], None, None).await;
+    let want: Vec<String> = visible.iter().map(|&i| name(i)).collect();
+    assert_eq!(o.ok().lines(), want);
+
+    let o = run(db, "nodels", &["-S"], None, None).await;
+    let mut want: Vec<String> = (1..=N).map(name).collect();
+    want.push("rack7".into());
+    assert_eq!(o.ok().lines(), want);
+
+    let mut given: Vec<String> = (1..=N).rev().map(name).collect();
+    given.push(name(5));
+    let given: Vec<&str> = given.iter().map(String::as_str).collect();
+    let o = run(
+        db,
+        "nodels",
+        &["nodetype.os", "hosts.ip"],
+        Some(&given),
+        None,
+    )
+    .await;
+    let want: Vec<String> = visible
+        .iter()
+        .flat_map(|&i| {
+            [
+                format!("{}: nodetype.os: {}", name(i), os(i)),
+                format!("{}: hosts.ip: 10.0.{}.{}", name(i), i / 256, i % 256),
+            ]
+        })
+        .collect();
+    assert_eq!(o.ok().lines(), want);
+
+    let o = run(db, "nodels", &["nodetype.os==sles15"], None, None).await;
+    let want: Vec<String> = visible
+        .iter()
+        .filter(|&&i| rack(i) == 3)
+        .map(|&i| name(i))
+        .collect();
+    assert_eq!(want.len(), 99, "rack 3 minus its one hidden node");
+    assert_eq!(o.ok().lines(), want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_commands_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -414,6 +494,7 @@ async fn table_commands_sqlite() {
         .await
         .unwrap();
     scenario(&db).await;
+    many_nodes(&db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,6 +521,7 @@ async fn table_commands_postgres() {
     admin_sql(&admin, &format!("CREATE DATABASE \"{name}\"")).await;
     let db = Db::connect(&format!("{base}/{name}")).await.unwrap();
     scenario(&db).await;
+    many_nodes(&db).await;
     db.close().await;
     admin_sql(
         &admin,
