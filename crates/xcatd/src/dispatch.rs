@@ -111,9 +111,12 @@ impl Registry {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        for n in &req.nodes {
-            if !nodes.contains(n) {
-                nodes.push(n.clone());
+        if !req.nodes.is_empty() {
+            let mut seen: std::collections::HashSet<String> = nodes.iter().cloned().collect();
+            for n in &req.nodes {
+                if seen.insert(n.clone()) {
+                    nodes.push(n.clone());
+                }
             }
         }
         Ok(nodes)
