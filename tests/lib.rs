@@ -111,35 +111,7 @@ impl Daemon {
             String::from_utf8_lossy(&init.stderr)
         );
         let log_path = root.join("xcatd.log");
-        let log = std::fs::File::create(&log_path).expect("log file");
-        let mut child = Command::new(bin("xcatd"))
-            .arg("--config")
-            .arg(&config_path)
-            .env("XCATD_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start xcatd");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            match lines.next() {
-                Some(Ok(l)) => {
-                    if let Some(a) = l.strip_prefix("listening on ") {
-                        break a.parse().expect("address");
-                    }
-                }
-                _ => {
-                    let _ = child.kill();
-                    panic!(
-                        "xcatd did not start: {}",
-                        std::fs::read_to_string(&log_path).unwrap_or_default()
-                    );
-                }
-            }
-        };
-        // Keep draining stdout so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, addr) = spawn_xcatd(&config_path, &log_path);
         Daemon {
             dir,
             addr,
@@ -251,6 +223,45 @@ impl Daemon {
     }
 }
 
+/// Start `xcatd --config CONFIG`, its log appended to `log_path`, and wait
+/// for the address it listens on.
+fn spawn_xcatd(config: &Path, log_path: &Path) -> (Child, SocketAddr) {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log_path)
+        .expect("log file");
+    let mut child = Command::new(bin("xcatd"))
+        .arg("--config")
+        .arg(config)
+        .env("XCATD_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("start xcatd");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        match lines.next() {
+            Some(Ok(l)) => {
+                if let Some(a) = l.strip_prefix("listening on ") {
+                    break a.parse().expect("address");
+                }
+            }
+            _ => {
+                let _ = child.kill();
+                panic!(
+                    "xcatd did not start: {}",
+                    std::fs::read_to_string(log_path).unwrap_or_default()
+                );
+            }
+        }
+    };
+    // Keep draining stdout so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -280,7 +291,14 @@ impl Daemon {
             extra_config: format!("{extra_config}\n{}", ssh_config_for(first)),
             ..Default::default()
         });
-        d.ok(&[
+        d.define_nodes(nodes);
+        d
+    }
+
+    /// Define test-bed nodes in the tables: group `compute` (os debian12,
+    /// arch x86_64, profile compute) and each node's `hosts.ip`.
+    pub fn define_nodes(&self, nodes: &[&xcat_remote::testbed::Node]) {
+        self.ok(&[
             "chtab",
             "node=compute",
             "nodetype.os=debian12",
@@ -288,18 +306,17 @@ impl Daemon {
             "nodetype.profile=compute",
         ]);
         for n in nodes {
-            d.ok(&[
+            self.ok(&[
                 "chtab",
                 &format!("node={}", n.name),
                 "nodelist.groups=compute,all",
             ]);
-            d.ok(&[
+            self.ok(&[
                 "chtab",
                 &format!("node={}", n.name),
                 &format!("hosts.ip={}", n.addr),
             ]);
         }
-        d
     }
 
     /// Run a client command that must succeed; returns its stdout.
@@ -401,35 +418,7 @@ impl Daemon {
     /// is appended to the same file; the listening address changes.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart: the daemon is still running");
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&self.log_path)
-            .expect("log file");
-        let mut child = Command::new(bin("xcatd"))
-            .arg("--config")
-            .arg(&self.config_path)
-            .env("XCATD_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("restart xcatd");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            match lines.next() {
-                Some(Ok(l)) => {
-                    if let Some(a) = l.strip_prefix("listening on ") {
-                        break a.parse().expect("address");
-                    }
-                }
-                _ => {
-                    let _ = child.kill();
-                    panic!("xcatd did not restart: {}", self.log());
-                }
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let (child, addr) = spawn_xcatd(&self.config_path, &self.log_path);
         self.addr = addr;
         self.child = Some(child);
     }

@@ -47,25 +47,7 @@ fn daemon(nodes: &[&Node]) -> Daemon {
         ),
         ..Default::default()
     });
-    d.ok(&[
-        "chtab",
-        "node=compute",
-        "nodetype.os=debian12",
-        "nodetype.arch=x86_64",
-        "nodetype.profile=compute",
-    ]);
-    for n in nodes {
-        d.ok(&[
-            "chtab",
-            &format!("node={}", n.name),
-            "nodelist.groups=compute,all",
-        ]);
-        d.ok(&[
-            "chtab",
-            &format!("node={}", n.name),
-            &format!("hosts.ip={}", n.addr),
-        ]);
-    }
+    d.define_nodes(nodes);
     std::fs::write(exlist_path(&d), EXLIST).expect("exlist");
     d
 }
