@@ -139,25 +139,7 @@ impl<W: Write> CpioWriter<W> {
             .pending_data
             .take()
             .ok_or_else(|| io::Error::other("cpio: no entry expects data"))?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut done = 0u64;
-        while done < size {
-            let want = ((size - done) as usize).min(buf.len());
-            let n = match r.read(&mut buf[..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            self.put(&buf[..n])?;
-            done += n as u64;
-        }
-        let read = done;
-        while done < size {
-            let k = ((size - done) as usize).min(ZEROS.len());
-            self.put(&ZEROS[..k])?;
-            done += k as u64;
-        }
+        let read = super::copy_exact(r, size, |b| self.put(b))?;
         let p = pad4(size);
         self.put(&ZEROS[..p])?;
         Ok(read)

@@ -15,6 +15,38 @@ pub mod cpio;
 pub mod tarwrite;
 pub mod walk;
 
+/// Copy exactly `size` bytes of an entry's data from `r` to `put`: a source
+/// that ends early (the file shrank while packing) is padded with zeros and
+/// one that grew is cut, so the archive's declared sizes always hold.
+/// Returns the bytes actually read from `r`.
+pub(crate) fn copy_exact(
+    r: &mut dyn std::io::Read,
+    size: u64,
+    mut put: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    static ZEROS: [u8; 65536] = [0; 65536];
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done = 0u64;
+    while done < size {
+        let want = ((size - done) as usize).min(buf.len());
+        let n = match r.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        put(&buf[..n])?;
+        done += n as u64;
+    }
+    let read = done;
+    while done < size {
+        let k = ((size - done) as usize).min(ZEROS.len());
+        put(&ZEROS[..k])?;
+        done += k as u64;
+    }
+    Ok(read)
+}
+
 use crate::manifest::{EntryType, Manifest};
 use crate::util::display_path;
 use compress::Compression;
