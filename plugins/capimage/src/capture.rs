@@ -35,6 +35,28 @@ fn fail(msg: impl Into<String>) -> HandlerError {
     HandlerError::Failed(msg.into())
 }
 
+/// `2026-11-25 20:23:24 UTC` for a Unix time: what an admin reads in
+/// `osimage.description` and in a busy image's lock message.
+fn utc_text(t: u64) -> String {
+    let (days, secs) = (t / 86_400, t % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -558,8 +580,9 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| "(unauthenticated)".into());
     let description = format!(
-        "capimage of {node} by {who} (xcatd pid {}) started at unix time {started_at}",
-        std::process::id()
+        "capimage of {node} by {who} (xcatd pid {}) started at {}",
+        std::process::id(),
+        utc_text(started_at)
     );
     let lock: ImageLock = match publish::lock_image_dir(&p.target.dir, &description) {
         Ok(l) => l,
@@ -623,7 +646,7 @@ pub async fn run(
         seconds: t_pub.elapsed().as_secs_f64(),
     });
 
-    let when = format!("unix time {}", now_unix());
+    let when = utc_text(now_unix());
     target::register(ctx, &p.target, node, &p.pf.kernel, opts, &when).await?;
 
     // The kernel the node runs, for the boot files (packimage builds the rest).
@@ -842,4 +865,15 @@ fn write_manifest(m: &xcat_image::Manifest, path: &Path) -> Result<(), HandlerEr
         std::fs::rename(&tmp, path)
     })();
     res.map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc_text(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(super::utc_text(1_795_638_204), "2026-11-25 20:23:24 UTC");
+        assert_eq!(super::utc_text(4_107_542_399), "2100-02-28 23:59:59 UTC");
+    }
 }
