@@ -156,15 +156,26 @@ pub fn noderange(data: &[u8]) {
     }
 }
 
+/// One scratch directory per process (files are reused across runs).
+static SCRATCH: OnceLock<tempfile::TempDir> = OnceLock::new();
+
+/// Remove the scratch directory; a `static` is never dropped, so drivers
+/// call this before they exit.
+pub fn remove_scratch() {
+    if let Some(d) = SCRATCH.get() {
+        let _ = std::fs::remove_dir_all(d.path());
+    }
+}
+
 fn scratch() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        tempfile::Builder::new()
-            .prefix("xcatd-fuzz-")
-            .tempdir()
-            .expect("tempdir")
-    })
-    .path()
+    SCRATCH
+        .get_or_init(|| {
+            tempfile::Builder::new()
+                .prefix("xcatd-fuzz-")
+                .tempdir()
+                .expect("tempdir")
+        })
+        .path()
 }
 
 /// The exclusion-list reader on arbitrary file content.

@@ -315,6 +315,7 @@ fn main() {
             o.seed
         );
     }
+    xcatd_fuzz_common::remove_scratch();
     if failed > 0 {
         println!("{failed} failing input(s)");
         std::process::exit(1);
