@@ -86,23 +86,6 @@ fn pg_admin_url() -> String {
     }
 }
 
-/// `url` with its database replaced by `name` (query string kept).
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 fn psql(admin_url: &str, sql: &str) {
     let out = Command::new("psql")
         .arg(admin_url)
@@ -129,7 +112,7 @@ impl PgDatabase {
             SEQ.fetch_add(1, Ordering::SeqCst)
         );
         psql(&admin_url, &format!("CREATE DATABASE \"{name}\""));
-        let url = with_database(&admin_url, &name);
+        let url = xcat_db::with_database(&admin_url, &name);
         PgDatabase {
             admin_url,
             name,

@@ -80,6 +80,25 @@ const SMALL_LOOKUP: usize = 200;
 /// PostgreSQL's limits).
 const MAX_PARAMS: usize = 4000;
 
+/// `url` (a `postgres://` URL) with its database name replaced by `name`,
+/// query string kept: for reaching another database on the same server
+/// (administration, and the test suites' throwaway databases).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[after_scheme..].find('/') {
+        Some(i) => &base[..after_scheme + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
 /// A handle to the cluster tables; cheap to clone (a connection pool and the
 /// node cache inside, both shared by the clones).
 #[derive(Clone)]
@@ -956,12 +975,15 @@ impl Db {
     ) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
         let nv = values.len();
-        let where_sql = keys
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _))| format!("{} = ${}", q(k), nv + i + 1))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        // Key placeholders follow the values' in an UPDATE, start at $1 alone.
+        let where_from = |first: usize| {
+            keys.iter()
+                .enumerate()
+                .map(|(i, (k, _))| format!("{} = ${}", q(k), first + i))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let where_sql = where_from(nv + 1);
         let updated = if nv > 0 {
             let set_sql = values
                 .iter()
@@ -979,12 +1001,7 @@ impl Db {
             }
             qy.execute(&mut *tx).await?.rows_affected()
         } else {
-            let where_only = keys
-                .iter()
-                .enumerate()
-                .map(|(i, (k, _))| format!("{} = ${}", q(k), i + 1))
-                .collect::<Vec<_>>()
-                .join(" AND ");
+            let where_only = where_from(1);
             let sql = format!("SELECT COUNT(*) FROM {} WHERE {where_only}", q(t.name));
             let mut qy = sqlx::query(&sql);
             for (_, v) in keys {

@@ -45,23 +45,6 @@ pub fn pg_admin_url() -> String {
     }
 }
 
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    // postgres://user@host:port[/db]
-    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[after_scheme..].find('/') {
-        Some(i) => &base[..after_scheme + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 pub async fn pg_db() -> (Db, PgGuard) {
     let admin_url = pg_admin_url();
     let name = format!(
@@ -81,7 +64,7 @@ pub async fn pg_db() -> (Db, PgGuard) {
         .await
         .expect("create test database");
     admin.close().await.ok();
-    let url = with_database(&admin_url, &name);
+    let url = xcat_db::with_database(&admin_url, &name);
     let db = Db::connect(&url)
         .await
         .expect("open postgres test database");
