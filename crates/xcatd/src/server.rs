@@ -194,16 +194,14 @@ impl Server {
         }
     }
 
-    /// Run one request to completion. Returns false when the connection
-    /// should close (client gone or unwritable).
+    /// Run one request to completion.
     async fn request<R, W>(
         &self,
         req: xcat_plugin::Request,
         identity: &Identity,
         reader: &mut RequestReader<R>,
         writer: &mut W,
-    ) -> bool
-    where
+    ) where
         R: tokio::io::AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin,
     {
@@ -289,9 +287,8 @@ impl Server {
             if let Some(t) = transid {
                 done = done.push(Element::leaf("transid", t));
             }
-            if !self.write(writer, std::slice::from_ref(&done)).await {
-                writable = false;
-            }
+            // The connection closes next either way: nothing to do if this fails.
+            let _ = self.write(writer, std::slice::from_ref(&done)).await;
         }
         let outcome = if (aborted || !client_open) && matches!(outcome, Outcome::Ok) {
             Outcome::Cancelled
@@ -306,7 +303,6 @@ impl Server {
             duration_ms = started.elapsed().as_millis() as u64,
             "request"
         );
-        writable && client_open
     }
 
     /// Write responses and flush once; false when the client cannot take
