@@ -283,6 +283,27 @@ impl Response {
     pub fn serverdone() -> Self {
         Response::new().with(Element::leaf("serverdone", ""))
     }
+    /// The reply to `authcheck`: who the server takes the client to be.
+    /// An unauthenticated client still gets a (empty) `username`, as xCAT's
+    /// daemon sends one, so clients can read it unconditionally.
+    pub fn authcheck(user: Option<&str>) -> Self {
+        let (word, user) = match user {
+            Some(u) => ("Authenticated", u),
+            None => ("Unauthenticated", ""),
+        };
+        Response::data(word).with(Element::leaf("username", user))
+    }
+    /// Echo a request's transaction id (the daemon puts it in the final
+    /// document so a client multiplexing requests can match replies).
+    pub fn with_transid(self, transid: impl Into<String>) -> Self {
+        self.with(Element::leaf("transid", transid))
+    }
+    /// Name the server that answered, as the first item: xCAT's daemon puts
+    /// `xcatdsource` ahead of `serverdone`.
+    pub fn with_source(mut self, server: impl Into<String>) -> Self {
+        self.items.insert(0, Element::leaf("xcatdsource", server));
+        self
+    }
 
     /// Append any element (builder style).
     pub fn push(mut self, e: Element) -> Self {
@@ -300,6 +321,19 @@ impl Response {
             .iter()
             .filter(move |c| c.name == name)
             .map(|c| c.text.as_str())
+    }
+
+    /// The echoed transaction id, if any.
+    pub fn transid(&self) -> Option<&str> {
+        self.texts("transid").next()
+    }
+    /// The name of the server that answered, if it said.
+    pub fn source(&self) -> Option<&str> {
+        self.texts("xcatdsource").next()
+    }
+    /// The user an `authcheck` reply names (empty when unauthenticated).
+    pub fn username(&self) -> Option<&str> {
+        self.texts("username").next()
     }
 
     pub fn is_serverdone(&self) -> bool {

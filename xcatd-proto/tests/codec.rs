@@ -104,6 +104,29 @@ fn response_layouts() {
 }
 
 #[test]
+fn daemon_reply_items_layout_exact() {
+    let done = Response::serverdone()
+        .with_transid("42")
+        .with_source("mgmt");
+    assert_eq!(
+        encode_response(&done),
+        "<xcatresponse>\n  <xcatdsource>mgmt</xcatdsource>\n  <serverdone/>\n  <transid>42</transid>\n</xcatresponse>\n"
+    );
+    assert_eq!((done.source(), done.transid()), (Some("mgmt"), Some("42")));
+    assert_eq!(
+        encode_response(&Response::authcheck(Some("root"))),
+        "<xcatresponse>\n  <data>Authenticated</data>\n  <username>root</username>\n</xcatresponse>\n"
+    );
+    let anon = Response::authcheck(None);
+    assert_eq!(
+        encode_response(&anon),
+        "<xcatresponse>\n  <data>Unauthenticated</data>\n  <username></username>\n</xcatresponse>\n"
+    );
+    assert_eq!(anon.username(), Some(""));
+    assert_eq!(Response::data("x").transid(), None);
+}
+
+#[test]
 fn response_output_is_ascii_and_escaped() {
     let doc = encode_response(&Response::data(
         "<b>\"R&D\"</b> caf\u{e9} \u{1b}[1mbold\u{7}\ttab",
