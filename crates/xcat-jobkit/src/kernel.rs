@@ -1,0 +1,186 @@
+//! The one kernel copier: `<image>/rootimg/boot/vmlinuz-<kver>` to `<image>/kernel`.
+//!
+//! The image is untrusted content (it came from a node), so the source is resolved
+//! beneath the image root without following any symbolic link
+//! ([`xcat_image::beneath::Root`]): an image whose `boot/vmlinuz-*` points at a file
+//! of the management node gets an error, never a copy of that file. The copy is
+//! written under a temporary name and renamed into place, so a node booting at that
+//! moment reads the previous kernel or the new one, never half of one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+use xcat_image::beneath::{self, Root};
+use xcat_image::pack;
+
+/// The kernel's name in the image directory.
+pub const KERNEL_FILE: &str = "kernel";
+
+/// Why the kernel could not be copied.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot copy the kernel {kver} of the image to {}: {why}", dest.display())]
+pub struct KernelCopyError {
+    pub kver: String,
+    pub dest: PathBuf,
+    #[source]
+    pub why: KernelCopyFailure,
+}
+
+impl KernelCopyError {
+    /// The image has no `boot/vmlinuz-<kver>` at all (worth a note, not an alarm).
+    pub fn is_missing(&self) -> bool {
+        matches!(self.why, KernelCopyFailure::Missing(_))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelCopyFailure {
+    #[error("{0}")]
+    Missing(#[source] io::Error),
+    /// A symbolic link, a path leaving the image, or not a regular file.
+    #[error("{0}")]
+    Unsafe(&'static str),
+    #[error("{0}")]
+    Io(#[source] io::Error),
+}
+
+/// Copies the kernel `kver` of the image rooted at `root` to `<image_dir>/kernel`
+/// (atomically); returns its size.
+pub fn copy_kernel(root: &Root, kver: &str, image_dir: &Path) -> Result<u64, KernelCopyError> {
+    let fail = |why| KernelCopyError {
+        kver: kver.to_string(),
+        dest: image_dir.join(KERNEL_FILE),
+        why,
+    };
+    let mut src = open_kernel(root, kver).map_err(fail)?;
+    write_atomically(&mut src, image_dir, KERNEL_FILE).map_err(|e| fail(KernelCopyFailure::Io(e)))
+}
+
+fn open_kernel(root: &Root, kver: &str) -> Result<File, KernelCopyFailure> {
+    if kver.is_empty() || kver.contains('/') {
+        return Err(KernelCopyFailure::Unsafe(
+            "the kernel version is not a file name",
+        ));
+    }
+    let rel = format!("boot/vmlinuz-{kver}");
+    // NONBLOCK: a FIFO planted under that name must not hang the job in open().
+    let fd = root
+        .open_beneath(
+            rel.as_bytes(),
+            OFlags::RDONLY | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(|e| match (e.raw_os_error(), beneath::explain(&e)) {
+            (Some(libc::ENOENT), _) => KernelCopyFailure::Missing(e),
+            (_, Some(why)) => KernelCopyFailure::Unsafe(why),
+            _ => KernelCopyFailure::Io(e),
+        })?;
+    let src = File::from(fd);
+    if !src.metadata().map_err(KernelCopyFailure::Io)?.is_file() {
+        return Err(KernelCopyFailure::Unsafe("not a regular file"));
+    }
+    Ok(src)
+}
+
+/// `src` into `dir/name` through a temporary file that a failure removes.
+fn write_atomically(src: &mut File, dir: &Path, name: &str) -> io::Result<u64> {
+    let tmp = pack::temp_path(dir, name);
+    let res = (|| {
+        let mut dst = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let n = io::copy(src, &mut dst)?;
+        dst.flush()?;
+        pack::install(&tmp, dir, name)?;
+        Ok(n)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// `<t>/img/rootimg/boot` and the image directory `<t>/img`.
+    fn image() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("img");
+        let rootimg = dir.join("rootimg");
+        fs::create_dir_all(rootimg.join("boot")).unwrap();
+        (t, dir, rootimg)
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn copies_and_replaces_the_kernel() {
+        let (_t, dir, rootimg) = image();
+        fs::write(rootimg.join("boot/vmlinuz-6.1.0-9"), b"new kernel").unwrap();
+        fs::write(dir.join("kernel"), b"old").unwrap();
+        let root = Root::open(&rootimg).unwrap();
+        assert_eq!(copy_kernel(&root, "6.1.0-9", &dir).unwrap(), 10);
+        assert_eq!(fs::read(dir.join("kernel")).unwrap(), b"new kernel");
+        assert_eq!(
+            entries(&dir),
+            ["kernel", "rootimg"],
+            "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn refuses_a_symlink_that_points_outside_the_image() {
+        let (t, dir, rootimg) = image();
+        let secret = t.path().join("host-secret");
+        fs::write(&secret, b"not for nodes").unwrap();
+        symlink(&secret, rootimg.join("boot/vmlinuz-6.1")).unwrap();
+        let root = Root::open(&rootimg).unwrap();
+        let e = copy_kernel(&root, "6.1", &dir).unwrap_err();
+        assert!(matches!(e.why, KernelCopyFailure::Unsafe(_)), "{e:?}");
+        assert!(!e.is_missing());
+        assert!(
+            e.to_string().starts_with(&format!(
+                "cannot copy the kernel 6.1 of the image to {}: ",
+                dir.join("kernel").display()
+            )),
+            "{e}"
+        );
+        assert_eq!(entries(&dir), ["rootimg"], "nothing was copied");
+    }
+
+    #[test]
+    fn refuses_a_boot_directory_that_leads_elsewhere() {
+        let (t, dir, rootimg) = image();
+        let elsewhere = t.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::write(elsewhere.join("vmlinuz-6.1"), b"x").unwrap();
+        fs::remove_dir(rootimg.join("boot")).unwrap();
+        symlink(&elsewhere, rootimg.join("boot")).unwrap();
+        let root = Root::open(&rootimg).unwrap();
+        let e = copy_kernel(&root, "6.1", &dir).unwrap_err();
+        assert!(matches!(e.why, KernelCopyFailure::Unsafe(_)), "{e:?}");
+        let e = copy_kernel(&root, "../elsewhere/x", &dir).unwrap_err();
+        assert!(matches!(e.why, KernelCopyFailure::Unsafe(_)), "{e:?}");
+        assert!(!dir.join("kernel").exists());
+    }
+
+    #[test]
+    fn a_missing_or_odd_kernel_is_told_apart() {
+        let (_t, dir, rootimg) = image();
+        fs::create_dir(rootimg.join("boot/vmlinuz-dir")).unwrap();
+        let root = Root::open(&rootimg).unwrap();
+        assert!(copy_kernel(&root, "7.0", &dir).unwrap_err().is_missing());
+        let e = copy_kernel(&root, "dir", &dir).unwrap_err();
+        assert!(e.to_string().ends_with(": not a regular file"), "{e}");
+    }
+}

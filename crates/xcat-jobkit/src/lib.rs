@@ -1,0 +1,40 @@
+//! The image-job toolkit: everything `capimage` and `packimage` both need, written once.
+//!
+//! An image job takes an image directory's lock, runs blocking work off the async
+//! runtime, reports progress once a second, runs local programs, and copies the
+//! image's kernel beside it. Each of those lives here so both commands behave, and
+//! word their messages, the same way:
+//!
+//! * [`figures`]: byte, rate and duration text for progress and summary lines;
+//! * [`time`]: readable UTC times (lock holders, `osimage.description`);
+//! * [`lock`]: the image lock, its holder text and its one busy message;
+//! * [`task`]: the blocking-task bridge and the cancellation bridge;
+//! * [`progress`]: the once-a-second progress ticker;
+//! * [`node`]: where a node is reached (`hosts.ip`, else its name);
+//! * [`tool`]: running a local program (mksquashfs, depmod, ...);
+//! * [`kernel`]: the one kernel copier into `<image>/kernel`;
+//! * [`errors`]: deciding "disk full" from the errno, and error chains for the log.
+#![forbid(unsafe_code)]
+
+pub mod errors;
+pub mod figures;
+pub mod kernel;
+pub mod lock;
+pub mod node;
+pub mod progress;
+pub mod task;
+pub mod time;
+pub mod tool;
+
+/// Natural order of versions and names (`6.1.0-9` < `6.1.0-18`, `node2` < `node10`):
+/// the noderange ordering, so kernels and nodes sort by the same rule.
+pub use xcat_db::noderange::natural_cmp;
+
+pub use errors::{error_chain, is_disk_full};
+pub use kernel::{copy_kernel, KernelCopyError, KernelCopyFailure};
+pub use lock::{holder_text, lock_image, LockError};
+pub use node::{node_address, node_addresses};
+pub use progress::with_progress;
+pub use task::{blocking, CancelBridge, TaskFailed};
+pub use time::{now_unix, utc_text};
+pub use tool::{LocalTool, ToolError};
