@@ -15,14 +15,14 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
-use rustix::fs::{Mode, OFlags};
 use xcat_image::beneath::Root;
 use xcat_image::pack::compress::{self, Compression};
 use xcat_image::pack::cpio::{CpioWriter, Header};
-use xcat_image::pack::{self, walk, Format};
+use xcat_image::pack::walk::{self, WalkError};
+use xcat_image::pack::{self, Format, PackSpec};
+use xcat_jobkit::{natural_cmp, KernelCopyError, LocalTool, ToolError};
 
 /// What [`build`] produced and what the admin should know.
 #[derive(Debug, Default)]
@@ -36,34 +36,53 @@ pub struct BootFiles {
     pub warnings: Vec<String>,
 }
 
-/// Natural order of kernel versions (`6.1.0-9` < `6.1.0-18`).
-pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn chunks(s: &str) -> Vec<(bool, &str)> {
-        let mut v = Vec::new();
-        let mut start = 0;
-        let b = s.as_bytes();
-        for i in 1..=b.len() {
-            if i == b.len() || b[i].is_ascii_digit() != b[start].is_ascii_digit() {
-                v.push((b[start].is_ascii_digit(), &s[start..i]));
-                start = i;
-            }
-        }
-        v
-    }
-    let (ca, cb) = (chunks(a), chunks(b));
-    for (x, y) in ca.iter().zip(cb.iter()) {
-        let o = match (x, y) {
-            ((true, p), (true, q)) => {
-                let (p, q) = (p.trim_start_matches('0'), q.trim_start_matches('0'));
-                p.len().cmp(&q.len()).then(p.cmp(q))
-            }
-            ((_, p), (_, q)) => p.cmp(q),
-        };
-        if o != std::cmp::Ordering::Equal {
-            return o;
-        }
-    }
-    ca.len().cmp(&cb.len())
+/// Why the boot files could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Kernel(#[from] KernelCopyError),
+    #[error("cannot prepare the modules of {kver} for the boot add-on: {source}")]
+    Modules {
+        kver: String,
+        #[source]
+        source: ModulesError,
+    },
+    #[error("cannot create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("compressor: {0}")]
+    Compressor(#[source] io::Error),
+    #[error("writing the boot add-on: {0}")]
+    Write(#[source] io::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    Ipxe {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Why the image's modules could not be prepared for the add-on.
+#[derive(Debug, thiserror::Error)]
+pub enum ModulesError {
+    #[error("{0}")]
+    Io(#[source] io::Error),
+    #[error("{0}")]
+    Walk(#[source] WalkError<io::Error>),
+    /// depmod ran and failed: its message carries the end of depmod's stderr.
+    #[error("{0}")]
+    Depmod(#[source] ToolError),
 }
 
 fn is_regular(root: &Root, rel: &str) -> bool {
@@ -87,7 +106,7 @@ pub fn choose_kernel(
             !v.is_empty() && !v.contains('/') && is_regular(root, &format!("boot/vmlinuz-{v}"))
         })
         .collect();
-    versions.sort_by(|a, b| version_cmp(a, b));
+    versions.sort_by(|a, b| natural_cmp(a, b));
     if let Some(k) = recorded.filter(|k| versions.iter().any(|v| v == k)) {
         return Some(k.to_string());
     }
@@ -100,34 +119,6 @@ pub fn choose_kernel(
         None => format!("no kernel version recorded for the image; using the newest kernel in its /boot: {newest}"),
     });
     Some(newest)
-}
-
-/// Copies a regular file of the image into `<dir>/<name>` (temporary name, rename).
-fn copy_out(root: &Root, rel: &str, dir: &Path, name: &str) -> io::Result<u64> {
-    let fd = root.open_beneath(
-        rel.as_bytes(),
-        OFlags::RDONLY | OFlags::NONBLOCK,
-        Mode::empty(),
-    )?;
-    let mut src = File::from(fd);
-    if !src.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    let tmp = pack::temp_path(dir, name);
-    let res = (|| {
-        let mut dst = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        let n = io::copy(&mut src, &mut dst)?;
-        dst.flush()?;
-        pack::install(&tmp, dir, name)?;
-        Ok(n)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
 }
 
 /// Module directories (under `kernel/`) that hold network and storage drivers.
@@ -268,6 +259,27 @@ impl<W: Write> Addon<W> {
         Ok(())
     }
 
+    /// The header of a root-owned entry with one link (a file or a symlink), after
+    /// its parent directories.
+    fn leaf(&mut self, root: &Root, rel: &str, mode: u32, size: u64) -> io::Result<()> {
+        if let Some((parent, _)) = rel.rsplit_once('/') {
+            self.dir(root, parent)?;
+        }
+        let ino = self.w.next_ino();
+        self.w.header(&Header {
+            name: rel.as_bytes(),
+            ino,
+            mode,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            mtime: self.mtime,
+            size,
+            rdev_major: 0,
+            rdev_minor: 0,
+        })
+    }
+
     fn file(
         &mut self,
         root: &Root,
@@ -276,45 +288,26 @@ impl<W: Write> Addon<W> {
         data: &mut dyn Read,
         size: u64,
     ) -> io::Result<()> {
-        if let Some((parent, _)) = rel.rsplit_once('/') {
-            self.dir(root, parent)?;
-        }
-        let ino = self.w.next_ino();
-        self.w.header(&Header {
-            name: rel.as_bytes(),
-            ino,
-            mode: libc::S_IFREG | mode,
-            uid: 0,
-            gid: 0,
-            nlink: 1,
-            mtime: self.mtime,
-            size,
-            rdev_major: 0,
-            rdev_minor: 0,
-        })?;
+        self.leaf(root, rel, libc::S_IFREG | mode, size)?;
         if size > 0 {
             self.w.data_from(data)?;
         }
         Ok(())
     }
 
+    /// A file of the management node (a generated module file) as image path `rel`.
+    fn copy_in(&mut self, root: &Root, rel: &str, src: &Path) -> io::Result<()> {
+        let mut f = File::open(src)?;
+        let len = f.metadata()?.len();
+        self.file(root, rel, 0o644, &mut f, len)
+    }
+
+    fn text(&mut self, root: &Root, rel: &str, text: &str) -> io::Result<()> {
+        self.file(root, rel, 0o644, &mut text.as_bytes(), text.len() as u64)
+    }
+
     fn symlink(&mut self, root: &Root, rel: &str, target: &str) -> io::Result<()> {
-        if let Some((parent, _)) = rel.rsplit_once('/') {
-            self.dir(root, parent)?;
-        }
-        let ino = self.w.next_ino();
-        self.w.header(&Header {
-            name: rel.as_bytes(),
-            ino,
-            mode: libc::S_IFLNK | 0o777,
-            uid: 0,
-            gid: 0,
-            nlink: 1,
-            mtime: self.mtime,
-            size: target.len() as u64,
-            rdev_major: 0,
-            rdev_minor: 0,
-        })?;
+        self.leaf(root, rel, libc::S_IFLNK | 0o777, target.len() as u64)?;
         self.w.data(target.as_bytes())
     }
 }
@@ -328,21 +321,76 @@ fn modules_dir(root: &Root, kver: &str) -> Option<String> {
         .find(|p| root.open_dir(p.as_bytes()).is_ok())
 }
 
-/// Hard-links (or copies) the image's module tree into `tree/lib/modules/<kver>` and
-/// runs `depmod -b` there: depmod data for the image's full module set, which stays
-/// valid when the add-on is unpacked over the image, and covers the add-on's subset.
-fn depmod(
+/// The modules the add-on carries.
+struct Modules {
+    /// Where the image has them (`lib/modules/<kver>`), and so the add-on too.
+    dir: String,
+    /// The copy of the image's module tree, with depmod's output.
+    generated: PathBuf,
+    /// The chosen modules, relative to `dir`.
+    selected: Vec<String>,
+}
+
+/// Copies the image's module tree into `tree/lib/modules/<kver>` and runs `depmod -b`
+/// there: depmod data for the image's full module set, which stays valid when the
+/// add-on is unpacked over the image, and covers the add-on's subset.
+fn prepare_modules(
     root: &Root,
-    moddir: &str,
     kver: &str,
     tree: &Path,
-) -> io::Result<(Vec<String>, PathBuf)> {
-    let out = tree.join("lib/modules").join(kver);
-    fs::create_dir_all(&out)?;
-    let src = root.open_dir(moddir.as_bytes())?;
-    let cancel = AtomicBool::new(false);
+    netdrivers: &[String],
+    cancel: &AtomicBool,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Modules>, BootError> {
+    let Some(dir) = modules_dir(root, kver) else {
+        warnings.push(format!(
+            "the image has no modules for kernel {kver} (lib/modules/{kver}); the boot add-on carries no drivers"
+        ));
+        return Ok(None);
+    };
+    let failed = |source| BootError::Modules {
+        kver: kver.to_string(),
+        source,
+    };
+    let generated = tree.join("lib/modules").join(kver);
+    let all = copy_module_tree(root, &dir, &generated, cancel).map_err(|e| match e {
+        WalkError::Cancelled => BootError::Cancelled,
+        WalkError::Visit(e) => failed(ModulesError::Io(e)),
+        e => failed(ModulesError::Walk(e)),
+    })?;
+    let depmod = LocalTool::new("depmod").named("depmod -b");
+    depmod
+        .arg("-b")
+        .arg(tree)
+        .arg(kver)
+        .run(cancel, || {})
+        .map_err(|e| match e {
+            ToolError::Cancelled { .. } => BootError::Cancelled,
+            // Worded as the system says it, like every other I/O error here.
+            ToolError::Spawn { source, .. } => failed(ModulesError::Io(source)),
+            e => failed(ModulesError::Depmod(e)),
+        })?;
+    let dep = fs::read_to_string(generated.join("modules.dep")).unwrap_or_default();
+    let selected = select_modules(&all, &dep, netdrivers);
+    Ok(Some(Modules {
+        dir,
+        generated,
+        selected,
+    }))
+}
+
+/// Copies the module files and depmod's inputs of the image's `moddir` to `out`;
+/// returns the modules (`kernel/...`). Errors setting up the copy are `Visit` ones.
+fn copy_module_tree(
+    root: &Root,
+    moddir: &str,
+    out: &Path,
+    cancel: &AtomicBool,
+) -> Result<Vec<String>, WalkError<io::Error>> {
+    fs::create_dir_all(out).map_err(WalkError::Visit)?;
+    let src = root.open_dir(moddir.as_bytes()).map_err(WalkError::Visit)?;
     let mut all = Vec::new();
-    walk::walk_fd(src, &cancel, |e: &walk::Entry<'_>| -> io::Result<()> {
+    walk::walk_fd(src, cancel, |e: &walk::Entry<'_>| -> io::Result<()> {
         let rel = String::from_utf8_lossy(e.path).into_owned();
         if e.path.is_empty() {
             return Ok(());
@@ -357,9 +405,7 @@ fn depmod(
                         "modules.order" | "modules.builtin" | "modules.builtin.modinfo"
                     ) =>
             {
-                let mut f = e.open()?;
-                let mut d = File::create(&dst)?;
-                io::copy(&mut f, &mut d)?;
+                io::copy(&mut e.open()?, &mut File::create(&dst)?)?;
                 if rel.starts_with("kernel/") {
                     all.push(rel);
                 }
@@ -367,34 +413,25 @@ fn depmod(
             }
             _ => Ok(()),
         }
-    })
-    .map_err(|e| io::Error::other(e.to_string()))?;
-    let st = Command::new("depmod")
-        .arg("-b")
-        .arg(tree)
-        .arg(kver)
-        .output()?;
-    if !st.status.success() {
-        return Err(io::Error::other(format!(
-            "depmod -b failed: {}",
-            String::from_utf8_lossy(&st.stderr).trim()
-        )));
-    }
-    Ok((all, out))
+    })?;
+    Ok(all)
 }
 
 /// Builds `<dir>/kernel`, `<dir>/initrd-netboot.cpio.*` and `<dir>/boot.ipxe` for the
-/// image tree `rootimg` packed as `spec`.
+/// image tree `rootimg` packed as `spec`. Setting `cancel` stops it.
 pub fn build(
     dir: &Path,
     rootimg: &Path,
     recorded_kernel: Option<&str>,
     netdrivers: &[String],
-    spec: &pack::PackSpec,
-) -> Result<BootFiles, String> {
+    spec: &PackSpec,
+    cancel: &AtomicBool,
+) -> Result<BootFiles, BootError> {
     let mut b = BootFiles::default();
-    let root =
-        Root::open(rootimg).map_err(|e| format!("cannot open {}: {e}", rootimg.display()))?;
+    let root = Root::open(rootimg).map_err(|source| BootError::Open {
+        path: rootimg.to_path_buf(),
+        source,
+    })?;
     let Some(kver) = choose_kernel(&root, recorded_kernel, &mut b.warnings) else {
         b.warnings.push(format!(
             "no kernel (boot/vmlinuz-*) in {}: nodes cannot boot this image until one is installed in it; \
@@ -403,188 +440,213 @@ pub fn build(
         ));
         return Ok(b);
     };
-    let n = copy_out(&root, &format!("boot/vmlinuz-{kver}"), dir, "kernel").map_err(|e| {
-        format!(
-            "cannot copy the kernel {kver} of the image to {}: {e}",
-            dir.join("kernel").display()
-        )
-    })?;
+    let n = xcat_jobkit::copy_kernel(&root, &kver, dir)?;
     b.notes.push(format!(
         "kernel {kver} ({n} bytes) in {}",
         dir.join("kernel").display()
     ));
     b.kernel = Some(kver.clone());
-
-    // The add-on.
-    let addon_comp = if spec.compression == Compression::Zstd && spec.format != Format::Squashfs {
-        Compression::Zstd
-    } else {
-        Compression::Gzip
+    let image = BootImage {
+        root: &root,
+        dir,
+        kver: &kver,
+        cancel,
     };
-    let addon_name = format!("initrd-netboot.cpio.{}", addon_comp.suffix());
-    let tree = pack::temp_path(dir, "addon-tree");
-    let tmp = pack::temp_path(dir, &addon_name);
-    let result = (|| -> Result<usize, String> {
-        let moddir = modules_dir(&root, &kver);
-        let mut selected = Vec::new();
-        let mut generated: Option<PathBuf> = None;
-        match &moddir {
-            Some(md) => {
-                let (all, out) = depmod(&root, md, &kver, &tree)
-                    .map_err(|e| format!("cannot prepare the modules of {kver} for the boot add-on: {e}"))?;
-                let dep = fs::read_to_string(out.join("modules.dep")).unwrap_or_default();
-                selected = select_modules(&all, &dep, netdrivers);
-                generated = Some(out);
+    let addon = image.addon(netdrivers, spec, &mut b)?;
+    image.ipxe(spec, &addon, &mut b)?;
+    Ok(b)
+}
+
+/// The image and kernel the add-on and iPXE script are made for.
+struct BootImage<'a> {
+    root: &'a Root,
+    dir: &'a Path,
+    kver: &'a str,
+    cancel: &'a AtomicBool,
+}
+
+impl BootImage<'_> {
+    /// Writes `<dir>/initrd-netboot.cpio.*` (and removes the one of the other
+    /// compression); returns its file name.
+    fn addon(
+        &self,
+        netdrivers: &[String],
+        spec: &PackSpec,
+        b: &mut BootFiles,
+    ) -> Result<String, BootError> {
+        // zstd only when the admin asked for it: older initramfs loaders lack it.
+        let comp = if spec.compression == Compression::Zstd && spec.format != Format::Squashfs {
+            Compression::Zstd
+        } else {
+            Compression::Gzip
+        };
+        let name = format!("initrd-netboot.cpio.{}", comp.suffix());
+        let tree = pack::temp_path(self.dir, "addon-tree");
+        let tmp = pack::temp_path(self.dir, &name);
+        let result = (|| -> Result<usize, BootError> {
+            let (root, cancel) = (self.root, self.cancel);
+            let modules =
+                prepare_modules(root, self.kver, &tree, netdrivers, cancel, &mut b.warnings)?;
+            self.write_addon(&tmp, comp, modules.as_ref(), b)?;
+            pack::install(&tmp, self.dir, &name).map_err(BootError::Write)?;
+            Ok(modules.map_or(0, |m| m.selected.len()))
+        })();
+        let _ = fs::remove_dir_all(&tree);
+        let _ = fs::remove_file(&tmp);
+        b.modules = result?;
+        for other in ["initrd-netboot.cpio.gz", "initrd-netboot.cpio.zst"] {
+            if other != name {
+                let _ = fs::remove_file(self.dir.join(other));
             }
-            None => b.warnings.push(format!(
-                "the image has no modules for kernel {kver} (lib/modules/{kver}); the boot add-on carries no drivers"
-            )),
         }
+        b.addon = Some(self.dir.join(&name));
+        b.notes.push(format!(
+            "boot add-on {} with {} network and storage modules, DHCP on every Ethernet NIC, SSH host keys made at boot",
+            self.dir.join(&name).display(),
+            b.modules
+        ));
+        Ok(name)
+    }
+
+    fn write_addon(
+        &self,
+        tmp: &Path,
+        comp: Compression,
+        modules: Option<&Modules>,
+        b: &mut BootFiles,
+    ) -> Result<(), BootError> {
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&tmp)
-            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-        let enc = compress::encoder(addon_comp, None, 0, io::BufWriter::new(file))
-            .map_err(|e| format!("compressor: {e}"))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(0);
+            .open(tmp)
+            .map_err(|source| BootError::Create {
+                path: tmp.to_path_buf(),
+                source,
+            })?;
+        let enc = compress::encoder(comp, None, 0, io::BufWriter::new(file))
+            .map_err(BootError::Compressor)?;
         let mut a = Addon {
             w: CpioWriter::new(enc),
             dirs: Default::default(),
-            mtime: now,
+            mtime: xcat_jobkit::now_unix() as u32,
         };
-        let io = |e: io::Error| format!("writing the boot add-on: {e}");
-        if let (Some(md), Some(out)) = (&moddir, &generated) {
-            for m in &selected {
-                let p = out.join(m);
-                let mut f = File::open(&p).map_err(io)?;
-                let len = f.metadata().map_err(io)?.len();
-                a.file(&root, &format!("{md}/{m}"), 0o644, &mut f, len)
-                    .map_err(io)?;
-            }
-            let mut names: Vec<String> = fs::read_dir(out)
-                .map_err(io)?
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with("modules."))
-                .collect();
-            names.sort();
-            for n in names {
-                let mut f = File::open(out.join(&n)).map_err(io)?;
-                let len = f.metadata().map_err(io)?.len();
-                a.file(&root, &format!("{md}/{n}"), 0o644, &mut f, len)
-                    .map_err(io)?;
-            }
+        if let Some(m) = modules {
+            add_modules(&mut a, self.root, m).map_err(BootError::Write)?;
         }
-        a.file(
-            &root,
-            "etc/systemd/network/90-xcat-netboot.network",
-            0o644,
-            &mut NETWORK_FILE.as_bytes(),
-            NETWORK_FILE.len() as u64,
-        )
-        .map_err(io)?;
-        a.file(
-            &root,
-            "etc/systemd/system/xcat-ssh-hostkeys.service",
-            0o644,
-            &mut HOSTKEYS_UNIT.as_bytes(),
-            HOSTKEYS_UNIT.len() as u64,
-        )
-        .map_err(io)?;
-        a.symlink(
-            &root,
-            "etc/systemd/system/multi-user.target.wants/xcat-ssh-hostkeys.service",
-            "/etc/systemd/system/xcat-ssh-hostkeys.service",
-        )
-        .map_err(io)?;
-        let networkd = ["usr/lib/systemd/system", "lib/systemd/system"]
-            .iter()
-            .find(|d| is_regular(&root, &format!("{d}/systemd-networkd.service")));
-        match networkd {
-            Some(d) => a
-                .symlink(
-                    &root,
-                    "etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
-                    &format!("/{d}/systemd-networkd.service"),
-                )
-                .map_err(io)?,
-            None => b.warnings.push(
-                "the image has no systemd-networkd: the boot add-on's DHCP configuration will not be used; \
-                 configure the node's network in the image"
-                    .into(),
-            ),
-        }
-        if !["usr/bin/ssh-keygen", "bin/ssh-keygen"]
-            .iter()
-            .any(|p| is_regular(&root, p))
-        {
-            b.notes.push(
-                "the image has no ssh-keygen (no SSH server?); no host keys will be generated"
-                    .into(),
-            );
-        }
-        let enc = a.w.finish().map_err(io)?;
-        enc.finish().map_err(io)?;
-        pack::install(&tmp, dir, &addon_name).map_err(io)?;
-        Ok(selected.len())
-    })();
-    let _ = fs::remove_dir_all(&tree);
-    let _ = fs::remove_file(&tmp);
-    b.modules = result?;
-    for other in ["initrd-netboot.cpio.gz", "initrd-netboot.cpio.zst"] {
-        if other != addon_name {
-            let _ = fs::remove_file(dir.join(other));
-        }
+        add_netboot_units(&mut a, self.root, b).map_err(BootError::Write)?;
+        let enc = a.w.finish().map_err(BootError::Write)?;
+        enc.finish().map_err(BootError::Write)?;
+        Ok(())
     }
-    b.addon = Some(dir.join(&addon_name));
-    b.notes.push(format!(
-        "boot add-on {} with {} network and storage modules, DHCP on every Ethernet NIC, SSH host keys made at boot",
-        dir.join(&addon_name).display(),
-        b.modules
-    ));
 
-    // iPXE script: cpio archives are the initramfs themselves.
-    let ipxe = dir.join("boot.ipxe");
-    if spec.format == Format::Cpio {
+    /// Writes `<dir>/boot.ipxe` for a cpio image (the archive is the initramfs);
+    /// other formats need a stateless initrd instead, so any old script goes.
+    fn ipxe(&self, spec: &PackSpec, addon: &str, b: &mut BootFiles) -> Result<(), BootError> {
+        let ipxe = self.dir.join("boot.ipxe");
+        if spec.format != Format::Cpio {
+            let _ = fs::remove_file(&ipxe);
+            b.notes.push(format!(
+                "no boot.ipxe: a {} image is not an initramfs; it needs a stateless initrd that fetches and unpacks it \
+                 (pack with -m cpio to boot it directly)",
+                spec.format.name()
+            ));
+            return Ok(());
+        }
         if !["sbin/init", "usr/sbin/init"]
             .iter()
-            .any(|p| matches!(root.lstat(p.as_bytes()), Ok(Some(_))))
+            .any(|p| matches!(self.root.lstat(p.as_bytes()), Ok(Some(_))))
         {
             b.warnings.push(
                 "the image has no /sbin/init: the kernel will not find anything to start".into(),
             );
         }
-        let archive = spec.file_name();
-        let text = format!(
-            "#!ipxe\n\
-             # Boot files of this image, written by packimage. Serve this directory over HTTP and\n\
-             # chain this script: the names below resolve relative to its URL.\n\
-             kernel kernel initrd={archive} initrd={addon_name} {}\n\
-             initrd {archive}\n\
-             initrd {addon_name}\n\
-             boot\n",
-            kernel_cmdline()
-        );
-        let tmp = pack::temp_path(dir, "boot.ipxe");
-        fs::write(&tmp, text)
-            .and_then(|_| pack::install(&tmp, dir, "boot.ipxe"))
-            .map_err(|e| {
+        let tmp = pack::temp_path(self.dir, "boot.ipxe");
+        fs::write(&tmp, ipxe_script(&spec.file_name(), addon))
+            .and_then(|_| pack::install(&tmp, self.dir, "boot.ipxe"))
+            .map_err(|source| {
                 let _ = fs::remove_file(&tmp);
-                format!("cannot write {}: {e}", ipxe.display())
+                BootError::Ipxe {
+                    path: ipxe.clone(),
+                    source,
+                }
             })?;
         b.ipxe = Some(ipxe);
-    } else {
-        let _ = fs::remove_file(&ipxe);
-        b.notes.push(format!(
-            "no boot.ipxe: a {} image is not an initramfs; it needs a stateless initrd that fetches and unpacks it \
-             (pack with -m cpio to boot it directly)",
-            spec.format.name()
-        ));
+        Ok(())
     }
-    Ok(b)
+}
+
+/// The selected modules and depmod's `modules.*` files, where the image keeps them.
+fn add_modules<W: Write>(a: &mut Addon<W>, root: &Root, m: &Modules) -> io::Result<()> {
+    for rel in &m.selected {
+        a.copy_in(root, &format!("{}/{rel}", m.dir), &m.generated.join(rel))?;
+    }
+    let mut names: Vec<String> = fs::read_dir(&m.generated)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("modules."))
+        .collect();
+    names.sort();
+    for n in names {
+        a.copy_in(root, &format!("{}/{n}", m.dir), &m.generated.join(&n))?;
+    }
+    Ok(())
+}
+
+/// DHCP through systemd-networkd and SSH host keys made at boot.
+fn add_netboot_units<W: Write>(a: &mut Addon<W>, root: &Root, b: &mut BootFiles) -> io::Result<()> {
+    a.text(
+        root,
+        "etc/systemd/network/90-xcat-netboot.network",
+        NETWORK_FILE,
+    )?;
+    a.text(
+        root,
+        "etc/systemd/system/xcat-ssh-hostkeys.service",
+        HOSTKEYS_UNIT,
+    )?;
+    a.symlink(
+        root,
+        "etc/systemd/system/multi-user.target.wants/xcat-ssh-hostkeys.service",
+        "/etc/systemd/system/xcat-ssh-hostkeys.service",
+    )?;
+    let networkd = ["usr/lib/systemd/system", "lib/systemd/system"]
+        .iter()
+        .find(|d| is_regular(root, &format!("{d}/systemd-networkd.service")));
+    match networkd {
+        Some(d) => a.symlink(
+            root,
+            "etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
+            &format!("/{d}/systemd-networkd.service"),
+        )?,
+        None => b.warnings.push(
+            "the image has no systemd-networkd: the boot add-on's DHCP configuration will not be used; \
+             configure the node's network in the image"
+                .into(),
+        ),
+    }
+    if !["usr/bin/ssh-keygen", "bin/ssh-keygen"]
+        .iter()
+        .any(|p| is_regular(root, p))
+    {
+        b.notes.push(
+            "the image has no ssh-keygen (no SSH server?); no host keys will be generated".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The iPXE script: kernel, then the archive and the add-on as initrds (the names
+/// resolve relative to the script's URL).
+fn ipxe_script(archive: &str, addon: &str) -> String {
+    format!(
+        "#!ipxe\n\
+         # Boot files of this image, written by packimage. Serve this directory over HTTP and\n\
+         # chain this script: the names below resolve relative to its URL.\n\
+         kernel kernel initrd={archive} initrd={addon} {}\n\
+         initrd {archive}\n\
+         initrd {addon}\n\
+         boot\n",
+        kernel_cmdline()
+    )
 }
 
 /// The kernel command line of a cpio image booted as initramfs.
@@ -604,7 +666,7 @@ mod tests {
             "5.10.0-28-amd64",
             "6.10.1",
         ];
-        v.sort_by(|a, b| version_cmp(a, b));
+        v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(
             v,
             [

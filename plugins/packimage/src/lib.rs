@@ -14,18 +14,25 @@
 #![forbid(unsafe_code)]
 
 pub mod boot;
+mod error;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xcat_image::pack::compress::Compression;
-use xcat_image::pack::{self, Format, PackError, PackProgress, PackSpec};
-use xcat_image::publish::{self, PublishError};
+use xcat_image::pack::PackError as ArchiveError;
+use xcat_image::pack::{self, Format, PackOutcome, PackProgress, PackSpec, Survey};
+use xcat_image::publish::ImageLock;
+use xcat_jobkit::figures::{bytes, percent, rate, remaining};
+use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, with_progress, CancelBridge};
 use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
+
+pub use boot::BootFiles;
+pub use error::PackError;
 
 pub struct PackImage;
 
@@ -103,29 +110,6 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     })
 }
 
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-fn rate(n: u64, d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s <= 0.0 {
-        return "-".into();
-    }
-    format!("{}/s", bytes((n as f64 / s) as u64))
-}
-
 /// One progress line.
 pub fn progress_line(
     image: &str,
@@ -135,21 +119,14 @@ pub fn progress_line(
     written: u64,
     elapsed: Duration,
 ) -> String {
-    let pct = read
-        .saturating_mul(100)
-        .checked_div(total)
-        .map(|p| format!(" ({}%)", p.min(100)))
+    let left = remaining(read, total, elapsed)
+        .map(|d| format!(", about {:.0}s left", d.as_secs_f64()))
         .unwrap_or_default();
-    let r = read as f64 / elapsed.as_secs_f64().max(0.001);
-    let left = if r > 0.0 && total > read {
-        format!(", about {:.0}s left", (total - read) as f64 / r)
-    } else {
-        String::new()
-    };
     format!(
-        "packimage: {image}: {} of ~{} read{pct}, {entries} entries, {} written, {}{left}",
+        "packimage: {image}: {} of ~{} read{}, {entries} entries, {} written, {}{left}",
         bytes(read),
         bytes(total),
+        percent(read, total),
         bytes(written),
         rate(read, elapsed)
     )
@@ -178,196 +155,237 @@ impl Handler for PackImage {
             Ok(Parsed::Run { image, spec }) => (image, spec),
             Err(msg) => return Err(HandlerError::Usage(format!("{msg}\n{USAGE}"))),
         };
-        run(&image, spec, &ctx, &out).await
+        Ok(run(&image, spec, &ctx, &out).await?)
     }
 }
 
-fn fail(m: impl Into<String>) -> HandlerError {
-    HandlerError::Failed(m.into())
-}
-
-async fn run(image: &str, spec: PackSpec, ctx: &Context, out: &Responder) -> HandlerResult {
+/// The pack, phase by phase. The image stays locked until its boot files are made.
+async fn run(image: &str, spec: PackSpec, ctx: &Context, out: &Responder) -> Result<(), PackError> {
     let t0 = Instant::now();
-    let li = ctx.db.get_row("linuximage", image).await?.ok_or_else(|| {
-        fail(format!(
-            "image {image} is not defined in linuximage; capture one with capimage or set linuximage.rootimgdir"
-        ))
-    })?;
-    let dir = PathBuf::from(li.get("rootimgdir").cloned().ok_or_else(|| {
-        fail(format!(
-            "linuximage {image} has no rootimgdir; set linuximage.rootimgdir for it"
-        ))
-    })?);
-    let rootimg = dir.join("rootimg");
-    match std::fs::symlink_metadata(&rootimg) {
-        Ok(m) if m.is_dir() => {}
-        _ => {
-            return Err(fail(format!(
-                "{} is not a directory: image {image} has no root tree to pack (capture it with capimage, or fix \
-                 linuximage.rootimgdir)",
-                rootimg.display()
-            )))
-        }
-    }
-    let recorded = li.get("kernelver").cloned();
-    let netdrivers: Vec<String> = li
-        .get("netdrivers")
-        .map(|s| {
-            s.split(',')
-                .map(|d| d.trim().to_string())
-                .filter(|d| !d.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-
-    let who = ctx
-        .identity
-        .user
-        .clone()
-        .unwrap_or_else(|| "(unauthenticated)".into());
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let description = format!(
-        "packimage of {image} by {who} (xcatd pid {}) started at unix time {started}",
-        std::process::id()
-    );
-    let lock = match publish::lock_image_dir(&dir, &description) {
-        Ok(l) => l,
-        Err(PublishError::Busy { holder, .. }) => {
-            return Err(fail(format!(
-                "image {image} ({}) is busy: {holder}; wait for it to finish or cancel it",
-                dir.display()
-            )))
-        }
-        Err(e) => return Err(fail(format!("cannot lock {}: {e}", dir.display()))),
-    };
-    let _ = pack::cleanup_temp(&dir);
-
-    let cancel = Arc::new(AtomicBool::new(false));
-    let guard = CancelOnDrop(cancel.clone());
-    let watcher = {
-        let (token, cancel) = (ctx.cancel.clone(), cancel.clone());
-        tokio::spawn(async move {
-            token.cancelled().await;
-            cancel.store(true, Ordering::Relaxed);
-        })
-    };
-
-    // Survey: total size for progress, and what the format will drop.
-    let survey = {
-        let (r, c) = (rootimg.clone(), cancel.clone());
-        tokio::task::spawn_blocking(move || pack::survey(&r, &c))
-            .await
-            .map_err(|e| fail(format!("internal error: {e}")))?
-    };
-    let survey = survey.map_err(|e| map_pack_error(e, image))?;
-    if spec.format == Format::Cpio && survey.huge_files.count > 0 {
-        return Err(map_pack_error(
-            PackError::TooLarge(survey.huge_files.clone()),
-            image,
-        ));
-    }
-    for loss in survey.losses(spec.format) {
-        out.warning(format!("packimage: {image}: {loss}")).await?;
-    }
-    out.info(format!(
-        "packimage: packing {image} ({} entries, {}) into {} on {} cores",
-        survey.entries,
-        bytes(survey.bytes),
-        dir.join(spec.file_name()).display(),
-        pack::compress::cores()
-    ))
-    .await?;
-
-    let progress = Arc::new(PackProgress::default());
-    let t_pack = Instant::now();
-    let mut task = {
-        let (r, d, p, c) = (
-            rootimg.clone(),
-            dir.clone(),
-            progress.clone(),
-            cancel.clone(),
-        );
-        tokio::task::spawn_blocking(move || pack::pack(&r, &d, &spec, &p, &c))
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    let outcome = loop {
-        tokio::select! {
-            r = &mut task => break r.map_err(|e| fail(format!("internal error: {e}")))?,
-            _ = tick.tick() => {
-                let line = if spec.format == Format::Squashfs {
-                    format!("packimage: {image}: mksquashfs has written {}", bytes(progress.bytes_out.load(Ordering::Relaxed)))
-                } else {
-                    progress_line(
-                        image,
-                        progress.bytes_in.load(Ordering::Relaxed),
-                        survey.bytes,
-                        progress.entries.load(Ordering::Relaxed),
-                        progress.bytes_out.load(Ordering::Relaxed),
-                        t_pack.elapsed(),
-                    )
-                };
-                if out.sinfo(line).await.is_err() {
-                    cancel.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-    };
-    let outcome = outcome.map_err(|e| map_pack_error(e, image))?;
-    let pack_time = t_pack.elapsed();
-    ctx.check_cancelled()?;
-    if outcome.stats.changed.count > 0 {
-        out.warning(format!(
-            "packimage: {image}: {} file(s) changed size while being packed (e.g. {}); the archive holds their size \
-             at the start; pack again once the image is quiet",
-            outcome.stats.changed.count,
-            outcome.stats.changed.examples.join(", ")
-        ))
-        .await?;
-    }
-    if outcome.stats.skipped_sockets > 0 {
-        out.info(format!(
-            "packimage: {image}: {} socket(s) left out (tar has no socket type)",
-            outcome.stats.skipped_sockets
-        ))
-        .await?;
-    }
-    for r in &outcome.removed {
-        out.info(format!("packimage: removed the stale {}", r.display()))
-            .await?;
-    }
-
-    // Kernel, boot add-on, iPXE script.
-    let boot = {
-        let (d, r, k, n) = (
-            dir.clone(),
-            rootimg.clone(),
-            recorded.clone(),
-            netdrivers.clone(),
-        );
-        tokio::task::spawn_blocking(move || boot::build(&d, &r, k.as_deref(), &n, &spec))
-            .await
-            .map_err(|e| fail(format!("internal error: {e}")))?
-    };
-    let boot = boot.map_err(|e| {
-        fail(format!(
-            "packimage: {image} was packed, but its boot files failed: {e}"
-        ))
-    })?;
+    let job = Job::resolve(ctx, image).await?;
+    let lock = job.lock(ctx)?;
+    let cancel = CancelBridge::new(&ctx.cancel);
+    let survey = job.survey(spec, &cancel, out).await?;
+    let packed = job.pack(spec, &survey, &cancel, ctx, out).await?;
+    job.report_archive(&packed.outcome, out).await?;
+    let boot = job.boot_files(spec, &cancel).await?;
     drop(lock);
-    drop(guard);
-    watcher.abort();
-    for w in &boot.warnings {
-        out.warning(format!("packimage: {image}: {w}")).await?;
+    drop(cancel);
+    job.report_boot(&boot, ctx, out).await?;
+    job.summary(spec, &survey, &packed, t0.elapsed(), out).await
+}
+
+/// The image to pack, as `linuximage` describes it.
+struct Job {
+    image: String,
+    /// The image directory (`linuximage.rootimgdir`).
+    dir: PathBuf,
+    rootimg: PathBuf,
+    /// `linuximage.kernelver`: the kernel the node ran at capture.
+    kernel: Option<String>,
+    netdrivers: Vec<String>,
+}
+
+/// The archive written, and how long writing it took.
+struct Packed {
+    outcome: PackOutcome,
+    time: Duration,
+}
+
+impl Job {
+    async fn resolve(ctx: &Context, image: &str) -> Result<Job, PackError> {
+        let undefined = || PackError::NotDefined {
+            image: image.to_string(),
+        };
+        let li = ctx.db.get_row("linuximage", image).await?;
+        let li = li.ok_or_else(undefined)?;
+        let no_dir = || PackError::NoRootimgdir {
+            image: image.to_string(),
+        };
+        let dir = li.get("rootimgdir").map(PathBuf::from).ok_or_else(no_dir)?;
+        let rootimg = dir.join("rootimg");
+        if !std::fs::symlink_metadata(&rootimg).is_ok_and(|m| m.is_dir()) {
+            return Err(PackError::NoTree {
+                image: image.to_string(),
+                rootimg,
+            });
+        }
+        let netdrivers = li
+            .get("netdrivers")
+            .map(|s| {
+                s.split(',')
+                    .map(|d| d.trim().to_string())
+                    .filter(|d| !d.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Job {
+            image: image.to_string(),
+            dir,
+            rootimg,
+            kernel: li.get("kernelver").cloned(),
+            netdrivers,
+        })
     }
-    for n in &boot.notes {
-        out.info(format!("packimage: {image}: {n}")).await?;
+
+    fn lock(&self, ctx: &Context) -> Result<ImageLock, PackError> {
+        let user = ctx.identity.user.as_deref();
+        let holder = holder_text("packimage", &self.image, user, now_unix());
+        let lock = lock_image(&self.dir, &self.image, &holder)?;
+        // Temporary files of a killed pack: only ours to remove while we hold the lock.
+        let _ = pack::cleanup_temp(&self.dir);
+        Ok(lock)
     }
-    if let Some(k) = &boot.kernel {
-        if recorded.as_deref() != Some(k.as_str()) {
+
+    /// The tree's size (for progress) and what the format will drop (warned about).
+    async fn survey(
+        &self,
+        spec: PackSpec,
+        cancel: &CancelBridge,
+        out: &Responder,
+    ) -> Result<Survey, PackError> {
+        let (root, flag) = (self.rootimg.clone(), cancel.flag());
+        let survey = blocking(move || pack::survey(&root, &flag))
+            .await?
+            .map_err(|e| PackError::archive(&self.image, &self.dir, e))?;
+        if spec.format == Format::Cpio && survey.huge_files.count > 0 {
+            let e = ArchiveError::TooLarge(survey.huge_files.clone());
+            return Err(PackError::archive(&self.image, &self.dir, e));
+        }
+        for loss in survey.losses(spec.format) {
+            out.warning(format!("packimage: {}: {loss}", self.image))
+                .await?;
+        }
+        out.info(format!(
+            "packimage: packing {} ({} entries, {}) into {} on {} cores",
+            self.image,
+            survey.entries,
+            bytes(survey.bytes),
+            self.dir.join(spec.file_name()).display(),
+            pack::compress::cores()
+        ))
+        .await?;
+        Ok(survey)
+    }
+
+    /// Writes the archive, with a progress line every second.
+    async fn pack(
+        &self,
+        spec: PackSpec,
+        survey: &Survey,
+        cancel: &CancelBridge,
+        ctx: &Context,
+        out: &Responder,
+    ) -> Result<Packed, PackError> {
+        let progress = Arc::new(PackProgress::default());
+        let started = Instant::now();
+        let task = {
+            let (r, d, p, c) = (
+                self.rootimg.clone(),
+                self.dir.clone(),
+                progress.clone(),
+                cancel.flag(),
+            );
+            blocking(move || pack::pack(&r, &d, &spec, &p, &c))
+        };
+        let line = || self.progress(spec, &progress, survey.bytes, started.elapsed());
+        let outcome = with_progress(task, out, &ctx.cancel, line)
+            .await?
+            .map_err(|e| PackError::archive(&self.image, &self.dir, e))?;
+        let time = started.elapsed();
+        if ctx.cancel.is_cancelled() {
+            return Err(PackError::Cancelled);
+        }
+        Ok(Packed { outcome, time })
+    }
+
+    fn progress(&self, spec: PackSpec, p: &PackProgress, total: u64, elapsed: Duration) -> String {
+        let written = p.bytes_out.load(Ordering::Relaxed);
+        if spec.format == Format::Squashfs {
+            // mksquashfs runs on its own: only its output file's size is known.
+            return format!(
+                "packimage: {}: mksquashfs has written {}",
+                self.image,
+                bytes(written)
+            );
+        }
+        progress_line(
+            &self.image,
+            p.bytes_in.load(Ordering::Relaxed),
+            total,
+            p.entries.load(Ordering::Relaxed),
+            written,
+            elapsed,
+        )
+    }
+
+    /// What the admin should know about the archive just written.
+    async fn report_archive(
+        &self,
+        outcome: &PackOutcome,
+        out: &Responder,
+    ) -> Result<(), PackError> {
+        let (image, stats) = (&self.image, &outcome.stats);
+        if stats.changed.count > 0 {
+            out.warning(format!(
+                "packimage: {image}: {} file(s) changed size while being packed (e.g. {}); the archive holds their size \
+                 at the start; pack again once the image is quiet",
+                stats.changed.count,
+                stats.changed.examples.join(", ")
+            ))
+            .await?;
+        }
+        if stats.skipped_sockets > 0 {
+            out.info(format!(
+                "packimage: {image}: {} socket(s) left out (tar has no socket type)",
+                stats.skipped_sockets
+            ))
+            .await?;
+        }
+        for r in &outcome.removed {
+            out.info(format!("packimage: removed the stale {}", r.display()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Kernel, boot add-on and iPXE script ([`boot::build`]).
+    async fn boot_files(
+        &self,
+        spec: PackSpec,
+        cancel: &CancelBridge,
+    ) -> Result<BootFiles, PackError> {
+        let (d, r, k, n, c) = (
+            self.dir.clone(),
+            self.rootimg.clone(),
+            self.kernel.clone(),
+            self.netdrivers.clone(),
+            cancel.flag(),
+        );
+        blocking(move || boot::build(&d, &r, k.as_deref(), &n, &spec, &c))
+            .await?
+            .map_err(|e| PackError::boot(&self.image, &self.dir, e))
+    }
+
+    /// The boot files' warnings and notes; records the kernel used when it changed.
+    async fn report_boot(
+        &self,
+        boot: &BootFiles,
+        ctx: &Context,
+        out: &Responder,
+    ) -> Result<(), PackError> {
+        let image = &self.image;
+        for w in &boot.warnings {
+            out.warning(format!("packimage: {image}: {w}")).await?;
+        }
+        for n in &boot.notes {
+            out.info(format!("packimage: {image}: {n}")).await?;
+        }
+        if let Some(k) = boot
+            .kernel
+            .as_ref()
+            .filter(|k| self.kernel.as_ref() != Some(*k))
+        {
             ctx.db
                 .upsert("linuximage", &[("imagename", image)], &[("kernelver", k)])
                 .await?;
@@ -376,44 +394,42 @@ async fn run(image: &str, spec: PackSpec, ctx: &Context, out: &Responder) -> Han
             ))
             .await?;
         }
+        Ok(())
     }
-    let read = if spec.format == Format::Squashfs {
-        survey.bytes
-    } else {
-        outcome.stats.content_bytes
-    };
-    let ratio = if outcome.bytes > 0 {
-        read as f64 / outcome.bytes as f64
-    } else {
-        0.0
-    };
-    out.info(format!(
-        "packimage: packed {image} into {} ({}, {:.2}x smaller than its {} of files) in {:.1}s, {}; total {:.1}s",
-        outcome.path.display(),
-        bytes(outcome.bytes),
-        ratio,
-        bytes(read),
-        pack_time.as_secs_f64(),
-        rate(read, pack_time),
-        t0.elapsed().as_secs_f64()
-    ))
-    .await?;
-    Ok(())
-}
 
-struct CancelOnDrop(Arc<AtomicBool>);
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-fn map_pack_error(e: PackError, image: &str) -> HandlerError {
-    match e {
-        PackError::Cancelled => HandlerError::Cancelled,
-        e => fail(format!(
-            "packimage {image} failed: {e}; the previous archive, if any, is unchanged"
-        )),
+    async fn summary(
+        &self,
+        spec: PackSpec,
+        survey: &Survey,
+        packed: &Packed,
+        total: Duration,
+        out: &Responder,
+    ) -> Result<(), PackError> {
+        let outcome = &packed.outcome;
+        // mksquashfs reports no content bytes: the survey's count stands in.
+        let read = if spec.format == Format::Squashfs {
+            survey.bytes
+        } else {
+            outcome.stats.content_bytes
+        };
+        let ratio = if outcome.bytes > 0 {
+            read as f64 / outcome.bytes as f64
+        } else {
+            0.0
+        };
+        out.info(format!(
+            "packimage: packed {} into {} ({}, {:.2}x smaller than its {} of files) in {:.1}s, {}; total {:.1}s",
+            self.image,
+            outcome.path.display(),
+            bytes(outcome.bytes),
+            ratio,
+            bytes(read),
+            packed.time.as_secs_f64(),
+            rate(read, packed.time),
+            total.as_secs_f64()
+        ))
+        .await?;
+        Ok(())
     }
 }
 
