@@ -128,18 +128,11 @@ pub fn finish_response(
 
 /// Where to reach each node: `hosts.ip`, else the node name.
 pub async fn node_targets(ctx: &Context, nodes: &[String]) -> Result<Vec<Target>, HandlerError> {
-    let ips = ctx.db.node_attrs(nodes, "hosts", &["ip"]).await?;
+    let addrs = xcat_jobkit::node_addresses(&ctx.db, nodes).await?;
     Ok(nodes
         .iter()
-        .map(|n| {
-            let addr = ips
-                .get(n)
-                .and_then(|a| a.get("ip"))
-                .map(|s| s.trim())
-                .filter(|s| !s.is_empty())
-                .unwrap_or(n);
-            Target::new(n.clone(), addr)
-        })
+        .zip(addrs)
+        .map(|(n, addr)| Target::new(n.clone(), addr))
         .collect())
 }
 
