@@ -1,5 +1,6 @@
 //! End-to-end tests against a real `xcatd` over real TLS.
 mod capimage;
+mod capimage_busy;
 mod capimage_faults;
 mod capimage_options;
 mod daemon;

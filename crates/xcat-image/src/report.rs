@@ -48,6 +48,35 @@ pub struct CaptureReport {
     pub warnings: Vec<String>,
     pub notes: Vec<String>,
     pub timings: Vec<PhaseTiming>,
+    /// What the node changed while it was read (a busy node is normal).
+    #[serde(default)]
+    pub churn: ChurnReport,
+}
+
+/// A count of entries and the first few of their paths (`/`-rooted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntrySample {
+    pub count: u64,
+    pub first: Vec<String>,
+}
+
+/// Entries the live node changed between the listing and the read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChurnReport {
+    /// Listed, then gone when read: not in the image.
+    pub vanished: EntrySample,
+    /// Created after the listing: not in the image.
+    pub appeared: EntrySample,
+    /// Files that changed while they were read.
+    pub changed: EntrySample,
+    /// How many of the changed files were read again, unchanged this time.
+    pub reread: u64,
+    /// Files whose copy in the image may mix old and new content (changed
+    /// again on the re-read, or not re-readable): check them before booting.
+    pub possibly_inconsistent: EntrySample,
+    /// Why the appeared count is missing, when it could not be taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appeared_not_counted: Option<String>,
 }
 
 /// Entry counts (mirrors [`Counts`], deserialisable).

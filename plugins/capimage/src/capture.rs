@@ -1,35 +1,26 @@
 //! The capture itself: from preflight to a published, registered image.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncRead, BufReader, ReadBuf};
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 use xcat_image::publish::{self, ImageLock, PublishError};
-use xcat_image::report::{CaptureReport, CountsReport, PhaseTiming, Sizes};
-use xcat_image::tar::TarError;
-use xcat_image::{extract_async, ExtractError, ExtractOptions, Progress};
+use xcat_image::report::{CaptureReport, ChurnReport, CountsReport, PhaseTiming, Sizes};
 use xcat_plugin::{Context, HandlerError, HandlerResult, Request, Responder, Settings};
 use xcat_remote::Remote;
 
+use crate::archive::{self, Finished};
 use crate::exlist::{self, ExList};
 use crate::options::Options;
-use crate::pipeline::{self, Statuses, Wire};
+use crate::pipeline::{self, Wire};
 use crate::preflight::{self, Preflight};
 use crate::progress;
+use crate::settle::{self, Site};
 use crate::target::{self, Target};
 
-/// Most node-side warnings kept for the report (the rest are counted).
-const MAX_WARNINGS: usize = 200;
 /// Free space required beyond the estimate: 10% plus this.
 const SPACE_MARGIN: u64 = 256 << 20;
-/// How long ssh may take to exit once the stream has ended.
-const NODE_EXIT_GRACE: Duration = Duration::from_secs(10);
 
 fn fail(msg: impl Into<String>) -> HandlerError {
     HandlerError::Failed(msg.into())
@@ -62,26 +53,6 @@ fn now_unix() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Counts bytes as they pass (transferred bytes, before decompression).
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        r
-    }
 }
 
 /// The node's address: `hosts.ip` when set, else its name.
@@ -329,69 +300,23 @@ async fn describe_plan(p: &Plan, opts: &Options, out: &Responder) -> HandlerResu
     Ok(())
 }
 
-/// What the node-side stderr told us.
-#[derive(Default)]
-struct NodeStderr {
-    status: Option<Statuses>,
-    warnings: Vec<String>,
-    dropped: usize,
-}
-
-async fn collect_stderr(mut rx: mpsc::Receiver<String>) -> NodeStderr {
-    let mut s = NodeStderr::default();
-    while let Some(line) = rx.recv().await {
-        if let Some(st) = pipeline::parse_status(&line) {
-            s.status = Some(st);
-        } else if !line.trim().is_empty() {
-            if s.warnings.len() < MAX_WARNINGS {
-                s.warnings.push(line);
-            } else {
-                s.dropped += 1;
-            }
-        }
-    }
-    s
-}
-
-/// Stream the node's tree into `staging`.
+/// Stream the node's tree into `staging`, with a progress line every second.
 async fn stream(
     p: &Plan,
     ctx: &Context,
     out: &Responder,
     staging: &Path,
     acls: bool,
-) -> Result<(xcat_image::ExtractSummary, NodeStderr, u64), HandlerError> {
-    let remote = Remote::new(ctx.settings.ssh.clone()).with_cancel(ctx.cancel.clone());
+) -> Result<Finished, HandlerError> {
     let script = pipeline::script(&p.excludes, &p.ex.include, p.wire, acls);
-    let (err_tx, err_rx) = mpsc::channel(256);
-    let mut proc = remote
-        .spawn_with_stderr_lines(&p.node, &p.addr, &pipeline::command(&script), err_tx)
-        .map_err(|e| fail(e.to_string()))?;
-    let stderr_task = tokio::spawn(collect_stderr(err_rx));
-    let stdout = proc
-        .take_stdout()
-        .ok_or_else(|| fail("internal error: no stdout from ssh"))?;
-    let transferred = Arc::new(AtomicU64::new(0));
-    let counted = Counting {
-        inner: stdout,
-        count: transferred.clone(),
-    };
-    let reader: Box<dyn AsyncRead + Unpin + Send> = match p.wire {
-        Wire::None => Box::new(counted),
-        Wire::Zstd => Box::new(async_compression::tokio::bufread::ZstdDecoder::new(
-            BufReader::new(counted),
-        )),
-        Wire::Gzip => Box::new(async_compression::tokio::bufread::GzipDecoder::new(
-            BufReader::new(counted),
-        )),
-    };
-    let prog = Progress::default();
-    let opts = ExtractOptions {
-        progress: Some(prog.clone()),
-        ..Default::default()
-    };
-    let mut extraction = tokio::spawn(extract_async(reader, staging.to_path_buf(), opts));
-
+    let mut run = archive::start(
+        ctx,
+        (&p.node, &p.addr),
+        &script,
+        p.wire,
+        staging,
+        &p.target.dir,
+    )?;
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     // After a slow client send, skip missed ticks instead of bursting lines.
@@ -399,13 +324,13 @@ async fn stream(
     tick.tick().await;
     let extracted = loop {
         tokio::select! {
-            r = &mut extraction => break r,
+            r = &mut run.extraction => break r,
             _ = tick.tick() => {
                 let line = progress::line(
                     &p.node,
-                    prog.bytes.load(Ordering::Relaxed),
+                    run.progress.bytes.load(Ordering::Relaxed),
                     p.estimate,
-                    prog.entries.load(Ordering::Relaxed),
+                    run.progress.entries.load(Ordering::Relaxed),
                     started.elapsed(),
                 );
                 // A client that cannot take progress must not stall the capture.
@@ -415,124 +340,7 @@ async fn stream(
             }
         }
     };
-    let extracted = extracted.map_err(|e| fail(format!("internal error: extraction task: {e}")));
-    // A stream that merely ended early or broke in transport (node died, link cut,
-    // node-side tar failed) is best explained by the node's side: let ssh finish and look
-    // at its status first. Any other extraction failure (a refused entry,
-    // a malformed archive, the image filesystem full) is ours: stop the node
-    // side at once and report the extraction error, not the kill it caused.
-    let truncated = matches!(
-        &extracted,
-        Ok(Err(ExtractError::Archive(
-            TarError::Truncated { .. } | TarError::Io { .. }
-        )))
-    );
-    let refused = matches!(&extracted, Ok(Err(_))) && !truncated;
-    if extracted.is_err() || refused {
-        proc.kill();
-    }
-    let kill = proc.kill_token();
-    // Ok(None): the stream ended but ssh lingered past the grace period.
-    let waited = match tokio::time::timeout(NODE_EXIT_GRACE, proc.wait()).await {
-        Ok(Ok(st)) => Ok(Some(st)),
-        Ok(Err(e)) => Err(e),
-        Err(_) => {
-            kill.cancel();
-            Ok(None)
-        }
-    };
-    let node_err = stderr_task.await.unwrap_or_default();
-    ctx.check_cancelled()?;
-    let node = &p.node;
-    let status_text = |s: &Statuses| {
-        format!(
-            "find exit {}, tar exit {}, compressor exit {}",
-            s.find, s.tar, s.comp
-        )
-    };
-    let tail = || {
-        node_err
-            .warnings
-            .iter()
-            .rev()
-            .take(3)
-            .rev()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    let extraction_error = |e: &ExtractError| {
-        let text = e.to_string();
-        let hint = if text.contains("No space left") || text.contains("Disk quota") {
-            format!("; free space in {} and retry", p.target.dir.display())
-        } else {
-            match e {
-                ExtractError::Archive(TarError::Truncated { .. } | TarError::Io { .. }) => String::new(),
-                ExtractError::UnsafePath { .. }
-                | ExtractError::HardLink { .. }
-                | ExtractError::Invalid { .. }
-                | ExtractError::Archive(_) => format!(
-                    "; {node} sent an unsafe or malformed archive: check the tar it runs (`command -v tar`) \
-                     and whether the node is compromised"
-                ),
-                _ => String::new(),
-            }
-        };
-        fail(format!(
-            "capture of {node} failed: {text}{hint}; the previous image is unchanged"
-        ))
-    };
-    if refused {
-        if let Ok(Err(e)) = &extracted {
-            return Err(extraction_error(e));
-        }
-    }
-    let extracted = extracted?;
-    match waited {
-        Err(e) => {
-            return Err(fail(format!(
-                "capture of {node} failed: {e}; the previous image is unchanged; check that {node} is up \
-                 and reachable, then retry"
-            )))
-        }
-        Ok(None) => {
-            return Err(fail(format!(
-                "capture of {node} failed: the archive stream ended but ssh did not exit within {}s; \
-                 the previous image is unchanged; check {node} and retry",
-                NODE_EXIT_GRACE.as_secs()
-            )))
-        }
-        Ok(Some(st)) if !st.success() => {
-            let why = match &node_err.status {
-                Some(s) => status_text(s),
-                None if st.code() == Some(255) => format!(
-                    "ssh exit 255: the connection to {node} was lost (node down, sshd killed or network \
-                     cut); check that {node} is up and reachable, then retry"
-                ),
-                None => match st.code() {
-                    Some(c) => format!("exit {c}"),
-                    None => "ssh killed by a signal".to_string(),
-                },
-            };
-            let tail = tail();
-            let tail = if tail.is_empty() { String::new() } else { format!(": {tail}") };
-            return Err(fail(format!(
-                "capture of {node} failed on the node ({why}){tail}; the previous image is unchanged"
-            )));
-        }
-        Ok(_) => {}
-    }
-    let summary = match extracted {
-        Ok(s) => s,
-        Err(e) => return Err(extraction_error(&e)),
-    };
-    if node_err.status.is_none() {
-        return Err(fail(format!(
-            "capture of {node} failed: the stream ended without the node's final status \
-             (the node died or the connection was cut); the previous image is unchanged"
-        )));
-    }
-    Ok((summary, node_err, transferred.load(Ordering::Relaxed)))
+    run.finish(extracted, ctx).await
 }
 
 pub async fn run(
@@ -601,7 +409,15 @@ pub async fn run(
     let staging = publish::create_staging(&dir).map_err(|e| fail(e.to_string()))?;
 
     let result = capture_into(&p, opts, ctx, out, &staging, &mut timings).await;
-    let (summary, node_err, transferred, actions) = match result {
+    let (
+        Finished {
+            summary,
+            node_err,
+            transferred,
+        },
+        churn,
+        actions,
+    ) = match result {
         Ok(v) => v,
         Err(e) => {
             let staging2 = staging.clone();
@@ -679,6 +495,7 @@ pub async fn run(
         ));
     }
     warnings.extend(summary.warnings.iter().cloned());
+    warnings.extend(settle::warnings(&churn));
     warnings.extend(
         actions
             .iter()
@@ -708,6 +525,7 @@ pub async fn run(
         warnings: warnings.clone(),
         notes,
         timings,
+        churn: churn.clone(),
     };
     let report_path = dir.join("capimage-report.json");
     report
@@ -732,6 +550,9 @@ pub async fn run(
         progress::rate(summary.archive_bytes, elapsed)
     ))
     .await?;
+    if let Some(line) = settle::summary_line(node, &churn) {
+        out.info(line).await?;
+    }
     if let Some(prev) = &outcome.previous {
         out.info(format!(
             "capimage: the previous image was kept as {}",
@@ -777,9 +598,8 @@ pub async fn run(
 }
 
 type Captured = (
-    xcat_image::ExtractSummary,
-    NodeStderr,
-    u64,
+    Finished,
+    ChurnReport,
     Vec<xcat_image::sysclean::SyscleanAction>,
 );
 
@@ -793,11 +613,18 @@ async fn capture_into(
 ) -> Result<Captured, HandlerError> {
     let t = Instant::now();
     let acls = p.pf.has("tar-acls");
-    let (summary, node_err, transferred) = stream(p, ctx, out, staging, acls).await?;
+    let mut finished = stream(p, ctx, out, staging, acls).await?;
     timings.push(PhaseTiming {
         phase: "capture".into(),
         seconds: t.elapsed().as_secs_f64(),
     });
+    let t = Instant::now();
+    let churn = settle_churn(p, ctx, staging, acls, &mut finished).await?;
+    timings.push(PhaseTiming {
+        phase: "settle".into(),
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    let summary = &finished.summary;
     out.info(format!(
         "capimage: received {} entries ({} of files) from {}",
         summary.entries,
@@ -851,7 +678,36 @@ async fn capture_into(
         phase: "sysclean".into(),
         seconds: t.elapsed().as_secs_f64(),
     });
-    Ok((summary, node_err, transferred, actions))
+    Ok((finished, churn, actions))
+}
+
+/// Re-read what changed during the stream and count what appeared.
+async fn settle_churn(
+    p: &Plan,
+    ctx: &Context,
+    staging: &Path,
+    acls: bool,
+    f: &mut Finished,
+) -> Result<ChurnReport, HandlerError> {
+    let site = Site {
+        node: &p.node,
+        addr: &p.addr,
+        staging,
+        image_dir: &p.target.dir,
+    };
+    let mut churn = settle::initial(&f.node_err);
+    settle::reread(ctx, &site, acls, &mut f.summary, &f.node_err, &mut churn).await?;
+    settle::count_appeared(
+        ctx,
+        &site,
+        (&p.excludes, &p.ex.include),
+        f.node_err.started.as_deref(),
+        &f.summary.manifest,
+        &mut churn,
+    )
+    .await;
+    ctx.check_cancelled()?;
+    Ok(churn)
 }
 
 fn write_manifest(m: &xcat_image::Manifest, path: &Path) -> Result<(), HandlerError> {

@@ -118,14 +118,15 @@ fn any_path(patterns: &[String]) -> String {
     s
 }
 
-/// The bash script for the node.
+/// The `find` stage: walks `.`, prunes as the patterns say, and runs
+/// `action` (e.g. `-print0`) on every entry it keeps.
 ///
-/// An entry is captured unless it matches an exclude pattern (or lies under
+/// An entry is kept unless it matches an exclude pattern (or lies under
 /// a directory that does) and matches no re-include pattern, as packimage
 /// decides it; excluded directories are pruned unless a re-include pattern
 /// lies beneath them, in which case the directory itself is kept and only
-/// the re-included part of its contents is captured.
-pub fn script(excludes: &[String], includes: &[String], wire: Wire, acls: bool) -> String {
+/// the re-included part of its contents is walked.
+fn find_command(excludes: &[String], includes: &[String], action: &str) -> String {
     let mut find = String::from("find .");
     if !excludes.is_empty() {
         let includes = with_subtrees(includes);
@@ -143,10 +144,16 @@ pub fn script(excludes: &[String], includes: &[String], wire: Wire, acls: bool) 
         } else {
             find.push_str(" \\( -type d \\(");
             find.push_str(&any_path(&ancestors));
-            find.push_str(" \\) -print0 -o -prune \\) -o");
+            find.push_str(&format!(" \\) {action} -o -prune \\) -o"));
         }
     }
-    find.push_str(" -print0");
+    find.push(' ');
+    find.push_str(action);
+    find
+}
+
+/// GNU tar reading NUL-separated names from stdin, writing pax to stdout.
+fn tar_command(acls: bool) -> String {
     let mut tar = String::from(
         "tar --create --file=- --null --no-recursion --files-from=- --format=posix \
          --xattrs --xattrs-include='*' --sparse --numeric-owner --warning=no-file-ignored",
@@ -154,6 +161,23 @@ pub fn script(excludes: &[String], includes: &[String], wire: Wire, acls: bool) 
     if acls {
         tar.push_str(" --acls");
     }
+    tar
+}
+
+/// The first line of every script: C-locale messages (so [`crate::churn`]
+/// can classify them) and the root as working directory.
+const PROLOGUE: &str = "export LC_ALL=C; cd / || exit 97";
+
+/// The bash script for the node: `find | tar [| compressor]`.
+///
+/// It first reports the node's clock (`@@start SECONDS`), so entries that
+/// appear during the capture can be found afterwards ([`appeared_script`]).
+/// tar's status 2 and find's 1 do not fail the script: on a busy node they
+/// mean entries vanished between the listing and the read, and the daemon
+/// tells that from a real failure by the messages ([`crate::churn`]).
+pub fn script(excludes: &[String], includes: &[String], wire: Wire, acls: bool) -> String {
+    let find = find_command(excludes, includes, "-print0");
+    let tar = tar_command(acls);
     let comp = match wire {
         Wire::None => None,
         Wire::Zstd => Some("zstd -q -c -T0 -1"),
@@ -164,10 +188,36 @@ pub fn script(excludes: &[String], includes: &[String], wire: Wire, acls: bool) 
         None => format!("{find} | {tar}"),
     };
     format!(
-        "cd / || exit 97\n{pipe}\ns=(\"${{PIPESTATUS[@]}}\")\n\
+        "{PROLOGUE}; echo \"@@start $(date +%s)\" >&2\n{pipe}\ns=(\"${{PIPESTATUS[@]}}\")\n\
          echo \"@@status find=${{s[0]}} tar=${{s[1]}} comp=${{s[2]:-0}}\" >&2\n\
-         [ \"${{s[0]}}\" -le 1 ] && [ \"${{s[1]}}\" -le 1 ] && [ \"${{s[2]:-0}}\" -eq 0 ] || exit 3\n"
+         [ \"${{s[0]}}\" -le 1 ] && [ \"${{s[1]}}\" -le 2 ] && [ \"${{s[2]:-0}}\" -eq 0 ] || exit 3\n"
     )
+}
+
+/// The script that reads `names` (root-relative, `./`-prefixed) again, as
+/// an uncompressed archive on stdout; same status reporting as [`script`].
+pub fn reread_script(names: &[String], acls: bool) -> String {
+    let mut list = String::from("printf '%s\\0'");
+    for n in names {
+        list.push(' ');
+        list.push_str(&shell_quote(n));
+    }
+    let tar = tar_command(acls);
+    format!(
+        "{PROLOGUE}\n{list} | {tar}\ns=(\"${{PIPESTATUS[@]}}\")\n\
+         echo \"@@status find=0 tar=${{s[1]}} comp=0\" >&2\n\
+         [ \"${{s[1]}}\" -le 2 ] || exit 3\n"
+    )
+}
+
+/// The script that lists, NUL-separated, the entries the capture's walk
+/// would keep whose inode changed at or after `since` (the node's clock at
+/// the start of the capture, minus a second for clock granularity): every
+/// entry created since is among them.
+pub fn appeared_script(excludes: &[String], includes: &[String], since: u64) -> String {
+    let since = since.saturating_sub(1);
+    let find = find_command(excludes, includes, &format!("-newerct @{since} -print0"));
+    format!("{PROLOGUE}\n{find}\n")
 }
 
 /// The command line for ssh: the script run by bash (for PIPESTATUS).

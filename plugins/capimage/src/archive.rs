@@ -1,0 +1,295 @@
+//! One node-side archive streamed into the staging tree: the ssh process,
+//! the decoder, the safe extractor, the node's stderr, and the verdict on
+//! how it all ended. Used by the capture stream and by the re-read of files
+//! that changed while they were read.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, BufReader, ReadBuf};
+use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinHandle};
+use xcat_image::tar::TarError;
+use xcat_image::{extract_async, ExtractError, ExtractOptions, ExtractSummary, Progress};
+use xcat_plugin::{Context, HandlerError};
+use xcat_remote::{Remote, RemoteError, RemoteProcess};
+
+use crate::churn::{status_text, NodeFailure, NodeStderr};
+use crate::pipeline::{self, Wire};
+
+/// How long ssh may take to exit once the stream has ended.
+const NODE_EXIT_GRACE: Duration = Duration::from_secs(10);
+
+fn fail(msg: impl Into<String>) -> HandlerError {
+    HandlerError::Failed(msg.into())
+}
+
+/// Counts bytes as they pass (transferred bytes, before decompression).
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+type Extraction = Result<Result<ExtractSummary, ExtractError>, JoinError>;
+
+/// An archive on its way from the node into `staging`.
+pub struct Running {
+    node: String,
+    image_dir: PathBuf,
+    proc: RemoteProcess,
+    stderr: JoinHandle<NodeStderr>,
+    /// The extraction task; poll it to learn when the stream ended.
+    pub extraction: JoinHandle<Result<ExtractSummary, ExtractError>>,
+    /// Bytes received from ssh so far.
+    pub transferred: Arc<AtomicU64>,
+    /// Archive bytes and entries extracted so far.
+    pub progress: Progress,
+}
+
+async fn collect_stderr(mut rx: mpsc::Receiver<String>) -> NodeStderr {
+    let mut s = NodeStderr::default();
+    while let Some(line) = rx.recv().await {
+        s.add(&line);
+    }
+    s
+}
+
+/// Start `script` on the node and extract its stdout into `staging`.
+pub fn start(
+    ctx: &Context,
+    (node, addr): (&str, &str),
+    script: &str,
+    wire: Wire,
+    staging: &Path,
+    image_dir: &Path,
+) -> Result<Running, HandlerError> {
+    let remote = Remote::new(ctx.settings.ssh.clone()).with_cancel(ctx.cancel.clone());
+    let (err_tx, err_rx) = mpsc::channel(256);
+    let mut proc = remote
+        .spawn_with_stderr_lines(node, addr, &pipeline::command(script), err_tx)
+        .map_err(|e| fail(e.to_string()))?;
+    let stderr = tokio::spawn(collect_stderr(err_rx));
+    let stdout = proc
+        .take_stdout()
+        .ok_or_else(|| fail("internal error: no stdout from ssh"))?;
+    let transferred = Arc::new(AtomicU64::new(0));
+    let counted = Counting {
+        inner: stdout,
+        count: transferred.clone(),
+    };
+    let reader: Box<dyn AsyncRead + Unpin + Send> = match wire {
+        Wire::None => Box::new(counted),
+        Wire::Zstd => Box::new(async_compression::tokio::bufread::ZstdDecoder::new(
+            BufReader::new(counted),
+        )),
+        Wire::Gzip => Box::new(async_compression::tokio::bufread::GzipDecoder::new(
+            BufReader::new(counted),
+        )),
+    };
+    let progress = Progress::default();
+    let opts = ExtractOptions {
+        progress: Some(progress.clone()),
+        ..Default::default()
+    };
+    let extraction = tokio::spawn(extract_async(reader, staging.to_path_buf(), opts));
+    Ok(Running {
+        node: node.to_string(),
+        image_dir: image_dir.to_path_buf(),
+        proc,
+        stderr,
+        extraction,
+        transferred,
+        progress,
+    })
+}
+
+/// What an archive run produced once everything has ended.
+pub struct Finished {
+    pub summary: ExtractSummary,
+    pub node_err: NodeStderr,
+    pub transferred: u64,
+}
+
+/// How ssh ended: `Ok(None)` when it lingered past the grace period.
+type Waited = Result<Option<ExitStatus>, RemoteError>;
+
+impl Running {
+    /// Wait for the node side once `extracted` (the extraction task's result)
+    /// is in, and judge the whole run.
+    pub async fn finish(
+        self,
+        extracted: Extraction,
+        ctx: &Context,
+    ) -> Result<Finished, HandlerError> {
+        let extracted =
+            extracted.map_err(|e| fail(format!("internal error: extraction task: {e}")))?;
+        // A stream that merely ended early or broke in transport (node died, link
+        // cut, node-side tar failed) is best explained by the node's side: let ssh
+        // finish and look at its status first. Any other extraction failure (a
+        // refused entry, a malformed archive, the image filesystem full) is ours:
+        // stop the node side at once and report the extraction error.
+        let transport = matches!(
+            &extracted,
+            Err(ExtractError::Archive(
+                TarError::Truncated { .. } | TarError::Io { .. }
+            ))
+        );
+        if let Err(e) = &extracted {
+            if !transport {
+                self.proc.kill();
+                return Err(self.extraction_error(e));
+            }
+        }
+        let kill = self.proc.kill_token();
+        let waited: Waited = match tokio::time::timeout(NODE_EXIT_GRACE, self.proc.wait()).await {
+            Ok(Ok(st)) => Ok(Some(st)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                kill.cancel();
+                Ok(None)
+            }
+        };
+        let node_err = self.stderr.await.unwrap_or_default();
+        ctx.check_cancelled()?;
+        let judge = Judge {
+            node: &self.node,
+            image_dir: &self.image_dir,
+            node_err: &node_err,
+        };
+        judge.ssh(waited)?;
+        let summary = extracted.map_err(|e| judge.extraction_error(&e))?;
+        if let Some(f) = node_err.failure() {
+            return Err(judge.node_failed(&f));
+        }
+        Ok(Finished {
+            summary,
+            transferred: self.transferred.load(Ordering::Relaxed),
+            node_err,
+        })
+    }
+
+    fn extraction_error(&self, e: &ExtractError) -> HandlerError {
+        let none = NodeStderr::default();
+        Judge {
+            node: &self.node,
+            image_dir: &self.image_dir,
+            node_err: &none,
+        }
+        .extraction_error(e)
+    }
+}
+
+/// Turns how a run ended into the one error the admin reads.
+struct Judge<'a> {
+    node: &'a str,
+    image_dir: &'a Path,
+    node_err: &'a NodeStderr,
+}
+
+impl Judge<'_> {
+    fn ssh(&self, waited: Waited) -> Result<(), HandlerError> {
+        let node = self.node;
+        match waited {
+            Err(e) => Err(fail(format!(
+                "capture of {node} failed: {e}; the previous image is unchanged; check that {node} is up \
+                 and reachable, then retry"
+            ))),
+            Ok(None) => Err(fail(format!(
+                "capture of {node} failed: the archive stream ended but ssh did not exit within {}s; \
+                 the previous image is unchanged; check {node} and retry",
+                NODE_EXIT_GRACE.as_secs()
+            ))),
+            Ok(Some(st)) if !st.success() => {
+                let failure = match (&self.node_err.status, st.code()) {
+                    (Some(s), _) => self.node_err.failure().unwrap_or(NodeFailure {
+                        why: status_text(s),
+                        detail: None,
+                    }),
+                    (None, Some(255)) => NodeFailure {
+                        why: format!(
+                            "ssh exit 255: the connection to {node} was lost (node down, sshd killed or \
+                             network cut); check that {node} is up and reachable, then retry"
+                        ),
+                        detail: None,
+                    },
+                    (None, Some(c)) => NodeFailure {
+                        why: format!("exit {c}"),
+                        detail: None,
+                    },
+                    (None, None) => NodeFailure {
+                        why: "ssh killed by a signal".into(),
+                        detail: None,
+                    },
+                };
+                Err(self.node_failed(&failure))
+            }
+            Ok(Some(_)) if self.node_err.status.is_none() => Err(fail(format!(
+                "capture of {node} failed: the stream ended without the node's final status \
+                 (the node died or the connection was cut); the previous image is unchanged"
+            ))),
+            Ok(Some(_)) => Ok(()),
+        }
+    }
+
+    fn node_failed(&self, f: &NodeFailure) -> HandlerError {
+        // The read errors name what failed; otherwise the last messages the
+        // node printed are the best clue.
+        let detail = f.detail.clone().unwrap_or_else(|| {
+            let w = &self.node_err.warnings;
+            w[w.len().saturating_sub(3)..].join("; ")
+        });
+        let detail = if detail.is_empty() {
+            detail
+        } else {
+            format!(": {detail}")
+        };
+        fail(format!(
+            "capture of {} failed on the node ({}){detail}; the previous image is unchanged",
+            self.node, f.why
+        ))
+    }
+
+    fn extraction_error(&self, e: &ExtractError) -> HandlerError {
+        let node = self.node;
+        let text = e.to_string();
+        let hint = if text.contains("No space left") || text.contains("Disk quota") {
+            format!("; free space in {} and retry", self.image_dir.display())
+        } else {
+            match e {
+                ExtractError::Archive(TarError::Truncated { .. } | TarError::Io { .. }) => {
+                    String::new()
+                }
+                ExtractError::UnsafePath { .. }
+                | ExtractError::HardLink { .. }
+                | ExtractError::Invalid { .. }
+                | ExtractError::Archive(_) => format!(
+                    "; {node} sent an unsafe or malformed archive: check the tar it runs (`command -v tar`) \
+                     and whether the node is compromised"
+                ),
+                _ => String::new(),
+            }
+        };
+        fail(format!(
+            "capture of {node} failed: {text}{hint}; the previous image is unchanged"
+        ))
+    }
+}
