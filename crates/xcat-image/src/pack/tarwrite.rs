@@ -11,8 +11,10 @@
 //! encoding. Names are raw bytes (no charset conversion). Sockets cannot be
 //! represented in tar and are left to the caller to skip.
 
+use crate::tar::header::{self, typeflag, Header, BLOCK};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
+use std::ops::Range;
 
 /// Entry types the writer knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +30,21 @@ pub enum Kind {
 
 impl Kind {
     fn flag(self) -> u8 {
-        match self {
-            Kind::File => b'0',
-            Kind::HardLink => b'1',
-            Kind::Symlink => b'2',
-            Kind::CharDevice => b'3',
-            Kind::BlockDevice => b'4',
-            Kind::Dir => b'5',
-            Kind::Fifo => b'6',
+        // the reader's kinds carry the one typeflag table
+        header::Kind::from(self).typeflag()
+    }
+}
+
+impl From<Kind> for header::Kind {
+    fn from(k: Kind) -> header::Kind {
+        match k {
+            Kind::File => header::Kind::File,
+            Kind::Dir => header::Kind::Directory,
+            Kind::Symlink => header::Kind::Symlink,
+            Kind::HardLink => header::Kind::HardLink,
+            Kind::CharDevice => header::Kind::CharDevice,
+            Kind::BlockDevice => header::Kind::BlockDevice,
+            Kind::Fifo => header::Kind::Fifo,
         }
     }
 }
@@ -70,76 +79,6 @@ pub struct TarWriter<W: Write> {
     skipped_xattrs: u64,
 }
 
-fn octal(field: &mut [u8], v: u64) -> bool {
-    let digits = field.len() - 1;
-    let s = format!("{v:0digits$o}");
-    if s.len() > digits {
-        return false;
-    }
-    field[..digits].copy_from_slice(s.as_bytes());
-    field[digits] = 0;
-    true
-}
-
-fn base256(field: &mut [u8], v: u64) {
-    field.fill(0);
-    field[0] = 0x80;
-    let n = field.len();
-    for (i, b) in v.to_be_bytes().iter().rev().enumerate() {
-        if i + 1 < n {
-            field[n - 1 - i] = *b;
-        }
-    }
-}
-
-fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    // "<len> <key>=<value>\n" where <len> counts the whole record including itself.
-    let rest = 1 + key.len() + 1 + value.len() + 1;
-    let mut len = rest + 1;
-    loop {
-        let total = rest + len.to_string().len();
-        if total == len {
-            break;
-        }
-        len = total;
-    }
-    out.extend_from_slice(len.to_string().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(key);
-    out.push(b'=');
-    out.extend_from_slice(value);
-    out.push(b'\n');
-}
-
-/// pax time text: seconds and fraction, with correct handling of negative times
-/// (-1.5 means 1.5 s before the epoch).
-fn pax_time(sec: i64, nsec: u32) -> String {
-    if nsec == 0 {
-        return sec.to_string();
-    }
-    if sec >= 0 {
-        format!("{sec}.{nsec:09}")
-    } else {
-        let whole = -(sec + 1);
-        format!("-{whole}.{:09}", 1_000_000_000 - nsec)
-    }
-}
-
-/// Splits a path for ustar's `prefix` (155) and `name` (100) fields.
-fn split_ustar(path: &[u8]) -> Option<(&[u8], &[u8])> {
-    if path.len() <= 100 {
-        return Some((&[], path));
-    }
-    // the name part must be non-empty and ≤ 100; the prefix ≤ 155
-    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
-    for (i, &b) in trimmed.iter().enumerate() {
-        if b == b'/' && i <= 155 && path.len() - i - 1 <= 100 && i > 0 {
-            return Some((&path[..i], &path[i + 1..]));
-        }
-    }
-    None
-}
-
 impl<W: Write> TarWriter<W> {
     pub fn new(out: W) -> Self {
         TarWriter {
@@ -162,61 +101,7 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn pad(&mut self, n: u64) -> io::Result<()> {
-        let p = ((512 - (n % 512)) % 512) as usize;
-        self.put(&ZEROS[..p])
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn raw_header(
-        &mut self,
-        name: &[u8],
-        prefix: &[u8],
-        flag: u8,
-        mode: u32,
-        uid: u64,
-        gid: u64,
-        size: u64,
-        mtime: i64,
-        link: &[u8],
-        rdev: (u32, u32),
-    ) -> io::Result<()> {
-        let mut h = [0u8; 512];
-        let n = name.len().min(100);
-        h[..n].copy_from_slice(&name[..n]);
-        octal(&mut h[100..108], u64::from(mode & 0o7777));
-        if !octal(&mut h[108..116], uid) {
-            octal(&mut h[108..116], 0);
-        }
-        if !octal(&mut h[116..124], gid) {
-            octal(&mut h[116..124], 0);
-        }
-        if !octal(&mut h[124..136], size) {
-            octal(&mut h[124..136], 0);
-        }
-        let mt = u64::try_from(mtime).unwrap_or(0);
-        if !octal(&mut h[136..148], mt) {
-            octal(&mut h[136..148], 0);
-        }
-        h[156] = flag;
-        let l = link.len().min(100);
-        h[157..157 + l].copy_from_slice(&link[..l]);
-        h[257..263].copy_from_slice(b"ustar\0");
-        h[263..265].copy_from_slice(b"00");
-        if matches!(flag, b'3' | b'4') {
-            if !octal(&mut h[329..337], u64::from(rdev.0)) {
-                base256(&mut h[329..337], u64::from(rdev.0));
-            }
-            if !octal(&mut h[337..345], u64::from(rdev.1)) {
-                base256(&mut h[337..345], u64::from(rdev.1));
-            }
-        }
-        let p = prefix.len().min(155);
-        h[345..345 + p].copy_from_slice(&prefix[..p]);
-        h[148..156].fill(b' ');
-        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-        let s = format!("{sum:06o}\0 ");
-        h[148..156].copy_from_slice(s.as_bytes());
-        self.put(&h)
+        self.put(&ZEROS[..header::padding(n) as usize])
     }
 
     /// Writes the headers of an entry. A regular file's data (exactly `size` bytes)
@@ -227,85 +112,97 @@ impl<W: Write> TarWriter<W> {
         }
         let size = if e.kind == Kind::File { e.size } else { 0 };
         let link = e.link.unwrap_or(b"");
-        let mut pax = Vec::new();
-        let split = split_ustar(e.path);
-        if split.is_none() {
-            pax_record(&mut pax, b"path", e.path);
-        }
-        if link.len() > 100 {
-            pax_record(&mut pax, b"linkpath", link);
-        }
-        if size > 0o77777777777 {
-            pax_record(&mut pax, b"size", size.to_string().as_bytes());
-        }
-        if e.uid > 0o7777777 {
-            pax_record(&mut pax, b"uid", e.uid.to_string().as_bytes());
-        }
-        if e.gid > 0o7777777 {
-            pax_record(&mut pax, b"gid", e.gid.to_string().as_bytes());
-        }
-        if e.mtime_nsec != 0 || e.mtime_sec < 0 || e.mtime_sec > 0o77777777777 {
-            pax_record(
-                &mut pax,
-                b"mtime",
-                pax_time(e.mtime_sec, e.mtime_nsec).as_bytes(),
-            );
-        }
-        if let Some(x) = e.xattrs {
-            for (k, v) in x {
-                if k.contains(&b'=') || k.contains(&0) || k.is_empty() {
-                    self.skipped_xattrs += 1;
-                    continue;
-                }
-                let mut key = b"SCHILY.xattr.".to_vec();
-                key.extend_from_slice(k);
-                pax_record(&mut pax, &key, v);
-            }
-        }
+        let split = header::split_ustar(e.path);
+        let pax = self.pax_records(e, size, link, split.is_none());
         if !pax.is_empty() {
-            let base = e
-                .path
-                .strip_suffix(b"/")
-                .unwrap_or(e.path)
-                .rsplit(|&b| b == b'/')
-                .next()
-                .unwrap_or(b"");
-            let mut name = b"./PaxHeaders/".to_vec();
-            name.extend_from_slice(&base[..base.len().min(100 - name.len())]);
-            self.raw_header(
-                &name,
-                b"",
-                b'x',
-                0o644,
-                0,
-                0,
-                pax.len() as u64,
-                0,
-                b"",
-                (0, 0),
-            )?;
-            self.put(&pax)?;
-            self.pad(pax.len() as u64)?;
+            self.pax_header(e.path, &pax)?;
         }
         let (prefix, name) = split.unwrap_or((b"", e.path));
-        self.raw_header(
+        self.put(&ustar_block(&Ustar {
             name,
             prefix,
-            e.kind.flag(),
-            e.mode,
-            e.uid,
-            e.gid,
+            flag: e.kind.flag(),
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
             size,
-            e.mtime_sec,
+            mtime: e.mtime_sec,
             link,
-            e.rdev,
-        )?;
+            rdev: e.rdev,
+        }))?;
         if size > 0 {
             self.pending = Some(size);
         }
         Ok(())
     }
 
+    /// The pax records for what the ustar header cannot hold, and the xattrs.
+    fn pax_records(
+        &mut self,
+        e: &TarEntry<'_>,
+        size: u64,
+        link: &[u8],
+        long_path: bool,
+    ) -> Vec<u8> {
+        let mut pax = Vec::new();
+        let mut record = |key: &[u8], value: &[u8]| header::push_pax_record(&mut pax, key, value);
+        if long_path {
+            record(b"path", e.path);
+        }
+        if link.len() > header::LINKNAME.len() {
+            record(b"linkpath", link);
+        }
+        if size > 0o77777777777 {
+            record(b"size", size.to_string().as_bytes());
+        }
+        if e.uid > 0o7777777 {
+            record(b"uid", e.uid.to_string().as_bytes());
+        }
+        if e.gid > 0o7777777 {
+            record(b"gid", e.gid.to_string().as_bytes());
+        }
+        if e.mtime_nsec != 0 || e.mtime_sec < 0 || e.mtime_sec > 0o77777777777 {
+            record(
+                b"mtime",
+                header::pax_time(e.mtime_sec, e.mtime_nsec).as_bytes(),
+            );
+        }
+        for (k, v) in e.xattrs.into_iter().flatten() {
+            if k.contains(&b'=') || k.contains(&0) || k.is_empty() {
+                self.skipped_xattrs += 1;
+                continue;
+            }
+            record(&[&b"SCHILY.xattr."[..], k].concat(), v);
+        }
+        pax
+    }
+
+    /// The `x` header and body carrying `pax` for the entry at `path`, named the
+    /// way GNU tar names it (`./PaxHeaders/<base name>`).
+    fn pax_header(&mut self, path: &[u8], pax: &[u8]) -> io::Result<()> {
+        let base = path
+            .strip_suffix(b"/")
+            .unwrap_or(path)
+            .rsplit(|&b| b == b'/')
+            .next()
+            .unwrap_or(b"");
+        let mut name = b"./PaxHeaders/".to_vec();
+        name.extend_from_slice(&base[..base.len().min(header::NAME.len() - name.len())]);
+        self.put(&ustar_block(&Ustar {
+            name: &name,
+            prefix: b"",
+            flag: typeflag::PAX_LOCAL,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: pax.len() as u64,
+            mtime: 0,
+            link: b"",
+            rdev: (0, 0),
+        }))?;
+        self.put(pax)?;
+        self.pad(pax.len() as u64)
+    }
     /// Copies a regular file's data: exactly the declared size (zero-padded when the
     /// source ends early, cut when it grew). Returns the bytes read from `r`.
     pub fn data_from(&mut self, r: &mut dyn Read) -> io::Result<u64> {
@@ -323,42 +220,49 @@ impl<W: Write> TarWriter<W> {
         if self.pending.is_some() {
             return Err(io::Error::other("tar: last entry's data not written"));
         }
-        self.put(&[0u8; 1024])?;
+        self.put(&[0u8; 2 * BLOCK])?;
         self.out.flush()?;
         Ok(self.out)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The fields of one ustar header block, as the writer fills them.
+struct Ustar<'a> {
+    name: &'a [u8],
+    prefix: &'a [u8],
+    flag: u8,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: i64,
+    link: &'a [u8],
+    rdev: (u32, u32),
+}
 
-    #[test]
-    fn records_and_times() {
-        let mut v = Vec::new();
-        pax_record(&mut v, b"path", b"abc");
-        assert_eq!(v, b"12 path=abc\n");
-        let mut v = Vec::new();
-        // a record whose length crosses a digit boundary
-        pax_record(&mut v, b"k", &[b'x'; 93]);
-        assert_eq!(v.len(), 99);
-        assert!(v.starts_with(b"99 k="));
-        let mut v = Vec::new();
-        // one more byte: 2 digits would make 100, so the length needs 3 digits
-        pax_record(&mut v, b"k", &[b'x'; 94]);
-        assert_eq!(v.len(), 101);
-        assert!(v.starts_with(b"101 k="));
-        assert_eq!(pax_time(5, 7), "5.000000007");
-        assert_eq!(pax_time(-2, 500_000_000), "-1.500000000");
-        assert_eq!(pax_time(-2, 0), "-2");
+/// Encodes a header block. Ids, size and mtime too big for their octal fields are
+/// written as 0 because the pax header carries them; device numbers have no pax
+/// record here and use base-256 instead.
+fn ustar_block(u: &Ustar<'_>) -> [u8; BLOCK] {
+    let mut h = Header::ustar();
+    h.set_bytes(header::NAME, u.name);
+    h.set_number(header::MODE, u64::from(u.mode & 0o7777));
+    octal_or_zero(&mut h, header::UID, u.uid);
+    octal_or_zero(&mut h, header::GID, u.gid);
+    octal_or_zero(&mut h, header::SIZE, u.size);
+    octal_or_zero(&mut h, header::MTIME, u64::try_from(u.mtime).unwrap_or(0));
+    h.set_typeflag(u.flag);
+    h.set_bytes(header::LINKNAME, u.link);
+    if matches!(u.flag, typeflag::CHAR_DEVICE | typeflag::BLOCK_DEVICE) {
+        h.set_number(header::DEVMAJOR, u64::from(u.rdev.0));
+        h.set_number(header::DEVMINOR, u64::from(u.rdev.1));
     }
+    h.set_bytes(header::PREFIX, u.prefix);
+    h.finish()
+}
 
-    #[test]
-    fn ustar_split() {
-        let long = [b"d".repeat(120), b"/".to_vec(), b"f".repeat(90)].concat();
-        let (p, n) = split_ustar(&long).unwrap();
-        assert_eq!(p.len(), 120);
-        assert_eq!(n.len(), 90);
-        assert!(split_ustar(&b"x".repeat(300)).is_none());
+fn octal_or_zero(h: &mut Header, field: Range<usize>, v: u64) {
+    if !h.set_octal(field.clone(), v) {
+        h.set_octal(field, 0);
     }
 }
