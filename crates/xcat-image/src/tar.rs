@@ -20,6 +20,8 @@
 //! writer of `pack`.
 
 pub mod header;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use crate::util::escape_bytes;
 use header::*;

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+use xcat_image::tar::testing::TarBuilder;
 use xcat_image::tar::TarError;
 use xcat_image::{extract, scan_tree, ExtractError, ExtractOptions, Manifest};
 
@@ -81,7 +82,7 @@ fn dotdot_entries_abort_naming_the_entry() {
         "./a/../../x".to_string(),
         "ok/../../../../etc/passwd".into(),
     ] {
-        let a = RawTar::new()
+        let a = TarBuilder::new()
             .file(b"fine", b"1")
             .file(name.as_bytes(), b"owned")
             .end();
@@ -96,7 +97,7 @@ fn absolute_paths_are_made_relative() {
     let b = bed();
     let mut abs = b.c();
     abs.extend_from_slice(b"/file");
-    let a = RawTar::new()
+    let a = TarBuilder::new()
         .file(&abs, b"owned")
         .file(b"/etc/passwd2", b"x")
         .end();
@@ -120,30 +121,30 @@ fn nothing_is_written_through_an_image_symlink() {
     let b = bed();
     // symlink to / then a file under it; symlink to the canary then a file and a dir under it
     let cases: Vec<Vec<u8>> = vec![
-        RawTar::new()
-            .entry(b"root", b'2', b"/")
+        TarBuilder::new()
+            .symlink(b"root", b"/")
             .file(b"root/tmp/pwned", b"x")
             .end(),
-        RawTar::new()
-            .entry(b"esc", b'2', &b.c())
+        TarBuilder::new()
+            .symlink(b"esc", &b.c())
             .file(b"esc/file", b"x")
             .end(),
-        RawTar::new()
-            .entry(b"esc", b'2', &b.c())
-            .entry(b"esc/newdir", b'5', b"")
+        TarBuilder::new()
+            .symlink(b"esc", &b.c())
+            .dir(b"esc/newdir")
             .end(),
-        RawTar::new()
-            .entry(b"esc", b'2', &b.c())
-            .entry(b"esc/etc/hl", b'1', b"x")
+        TarBuilder::new()
+            .symlink(b"esc", &b.c())
+            .hardlink(b"esc/etc/hl", b"x")
             .end(),
-        RawTar::new()
-            .entry(b"rel", b'2', b"../../..")
+        TarBuilder::new()
+            .symlink(b"rel", b"../../..")
             .file(b"rel/x", b"x")
             .end(),
         // a directory replaced by a symlink, then an entry "through" the old name
-        RawTar::new()
-            .entry(b"d", b'5', b"")
-            .entry(b"d", b'2', &b.c())
+        TarBuilder::new()
+            .dir(b"d")
+            .symlink(b"d", &b.c())
             .file(b"d/file", b"x")
             .end(),
     ];
@@ -155,8 +156,8 @@ fn nothing_is_written_through_an_image_symlink() {
     // a regular file entry replaces a symlink instead of writing through it
     let mut target = b.c();
     target.extend_from_slice(b"/file");
-    let a = RawTar::new()
-        .entry(b"x", b'2', &target)
+    let a = TarBuilder::new()
+        .symlink(b"x", &target)
         .file(b"x", b"new")
         .end();
     b.run(&a).unwrap();
@@ -183,8 +184,8 @@ fn hard_links_only_to_entries_of_this_archive() {
     .iter()
     .enumerate()
     {
-        let a = RawTar::new()
-            .entry(b"evil", b'1', target)
+        let a = TarBuilder::new()
+            .hardlink(b"evil", target)
             .file(b"later", b"x")
             .end();
         let e = b.run(&a).expect_err(&format!("case {i}"));
@@ -206,9 +207,9 @@ fn hard_links_only_to_entries_of_this_archive() {
         1
     );
     // a valid one works
-    let a = RawTar::new()
+    let a = TarBuilder::new()
         .file(b"a", b"x")
-        .entry(b"b", b'1', b"./a")
+        .hardlink(b"b", b"./a")
         .end();
     b.run(&a).unwrap();
     assert_eq!(std::fs::metadata(b.staging.join("b")).unwrap().nlink(), 2);
@@ -220,14 +221,14 @@ fn replacing_devices_fifos_and_files_never_writes_through_them() {
     let b = bed();
     // a FIFO then a regular file of the same name: opening the FIFO would hang
     // a char device (1,3 = /dev/null) then a regular file: writing would vanish
-    let a = RawTar::new()
+    let a = TarBuilder::new()
         .file(b"etc/passwd", b"root:x:0:0\n")
-        .device(b"etc/passwd", b'3', 1, 3)
-        .entry(b"p", b'6', b"")
+        .node(b"etc/passwd", b'3', (1, 3))
+        .node(b"p", b'6', (0, 0))
         .file(b"p", b"after fifo")
-        .device(b"n", b'3', 1, 3)
+        .node(b"n", b'3', (1, 3))
         .file(b"n", b"after dev")
-        .device(b"blk", b'4', 7, 0)
+        .node(b"blk", b'4', (7, 0))
         .end();
     let s = b.run(&a).unwrap();
     let m = std::fs::symlink_metadata(b.staging.join("etc/passwd")).unwrap();
@@ -246,10 +247,10 @@ fn replacing_devices_fifos_and_files_never_writes_through_them() {
 #[test]
 fn declared_10gb_with_short_body_is_truncated_without_preallocation() {
     let b = bed();
-    let mut a = RawTar::new();
-    a.raw(RawTar::header(b"huge", b'0', 10_000_000_000, b"", 0o644));
-    a.data.extend_from_slice(&[7u8; 4096]);
-    let e = b.run(&a.data).expect_err("short body");
+    let a = TarBuilder::new()
+        .declared(b"huge", b'0', 10_000_000_000, &[7u8; 4096])
+        .0;
+    let e = b.run(&a).expect_err("short body");
     assert!(
         matches!(e, ExtractError::Archive(TarError::Truncated { .. })),
         "{e:?}"
@@ -264,26 +265,20 @@ fn declared_10gb_with_short_body_is_truncated_without_preallocation() {
     );
 
     // the same with a pax size and a sparse map claiming a 10 GB file
-    let mut a = RawTar::new();
-    a.pax(&[
-        ("GNU.sparse.major", b"1"),
-        ("GNU.sparse.minor", b"0"),
-        ("GNU.sparse.name", b"sp"),
-        ("GNU.sparse.realsize", b"10000000000"),
-        ("size", b"1536"),
-    ]);
-    a.raw(RawTar::header(
-        b"GNUSparseFile.0/sp",
-        b'0',
-        1536,
-        b"",
-        0o644,
-    ));
-    let mut map = b"1\n0\n1024\n".to_vec();
-    map.resize(512, 0);
-    a.data.extend_from_slice(&map);
-    a.data.extend_from_slice(&[1u8; 100]);
-    let e = b.run(&a.data).expect_err("short sparse body");
+    let mut body = b"1\n0\n1024\n".to_vec();
+    body.resize(512, 0);
+    body.extend_from_slice(&[1u8; 100]);
+    let a = TarBuilder::new()
+        .pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"sp"),
+            ("GNU.sparse.realsize", b"10000000000"),
+            ("size", b"1536"),
+        ])
+        .declared(b"GNUSparseFile.0/sp", b'0', 1536, &body)
+        .0;
+    let e = b.run(&a).expect_err("short sparse body");
     assert!(
         matches!(e, ExtractError::Archive(TarError::Truncated { .. })),
         "{e:?}"
@@ -298,7 +293,7 @@ fn declared_10gb_with_short_body_is_truncated_without_preallocation() {
 #[test]
 fn truncated_streams_are_errors() {
     let b = bed();
-    let full = RawTar::new()
+    let full = TarBuilder::new()
         .file(b"a", &[1u8; 2000])
         .file(b"b", b"x")
         .end();
@@ -319,17 +314,17 @@ fn truncated_streams_are_errors() {
 fn metadata_limits_and_corruption() {
     let b = bed();
     // a pax header declaring 2 MiB: refused before reading it
-    let mut a = RawTar::new();
-    a.raw(RawTar::header(b"PaxHeader", b'x', 2 << 20, b"", 0o644));
-    a.data.extend(std::iter::repeat_n(b'a', 4096));
-    let e = b.run(&a.data).unwrap_err();
+    let a = TarBuilder::new()
+        .declared(b"PaxHeader", b'x', 2 << 20, &[b'a'; 4096])
+        .0;
+    let e = b.run(&a).unwrap_err();
     assert!(
         matches!(e, ExtractError::Archive(TarError::Limit { .. })),
         "{e:?}"
     );
     // a path over the limit
     let long = vec![b'a'; 5000];
-    let a = RawTar::new()
+    let a = TarBuilder::new()
         .pax(&[("path", &long)])
         .file(b"short", b"x")
         .end();
@@ -339,7 +334,7 @@ fn metadata_limits_and_corruption() {
     ));
     // an xattr value over 64 KiB
     let big = vec![b'v'; 70000];
-    let a = RawTar::new()
+    let a = TarBuilder::new()
         .pax(&[("SCHILY.xattr.user.big", &big)])
         .file(b"f", b"x")
         .end();
@@ -348,14 +343,14 @@ fn metadata_limits_and_corruption() {
         ExtractError::Archive(TarError::Limit { .. })
     ));
     // a bad checksum
-    let mut a = RawTar::new().file(b"f", b"x").end();
+    let mut a = TarBuilder::new().file(b"f", b"x").end();
     a[0] = b'g';
     assert!(matches!(
         b.run(&a).unwrap_err(),
         ExtractError::Archive(TarError::Checksum { .. })
     ));
     // an unsupported namespace is skipped with a warning, not applied
-    let a = RawTar::new()
+    let a = TarBuilder::new()
         .pax(&[
             ("SCHILY.xattr.system.evil", b"1"),
             ("SCHILY.xattr.user.ok", b"1"),
@@ -380,7 +375,7 @@ fn metadata_limits_and_corruption() {
 #[test]
 fn uid_minus_one_is_refused() {
     let b = bed();
-    let a = RawTar::new()
+    let a = TarBuilder::new()
         .pax(&[("uid", b"4294967295")])
         .file(b"f", b"x")
         .end();
