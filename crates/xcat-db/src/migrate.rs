@@ -1,0 +1,65 @@
+//! Schema migrations, applied in order; `schema_version` records the last
+//! one done. Version 1 creates every catalogue table with its unique key
+//! index. Version 2 adds `table_versions` and the triggers that maintain it.
+
+use sqlx::{Any, Executor, Row, Transaction};
+
+use crate::transaction::with_retries;
+use crate::{schema, table_versions, Backend, Db, DbError};
+
+const SCHEMA_VERSION: i64 = 2;
+
+impl Db {
+    /// Bring the schema up to [`SCHEMA_VERSION`]; retried because several
+    /// daemons may start on one fresh database at once.
+    pub(crate) async fn migrate(&self) -> Result<(), DbError> {
+        with_retries(5, 50, || self.migrate_once()).await
+    }
+
+    async fn migrate_once(&self) -> Result<(), DbError> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // Serialise concurrent first starts of several daemons.
+            tx.execute("SELECT pg_advisory_xact_lock(738201)").await?;
+        }
+        let current = schema_version(&mut tx).await?;
+        if current > SCHEMA_VERSION {
+            return Err(DbError::Invalid(format!(
+                "database schema version {current} is newer than this program ({SCHEMA_VERSION}); upgrade xcatd"
+            )));
+        }
+        if current < 1 {
+            for t in schema::TABLES {
+                tx.execute(schema::create_table_sql(t, self.backend).as_str())
+                    .await?;
+                tx.execute(schema::create_key_index_sql(t).as_str()).await?;
+            }
+            record_version(&mut tx, 1).await?;
+        }
+        if current < 2 {
+            table_versions::install(&mut tx, self.backend).await?;
+            record_version(&mut tx, 2).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The last migration done (0 for a new database).
+async fn schema_version(tx: &mut Transaction<'static, Any>) -> Result<i64, DbError> {
+    tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .await?;
+    let current: Option<i64> = sqlx::query("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+    Ok(current.unwrap_or(0))
+}
+
+async fn record_version(tx: &mut Transaction<'static, Any>, version: i64) -> Result<(), DbError> {
+    sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+        .bind(version)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

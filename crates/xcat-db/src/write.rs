@@ -1,0 +1,182 @@
+//! Row writes: upsert by key, delete by key, bulk insert.
+
+use std::collections::HashSet;
+
+use sqlx::{Any, Row, Transaction};
+
+use crate::schema::{q, TableDef};
+use crate::sql::{column_of, key_clause, set_clause, table_def, Insert};
+use crate::transaction::with_retries;
+use crate::{Db, DbError};
+
+impl Db {
+    /// Insert or update the row whose key columns equal `keys`, setting
+    /// `values` (an empty value clears the column). Atomic; concurrent
+    /// upserts of the same new key end in one row.
+    pub async fn upsert(
+        &self,
+        table: &str,
+        keys: &[(&str, &str)],
+        values: &[(&str, &str)],
+    ) -> Result<(), DbError> {
+        let t = table_def(table)?;
+        let keys = checked(t, keys)?;
+        let values = checked(t, values)?;
+        if keys.is_empty() {
+            return Err(DbError::Invalid(format!(
+                "no key given for table {table} (e.g. {}=...)",
+                t.keys[0]
+            )));
+        }
+        if let Some((k, _)) = keys.iter().find(|(_, v)| v.is_empty()) {
+            return Err(DbError::Invalid(format!("empty key value for {table}.{k}")));
+        }
+        if let Some((c, _)) = values
+            .iter()
+            .find(|(c, _)| keys.iter().any(|(k, _)| k == c))
+        {
+            return Err(DbError::Invalid(format!(
+                "{table}.{c} is used as a key and cannot also be assigned"
+            )));
+        }
+        with_retries(20, 5, || self.upsert_once(t, &keys, &values)).await
+    }
+
+    async fn upsert_once(
+        &self,
+        t: &'static TableDef,
+        keys: &[(&'static str, &str)],
+        values: &[(&'static str, &str)],
+    ) -> Result<(), DbError> {
+        let mut tx = self.begin_write().await?;
+        let found = if values.is_empty() {
+            key_exists(&mut tx, t.name, keys).await?
+        } else {
+            update(&mut tx, t.name, keys, values).await? > 0
+        };
+        if !found {
+            let cols: Vec<&'static str> = keys.iter().chain(values).map(|(c, _)| *c).collect();
+            let sql = Insert::new(t.name, &cols).sql(1);
+            let mut qy = sqlx::query(&sql);
+            for (_, v) in keys.iter().chain(values) {
+                qy = qy.bind((!v.is_empty()).then_some(*v));
+            }
+            qy.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Delete the rows whose columns equal `keys` (at least one); returns how
+    /// many were deleted.
+    pub async fn delete(&self, table: &str, keys: &[(&str, &str)]) -> Result<u64, DbError> {
+        let t = table_def(table)?;
+        let keys = checked(t, keys)?;
+        if keys.is_empty() {
+            return Err(DbError::Invalid(format!(
+                "refusing to delete from {table} without a key"
+            )));
+        }
+        let sql = format!("DELETE FROM {} WHERE {}", q(t.name), key_clause(&keys, 1));
+        let mut tx = self.begin_write().await?;
+        let mut qy = sqlx::query(&sql);
+        for (_, v) in &keys {
+            qy = qy.bind(*v);
+        }
+        let n = qy.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Insert many rows at once (e.g. initial node definitions), in one
+    /// transaction. `rows` hold one value per column of `cols`.
+    pub async fn insert_rows(
+        &self,
+        table: &str,
+        cols: &[&str],
+        rows: &[Vec<Option<String>>],
+    ) -> Result<(), DbError> {
+        let t = table_def(table)?;
+        let cols: Vec<&'static str> = cols
+            .iter()
+            .map(|c| column_of(t, c))
+            .collect::<Result<_, _>>()?;
+        if rows.iter().any(|r| r.len() != cols.len()) {
+            return Err(DbError::Invalid(
+                "row length differs from column count".into(),
+            ));
+        }
+        let mut tx = self.begin_write().await?;
+        Insert::new(t.name, &cols)
+            .execute_all(&mut tx, rows, Vec::as_slice)
+            .await
+            .map_err(|(_, e)| e)?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Does a row with these key values exist (counting disabled rows too)?
+pub(crate) async fn key_exists(
+    tx: &mut Transaction<'static, Any>,
+    table: &'static str,
+    keys: &[(&'static str, &str)],
+) -> Result<bool, DbError> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM {} WHERE {}",
+        q(table),
+        key_clause(keys, 1)
+    );
+    let mut qy = sqlx::query(&sql);
+    for (_, v) in keys {
+        qy = qy.bind(*v);
+    }
+    let n: i64 = qy.fetch_one(&mut **tx).await?.try_get(0)?;
+    Ok(n != 0)
+}
+
+/// Set `values` on the rows matching `keys`; an empty value stores NULL.
+/// Returns how many rows matched.
+async fn update(
+    tx: &mut Transaction<'static, Any>,
+    table: &'static str,
+    keys: &[(&'static str, &str)],
+    values: &[(&'static str, &str)],
+) -> Result<u64, DbError> {
+    // Key placeholders follow the values'.
+    let sql = format!(
+        "UPDATE {} SET {} WHERE {}",
+        q(table),
+        set_clause(values, 1),
+        key_clause(keys, values.len() + 1)
+    );
+    let mut qy = sqlx::query(&sql);
+    for (_, v) in values {
+        qy = qy.bind((!v.is_empty()).then_some(*v));
+    }
+    for (_, v) in keys {
+        qy = qy.bind(*v);
+    }
+    Ok(qy.execute(&mut **tx).await?.rows_affected())
+}
+
+/// Validate `(column, value)` pairs against a table.
+fn checked<'v>(
+    t: &'static TableDef,
+    pairs: &[(&str, &'v str)],
+) -> Result<Vec<(&'static str, &'v str)>, DbError> {
+    let mut seen = HashSet::new();
+    pairs
+        .iter()
+        .map(|(c, v)| {
+            let c = column_of(t, c)?;
+            if !seen.insert(c) {
+                return Err(DbError::Invalid(format!(
+                    "column {}.{c} given twice",
+                    t.name
+                )));
+            }
+            Ok((c, *v))
+        })
+        .collect()
+}
