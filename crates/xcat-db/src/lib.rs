@@ -41,6 +41,8 @@ mod seed;
 mod sql;
 mod table_versions;
 pub mod template;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 mod transaction;
 mod write;
 

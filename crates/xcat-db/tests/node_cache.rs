@@ -29,10 +29,9 @@ macro_rules! both_backends_with_url {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                let (db, guard) = $crate::common::pg_db().await;
-                let url = guard.url.clone();
-                super::$name(&db, &url).await;
-                guard.drop_db(db).await;
+                let (db, pg) = $crate::common::pg_db().await;
+                super::$name(&db, pg.url()).await;
+                db.close().await;
             }
         }
         )*
