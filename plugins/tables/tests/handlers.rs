@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use xcat_db::test_support::TempDatabase;
 use xcat_plugin::{
     async_trait, Context, Db, Dispatcher, HandlerRequest, HandlerResult, Identity, Request,
     Responder, Response, Settings,
@@ -499,46 +500,9 @@ async fn table_commands_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_commands_postgres() {
-    let admin = match std::env::var("XCATD_TEST_PG_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => panic!(
-            "XCATD_TEST_PG_URL is not set: the PostgreSQL tests must run. Run ./scripts/test-all \
-             (it starts a private server and sets the variable), or start one with \
-             `tests/testbed/pg.sh start DIR PORT` and export the URL it prints as XCATD_TEST_PG_URL"
-        ),
-    };
-    // A private database for this test, dropped afterwards.
-    let name = format!("xcatplugin_{}", std::process::id());
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_string())
-        .unwrap_or(admin.clone());
-    admin_sql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-    )
-    .await;
-    admin_sql(&admin, &format!("CREATE DATABASE \"{name}\"")).await;
-    let db = Db::connect(&format!("{base}/{name}")).await.unwrap();
+    let pg = TempDatabase::from_env();
+    let db = Db::connect(pg.url()).await.unwrap();
     scenario(&db).await;
     many_nodes(&db).await;
     db.close().await;
-    admin_sql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-    )
-    .await;
-}
-
-/// Run one statement on the administrative database.
-async fn admin_sql(admin_url: &str, sql: &str) {
-    use sqlx::Connection;
-    let mut c = sqlx::PgConnection::connect(admin_url)
-        .await
-        .expect("connect to XCATD_TEST_PG_URL");
-    sqlx::query(sql)
-        .execute(&mut c)
-        .await
-        .expect("admin statement");
-    c.close().await.ok();
 }
