@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sqlx::Connection as _;
+use xcat_db::test_support::TempDatabase;
 use xcat_db::{Db, Universe};
 
 use crate::report::{write_rows, Row};
@@ -281,28 +282,13 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
 
     match &a.pg_url {
         Some(server) => {
-            let name = format!("xcatd_bench_{}", std::process::id());
-            let mut admin = sqlx::postgres::PgConnection::connect(server)
-                .await
-                .context("connecting to PostgreSQL")?;
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await?;
-            let (base, _) = server
-                .rsplit_once('/')
-                .context("PostgreSQL URL without a database name")?;
-            let url = format!("{base}/{name}");
-            let res = async {
-                let db = Db::connect(&url).await?;
-                let r = measure(&db, "PostgreSQL", &url, a.nodes, &mut rows).await;
-                db.close().await;
-                r
-            }
-            .await;
-            sqlx::query(&format!("DROP DATABASE {name}"))
-                .execute(&mut admin)
-                .await?;
-            res?;
+            let scratch =
+                TempDatabase::create_on(server).context("creating the scratch database")?;
+            let url = scratch.url();
+            let db = Db::connect(url).await?;
+            let r = measure(&db, "PostgreSQL", url, a.nodes, &mut rows).await;
+            db.close().await;
+            r?;
         }
         None => eprintln!("no PostgreSQL URL given: PostgreSQL figures skipped"),
     }
