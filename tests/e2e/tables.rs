@@ -7,10 +7,10 @@
 //! variants, it never skips them).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::Output;
 use std::time::Instant;
 
+use xcat_db::test_support::TempDatabase;
 use xcatd_tests::{repo_root, Daemon, DaemonOptions};
 
 /// The xCAT-format fixture files, one per table.
@@ -62,98 +62,21 @@ fn restore(d: &Daemon, tables: &[&str]) {
     }
 }
 
-// ---------------------------------------------------------------------------
-// PostgreSQL: one fresh database per test on the server at XCATD_TEST_PG_URL.
-
-/// A database created for one test and dropped (forcibly) when this guard goes.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-fn pg_admin_url() -> String {
-    match std::env::var("XCATD_TEST_PG_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => panic!(
-            "XCATD_TEST_PG_URL is not set: the PostgreSQL table tests must run. Run \
-             ./scripts/test-all (it starts a private server and sets the variable), or start one \
-             with `tests/testbed/pg.sh start DIR PORT` and export the URL it prints as \
-             XCATD_TEST_PG_URL"
-        ),
-    }
-}
-
-fn psql(admin_url: &str, sql: &str) {
-    let out = Command::new("psql")
-        .arg(admin_url)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run psql ({e}): install the postgresql-client package"));
-    assert!(
-        out.status.success(),
-        "psql {sql:?} failed: {}",
-        text(&out.stderr)
-    );
-}
-
-impl PgDatabase {
-    fn create() -> PgDatabase {
-        let admin_url = pg_admin_url();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .subsec_nanos();
-        let name = format!(
-            "xcate2e_{}_{}_{nanos}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        psql(&admin_url, &format!("CREATE DATABASE \"{name}\""));
-        let url = xcat_db::with_database(&admin_url, &name);
-        PgDatabase {
-            admin_url,
-            name,
-            url,
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let out = Command::new("psql")
-            .arg(&self.admin_url)
-            .args(["-X", "-q", "-c"])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ))
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!("dropping {} failed: {}", self.name, text(&o.stderr)),
-            Err(e) => eprintln!("dropping {} failed: {e}", self.name),
-        }
-    }
-}
-
 /// Run `body` against a daemon on SQLite (`pg == false`) or on a fresh
 /// PostgreSQL database.
 fn with_backend(pg: bool, body: fn(&Daemon)) {
     let t = Instant::now();
     if pg {
-        let db = PgDatabase::create();
+        let db = TempDatabase::from_env();
         let mut d = Daemon::start_with(DaemonOptions {
-            database: db.url.clone(),
+            database: db.url().to_string(),
             ..Default::default()
         });
         let log = d.log();
         assert!(
-            log.contains("database=postgres://") && log.contains(&db.name),
+            log.contains("database=postgres://") && log.contains(db.name()),
             "the daemon must run on the test database {}; log:\n{log}",
-            db.name
+            db.name()
         );
         body(&d);
         d.stop();
