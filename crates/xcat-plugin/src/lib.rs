@@ -105,6 +105,16 @@ pub trait Handler: Send + Sync + 'static {
     /// Serve one request. Observe `ctx.cancel`; stream output with `out`.
     /// Do not send `serverdone`: the daemon does.
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult;
+
+    /// Called once when the daemon starts, before it accepts a connection:
+    /// the place to repair what a killed daemon left half-done, so the
+    /// daemon itself need not know any handler's state. Returns what was
+    /// done, one line each; the daemon logs every line as `recovery: LINE`.
+    /// It cannot fail: a problem is one more line, since a handler's leftovers
+    /// must not stop the other commands from being served.
+    fn at_start(&self, _settings: &Settings) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The receiving side has gone (client disconnected or request cancelled).

@@ -77,6 +77,11 @@ impl Handler for CapImage {
         };
         capture::run(&node, &opts, req.request.cwd.as_deref(), &ctx, &out).await
     }
+
+    /// Captures a killed daemon left half-done: restore and clean before serving.
+    fn at_start(&self, settings: &Settings) -> Vec<String> {
+        recover_at_start(settings)
+    }
 }
 
 /// The journal directory of running captures.
