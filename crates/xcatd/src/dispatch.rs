@@ -1,5 +1,6 @@
 //! From an authenticated request to handler output: noderange expansion,
-//! policy, built-in commands, and the handler registry.
+//! policy, built-in commands, and the handler registry (which plugins fill
+//! it is decided in `plugins.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
@@ -15,18 +16,12 @@ use xcatd_proto::NodeRecord;
 /// Commands the daemon answers itself.
 const BUILTINS: &[&str] = &["authcheck", "noderange"];
 
-/// The static list of handler plugins. Adding a plugin is one line here.
-pub fn plugin_handlers(enable_test_commands: bool) -> Vec<Arc<dyn Handler>> {
-    let mut v: Vec<Arc<dyn Handler>> = Vec::new();
-    v.extend(plugin_lsxcatd::handlers());
-    v.extend(plugin_tables::handlers());
-    v.extend(plugin_xdsh::handlers());
-    v.extend(plugin_capimage::handlers());
-    v.extend(plugin_packimage::handlers());
-    if enable_test_commands {
-        v.extend(plugin_testcmds::handlers());
-    }
-    v
+/// Why a registry cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Two handlers (or a handler and a built-in) claim the same command.
+    #[error("command {0} is registered twice")]
+    Duplicate(&'static str),
 }
 
 /// Command name -> handler, plus what every request needs.
@@ -63,12 +58,12 @@ impl Registry {
         handlers: Vec<Arc<dyn Handler>>,
         db: Db,
         settings: Arc<Settings>,
-    ) -> anyhow::Result<Arc<Registry>> {
+    ) -> Result<Arc<Registry>, RegistryError> {
         let mut map: BTreeMap<&'static str, Arc<dyn Handler>> = BTreeMap::new();
         for h in handlers {
             for &c in h.commands() {
                 if BUILTINS.contains(&c) || map.insert(c, h.clone()).is_some() {
-                    anyhow::bail!("command {c} is registered twice");
+                    return Err(RegistryError::Duplicate(c));
                 }
             }
         }
@@ -179,12 +174,8 @@ impl Registry {
     ) -> Outcome {
         if req.command == "authcheck" {
             // Answered for anyone: clients use it to learn who they are.
-            let (word, user) = match &identity.user {
-                Some(u) => ("Authenticated", u.clone()),
-                None => ("Unauthenticated", String::new()),
-            };
             let _ = out
-                .send(Response::data(word).push(xcatd_proto::Element::leaf("username", user)))
+                .send(Response::authcheck(identity.user.as_deref()))
                 .await;
             return Outcome::Ok;
         }

@@ -1,22 +1,15 @@
 //! xcatd: the daemon binary. `xcatd [--config FILE]` serves; `xcatd init`
-//! creates credentials, the database and its default rows.
+//! creates credentials, the database and its default rows. The daemon itself
+//! is the `xcatd` library; this file is only the process around it.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
-
-mod certs;
-mod config;
-mod dispatch;
-mod server;
-mod tls;
-
-use config::Config;
+use xcatd::config::{self, Config};
 
 #[derive(Parser)]
 #[command(name = "xcatd", version, about = "xCAT-compatible management daemon")]
@@ -76,7 +69,7 @@ fn main() -> std::process::ExitCode {
                 client_dir,
                 user,
                 force,
-            } => init(cfg, client_dir, &user, force).await,
+            } => xcatd::init(cfg, client_dir, &user, force).await,
         }
     });
     match result {
@@ -87,59 +80,6 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-async fn open_db(cfg: &Config) -> anyhow::Result<xcat_db::Db> {
-    std::fs::create_dir_all(&cfg.state_dir).with_context(|| {
-        format!(
-            "cannot create the state directory {}",
-            cfg.state_dir.display()
-        )
-    })?;
-    let url = cfg.database_url();
-    xcat_db::Db::connect(&url)
-        .await
-        .with_context(|| format!("cannot open the database {}", redact_url(&url)))
-}
-
-/// A database URL without its password, for messages and logs.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-async fn init(
-    cfg: Config,
-    client_dir: Option<PathBuf>,
-    user: &str,
-    force: bool,
-) -> anyhow::Result<()> {
-    let client_dir = match client_dir {
-        Some(d) => d,
-        None => PathBuf::from(std::env::var("HOME").context("HOME is not set; pass --client-dir")?)
-            .join(".xcat"),
-    };
-    let report = certs::init(&cfg.cert_dir, &cfg.server_name, &client_dir, user, force)?;
-    for p in &report.created {
-        println!("created {}", p.display());
-    }
-    for p in &report.kept {
-        println!("kept    {}", p.display());
-    }
-    let db = open_db(&cfg).await?;
-    db.seed_defaults(&cfg.server_name, &cfg.install_dir.display().to_string())
-        .await
-        .context("cannot seed the default table rows")?;
-    println!("database {} ready", redact_url(&cfg.database_url()));
-    Ok(())
 }
 
 /// Raise the open-file limit to its hard maximum: every connection and
@@ -156,31 +96,17 @@ fn raise_fd_limit() {
     }
 }
 
+/// Start, then listen: the credentials, database and plugins' start-up
+/// work come before the port is bound, so a daemon that cannot serve never
+/// holds it, and "listening on" means requests are served.
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     raise_fd_limit();
-    let tls = tls::server_config(&cfg.cert_dir)?;
-    let db = open_db(&cfg).await?;
-    let settings = Arc::new(xcat_plugin::Settings {
-        install_dir: cfg.install_dir.clone(),
-        state_dir: cfg.state_dir.clone(),
-        share_dir: cfg.share_dir.clone(),
-        ssh: cfg.ssh.clone(),
-        server_name: cfg.server_name.clone(),
-    });
-    // Captures a killed daemon left half-done: restore and clean before serving.
-    for line in plugin_capimage::recover_at_start(&settings) {
-        info!("recovery: {line}");
-    }
-    let registry = dispatch::Registry::new(
-        dispatch::plugin_handlers(cfg.enable_test_commands),
-        db,
-        settings,
-    )?;
+    let daemon = xcatd::Daemon::start(cfg.clone()).await?;
     // Signal handlers first, so a SIGTERM right after start-up is a clean stop.
     let signals = Signals::install()?;
-    let listener = bind(cfg.listen)?;
+    let listener = xcatd::bind(cfg.listen)?;
     let addr = listener.local_addr()?;
-    info!(%addr, database = %redact_url(&cfg.database_url()), "xcatd listening");
+    info!(%addr, database = %xcatd::redact_url(&cfg.database_url()), "xcatd listening");
     // Tests and scripts wait for this line on stdout to learn the bound port.
     println!("listening on {addr}");
 
@@ -193,24 +119,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    let server = Arc::new(server::Server::new(&cfg, registry, tls));
-    server
-        .run(listener, shutdown, Config::secs(cfg.shutdown_grace))
-        .await;
+    daemon.serve(listener, shutdown).await;
     Ok(())
-}
-
-/// Bind, accepting IPv4 too on an IPv6 wildcard (dual stack).
-fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    let sock = if addr.is_ipv6() {
-        tokio::net::TcpSocket::new_v6()?
-    } else {
-        tokio::net::TcpSocket::new_v4()?
-    };
-    sock.set_reuseaddr(true)?;
-    sock.bind(addr)
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    Ok(sock.listen(1024)?)
 }
 
 /// SIGTERM and SIGINT, both meaning "shut down gracefully".

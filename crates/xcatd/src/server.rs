@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use xcat_plugin::{Identity, Responder, Response, RESPONSE_QUEUE};
-use xcatd_proto::{encode_response, Element, FrameError, FrameLimits, RequestReader};
+use xcatd_proto::{encode_response, FrameError, FrameLimits, RequestReader};
 
 use crate::config::Config;
 use crate::dispatch::{Outcome, Registry};
@@ -232,16 +232,7 @@ impl Server {
                 biased;
                 resp = rx.recv() => match resp {
                     Some(r) => {
-                        // Write whatever else is already queued in the same
-                        // flush: one TLS record per response would cost a
-                        // system call and a record each (10,000 for a nodels).
-                        let mut batch = vec![r];
-                        while batch.len() < WRITE_BATCH {
-                            match rx.try_recv() {
-                                Ok(r) => batch.push(r),
-                                Err(_) => break,
-                            }
-                        }
+                        let batch = with_queued(r, &mut rx);
                         if writable && !self.write(writer, &batch).await {
                             writable = false;
                             cancel.cancel();
@@ -285,7 +276,7 @@ impl Server {
         if writable {
             let mut done = Response::serverdone();
             if let Some(t) = transid {
-                done = done.push(Element::leaf("transid", t));
+                done = done.with_transid(t);
             }
             // The connection closes next either way: nothing to do if this fails.
             let _ = self.write(writer, std::slice::from_ref(&done)).await;
@@ -295,14 +286,7 @@ impl Server {
         } else {
             outcome
         };
-        info!(
-            user = identity.user.as_deref().unwrap_or("(unauthenticated)"),
-            peer = %identity.peer,
-            %command,
-            outcome = %outcome,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "request"
-        );
+        log_request(identity, &command, &outcome, started);
     }
 
     /// Write responses and flush once; false when the client cannot take
@@ -315,9 +299,7 @@ impl Server {
         let mut bytes = String::new();
         for r in batch {
             if r.is_serverdone() {
-                let mut r = r.clone();
-                r.items
-                    .insert(0, Element::leaf("xcatdsource", self.server_name.clone()));
+                let r = r.clone().with_source(self.server_name.clone());
                 bytes.push_str(&encode_response(&r));
             } else {
                 bytes.push_str(&encode_response(r));
@@ -330,6 +312,32 @@ impl Server {
         .await;
         matches!(res, Ok(Ok(())))
     }
+}
+
+/// `first` and whatever else is already queued (up to [`WRITE_BATCH`]), to
+/// write in one flush: one TLS record per response would cost a system call
+/// and a record each (10,000 for a nodels).
+fn with_queued(first: Response, rx: &mut mpsc::Receiver<Response>) -> Vec<Response> {
+    let mut batch = vec![first];
+    while batch.len() < WRITE_BATCH {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// The one log line every request gets.
+fn log_request(identity: &Identity, command: &str, outcome: &Outcome, started: Instant) {
+    info!(
+        user = identity.user.as_deref().unwrap_or("(unauthenticated)"),
+        peer = %identity.peer,
+        %command,
+        outcome = %outcome,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
 }
 
 /// The peer's short host name for policy `host` matching. Loopback peers are

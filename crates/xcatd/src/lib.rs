@@ -1,0 +1,161 @@
+//! The xcatd daemon as a library, so that dispatch, policy, panic handling
+//! and logging can be tested in-process; the binary only parses its command
+//! line, sets up logging and the descriptor limit, and calls in here.
+//!
+//! * [`Daemon::start`] does everything before the first connection
+//!   (credentials, database, plugins' start-up hooks, the [`Registry`]);
+//!   [`Daemon::serve`] accepts until shut down. [`serve`] is both in one call.
+//! * [`init`] is `xcatd init`.
+//! * [`plugin_handlers`] is the one list of plugins.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use xcat_plugin::{Handler, Settings};
+
+pub mod config;
+
+mod certs;
+mod dispatch;
+mod plugins;
+mod server;
+mod tls;
+
+pub use config::Config;
+pub use dispatch::{Outcome, Registry, RegistryError};
+pub use plugins::plugin_handlers;
+
+/// A daemon ready to accept connections.
+pub struct Daemon {
+    server: Arc<server::Server>,
+    grace: Duration,
+}
+
+impl Daemon {
+    /// Load the TLS credentials, open the database, run every plugin's
+    /// start-up hook and build the registry. Nothing listens yet, so a
+    /// daemon that cannot serve fails before it holds the port.
+    pub async fn start(config: Config) -> anyhow::Result<Daemon> {
+        let tls = tls::server_config(&config.cert_dir)?;
+        let db = open_db(&config).await?;
+        let settings = Arc::new(settings_of(&config));
+        let handlers = plugin_handlers(config.enable_test_commands);
+        run_start_hooks(&handlers, &settings);
+        let registry = Registry::new(handlers, db, settings)?;
+        Ok(Daemon {
+            server: Arc::new(server::Server::new(&config, registry, tls)),
+            grace: Config::secs(config.shutdown_grace),
+        })
+    }
+
+    /// Accept on `listener` until `shutdown` fires, then let running commands
+    /// finish for the configured grace period before cancelling them.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
+        self.server.run(listener, shutdown, self.grace).await;
+    }
+}
+
+/// Start and serve in one call: what a test or an embedding program wants.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    Daemon::start(config).await?.serve(listener, shutdown).await;
+    Ok(())
+}
+
+/// What handlers may know of the configuration.
+fn settings_of(config: &Config) -> Settings {
+    Settings {
+        install_dir: config.install_dir.clone(),
+        state_dir: config.state_dir.clone(),
+        share_dir: config.share_dir.clone(),
+        ssh: config.ssh.clone(),
+        server_name: config.server_name.clone(),
+    }
+}
+
+/// Let each handler repair what a killed daemon left behind, before serving.
+fn run_start_hooks(handlers: &[Arc<dyn Handler>], settings: &Settings) {
+    for h in handlers {
+        for line in h.at_start(settings) {
+            info!("recovery: {line}");
+        }
+    }
+}
+
+/// Bind, accepting IPv4 too on an IPv6 wildcard (dual stack).
+pub fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    let sock = if addr.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(sock.listen(1024)?)
+}
+
+async fn open_db(cfg: &Config) -> anyhow::Result<xcat_db::Db> {
+    std::fs::create_dir_all(&cfg.state_dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}",
+            cfg.state_dir.display()
+        )
+    })?;
+    let url = cfg.database_url();
+    xcat_db::Db::connect(&url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(&url)))
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `xcatd init`: the CA, the server credential, a client credential for
+/// `user` in `client_dir` (default `~/.xcat`), the database and its default
+/// rows. Reports each file on stdout, as the command does.
+pub async fn init(
+    cfg: Config,
+    client_dir: Option<PathBuf>,
+    user: &str,
+    force: bool,
+) -> anyhow::Result<()> {
+    let client_dir = match client_dir {
+        Some(d) => d,
+        None => PathBuf::from(std::env::var("HOME").context("HOME is not set; pass --client-dir")?)
+            .join(".xcat"),
+    };
+    let report = certs::init(&cfg.cert_dir, &cfg.server_name, &client_dir, user, force)?;
+    for p in &report.created {
+        println!("created {}", p.display());
+    }
+    for p in &report.kept {
+        println!("kept    {}", p.display());
+    }
+    let db = open_db(&cfg).await?;
+    db.seed_defaults(&cfg.server_name, &cfg.install_dir.display().to_string())
+        .await
+        .context("cannot seed the default table rows")?;
+    println!("database {} ready", redact_url(&cfg.database_url()));
+    Ok(())
+}
