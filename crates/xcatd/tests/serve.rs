@@ -1,0 +1,221 @@
+//! The whole daemon in-process: `xcatd::init` makes credentials and the
+//! database in a temporary directory, `xcatd::serve` answers on 127.0.0.1
+//! over TLS, and the log is captured to check what it says.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Once};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use xcatd::Config;
+use xcatd_proto::client::{self, ClientConfig};
+use xcatd_proto::{Request, Response};
+
+/// Log output of one test.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+thread_local! {
+    /// Where this thread's log lines go, if anywhere. The tests run on
+    /// current-thread runtimes, so every task of a test's daemon logs on
+    /// the test's own thread.
+    static CAPTURE: RefCell<Option<Log>> = const { RefCell::new(None) };
+}
+
+/// The writer of the one global subscriber: a per-thread subscriber
+/// (`set_default`) misses events when tests run in parallel, because
+/// tracing caches each call site's interest process-wide.
+struct ThreadLog;
+
+impl Write for ThreadLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(log) = &*c.borrow() {
+                log.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Capture this thread's log from now on.
+    fn capture() -> Log {
+        static INIT: Once = Once::new();
+        INIT.call_once(|| {
+            let _ = tracing_subscriber::fmt()
+                .with_writer(|| ThreadLog)
+                .with_ansi(false)
+                .try_init();
+        });
+        let log = Log::default();
+        CAPTURE.with(|c| *c.borrow_mut() = Some(log.clone()));
+        log
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().unwrap();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A configured and initialised installation in a temporary directory.
+struct Site {
+    dir: tempfile::TempDir,
+    config: Config,
+}
+
+impl Site {
+    async fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name);
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            cert_dir: p("cert"),
+            state_dir: p("state"),
+            install_dir: p("install"),
+            share_dir: p("share"),
+            server_name: "mgmt".into(),
+            enable_test_commands: true,
+            ..Config::default()
+        };
+        xcatd::init(config.clone(), Some(p("client")), "root", false)
+            .await
+            .unwrap();
+        Site { dir, config }
+    }
+
+    fn client(&self, addr: SocketAddr, with_cert: bool) -> ClientConfig {
+        let client_dir = self.dir.path().join("client");
+        ClientConfig {
+            client_cred: with_cert.then(|| client_dir.join("client-cred.pem")),
+            ..ClientConfig::new(addr.to_string(), client_dir.join("ca.pem"))
+        }
+    }
+
+    /// Serve in a task until the returned token fires.
+    fn serve(
+        &self,
+    ) -> (
+        SocketAddr,
+        CancellationToken,
+        JoinHandle<anyhow::Result<()>>,
+    ) {
+        let listener = xcatd::bind(self.config.listen).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(xcatd::serve(
+            self.config.clone(),
+            listener,
+            shutdown.clone(),
+        ));
+        (addr, shutdown, task)
+    }
+}
+
+async fn stop(shutdown: CancellationToken, task: JoinHandle<anyhow::Result<()>>) {
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn reply_ends_with_serverdone_naming_the_server_and_the_transid() {
+    let site = Site::new().await;
+    let (addr, shutdown, task) = site.serve();
+    let req = Request {
+        transid: Some("t-7".into()),
+        ..Request::new("authcheck", vec![])
+    };
+    let resps = client::run(&site.client(addr, true), &req).await.unwrap();
+    assert_eq!(resps.len(), 2, "{resps:?}");
+    assert_eq!(resps[0], Response::authcheck(Some("root")));
+    let done = &resps[1];
+    assert!(done.is_serverdone());
+    assert_eq!((done.source(), done.transid()), (Some("mgmt"), Some("t-7")));
+    stop(shutdown, task).await;
+}
+
+#[tokio::test]
+async fn every_request_is_logged_once_with_its_outcome() {
+    let log = Log::capture();
+    let site = Site::new().await;
+    let (addr, shutdown, task) = site.serve();
+    let anonymous = site.client(addr, false);
+    let resps = client::run(&anonymous, &Request::new("lsxcatd", vec!["-v".into()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        resps[0].texts("error").next(),
+        Some("Permission denied for request")
+    );
+    let root = site.client(addr, true);
+    client::run(&root, &Request::new("nosuch", vec![]))
+        .await
+        .unwrap();
+    stop(shutdown, task).await;
+
+    let requests: Vec<String> = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(" request ") && l.contains("duration_ms="))
+        .collect();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert!(requests[0].contains("command=lsxcatd outcome=denied"));
+    assert!(requests[1].contains("command=nosuch outcome=failed: Unsupported request: nosuch"));
+}
+
+#[tokio::test]
+async fn start_up_hooks_run_before_serving() {
+    let log = Log::capture();
+    let site = Site::new().await;
+    // What a capture killed mid-way leaves: a journal entry naming the image
+    // directory, and a staging tree in it.
+    let image = site.dir.path().join("image");
+    let staging = image.join(".rootimg.staging-1");
+    std::fs::create_dir_all(&staging).unwrap();
+    let journal = site.config.state_dir.join("capimage-journal");
+    std::fs::create_dir_all(&journal).unwrap();
+    std::fs::write(journal.join("1"), image.display().to_string()).unwrap();
+
+    let (_, shutdown, task) = site.serve();
+    stop(shutdown, task).await;
+    assert!(!staging.exists(), "the staging tree is cleaned up");
+    let wanted = format!("recovery: {}: removed stale staging tree", image.display());
+    assert!(
+        log.lines().iter().any(|l| l.contains(&wanted)),
+        "{:#?}",
+        log.lines()
+    );
+}
+
+#[tokio::test]
+async fn start_fails_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        cert_dir: dir.path().join("cert"),
+        state_dir: dir.path().join("state"),
+        ..Config::default()
+    };
+    let err = xcatd::Daemon::start(config).await.err().expect("refused");
+    assert!(
+        format!("{err:#}").contains("run `xcatd init` to create them"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting() {
+    let site = Site::new().await;
+    let (addr, shutdown, task) = site.serve();
+    stop(shutdown, task).await;
+    let refused = client::run(&site.client(addr, true), &Request::new("authcheck", vec![])).await;
+    assert!(refused.is_err(), "{refused:?}");
+}
