@@ -16,6 +16,7 @@
 //! killed cleans up at its next start ([`recover_at_start`]).
 #![forbid(unsafe_code)]
 
+pub mod churn;
 pub mod exlist;
 pub mod options;
 pub mod pipeline;
@@ -23,7 +24,11 @@ pub mod preflight;
 pub mod progress;
 pub mod target;
 
+mod archive;
 mod capture;
+mod journal;
+mod plan;
+mod settle;
 
 use std::sync::Arc;
 
@@ -31,7 +36,7 @@ use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder, Settings,
 };
 
-pub use capture::recover_at_start;
+pub use journal::recover_at_start;
 
 pub struct CapImage;
 

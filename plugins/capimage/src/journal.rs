@@ -1,0 +1,137 @@
+//! The journal of running captures: one file per capture naming its image
+//! directory, so a daemon killed mid-capture restores and cleans that
+//! directory at its next start.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use xcat_image::publish;
+use xcat_plugin::{HandlerError, Settings};
+
+fn fail(msg: impl Into<String>) -> HandlerError {
+    HandlerError::Failed(msg.into())
+}
+
+/// Journal entry: the image directory of a running capture, so that a
+/// killed daemon's staging tree is removed at its next start.
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    pub fn create(settings: &Settings, dir: &Path) -> Result<Journal, HandlerError> {
+        let jdir = crate::journal_dir(settings);
+        std::fs::create_dir_all(&jdir)
+            .map_err(|e| fail(format!("cannot create {}: {e}", jdir.display())))?;
+        let path = jdir.join(format!("{}-{}", std::process::id(), now_unix_nanos()));
+        std::fs::write(&path, dir.as_os_str().as_encoded_bytes())
+            .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+        Ok(Journal { path })
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn now_unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Clean up after captures a killed daemon left behind: restore a published
+/// tree interrupted between its two renames, remove staging trees. Called by
+/// the daemon at start; returns what it did, for the log.
+pub fn recover_at_start(settings: &Settings) -> Vec<String> {
+    let mut done = Vec::new();
+    let jdir = crate::journal_dir(settings);
+    let Ok(entries) = std::fs::read_dir(&jdir) else {
+        return done;
+    };
+    for e in entries.flatten() {
+        let Ok(bytes) = std::fs::read(e.path()) else {
+            continue;
+        };
+        let dir = PathBuf::from(String::from_utf8_lossy(&bytes).into_owned());
+        match publish::lock_image_dir(
+            &dir,
+            &format!("recovery by xcatd (pid {})", std::process::id()),
+        ) {
+            Ok(_lock) => {
+                if let Ok(Some(g)) = publish::recover(&dir) {
+                    done.push(format!(
+                        "{}: restored rootimg from {}",
+                        dir.display(),
+                        g.display()
+                    ));
+                }
+                if let Ok(removed) = publish::cleanup_stale(&dir) {
+                    for r in removed {
+                        done.push(format!(
+                            "{}: removed stale staging tree {}",
+                            dir.display(),
+                            r.display()
+                        ));
+                    }
+                }
+                let _ = std::fs::remove_file(e.path());
+            }
+            Err(err) => done.push(format!("{}: left alone: {err}", dir.display())),
+        }
+    }
+    done
+}
+
+/// The staging tree of one capture, beside `rootimg/`, with its journal
+/// entry: discarded on failure, renamed into place on success.
+pub struct Staging {
+    pub dir: PathBuf,
+    pub path: PathBuf,
+    journal: Journal,
+}
+
+impl Staging {
+    /// Finish what an earlier capture of this image left, then start anew.
+    /// The caller holds the image lock.
+    pub fn prepare(settings: &Settings, dir: &Path) -> Result<Staging, HandlerError> {
+        let _ = publish::recover(dir);
+        let _ = publish::cleanup_stale(dir);
+        let journal = Journal::create(settings, dir)?;
+        let path = publish::create_staging(dir).map_err(|e| fail(e.to_string()))?;
+        Ok(Staging {
+            dir: dir.to_path_buf(),
+            path,
+            journal,
+        })
+    }
+
+    /// Remove the staging tree; the published image stays as it was.
+    pub async fn discard(self) {
+        let path = self.path.clone();
+        let _ = xcat_jobkit::blocking(move || publish::discard_staging(&path)).await;
+        drop(self.journal);
+    }
+
+    /// Make the staging tree the image (the previous one kept as a
+    /// generation, `keep` generations in all).
+    pub async fn publish(
+        self,
+        node: &str,
+        keep: usize,
+    ) -> Result<publish::PublishOutcome, HandlerError> {
+        let (dir, path) = (self.dir.clone(), self.path.clone());
+        match xcat_jobkit::blocking(move || publish::publish(&dir, &path, keep)).await? {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                self.discard().await;
+                Err(fail(format!(
+                    "cannot publish the image of {node}: {e}; the previous image is unchanged"
+                )))
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! What a capture will do, known after one preflight round trip: the
+//! target image, the node's mounts and tools, the exclusions, the wire
+//! compression and the size estimate; and the checks made before anything
+//! is transferred.
+
+use std::path::Path;
+use std::time::Duration;
+
+use xcat_jobkit::figures::bytes;
+use xcat_plugin::{Context, HandlerError, HandlerResult, Responder};
+use xcat_remote::Remote;
+
+use crate::exlist::{self, ExList};
+use crate::options::Options;
+use crate::pipeline::{self, Wire};
+use crate::preflight::{self, Preflight};
+use crate::target::{self, Target};
+
+/// Free space required beyond the estimate: 10% plus this.
+const SPACE_MARGIN: u64 = 256 << 20;
+
+fn fail(msg: impl Into<String>) -> HandlerError {
+    HandlerError::Failed(msg.into())
+}
+
+/// Everything known after preflight.
+pub struct Plan {
+    pub node: String,
+    pub addr: String,
+    pub target: Target,
+    pub pf: Preflight,
+    pub ex: ExList,
+    pub excludes: Vec<String>,
+    pub wire: Wire,
+    pub estimate: u64,
+}
+
+pub async fn plan(
+    node: &str,
+    opts: &Options,
+    cwd: Option<&str>,
+    ctx: &Context,
+    out: &Responder,
+) -> Result<Plan, HandlerError> {
+    let target = target::resolve(ctx, node, opts).await?;
+    let install = target::install_dir(ctx).await?;
+    let ex = match &opts.exlist {
+        Some(p) => {
+            let p = if p.is_relative() {
+                Path::new(cwd.unwrap_or("/")).join(p)
+            } else {
+                p.clone()
+            };
+            ExList::read(&p).map_err(|e| fail(e.to_string()))?
+        }
+        None => exlist::find(
+            &install,
+            &ctx.settings.share_dir,
+            &target.os,
+            &target.arch,
+            &target.profile,
+        )
+        .map_err(|e| fail(e.to_string()))?,
+    };
+    let addr = xcat_jobkit::node_address(&ctx.db, node).await?;
+    let remote = Remote::new(ctx.settings.ssh.clone()).with_cancel(ctx.cancel.clone());
+    out.info(format!("capimage: checking {node} ({addr})"))
+        .await?;
+    let res = remote
+        .run(
+            node,
+            &addr,
+            preflight::SCRIPT,
+            Some(Duration::from_secs(120)),
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    ctx.check_cancelled()?;
+    if !res.success() {
+        return Err(fail(format!(
+            "{node}: the preflight check failed (exit {}): {}",
+            res.code(),
+            res.stderr.trim()
+        )));
+    }
+    let pf = preflight::parse(&res.stdout_text());
+    pf.check_diskful(node).map_err(fail)?;
+    if !target::same_arch(&pf.arch, &target.arch) {
+        return Err(fail(format!(
+            "{node} runs {} but nodetype.arch says {}; correct nodetype.arch",
+            pf.arch, target.arch
+        )));
+    }
+    for (tool, what) in [
+        ("tar", "GNU tar"),
+        ("tar-xattrs", "GNU tar with --xattrs support"),
+        ("find", "find"),
+        ("bash", "bash"),
+    ] {
+        if !pf.has(tool) {
+            return Err(fail(format!(
+                "{node} has no {what}; install it on the node and retry"
+            )));
+        }
+    }
+    let wire = pipeline::choose(opts.compress, pf.has("zstd"), pf.has("gzip"))
+        .map_err(|m| fail(format!("{node}: {m}")))?;
+    let skipped: Vec<String> = pf.skipped().iter().map(|m| m.point.clone()).collect();
+    let excludes = pipeline::effective_excludes(&ex, &skipped);
+    let estimate = pf.used_bytes();
+    Ok(Plan {
+        node: node.to_string(),
+        addr,
+        target,
+        pf,
+        ex,
+        excludes,
+        wire,
+        estimate,
+    })
+}
+
+pub async fn describe_plan(p: &Plan, opts: &Options, out: &Responder) -> HandlerResult {
+    let captured: Vec<String> =
+        p.pf.captured()
+            .iter()
+            .map(|m| format!("{} ({})", m.point, m.fstype))
+            .collect();
+    let skipped: Vec<String> =
+        p.pf.skipped()
+            .iter()
+            .map(|m| format!("{} ({})", m.point, m.fstype))
+            .collect();
+    out.info(format!(
+        "capimage: {} runs kernel {} on {}; image {} in {}",
+        p.node,
+        p.pf.kernel,
+        p.pf.arch,
+        p.target.imagename,
+        p.target.dir.display()
+    ))
+    .await?;
+    out.info(format!("capimage: capturing {}", captured.join(", ")))
+        .await?;
+    if !skipped.is_empty() {
+        out.info(format!("capimage: skipping mounts {}", skipped.join(", ")))
+            .await?;
+    }
+    out.info(format!(
+        "capimage: about {} in use; transport compression {}; exclusion list {}",
+        bytes(p.estimate),
+        p.wire.name(),
+        p.ex.source
+            .as_ref()
+            .map(|s| s.display().to_string())
+            .unwrap_or_else(|| "(built-in default)".into())
+    ))
+    .await?;
+    if opts.verbose || opts.dry_run {
+        for e in &p.excludes {
+            out.info(format!("  exclude {e}")).await?;
+        }
+        for i in &p.ex.include {
+            out.info(format!("  include {i}")).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Bytes available to root-less writers on the filesystem holding `dir` (or
+/// its nearest existing ancestor).
+fn available_bytes(dir: &Path) -> Option<u64> {
+    let mut p = dir;
+    loop {
+        if p.exists() {
+            let st = rustix::fs::statvfs(p).ok()?;
+            return Some(st.f_bavail.saturating_mul(st.f_frsize));
+        }
+        p = p.parent()?;
+    }
+}
+
+/// Refuse a capture that cannot fit where the image goes.
+pub fn check_space(p: &Plan) -> Result<(), HandlerError> {
+    let need = p.estimate + p.estimate / 10 + SPACE_MARGIN;
+    match available_bytes(&p.target.dir) {
+        Some(avail) if avail < need => Err(fail(format!(
+            "not enough space for the image of {} in {}: {} free, about {} needed; free space or \
+             move the install directory",
+            p.node,
+            p.target.dir.display(),
+            bytes(avail),
+            bytes(need)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What a dry run says instead of capturing.
+pub async fn dry_run(p: &Plan, out: &Responder) -> HandlerResult {
+    out.info(format!(
+        "capimage: dry run: nothing transferred; about {} would be captured from {} into {}",
+        bytes(p.estimate),
+        p.node,
+        p.target.dir.join("rootimg").display()
+    ))
+    .await?;
+    Ok(())
+}
