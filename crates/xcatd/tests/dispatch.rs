@@ -11,13 +11,16 @@ use xcat_plugin::{
 };
 use xcatd::{Outcome, Registry};
 
-/// Answers with the user the request runs as (after policy).
-struct WhoAmI;
+/// Answers, under the given command names, with the user the request runs
+/// as (after policy).
+struct WhoAmI(&'static [&'static str]);
+
+const WHOAMI: WhoAmI = WhoAmI(&["whoami"]);
 
 #[async_trait]
 impl Handler for WhoAmI {
     fn commands(&self) -> &'static [&'static str] {
-        &["whoami"]
+        self.0
     }
 
     async fn process(&self, _req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
@@ -93,7 +96,7 @@ async fn unknown_command_is_an_error_reply() {
 
 #[tokio::test]
 async fn policy_refuses_a_user_without_a_rule() {
-    let f = fixture(vec![Arc::new(WhoAmI)]).await.unwrap();
+    let f = fixture(vec![Arc::new(WHOAMI)]).await.unwrap();
     let (outcome, resps) = ask(&f, Request::new("whoami", vec![]), Some("alice")).await;
     assert!(matches!(outcome, Outcome::Denied), "{outcome}");
     assert_eq!(texts(&resps, "error"), ["Permission denied for request"]);
@@ -104,7 +107,7 @@ async fn policy_refuses_a_user_without_a_rule() {
 
 #[tokio::test]
 async fn trusted_peer_acts_as_the_named_user_judged_again() {
-    let f = fixture(vec![Arc::new(WhoAmI)]).await.unwrap();
+    let f = fixture(vec![Arc::new(WHOAMI)]).await.unwrap();
     let on_behalf = |user: &str| Request {
         username: Some(user.into()),
         ..Request::new("whoami", vec![])
@@ -184,22 +187,12 @@ async fn policy_is_checked_before_the_noderange_is_reported_bad() {
 
 #[tokio::test]
 async fn a_command_is_served_by_one_handler_only() {
-    struct Shadow;
-    #[async_trait]
-    impl Handler for Shadow {
-        fn commands(&self) -> &'static [&'static str] {
-            &["authcheck"]
-        }
-        async fn process(&self, _: HandlerRequest, _: Context, _: Responder) -> HandlerResult {
-            Ok(())
-        }
-    }
-    let err = fixture(vec![Arc::new(Shadow)])
+    let err = fixture(vec![Arc::new(WhoAmI(&["authcheck"]))])
         .await
         .err()
         .expect("refused");
     assert_eq!(err.to_string(), "command authcheck is registered twice");
-    let err = fixture(vec![Arc::new(WhoAmI), Arc::new(WhoAmI)])
+    let err = fixture(vec![Arc::new(WHOAMI), Arc::new(WHOAMI)])
         .await
         .err()
         .expect("refused");

@@ -34,13 +34,7 @@ impl TarBuilder {
     }
 
     pub fn dir(self, name: &(impl AsRef<[u8]> + ?Sized)) -> Self {
-        self.block(header_block(
-            name.as_ref(),
-            typeflag::DIRECTORY,
-            0o755,
-            0,
-            b"",
-        ))
+        self.bodiless(name.as_ref(), typeflag::DIRECTORY, 0o755, b"")
     }
 
     pub fn symlink(
@@ -48,13 +42,7 @@ impl TarBuilder {
         name: &(impl AsRef<[u8]> + ?Sized),
         target: &(impl AsRef<[u8]> + ?Sized),
     ) -> Self {
-        self.block(header_block(
-            name.as_ref(),
-            typeflag::SYMLINK,
-            0o777,
-            0,
-            target.as_ref(),
-        ))
+        self.bodiless(name.as_ref(), typeflag::SYMLINK, 0o777, target.as_ref())
     }
 
     pub fn hardlink(
@@ -62,13 +50,7 @@ impl TarBuilder {
         name: &(impl AsRef<[u8]> + ?Sized),
         target: &(impl AsRef<[u8]> + ?Sized),
     ) -> Self {
-        self.block(header_block(
-            name.as_ref(),
-            typeflag::HARD_LINK,
-            0o644,
-            0,
-            target.as_ref(),
-        ))
+        self.bodiless(name.as_ref(), typeflag::HARD_LINK, 0o644, target.as_ref())
     }
 
     /// An entry of any `typeflag` with device numbers (devices, FIFOs).
@@ -137,6 +119,10 @@ impl TarBuilder {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    fn bodiless(self, name: &[u8], typeflag: u8, mode: u32, link: &[u8]) -> Self {
+        self.block(header_block(name, typeflag, mode, 0, link))
     }
 
     fn block(mut self, h: Header) -> Self {

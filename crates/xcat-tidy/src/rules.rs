@@ -1,0 +1,211 @@
+//! Rules 2 to 5: what may appear in which source file.
+
+use crate::lex::{Kind, Token};
+use crate::policy::{covers, DB_CRATE, PROTO_CRATE};
+use crate::tree::{strip_toml_comment, SourceFile};
+use crate::{Rule, Violation};
+
+/// The protocol's document elements: text that opens or closes one of them
+/// is hand-written protocol XML.
+const PROTOCOL_ROOTS: &[&str] = &["xcatrequest", "xcatresponse", "serverdone"];
+
+/// Every finding in one source file, before any allowance is applied.
+pub fn check_source(file: &SourceFile, out: &mut Vec<Violation>) {
+    let path = file.path.as_str();
+    let mut add = |rule, line, message: String| out.push(Violation::new(rule, path, line, message));
+    if !covers(DB_CRATE, path) {
+        for t in file.tokens.iter().filter(|t| t.is_ident("sqlx")) {
+            add(Rule::Sqlx, t.line, SQLX_MESSAGE.to_string());
+        }
+    }
+    if !covers(PROTO_CRATE, path) {
+        for (line, what) in element_constructions(&file.tokens) {
+            add(
+                Rule::Xml,
+                line,
+                format!("`{what}` outside xcatd-proto: {XML_ADVICE}"),
+            );
+        }
+        for (line, what) in protocol_text(file.production.as_deref().unwrap_or(&[])) {
+            add(
+                Rule::Xml,
+                line,
+                format!("protocol XML text `{what}` in production code: {XML_ADVICE}"),
+            );
+        }
+    }
+    for t in file.tokens.iter().filter(|t| t.is_ident("unsafe")) {
+        add(Rule::Unsafe, t.line, UNSAFE_MESSAGE.to_string());
+    }
+    for (line, what) in spawns(file.production.as_deref().unwrap_or(&[])) {
+        add(
+            Rule::Spawn,
+            line,
+            format!("`{what}` in production code: {SPAWN_ADVICE}"),
+        );
+    }
+}
+
+const SQLX_MESSAGE: &str =
+    "`sqlx` outside crates/xcat-db: SQL lives in xcat-db only; give xcat-db the function you need";
+const XML_ADVICE: &str =
+    "only xcatd-proto writes protocol XML; use its typed constructors (Response, Request)";
+const UNSAFE_MESSAGE: &str =
+    "`unsafe` outside the syscall shims listed in UNSAFE_ALLOWED (crates/xcat-tidy/src/policy.rs)";
+const SPAWN_ADVICE: &str =
+    "run local tools through xcat-jobkit's tool runner, remote commands through xcat-remote";
+
+/// `sqlx` on a non-comment line of a `Cargo.toml` outside xcat-db; the root
+/// manifest's `[workspace.dependencies]` may pin its version.
+pub fn check_manifest(path: &str, text: &str, out: &mut Vec<Violation>) {
+    if covers(DB_CRATE, path) {
+        return;
+    }
+    let mut pinning = false;
+    for (n, raw) in text.lines().enumerate() {
+        let line = strip_toml_comment(raw);
+        let t = line.trim();
+        if t.starts_with('[') {
+            pinning = path == "Cargo.toml"
+                && t.trim_start_matches('[')
+                    .starts_with("workspace.dependencies");
+            continue;
+        }
+        if !pinning && has_word(line, "sqlx") {
+            out.push(Violation::new(
+                Rule::Sqlx,
+                path,
+                n + 1,
+                SQLX_MESSAGE.to_string(),
+            ));
+        }
+    }
+}
+
+/// Whether `word` occurs in `line` not as part of a longer identifier
+/// (`sqlx-core` counts: it is sqlx).
+fn has_word(line: &str, word: &str) -> bool {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    line.match_indices(word).any(|(i, _)| {
+        let before = line[..i].chars().next_back();
+        let after = line[i + word.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
+}
+
+/// `Element::new` and struct literals `Element { ... }`. A `{` after
+/// `Element` is not a construction when the path follows `->`, `for`,
+/// `impl`, `struct`, `enum`, `union` or `trait` (a return type, an impl or
+/// a definition).
+fn element_constructions(tokens: &[Token]) -> Vec<(usize, &'static str)> {
+    let mut out = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if !t.is_ident("Element") {
+            continue;
+        }
+        let next = tokens.get(i + 1);
+        if next.is_some_and(|n| n.is_punct("::"))
+            && tokens.get(i + 2).is_some_and(|n| n.is_ident("new"))
+        {
+            out.push((t.line, "Element::new"));
+        } else if next.is_some_and(|n| n.is_punct("{")) && !after_declaring_word(tokens, i) {
+            out.push((t.line, "Element {"));
+        }
+    }
+    out
+}
+
+/// Whether the path ending at `i` is preceded by a word that makes a
+/// following `{` a body or a definition rather than a struct literal.
+fn after_declaring_word(tokens: &[Token], i: usize) -> bool {
+    let mut start = i;
+    while start >= 2 && tokens[start - 1].is_punct("::") && tokens[start - 2].kind == Kind::Ident {
+        start -= 2;
+    }
+    let Some(prev) = start.checked_sub(1).map(|p| &tokens[p]) else {
+        return false;
+    };
+    prev.is_punct("->")
+        || ["for", "impl", "struct", "enum", "union", "trait"]
+            .iter()
+            .any(|w| prev.is_ident(w))
+}
+
+/// String literals that open or close a protocol document element.
+fn protocol_text(tokens: &[Token]) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for t in tokens.iter().filter(|t| t.kind == Kind::Str) {
+        for root in PROTOCOL_ROOTS {
+            for tag in [format!("<{root}"), format!("</{root}")] {
+                if t.text.contains(&tag) {
+                    out.push((t.line, tag));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `Command::new` (whatever path leads to it) and any path through
+/// `process::Command`, including `process::{.., Command, ..}` imports, so
+/// an alias cannot hide a spawn.
+fn spawns(tokens: &[Token]) -> Vec<(usize, &'static str)> {
+    let mut out = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let at = |k: usize| tokens.get(i + k);
+        if t.is_ident("Command")
+            && at(1).is_some_and(|n| n.is_punct("::"))
+            && at(2).is_some_and(|n| n.is_ident("new"))
+        {
+            out.push((t.line, "Command::new"));
+        }
+        if !(t.is_ident("process") && at(1).is_some_and(|n| n.is_punct("::"))) {
+            continue;
+        }
+        match at(2) {
+            Some(n) if n.is_ident("Command") => out.push((t.line, "process::Command")),
+            Some(n) if n.is_punct("{") => {
+                let end = crate::items::group_end(tokens, i + 2);
+                if tokens[i + 2..end].iter().any(|x| x.is_ident("Command")) {
+                    out.push((t.line, "process::Command"));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lex::tokenize;
+
+    #[test]
+    fn element_bodies_and_definitions_are_not_constructions() {
+        let src = "impl Element { fn a() -> Element { x } fn b() -> proto::Element { y } }\n\
+                   impl From<u8> for Element { }\nstruct Element { n: u8 }";
+        assert!(element_constructions(&tokenize(src)).is_empty());
+        let built = "let e = Element { name };\nlet f = xcatd_proto::Element::new(\"data\");";
+        assert_eq!(
+            element_constructions(&tokenize(built)),
+            [(1, "Element {"), (2, "Element::new")]
+        );
+    }
+
+    #[test]
+    fn spawn_paths_in_every_spelling() {
+        let src = "use std::process::{Child, Command as C};\nlet c = tokio::process::Command::new(\"x\");\n\
+                   use std::os::unix::process::CommandExt;\nlet o = Command::new(p);";
+        let lines: Vec<_> = spawns(&tokenize(src)).into_iter().map(|(l, _)| l).collect();
+        assert_eq!(lines, [1, 2, 2, 4]);
+    }
+
+    #[test]
+    fn manifest_words() {
+        assert!(has_word("sqlx.workspace = true", "sqlx"));
+        assert!(has_word("sqlx-core = \"0.8\"", "sqlx"));
+        assert!(!has_word("nosqlx = 1", "sqlx"));
+        assert!(!has_word("sqlx_like = 1", "sqlx"));
+    }
+}
