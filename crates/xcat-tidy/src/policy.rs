@@ -40,9 +40,6 @@ pub const TEST_FEATURES: &[&str] = &["test-support", "testbed"];
 /// (the check fails on an entry that no longer offends, so it cannot go
 /// stale), and never add one to silence a new finding.
 pub const TEMPORARY_EXCEPTIONS: &[(Rule, &str)] = &[
-    // Not yet in the layout block of docs/ARCHITECTURE.md.
-    (Rule::Layout, "plugins/packimage"),
-    (Rule::Layout, "bench/loadgen"),
     // The tables benchmark's raw-driver baseline (every nodelist row read
     // straight through sqlx); its database set-up is moving to xcat-db's
     // test support, and this read can follow it there.
