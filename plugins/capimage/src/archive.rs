@@ -16,18 +16,16 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
 use xcat_image::tar::TarError;
 use xcat_image::{extract_async, ExtractError, ExtractOptions, ExtractSummary, Progress};
+use xcat_jobkit::is_disk_full;
 use xcat_plugin::{Context, HandlerError};
 use xcat_remote::{Remote, RemoteError, RemoteProcess};
 
 use crate::churn::{status_text, NodeFailure, NodeStderr};
+use crate::fail;
 use crate::pipeline::{self, Wire};
 
 /// How long ssh may take to exit once the stream has ended.
 const NODE_EXIT_GRACE: Duration = Duration::from_secs(10);
-
-fn fail(msg: impl Into<String>) -> HandlerError {
-    HandlerError::Failed(msg.into())
-}
 
 /// Counts bytes as they pass (transferred bytes, before decompression).
 struct Counting<R> {
@@ -156,7 +154,7 @@ impl Running {
         if let Err(e) = &extracted {
             if !transport {
                 self.proc.kill();
-                return Err(self.extraction_error(e));
+                return Err(extraction_error(&self.node, &self.image_dir, e));
             }
         }
         let kill = self.proc.kill_token();
@@ -172,11 +170,10 @@ impl Running {
         ctx.check_cancelled()?;
         let judge = Judge {
             node: &self.node,
-            image_dir: &self.image_dir,
             node_err: &node_err,
         };
         judge.ssh(waited)?;
-        let summary = extracted.map_err(|e| judge.extraction_error(&e))?;
+        let summary = extracted.map_err(|e| extraction_error(&self.node, &self.image_dir, &e))?;
         if let Some(f) = node_err.failure() {
             return Err(judge.node_failed(&f));
         }
@@ -186,22 +183,11 @@ impl Running {
             node_err,
         })
     }
-
-    fn extraction_error(&self, e: &ExtractError) -> HandlerError {
-        let none = NodeStderr::default();
-        Judge {
-            node: &self.node,
-            image_dir: &self.image_dir,
-            node_err: &none,
-        }
-        .extraction_error(e)
-    }
 }
 
-/// Turns how a run ended into the one error the admin reads.
+/// Turns how the node side ended into the one error the admin reads.
 struct Judge<'a> {
     node: &'a str,
-    image_dir: &'a Path,
     node_err: &'a NodeStderr,
 }
 
@@ -267,29 +253,50 @@ impl Judge<'_> {
             self.node, f.why
         ))
     }
+}
 
-    fn extraction_error(&self, e: &ExtractError) -> HandlerError {
-        let node = self.node;
-        let text = e.to_string();
-        let hint = if text.contains("No space left") || text.contains("Disk quota") {
-            format!("; free space in {} and retry", self.image_dir.display())
-        } else {
-            match e {
-                ExtractError::Archive(TarError::Truncated { .. } | TarError::Io { .. }) => {
-                    String::new()
-                }
-                ExtractError::UnsafePath { .. }
-                | ExtractError::HardLink { .. }
-                | ExtractError::Invalid { .. }
-                | ExtractError::Archive(_) => format!(
-                    "; {node} sent an unsafe or malformed archive: check the tar it runs (`command -v tar`) \
-                     and whether the node is compromised"
-                ),
-                _ => String::new(),
-            }
+/// The error for an extraction that failed, with the hint that fits: free
+/// space (judged by the errno, not the text), or a suspect node.
+fn extraction_error(node: &str, image_dir: &Path, e: &ExtractError) -> HandlerError {
+    let hint = if is_disk_full(e) {
+        format!("; free space in {} and retry", image_dir.display())
+    } else {
+        match e {
+            ExtractError::Archive(TarError::Truncated { .. } | TarError::Io { .. }) => String::new(),
+            ExtractError::UnsafePath { .. }
+            | ExtractError::HardLink { .. }
+            | ExtractError::Invalid { .. }
+            | ExtractError::Archive(_) => format!(
+                "; {node} sent an unsafe or malformed archive: check the tar it runs (`command -v tar`) \
+                 and whether the node is compromised"
+            ),
+            _ => String::new(),
+        }
+    };
+    fail(format!(
+        "capture of {node} failed: {e}{hint}; the previous image is unchanged"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_told_by_its_errno() {
+        let e = |errno| ExtractError::Io {
+            entry: "/usr/bin/x".into(),
+            what: "write".into(),
+            source: std::io::Error::from_raw_os_error(errno),
         };
-        fail(format!(
-            "capture of {node} failed: {text}{hint}; the previous image is unchanged"
-        ))
+        let dir = Path::new("/install/netboot/img");
+        // ENOSPC, then EIO.
+        let full = extraction_error("n1", dir, &e(28)).to_string();
+        assert!(
+            full.contains("free space in /install/netboot/img and retry"),
+            "{full}"
+        );
+        let other = extraction_error("n1", dir, &e(5)).to_string();
+        assert!(!other.contains("free space"), "{other}");
     }
 }

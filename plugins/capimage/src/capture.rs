@@ -15,6 +15,7 @@ use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, utc_text, with_pr
 use xcat_plugin::{Context, HandlerError, HandlerResult, Request, Responder};
 
 use crate::archive::{self, Finished};
+use crate::fail;
 use crate::journal::Staging;
 use crate::options::Options;
 use crate::pipeline;
@@ -22,10 +23,6 @@ use crate::plan::{self, Plan};
 use crate::progress;
 use crate::settle::{self, Site};
 use crate::target;
-
-fn fail(msg: impl Into<String>) -> HandlerError {
-    HandlerError::Failed(msg.into())
-}
 
 /// Phase durations for the report.
 #[derive(Default)]
@@ -428,16 +425,4 @@ fn write_manifest(m: &xcat_image::Manifest, path: &Path) -> Result<(), HandlerEr
         std::fs::rename(&tmp, path)
     })();
     res.map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        use xcat_jobkit::utc_text;
-        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(utc_text(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(utc_text(1_795_638_204), "2026-11-25 20:23:24 UTC");
-        assert_eq!(utc_text(4_107_542_399), "2100-02-28 23:59:59 UTC");
-    }
 }

@@ -8,9 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use xcat_image::publish;
 use xcat_plugin::{HandlerError, Settings};
 
-fn fail(msg: impl Into<String>) -> HandlerError {
-    HandlerError::Failed(msg.into())
-}
+use crate::fail;
 
 /// Journal entry: the image directory of a running capture, so that a
 /// killed daemon's staging tree is removed at its next start.

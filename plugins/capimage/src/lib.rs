@@ -38,6 +38,11 @@ use xcat_plugin::{
 
 pub use journal::recover_at_start;
 
+/// A failure whose message says what failed and what to do.
+fn fail(msg: impl Into<String>) -> HandlerError {
+    HandlerError::Failed(msg.into())
+}
+
 pub struct CapImage;
 
 pub fn handlers() -> Vec<Arc<dyn Handler>> {

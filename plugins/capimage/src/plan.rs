@@ -11,6 +11,7 @@ use xcat_plugin::{Context, HandlerError, HandlerResult, Responder};
 use xcat_remote::Remote;
 
 use crate::exlist::{self, ExList};
+use crate::fail;
 use crate::options::Options;
 use crate::pipeline::{self, Wire};
 use crate::preflight::{self, Preflight};
@@ -18,10 +19,6 @@ use crate::target::{self, Target};
 
 /// Free space required beyond the estimate: 10% plus this.
 const SPACE_MARGIN: u64 = 256 << 20;
-
-fn fail(msg: impl Into<String>) -> HandlerError {
-    HandlerError::Failed(msg.into())
-}
 
 /// Everything known after preflight.
 pub struct Plan {
@@ -43,33 +40,62 @@ pub async fn plan(
     out: &Responder,
 ) -> Result<Plan, HandlerError> {
     let target = target::resolve(ctx, node, opts).await?;
-    let install = target::install_dir(ctx).await?;
+    let ex = exclusion_list(opts, cwd, ctx, &target).await?;
+    let addr = xcat_jobkit::node_address(&ctx.db, node).await?;
+    out.info(format!("capimage: checking {node} ({addr})"))
+        .await?;
+    let pf = preflight(ctx, node, &addr, &target).await?;
+    let wire = pipeline::choose(opts.compress, pf.has("zstd"), pf.has("gzip"))
+        .map_err(|m| fail(format!("{node}: {m}")))?;
+    let skipped: Vec<String> = pf.skipped().iter().map(|m| m.point.clone()).collect();
+    let excludes = pipeline::effective_excludes(&ex, &skipped);
+    let estimate = pf.used_bytes();
+    Ok(Plan {
+        node: node.to_string(),
+        addr,
+        target,
+        pf,
+        ex,
+        excludes,
+        wire,
+        estimate,
+    })
+}
+
+/// `-x FILE` (relative to the client's directory), else the lookup in the
+/// install and share directories.
+async fn exclusion_list(
+    opts: &Options,
+    cwd: Option<&str>,
+    ctx: &Context,
+    target: &Target,
+) -> Result<ExList, HandlerError> {
     let ex = match &opts.exlist {
-        Some(p) => {
-            let p = if p.is_relative() {
-                Path::new(cwd.unwrap_or("/")).join(p)
-            } else {
-                p.clone()
-            };
-            ExList::read(&p).map_err(|e| fail(e.to_string()))?
-        }
+        Some(p) => ExList::read(&Path::new(cwd.unwrap_or("/")).join(p)),
         None => exlist::find(
-            &install,
+            &target::install_dir(ctx).await?,
             &ctx.settings.share_dir,
             &target.os,
             &target.arch,
             &target.profile,
-        )
-        .map_err(|e| fail(e.to_string()))?,
+        ),
     };
-    let addr = xcat_jobkit::node_address(&ctx.db, node).await?;
+    ex.map_err(|e| fail(e.to_string()))
+}
+
+/// One ssh round trip: the node's kernel, arch, mounts, space and tools,
+/// checked against what a capture needs.
+async fn preflight(
+    ctx: &Context,
+    node: &str,
+    addr: &str,
+    target: &Target,
+) -> Result<Preflight, HandlerError> {
     let remote = Remote::new(ctx.settings.ssh.clone()).with_cancel(ctx.cancel.clone());
-    out.info(format!("capimage: checking {node} ({addr})"))
-        .await?;
     let res = remote
         .run(
             node,
-            &addr,
+            addr,
             preflight::SCRIPT,
             Some(Duration::from_secs(120)),
         )
@@ -103,21 +129,7 @@ pub async fn plan(
             )));
         }
     }
-    let wire = pipeline::choose(opts.compress, pf.has("zstd"), pf.has("gzip"))
-        .map_err(|m| fail(format!("{node}: {m}")))?;
-    let skipped: Vec<String> = pf.skipped().iter().map(|m| m.point.clone()).collect();
-    let excludes = pipeline::effective_excludes(&ex, &skipped);
-    let estimate = pf.used_bytes();
-    Ok(Plan {
-        node: node.to_string(),
-        addr,
-        target,
-        pf,
-        ex,
-        excludes,
-        wire,
-        estimate,
-    })
+    Ok(pf)
 }
 
 pub async fn describe_plan(p: &Plan, opts: &Options, out: &Responder) -> HandlerResult {
