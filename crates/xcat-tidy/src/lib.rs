@@ -24,6 +24,11 @@
 //!    or any path through `process::Command`, imports included) outside
 //!    [`policy::SPAWN_ALLOWED`]: xcat-jobkit's tool runner and
 //!    xcat-remote.
+//! 6. **fn-length** — no production function is longer than
+//!    [`policy::MAX_FN_LINES`] lines, counted from the line of its `fn`
+//!    keyword to the line of its closing brace (nested functions are
+//!    measured on their own as well). The finding names the function and
+//!    its length.
 //!
 //! "Production code" and "test code" are defined in [`tree`]: in short, the
 //! `src/` of the members other than `tests` and `bench/`, minus test-only
@@ -55,6 +60,7 @@ pub enum Rule {
     Xml,
     Unsafe,
     Spawn,
+    FnLength,
     /// An allowance or temporary exception that matches nothing any more.
     Stale,
 }
@@ -67,6 +73,7 @@ impl fmt::Display for Rule {
             Rule::Xml => "xml",
             Rule::Unsafe => "unsafe",
             Rule::Spawn => "spawn",
+            Rule::FnLength => "fn-length",
             Rule::Stale => "stale",
         };
         f.write_str(name)

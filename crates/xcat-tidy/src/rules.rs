@@ -1,7 +1,7 @@
-//! Rules 2 to 5: what may appear in which source file.
+//! Rules 2 to 6: what may appear in which source file.
 
 use crate::lex::{Kind, Token};
-use crate::policy::{covers, DB_CRATE, PROTO_CRATE};
+use crate::policy::{covers, DB_CRATE, MAX_FN_LINES, PROTO_CRATE};
 use crate::tree::{strip_toml_comment, SourceFile};
 use crate::{Rule, Violation};
 
@@ -42,6 +42,16 @@ pub fn check_source(file: &SourceFile, out: &mut Vec<Violation>) {
             Rule::Spawn,
             line,
             format!("`{what}` in production code: {SPAWN_ADVICE}"),
+        );
+    }
+    for f in long_functions(file.production.as_deref().unwrap_or(&[]), MAX_FN_LINES) {
+        add(
+            Rule::FnLength,
+            f.line,
+            format!(
+                "fn `{}` is {} lines long (limit {MAX_FN_LINES}): split it into named steps",
+                f.name, f.lines
+            ),
         );
     }
 }
@@ -176,6 +186,66 @@ fn spawns(tokens: &[Token]) -> Vec<(usize, &'static str)> {
     out
 }
 
+/// A function whose body runs past the limit.
+#[derive(Debug, PartialEq, Eq)]
+struct LongFn {
+    name: String,
+    /// The line of its `fn` keyword.
+    line: usize,
+    /// From the `fn` line to the closing brace, both counted.
+    lines: usize,
+}
+
+/// Every `fn name ... { ... }` in `tokens` longer than `limit` lines,
+/// nested functions included. Declarations without a body (trait methods,
+/// `extern` items) and `fn(..)` pointer types have nothing to measure.
+fn long_functions(tokens: &[Token], limit: usize) -> Vec<LongFn> {
+    let mut out = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let Some(name) = tokens.get(i + 1).filter(|n| n.kind == Kind::Ident) else {
+            continue;
+        };
+        if !t.is_ident("fn") {
+            continue;
+        }
+        let Some(open) = body_start(tokens, i + 2) else {
+            continue;
+        };
+        let close = crate::items::group_end(tokens, open) - 1;
+        let lines = tokens[close].line - t.line + 1;
+        if lines > limit {
+            out.push(LongFn {
+                name: name.text.clone(),
+                line: t.line,
+                lines,
+            });
+        }
+    }
+    out
+}
+
+/// The index of the `{` opening a function body whose signature continues
+/// at `from`; `None` when a `;` ends the signature first. Parameter lists
+/// and array types are skipped whole, so a `{` or `;` inside them (a
+/// const-generic block, `[u8; 4]`) is not taken for the body or the end.
+fn body_start(tokens: &[Token], from: usize) -> Option<usize> {
+    let mut j = from;
+    while let Some(t) = tokens.get(j) {
+        if t.is_punct("{") {
+            return Some(j);
+        }
+        if t.is_punct(";") {
+            return None;
+        }
+        j = if t.is_punct("(") || t.is_punct("[") {
+            crate::items::group_end(tokens, j)
+        } else {
+            j + 1
+        };
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +269,45 @@ mod tests {
                    use std::os::unix::process::CommandExt;\nlet o = Command::new(p);";
         let lines: Vec<_> = spawns(&tokenize(src)).into_iter().map(|(l, _)| l).collect();
         assert_eq!(lines, [1, 2, 2, 4]);
+    }
+
+    /// A function `name` whose body has `inner` lines between the braces.
+    fn function(name: &str, inner: usize) -> String {
+        let body: String = (0..inner)
+            .map(|k| format!("    let _x{k} = \"}}\";\n"))
+            .collect();
+        format!("fn {name}(a: [u8; 2]) -> Result<(), E> {{\n{body}}}\n")
+    }
+
+    #[test]
+    fn long_functions_are_measured_from_fn_to_the_closing_brace() {
+        // 99 lines inside: 101 with the signature and the closing brace.
+        let src = format!(
+            "// a comment\n{}{}",
+            function("long", 99),
+            function("short", 98)
+        );
+        let found = long_functions(&tokenize(&src), 100);
+        let want = LongFn {
+            name: "long".into(),
+            line: 2,
+            lines: 101,
+        };
+        assert_eq!(found, [want]);
+    }
+
+    #[test]
+    fn bodiless_and_pointer_fns_are_not_measured() {
+        let src = "trait T { fn a(&self);\n fn b(&self) -> u8; }\ntype F = fn(u8) -> u8;\n\
+                   extern \"C\" { fn c(x: i32); }\nfn d() {\n\n}\n";
+        assert!(long_functions(&tokenize(src), 3).is_empty());
+        let d = long_functions(&tokenize(src), 2);
+        assert_eq!(
+            d.iter()
+                .map(|f| (f.name.as_str(), f.line, f.lines))
+                .collect::<Vec<_>>(),
+            [("d", 5, 3)]
+        );
     }
 
     #[test]

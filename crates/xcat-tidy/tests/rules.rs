@@ -308,3 +308,36 @@ fn stale_allowances_fail() {
         .message
         .contains("TEMPORARY_EXCEPTIONS allows `crates/app` for rule layout"));
 }
+
+/// `fn name` with `inner` lines between its braces: `inner + 2` in all.
+fn function(name: &str, inner: usize) -> String {
+    let body: String = (0..inner).map(|k| format!("    step({k});\n")).collect();
+    format!("fn {name}() {{\n{body}}}\n")
+}
+
+#[test]
+fn fn_length_fails_on_long_production_functions_only() {
+    let t = Tree::new();
+    let prod = format!("\n{}{}", function("long", 99), function("short", 98));
+    t.write("crates/app/src/steps.rs", &prod);
+    let tests = format!(
+        "#[test]\n{}#[cfg(test)]\nmod tests {{\n{}}}\n",
+        function("a_long_test", 150),
+        function("helper", 150)
+    );
+    t.write("crates/app/src/checked.rs", &tests);
+    t.write("crates/app/tests/t.rs", &function("suite", 150));
+    t.write("tests/e2e/t.rs", &function("e2e", 150));
+    let v = t.check(&NOTHING_ALLOWED);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(
+        v[0].to_string(),
+        "crates/app/src/steps.rs:2: fn-length: fn `long` is 101 lines long (limit 100): \
+         split it into named steps"
+    );
+    let policy = Policy {
+        temporary: &[(Rule::FnLength, "crates/app/src/steps.rs")],
+        ..NOTHING_ALLOWED
+    };
+    assert_eq!(t.check(&policy), []);
+}
