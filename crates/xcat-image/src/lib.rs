@@ -10,6 +10,9 @@
 //! * [`manifest`]: per-entry records (built while extracting, or by scanning a tree),
 //!   stored as TSV, with a readable diff.
 //! * [`skeleton`], [`sysclean`], [`publish`], [`report`]: the later capture steps.
+//! * [`pack`]: packing a tree into the archive nodes boot.
+//! * [`tool`]: the one runner of local programs (mksquashfs here, depmod and the
+//!   like in the image jobs, through xcat-jobkit).
 //!
 //! Only [`sys`] contains `unsafe` code (constructing uid/gid values); everything else
 //! goes through `rustix`'s safe wrappers.
@@ -27,6 +30,7 @@ pub mod skeleton;
 pub mod sys;
 pub mod sysclean;
 pub mod tar;
+pub mod tool;
 pub mod util;
 
 pub use extract::{

@@ -22,7 +22,8 @@
 //!    [`policy::UNSAFE_ALLOWED`]. Applies to every `.rs` file.
 //! 5. **spawn** — production code starts no local process (`Command::new`,
 //!    or any path through `process::Command`, imports included) outside
-//!    [`policy::SPAWN_ALLOWED`]: xcat-jobkit's tool runner and
+//!    [`policy::SPAWN_ALLOWED`]: the tool runner (xcat-image's, which
+//!    xcat-jobkit re-exports) and
 //!    xcat-remote.
 //! 6. **fn-length** — no production function is longer than
 //!    [`policy::MAX_FN_LINES`] lines, counted from the line of its `fn`

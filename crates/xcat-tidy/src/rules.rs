@@ -63,7 +63,7 @@ const XML_ADVICE: &str =
 const UNSAFE_MESSAGE: &str =
     "`unsafe` outside the syscall shims listed in UNSAFE_ALLOWED (crates/xcat-tidy/src/policy.rs)";
 const SPAWN_ADVICE: &str =
-    "run local tools through xcat-jobkit's tool runner, remote commands through xcat-remote";
+    "run local tools through the tool runner (xcat_image::tool, xcat_jobkit::tool), remote commands through xcat-remote";
 
 /// `sqlx` on a non-comment line of a `Cargo.toml` outside xcat-db; the root
 /// manifest's `[workspace.dependencies]` may pin its version.

@@ -849,68 +849,42 @@ fn mksquashfs(
     progress: &PackProgress,
     cancel: &AtomicBool,
 ) -> Result<TreeStats, PackError> {
-    use std::process::{Command, Stdio};
+    use crate::tool::{LocalTool, ToolError};
     let threads = if threads == 0 {
         compress::cores()
     } else {
         threads
     };
-    let mut child = Command::new("mksquashfs")
+    let run = LocalTool::new("mksquashfs")
         .arg(root)
         .arg(tmp)
         .args(["-noappend", "-comp", "zstd", "-Xcompression-level", "3"])
         .args(["-processors", &threads.to_string()])
         .args(["-one-file-system", "-no-progress", "-quiet"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            PackError::Mksquashfs(format!(
-                "cannot run mksquashfs ({e}); install squashfs-tools or pick -m cpio or -m tar"
-            ))
-        })?;
-    let mut pipes: Vec<std::thread::JoinHandle<Vec<u8>>> = Vec::new();
-    if let Some(mut s) = child.stdout.take() {
-        pipes.push(std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = s.read_to_end(&mut v);
-            v
-        }));
-    }
-    if let Some(mut s) = child.stderr.take() {
-        pipes.push(std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = s.read_to_end(&mut v);
-            v
-        }));
-    }
-    let status = loop {
-        if cancel.load(Ordering::Relaxed) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(PackError::Cancelled);
-        }
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) => {}
-            Err(e) => return Err(PackError::Mksquashfs(e.to_string())),
-        }
-        if let Ok(m) = fs::metadata(tmp) {
-            progress.bytes_out.store(m.len(), Ordering::Relaxed);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    let mut text = Vec::new();
-    for p in pipes {
-        text.extend(p.join().unwrap_or_default());
-    }
-    let text = String::from_utf8_lossy(&text).trim().to_string();
-    if !status.success() {
-        return Err(PackError::Mksquashfs(format!(
+        .run(cancel, || {
+            if let Ok(m) = fs::metadata(tmp) {
+                progress.bytes_out.store(m.len(), Ordering::Relaxed);
+            }
+        });
+    match run {
+        Ok(_) => Ok(TreeStats::default()),
+        Err(ToolError::Spawn { source, .. }) => Err(PackError::Mksquashfs(format!(
+            "cannot run mksquashfs ({source}); install squashfs-tools or pick -m cpio or -m tar"
+        ))),
+        Err(ToolError::Wait { source, .. }) => Err(PackError::Mksquashfs(source.to_string())),
+        Err(ToolError::Failed {
+            status,
+            stderr_tail,
+            ..
+        }) => Err(PackError::Mksquashfs(format!(
             "{status}: {}",
-            text.lines().rev().take(5).collect::<Vec<_>>().join(" / ")
-        )));
+            stderr_tail
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        ))),
+        Err(ToolError::Cancelled { .. }) => Err(PackError::Cancelled),
     }
-    Ok(TreeStats::default())
 }
