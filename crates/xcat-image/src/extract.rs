@@ -259,6 +259,17 @@ struct DeferredAcl {
     is_dir: bool,
 }
 
+/// Where a non-root entry goes: its normalized path, its parent directory
+/// (opened beneath the root) and its name there, and its owner.
+struct Place {
+    rel: Vec<u8>,
+    parent_rel: Vec<u8>,
+    name: Vec<u8>,
+    cn: std::ffi::CString,
+    dir: Arc<OwnedFd>,
+    owner: crate::sys::Owner,
+}
+
 struct Extractor {
     root: Root,
     /// Non-directory paths created from this archive: the only valid hard-link targets.
@@ -441,140 +452,187 @@ impl Extractor {
                 reason: format!("uid/gid {}/{} out of range", meta.uid, meta.gid),
             })?;
         if rel.is_empty() {
-            if meta.kind != Kind::Directory {
-                return Err(ExtractError::Invalid {
-                    entry: escape_bytes(e),
-                    reason: "names the root but is not a directory".into(),
-                });
-            }
-            let fd = self
-                .root
-                .open_dir(b"")
-                .map_err(ioe(e, "opening the root"))?;
-            let x = self.apply_attrs(meta, &rel, &fd, owner, true)?;
-            self.dir_times.push((rel.clone(), meta.mtime));
-            self.record(meta, &rel, EntryType::Dir, None, x);
-            self.summary.counts.dirs += 1;
-            return Ok(());
+            return self.root_entry(meta, owner);
         }
         let (parent_rel, name) = split_parent(&rel);
         let (parent_rel, name) = (parent_rel.to_vec(), name.to_vec());
         let dir = self.parent(e, &parent_rel, true)?;
         let cn = cname(&name).map_err(ioe(e, "name"))?;
+        let at = Place {
+            rel,
+            parent_rel,
+            name,
+            cn,
+            dir,
+            owner,
+        };
         match meta.kind {
-            Kind::Directory => {
-                if !self.clear(e, &dir, &name, true)? {
-                    rustix::fs::mkdirat(&*dir, cn.as_c_str(), Mode::from_raw_mode(0o700))
-                        .map_err(|x| ioe(e, "creating the directory")(x.into()))?;
-                }
-                let fd = rustix::fs::openat2(
-                    &*dir,
-                    cn.as_c_str(),
-                    OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                    beneath::resolve_flags(),
-                )
-                .map_err(|x| ioe(e, "opening the directory")(x.into()))?;
-                let x = self.apply_attrs(meta, &rel, &fd, owner, true)?;
-                self.extracted.remove(&rel);
-                self.dir_times.push((rel.clone(), meta.mtime));
-                self.record(meta, &rel, EntryType::Dir, None, x);
-                self.summary.counts.dirs += 1;
-            }
-            Kind::File => {
-                self.clear(e, &dir, &name, false)?;
-                let fd = rustix::fs::openat(
-                    &*dir,
-                    cn.as_c_str(),
-                    OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::WRONLY
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|x| ioe(e, "creating the file")(x.into()))?;
-                let file = std::fs::File::from(fd);
-                let sha = self.write_content(tar, meta, &file)?;
-                let fd = OwnedFd::from(file);
-                let x = self.apply_attrs(meta, &rel, &fd, owner, false)?;
-                self.extracted.insert(rel.clone());
-                let mut m = self.record(meta, &rel, EntryType::File, None, x);
-                m.content_hash = Some(sha);
-                m.size = meta.size;
-                self.summary.manifest.insert(m);
-                self.summary.content_bytes += meta.size;
-                self.summary.counts.files += 1;
-            }
-            Kind::Symlink => {
-                self.clear(e, &dir, &name, false)?;
-                rustix::fs::symlinkat(&meta.link[..], &*dir, cn.as_c_str())
-                    .map_err(|x| ioe(e, "creating the symlink")(x.into()))?;
-                let x = self.apply_node_attrs(meta, &rel, &dir, &name, owner, false)?;
-                self.extracted.insert(rel.clone());
-                self.record(meta, &rel, EntryType::Symlink, Some(meta.link.clone()), x);
-                self.summary.counts.symlinks += 1;
-            }
-            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
-                self.clear(e, &dir, &name, false)?;
-                let (ft, kind) = match meta.kind {
-                    Kind::CharDevice => (FileType::CharacterDevice, EntryType::CharDevice),
-                    Kind::BlockDevice => (FileType::BlockDevice, EntryType::BlockDevice),
-                    _ => (FileType::Fifo, EntryType::Fifo),
-                };
-                let dev = if kind == EntryType::Fifo {
-                    0
-                } else {
-                    rustix::fs::makedev(meta.devmajor, meta.devminor)
-                };
-                rustix::fs::mknodat(&*dir, cn.as_c_str(), ft, Mode::from_raw_mode(0o600), dev)
-                    .map_err(|x| ioe(e, "creating the device node or FIFO")(x.into()))?;
-                let x = self.apply_node_attrs(meta, &rel, &dir, &name, owner, true)?;
-                self.extracted.insert(rel.clone());
-                let mut m = self.record(meta, &rel, kind, None, x);
-                if kind != EntryType::Fifo {
-                    m.rdev = Some((meta.devmajor, meta.devminor));
-                    self.summary.counts.char_devices += u64::from(kind == EntryType::CharDevice);
-                    self.summary.counts.block_devices += u64::from(kind == EntryType::BlockDevice);
-                } else {
-                    self.summary.counts.fifos += 1;
-                }
-                self.summary.manifest.insert(m);
-            }
-            Kind::HardLink => {
-                let target = normalize(&meta.link).map_err(|r| ExtractError::HardLink {
-                    entry: escape_bytes(e),
-                    target: escape_bytes(&meta.link),
-                    reason: format!("the target name {r}"),
-                })?;
-                let refuse = |reason: &str| ExtractError::HardLink {
-                    entry: escape_bytes(e),
-                    target: escape_bytes(&meta.link),
-                    reason: reason.to_string(),
-                };
-                if target == rel {
-                    return Err(refuse("links to itself"));
-                }
-                if !self.extracted.contains(&target) {
-                    return Err(refuse(
-                        "the target is not an entry extracted earlier from this archive",
-                    ));
-                }
-                let (tp, tn) = split_parent(&target);
-                let (tp, tn) = (tp.to_vec(), tn.to_vec());
-                let dir = self.parent(e, &parent_rel, true)?;
-                self.clear(e, &dir, &name, false)?;
-                let tdir = self.parent(e, &tp, false)?;
-                rustix::fs::linkat(&*tdir, &tn[..], &*dir, cn.as_c_str(), AtFlags::empty())
-                    .map_err(|x| ioe(e, "creating the hard link")(x.into()))?;
-                self.extracted.insert(rel.clone());
-                let mut m = self.record(meta, &rel, EntryType::File, None, BTreeMap::new());
-                m.hardlink = Some(target);
-                self.summary.manifest.insert(m);
-                self.summary.counts.hardlinks += 1;
-            }
+            Kind::Directory => self.directory(meta, &at),
+            Kind::File => self.file(tar, meta, &at),
+            Kind::Symlink => self.symlink(meta, &at),
+            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => self.node(meta, &at),
+            Kind::HardLink => self.hard_link(meta, &at),
             Kind::Other(_) => unreachable!("handled above"),
         }
+    }
+
+    /// The entry naming the staging root itself: attributes only.
+    fn root_entry(
+        &mut self,
+        meta: &EntryMeta,
+        owner: crate::sys::Owner,
+    ) -> Result<(), ExtractError> {
+        let e = &meta.path;
+        if meta.kind != Kind::Directory {
+            return Err(ExtractError::Invalid {
+                entry: escape_bytes(e),
+                reason: "names the root but is not a directory".into(),
+            });
+        }
+        let fd = self
+            .root
+            .open_dir(b"")
+            .map_err(ioe(e, "opening the root"))?;
+        let rel = Vec::new();
+        let x = self.apply_attrs(meta, &rel, &fd, owner, true)?;
+        self.dir_times.push((rel.clone(), meta.mtime));
+        self.record(meta, &rel, EntryType::Dir, None, x);
+        self.summary.counts.dirs += 1;
+        Ok(())
+    }
+
+    fn directory(&mut self, meta: &EntryMeta, at: &Place) -> Result<(), ExtractError> {
+        let (e, rel, dir, cn) = (&meta.path, &at.rel, &at.dir, at.cn.as_c_str());
+        if !self.clear(e, dir, &at.name, true)? {
+            rustix::fs::mkdirat(&**dir, cn, Mode::from_raw_mode(0o700))
+                .map_err(|x| ioe(e, "creating the directory")(x.into()))?;
+        }
+        let fd = rustix::fs::openat2(
+            &**dir,
+            cn,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            beneath::resolve_flags(),
+        )
+        .map_err(|x| ioe(e, "opening the directory")(x.into()))?;
+        let x = self.apply_attrs(meta, rel, &fd, at.owner, true)?;
+        self.extracted.remove(rel);
+        self.dir_times.push((rel.clone(), meta.mtime));
+        self.record(meta, rel, EntryType::Dir, None, x);
+        self.summary.counts.dirs += 1;
+        Ok(())
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        tar: &mut TarReader<R>,
+        meta: &EntryMeta,
+        at: &Place,
+    ) -> Result<(), ExtractError> {
+        let (e, rel) = (&meta.path, &at.rel);
+        self.clear(e, &at.dir, &at.name, false)?;
+        let fd = rustix::fs::openat(
+            &*at.dir,
+            at.cn.as_c_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|x| ioe(e, "creating the file")(x.into()))?;
+        let file = std::fs::File::from(fd);
+        let sha = self.write_content(tar, meta, &file)?;
+        let fd = OwnedFd::from(file);
+        let x = self.apply_attrs(meta, rel, &fd, at.owner, false)?;
+        self.extracted.insert(rel.clone());
+        let mut m = self.record(meta, rel, EntryType::File, None, x);
+        m.content_hash = Some(sha);
+        m.size = meta.size;
+        self.summary.manifest.insert(m);
+        self.summary.content_bytes += meta.size;
+        self.summary.counts.files += 1;
+        Ok(())
+    }
+
+    fn symlink(&mut self, meta: &EntryMeta, at: &Place) -> Result<(), ExtractError> {
+        let (e, rel) = (&meta.path, &at.rel);
+        self.clear(e, &at.dir, &at.name, false)?;
+        rustix::fs::symlinkat(&meta.link[..], &*at.dir, at.cn.as_c_str())
+            .map_err(|x| ioe(e, "creating the symlink")(x.into()))?;
+        let x = self.apply_node_attrs(meta, rel, &at.dir, &at.name, at.owner, false)?;
+        self.extracted.insert(rel.clone());
+        self.record(meta, rel, EntryType::Symlink, Some(meta.link.clone()), x);
+        self.summary.counts.symlinks += 1;
+        Ok(())
+    }
+
+    /// A character or block device, or a FIFO.
+    fn node(&mut self, meta: &EntryMeta, at: &Place) -> Result<(), ExtractError> {
+        let (e, rel) = (&meta.path, &at.rel);
+        self.clear(e, &at.dir, &at.name, false)?;
+        let (ft, kind) = match meta.kind {
+            Kind::CharDevice => (FileType::CharacterDevice, EntryType::CharDevice),
+            Kind::BlockDevice => (FileType::BlockDevice, EntryType::BlockDevice),
+            _ => (FileType::Fifo, EntryType::Fifo),
+        };
+        let dev = if kind == EntryType::Fifo {
+            0
+        } else {
+            rustix::fs::makedev(meta.devmajor, meta.devminor)
+        };
+        rustix::fs::mknodat(
+            &*at.dir,
+            at.cn.as_c_str(),
+            ft,
+            Mode::from_raw_mode(0o600),
+            dev,
+        )
+        .map_err(|x| ioe(e, "creating the device node or FIFO")(x.into()))?;
+        let x = self.apply_node_attrs(meta, rel, &at.dir, &at.name, at.owner, true)?;
+        self.extracted.insert(rel.clone());
+        let mut m = self.record(meta, rel, kind, None, x);
+        if kind != EntryType::Fifo {
+            m.rdev = Some((meta.devmajor, meta.devminor));
+            self.summary.counts.char_devices += u64::from(kind == EntryType::CharDevice);
+            self.summary.counts.block_devices += u64::from(kind == EntryType::BlockDevice);
+        } else {
+            self.summary.counts.fifos += 1;
+        }
+        self.summary.manifest.insert(m);
+        Ok(())
+    }
+
+    /// A hard link, only to an entry this archive already extracted.
+    fn hard_link(&mut self, meta: &EntryMeta, at: &Place) -> Result<(), ExtractError> {
+        let (e, rel) = (&meta.path, &at.rel);
+        let target = normalize(&meta.link).map_err(|r| ExtractError::HardLink {
+            entry: escape_bytes(e),
+            target: escape_bytes(&meta.link),
+            reason: format!("the target name {r}"),
+        })?;
+        let refuse = |reason: &str| ExtractError::HardLink {
+            entry: escape_bytes(e),
+            target: escape_bytes(&meta.link),
+            reason: reason.to_string(),
+        };
+        if &target == rel {
+            return Err(refuse("links to itself"));
+        }
+        if !self.extracted.contains(&target) {
+            return Err(refuse(
+                "the target is not an entry extracted earlier from this archive",
+            ));
+        }
+        let (tp, tn) = split_parent(&target);
+        let (tp, tn) = (tp.to_vec(), tn.to_vec());
+        let dir = self.parent(e, &at.parent_rel, true)?;
+        self.clear(e, &dir, &at.name, false)?;
+        let tdir = self.parent(e, &tp, false)?;
+        rustix::fs::linkat(&*tdir, &tn[..], &*dir, at.cn.as_c_str(), AtFlags::empty())
+            .map_err(|x| ioe(e, "creating the hard link")(x.into()))?;
+        self.extracted.insert(rel.clone());
+        let mut m = self.record(meta, rel, EntryType::File, None, BTreeMap::new());
+        m.hardlink = Some(target);
+        self.summary.manifest.insert(m);
+        self.summary.counts.hardlinks += 1;
         Ok(())
     }
 
@@ -778,53 +836,67 @@ impl Extractor {
     /// directory times, deepest first.
     fn finish(&mut self) -> Result<(), ExtractError> {
         if !self.deferred_acls.is_empty() {
-            let passwd = self
-                .root
-                .read_file(b"etc/passwd", 16 << 20)
-                .unwrap_or_default();
-            let group = self
-                .root
-                .read_file(b"etc/group", 16 << 20)
-                .unwrap_or_default();
-            let lookup =
-                |is_user: bool, n: &str| acl::lookup_in(if is_user { &passwd } else { &group }, n);
-            for d in std::mem::take(&mut self.deferred_acls) {
-                let res = acl::text_to_xattr(&d.text, &lookup, d.name.ends_with("access"))
-                    .map_err(|e| e.to_string())
-                    .and_then(|v| {
-                        let Some(v) = v else { return Ok(None) };
-                        let flags = if d.is_dir {
-                            OFlags::DIRECTORY
-                        } else {
-                            OFlags::empty()
-                        };
-                        let fd = self
-                            .root
-                            .open_beneath(
-                                &d.path,
-                                flags | OFlags::RDONLY | OFlags::NONBLOCK,
-                                Mode::empty(),
-                            )
-                            .map_err(|e| e.to_string())?;
-                        rustix::fs::fsetxattr(&fd, d.name, &v, XattrFlags::empty())
-                            .map_err(|e| e.to_string())?;
-                        Ok(Some(v))
-                    });
-                match res {
-                    Ok(Some(v)) => {
-                        if let Some(m) = self.summary.manifest.entries.get_mut(&d.path) {
-                            m.xattrs.insert(d.name.as_bytes().to_vec(), v);
-                        }
+            self.deferred_acls_now();
+        }
+        self.directory_times();
+        Ok(())
+    }
+
+    /// Sets the ACLs whose names needed the image's own passwd and group.
+    fn deferred_acls_now(&mut self) {
+        let passwd = self
+            .root
+            .read_file(b"etc/passwd", 16 << 20)
+            .unwrap_or_default();
+        let group = self
+            .root
+            .read_file(b"etc/group", 16 << 20)
+            .unwrap_or_default();
+        let lookup =
+            |is_user: bool, n: &str| acl::lookup_in(if is_user { &passwd } else { &group }, n);
+        for d in std::mem::take(&mut self.deferred_acls) {
+            let res = acl::text_to_xattr(&d.text, &lookup, d.name.ends_with("access"))
+                .map_err(|e| e.to_string())
+                .and_then(|v| self.set_acl(&d, v));
+            match res {
+                Ok(Some(v)) => {
+                    if let Some(m) = self.summary.manifest.entries.get_mut(&d.path) {
+                        m.xattrs.insert(d.name.as_bytes().to_vec(), v);
                     }
-                    Ok(None) => {}
-                    Err(err) => self.summary.warnings.push(format!(
-                        "entry {}: {} not restored: {err}",
-                        display_path(&d.path),
-                        d.name
-                    )),
                 }
+                Ok(None) => {}
+                Err(err) => self.summary.warnings.push(format!(
+                    "entry {}: {} not restored: {err}",
+                    display_path(&d.path),
+                    d.name
+                )),
             }
         }
+    }
+
+    /// Writes one deferred ACL's value `v` (none when it resolved to nothing).
+    fn set_acl(&self, d: &DeferredAcl, v: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, String> {
+        let Some(v) = v else { return Ok(None) };
+        let flags = if d.is_dir {
+            OFlags::DIRECTORY
+        } else {
+            OFlags::empty()
+        };
+        let fd = self
+            .root
+            .open_beneath(
+                &d.path,
+                flags | OFlags::RDONLY | OFlags::NONBLOCK,
+                Mode::empty(),
+            )
+            .map_err(|e| e.to_string())?;
+        rustix::fs::fsetxattr(&fd, d.name, &v, XattrFlags::empty()).map_err(|e| e.to_string())?;
+        Ok(Some(v))
+    }
+
+    /// Directory times, deepest first (setting them earlier would be undone
+    /// by every entry written inside).
+    fn directory_times(&mut self) {
         self.dir_times.sort_by_key(|(p, _)| {
             std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count() + usize::from(!p.is_empty()))
         });
@@ -846,6 +918,5 @@ impl Extractor {
                 ));
             }
         }
-        Ok(())
     }
 }

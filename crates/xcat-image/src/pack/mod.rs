@@ -4,6 +4,8 @@
 //! * [`tarwrite`]: streaming pax tar writer with extended attributes;
 //! * [`compress`]: gzip, zstd and xz on all cores;
 //! * [`walk`]: the symlink-safe, one-filesystem tree walk they share;
+//! * `tree`: [`write_cpio`] and [`write_tar`], a tree through those writers;
+//! * `squashfs`: mksquashfs, through the one tool runner;
 //! * this module: the formats, what each one loses ([`Survey`], [`Loss`],
 //!   [`expected_after`]), and [`pack`], which writes `<dir>/rootimg.<ext>` under a
 //!   temporary name, renames it into place and only then removes stale archives of
@@ -12,8 +14,12 @@
 
 pub mod compress;
 pub mod cpio;
+mod squashfs;
 pub mod tarwrite;
+mod tree;
 pub mod walk;
+
+pub use tree::{write_cpio, write_tar, TreeStats};
 
 /// Copy exactly `size` bytes of an entry's data from `r` to `put`: a source
 /// that ends early (the file shrank while packing) is padded with zeros and
@@ -50,7 +56,6 @@ pub(crate) fn copy_exact(
 use crate::manifest::{EntryType, Manifest};
 use crate::util::display_path;
 use compress::Compression;
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -375,299 +380,6 @@ pub fn expected_after(format: Format, m: &Manifest) -> Manifest {
     out
 }
 
-/// Figures of a written archive.
-#[derive(Debug, Clone, Default)]
-pub struct TreeStats {
-    pub entries: u64,
-    pub content_bytes: u64,
-    /// Files whose size changed while they were read (the archive holds the size
-    /// seen at `lstat`, zero-padded or cut).
-    pub changed: Tally,
-    /// Sockets left out (tar).
-    pub skipped_sockets: u64,
-}
-
-/// Opens the content of a hard-link group member by its archive name.
-type OpenData<'a> = dyn FnMut(&[u8]) -> io::Result<Box<dyn Read>> + 'a;
-
-struct Pending {
-    ino: u32,
-    nlink: u64,
-    members: Vec<(Vec<u8>, u32, u32, u32, u32, u64)>, // path, mode, uid, gid, mtime, size
-}
-
-fn mtime32(sec: i64) -> u32 {
-    sec.clamp(0, u32::MAX as i64) as u32
-}
-
-/// Writes the tree at `root` as a cpio newc archive to `out` (uncompressed; wrap
-/// `out` in an encoder). Files of 4 GiB or more are an error naming them.
-pub fn write_cpio<W: Write>(
-    root: &Path,
-    out: W,
-    progress: &PackProgress,
-    cancel: &AtomicBool,
-) -> Result<(W, TreeStats), PackError> {
-    let mut w = cpio::CpioWriter::new(out);
-    let mut stats = TreeStats::default();
-    let mut groups: HashMap<(u64, u64), Pending> = HashMap::new();
-    let mut huge = Tally::default();
-    let wr = |p: &[u8]| io_err("writing the archive at", display_path(p));
-
-    #[allow(clippy::too_many_arguments)]
-    fn write_group<W: Write>(
-        w: &mut cpio::CpioWriter<W>,
-        g: &Pending,
-        data: &mut OpenData<'_>,
-        stats: &mut TreeStats,
-        progress: &PackProgress,
-    ) -> Result<(), PackError> {
-        let n = g.members.len();
-        for (i, (path, mode, uid, gid, mtime, size)) in g.members.iter().enumerate() {
-            let last = i + 1 == n;
-            let size = if last { *size } else { 0 };
-            w.header(&cpio::Header {
-                name: path,
-                ino: g.ino,
-                mode: *mode,
-                uid: *uid,
-                gid: *gid,
-                nlink: n as u32,
-                mtime: *mtime,
-                size,
-                rdev_major: 0,
-                rdev_minor: 0,
-            })
-            .map_err(io_err("writing the archive at", display_path(path)))?;
-            if size > 0 {
-                let mut r = data(path).map_err(io_err("reading", display_path(path)))?;
-                let got = w
-                    .data_from(&mut r)
-                    .map_err(io_err("writing the archive at", display_path(path)))?;
-                if got != size {
-                    stats.changed.add(path);
-                }
-                stats.content_bytes += got;
-                progress.bytes_in.fetch_add(got, Ordering::Relaxed);
-            }
-            stats.entries += 1;
-            progress.entries.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    walk::walk(root, cancel, |e: &Entry<'_>| -> Result<(), PackError> {
-        // "." and "./etc/..." as `find . | cpio -o` writes them: GNU cpio applies a
-        // directory's times when the archive leaves it, which it detects by prefix.
-        let mut name = b".".to_vec();
-        if !e.path.is_empty() {
-            name.push(b'/');
-            name.extend_from_slice(e.path);
-        }
-        let name = &name[..];
-        let st = e.stat;
-        let t = e.file_type();
-        #[allow(clippy::unnecessary_cast)]
-        let size = st.st_size as u64;
-        let (sec, _) = e.mtime();
-        let mtime = mtime32(sec);
-        if t == libc::S_IFREG && size > cpio::MAX_SIZE {
-            huge.add(e.path);
-            return Ok(());
-        }
-        #[allow(clippy::unnecessary_cast)]
-        if t == libc::S_IFREG && st.st_nlink as u64 > 1 {
-            let key = (st.st_dev as u64, st.st_ino as u64);
-            let ino = match groups.get(&key) {
-                Some(g) => g.ino,
-                None => w.next_ino(),
-            };
-            let g = groups.entry(key).or_insert_with(|| Pending {
-                ino,
-                nlink: st.st_nlink as u64,
-                members: Vec::new(),
-            });
-            g.members
-                .push((name.to_vec(), st.st_mode, st.st_uid, st.st_gid, mtime, size));
-            if g.members.len() as u64 >= g.nlink {
-                let g = groups.remove(&key).expect("group present");
-                let mut open = |_: &[u8]| -> io::Result<Box<dyn Read>> { Ok(Box::new(e.open()?)) };
-                write_group(&mut w, &g, &mut open, &mut stats, progress)?;
-            }
-            return Ok(());
-        }
-        let ino = w.next_ino();
-        let (rmaj, rmin) = if t == libc::S_IFCHR || t == libc::S_IFBLK {
-            (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev))
-        } else {
-            (0, 0)
-        };
-        let target = if t == libc::S_IFLNK {
-            Some(
-                e.read_link()
-                    .map_err(io_err("reading", display_path(e.path)))?,
-            )
-        } else {
-            None
-        };
-        let data_size = match (&target, t) {
-            (Some(l), _) => l.len() as u64,
-            (None, libc::S_IFREG) => size,
-            _ => 0,
-        };
-        w.header(&cpio::Header {
-            name,
-            ino,
-            mode: st.st_mode,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            nlink: if t == libc::S_IFDIR { 2 } else { 1 },
-            mtime,
-            size: data_size,
-            rdev_major: rmaj,
-            rdev_minor: rmin,
-        })
-        .map_err(wr(e.path))?;
-        if let Some(l) = target {
-            if !l.is_empty() {
-                w.data(&l).map_err(wr(e.path))?;
-            }
-        } else if data_size > 0 {
-            let mut f = e.open().map_err(io_err("reading", display_path(e.path)))?;
-            let got = w.data_from(&mut f).map_err(wr(e.path))?;
-            if got != data_size {
-                stats.changed.add(e.path);
-            }
-            stats.content_bytes += got;
-            progress.bytes_in.fetch_add(got, Ordering::Relaxed);
-        }
-        stats.entries += 1;
-        progress.entries.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    })
-    .map_err(from_walk)?;
-    if huge.count > 0 {
-        return Err(PackError::TooLarge(huge));
-    }
-    // Hard-link groups with links outside the tree: write what we have.
-    let r =
-        crate::beneath::Root::open(root).map_err(io_err("opening", root.display().to_string()))?;
-    let mut rest: Vec<Pending> = groups.into_values().collect();
-    rest.sort_by(|a, b| a.members[0].0.cmp(&b.members[0].0));
-    for g in rest {
-        let mut open = |p: &[u8]| -> io::Result<Box<dyn Read>> {
-            let fd = r.open_beneath(
-                p,
-                rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
-                rustix::fs::Mode::empty(),
-            )?;
-            Ok(Box::new(File::from(fd)))
-        };
-        write_group(&mut w, &g, &mut open, &mut stats, progress)?;
-    }
-    let out = w
-        .finish()
-        .map_err(io_err("writing the archive", "trailer"))?;
-    Ok((out, stats))
-}
-
-/// Writes the tree at `root` as a pax tar archive with extended attributes to `out`.
-/// Sockets are left out (tar has no type for them).
-pub fn write_tar<W: Write>(
-    root: &Path,
-    out: W,
-    progress: &PackProgress,
-    cancel: &AtomicBool,
-) -> Result<(W, TreeStats), PackError> {
-    use tarwrite::{Kind, TarEntry};
-    let mut w = tarwrite::TarWriter::new(out);
-    let mut stats = TreeStats::default();
-    let mut first: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    walk::walk(root, cancel, |e: &Entry<'_>| -> Result<(), PackError> {
-        let st = e.stat;
-        let t = e.file_type();
-        let wr = io_err("writing the archive at", display_path(e.path));
-        let mut path = b"./".to_vec();
-        path.extend_from_slice(e.path);
-        if t == libc::S_IFDIR && !e.path.is_empty() {
-            path.push(b'/');
-        }
-        let kind = match t {
-            libc::S_IFREG => Kind::File,
-            libc::S_IFDIR => Kind::Dir,
-            libc::S_IFLNK => Kind::Symlink,
-            libc::S_IFCHR => Kind::CharDevice,
-            libc::S_IFBLK => Kind::BlockDevice,
-            libc::S_IFIFO => Kind::Fifo,
-            _ => {
-                stats.skipped_sockets += 1;
-                return Ok(());
-            }
-        };
-        #[allow(clippy::unnecessary_cast)]
-        let size = st.st_size as u64;
-        let mut hardlink = None;
-        #[allow(clippy::unnecessary_cast)]
-        if kind == Kind::File && st.st_nlink as u64 > 1 {
-            let key = (st.st_dev as u64, st.st_ino as u64);
-            match first.get(&key) {
-                Some(p) => hardlink = Some(p.clone()),
-                None => {
-                    first.insert(key, path.clone());
-                }
-            }
-        }
-        let target = if kind == Kind::Symlink {
-            Some(
-                e.read_link()
-                    .map_err(io_err("reading", display_path(e.path)))?,
-            )
-        } else {
-            None
-        };
-        let xattrs = e
-            .xattrs()
-            .map_err(io_err("reading attributes of", display_path(e.path)))?;
-        let (sec, nsec) = e.mtime();
-        let kind = if hardlink.is_some() {
-            Kind::HardLink
-        } else {
-            kind
-        };
-        w.append(&TarEntry {
-            path: &path,
-            kind,
-            mode: st.st_mode & 0o7777,
-            uid: u64::from(st.st_uid),
-            gid: u64::from(st.st_gid),
-            mtime_sec: sec,
-            mtime_nsec: nsec,
-            size,
-            link: hardlink.as_deref().or(target.as_deref()),
-            rdev: (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)),
-            xattrs: (!xattrs.is_empty()).then_some(&xattrs),
-        })
-        .map_err(wr)?;
-        if kind == Kind::File && size > 0 {
-            let mut f = e.open().map_err(io_err("reading", display_path(e.path)))?;
-            let got = w
-                .data_from(&mut f)
-                .map_err(io_err("writing the archive at", display_path(e.path)))?;
-            if got != size {
-                stats.changed.add(e.path);
-            }
-            stats.content_bytes += got;
-            progress.bytes_in.fetch_add(got, Ordering::Relaxed);
-        }
-        stats.entries += 1;
-        progress.entries.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    })
-    .map_err(from_walk)?;
-    let out = w.finish().map_err(io_err("writing the archive", "end"))?;
-    Ok((out, stats))
-}
-
 /// Counts bytes written through it.
 pub struct Counting<W: Write> {
     inner: W,
@@ -774,7 +486,7 @@ pub fn pack(
     let tmp = temp_path(dir, &name);
     let result = (|| -> Result<TreeStats, PackError> {
         match spec.format {
-            Format::Squashfs => mksquashfs(root, &tmp, spec.threads, progress, cancel),
+            Format::Squashfs => squashfs::mksquashfs(root, &tmp, spec.threads, progress, cancel),
             f => {
                 let file = OpenOptions::new()
                     .write(true)
@@ -840,51 +552,4 @@ pub fn pack(
         stats,
         removed,
     })
-}
-
-fn mksquashfs(
-    root: &Path,
-    tmp: &Path,
-    threads: usize,
-    progress: &PackProgress,
-    cancel: &AtomicBool,
-) -> Result<TreeStats, PackError> {
-    use crate::tool::{LocalTool, ToolError};
-    let threads = if threads == 0 {
-        compress::cores()
-    } else {
-        threads
-    };
-    let run = LocalTool::new("mksquashfs")
-        .arg(root)
-        .arg(tmp)
-        .args(["-noappend", "-comp", "zstd", "-Xcompression-level", "3"])
-        .args(["-processors", &threads.to_string()])
-        .args(["-one-file-system", "-no-progress", "-quiet"])
-        .run(cancel, || {
-            if let Ok(m) = fs::metadata(tmp) {
-                progress.bytes_out.store(m.len(), Ordering::Relaxed);
-            }
-        });
-    match run {
-        Ok(_) => Ok(TreeStats::default()),
-        Err(ToolError::Spawn { source, .. }) => Err(PackError::Mksquashfs(format!(
-            "cannot run mksquashfs ({source}); install squashfs-tools or pick -m cpio or -m tar"
-        ))),
-        Err(ToolError::Wait { source, .. }) => Err(PackError::Mksquashfs(source.to_string())),
-        Err(ToolError::Failed {
-            status,
-            stderr_tail,
-            ..
-        }) => Err(PackError::Mksquashfs(format!(
-            "{status}: {}",
-            stderr_tail
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .join(" / ")
-        ))),
-        Err(ToolError::Cancelled { .. }) => Err(PackError::Cancelled),
-    }
 }
