@@ -53,9 +53,25 @@ pub struct Record {
 /// Parse a CSV document: returns the header column names and the records.
 /// Column names are returned as written; the caller checks them.
 pub fn parse(text: &str) -> Result<(Vec<String>, Vec<Record>), CsvError> {
-    let mut lines = text.split('\n').enumerate().peekable();
-    // Header: the first non-blank line, which must start with '#'.
-    let header = loop {
+    let mut lines = text.split('\n').enumerate();
+    let columns = header(&mut lines)?;
+    let mut records = Vec::new();
+    while let Some((idx, first)) = lines.next() {
+        let first = first.strip_suffix('\r').unwrap_or(first);
+        if first.trim().is_empty() {
+            continue;
+        }
+        records.push(record(&mut lines, idx + 1, first, columns.len())?);
+    }
+    Ok((columns, records))
+}
+
+/// The document's physical lines, numbered from 0.
+type Lines<'a> = std::iter::Enumerate<std::str::Split<'a, char>>;
+
+/// The header: the first non-blank line, which must start with '#'.
+fn header(lines: &mut Lines<'_>) -> Result<Vec<String>, CsvError> {
+    let (hline, htext) = loop {
         match lines.next() {
             None => {
                 return Err(CsvError {
@@ -67,7 +83,6 @@ pub fn parse(text: &str) -> Result<(Vec<String>, Vec<Record>), CsvError> {
             Some((i, l)) => break (i + 1, l),
         }
     };
-    let (hline, htext) = header;
     let htext = htext.trim_end();
     let Some(rest) = htext.strip_prefix('#') else {
         return Err(CsvError {
@@ -87,132 +102,166 @@ pub fn parse(text: &str) -> Result<(Vec<String>, Vec<Record>), CsvError> {
             message: "empty column name in header".into(),
         });
     }
+    Ok(columns)
+}
 
-    let ncols = columns.len();
-    let mut records = Vec::new();
-    while let Some((idx, first)) = lines.next() {
-        let start_line = idx + 1;
-        let first = first.strip_suffix('\r').unwrap_or(first);
-        if first.trim().is_empty() {
-            continue;
+/// One record starting with the physical line `first` (number `start_line`);
+/// a quoted value may take more lines from `lines`.
+fn record(
+    lines: &mut Lines<'_>,
+    start_line: usize,
+    first: &str,
+    ncols: usize,
+) -> Result<Record, CsvError> {
+    let mut c = Cursor {
+        lines,
+        start_line,
+        line_no: start_line,
+        line: first.chars().collect(),
+        pos: 0,
+        values: Vec::with_capacity(ncols),
+        ncols,
+    };
+    loop {
+        // At the start of a field.
+        if c.values.len() == ncols {
+            let rest: String = c.line[c.pos..].iter().collect();
+            return Err(CsvError {
+                line: start_line,
+                message: format!("too many fields: {rest}"),
+            });
         }
-        let mut values: Vec<Option<String>> = Vec::with_capacity(ncols);
-        let mut cur_line_no = start_line;
-        let mut line: Vec<char> = first.chars().collect();
-        let mut pos = 0usize;
-        loop {
-            // At the start of a field.
-            if values.len() == ncols {
-                let rest: String = line[pos..].iter().collect();
-                return Err(CsvError {
-                    line: start_line,
-                    message: format!("too many fields: {rest}"),
-                });
-            }
-            if pos < line.len() && line[pos] == '"' {
-                // Quoted field, possibly spanning lines.
-                let mut val = String::new();
-                pos += 1;
-                loop {
-                    if pos >= line.len() {
-                        // Continue on the next physical line.
-                        match lines.next() {
-                            Some((_, next)) => {
-                                let next = next.strip_suffix('\r').unwrap_or(next);
-                                val.push('\n');
-                                line = next.chars().collect();
-                                pos = 0;
-                                cur_line_no += 1;
-                                continue;
-                            }
-                            None => {
-                                return Err(CsvError {
-                                    line: start_line,
-                                    message: "unmatched \" (quoted value never closed)".into(),
-                                })
-                            }
-                        }
-                    }
-                    let c = line[pos];
-                    if c == '"' {
-                        if pos + 1 < line.len() && line[pos + 1] == '"' {
-                            val.push('"');
-                            pos += 2;
-                            continue;
-                        }
-                        pos += 1;
-                        break;
-                    }
-                    val.push(c);
-                    pos += 1;
-                }
-                values.push(if val.is_empty() { None } else { Some(val) });
-                if pos >= line.len() {
-                    break;
-                }
-                if line[pos] != ',' {
-                    return Err(CsvError {
-                        line: cur_line_no,
-                        message: format!(
-                            "unescaped \" in value (character {}); double it as \"\"",
-                            pos + 1
-                        ),
-                    });
-                }
-                pos += 1;
-                if pos >= line.len() {
-                    // Trailing comma: one more empty field.
-                    if values.len() < ncols {
-                        values.push(None);
-                    }
-                    break;
-                }
-            } else {
-                let end = line[pos..]
-                    .iter()
-                    .position(|&c| c == ',')
-                    .map(|e| pos + e)
-                    .unwrap_or(line.len());
-                let field: String = line[pos..end].iter().collect();
-                if field.contains('"') {
-                    return Err(CsvError {
-                        line: cur_line_no,
-                        message: format!(
-                            "missing opening \" for a value containing \" (character {})",
-                            pos + 1
-                        ),
-                    });
-                }
-                let trimmed = field.trim_end();
-                values.push(if trimmed.is_empty() {
-                    None
-                } else {
-                    Some(field)
-                });
-                if end >= line.len() {
-                    break;
-                }
-                pos = end + 1;
-                if pos >= line.len() {
-                    if values.len() < ncols {
-                        values.push(None);
-                    } else {
-                        return Err(CsvError {
-                            line: start_line,
-                            message: "too many fields: trailing comma".into(),
-                        });
-                    }
-                    break;
-                }
-            }
+        let more = if c.pos < c.line.len() && c.line[c.pos] == '"' {
+            c.quoted_field()?
+        } else {
+            c.plain_field()?
+        };
+        if !more {
+            break;
         }
-        values.resize(ncols, None);
-        records.push(Record {
-            line: start_line,
-            values,
-        });
     }
-    Ok((columns, records))
+    let mut values = c.values;
+    values.resize(ncols, None);
+    Ok(Record {
+        line: start_line,
+        values,
+    })
+}
+
+/// Where the reading of one record stands.
+struct Cursor<'l, 'a> {
+    lines: &'l mut Lines<'a>,
+    start_line: usize,
+    /// The number of the physical line being read.
+    line_no: usize,
+    line: Vec<char>,
+    pos: usize,
+    values: Vec<Option<String>>,
+    ncols: usize,
+}
+
+impl Cursor<'_, '_> {
+    fn error(&self, line: usize, message: String) -> CsvError {
+        CsvError { line, message }
+    }
+
+    /// A quoted field at `pos`; false when it ended the record.
+    fn quoted_field(&mut self) -> Result<bool, CsvError> {
+        let val = self.quoted_value()?;
+        self.values
+            .push(if val.is_empty() { None } else { Some(val) });
+        if self.pos >= self.line.len() {
+            return Ok(false);
+        }
+        if self.line[self.pos] != ',' {
+            let message = format!(
+                "unescaped \" in value (character {}); double it as \"\"",
+                self.pos + 1
+            );
+            return Err(self.error(self.line_no, message));
+        }
+        self.pos += 1;
+        if self.pos >= self.line.len() {
+            // Trailing comma: one more empty field.
+            if self.values.len() < self.ncols {
+                self.values.push(None);
+            }
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The value of the quoted field at `pos` (its opening quote), possibly
+    /// spanning lines; leaves `pos` just past the closing quote.
+    fn quoted_value(&mut self) -> Result<String, CsvError> {
+        let mut val = String::new();
+        self.pos += 1;
+        loop {
+            if self.pos >= self.line.len() {
+                // Continue on the next physical line.
+                let Some((_, next)) = self.lines.next() else {
+                    let message = "unmatched \" (quoted value never closed)".into();
+                    return Err(self.error(self.start_line, message));
+                };
+                let next = next.strip_suffix('\r').unwrap_or(next);
+                val.push('\n');
+                self.line = next.chars().collect();
+                self.pos = 0;
+                self.line_no += 1;
+                continue;
+            }
+            let c = self.line[self.pos];
+            if c == '"' {
+                if self.pos + 1 < self.line.len() && self.line[self.pos + 1] == '"' {
+                    val.push('"');
+                    self.pos += 2;
+                    continue;
+                }
+                self.pos += 1;
+                return Ok(val);
+            }
+            val.push(c);
+            self.pos += 1;
+        }
+    }
+
+    /// An unquoted field at `pos`; false when it ended the record.
+    fn plain_field(&mut self) -> Result<bool, CsvError> {
+        let (line, pos) = (&self.line, self.pos);
+        let end = line[pos..]
+            .iter()
+            .position(|&c| c == ',')
+            .map(|e| pos + e)
+            .unwrap_or(line.len());
+        let field: String = line[pos..end].iter().collect();
+        if field.contains('"') {
+            let message = format!(
+                "missing opening \" for a value containing \" (character {})",
+                pos + 1
+            );
+            return Err(self.error(self.line_no, message));
+        }
+        let trimmed = field.trim_end();
+        self.values.push(if trimmed.is_empty() {
+            None
+        } else {
+            Some(field)
+        });
+        if end >= self.line.len() {
+            return Ok(false);
+        }
+        self.pos = end + 1;
+        if self.pos >= self.line.len() {
+            if self.values.len() < self.ncols {
+                self.values.push(None);
+            } else {
+                let message = "too many fields: trailing comma".into();
+                return Err(self.error(self.start_line, message));
+            }
+            return Ok(false);
+        }
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
