@@ -348,101 +348,15 @@ fn handshake_message(e: &std::io::Error, sha1_seen: bool, ca_sha1: bool, ca_pem:
 /// resolved address is tried in turn) and the TLS handshake separately.
 pub async fn connect(cfg: &ClientConfig) -> Result<(RequestSender, ResponseStream), ClientError> {
     let (host, port) = parse_host(&cfg.host)?;
-
-    let ca_certs = load_certs(&cfg.ca_pem)?;
-    let ca_sha1 = ca_certs.iter().any(|c| mentions_sha1(c));
-    let mut roots = RootCertStore::empty();
-    for c in ca_certs {
-        roots.add(c).map_err(|e| ClientError::Pem {
-            path: cfg.ca_pem.clone(),
-            msg: format!("unusable CA certificate: {e}"),
-        })?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| ClientError::Pem {
-            path: cfg.ca_pem.clone(),
-            msg: format!("unusable CA certificates: {e}"),
-        })?;
-    let verifier = Arc::new(ChainVerifier {
-        inner,
-        check_name: cfg.verify_hostname,
-        sha1_seen: AtomicBool::new(false),
-    });
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| ClientError::Tls {
-            addr: cfg.host.clone(),
-            msg: format!("TLS configuration: {e}"),
-        })?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone());
-    let tls_config = match &cfg.client_cred {
-        Some(cred) => {
-            let certs = load_certs(cred)?;
-            let key = load_key(cred)?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| ClientError::Pem {
-                    path: cred.clone(),
-                    msg: format!("unusable client credentials: {e}"),
-                })?
-        }
-        None => builder.with_no_client_auth(),
-    };
-
-    let server_name: ServerName<'static> = match host.parse::<IpAddr>() {
-        Ok(ip) if cfg.verify_hostname => ServerName::IpAddress(ip.into()),
-        Ok(_) => ServerName::try_from("localhost").expect("valid DNS name"),
-        Err(_) => match ServerName::try_from(host.clone()) {
-            Ok(n) => n,
-            Err(_) if !cfg.verify_hostname => {
-                ServerName::try_from("localhost").expect("valid DNS name")
-            }
-            Err(e) => return Err(ClientError::Resolve(format!("{host}: {e}"))),
-        },
-    };
-
-    let addrs: Vec<_> = match tokio::time::timeout(
+    let tls = TlsSetup::new(cfg)?;
+    let server_name = server_name(&host, cfg.verify_hostname)?;
+    let (tcp, addr) = tcp_connect(cfg, &host, port).await?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls.config));
+    let stream = match tokio::time::timeout(
         cfg.connect_timeout,
-        tokio::net::lookup_host((host.as_str(), port)),
+        connector.connect(server_name, tcp),
     )
     .await
-    {
-        Ok(Ok(a)) => a.collect(),
-        Ok(Err(e)) => return Err(ClientError::Resolve(format!("{host}: {e}"))),
-        Err(_) => return Err(ClientError::Resolve(format!("{host}: timed out"))),
-    };
-    if addrs.is_empty() {
-        return Err(ClientError::Resolve(format!("{host}: no addresses")));
-    }
-    let mut last_err = None;
-    let mut tcp = None;
-    for addr in &addrs {
-        match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                tcp = Some((s, *addr));
-                break;
-            }
-            Ok(Err(source)) => {
-                last_err = Some(ClientError::Connect {
-                    addr: addr.to_string(),
-                    source,
-                })
-            }
-            Err(_) => last_err = Some(ClientError::ConnectTimeout(addr.to_string())),
-        }
-    }
-    let Some((tcp, addr)) = tcp else {
-        return Err(last_err.expect("at least one address was tried"));
-    };
-    // Requests are small and written at once; do not let Nagle delay them.
-    let _ = tcp.set_nodelay(true);
-
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config));
-    let tls = match tokio::time::timeout(cfg.connect_timeout, connector.connect(server_name, tcp))
-        .await
     {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -450,8 +364,8 @@ pub async fn connect(cfg: &ClientConfig) -> Result<(RequestSender, ResponseStrea
                 addr: addr.to_string(),
                 msg: handshake_message(
                     &e,
-                    verifier.sha1_seen.load(Ordering::Relaxed),
-                    ca_sha1,
+                    tls.verifier.sha1_seen.load(Ordering::Relaxed),
+                    tls.ca_sha1,
                     &cfg.ca_pem,
                 ),
             })
@@ -464,11 +378,128 @@ pub async fn connect(cfg: &ClientConfig) -> Result<(RequestSender, ResponseStrea
         }
     };
     tracing::debug!(%addr, "connected to xcatd");
-    let (rd, wr) = tokio::io::split(tls);
+    let (rd, wr) = tokio::io::split(stream);
     Ok((
         RequestSender::new(Box::new(wr)),
         ResponseStream::new(Box::new(rd), cfg.max_response_bytes, cfg.read_timeout),
     ))
+}
+
+/// The client's TLS configuration, with what explains a failed handshake.
+struct TlsSetup {
+    config: rustls::ClientConfig,
+    /// Notes whether the server's chain used SHA-1.
+    verifier: Arc<ChainVerifier>,
+    /// Whether the CA file itself mentions SHA-1.
+    ca_sha1: bool,
+}
+
+impl TlsSetup {
+    /// Trust in the CA file, TLS 1.3/1.2, and the client credentials if any.
+    fn new(cfg: &ClientConfig) -> Result<TlsSetup, ClientError> {
+        let ca_certs = load_certs(&cfg.ca_pem)?;
+        let ca_sha1 = ca_certs.iter().any(|c| mentions_sha1(c));
+        let mut roots = RootCertStore::empty();
+        for c in ca_certs {
+            roots.add(c).map_err(|e| ClientError::Pem {
+                path: cfg.ca_pem.clone(),
+                msg: format!("unusable CA certificate: {e}"),
+            })?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| ClientError::Pem {
+                path: cfg.ca_pem.clone(),
+                msg: format!("unusable CA certificates: {e}"),
+            })?;
+        let verifier = Arc::new(ChainVerifier {
+            inner,
+            check_name: cfg.verify_hostname,
+            sha1_seen: AtomicBool::new(false),
+        });
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| ClientError::Tls {
+                addr: cfg.host.clone(),
+                msg: format!("TLS configuration: {e}"),
+            })?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone());
+        let config = match &cfg.client_cred {
+            Some(cred) => {
+                let certs = load_certs(cred)?;
+                let key = load_key(cred)?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| ClientError::Pem {
+                        path: cred.clone(),
+                        msg: format!("unusable client credentials: {e}"),
+                    })?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(TlsSetup {
+            config,
+            verifier,
+            ca_sha1,
+        })
+    }
+}
+
+/// The name the server's certificate is checked against (a placeholder when
+/// names are not verified).
+fn server_name(host: &str, verify_hostname: bool) -> Result<ServerName<'static>, ClientError> {
+    Ok(match host.parse::<IpAddr>() {
+        Ok(ip) if verify_hostname => ServerName::IpAddress(ip.into()),
+        Ok(_) => ServerName::try_from("localhost").expect("valid DNS name"),
+        Err(_) => match ServerName::try_from(host.to_string()) {
+            Ok(n) => n,
+            Err(_) if !verify_hostname => {
+                ServerName::try_from("localhost").expect("valid DNS name")
+            }
+            Err(e) => return Err(ClientError::Resolve(format!("{host}: {e}"))),
+        },
+    })
+}
+
+/// Resolves `host` and connects to the first address that answers.
+async fn tcp_connect(
+    cfg: &ClientConfig,
+    host: &str,
+    port: u16,
+) -> Result<(TcpStream, std::net::SocketAddr), ClientError> {
+    let addrs: Vec<_> = match tokio::time::timeout(
+        cfg.connect_timeout,
+        tokio::net::lookup_host((host, port)),
+    )
+    .await
+    {
+        Ok(Ok(a)) => a.collect(),
+        Ok(Err(e)) => return Err(ClientError::Resolve(format!("{host}: {e}"))),
+        Err(_) => return Err(ClientError::Resolve(format!("{host}: timed out"))),
+    };
+    if addrs.is_empty() {
+        return Err(ClientError::Resolve(format!("{host}: no addresses")));
+    }
+    let mut last_err = None;
+    for addr in &addrs {
+        match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                // Requests are small and written at once; do not let Nagle delay them.
+                let _ = s.set_nodelay(true);
+                return Ok((s, *addr));
+            }
+            Ok(Err(source)) => {
+                last_err = Some(ClientError::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+            Err(_) => last_err = Some(ClientError::ConnectTimeout(addr.to_string())),
+        }
+    }
+    Err(last_err.expect("at least one address was tried"))
 }
 
 /// Convenience: send one request and collect every response until `serverdone`

@@ -282,22 +282,47 @@ pub fn decode_element(bytes: &[u8]) -> Result<Element, CodecError> {
         cfg.expand_empty_elements = false;
         cfg.allow_unmatched_ends = false;
     }
-    let mut stack: Vec<Open> = Vec::new();
-    let mut root: Option<Element> = None;
-
-    fn attach(stack: &mut [Open], root: &mut Option<Element>, e: Element) {
-        match stack.last_mut() {
-            Some(parent) => parent.children.push(e),
-            None => *root = Some(e),
+    let mut tree = TreeBuilder::default();
+    loop {
+        match reader.read_event().map_err(xml_error)? {
+            Event::Start(s) => tree.open(s.name().as_ref())?,
+            Event::Empty(s) => tree.empty(s.name().as_ref())?,
+            Event::End(_) => tree.close()?,
+            Event::Text(t) => tree.text(&t.into_inner())?,
+            Event::CData(c) => tree.cdata(&c.into_inner())?,
+            Event::Decl(_) => tree.declaration()?,
+            Event::Comment(_) | Event::PI(_) => {}
+            Event::DocType(_) => return Err(CodecError::Dtd),
+            Event::Eof => break,
         }
     }
-    fn check_open(stack: &[Open], root: &Option<Element>) -> Result<(), CodecError> {
-        if stack.is_empty() && root.is_some() {
+    tree.finish()
+}
+
+/// The element tree of a document as its events arrive: the elements still
+/// open, and the root once it is closed.
+#[derive(Default)]
+struct TreeBuilder {
+    stack: Vec<Open>,
+    root: Option<Element>,
+}
+
+impl TreeBuilder {
+    fn attach(&mut self, e: Element) {
+        match self.stack.last_mut() {
+            Some(parent) => parent.children.push(e),
+            None => self.root = Some(e),
+        }
+    }
+
+    /// Whether another element may start here.
+    fn check_open(&self) -> Result<(), CodecError> {
+        if self.stack.is_empty() && self.root.is_some() {
             return Err(CodecError::Malformed(
                 "content after the root element".into(),
             ));
         }
-        if stack.len() >= MAX_DEPTH {
+        if self.stack.len() >= MAX_DEPTH {
             return Err(CodecError::Malformed(format!(
                 "elements nested deeper than {MAX_DEPTH} levels"
             )));
@@ -305,81 +330,91 @@ pub fn decode_element(bytes: &[u8]) -> Result<Element, CodecError> {
         Ok(())
     }
 
-    loop {
-        match reader.read_event().map_err(xml_error)? {
-            Event::Start(s) => {
-                check_open(&stack, &root)?;
-                stack.push(Open {
-                    name: element_name(s.name().as_ref())?,
-                    segments: Vec::new(),
-                    children: Vec::new(),
-                });
+    fn open(&mut self, name: &[u8]) -> Result<(), CodecError> {
+        self.check_open()?;
+        self.stack.push(Open {
+            name: element_name(name)?,
+            segments: Vec::new(),
+            children: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// `<name/>`.
+    fn empty(&mut self, name: &[u8]) -> Result<(), CodecError> {
+        self.check_open()?;
+        self.attach(Element {
+            name: element_name(name)?,
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), CodecError> {
+        let open = self
+            .stack
+            .pop()
+            .ok_or_else(|| CodecError::Malformed("unmatched closing tag".into()))?;
+        let e = open.finish();
+        self.attach(e);
+        Ok(())
+    }
+
+    /// Character data: kept inside an element, only whitespace outside.
+    fn text(&mut self, raw: &[u8]) -> Result<(), CodecError> {
+        match self.stack.last_mut() {
+            Some(open) => {
+                let text = unescape_text(raw)?;
+                open.segments.push((text, false));
             }
-            Event::Empty(s) => {
-                check_open(&stack, &root)?;
-                let e = Element {
-                    name: element_name(s.name().as_ref())?,
-                    ..Default::default()
-                };
-                attach(&mut stack, &mut root, e);
-            }
-            Event::End(_) => {
-                let open = stack
-                    .pop()
-                    .ok_or_else(|| CodecError::Malformed("unmatched closing tag".into()))?;
-                let e = open.finish();
-                attach(&mut stack, &mut root, e);
-            }
-            Event::Text(t) => {
-                let raw = t.into_inner();
-                match stack.last_mut() {
-                    Some(open) => {
-                        let text = unescape_text(&raw)?;
-                        open.segments.push((text, false));
-                    }
-                    None => {
-                        if !raw.iter().all(|&b| is_xml_space(b)) {
-                            return Err(CodecError::Malformed(if root.is_some() {
-                                "content after the root element".into()
-                            } else {
-                                "text before the root element".into()
-                            }));
-                        }
-                    }
+            None => {
+                if !raw.iter().all(|&b| is_xml_space(b)) {
+                    return Err(CodecError::Malformed(if self.root.is_some() {
+                        "content after the root element".into()
+                    } else {
+                        "text before the root element".into()
+                    }));
                 }
             }
-            Event::CData(c) => {
-                let raw = c.into_inner();
-                match stack.last_mut() {
-                    Some(open) => open
-                        .segments
-                        .push((String::from_utf8_lossy(&raw).into_owned(), true)),
-                    None => {
-                        return Err(CodecError::Malformed(
-                            "CDATA outside the root element".into(),
-                        ))
-                    }
-                }
-            }
-            Event::Decl(_) => {
-                if root.is_some() || !stack.is_empty() {
-                    return Err(CodecError::Malformed(
-                        "XML declaration after the start of the document".into(),
-                    ));
-                }
-            }
-            Event::Comment(_) | Event::PI(_) => {}
-            Event::DocType(_) => return Err(CodecError::Dtd),
-            Event::Eof => break,
         }
+        Ok(())
     }
-    if let Some(open) = stack.last() {
-        return Err(CodecError::Malformed(format!(
-            "document ends inside <{}>",
-            open.name
-        )));
+
+    fn cdata(&mut self, raw: &[u8]) -> Result<(), CodecError> {
+        match self.stack.last_mut() {
+            Some(open) => open
+                .segments
+                .push((String::from_utf8_lossy(raw).into_owned(), true)),
+            None => {
+                return Err(CodecError::Malformed(
+                    "CDATA outside the root element".into(),
+                ))
+            }
+        }
+        Ok(())
     }
-    root.ok_or_else(|| CodecError::Malformed("no root element".into()))
+
+    /// `<?xml ...?>`, allowed only before the root.
+    fn declaration(&self) -> Result<(), CodecError> {
+        if self.root.is_some() || !self.stack.is_empty() {
+            return Err(CodecError::Malformed(
+                "XML declaration after the start of the document".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// End of input: the root, or why there is none.
+    fn finish(self) -> Result<Element, CodecError> {
+        if let Some(open) = self.stack.last() {
+            return Err(CodecError::Malformed(format!(
+                "document ends inside <{}>",
+                open.name
+            )));
+        }
+        self.root
+            .ok_or_else(|| CodecError::Malformed("no root element".into()))
+    }
 }
 
 pub fn decode_request(bytes: &[u8]) -> Result<Request, CodecError> {
