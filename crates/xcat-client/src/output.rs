@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use xcatd_proto::{Element, Response};
+use xcatd_proto::{DataText, NodeLine, NodeShown, Response, Shown};
 
 /// Prints responses as they arrive and accumulates the exit status.
 pub struct Printer<O: Write, E: Write> {
@@ -13,17 +13,12 @@ pub struct Printer<O: Write, E: Write> {
     progress_open: bool,
 }
 
-fn data_text(e: &Element) -> String {
-    if e.children.is_empty() {
-        e.text.clone()
+/// `desc: contents`, or the contents alone when there is no description.
+fn data_text(d: DataText<'_>) -> String {
+    if d.desc.is_empty() {
+        d.contents.to_string()
     } else {
-        let desc = e.first_text("desc").unwrap_or_default();
-        let contents = e.first_text("contents").unwrap_or_default();
-        if desc.is_empty() {
-            contents.to_string()
-        } else {
-            format!("{desc}: {contents}")
-        }
+        format!("{}: {}", d.desc, d.contents)
     }
 }
 
@@ -56,54 +51,48 @@ impl<O: Write, E: Write> Printer<O, E> {
 
     pub fn print(&mut self, r: &Response) {
         self.code |= r.errorcode();
-        for e in &r.items {
-            match e.name.as_str() {
-                "data" | "info" => {
+        for item in r.shown() {
+            match item {
+                Shown::Data(d) | Shown::Info(d) => {
                     self.end_progress();
-                    let _ = writeln!(self.out, "{}", data_text(e));
+                    let _ = writeln!(self.out, "{}", data_text(d));
                 }
-                "sinfo" => {
-                    let _ = write!(self.out, "\r{}\x1b[K", e.text);
+                Shown::Progress(text) => {
+                    let _ = write!(self.out, "\r{text}\x1b[K");
                     let _ = self.out.flush();
                     self.progress_open = true;
                 }
-                "warning" => {
+                Shown::Warning(text) => {
                     self.end_progress();
-                    let _ = writeln!(self.err, "Warning: {}", e.text);
+                    let _ = writeln!(self.err, "Warning: {text}");
                 }
-                "error" => {
+                Shown::Error(text) => {
                     self.end_progress();
-                    let _ = writeln!(self.err, "Error: {}", e.text);
+                    let _ = writeln!(self.err, "Error: {text}");
                 }
-                "node" => {
+                Shown::Node(node) => {
                     self.end_progress();
-                    let name = e.first_text("name").unwrap_or_default();
-                    let mut printed = false;
-                    for c in &e.children {
-                        match c.name.as_str() {
-                            "data" => {
-                                let _ = writeln!(self.out, "{name}: {}", data_text(c));
-                                printed = true;
-                            }
-                            "warning" => {
-                                let _ = writeln!(self.err, "{name}: Warning: {}", c.text);
-                                printed = true;
-                            }
-                            "error" => {
-                                let _ = writeln!(self.err, "{name}: Error: {}", c.text);
-                                printed = true;
-                            }
-                            _ => {}
-                        }
-                    }
-                    if !printed {
-                        let _ = writeln!(self.out, "{name}");
-                    }
+                    self.print_node(&node);
                 }
-                _ => {}
             }
         }
         let _ = self.out.flush();
+    }
+
+    /// A per-node record: each line prefixed with the node's name, or the
+    /// name alone when the record has no line.
+    fn print_node(&mut self, node: &NodeShown<'_>) {
+        let name = node.name;
+        for line in &node.lines {
+            let _ = match line {
+                NodeLine::Data(d) => writeln!(self.out, "{name}: {}", data_text(*d)),
+                NodeLine::Warning(text) => writeln!(self.err, "{name}: Warning: {text}"),
+                NodeLine::Error(text) => writeln!(self.err, "{name}: Error: {text}"),
+            };
+        }
+        if node.lines.is_empty() {
+            let _ = writeln!(self.out, "{name}");
+        }
     }
 }
 

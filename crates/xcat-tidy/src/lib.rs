@@ -14,9 +14,13 @@
 //!    hand (`Element::new`, or a struct literal `Element { .. }`), test
 //!    code included; and production code has no string literal opening or
 //!    closing a protocol document (`<xcatrequest`, `<xcatresponse`,
-//!    `<serverdone`, or the `</...` forms). Test code and `fuzz/` may write
-//!    such text: malformed and hostile documents are what they feed the
-//!    readers, and the typed API cannot express them.
+//!    `<serverdone`, or the `</...` forms), nor reads an element by a
+//!    literal name (`.texts("data")`, `.first_text("name")`, `.all("node")`).
+//!    Test code and `fuzz/` may write such text and read such names:
+//!    malformed and hostile documents are what they feed the readers, and
+//!    the typed API cannot express them. Not caught: matching an element's
+//!    `name` field against literals (`match e.name.as_str()`), which would
+//!    take type information this checker does not have.
 //! 4. **unsafe** — the keyword `unsafe` appears in code (comments, strings
 //!    and `unsafe_code` lint attributes are not code) only in the files of
 //!    [`policy::UNSAFE_ALLOWED`]. Applies to every `.rs` file.

@@ -26,6 +26,13 @@ pub fn check_source(file: &SourceFile, out: &mut Vec<Violation>) {
                 format!("`{what}` outside xcatd-proto: {XML_ADVICE}"),
             );
         }
+        for (line, what) in named_reads(file.production.as_deref().unwrap_or(&[])) {
+            add(
+                Rule::Xml,
+                line,
+                format!("element read by name `{what}` in production code: {XML_READ_ADVICE}"),
+            );
+        }
         for (line, what) in protocol_text(file.production.as_deref().unwrap_or(&[])) {
             add(
                 Rule::Xml,
@@ -60,6 +67,8 @@ const SQLX_MESSAGE: &str =
     "`sqlx` outside crates/xcat-db: SQL lives in xcat-db only; give xcat-db the function you need";
 const XML_ADVICE: &str =
     "only xcatd-proto writes protocol XML; use its typed constructors (Response, Request)";
+const XML_READ_ADVICE: &str =
+    "only xcatd-proto knows element names; read through its typed views (Response::shown, nodes)";
 const UNSAFE_MESSAGE: &str =
     "`unsafe` outside the syscall shims listed in UNSAFE_ALLOWED (crates/xcat-tidy/src/policy.rs)";
 const SPAWN_ADVICE: &str =
@@ -139,6 +148,28 @@ fn after_declaring_word(tokens: &[Token], i: usize) -> bool {
         || ["for", "impl", "struct", "enum", "union", "trait"]
             .iter()
             .any(|w| prev.is_ident(w))
+}
+
+/// The element tree's readers that take an element name.
+const NAMED_READERS: &[&str] = &["texts", "first_text", "all"];
+
+/// Calls of the element tree's readers with a literal name, `.texts("data")`:
+/// code that knows element names. (`Iterator::all` takes a closure, never a
+/// string, so it does not match.)
+fn named_reads(tokens: &[Token]) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let at = |k: usize| tokens.get(i + k);
+        if t.is_punct(".")
+            && at(1).is_some_and(|m| NAMED_READERS.iter().any(|r| m.is_ident(r)))
+            && at(2).is_some_and(|p| p.is_punct("("))
+            && at(3).is_some_and(|s| s.kind == Kind::Str)
+        {
+            let (m, s) = (&tokens[i + 1], &tokens[i + 3]);
+            out.push((t.line, format!("{}(\"{}\")", m.text, s.text)));
+        }
+    }
+    out
 }
 
 /// String literals that open or close a protocol document element.
@@ -307,6 +338,24 @@ mod tests {
                 .map(|f| (f.name.as_str(), f.line, f.lines))
                 .collect::<Vec<_>>(),
             [("d", 5, 3)]
+        );
+    }
+
+    #[test]
+    fn element_reads_by_literal_name() {
+        let src = "let d = e.first_text(\"desc\");\nfor x in r.texts(\"data\") {}\n\
+                   let ok = v.iter().all(|x| x > 0);\nlet n = e.first_text(name);\nn.all(\"node\");";
+        let found: Vec<_> = named_reads(&tokenize(src))
+            .into_iter()
+            .map(|(l, w)| format!("{l} {w}"))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "1 first_text(\"desc\")",
+                "2 texts(\"data\")",
+                "5 all(\"node\")"
+            ]
         );
     }
 

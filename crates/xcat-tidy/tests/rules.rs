@@ -341,3 +341,17 @@ fn fn_length_fails_on_long_production_functions_only() {
     };
     assert_eq!(t.check(&policy), []);
 }
+
+#[test]
+fn xml_reading_elements_by_name_fails_in_production_only() {
+    let t = Tree::new();
+    t.write(
+        "crates/app/src/print.rs",
+        "fn f(r: &Response) {\n    for d in r.texts(\"data\") {}\n}\n",
+    );
+    t.write(
+        "crates/app/tests/t.rs",
+        "fn g(r: &Response) { r.texts(\"error\").count(); }\n",
+    );
+    assert_eq!(t.findings(), ["crates/app/src/print.rs:2 xml"]);
+}
