@@ -352,90 +352,11 @@ impl Manifest {
     /// Field-by-field comparison, for readable test failures and audits. `self` is the
     /// left side. The `blocks` field is not compared.
     pub fn diff(&self, other: &Manifest) -> Vec<Difference> {
-        let mut out = Vec::new();
-        let d = |out: &mut Vec<Difference>, p: &[u8], field: &str, l: String, r: String| {
-            if l != r {
-                out.push(Difference {
-                    path: p.to_vec(),
-                    field: field.to_string(),
-                    left: l,
-                    right: r,
-                });
-            }
-        };
+        let mut out = Diffs(Vec::new());
         for (p, a) in &self.entries {
-            let Some(b) = other.entries.get(p) else {
-                d(&mut out, p, "missing", "present".into(), "absent".into());
-                continue;
-            };
-            d(
-                &mut out,
-                p,
-                "type",
-                a.kind.letter().to_string(),
-                b.kind.letter().to_string(),
-            );
-            d(
-                &mut out,
-                p,
-                "mode",
-                format!("{:04o}", a.mode),
-                format!("{:04o}", b.mode),
-            );
-            d(&mut out, p, "uid", a.uid.to_string(), b.uid.to_string());
-            d(&mut out, p, "gid", a.gid.to_string(), b.gid.to_string());
-            d(&mut out, p, "size", a.size.to_string(), b.size.to_string());
-            d(
-                &mut out,
-                p,
-                "mtime",
-                format!("{}.{:09}", a.mtime_sec, a.mtime_nsec),
-                format!("{}.{:09}", b.mtime_sec, b.mtime_nsec),
-            );
-            d(
-                &mut out,
-                p,
-                "hash",
-                format!("{:?}", a.content_hash.map(hex::encode)),
-                format!("{:?}", b.content_hash.map(hex::encode)),
-            );
-            d(
-                &mut out,
-                p,
-                "rdev",
-                format!("{:?}", a.rdev),
-                format!("{:?}", b.rdev),
-            );
-            d(&mut out, p, "link", opt_bytes(&a.link), opt_bytes(&b.link));
-            d(
-                &mut out,
-                p,
-                "hardlink",
-                opt_bytes(&a.hardlink),
-                opt_bytes(&b.hardlink),
-            );
-            for (k, v) in &a.xattrs {
-                let other = b
-                    .xattrs
-                    .get(k)
-                    .map(hex::encode)
-                    .unwrap_or_else(|| "absent".into());
-                d(
-                    &mut out,
-                    p,
-                    &format!("xattr {}", escape_bytes(k)),
-                    hex::encode(v),
-                    other,
-                );
-            }
-            for k in b.xattrs.keys().filter(|k| !a.xattrs.contains_key(*k)) {
-                d(
-                    &mut out,
-                    p,
-                    &format!("xattr {}", escape_bytes(k)),
-                    "absent".into(),
-                    hex::encode(&b.xattrs[k]),
-                );
+            match other.entries.get(p) {
+                Some(b) => out.entry(p, a, b),
+                None => out.field(p, "missing", "present".into(), "absent".into()),
             }
         }
         for p in other
@@ -443,9 +364,75 @@ impl Manifest {
             .keys()
             .filter(|p| !self.entries.contains_key(*p))
         {
-            d(&mut out, p, "missing", "absent".into(), "present".into());
+            out.field(p, "missing", "absent".into(), "present".into());
         }
-        out
+        out.0
+    }
+}
+
+/// The differences found so far.
+struct Diffs(Vec<Difference>);
+
+impl Diffs {
+    /// Notes `field` of `p` when its two renderings differ.
+    fn field(&mut self, p: &[u8], field: &str, l: String, r: String) {
+        if l != r {
+            self.0.push(Difference {
+                path: p.to_vec(),
+                field: field.to_string(),
+                left: l,
+                right: r,
+            });
+        }
+    }
+
+    /// Every field of an entry present on both sides.
+    fn entry(&mut self, p: &[u8], a: &ManifestEntry, b: &ManifestEntry) {
+        let kind = |e: &ManifestEntry| e.kind.letter().to_string();
+        self.field(p, "type", kind(a), kind(b));
+        self.field(
+            p,
+            "mode",
+            format!("{:04o}", a.mode),
+            format!("{:04o}", b.mode),
+        );
+        self.field(p, "uid", a.uid.to_string(), b.uid.to_string());
+        self.field(p, "gid", a.gid.to_string(), b.gid.to_string());
+        self.field(p, "size", a.size.to_string(), b.size.to_string());
+        let mtime = |e: &ManifestEntry| format!("{}.{:09}", e.mtime_sec, e.mtime_nsec);
+        self.field(p, "mtime", mtime(a), mtime(b));
+        let hash = |e: &ManifestEntry| format!("{:?}", e.content_hash.map(hex::encode));
+        self.field(p, "hash", hash(a), hash(b));
+        self.field(p, "rdev", format!("{:?}", a.rdev), format!("{:?}", b.rdev));
+        self.field(p, "link", opt_bytes(&a.link), opt_bytes(&b.link));
+        self.field(
+            p,
+            "hardlink",
+            opt_bytes(&a.hardlink),
+            opt_bytes(&b.hardlink),
+        );
+        self.xattrs(p, a, b);
+    }
+
+    /// Extended attributes: those of `a` in its order, then those only `b` has.
+    fn xattrs(&mut self, p: &[u8], a: &ManifestEntry, b: &ManifestEntry) {
+        for (k, v) in &a.xattrs {
+            let other = b
+                .xattrs
+                .get(k)
+                .map(hex::encode)
+                .unwrap_or_else(|| "absent".into());
+            self.field(
+                p,
+                &format!("xattr {}", escape_bytes(k)),
+                hex::encode(v),
+                other,
+            );
+        }
+        for k in b.xattrs.keys().filter(|k| !a.xattrs.contains_key(*k)) {
+            let name = format!("xattr {}", escape_bytes(k));
+            self.field(p, &name, "absent".into(), hex::encode(&b.xattrs[k]));
+        }
     }
 }
 

@@ -298,47 +298,8 @@ pub fn sysclean(root: &Path) -> io::Result<Vec<SyscleanAction>> {
         root: Root::open(root)?,
         out: Vec::new(),
     };
-
-    for name in c.list(b"etc/ssh") {
-        if name.starts_with(b"ssh_host_") && (name.ends_with(b"key") || name.ends_with(b"key.pub"))
-        {
-            c.remove(
-                &join(b"etc/ssh", &name),
-                "SSH host key (regenerated at first boot)",
-            );
-        }
-    }
-    c.machine_id();
-    c.remove(b"var/lib/dbus/machine-id", "D-Bus machine id");
-    c.remove(
-        b"etc/udev/rules.d/70-persistent-net.rules",
-        "persistent network device names",
-    );
-    c.edit(b"etc/fstab", clean_fstab, "local disk lines commented out");
-    for dir in [
-        &b"etc/sysconfig/network-scripts"[..],
-        b"etc/sysconfig/network",
-    ] {
-        for name in c.list(dir) {
-            if name.starts_with(b"ifcfg-") {
-                c.edit(&join(dir, &name), clean_ifcfg, "HWADDR/UUID lines dropped");
-            }
-        }
-    }
-    for dir in [&b"var/lib/dhcp"[..], b"var/lib/dhclient"] {
-        for name in c.list(dir) {
-            let rel = join(dir, &name);
-            if !matches!(c.root.lstat(&rel), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-            {
-                c.remove(&rel, "DHCP lease");
-            }
-        }
-    }
-    for name in c.list(b"var/lib/NetworkManager") {
-        if name.ends_with(b".lease") {
-            c.remove(&join(b"var/lib/NetworkManager", &name), "DHCP lease");
-        }
-    }
+    c.identity();
+    c.network();
     c.remove(b"var/lib/systemd/random-seed", "random seed");
     c.remove(b"root/.bash_history", "shell history");
     let homes = c.list(b"home");
@@ -346,34 +307,88 @@ pub fn sysclean(root: &Path) -> io::Result<Vec<SyscleanAction>> {
         c.remove(&join(&join(b"home", h), b".bash_history"), "shell history");
     }
     c.old_logs(b"var/log", 0);
+    c.credentials(&homes);
+    Ok(c.out)
+}
 
-    // credentials: reported, not deleted
-    let mut ssh_dirs = vec![b"root/.ssh".to_vec()];
-    ssh_dirs.extend(homes.iter().map(|h| join(&join(b"home", h), b".ssh")));
-    for d in ssh_dirs {
-        if c.root.lstat(&d).ok().flatten().is_none() {
-            continue;
+impl Cleaner {
+    /// What makes a node itself: host keys, machine ids, device names, disks.
+    fn identity(&mut self) {
+        for name in self.list(b"etc/ssh") {
+            if name.starts_with(b"ssh_host_")
+                && (name.ends_with(b"key") || name.ends_with(b"key.pub"))
+            {
+                self.remove(
+                    &join(b"etc/ssh", &name),
+                    "SSH host key (regenerated at first boot)",
+                );
+            }
         }
-        for name in c.list(&d) {
-            if name.starts_with(b"id_") && !name.ends_with(b".pub") {
-                c.out.push(act(
-                    "warning",
-                    &join(&d, &name),
-                    "private SSH key left in the image",
-                ));
+        self.machine_id();
+        self.remove(b"var/lib/dbus/machine-id", "D-Bus machine id");
+        self.remove(
+            b"etc/udev/rules.d/70-persistent-net.rules",
+            "persistent network device names",
+        );
+        self.edit(b"etc/fstab", clean_fstab, "local disk lines commented out");
+    }
+
+    /// Interface hardware addresses and DHCP leases.
+    fn network(&mut self) {
+        for dir in [
+            &b"etc/sysconfig/network-scripts"[..],
+            b"etc/sysconfig/network",
+        ] {
+            for name in self.list(dir) {
+                if name.starts_with(b"ifcfg-") {
+                    self.edit(&join(dir, &name), clean_ifcfg, "HWADDR/UUID lines dropped");
+                }
+            }
+        }
+        for dir in [&b"var/lib/dhcp"[..], b"var/lib/dhclient"] {
+            for name in self.list(dir) {
+                let rel = join(dir, &name);
+                if !matches!(self.root.lstat(&rel), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                {
+                    self.remove(&rel, "DHCP lease");
+                }
+            }
+        }
+        for name in self.list(b"var/lib/NetworkManager") {
+            if name.ends_with(b".lease") {
+                self.remove(&join(b"var/lib/NetworkManager", &name), "DHCP lease");
             }
         }
     }
-    for (p, what) in [
-        (&b"etc/munge/munge.key"[..], "munge key"),
-        (b"etc/krb5.keytab", "Kerberos keytab"),
-    ] {
-        if matches!(c.root.lstat(p), Ok(Some(_))) {
-            c.out
-                .push(act("warning", p, format!("{what} left in the image")));
+
+    /// Credentials: reported, not deleted.
+    fn credentials(&mut self, homes: &[Vec<u8>]) {
+        let mut ssh_dirs = vec![b"root/.ssh".to_vec()];
+        ssh_dirs.extend(homes.iter().map(|h| join(&join(b"home", h), b".ssh")));
+        for d in ssh_dirs {
+            if self.root.lstat(&d).ok().flatten().is_none() {
+                continue;
+            }
+            for name in self.list(&d) {
+                if name.starts_with(b"id_") && !name.ends_with(b".pub") {
+                    self.out.push(act(
+                        "warning",
+                        &join(&d, &name),
+                        "private SSH key left in the image",
+                    ));
+                }
+            }
+        }
+        for (p, what) in [
+            (&b"etc/munge/munge.key"[..], "munge key"),
+            (b"etc/krb5.keytab", "Kerberos keytab"),
+        ] {
+            if matches!(self.root.lstat(p), Ok(Some(_))) {
+                self.out
+                    .push(act("warning", p, format!("{what} left in the image")));
+            }
         }
     }
-    Ok(c.out)
 }
 
 #[cfg(test)]

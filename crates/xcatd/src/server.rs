@@ -217,9 +217,11 @@ impl Server {
             async move { registry.serve(req, identity, cancel, out).await }
         });
 
-        let mut client_open = true;
-        let mut writable = true;
-        let mut aborted = false;
+        let mut client = ClientState {
+            open: true,
+            writable: true,
+            aborted: false,
+        };
         let mut outcome = None;
         // Once cancelled, a handler gets this long to clean up before its task
         // is aborted (dropping its future still runs its destructors).
@@ -233,29 +235,16 @@ impl Server {
                 resp = rx.recv() => match resp {
                     Some(r) => {
                         let batch = with_queued(r, &mut rx);
-                        if writable && !self.write(writer, &batch).await {
-                            writable = false;
+                        if client.writable && !self.write(writer, &batch).await {
+                            client.writable = false;
                             cancel.cancel();
                         }
                     }
                     None => break,
                 },
-                next = reader.next_request_untimed(), if client_open => match next {
-                    Ok(Some(r)) if r.abort => {
-                        info!(peer = %identity.peer, %command, "abort requested by client");
-                        aborted = true;
-                        cancel.cancel();
-                    }
-                    Ok(Some(r)) => {
-                        warn!(peer = %identity.peer, running = %command, ignored = %r.command,
-                              "second request while a command runs; ignored");
-                    }
-                    Ok(None) | Err(_) => {
-                        client_open = false;
-                        writable = false;
-                        cancel.cancel();
-                    }
-                },
+                next = reader.next_request_untimed(), if client.open => {
+                    client.said(next, identity, &command, &cancel);
+                }
                 res = &mut task, if outcome.is_none() => {
                     outcome = Some(res.unwrap_or_else(|e| Outcome::Failed(format!("internal error: {e}"))));
                 }
@@ -273,7 +262,7 @@ impl Server {
                 .await
                 .unwrap_or_else(|e| Outcome::Failed(format!("internal error: {e}"))),
         };
-        if writable {
+        if client.writable {
             let mut done = Response::serverdone();
             if let Some(t) = transid {
                 done = done.with_transid(t);
@@ -281,12 +270,7 @@ impl Server {
             // The connection closes next either way: nothing to do if this fails.
             let _ = self.write(writer, std::slice::from_ref(&done)).await;
         }
-        let outcome = if (aborted || !client_open) && matches!(outcome, Outcome::Ok) {
-            Outcome::Cancelled
-        } else {
-            outcome
-        };
-        log_request(identity, &command, &outcome, started);
+        log_request(identity, &command, &client.logged(outcome), started);
     }
 
     /// Write responses and flush once; false when the client cannot take
@@ -311,6 +295,55 @@ impl Server {
         })
         .await;
         matches!(res, Ok(Ok(())))
+    }
+}
+
+/// What the connection knows of its client while a command runs.
+struct ClientState {
+    /// Still sending (no end of stream or bad document yet).
+    open: bool,
+    /// Still taking responses in time.
+    writable: bool,
+    /// Sent the abort document.
+    aborted: bool,
+}
+
+impl ClientState {
+    /// A document (or the end of the stream) from the client while `command`
+    /// runs: an abort or a hang-up cancels it, another request is ignored.
+    fn said(
+        &mut self,
+        next: Result<Option<xcat_plugin::Request>, FrameError>,
+        identity: &Identity,
+        command: &str,
+        cancel: &CancellationToken,
+    ) {
+        match next {
+            Ok(Some(r)) if r.abort => {
+                info!(peer = %identity.peer, %command, "abort requested by client");
+                self.aborted = true;
+                cancel.cancel();
+            }
+            Ok(Some(r)) => {
+                warn!(peer = %identity.peer, running = %command, ignored = %r.command,
+                      "second request while a command runs; ignored");
+            }
+            Ok(None) | Err(_) => {
+                self.open = false;
+                self.writable = false;
+                cancel.cancel();
+            }
+        }
+    }
+
+    /// The outcome as logged: a command that succeeded after its client
+    /// aborted or left was cancelled as far as the client knows.
+    fn logged(&self, outcome: Outcome) -> Outcome {
+        if (self.aborted || !self.open) && matches!(outcome, Outcome::Ok) {
+            Outcome::Cancelled
+        } else {
+            outcome
+        }
     }
 }
 
