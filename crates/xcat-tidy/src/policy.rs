@@ -40,11 +40,6 @@ pub const TEST_FEATURES: &[&str] = &["test-support", "testbed"];
 /// (the check fails on an entry that no longer offends, so it cannot go
 /// stale), and never add one to silence a new finding.
 pub const TEMPORARY_EXCEPTIONS: &[(Rule, &str)] = &[
-    // The tables benchmark's raw-driver baseline (every nodelist row read
-    // straight through sqlx); its database set-up is moving to xcat-db's
-    // test support, and this read can follow it there.
-    (Rule::Sqlx, "bench/loadgen/Cargo.toml"),
-    (Rule::Sqlx, "bench/loadgen/src/tables.rs"),
     // mksquashfs is spawned by hand; it moves onto xcat-jobkit's tool runner
     // with the packimage port (xcat-image cannot depend on xcat-jobkit).
     (Rule::Spawn, "crates/xcat-image/src/pack/mod.rs"),
