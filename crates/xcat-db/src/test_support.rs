@@ -142,3 +142,24 @@ where
     c.close().await?;
     Ok(rows.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Db;
+
+    #[tokio::test]
+    async fn the_raw_read_sees_every_nodelist_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("raw.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        let rows: Vec<Vec<Option<String>>> = (0..25)
+            .map(|i| vec![Some(format!("n{i}")), Some("all".into())])
+            .collect();
+        db.insert_rows("nodelist", &["node", "groups"], &rows)
+            .await
+            .unwrap();
+        db.close().await;
+        assert_eq!(raw_nodelist_read(&url).await.unwrap(), 25);
+    }
+}
