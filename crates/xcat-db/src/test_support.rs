@@ -1,5 +1,6 @@
 //! Throwaway PostgreSQL databases for test suites and benchmarks (feature
-//! `test-support`).
+//! `test-support`), and the raw-driver read the table benchmarks compare the
+//! table layer with.
 //!
 //! The administrative statements run on a thread of their own with its own
 //! small runtime, so the guard works the same from plain `#[test]`s, from
@@ -8,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use crate::{with_database, DbError};
 
@@ -111,4 +112,54 @@ fn admin(server_url: &str, sql: &str) -> Result<(), DbError> {
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
+}
+
+/// Reads every `nodelist` row (node and groups) of the database at `url`
+/// straight through the SQLite or PostgreSQL driver, on a new connection,
+/// bypassing everything this crate adds (the `Any` driver, the pool, the
+/// schema checks, the node cache); returns how many rows came back. The
+/// benchmarks' baseline: what any expansion that reads the table must cost.
+pub async fn raw_nodelist_read(url: &str) -> Result<usize, DbError> {
+    if url.starts_with("sqlite:") {
+        Ok(read_nodelist::<SqliteConnection>(url).await?)
+    } else {
+        Ok(read_nodelist::<PgConnection>(url).await?)
+    }
+}
+
+/// [`raw_nodelist_read`] over one driver's own connection type.
+async fn read_nodelist<C>(url: &str) -> Result<usize, sqlx::Error>
+where
+    C: Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    for<'q> <C::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, C::Database>,
+    (String, Option<String>): for<'r> sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
+{
+    let mut c = C::connect(url).await?;
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as("SELECT node, groups FROM nodelist")
+        .fetch_all(&mut c)
+        .await?;
+    c.close().await?;
+    Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Db;
+
+    #[tokio::test]
+    async fn the_raw_read_sees_every_nodelist_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("raw.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        let rows: Vec<Vec<Option<String>>> = (0..25)
+            .map(|i| vec![Some(format!("n{i}")), Some("all".into())])
+            .collect();
+        db.insert_rows("nodelist", &["node", "groups"], &rows)
+            .await
+            .unwrap();
+        db.close().await;
+        assert_eq!(raw_nodelist_read(&url).await.unwrap(), 25);
+    }
 }

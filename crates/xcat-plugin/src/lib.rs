@@ -74,12 +74,25 @@ pub enum HandlerError {
     /// The operation failed.
     #[error("{0}")]
     Failed(String),
+    /// The operation failed with a handler's own typed error. Its `Display` is
+    /// the sentence the client reads; its `source()` chain (the I/O error, the
+    /// extractor's refusal, ...) is the detail the daemon adds in its log.
+    /// Transparent, so this error's sources are the typed error's.
+    #[error(transparent)]
+    Typed(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The request was cancelled (abort or disconnect).
     #[error("cancelled")]
     Cancelled,
     /// The client went away; nothing can be reported.
     #[error("client disconnected")]
     ClientGone,
+}
+
+impl HandlerError {
+    /// A handler's typed error, kept whole (sources included) for the log.
+    pub fn typed(e: impl std::error::Error + Send + Sync + 'static) -> HandlerError {
+        HandlerError::Typed(Box::new(e))
+    }
 }
 
 impl From<ClientGone> for HandlerError {

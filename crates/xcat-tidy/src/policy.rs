@@ -46,11 +46,6 @@ pub const TEST_FEATURES: &[&str] = &["test-support", "testbed"];
 /// (the check fails on an entry that no longer offends, so it cannot go
 /// stale), and never add one to silence a new finding.
 pub const TEMPORARY_EXCEPTIONS: &[(Rule, &str)] = &[
-    // The tables benchmark's raw-driver baseline (every nodelist row read
-    // straight through sqlx); its database set-up is moving to xcat-db's
-    // test support, and this read can follow it there.
-    (Rule::Sqlx, "bench/loadgen/Cargo.toml"),
-    (Rule::Sqlx, "bench/loadgen/src/tables.rs"),
     // nodels' request handler is being split into named steps; the entry
     // goes with that change.
     (Rule::FnLength, "plugins/tables/src/nodels.rs"),

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use tracing::{info, warn};
 use xcat_db::{Db, PolicyDecision, PolicyQuery};
+use xcat_jobkit::error_chain;
 use xcat_plugin::{
     async_trait, Context, Dispatcher, Handler, HandlerError, HandlerRequest, Identity, Request,
     Responder, Response, Settings,
@@ -37,6 +38,7 @@ pub struct Registry {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Ok,
+    /// The error the client was sent, followed by its chain of sources.
     Failed(String),
     Denied,
     Cancelled,
@@ -248,9 +250,10 @@ impl Registry {
             }
             Ok(Err(HandlerError::ClientGone)) => Outcome::Cancelled,
             Ok(Err(e)) => {
-                let msg = e.to_string();
-                let _ = out.error(msg.clone()).await;
-                Outcome::Failed(msg)
+                // The client reads the sentence; the request's log line also
+                // gets the sources beneath it (the errno, the refused entry).
+                let _ = out.error(e.to_string()).await;
+                Outcome::Failed(error_chain(&e))
             }
             Err(join) => {
                 let msg = format!("{command} failed unexpectedly: {join}");

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use xcat_plugin::{
-    async_trait, Context, Handler, HandlerRequest, HandlerResult, Identity, Request, Responder,
-    Response, Settings, RESPONSE_QUEUE,
+    async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Identity, Request,
+    Responder, Response, Settings, RESPONSE_QUEUE,
 };
 use xcatd::{Outcome, Registry};
 
@@ -27,6 +27,25 @@ impl Handler for WhoAmI {
         let user = ctx.identity.user.clone().unwrap_or_default();
         out.data(user).await?;
         Ok(())
+    }
+}
+
+/// Fails with a typed error whose source is an I/O error.
+struct FailsTyped;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the image; free space and retry")]
+struct WriteFailed(#[source] std::io::Error);
+
+#[async_trait]
+impl Handler for FailsTyped {
+    fn commands(&self) -> &'static [&'static str] {
+        &["failstyped"]
+    }
+
+    async fn process(&self, _req: HandlerRequest, _ctx: Context, _out: Responder) -> HandlerResult {
+        let io = std::io::Error::from_raw_os_error(28);
+        Err(HandlerError::typed(WriteFailed(io)))
     }
 }
 
@@ -148,6 +167,23 @@ async fn handler_panic_becomes_an_error_reply() {
     )
     .await;
     assert!(matches!(outcome, Outcome::Ok), "{outcome}");
+}
+
+#[tokio::test]
+async fn a_typed_error_gives_the_client_its_sentence_and_the_log_its_sources() {
+    let f = fixture(vec![Arc::new(FailsTyped)]).await.unwrap();
+    let (outcome, resps) = ask(&f, Request::new("failstyped", vec![]), Some("root")).await;
+    assert_eq!(
+        texts(&resps, "error"),
+        ["cannot write the image; free space and retry"]
+    );
+    let Outcome::Failed(logged) = &outcome else {
+        panic!("{outcome}");
+    };
+    assert!(
+        logged.starts_with("cannot write the image; free space and retry: No space left on device"),
+        "{logged}"
+    );
 }
 
 #[tokio::test]

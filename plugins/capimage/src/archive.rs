@@ -16,12 +16,11 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
 use xcat_image::tar::TarError;
 use xcat_image::{extract_async, ExtractError, ExtractOptions, ExtractSummary, Progress};
-use xcat_jobkit::is_disk_full;
-use xcat_plugin::{Context, HandlerError};
+use xcat_plugin::Context;
 use xcat_remote::{Remote, RemoteError, RemoteProcess};
 
 use crate::churn::{status_text, NodeFailure, NodeStderr};
-use crate::fail;
+use crate::error::CaptureError;
 use crate::pipeline::{self, Wire};
 
 /// How long ssh may take to exit once the stream has ended.
@@ -79,16 +78,13 @@ pub fn start(
     wire: Wire,
     staging: &Path,
     image_dir: &Path,
-) -> Result<Running, HandlerError> {
+) -> Result<Running, CaptureError> {
     let remote = Remote::new(ctx.settings.ssh.clone()).with_cancel(ctx.cancel.clone());
     let (err_tx, err_rx) = mpsc::channel(256);
-    let mut proc = remote
-        .spawn_with_stderr_lines(node, addr, &pipeline::command(script), err_tx)
-        .map_err(|e| fail(e.to_string()))?;
+    let mut proc =
+        remote.spawn_with_stderr_lines(node, addr, &pipeline::command(script), err_tx)?;
     let stderr = tokio::spawn(collect_stderr(err_rx));
-    let stdout = proc
-        .take_stdout()
-        .ok_or_else(|| fail("internal error: no stdout from ssh"))?;
+    let stdout = proc.take_stdout().ok_or(CaptureError::NoStdout)?;
     let transferred = Arc::new(AtomicU64::new(0));
     let counted = Counting {
         inner: stdout,
@@ -137,26 +133,25 @@ impl Running {
         self,
         extracted: Extraction,
         ctx: &Context,
-    ) -> Result<Finished, HandlerError> {
-        let extracted =
-            extracted.map_err(|e| fail(format!("internal error: extraction task: {e}")))?;
+    ) -> Result<Finished, CaptureError> {
+        let extracted = extracted.map_err(CaptureError::ExtractionTask)?;
         // A stream that merely ended early or broke in transport (node died, link
         // cut, node-side tar failed) is best explained by the node's side: let ssh
         // finish and look at its status first. Any other extraction failure (a
         // refused entry, a malformed archive, the image filesystem full) is ours:
         // stop the node side at once and report the extraction error.
-        let transport = matches!(
-            &extracted,
-            Err(ExtractError::Archive(
-                TarError::Truncated { .. } | TarError::Io { .. }
-            ))
-        );
-        if let Err(e) = &extracted {
-            if !transport {
+        let extracted = match extracted {
+            Err(e)
+                if !matches!(
+                    e,
+                    ExtractError::Archive(TarError::Truncated { .. } | TarError::Io { .. })
+                ) =>
+            {
                 self.proc.kill();
-                return Err(extraction_error(&self.node, &self.image_dir, e));
+                return Err(CaptureError::extraction(&self.node, &self.image_dir, e));
             }
-        }
+            other => other,
+        };
         let kill = self.proc.kill_token();
         let waited: Waited = match tokio::time::timeout(NODE_EXIT_GRACE, self.proc.wait()).await {
             Ok(Ok(st)) => Ok(Some(st)),
@@ -167,13 +162,14 @@ impl Running {
             }
         };
         let node_err = self.stderr.await.unwrap_or_default();
-        ctx.check_cancelled()?;
+        CaptureError::check_cancelled(ctx)?;
         let judge = Judge {
             node: &self.node,
             node_err: &node_err,
         };
         judge.ssh(waited)?;
-        let summary = extracted.map_err(|e| extraction_error(&self.node, &self.image_dir, &e))?;
+        let summary =
+            extracted.map_err(|e| CaptureError::extraction(&self.node, &self.image_dir, e))?;
         if let Some(f) = node_err.failure() {
             return Err(judge.node_failed(&f));
         }
@@ -192,111 +188,57 @@ struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    fn ssh(&self, waited: Waited) -> Result<(), HandlerError> {
-        let node = self.node;
+    fn ssh(&self, waited: Waited) -> Result<(), CaptureError> {
+        let node = self.node.to_string();
         match waited {
-            Err(e) => Err(fail(format!(
-                "capture of {node} failed: {e}; the previous image is unchanged; check that {node} is up \
-                 and reachable, then retry"
-            ))),
-            Ok(None) => Err(fail(format!(
-                "capture of {node} failed: the archive stream ended but ssh did not exit within {}s; \
-                 the previous image is unchanged; check {node} and retry",
-                NODE_EXIT_GRACE.as_secs()
-            ))),
-            Ok(Some(st)) if !st.success() => {
-                let failure = match (&self.node_err.status, st.code()) {
-                    (Some(s), _) => self.node_err.failure().unwrap_or(NodeFailure {
-                        why: status_text(s),
-                        detail: None,
-                    }),
-                    (None, Some(255)) => NodeFailure {
-                        why: format!(
-                            "ssh exit 255: the connection to {node} was lost (node down, sshd killed or \
-                             network cut); check that {node} is up and reachable, then retry"
-                        ),
-                        detail: None,
-                    },
-                    (None, Some(c)) => NodeFailure {
-                        why: format!("exit {c}"),
-                        detail: None,
-                    },
-                    (None, None) => NodeFailure {
-                        why: "ssh killed by a signal".into(),
-                        detail: None,
-                    },
-                };
-                Err(self.node_failed(&failure))
+            Err(e) => Err(CaptureError::Ssh {
+                node,
+                source: Box::new(e),
+            }),
+            Ok(None) => Err(CaptureError::SshLingered {
+                node,
+                secs: NODE_EXIT_GRACE.as_secs(),
+            }),
+            Ok(Some(st)) if !st.success() => Err(self.node_failed(&self.exit_failure(st))),
+            Ok(Some(_)) if self.node_err.status.is_none() => {
+                Err(CaptureError::NoFinalStatus { node })
             }
-            Ok(Some(_)) if self.node_err.status.is_none() => Err(fail(format!(
-                "capture of {node} failed: the stream ended without the node's final status \
-                 (the node died or the connection was cut); the previous image is unchanged"
-            ))),
             Ok(Some(_)) => Ok(()),
         }
     }
 
-    fn node_failed(&self, f: &NodeFailure) -> HandlerError {
+    /// Why ssh exited with a failure: the stage that failed when the node
+    /// reported its statuses, else what ssh's own status means.
+    fn exit_failure(&self, st: ExitStatus) -> NodeFailure {
+        let node = self.node;
+        let why = match (&self.node_err.status, st.code()) {
+            (Some(s), _) => {
+                return self.node_err.failure().unwrap_or(NodeFailure {
+                    why: status_text(s),
+                    detail: None,
+                })
+            }
+            (None, Some(255)) => format!(
+                "ssh exit 255: the connection to {node} was lost (node down, sshd killed or \
+                 network cut); check that {node} is up and reachable, then retry"
+            ),
+            (None, Some(c)) => format!("exit {c}"),
+            (None, None) => "ssh killed by a signal".into(),
+        };
+        NodeFailure { why, detail: None }
+    }
+
+    fn node_failed(&self, f: &NodeFailure) -> CaptureError {
         // The read errors name what failed; otherwise the last messages the
         // node printed are the best clue.
         let detail = f.detail.clone().unwrap_or_else(|| {
             let w = &self.node_err.warnings;
             w[w.len().saturating_sub(3)..].join("; ")
         });
-        let detail = if detail.is_empty() {
-            detail
-        } else {
-            format!(": {detail}")
-        };
-        fail(format!(
-            "capture of {} failed on the node ({}){detail}; the previous image is unchanged",
-            self.node, f.why
-        ))
-    }
-}
-
-/// The error for an extraction that failed, with the hint that fits: free
-/// space (judged by the errno, not the text), or a suspect node.
-fn extraction_error(node: &str, image_dir: &Path, e: &ExtractError) -> HandlerError {
-    let hint = if is_disk_full(e) {
-        format!("; free space in {} and retry", image_dir.display())
-    } else {
-        match e {
-            ExtractError::Archive(TarError::Truncated { .. } | TarError::Io { .. }) => String::new(),
-            ExtractError::UnsafePath { .. }
-            | ExtractError::HardLink { .. }
-            | ExtractError::Invalid { .. }
-            | ExtractError::Archive(_) => format!(
-                "; {node} sent an unsafe or malformed archive: check the tar it runs (`command -v tar`) \
-                 and whether the node is compromised"
-            ),
-            _ => String::new(),
+        CaptureError::NodeFailed {
+            node: self.node.to_string(),
+            why: f.why.clone(),
+            detail,
         }
-    };
-    fail(format!(
-        "capture of {node} failed: {e}{hint}; the previous image is unchanged"
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_disk_is_told_by_its_errno() {
-        let e = |errno| ExtractError::Io {
-            entry: "/usr/bin/x".into(),
-            what: "write".into(),
-            source: std::io::Error::from_raw_os_error(errno),
-        };
-        let dir = Path::new("/install/netboot/img");
-        // ENOSPC, then EIO.
-        let full = extraction_error("n1", dir, &e(28)).to_string();
-        assert!(
-            full.contains("free space in /install/netboot/img and retry"),
-            "{full}"
-        );
-        let other = extraction_error("n1", dir, &e(5)).to_string();
-        assert!(!other.contains("free space"), "{other}");
     }
 }

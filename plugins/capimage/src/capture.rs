@@ -12,10 +12,10 @@ use xcat_image::report::{CaptureReport, ChurnReport, CountsReport, PhaseTiming, 
 use xcat_image::sysclean::SyscleanAction;
 use xcat_jobkit::figures::{bytes, rate, secs};
 use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, utc_text, with_progress};
-use xcat_plugin::{Context, HandlerError, HandlerResult, Request, Responder};
+use xcat_plugin::{Context, Request, Responder};
 
 use crate::archive::{self, Finished};
-use crate::fail;
+use crate::error::CaptureError;
 use crate::journal::Staging;
 use crate::options::Options;
 use crate::pipeline;
@@ -50,7 +50,7 @@ pub async fn run(
     cwd: Option<&str>,
     ctx: &Context,
     out: &Responder,
-) -> HandlerResult {
+) -> Result<(), CaptureError> {
     let t0 = Instant::now();
     let started_at = now_unix();
     let mut timings = Timings::default();
@@ -62,8 +62,7 @@ pub async fn run(
         return plan::dry_run(&p, out).await;
     }
     let holder = holder_text("capimage", node, ctx.identity.user.as_deref(), started_at);
-    let lock =
-        lock_image(&p.target.dir, &p.target.imagename, &holder).map_err(|e| fail(e.to_string()))?;
+    let lock = lock_image(&p.target.dir, &p.target.imagename, &holder)?;
     let staging = Staging::prepare(&ctx.settings, &p.target.dir)?;
     let captured = match capture_into(&p, opts, ctx, out, &staging.path, &mut timings).await {
         Ok(c) => c,
@@ -86,11 +85,11 @@ pub async fn run(
 
 /// A failed or cancelled capture: remove the partial tree and say what that
 /// means for the image.
-async fn abandon(staging: Staging, p: &Plan, e: HandlerError, out: &Responder) -> HandlerError {
+async fn abandon(staging: Staging, p: &Plan, e: CaptureError, out: &Responder) -> CaptureError {
     let dir = staging.dir.clone();
     staging.discard().await;
     warn!(node = %p.node, error = %e, "capture failed; staging removed");
-    if matches!(e, HandlerError::Cancelled) {
+    if matches!(e, CaptureError::Cancelled) {
         // The dispatcher answers with a bare "cancelled": say what it
         // means for the image (the client may be gone: ignore errors).
         let _ = out
@@ -112,7 +111,7 @@ async fn stream(
     out: &Responder,
     staging: &Path,
     acls: bool,
-) -> Result<Finished, HandlerError> {
+) -> Result<Finished, CaptureError> {
     let script = pipeline::script(&p.excludes, &p.ex.include, p.wire, acls);
     let mut run = archive::start(
         ctx,
@@ -144,7 +143,7 @@ async fn capture_into(
     out: &Responder,
     staging: &Path,
     timings: &mut Timings,
-) -> Result<Captured, HandlerError> {
+) -> Result<Captured, CaptureError> {
     let t = Instant::now();
     let acls = p.pf.has("tar-acls");
     let mut finished = stream(p, ctx, out, staging, acls).await?;
@@ -177,7 +176,7 @@ async fn settle_churn(
     staging: &Path,
     acls: bool,
     f: &mut Finished,
-) -> Result<ChurnReport, HandlerError> {
+) -> Result<ChurnReport, CaptureError> {
     let site = Site {
         node: &p.node,
         addr: &p.addr,
@@ -195,7 +194,7 @@ async fn settle_churn(
         &mut churn,
     )
     .await;
-    ctx.check_cancelled()?;
+    CaptureError::check_cancelled(ctx)?;
     Ok(churn)
 }
 
@@ -207,7 +206,7 @@ async fn prepare_tree(
     ctx: &Context,
     out: &Responder,
     staging: &Path,
-) -> Result<Vec<SyscleanAction>, HandlerError> {
+) -> Result<Vec<SyscleanAction>, CaptureError> {
     let root = staging.to_path_buf();
     let sysclean_on = opts.sysclean;
     let actions = blocking(move || -> std::io::Result<Vec<SyscleanAction>> {
@@ -225,13 +224,11 @@ async fn prepare_tree(
         Ok(actions)
     })
     .await?
-    .map_err(|e| {
-        fail(format!(
-            "cannot prepare the captured tree of {}: {e}",
-            p.node
-        ))
+    .map_err(|source| CaptureError::Prepare {
+        node: p.node.clone(),
+        source,
     })?;
-    ctx.check_cancelled()?;
+    CaptureError::check_cancelled(ctx)?;
     // Warnings are reported with the summary; "kept" skeleton entries are no news.
     for a in actions
         .iter()
@@ -246,18 +243,16 @@ async fn prepare_tree(
 /// The kernel the node runs, for the boot files (packimage builds the
 /// rest), copied out of the image without following its links; the note
 /// for the report.
-async fn copy_kernel(p: &Plan) -> Result<String, HandlerError> {
+async fn copy_kernel(p: &Plan) -> Result<String, CaptureError> {
     let (dir, kver) = (p.target.dir.clone(), p.pf.kernel.clone());
     let copied = blocking(move || {
-        let root = Root::open(&dir.join("rootimg"))
-            .map_err(|e| format!("cannot open the image: {e}"))?;
+        let root = dir.join("rootimg");
+        let root = Root::open(&root).map_err(CaptureError::io("open", root))?;
         xcat_jobkit::copy_kernel(&root, &kver, &dir).map_err(|e| {
             if e.is_missing() {
-                format!(
-                    "the image has no boot/vmlinuz-{kver}; packimage will pick the newest kernel in /boot"
-                )
+                CaptureError::NoKernel { kver }
             } else {
-                e.to_string()
+                CaptureError::Kernel(e)
             }
         })
     })
@@ -268,7 +263,7 @@ async fn copy_kernel(p: &Plan) -> Result<String, HandlerError> {
             p.pf.kernel,
             p.target.dir.join("kernel").display()
         ),
-        Err(note) => note,
+        Err(note) => note.to_string(),
     })
 }
 
@@ -333,11 +328,11 @@ fn write_records(
     dir: &Path,
     report: &CaptureReport,
     manifest: &xcat_image::Manifest,
-) -> Result<(), HandlerError> {
+) -> Result<(), CaptureError> {
     let report_path = dir.join("capimage-report.json");
     report
         .write_to(&report_path)
-        .map_err(|e| fail(format!("cannot write {}: {e}", report_path.display())))?;
+        .map_err(CaptureError::io("write", &report_path))?;
     write_manifest(manifest, &dir.join("capimage-manifest.tsv"))
 }
 
@@ -349,7 +344,7 @@ async fn announce(
     outcome: &PublishOutcome,
     elapsed: std::time::Duration,
     out: &Responder,
-) -> HandlerResult {
+) -> Result<(), CaptureError> {
     let (node, dir, summary) = (&p.node, &p.target.dir, &c.finished.summary);
     for w in report.warnings.iter().take(20) {
         out.warning(format!("{node}: {w}")).await?;
@@ -383,7 +378,12 @@ async fn announce(
 }
 
 /// `--pack`: packimage as a sub-request; otherwise the next steps.
-async fn pack_or_next(p: &Plan, opts: &Options, ctx: &Context, out: &Responder) -> HandlerResult {
+async fn pack_or_next(
+    p: &Plan,
+    opts: &Options,
+    ctx: &Context,
+    out: &Responder,
+) -> Result<(), CaptureError> {
     let image = &p.target.imagename;
     let Some((method, comp)) = &opts.pack else {
         out.info(format!(
@@ -406,15 +406,15 @@ async fn pack_or_next(p: &Plan, opts: &Options, ctx: &Context, out: &Responder) 
         .forward(out)
         .await?;
     if code != 0 {
-        return Err(fail(format!(
-            "the image of {} was captured, but packing it failed; run packimage {image} again",
-            p.node
-        )));
+        return Err(CaptureError::PackFailed {
+            node: p.node.clone(),
+            image: image.clone(),
+        });
     }
     Ok(())
 }
 
-fn write_manifest(m: &xcat_image::Manifest, path: &Path) -> Result<(), HandlerError> {
+fn write_manifest(m: &xcat_image::Manifest, path: &Path) -> Result<(), CaptureError> {
     let tmp = path.with_extension("tsv.tmp");
     let res = (|| -> std::io::Result<()> {
         let f = std::fs::File::create(&tmp)?;
@@ -424,5 +424,5 @@ fn write_manifest(m: &xcat_image::Manifest, path: &Path) -> Result<(), HandlerEr
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
-    res.map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
+    res.map_err(CaptureError::io("write", path))
 }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use xcat_image::publish;
-use xcat_plugin::{HandlerError, Settings};
+use xcat_plugin::Settings;
 
-use crate::fail;
+use crate::error::CaptureError;
 
 /// Journal entry: the image directory of a running capture, so that a
 /// killed daemon's staging tree is removed at its next start.
@@ -17,13 +17,12 @@ pub struct Journal {
 }
 
 impl Journal {
-    pub fn create(settings: &Settings, dir: &Path) -> Result<Journal, HandlerError> {
+    pub fn create(settings: &Settings, dir: &Path) -> Result<Journal, CaptureError> {
         let jdir = crate::journal_dir(settings);
-        std::fs::create_dir_all(&jdir)
-            .map_err(|e| fail(format!("cannot create {}: {e}", jdir.display())))?;
+        std::fs::create_dir_all(&jdir).map_err(CaptureError::io("create", &jdir))?;
         let path = jdir.join(format!("{}-{}", std::process::id(), now_unix_nanos()));
         std::fs::write(&path, dir.as_os_str().as_encoded_bytes())
-            .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+            .map_err(CaptureError::io("write", &path))?;
         Ok(Journal { path })
     }
 }
@@ -95,11 +94,11 @@ pub struct Staging {
 impl Staging {
     /// Finish what an earlier capture of this image left, then start anew.
     /// The caller holds the image lock.
-    pub fn prepare(settings: &Settings, dir: &Path) -> Result<Staging, HandlerError> {
+    pub fn prepare(settings: &Settings, dir: &Path) -> Result<Staging, CaptureError> {
         let _ = publish::recover(dir);
         let _ = publish::cleanup_stale(dir);
         let journal = Journal::create(settings, dir)?;
-        let path = publish::create_staging(dir).map_err(|e| fail(e.to_string()))?;
+        let path = publish::create_staging(dir).map_err(CaptureError::Staging)?;
         Ok(Staging {
             dir: dir.to_path_buf(),
             path,
@@ -120,15 +119,16 @@ impl Staging {
         self,
         node: &str,
         keep: usize,
-    ) -> Result<publish::PublishOutcome, HandlerError> {
+    ) -> Result<publish::PublishOutcome, CaptureError> {
         let (dir, path) = (self.dir.clone(), self.path.clone());
         match xcat_jobkit::blocking(move || publish::publish(&dir, &path, keep)).await? {
             Ok(o) => Ok(o),
-            Err(e) => {
+            Err(source) => {
                 self.discard().await;
-                Err(fail(format!(
-                    "cannot publish the image of {node}: {e}; the previous image is unchanged"
-                )))
+                Err(CaptureError::Publish {
+                    node: node.to_string(),
+                    source,
+                })
             }
         }
     }

@@ -11,7 +11,9 @@
 //! 6. table registration, report, manifest, kernel; `--pack` as a sub-request.
 //!
 //! Failures at any point discard the staging tree and leave the published
-//! image untouched. A journal entry under the daemon's state directory
+//! image untouched. Every phase fails with a [`CaptureError`] (each case
+//! worded once, in `error.rs`); the client gets its sentence, the daemon's
+//! log also its sources. A journal entry under the daemon's state directory
 //! names the image directory while a capture runs, so a daemon that was
 //! killed cleans up at its next start ([`recover_at_start`]).
 #![forbid(unsafe_code)]
@@ -26,6 +28,7 @@ pub mod target;
 
 mod archive;
 mod capture;
+mod error;
 mod journal;
 mod plan;
 mod settle;
@@ -36,12 +39,8 @@ use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder, Settings,
 };
 
+pub use error::CaptureError;
 pub use journal::recover_at_start;
-
-/// A failure whose message says what failed and what to do.
-fn fail(msg: impl Into<String>) -> HandlerError {
-    HandlerError::Failed(msg.into())
-}
 
 pub struct CapImage;
 
@@ -85,7 +84,7 @@ impl Handler for CapImage {
                 )))
             }
         };
-        capture::run(&node, &opts, req.request.cwd.as_deref(), &ctx, &out).await
+        Ok(capture::run(&node, &opts, req.request.cwd.as_deref(), &ctx, &out).await?)
     }
 
     /// Captures a killed daemon left half-done: restore and clean before serving.

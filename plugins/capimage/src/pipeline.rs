@@ -34,8 +34,9 @@ impl Wire {
     }
 }
 
-/// Choose the wire compression from the option and the node's tools.
-pub fn choose(c: Compress, has_zstd: bool, has_gzip: bool) -> Result<Wire, String> {
+/// Choose the wire compression from the option and the node's tools; the
+/// error names the compressor asked for that the node lacks.
+pub fn choose(c: Compress, has_zstd: bool, has_gzip: bool) -> Result<Wire, &'static str> {
     match c {
         // On a LAN, a single-threaded gzip on the node is slower than the
         // network; only zstd is worth it by default.
@@ -43,12 +44,8 @@ pub fn choose(c: Compress, has_zstd: bool, has_gzip: bool) -> Result<Wire, Strin
         Compress::None => Ok(Wire::None),
         Compress::Zstd if has_zstd => Ok(Wire::Zstd),
         Compress::Gzip if has_gzip => Ok(Wire::Gzip),
-        Compress::Zstd => {
-            Err("zstd is not installed on the node; use --transport-compress none or auto".into())
-        }
-        Compress::Gzip => {
-            Err("gzip is not installed on the node; use --transport-compress none or auto".into())
-        }
+        Compress::Zstd => Err("zstd"),
+        Compress::Gzip => Err("gzip"),
     }
 }
 

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use xcat_jobkit::figures::bytes;
-use xcat_plugin::{Context, HandlerError, HandlerResult, Responder};
+use xcat_plugin::{Context, Responder};
 use xcat_remote::Remote;
 
+use crate::error::CaptureError;
 use crate::exlist::{self, ExList};
-use crate::fail;
 use crate::options::Options;
 use crate::pipeline::{self, Wire};
 use crate::preflight::{self, Preflight};
@@ -38,15 +38,19 @@ pub async fn plan(
     cwd: Option<&str>,
     ctx: &Context,
     out: &Responder,
-) -> Result<Plan, HandlerError> {
+) -> Result<Plan, CaptureError> {
     let target = target::resolve(ctx, node, opts).await?;
     let ex = exclusion_list(opts, cwd, ctx, &target).await?;
     let addr = xcat_jobkit::node_address(&ctx.db, node).await?;
     out.info(format!("capimage: checking {node} ({addr})"))
         .await?;
     let pf = preflight(ctx, node, &addr, &target).await?;
-    let wire = pipeline::choose(opts.compress, pf.has("zstd"), pf.has("gzip"))
-        .map_err(|m| fail(format!("{node}: {m}")))?;
+    let wire = pipeline::choose(opts.compress, pf.has("zstd"), pf.has("gzip")).map_err(|tool| {
+        CaptureError::NoCompressor {
+            node: node.to_string(),
+            tool,
+        }
+    })?;
     let skipped: Vec<String> = pf.skipped().iter().map(|m| m.point.clone()).collect();
     let excludes = pipeline::effective_excludes(&ex, &skipped);
     let estimate = pf.used_bytes();
@@ -69,7 +73,7 @@ async fn exclusion_list(
     cwd: Option<&str>,
     ctx: &Context,
     target: &Target,
-) -> Result<ExList, HandlerError> {
+) -> Result<ExList, CaptureError> {
     let ex = match &opts.exlist {
         Some(p) => ExList::read(&Path::new(cwd.unwrap_or("/")).join(p)),
         None => exlist::find(
@@ -80,7 +84,7 @@ async fn exclusion_list(
             &target.profile,
         ),
     };
-    ex.map_err(|e| fail(e.to_string()))
+    Ok(ex?)
 }
 
 /// One ssh round trip: the node's kernel, arch, mounts, space and tools,
@@ -90,7 +94,7 @@ async fn preflight(
     node: &str,
     addr: &str,
     target: &Target,
-) -> Result<Preflight, HandlerError> {
+) -> Result<Preflight, CaptureError> {
     let remote = Remote::new(ctx.settings.ssh.clone()).with_cancel(ctx.cancel.clone());
     let res = remote
         .run(
@@ -99,23 +103,23 @@ async fn preflight(
             preflight::SCRIPT,
             Some(Duration::from_secs(120)),
         )
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    ctx.check_cancelled()?;
+        .await?;
+    CaptureError::check_cancelled(ctx)?;
     if !res.success() {
-        return Err(fail(format!(
-            "{node}: the preflight check failed (exit {}): {}",
-            res.code(),
-            res.stderr.trim()
-        )));
+        return Err(CaptureError::Preflight {
+            node: node.to_string(),
+            code: res.code(),
+            stderr: res.stderr.trim().to_string(),
+        });
     }
     let pf = preflight::parse(&res.stdout_text());
-    pf.check_diskful(node).map_err(fail)?;
+    pf.check_diskful(node)?;
     if !target::same_arch(&pf.arch, &target.arch) {
-        return Err(fail(format!(
-            "{node} runs {} but nodetype.arch says {}; correct nodetype.arch",
-            pf.arch, target.arch
-        )));
+        return Err(CaptureError::NodeArch {
+            node: node.to_string(),
+            node_arch: pf.arch,
+            arch: target.arch.clone(),
+        });
     }
     for (tool, what) in [
         ("tar", "GNU tar"),
@@ -124,15 +128,16 @@ async fn preflight(
         ("bash", "bash"),
     ] {
         if !pf.has(tool) {
-            return Err(fail(format!(
-                "{node} has no {what}; install it on the node and retry"
-            )));
+            return Err(CaptureError::MissingTool {
+                node: node.to_string(),
+                what,
+            });
         }
     }
     Ok(pf)
 }
 
-pub async fn describe_plan(p: &Plan, opts: &Options, out: &Responder) -> HandlerResult {
+pub async fn describe_plan(p: &Plan, opts: &Options, out: &Responder) -> Result<(), CaptureError> {
     let captured: Vec<String> =
         p.pf.captured()
             .iter()
@@ -193,23 +198,21 @@ fn available_bytes(dir: &Path) -> Option<u64> {
 }
 
 /// Refuse a capture that cannot fit where the image goes.
-pub fn check_space(p: &Plan) -> Result<(), HandlerError> {
+pub fn check_space(p: &Plan) -> Result<(), CaptureError> {
     let need = p.estimate + p.estimate / 10 + SPACE_MARGIN;
     match available_bytes(&p.target.dir) {
-        Some(avail) if avail < need => Err(fail(format!(
-            "not enough space for the image of {} in {}: {} free, about {} needed; free space or \
-             move the install directory",
-            p.node,
-            p.target.dir.display(),
-            bytes(avail),
-            bytes(need)
-        ))),
+        Some(avail) if avail < need => Err(CaptureError::NotEnoughSpace {
+            node: p.node.clone(),
+            dir: p.target.dir.clone(),
+            free: avail,
+            needed: need,
+        }),
         _ => Ok(()),
     }
 }
 
 /// What a dry run says instead of capturing.
-pub async fn dry_run(p: &Plan, out: &Responder) -> HandlerResult {
+pub async fn dry_run(p: &Plan, out: &Responder) -> Result<(), CaptureError> {
     out.info(format!(
         "capimage: dry run: nothing transferred; about {} would be captured from {} into {}",
         bytes(p.estimate),

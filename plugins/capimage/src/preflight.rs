@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::error::CaptureError;
+
 /// The shell script run on the node (POSIX sh). Every line of its output is
 /// tagged so the parser never confuses a value with a marker.
 pub const SCRIPT: &str = r#"
@@ -127,13 +129,15 @@ impl Preflight {
     }
 
     /// Refuse nodes whose root is not on a local disk.
-    pub fn check_diskful(&self, node: &str) -> Result<(), String> {
+    pub fn check_diskful(&self, node: &str) -> Result<(), CaptureError> {
+        let node = node.to_string();
         match self.root_fstype() {
             Some(t) if DISK_FS.contains(&t) => Ok(()),
-            Some(t) => Err(format!(
-                "{node} is not a diskful node: / is {t}; capimage captures nodes installed on a local disk"
-            )),
-            None => Err(format!("{node}: cannot tell what / is (no entry for / in /proc/self/mounts)")),
+            Some(t) => Err(CaptureError::NotDiskful {
+                node,
+                fstype: t.to_string(),
+            }),
+            None => Err(CaptureError::UnknownRoot { node }),
         }
     }
 
@@ -199,7 +203,7 @@ nfs:/home /home nfs4 rw 0 0\n@@df\nFilesystem 1024-blocks Used Available Capacit
     fn refuses_diskless_roots() {
         let p = parse("@@mounts\nrootfs / rootfs rw 0 0\ntmpfs / tmpfs rw 0 0\n@@end\n");
         assert_eq!(
-            p.check_diskful("node1").unwrap_err(),
+            p.check_diskful("node1").unwrap_err().to_string(),
             "node1 is not a diskful node: / is tmpfs; capimage captures nodes installed on a local disk"
         );
     }

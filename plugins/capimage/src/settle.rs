@@ -19,11 +19,12 @@ use xcat_image::beneath::{split_parent, Root};
 use xcat_image::manifest::{EntryType, Manifest};
 use xcat_image::report::ChurnReport;
 use xcat_image::ExtractSummary;
-use xcat_plugin::{Context, HandlerError};
+use xcat_plugin::Context;
 use xcat_remote::Remote;
 
 use crate::archive::{self, Finished};
 use crate::churn::{relative, sample_push, NodeStderr};
+use crate::error::CaptureError;
 use crate::pipeline::{self, Wire};
 
 /// Most bytes of names put on one re-read command line (bash's single
@@ -125,7 +126,7 @@ pub async fn reread(
     summary: &mut ExtractSummary,
     node_err: &NodeStderr,
     churn: &mut ChurnReport,
-) -> Result<(), HandlerError> {
+) -> Result<(), CaptureError> {
     let files = plan_reread(node_err, &summary.manifest, churn);
     if files.is_empty() {
         return Ok(());
@@ -152,12 +153,11 @@ fn merge_reread(
     again: Finished,
     summary: &mut ExtractSummary,
     churn: &mut ChurnReport,
-) -> Result<(), HandlerError> {
+) -> Result<(), CaptureError> {
     let changed_again: BTreeSet<Vec<u8>> = again.node_err.changed.iter().cloned().collect();
     churn.possibly_inconsistent.count +=
         again.node_err.changed_count - again.node_err.changed.len() as u64;
-    let root = Root::open(staging)
-        .map_err(|e| HandlerError::Failed(format!("cannot open {}: {e}", staging.display())))?;
+    let root = Root::open(staging).map_err(CaptureError::io("open", staging))?;
     for f in files {
         match again.summary.manifest.entries.get(f) {
             Some(entry) => {
@@ -169,8 +169,9 @@ fn merge_reread(
                 }
             }
             None => {
-                root.unlink(f).map_err(|e| {
-                    HandlerError::Failed(format!("cannot remove {} from the image: {e}", show(f)))
+                root.unlink(f).map_err(|source| CaptureError::Remove {
+                    path: show(f),
+                    source,
                 })?;
                 summary.manifest.entries.remove(f);
                 summary.entries = summary.entries.saturating_sub(1);

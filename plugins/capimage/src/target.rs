@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-use xcat_plugin::{Context, HandlerError};
+use xcat_db::Attrs;
+use xcat_plugin::Context;
 
+use crate::error::CaptureError;
 use crate::options::Options;
 
 /// The image a capture produces.
@@ -19,28 +21,23 @@ pub struct Target {
     pub existing: bool,
 }
 
-fn missing(node: &str, col: &str) -> HandlerError {
-    HandlerError::Failed(format!(
-        "{node} has no nodetype.{col}; set it first, e.g. `chtab node={node} nodetype.{col}=VALUE` \
-         (or on one of its groups)"
-    ))
-}
-
 /// os, arch and profile become directory and file names (the image
 /// directory, the exclusion-list lookup): refuse anything that could climb.
-fn check_names(node: &str, names: &[(&str, &str)]) -> Result<(), HandlerError> {
+fn check_names(node: &str, names: &[(&'static str, &str)]) -> Result<(), CaptureError> {
     for (what, v) in names {
         if v.is_empty() || v.contains('/') || *v == "." || *v == ".." || v.contains('\0') {
-            return Err(HandlerError::Failed(format!(
-                "{node}: {what} {v:?} cannot be used as a directory name"
-            )));
+            return Err(CaptureError::BadName {
+                node: node.to_string(),
+                what,
+                value: v.to_string(),
+            });
         }
     }
     Ok(())
 }
 
 /// The install directory: `site.installdir`, else the daemon's setting.
-pub async fn install_dir(ctx: &Context) -> Result<PathBuf, HandlerError> {
+pub async fn install_dir(ctx: &Context) -> Result<PathBuf, CaptureError> {
     Ok(match ctx.db.site("installdir").await? {
         Some(d) if !d.trim().is_empty() => PathBuf::from(d.trim()),
         _ => ctx.settings.install_dir.clone(),
@@ -57,92 +54,159 @@ pub fn same_arch(a: &str, b: &str) -> bool {
     norm(a) == norm(b)
 }
 
-pub async fn resolve(ctx: &Context, node: &str, opts: &Options) -> Result<Target, HandlerError> {
-    let attrs = ctx
-        .db
-        .node_attrs(&[node.to_string()], "nodetype", &["os", "arch", "profile"])
-        .await?;
-    let mut a = attrs.get(node).cloned().unwrap_or_default();
-    // An attribute set to nothing is as good as missing.
-    a.retain(|_, v| !v.trim().is_empty());
-    let os = a.get("os").cloned().ok_or_else(|| missing(node, "os"))?;
-    let arch = a
-        .get("arch")
-        .cloned()
-        .ok_or_else(|| missing(node, "arch"))?;
-    let install = install_dir(ctx).await?;
+/// What the node's `nodetype` row says (set to nothing counts as missing).
+struct NodeType {
+    node: String,
+    os: String,
+    arch: String,
+    profile: Option<String>,
+}
 
-    if let Some(img) = &opts.osimage {
-        let os_row = ctx.db.get_row("osimage", img).await?.ok_or_else(|| {
-            HandlerError::Failed(format!(
-                "osimage {img} is not defined; create it (chtab imagename={img} osimage.osvers=...) or omit -o"
-            ))
-        })?;
-        let li_row = ctx.db.get_row("linuximage", img).await?.ok_or_else(|| {
-            HandlerError::Failed(format!(
-                "linuximage {img} is not defined; set linuximage.rootimgdir for it"
-            ))
-        })?;
-        if let Some(v) = os_row.get("osvers") {
-            if v != &os {
-                return Err(HandlerError::Failed(format!(
-                    "osimage {img} is for {v} but {node} runs {os} (nodetype.os); pick a matching image"
-                )));
-            }
-        }
-        if let Some(v) = os_row.get("osarch") {
-            if !same_arch(v, &arch) {
-                return Err(HandlerError::Failed(format!(
-                    "osimage {img} is for {v} but {node} is {arch} (nodetype.arch); pick a matching image"
-                )));
-            }
-        }
-        let dir = li_row
-            .get("rootimgdir")
-            .map(|d| d.trim().to_string())
-            .filter(|d| !d.is_empty())
-            .ok_or_else(|| {
-                HandlerError::Failed(format!(
-                    "linuximage {img} has no rootimgdir; set linuximage.rootimgdir"
-                ))
-            })?;
-        // A relative directory would land wherever the daemon happens to run.
-        if !dir.starts_with('/') {
-            return Err(HandlerError::Failed(format!(
-                "linuximage.rootimgdir of {img} is {dir:?}, not an absolute path; set it to the image's full path"
-            )));
-        }
-        let profile = opts
-            .profile
-            .clone()
-            .or_else(|| os_row.get("profile").cloned())
-            .or_else(|| a.get("profile").cloned())
-            .ok_or_else(|| missing(node, "profile"))?;
-        check_names(node, &[("os", &os), ("arch", &arch), ("profile", &profile)])?;
-        return Ok(Target {
-            imagename: img.clone(),
-            dir: PathBuf::from(dir),
+impl NodeType {
+    async fn read(ctx: &Context, node: &str) -> Result<NodeType, CaptureError> {
+        let attrs = ctx
+            .db
+            .node_attrs(&[node.to_string()], "nodetype", &["os", "arch", "profile"])
+            .await?;
+        let mut a = attrs.get(node).cloned().unwrap_or_default();
+        a.retain(|_, v| !v.trim().is_empty());
+        let mut take = |column: &'static str| {
+            a.remove(column).ok_or_else(|| CaptureError::MissingAttr {
+                node: node.to_string(),
+                column,
+            })
+        };
+        let (os, arch) = (take("os")?, take("arch")?);
+        Ok(NodeType {
+            node: node.to_string(),
             os,
             arch,
-            profile,
-            existing: true,
-        });
+            profile: a.remove("profile"),
+        })
     }
 
-    let profile = opts
-        .profile
-        .clone()
-        .or_else(|| a.get("profile").cloned())
-        .ok_or_else(|| missing(node, "profile"))?;
-    check_names(node, &[("os", &os), ("arch", &arch), ("profile", &profile)])?;
+    /// The profile: `given`, else the node's own; checked, with os and
+    /// arch, as directory names.
+    fn profile(&self, given: Option<String>) -> Result<String, CaptureError> {
+        let node = &self.node;
+        let profile =
+            given
+                .or_else(|| self.profile.clone())
+                .ok_or_else(|| CaptureError::MissingAttr {
+                    node: node.clone(),
+                    column: "profile",
+                })?;
+        check_names(
+            node,
+            &[
+                ("os", &self.os),
+                ("arch", &self.arch),
+                ("profile", &profile),
+            ],
+        )?;
+        Ok(profile)
+    }
+}
+
+/// Where the capture of `node` goes: the existing image `-o` names, else
+/// the one its attributes name under the install directory.
+pub async fn resolve(ctx: &Context, node: &str, opts: &Options) -> Result<Target, CaptureError> {
+    let nt = NodeType::read(ctx, node).await?;
+    match &opts.osimage {
+        Some(img) => existing(ctx, img, nt, opts).await,
+        None => {
+            let install = install_dir(ctx).await?;
+            let profile = nt.profile(opts.profile.clone())?;
+            Ok(Target {
+                imagename: format!("{}-{}-netboot-{profile}", nt.os, nt.arch),
+                dir: install
+                    .join("netboot")
+                    .join(&nt.os)
+                    .join(&nt.arch)
+                    .join(&profile),
+                os: nt.os,
+                arch: nt.arch,
+                profile,
+                existing: false,
+            })
+        }
+    }
+}
+
+/// `-o IMAGE`: its rows must exist, be for the node's os and arch, and
+/// name an absolute image directory.
+async fn existing(
+    ctx: &Context,
+    img: &str,
+    nt: NodeType,
+    opts: &Options,
+) -> Result<Target, CaptureError> {
+    let image = || img.to_string();
+    let os_row = ctx
+        .db
+        .get_row("osimage", img)
+        .await?
+        .ok_or_else(|| CaptureError::NoOsimage { image: image() })?;
+    let li_row = ctx
+        .db
+        .get_row("linuximage", img)
+        .await?
+        .ok_or_else(|| CaptureError::NoLinuximage { image: image() })?;
+    check_match(img, &nt, &os_row)?;
+    let dir = rootimgdir(img, &li_row)?;
+    let profile = nt.profile(
+        opts.profile
+            .clone()
+            .or_else(|| os_row.get("profile").cloned()),
+    )?;
     Ok(Target {
-        imagename: format!("{os}-{arch}-netboot-{profile}"),
-        dir: install.join("netboot").join(&os).join(&arch).join(&profile),
-        os,
-        arch,
+        imagename: image(),
+        dir: PathBuf::from(dir),
+        os: nt.os,
+        arch: nt.arch,
         profile,
-        existing: false,
+        existing: true,
     })
+}
+
+/// The osimage's `osvers` and `osarch`, where set, against the node's.
+fn check_match(img: &str, nt: &NodeType, os_row: &Attrs) -> Result<(), CaptureError> {
+    if let Some(v) = os_row.get("osvers").filter(|v| **v != nt.os) {
+        return Err(CaptureError::ImageOs {
+            image: img.to_string(),
+            image_os: v.clone(),
+            node: nt.node.clone(),
+            os: nt.os.clone(),
+        });
+    }
+    if let Some(v) = os_row.get("osarch").filter(|v| !same_arch(v, &nt.arch)) {
+        return Err(CaptureError::ImageArch {
+            image: img.to_string(),
+            image_arch: v.clone(),
+            node: nt.node.clone(),
+            arch: nt.arch.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// `linuximage.rootimgdir`, which must be set and absolute (a relative
+/// directory would land wherever the daemon happens to run).
+fn rootimgdir(img: &str, li_row: &Attrs) -> Result<String, CaptureError> {
+    let dir = li_row
+        .get("rootimgdir")
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| CaptureError::NoRootimgdir {
+            image: img.to_string(),
+        })?;
+    if !dir.starts_with('/') {
+        return Err(CaptureError::RelativeRootimgdir {
+            image: img.to_string(),
+            dir,
+        });
+    }
+    Ok(dir)
 }
 
 /// Upsert the osimage and linuximage rows of a captured image.
@@ -153,7 +217,7 @@ pub async fn register(
     kernel: &str,
     opts: &Options,
     when: &str,
-) -> Result<(), HandlerError> {
+) -> Result<(), CaptureError> {
     let description = format!("captured from {node} at {when}");
     let dir = t.dir.display().to_string();
     ctx.db

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use xcat_image::pack::PackError as ArchiveError;
-use xcat_jobkit::{error_chain, is_disk_full, LockError, TaskFailed};
+use xcat_jobkit::{is_disk_full, LockError, TaskFailed};
 use xcat_plugin::{ClientGone, HandlerError};
 
 use crate::boot::BootError;
@@ -106,11 +106,8 @@ impl From<PackError> for HandlerError {
         match e {
             PackError::Cancelled => HandlerError::Cancelled,
             PackError::ClientGone => HandlerError::ClientGone,
-            e => {
-                // The client gets the sentence; the log also gets what lies beneath it.
-                tracing::warn!(error = %error_chain(&e), "packimage failed");
-                HandlerError::Failed(e.to_string())
-            }
+            // The client gets the sentence; the daemon logs the sources beneath it.
+            e => HandlerError::typed(e),
         }
     }
 }
@@ -159,7 +156,7 @@ mod tests {
         assert!(matches!(HandlerError::from(e), HandlerError::ClientGone));
         let e = PackError::NotDefined { image: "n".into() };
         assert!(
-            matches!(HandlerError::from(e), HandlerError::Failed(m) if m.starts_with("image n is not defined"))
+            matches!(HandlerError::from(e), HandlerError::Typed(e) if e.to_string().starts_with("image n is not defined"))
         );
     }
 }
