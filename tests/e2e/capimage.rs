@@ -16,6 +16,7 @@ fn image_dir(d: &Daemon) -> std::path::PathBuf {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn capture_is_faithful_and_registered() {
     let node = TestBed::node_with(
         "cap",

@@ -123,6 +123,7 @@ fn check_whole(rootimg: &Path, possibly_inconsistent: &[String]) -> usize {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn busy_node_captures_twenty_times_in_a_row() {
     let node = TestBed::node("busy");
     let (d, x) = daemon(&node);
@@ -186,6 +187,7 @@ fn confine_root_shell(node: &Node) {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn unreadable_file_still_fails_naming_it() {
     let node = TestBed::node("unread");
     let (d, x) = daemon(&node);

@@ -560,6 +560,7 @@ fn file_facts(p: &Path) -> String {
 // ----------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn hostile_node_cannot_write_outside_the_staging_tree() {
     let node = TestBed::node("hostile");
     let d = daemon(&[&node]);
@@ -867,6 +868,7 @@ fn free_bytes(p: &Path) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn node_killed_mid_capture_leaves_the_image_intact() {
     let node = TestBed::node("killed");
     let d = daemon(&[&node]);
@@ -890,6 +892,7 @@ fn node_killed_mid_capture_leaves_the_image_intact() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn ssh_session_killed_or_link_cut_mid_capture() {
     let node = TestBed::node("cut");
     let d = daemon(&[&node]);
@@ -983,6 +986,7 @@ impl Drop for LoopFs {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn image_filesystem_full_mid_capture() {
     let node = TestBed::node("full");
     let d = daemon(&[&node]);
@@ -1032,6 +1036,7 @@ fn image_filesystem_full_mid_capture() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn client_interrupt_aborts_the_capture() {
     let node = TestBed::node("sigint");
     let d = daemon(&[&node]);
@@ -1085,6 +1090,7 @@ fn client_interrupt_aborts_the_capture() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn daemon_killed_mid_capture_is_cleaned_up_at_restart() {
     let node = TestBed::node("dkill");
     let mut d = daemon(&[&node]);
@@ -1130,6 +1136,7 @@ fn daemon_killed_mid_capture_is_cleaned_up_at_restart() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn one_capture_per_image_and_parallel_captures_of_different_images() {
     let a = TestBed::node("para");
     let b = TestBed::node("parb");

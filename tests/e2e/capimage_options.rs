@@ -109,6 +109,7 @@ fn exlist_source(output: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn exclusion_lists_lookup_order_reincludes_includes_and_dry_run() {
     let t0 = Instant::now();
     let node = TestBed::node("exl");
@@ -336,6 +337,7 @@ fn exclusion_lists_lookup_order_reincludes_includes_and_dry_run() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn sysclean_cleans_and_reports_and_no_sysclean_keeps() {
     let t0 = Instant::now();
     let node = TestBed::node("scl");
@@ -475,6 +477,7 @@ fn attrs(lsdef: &str) -> std::collections::BTreeMap<String, String> {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn capture_registers_tables_and_osimage_option() {
     let t0 = Instant::now();
     let node = TestBed::node("tab");
@@ -638,6 +641,7 @@ fn capture_registers_tables_and_osimage_option() {
 }
 
 #[test]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
 fn usage_errors_exit_one_with_a_clear_message() {
     // Nodes here are never reached: ssh goes to a closed loopback port.
     let d = Daemon::start_with(DaemonOptions {
@@ -725,6 +729,7 @@ fn usage_errors_exit_one_with_a_clear_message() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn a_node_whose_root_is_not_on_disk_is_refused() {
     let node = TestBed::node_with("ovl", &NodeOptions::light());
     let fstype = node.sh("awk '$2 == \"/\" {t=$3} END {print t}' /proc/self/mounts");
@@ -749,6 +754,7 @@ fn a_node_whose_root_is_not_on_disk_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn progress_lines_stream_about_once_a_second() {
     let node = TestBed::node("prg");
     // A few hundred MB that neither zstd nor sparse detection shrink, and many files.
@@ -914,6 +920,7 @@ fn progress_lines_stream_about_once_a_second() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn files_over_4_gib_survive_sparse() {
     let t0 = Instant::now();
     let node = TestBed::node_with(

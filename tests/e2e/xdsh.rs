@@ -89,6 +89,7 @@ fn forged_known_hosts(node: &Node, dir: &Path) -> String {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn runs_on_every_node_with_the_node_name_prefixed() {
     let t = Instant::now();
     let n1 = TestBed::node_with("xdok", &NodeOptions::light());
@@ -150,6 +151,7 @@ fn runs_on_every_node_with_the_node_name_prefixed() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn down_node_wrong_host_key_and_refused_key_are_told_apart() {
     let t = Instant::now();
     let good = TestBed::node_with("xdgood", &NodeOptions::light());
@@ -235,6 +237,7 @@ fn remote_sleeps(node: &Node) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn client_abort_kills_the_remote_command() {
     let n1 = TestBed::node_with("xdabort", &NodeOptions::light());
     let d = Daemon::for_nodes(&[&n1], "");
