@@ -423,3 +423,72 @@ impl Daemon {
         self.child = Some(child);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Helpers the capture tests share.
+// ---------------------------------------------------------------------------
+
+impl Daemon {
+    /// Where a capture of a `compute`-group node (debian12, x86_64) with
+    /// `profile` puts its image.
+    pub fn image_dir(&self, profile: &str) -> PathBuf {
+        self.install_dir()
+            .join("netboot/debian12/x86_64")
+            .join(profile)
+    }
+}
+
+/// A process's stdout then stderr, for assertion messages.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The manifest of a tree, for comparisons.
+pub fn manifest(p: &Path) -> xcat_image::Manifest {
+    xcat_image::scan_tree(p).unwrap_or_else(|e| panic!("scan {}: {e}", p.display()))
+}
+
+/// Run a host command that must succeed; returns its stdout.
+pub fn host(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run `cmd` in a test-bed node's network namespace (from the host, so the
+/// node cannot undo it).
+pub fn in_node_netns(node: &xcat_remote::testbed::Node, cmd: &[&str]) -> String {
+    let pid = node.init_pid.to_string();
+    let mut args = vec!["-t", pid.as_str(), "-n"];
+    args.extend_from_slice(cmd);
+    host("nsenter", &args)
+}
+
+/// Limit what a node sends (its uplink, which carries the capture stream)
+/// with a token bucket on its interface: tc from iproute2, sch_tbf.
+pub fn shape_uplink(node: &xcat_remote::testbed::Node, rate: &str, burst: &str, latency: &str) {
+    in_node_netns(
+        node,
+        &[
+            "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate, "burst", burst,
+            "latency", latency,
+        ],
+    );
+}
+
+/// Undo [`shape_uplink`].
+pub fn unshape_uplink(node: &xcat_remote::testbed::Node) {
+    in_node_netns(node, &["tc", "qdisc", "del", "dev", "eth0", "root"]);
+}

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use xcat_image::report::CaptureReport;
 use xcat_remote::testbed::{Node, TestBed};
-use xcatd_tests::Daemon;
+use xcatd_tests::{output_text as text, Daemon};
 
 /// The default exclusions plus most of `/usr`, so one capture takes seconds.
 const EXLIST: &str = "./tmp/*\n./proc/*\n./sys/*\n./dev/*\n./run/*\n./xcatpost/*\n./install/*\n\
@@ -60,14 +60,6 @@ fn daemon(node: &Node) -> (Daemon, String) {
     let x = d.root().join("busy.exlist");
     std::fs::write(&x, EXLIST).expect("exlist");
     (d, x.display().to_string())
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn report(dir: &Path) -> CaptureReport {

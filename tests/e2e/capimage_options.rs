@@ -9,19 +9,7 @@ use std::time::{Duration, Instant};
 
 use xcat_remote::testbed::{Mode, Node, NodeOptions, TestBed};
 use xcatd_proto::{client, Request, Response};
-use xcatd_tests::{bin, Daemon, DaemonOptions};
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn image_dir(d: &Daemon) -> PathBuf {
-    d.install_dir().join("netboot/debian12/x86_64/compute")
-}
+use xcatd_tests::{bin, output_text as text, shape_uplink, Daemon, DaemonOptions};
 
 /// The node's root as the host sees it.
 fn node_root(node: &Node) -> PathBuf {
@@ -124,7 +112,7 @@ fn exclusion_lists_lookup_order_reincludes_includes_and_dry_run() {
     );
     let share = tempfile::tempdir().unwrap();
     let d = daemon_with_share(&node, share.path());
-    let dir = image_dir(&d);
+    let dir = d.image_dir("compute");
     let dry = |extra: &[&str]| -> String {
         let mut args = vec!["capimage", node.name.as_str(), "--dry-run"];
         args.extend_from_slice(extra);
@@ -350,7 +338,7 @@ fn sysclean_cleans_and_reports_and_no_sysclean_keeps() {
 proc /proc proc defaults 0 0\\ntmpfs /tmp tmpfs defaults 0 0\\n# a comment\\n' > /etc/fstab",
     );
     let d = Daemon::for_nodes(&[&node], "");
-    let dir = image_dir(&d);
+    let dir = d.image_dir("compute");
     let rootimg = dir.join("rootimg");
     let keys = [
         "ssh_host_ed25519_key",
@@ -483,7 +471,7 @@ fn capture_registers_tables_and_osimage_option() {
     let node = TestBed::node("tab");
     let kernel = node.sh("uname -r").trim().to_string();
     let d = Daemon::for_nodes(&[&node], "");
-    let dir = image_dir(&d);
+    let dir = d.image_dir("compute");
 
     capture_ok(&d, &["capimage", &node.name]);
     let a = attrs(&d.ok(&["lsdef", "-t", "osimage", "debian12-x86_64-netboot-compute"]));
@@ -748,7 +736,7 @@ fn a_node_whose_root_is_not_on_disk_is_refused() {
         "{all}"
     );
     assert!(
-        !image_dir(&d).exists(),
+        !d.image_dir("compute").exists(),
         "a refused capture created the image directory"
     );
 }
@@ -764,28 +752,7 @@ fn progress_lines_stream_about_once_a_second() {
     );
     // A link of 400 Mbit/s out of the node (token bucket on its interface):
     // the capture lasts several seconds however fast this machine is.
-    let tc = Command::new("nsenter")
-        .args([
-            "-t",
-            &node.init_pid.to_string(),
-            "-n",
-            "tc",
-            "qdisc",
-            "add",
-            "dev",
-            "eth0",
-            "root",
-        ])
-        .args([
-            "tbf", "rate", "400mbit", "burst", "256kb", "latency", "200ms",
-        ])
-        .output()
-        .expect("run tc");
-    assert!(
-        tc.status.success(),
-        "tc (iproute2, sch_tbf) failed: {}",
-        text(&tc)
-    );
+    shape_uplink(&node, "400mbit", "256kb", "200ms");
     let name = node.name.clone();
     let d = Daemon::for_nodes(&[&node], "");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -909,7 +876,7 @@ fn progress_lines_stream_about_once_a_second() {
         "{summary}"
     );
     assert!(info.iter().any(|l| l.contains("next: packimage")), "{dump}");
-    let rootimg = image_dir(&d).join("rootimg/srv/bulk");
+    let rootimg = d.image_dir("compute").join("rootimg/srv/bulk");
     assert_eq!(
         std::fs::metadata(rootimg.join("random.bin")).unwrap().len(),
         200 << 20
@@ -944,7 +911,9 @@ fn files_over_4_gib_survive_sparse() {
         t.elapsed().as_secs_f64()
     );
 
-    let got = image_dir(&d).join("rootimg/srv/edgecases/sparse-5g");
+    let got = d
+        .image_dir("compute")
+        .join("rootimg/srv/edgecases/sparse-5g");
     let meta = std::fs::metadata(&got).expect("the big file was captured");
     assert_eq!(meta.len(), 5 << 30, "size");
     assert!(
