@@ -2,8 +2,10 @@
 //! certificates on a loopback port, and the real `xcatclient` binary.
 //!
 //! The binaries are taken from the cargo target directory this test binary
-//! was built into; build them first (`cargo build --workspace --bins`), which
-//! the README's test command does.
+//! was built into (or from `XCATD_BIN_DIR`); build them first (`cargo build
+//! --workspace --bins`), which the README's test command does. Cargo builds
+//! no other package's binaries for these tests, so every end-to-end test is
+//! of a tier that plain `cargo test` ignores (see `tiers.rs`).
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -19,13 +21,16 @@ use xcatd_proto::client::{load_certs, load_key, ClientConfig};
 
 /// Path of a binary built from this workspace.
 pub fn bin(name: &str) -> PathBuf {
-    if let Ok(dir) = std::env::var("XCATD_BIN_DIR") {
-        return PathBuf::from(dir).join(name);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test-binary>
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let p = profile_dir.join(name);
+    let dir = match std::env::var("XCATD_BIN_DIR") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => {
+            let exe = std::env::current_exe().expect("current exe");
+            // target/<profile>/deps/<test-binary>
+            let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+            profile_dir.to_path_buf()
+        }
+    };
+    let p = dir.join(name);
     assert!(
         p.exists(),
         "{} is missing: run `cargo build --workspace --bins` before the tests",
