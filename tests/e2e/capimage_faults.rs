@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use xcat_image::Manifest;
 use xcat_remote::testbed::{Node, TestBed};
 use xcatd_tests::{
-    bin, host, in_node_netns, manifest, output_text as text, shape_uplink, unshape_uplink, Daemon,
-    DaemonOptions,
+    bin, host, in_node_netns, manifest, output_text as text, shape_uplink, ssh_config_for,
+    unshape_uplink, Daemon, DaemonOptions,
 };
 
 /// Exclusions for every capture here: the defaults plus most of `/usr`.
@@ -42,11 +42,10 @@ const SLOW: &str = "2mbit";
 fn daemon(nodes: &[&Node]) -> Daemon {
     let first = nodes.first().expect("a node");
     let d = Daemon::start_with(DaemonOptions {
+        // The bed's [ssh] lines, then options in the same section.
         extra_config: format!(
-            "[ssh]\nidentity = {:?}\nknown_hosts = {:?}\nconnect_timeout = 5\n\
-             options = [\"ServerAliveInterval=2\", \"ServerAliveCountMax=3\"]\n",
-            first.identity.display().to_string(),
-            first.bed_known_hosts.display().to_string()
+            "{}options = [\"ServerAliveInterval=2\", \"ServerAliveCountMax=3\"]\n",
+            ssh_config_for(first)
         ),
         ..Default::default()
     });

@@ -31,19 +31,7 @@ fn daemon_with_known_hosts(nodes: &[&Node], known_hosts: &Path) -> Daemon {
         ),
         ..Default::default()
     });
-    d.ok(&["chtab", "node=compute", "nodetype.os=debian12"]);
-    for n in nodes {
-        d.ok(&[
-            "chtab",
-            &format!("node={}", n.name),
-            "nodelist.groups=compute,all",
-        ]);
-        d.ok(&[
-            "chtab",
-            &format!("node={}", n.name),
-            &format!("hosts.ip={}", n.addr),
-        ]);
-    }
+    d.define_nodes(nodes);
     d
 }
 
