@@ -251,7 +251,8 @@ fn every_format_round_trips_through_the_standard_tools() {
 
 #[test]
 fn cpio_refuses_files_of_4_gib_and_keeps_the_previous_archive() {
-    require_tools(TOOLS);
+    // Refused from the survey: no archiver or compressor runs.
+    require_tools(&["truncate"]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
