@@ -2,8 +2,10 @@
 //! certificates on a loopback port, and the real `xcatclient` binary.
 //!
 //! The binaries are taken from the cargo target directory this test binary
-//! was built into; build them first (`cargo build --workspace --bins`), which
-//! the README's test command does.
+//! was built into (or from `XCATD_BIN_DIR`); build them first (`cargo build
+//! --workspace --bins`), which the README's test command does. Cargo builds
+//! no other package's binaries for these tests, so every end-to-end test is
+//! of a tier that plain `cargo test` ignores (see `tiers.rs`).
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -19,13 +21,16 @@ use xcatd_proto::client::{load_certs, load_key, ClientConfig};
 
 /// Path of a binary built from this workspace.
 pub fn bin(name: &str) -> PathBuf {
-    if let Ok(dir) = std::env::var("XCATD_BIN_DIR") {
-        return PathBuf::from(dir).join(name);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test-binary>
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let p = profile_dir.join(name);
+    let dir = match std::env::var("XCATD_BIN_DIR") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => {
+            let exe = std::env::current_exe().expect("current exe");
+            // target/<profile>/deps/<test-binary>
+            let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+            profile_dir.to_path_buf()
+        }
+    };
+    let p = dir.join(name);
     assert!(
         p.exists(),
         "{} is missing: run `cargo build --workspace --bins` before the tests",
@@ -422,4 +427,73 @@ impl Daemon {
         self.addr = addr;
         self.child = Some(child);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers the capture tests share.
+// ---------------------------------------------------------------------------
+
+impl Daemon {
+    /// Where a capture of a `compute`-group node (debian12, x86_64) with
+    /// `profile` puts its image.
+    pub fn image_dir(&self, profile: &str) -> PathBuf {
+        self.install_dir()
+            .join("netboot/debian12/x86_64")
+            .join(profile)
+    }
+}
+
+/// A process's stdout then stderr, for assertion messages.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The manifest of a tree, for comparisons.
+pub fn manifest(p: &Path) -> xcat_image::Manifest {
+    xcat_image::scan_tree(p).unwrap_or_else(|e| panic!("scan {}: {e}", p.display()))
+}
+
+/// Run a host command that must succeed; returns its stdout.
+pub fn host(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        output_text(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run `cmd` in a test-bed node's network namespace (from the host, so the
+/// node cannot undo it).
+pub fn in_node_netns(node: &xcat_remote::testbed::Node, cmd: &[&str]) -> String {
+    let pid = node.init_pid.to_string();
+    let mut args = vec!["-t", pid.as_str(), "-n"];
+    args.extend_from_slice(cmd);
+    host("nsenter", &args)
+}
+
+/// Limit what a node sends (its uplink, which carries the capture stream)
+/// with a token bucket on its interface: tc from iproute2, sch_tbf.
+pub fn shape_uplink(node: &xcat_remote::testbed::Node, rate: &str, burst: &str, latency: &str) {
+    in_node_netns(
+        node,
+        &[
+            "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", rate, "burst", burst,
+            "latency", latency,
+        ],
+    );
+}
+
+/// Undo [`shape_uplink`].
+pub fn unshape_uplink(node: &xcat_remote::testbed::Node) {
+    in_node_netns(node, &["tc", "qdisc", "del", "dev", "eth0", "root"]);
 }

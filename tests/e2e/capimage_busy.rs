@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use xcat_image::report::CaptureReport;
 use xcat_remote::testbed::{Node, TestBed};
-use xcatd_tests::Daemon;
+use xcatd_tests::{output_text as text, Daemon};
 
 /// The default exclusions plus most of `/usr`, so one capture takes seconds.
 const EXLIST: &str = "./tmp/*\n./proc/*\n./sys/*\n./dev/*\n./run/*\n./xcatpost/*\n./install/*\n\
@@ -60,14 +60,6 @@ fn daemon(node: &Node) -> (Daemon, String) {
     let x = d.root().join("busy.exlist");
     std::fs::write(&x, EXLIST).expect("exlist");
     (d, x.display().to_string())
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn report(dir: &Path) -> CaptureReport {
@@ -123,6 +115,7 @@ fn check_whole(rootimg: &Path, possibly_inconsistent: &[String]) -> usize {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn busy_node_captures_twenty_times_in_a_row() {
     let node = TestBed::node("busy");
     let (d, x) = daemon(&node);
@@ -186,6 +179,7 @@ fn confine_root_shell(node: &Node) {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn unreadable_file_still_fails_naming_it() {
     let node = TestBed::node("unread");
     let (d, x) = daemon(&node);

@@ -15,13 +15,16 @@
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use xcat_image::{scan_tree, Manifest};
+use xcat_image::Manifest;
 use xcat_remote::testbed::{Node, TestBed};
-use xcatd_tests::{bin, Daemon, DaemonOptions};
+use xcatd_tests::{
+    bin, host, in_node_netns, manifest, output_text as text, shape_uplink, ssh_config_for,
+    unshape_uplink, Daemon, DaemonOptions,
+};
 
 /// Exclusions for every capture here: the defaults plus most of `/usr`.
 const EXLIST: &str = "./tmp/*\n./proc/*\n./sys/*\n./dev/*\n./run/*\n./xcatpost/*\n./install/*\n\
@@ -39,11 +42,10 @@ const SLOW: &str = "2mbit";
 fn daemon(nodes: &[&Node]) -> Daemon {
     let first = nodes.first().expect("a node");
     let d = Daemon::start_with(DaemonOptions {
+        // The bed's [ssh] lines, then options in the same section.
         extra_config: format!(
-            "[ssh]\nidentity = {:?}\nknown_hosts = {:?}\nconnect_timeout = 5\n\
-             options = [\"ServerAliveInterval=2\", \"ServerAliveCountMax=3\"]\n",
-            first.identity.display().to_string(),
-            first.bed_known_hosts.display().to_string()
+            "{}options = [\"ServerAliveInterval=2\", \"ServerAliveCountMax=3\"]\n",
+            ssh_config_for(first)
         ),
         ..Default::default()
     });
@@ -56,12 +58,6 @@ fn exlist_path(d: &Daemon) -> PathBuf {
     d.root().join("faults.exlist")
 }
 
-fn image_dir(d: &Daemon, profile: &str) -> PathBuf {
-    d.install_dir()
-        .join("netboot/debian12/x86_64")
-        .join(profile)
-}
-
 fn capture_args(node: &str, profile: &str, x: &str) -> Vec<String> {
     vec![
         "capimage".into(),
@@ -71,14 +67,6 @@ fn capture_args(node: &str, profile: &str, x: &str) -> Vec<String> {
         "-x".into(),
         x.into(),
     ]
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A capture that must succeed.
@@ -97,10 +85,6 @@ fn capture_ok(d: &Daemon, node: &Node, profile: &str) -> Duration {
     );
     assert!(text(&out).contains("capimage: captured"), "{}", text(&out));
     t.elapsed()
-}
-
-fn manifest(p: &Path) -> Manifest {
-    scan_tree(p).unwrap_or_else(|e| panic!("scan {}: {e}", p.display()))
 }
 
 fn staging_dirs(dir: &Path) -> Vec<PathBuf> {
@@ -189,95 +173,21 @@ fn dir_entries(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Run a host command that must succeed.
-fn host(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        text(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Limit what the node sends (its uplink: the capture stream).
 fn throttle(node: &Node, rate: &str) {
-    host(
-        "nsenter",
-        &[
-            "-t",
-            &node.init_pid.to_string(),
-            "-n",
-            "tc",
-            "qdisc",
-            "replace",
-            "dev",
-            "eth0",
-            "root",
-            "tbf",
-            "rate",
-            rate,
-            "burst",
-            "32kb",
-            "latency",
-            "500ms",
-        ],
-    );
-}
-
-fn unthrottle(node: &Node) {
-    host(
-        "nsenter",
-        &[
-            "-t",
-            &node.init_pid.to_string(),
-            "-n",
-            "tc",
-            "qdisc",
-            "del",
-            "dev",
-            "eth0",
-            "root",
-        ],
-    );
+    shape_uplink(node, rate, "32kb", "500ms");
 }
 
 fn link(node: &Node, state: &str) {
-    host(
-        "nsenter",
-        &[
-            "-t",
-            &node.init_pid.to_string(),
-            "-n",
-            "ip",
-            "link",
-            "set",
-            "eth0",
-            state,
-        ],
-    );
+    in_node_netns(node, &["ip", "link", "set", "eth0", state]);
 }
 
 /// After the link came back: the default route the link-down removed, and
 /// wait until the node's sshd answers again.
 fn restore_route(node: &Node) {
-    host(
-        "nsenter",
-        &[
-            "-t",
-            &node.init_pid.to_string(),
-            "-n",
-            "ip",
-            "route",
-            "replace",
-            "default",
-            "via",
-            "10.99.0.1",
-        ],
+    in_node_netns(
+        node,
+        &["ip", "route", "replace", "default", "via", "10.99.0.1"],
     );
     let addr: std::net::SocketAddr = format!("{}:22", node.addr).parse().expect("node address");
     wait_until(
@@ -560,6 +470,7 @@ fn file_facts(p: &Path) -> String {
 // ----------------------------------------------------------------------------
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn hostile_node_cannot_write_outside_the_staging_tree() {
     let node = TestBed::node("hostile");
     let d = daemon(&[&node]);
@@ -572,7 +483,7 @@ fn hostile_node_cannot_write_outside_the_staging_tree() {
     );
     let t = capture_ok(&d, &node, "compute");
     eprintln!("first capture: {:.1}s", t.as_secs_f64());
-    let dir = image_dir(&d, "compute");
+    let dir = d.image_dir("compute");
     let before = Published::record(&dir);
 
     // Host-side canaries: a directory next to the install dir and a unique
@@ -815,7 +726,7 @@ fn hostile_node_cannot_write_outside_the_staging_tree() {
             "{case} with tar exit 0:\n{}",
             text(&out)
         );
-        image_dir(&d, profile).join("rootimg")
+        d.image_dir(profile).join("rootimg")
     };
     let accepted = accept("absolute names", "accepted-absolute");
     assert_eq!(
@@ -867,11 +778,12 @@ fn free_bytes(p: &Path) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn node_killed_mid_capture_leaves_the_image_intact() {
     let node = TestBed::node("killed");
     let d = daemon(&[&node]);
     capture_ok(&d, &node, "compute");
-    let dir = image_dir(&d, "compute");
+    let dir = d.image_dir("compute");
     let before = Published::record(&dir);
 
     throttle(&node, SLOW);
@@ -890,11 +802,12 @@ fn node_killed_mid_capture_leaves_the_image_intact() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn ssh_session_killed_or_link_cut_mid_capture() {
     let node = TestBed::node("cut");
     let d = daemon(&[&node]);
     capture_ok(&d, &node, "compute");
-    let dir = image_dir(&d, "compute");
+    let dir = d.image_dir("compute");
     let before = Published::record(&dir);
 
     // 1. The sshd process serving the capture dies.
@@ -930,7 +843,7 @@ fn ssh_session_killed_or_link_cut_mid_capture() {
     before.assert_intact("after the link was cut");
 
     // The image directory is not left locked: the next capture works.
-    unthrottle(&node);
+    unshape_uplink(&node);
     capture_ok(&d, &node, "compute");
 }
 
@@ -983,6 +896,7 @@ impl Drop for LoopFs {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn image_filesystem_full_mid_capture() {
     let node = TestBed::node("full");
     let d = daemon(&[&node]);
@@ -994,7 +908,7 @@ fn image_filesystem_full_mid_capture() {
         1024,
     );
     capture_ok(&d, &node, "compute");
-    let dir = image_dir(&d, "compute");
+    let dir = d.image_dir("compute");
     let before = Published::record(&dir);
 
     throttle(&node, SLOW);
@@ -1032,11 +946,12 @@ fn image_filesystem_full_mid_capture() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn client_interrupt_aborts_the_capture() {
     let node = TestBed::node("sigint");
     let d = daemon(&[&node]);
     capture_ok(&d, &node, "compute");
-    let dir = image_dir(&d, "compute");
+    let dir = d.image_dir("compute");
     let before = Published::record(&dir);
 
     throttle(&node, SLOW);
@@ -1085,11 +1000,12 @@ fn client_interrupt_aborts_the_capture() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn daemon_killed_mid_capture_is_cleaned_up_at_restart() {
     let node = TestBed::node("dkill");
     let mut d = daemon(&[&node]);
     capture_ok(&d, &node, "compute");
-    let dir = image_dir(&d, "compute");
+    let dir = d.image_dir("compute");
     let before = Published::record(&dir);
     let journal = d.root().join("state/capimage-journal");
 
@@ -1125,11 +1041,12 @@ fn daemon_killed_mid_capture_is_cleaned_up_at_restart() {
     before.assert_intact("after the daemon was killed and restarted");
 
     // The restarted daemon captures into the same image.
-    unthrottle(&node);
+    unshape_uplink(&node);
     capture_ok(&d, &node, "compute");
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn one_capture_per_image_and_parallel_captures_of_different_images() {
     let a = TestBed::node("para");
     let b = TestBed::node("parb");
@@ -1138,7 +1055,7 @@ fn one_capture_per_image_and_parallel_captures_of_different_images() {
     // Different images: both run at once and both succeed.
     throttle(&a, "40mbit");
     throttle(&b, "40mbit");
-    let (dir_a, dir_b) = (image_dir(&d, "pa"), image_dir(&d, "pb"));
+    let (dir_a, dir_b) = (d.image_dir("pa"), d.image_dir("pb"));
     let mut ca = spawn_capture(&d, &a, "pa");
     let mut cb = spawn_capture(&d, &b, "pb");
     let start = Instant::now();
@@ -1160,7 +1077,7 @@ fn one_capture_per_image_and_parallel_captures_of_different_images() {
     // Same image: the second capture fails at once, naming the first.
     throttle(&a, SLOW);
     let mut ca = spawn_capture(&d, &a, "compute");
-    let dir = image_dir(&d, "compute");
+    let dir = d.image_dir("compute");
     wait_flowing(&dir, &mut ca, Duration::from_secs(30));
     let t = Instant::now();
     let x = exlist_path(&d).display().to_string();
@@ -1183,7 +1100,7 @@ fn one_capture_per_image_and_parallel_captures_of_different_images() {
         "the second capture did not fail at once: {elapsed:?}"
     );
     // The refused capture did not disturb the running one.
-    unthrottle(&a);
+    unshape_uplink(&a);
     let (sa, oa) = ca.wait(Duration::from_secs(60));
     assert!(
         sa.success(),

@@ -9,19 +9,7 @@ use std::time::{Duration, Instant};
 
 use xcat_remote::testbed::{Mode, Node, NodeOptions, TestBed};
 use xcatd_proto::{client, Request, Response};
-use xcatd_tests::{bin, Daemon, DaemonOptions};
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn image_dir(d: &Daemon) -> PathBuf {
-    d.install_dir().join("netboot/debian12/x86_64/compute")
-}
+use xcatd_tests::{bin, output_text as text, shape_uplink, Daemon, DaemonOptions};
 
 /// The node's root as the host sees it.
 fn node_root(node: &Node) -> PathBuf {
@@ -109,6 +97,7 @@ fn exlist_source(output: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn exclusion_lists_lookup_order_reincludes_includes_and_dry_run() {
     let t0 = Instant::now();
     let node = TestBed::node("exl");
@@ -123,7 +112,7 @@ fn exclusion_lists_lookup_order_reincludes_includes_and_dry_run() {
     );
     let share = tempfile::tempdir().unwrap();
     let d = daemon_with_share(&node, share.path());
-    let dir = image_dir(&d);
+    let dir = d.image_dir("compute");
     let dry = |extra: &[&str]| -> String {
         let mut args = vec!["capimage", node.name.as_str(), "--dry-run"];
         args.extend_from_slice(extra);
@@ -336,6 +325,7 @@ fn exclusion_lists_lookup_order_reincludes_includes_and_dry_run() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn sysclean_cleans_and_reports_and_no_sysclean_keeps() {
     let t0 = Instant::now();
     let node = TestBed::node("scl");
@@ -348,7 +338,7 @@ fn sysclean_cleans_and_reports_and_no_sysclean_keeps() {
 proc /proc proc defaults 0 0\\ntmpfs /tmp tmpfs defaults 0 0\\n# a comment\\n' > /etc/fstab",
     );
     let d = Daemon::for_nodes(&[&node], "");
-    let dir = image_dir(&d);
+    let dir = d.image_dir("compute");
     let rootimg = dir.join("rootimg");
     let keys = [
         "ssh_host_ed25519_key",
@@ -475,12 +465,13 @@ fn attrs(lsdef: &str) -> std::collections::BTreeMap<String, String> {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn capture_registers_tables_and_osimage_option() {
     let t0 = Instant::now();
     let node = TestBed::node("tab");
     let kernel = node.sh("uname -r").trim().to_string();
     let d = Daemon::for_nodes(&[&node], "");
-    let dir = image_dir(&d);
+    let dir = d.image_dir("compute");
 
     capture_ok(&d, &["capimage", &node.name]);
     let a = attrs(&d.ok(&["lsdef", "-t", "osimage", "debian12-x86_64-netboot-compute"]));
@@ -638,6 +629,7 @@ fn capture_registers_tables_and_osimage_option() {
 }
 
 #[test]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
 fn usage_errors_exit_one_with_a_clear_message() {
     // Nodes here are never reached: ssh goes to a closed loopback port.
     let d = Daemon::start_with(DaemonOptions {
@@ -725,6 +717,7 @@ fn usage_errors_exit_one_with_a_clear_message() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn a_node_whose_root_is_not_on_disk_is_refused() {
     let node = TestBed::node_with("ovl", &NodeOptions::light());
     let fstype = node.sh("awk '$2 == \"/\" {t=$3} END {print t}' /proc/self/mounts");
@@ -743,12 +736,13 @@ fn a_node_whose_root_is_not_on_disk_is_refused() {
         "{all}"
     );
     assert!(
-        !image_dir(&d).exists(),
+        !d.image_dir("compute").exists(),
         "a refused capture created the image directory"
     );
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn progress_lines_stream_about_once_a_second() {
     let node = TestBed::node("prg");
     // A few hundred MB that neither zstd nor sparse detection shrink, and many files.
@@ -758,28 +752,7 @@ fn progress_lines_stream_about_once_a_second() {
     );
     // A link of 400 Mbit/s out of the node (token bucket on its interface):
     // the capture lasts several seconds however fast this machine is.
-    let tc = Command::new("nsenter")
-        .args([
-            "-t",
-            &node.init_pid.to_string(),
-            "-n",
-            "tc",
-            "qdisc",
-            "add",
-            "dev",
-            "eth0",
-            "root",
-        ])
-        .args([
-            "tbf", "rate", "400mbit", "burst", "256kb", "latency", "200ms",
-        ])
-        .output()
-        .expect("run tc");
-    assert!(
-        tc.status.success(),
-        "tc (iproute2, sch_tbf) failed: {}",
-        text(&tc)
-    );
+    shape_uplink(&node, "400mbit", "256kb", "200ms");
     let name = node.name.clone();
     let d = Daemon::for_nodes(&[&node], "");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -903,7 +876,7 @@ fn progress_lines_stream_about_once_a_second() {
         "{summary}"
     );
     assert!(info.iter().any(|l| l.contains("next: packimage")), "{dump}");
-    let rootimg = image_dir(&d).join("rootimg/srv/bulk");
+    let rootimg = d.image_dir("compute").join("rootimg/srv/bulk");
     assert_eq!(
         std::fs::metadata(rootimg.join("random.bin")).unwrap().len(),
         200 << 20
@@ -914,6 +887,7 @@ fn progress_lines_stream_about_once_a_second() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn files_over_4_gib_survive_sparse() {
     let t0 = Instant::now();
     let node = TestBed::node_with(
@@ -937,7 +911,9 @@ fn files_over_4_gib_survive_sparse() {
         t.elapsed().as_secs_f64()
     );
 
-    let got = image_dir(&d).join("rootimg/srv/edgecases/sparse-5g");
+    let got = d
+        .image_dir("compute")
+        .join("rootimg/srv/edgecases/sparse-5g");
     let meta = std::fs::metadata(&got).expect("the big file was captured");
     assert_eq!(meta.len(), 5 << 30, "size");
     assert!(

@@ -270,6 +270,7 @@ async fn good_request(cfg: &ClientConfig) -> Result<Duration, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
 async fn connection_storm_keeps_limits_and_serves_good_clients() {
     raise_nofile(8192);
     let d = Daemon::start_with(DaemonOptions {

@@ -74,6 +74,7 @@ fn list_cpio(archive: &Path) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root: ./scripts/test-all runs it"]
 fn packimage_formats_kernel_choice_lock_and_errors() {
     require(&["cpio", "zstd", "setcap", "depmod"]);
     let d = Daemon::start();
@@ -260,6 +261,7 @@ fn key_blob(line: &str) -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn captured_node_packs_and_netboots_under_qemu() {
     require(&[
         "cpio",

@@ -105,11 +105,13 @@ macro_rules! both_backends {
         $(
         mod $name {
             #[test]
+            #[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
             fn sqlite() {
                 super::with_backend(false, super::$name);
             }
 
             #[test]
+            #[ignore = "needs PostgreSQL (XCATD_TEST_PG_URL): ./scripts/test-all runs it"]
             fn postgres() {
                 super::with_backend(true, super::$name);
             }

@@ -31,19 +31,7 @@ fn daemon_with_known_hosts(nodes: &[&Node], known_hosts: &Path) -> Daemon {
         ),
         ..Default::default()
     });
-    d.ok(&["chtab", "node=compute", "nodetype.os=debian12"]);
-    for n in nodes {
-        d.ok(&[
-            "chtab",
-            &format!("node={}", n.name),
-            "nodelist.groups=compute,all",
-        ]);
-        d.ok(&[
-            "chtab",
-            &format!("node={}", n.name),
-            &format!("hosts.ip={}", n.addr),
-        ]);
-    }
+    d.define_nodes(nodes);
     d
 }
 
@@ -89,6 +77,7 @@ fn forged_known_hosts(node: &Node, dir: &Path) -> String {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn runs_on_every_node_with_the_node_name_prefixed() {
     let t = Instant::now();
     let n1 = TestBed::node_with("xdok", &NodeOptions::light());
@@ -150,6 +139,7 @@ fn runs_on_every_node_with_the_node_name_prefixed() {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn down_node_wrong_host_key_and_refused_key_are_told_apart() {
     let t = Instant::now();
     let good = TestBed::node_with("xdgood", &NodeOptions::light());
@@ -235,6 +225,7 @@ fn remote_sleeps(node: &Node) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn client_abort_kills_the_remote_command() {
     let n1 = TestBed::node_with("xdabort", &NodeOptions::light());
     let d = Daemon::for_nodes(&[&n1], "");

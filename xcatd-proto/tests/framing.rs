@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{duplex, AsyncWriteExt};
+use tokio::io::{duplex, AsyncWriteExt, DuplexStream};
 use xcatd_proto::{
     encode_request, encode_response, CodecError, FrameError, FrameLimits, Request, RequestReader,
     Response, ResponseReader,
@@ -17,6 +17,26 @@ fn limits(max_bytes: usize) -> FrameLimits {
         first_byte_timeout: SHORT,
         total_timeout: Duration::from_secs(2),
     }
+}
+
+/// What a peer sent before the reader starts: a request reader over `bytes`,
+/// and the peer's end (drop it for end of stream, keep it to hold the
+/// connection open).
+async fn requests_after(bytes: &[u8]) -> (RequestReader<DuplexStream>, DuplexStream) {
+    let (mut peer, ours) = duplex(bytes.len().max(64));
+    peer.write_all(bytes).await.unwrap();
+    (RequestReader::new(ours, limits(1 << 20)), peer)
+}
+
+/// A response reader over `bytes` already sent, as [`requests_after`].
+async fn responses_after(
+    bytes: &[u8],
+    max_bytes: usize,
+    timeout: Option<Duration>,
+) -> (ResponseReader<DuplexStream>, DuplexStream) {
+    let (mut peer, ours) = duplex(bytes.len().max(64));
+    peer.write_all(bytes).await.unwrap();
+    (ResponseReader::new(ours, max_bytes, timeout), peer)
 }
 
 fn sample_request() -> Request {
@@ -125,9 +145,7 @@ async fn garbage_is_bad_start_within_15_bytes() {
     writer.abort();
 
     // Decided on the first differing byte, even before 15 bytes arrived.
-    let (mut client, server) = duplex(64);
-    client.write_all(b"  \n<xcatreq").await.unwrap();
-    let mut reader = RequestReader::new(server, limits(1 << 20));
+    let (mut reader, mut client) = requests_after(b"  \n<xcatreq").await;
     let r = tokio::time::timeout(Duration::from_millis(50), reader.next_request_untimed()).await;
     assert!(r.is_err(), "a valid prefix must wait for more bytes");
     client.write_all(b"X").await.unwrap();
@@ -137,9 +155,7 @@ async fn garbage_is_bad_start_within_15_bytes() {
     ));
 
     // An XML declaration is not what xCAT clients send either.
-    let (mut client, server) = duplex(64);
-    client.write_all(b"<?xml version=\"1.0\"?>").await.unwrap();
-    let mut reader = RequestReader::new(server, limits(1 << 20));
+    let (mut reader, _client) = requests_after(b"<?xml version=\"1.0\"?>").await;
     assert!(matches!(
         reader.next_request().await,
         Err(FrameError::BadStart { .. })
@@ -274,57 +290,37 @@ async fn untimed_waits_past_first_byte_timeout_but_total_applies() {
 
 #[tokio::test]
 async fn eof_mid_document_is_truncated() {
-    let (mut client, server) = duplex(64 * 1024);
-    client
-        .write_all(b"<xcatrequest>\n  <command>nodels</comm")
-        .await
-        .unwrap();
-    drop(client);
-    let mut reader = RequestReader::new(server, limits(1 << 20));
+    let (mut reader, _) = requests_after(b"<xcatrequest>\n  <command>nodels</comm").await;
     assert!(matches!(
         reader.next_request().await,
         Err(FrameError::Truncated)
     ));
 
     // EOF after only a partial start tag is also a truncation.
-    let (mut client, server) = duplex(64);
-    client.write_all(b"<xcat").await.unwrap();
-    drop(client);
-    let mut reader = RequestReader::new(server, limits(1 << 20));
+    let (mut reader, _) = requests_after(b"<xcat").await;
     assert!(matches!(
         reader.next_request().await,
         Err(FrameError::Truncated)
     ));
 
     // Only whitespace then EOF is a clean end.
-    let (mut client, server) = duplex(64);
-    client.write_all(b" \n\n").await.unwrap();
-    drop(client);
-    let mut reader = RequestReader::new(server, limits(1 << 20));
+    let (mut reader, _) = requests_after(b" \n\n").await;
     assert!(reader.next_request().await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn billion_laughs_refused_before_the_end_tag() {
-    let (mut client, server) = duplex(64 * 1024);
-    client
-        .write_all(b"<xcatrequest>\n<!DOCTYPE lolz [<!ENTITY lol \"lol\">")
-        .await
-        .unwrap();
     // The connection stays open: the refusal must not wait for the end tag.
-    let mut reader = RequestReader::new(server, limits(1 << 20));
+    let (mut reader, _client) =
+        requests_after(b"<xcatrequest>\n<!DOCTYPE lolz [<!ENTITY lol \"lol\">").await;
     let err = reader.next_request().await.unwrap_err();
     assert!(matches!(err, FrameError::Codec(CodecError::Dtd)), "{err:?}");
 }
 
 #[tokio::test]
 async fn malformed_document_is_codec_error() {
-    let (mut client, server) = duplex(64 * 1024);
-    client
-        .write_all(b"<xcatrequest><arg>x</command></xcatrequest>")
-        .await
-        .unwrap();
-    let mut reader = RequestReader::new(server, limits(1 << 20));
+    let (mut reader, _client) =
+        requests_after(b"<xcatrequest><arg>x</command></xcatrequest>").await;
     assert!(matches!(
         reader.next_request().await,
         Err(FrameError::Codec(CodecError::Malformed(_)))
@@ -375,43 +371,34 @@ async fn response_reader_limits() {
     assert!(matches!(reader.next_response().await, Err(FrameError::IdleTimeout(d)) if d == SHORT));
 
     // Silence mid-document.
-    let (mut server, client) = duplex(64);
-    server.write_all(b"<xcatresponse><data>").await.unwrap();
-    let mut reader = ResponseReader::new(client, 1 << 20, Some(SHORT));
+    let (mut reader, _server) =
+        responses_after(b"<xcatresponse><data>", 1 << 20, Some(SHORT)).await;
     assert!(matches!(
         reader.next_response().await,
         Err(FrameError::IdleTimeout(_))
     ));
 
     // EOF inside.
-    let (mut server, client) = duplex(64);
-    server
-        .write_all(b"<xcatresponse><data>x</data>")
-        .await
-        .unwrap();
-    drop(server);
-    let mut reader = ResponseReader::new(client, 1 << 20, None);
+    let (mut reader, _) = responses_after(b"<xcatresponse><data>x</data>", 1 << 20, None).await;
     assert!(matches!(
         reader.next_response().await,
         Err(FrameError::Truncated)
     ));
 
     // Too large.
-    let (mut server, client) = duplex(64 * 1024);
-    server
-        .write_all(encode_response(&Response::data("y".repeat(5000))).as_bytes())
-        .await
-        .unwrap();
-    let mut reader = ResponseReader::new(client, 1000, None);
+    let (mut reader, _server) = responses_after(
+        encode_response(&Response::data("y".repeat(5000))).as_bytes(),
+        1000,
+        None,
+    )
+    .await;
     assert!(matches!(
         reader.next_response().await,
         Err(FrameError::TooLarge { limit: 1000 })
     ));
 
     // Wrong start.
-    let (mut server, client) = duplex(64);
-    server.write_all(b"<xcatrequest>").await.unwrap();
-    let mut reader = ResponseReader::new(client, 1000, None);
+    let (mut reader, _server) = responses_after(b"<xcatrequest>", 1000, None).await;
     assert!(matches!(
         reader.next_response().await,
         Err(FrameError::BadStart {

@@ -14,30 +14,6 @@ fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-/// Run a test body against SQLite and PostgreSQL, with the database URL so
-/// the body can open more handles on the same database.
-macro_rules! both_backends_with_url {
-    ($($name:ident),* $(,)?) => {
-        $(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                let (db, guard) = $crate::common::sqlite_db().await;
-                super::$name(&db, &guard.url).await;
-                db.close().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                let (db, pg) = $crate::common::pg_db().await;
-                super::$name(&db, pg.url()).await;
-                db.close().await;
-            }
-        }
-        )*
-    };
-}
-
 /// A plain connection, outside any `Db`.
 async fn raw(url: &str) -> AnyConnection {
     sqlx::any::install_default_drivers();
@@ -414,7 +390,8 @@ async fn separator_characters_in_names(a: &Db, _url: &str) {
     assert_eq!(nodes.groups_of("n2"), Some(""));
 }
 
-both_backends_with_url!(
+both_backends!(
+    with_url:
     separator_characters_in_names,
     writes_through_another_handle_are_seen,
     plain_sql_writes_are_seen,

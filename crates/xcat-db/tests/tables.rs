@@ -489,7 +489,48 @@ async fn noderange_against_tables(db: &Db) {
     );
 }
 
+/// The policy decision on one request from host `client1`.
+async fn decide(
+    db: &Db,
+    user: Option<&str>,
+    command: &str,
+    args: &[&str],
+    nodes: &[&str],
+) -> PolicyDecision {
+    let query = PolicyQuery {
+        user: user.map(str::to_string),
+        host: Some("client1".into()),
+        command: command.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        nodes: nodes.iter().map(|s| s.to_string()).collect(),
+    };
+    db.authorize(&query).await.unwrap()
+}
+
+/// A request (user, command, arguments, nodes) and whether policy allows it.
+type Allowed<'a> = (Option<&'a str>, &'a str, &'a [&'a str], &'a [&'a str], bool);
+
+/// Each request is allowed or refused, as listed.
+async fn assert_allowed(db: &Db, cases: &[Allowed<'_>]) {
+    for &(user, command, args, nodes, want) in cases {
+        let got = decide(db, user, command, args, nodes).await;
+        assert_eq!(
+            got.is_allowed(),
+            want,
+            "{user:?} {command} {args:?} {nodes:?}: {got:?}"
+        );
+    }
+}
+
+/// Policy, in steps on one database: each step builds on the rows of the last.
 async fn policy_rules(db: &Db) {
+    seeding_is_idempotent_and_keeps_choices(db).await;
+    seeded_rules_decide_by_name(db).await;
+    command_and_nameless_rules(db).await;
+    priority_and_noderange_rules(db).await;
+}
+
+async fn seeding_is_idempotent_and_keeps_choices(db: &Db) {
     db.seed_defaults("mn1", "/install").await.unwrap();
     db.seed_defaults("mn1", "/install").await.unwrap();
     let p = db.policies().await.unwrap();
@@ -506,44 +547,34 @@ async fn policy_rules(db: &Db) {
         .unwrap();
     db.seed_defaults("mn1", "/install").await.unwrap();
     assert_eq!(db.site("xcatdport").await.unwrap().as_deref(), Some("3101"));
+}
 
-    let q = |user: Option<&str>, cmd: &str, args: &[&str], nodes: &[&str]| PolicyQuery {
-        user: user.map(str::to_string),
-        host: Some("client1".into()),
-        command: cmd.into(),
-        args: args.iter().map(|s| s.to_string()).collect(),
-        nodes: nodes.iter().map(|s| s.to_string()).collect(),
-    };
-    let allowed = |d: &PolicyDecision| d.is_allowed();
+async fn seeded_rules_decide_by_name(db: &Db) {
     assert_eq!(
-        db.authorize(&q(Some("root"), "chtab", &[], &[]))
-            .await
-            .unwrap(),
+        decide(db, Some("root"), "chtab", &[], &[]).await,
         PolicyDecision::Allow {
             priority: "1".into(),
             trusted: false
         }
     );
     assert_eq!(
-        db.authorize(&q(Some("mn1"), "chtab", &[], &[]))
-            .await
-            .unwrap(),
+        decide(db, Some("mn1"), "chtab", &[], &[]).await,
         PolicyDecision::Allow {
             priority: "1.2".into(),
             trusted: true
         }
     );
     assert_eq!(
-        db.authorize(&q(Some("alice"), "chtab", &[], &[]))
-            .await
-            .unwrap(),
+        decide(db, Some("alice"), "chtab", &[], &[]).await,
         PolicyDecision::NoMatch
     );
     assert_eq!(
-        db.authorize(&q(None, "chtab", &[], &[])).await.unwrap(),
+        decide(db, None, "chtab", &[], &[]).await,
         PolicyDecision::NoMatch
     );
+}
 
+async fn command_and_nameless_rules(db: &Db) {
     // Command-limited rule with a parameters regex.
     db.upsert(
         "policy",
@@ -557,21 +588,15 @@ async fn policy_rules(db: &Db) {
     )
     .await
     .unwrap();
-    assert!(allowed(
-        &db.authorize(&q(Some("alice"), "tabdump", &["site"], &[]))
-            .await
-            .unwrap()
-    ));
-    assert!(!allowed(
-        &db.authorize(&q(Some("alice"), "tabdump", &["passwd"], &[]))
-            .await
-            .unwrap()
-    ));
-    assert!(!allowed(
-        &db.authorize(&q(Some("alice"), "chtab", &["site"], &[]))
-            .await
-            .unwrap()
-    ));
+    assert_allowed(
+        db,
+        &[
+            (Some("alice"), "tabdump", &["site"], &[], true),
+            (Some("alice"), "tabdump", &["passwd"], &[], false),
+            (Some("alice"), "chtab", &["site"], &[], false),
+        ],
+    )
+    .await;
 
     // Rows without a name match even requests without a certificate; `*` does not.
     db.upsert(
@@ -588,18 +613,18 @@ async fn policy_rules(db: &Db) {
     )
     .await
     .unwrap();
-    assert!(!allowed(
-        &db.authorize(&q(None, "lsxcatd", &[], &[])).await.unwrap()
-    ));
-    assert!(allowed(
-        &db.authorize(&q(Some("bob"), "lsxcatd", &[], &[]))
-            .await
-            .unwrap()
-    ));
-    assert!(allowed(
-        &db.authorize(&q(None, "authcheck", &[], &[])).await.unwrap()
-    ));
+    assert_allowed(
+        db,
+        &[
+            (None, "lsxcatd", &[], &[], false),
+            (Some("bob"), "lsxcatd", &[], &[], true),
+            (None, "authcheck", &[], &[], true),
+        ],
+    )
+    .await;
+}
 
+async fn priority_and_noderange_rules(db: &Db) {
     // Numeric priority: 1.10 sorts before 1.2 (text order would say otherwise).
     db.upsert(
         "policy",
@@ -609,9 +634,7 @@ async fn policy_rules(db: &Db) {
     .await
     .unwrap();
     assert_eq!(
-        db.authorize(&q(Some("mn1"), "nodels", &[], &[]))
-            .await
-            .unwrap(),
+        decide(db, Some("mn1"), "nodels", &[], &[]).await,
         PolicyDecision::Deny {
             priority: "1.10".into()
         }
@@ -620,11 +643,9 @@ async fn policy_rules(db: &Db) {
     db.upsert("policy", &[("priority", "1.10")], &[("disable", "1")])
         .await
         .unwrap();
-    assert!(allowed(
-        &db.authorize(&q(Some("mn1"), "nodels", &[], &[]))
-            .await
-            .unwrap()
-    ));
+    assert!(decide(db, Some("mn1"), "nodels", &[], &[])
+        .await
+        .is_allowed());
 
     // Noderange-limited rule: every requested node must be covered.
     db.restore("nodelist", NODELIST, false).await.unwrap();
@@ -635,21 +656,15 @@ async fn policy_rules(db: &Db) {
     )
     .await
     .unwrap();
-    assert!(allowed(
-        &db.authorize(&q(Some("carol"), "rpower", &[], &["node001", "node002"]))
-            .await
-            .unwrap()
-    ));
-    assert!(!allowed(
-        &db.authorize(&q(Some("carol"), "rpower", &[], &["node001", "node007"]))
-            .await
-            .unwrap()
-    ));
-    assert!(!allowed(
-        &db.authorize(&q(Some("carol"), "rpower", &[], &[]))
-            .await
-            .unwrap()
-    ));
+    assert_allowed(
+        db,
+        &[
+            (Some("carol"), "rpower", &[], &["node001", "node002"], true),
+            (Some("carol"), "rpower", &[], &["node001", "node007"], false),
+            (Some("carol"), "rpower", &[], &[], false),
+        ],
+    )
+    .await;
     assert!(db
         .policy_noderange_covers("rack1,node007", &names(&["node007"]))
         .await

@@ -1,11 +1,12 @@
 //! Packing: our cpio/tar writers and compressors read back by the standard tools
 //! (GNU cpio, GNU tar, unsquashfs, gzip, xz, zstd), manifests compared with the
 //! documented losses of each format, and atomic replacement under concurrent readers.
-//! Needs root and the Debian packages cpio, tar, zstd, xz-utils, squashfs-tools, attr,
-//! acl, libcap2-bin, python3.
+//! Needs the Debian packages cpio, tar, zstd, xz-utils, squashfs-tools, attr, acl,
+//! libcap2-bin, python3; the round trip of the edge-case tree (device nodes,
+//! owners, capabilities) also needs root.
 mod common;
 
-use common::{build_edge_tree, require_root_and_tools, sh};
+use common::{build_edge_tree, require_root_and_tools, require_tools, sh};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -129,6 +130,7 @@ fn cpio_mtimes(raw: &[u8]) -> Vec<(Vec<u8>, u32, u32)> {
 }
 
 #[test]
+#[ignore = "needs root: ./scripts/test-all runs it"]
 fn every_format_round_trips_through_the_standard_tools() {
     require_root_and_tools(TOOLS);
     let tmp = tempfile::tempdir().unwrap();
@@ -249,7 +251,8 @@ fn every_format_round_trips_through_the_standard_tools() {
 
 #[test]
 fn cpio_refuses_files_of_4_gib_and_keeps_the_previous_archive() {
-    require_root_and_tools(TOOLS);
+    // Refused from the survey: no archiver or compressor runs.
+    require_tools(&["truncate"]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
@@ -294,7 +297,7 @@ fn cpio_refuses_files_of_4_gib_and_keeps_the_previous_archive() {
 
 #[test]
 fn parallel_gzip_is_one_standard_member() {
-    require_root_and_tools(&["gzip"]);
+    require_tools(&["gzip"]);
     let mut data = Vec::new();
     for i in 0..200_000u32 {
         data.extend_from_slice(format!("line {i} {}\n", i % 97).as_bytes());
@@ -386,7 +389,7 @@ fn validate(dir: &Path, want_entries: usize) -> Result<String, String> {
 
 #[test]
 fn readers_always_see_a_complete_archive_while_repacking() {
-    require_root_and_tools(&["cpio", "tar", "zstd", "gzip"]);
+    require_tools(&["cpio", "tar", "zstd", "gzip"]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
@@ -452,7 +455,7 @@ fn readers_always_see_a_complete_archive_while_repacking() {
 
 #[test]
 fn cancelling_leaves_no_partial_archive() {
-    require_root_and_tools(&["gzip"]);
+    require_tools(&["gzip"]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();
@@ -477,7 +480,7 @@ fn cancelling_leaves_no_partial_archive() {
 
 #[test]
 fn hard_links_reaching_outside_the_tree_keep_their_data() {
-    require_root_and_tools(&["cpio", "gzip"]);
+    require_tools(&["cpio", "gzip"]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     std::fs::create_dir(&src).unwrap();

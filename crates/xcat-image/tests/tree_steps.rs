@@ -1,4 +1,4 @@
-//! Skeleton, sysclean and publish on real trees (as root).
+//! Skeleton, sysclean and publish on real trees (device nodes in the skeleton need root).
 mod common;
 
 use common::*;
@@ -7,6 +7,7 @@ use xcat_image::publish::{self, PublishError};
 use xcat_image::{scan_tree, skeleton, sysclean};
 
 #[test]
+#[ignore = "needs root: ./scripts/test-all runs it"]
 fn skeleton_creates_missing_dirs_and_nodes() {
     require_root_and_tools(&[]);
     let d = tempfile::tempdir().unwrap();
@@ -53,7 +54,6 @@ fn skeleton_creates_missing_dirs_and_nodes() {
 
 #[test]
 fn sysclean_cleans_and_never_leaves_the_tree() {
-    require_root_and_tools(&[]);
     let top = tempfile::tempdir().unwrap();
     let img = top.path().join("img");
     let host = top.path().join("host");
@@ -189,7 +189,6 @@ mkdir var/log/journal; ln -s '{h}' var/log/hostdir
 
 #[test]
 fn lock_staging_publish_recover_prune() {
-    require_root_and_tools(&[]);
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("netboot/rhels9/x86_64/compute");
     let lock = publish::lock_image_dir(&dir, "capimage node1 pid 42 started 2024-01-01T00:00:00Z")

@@ -48,6 +48,7 @@ fn read_num(dir: &std::path::Path, f: &str) -> u32 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 async fn sixteen_nodes_fanout_four() {
     let t = Instant::now();
     let nodes = TestBed::nodes("fan", 16, &NodeOptions::light());

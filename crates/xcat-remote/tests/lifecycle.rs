@@ -55,6 +55,7 @@ async fn check_node(n: &xcat_remote::testbed::Node) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 async fn bring_up_teardown_and_recovery_after_a_killed_run() {
     let node_sh = TestBed::scripts_dir().join("node.sh");
 

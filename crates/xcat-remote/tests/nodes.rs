@@ -12,6 +12,7 @@ fn target(n: &xcat_remote::testbed::Node) -> Target {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 async fn each_node_answers_with_its_own_name_as_root() {
     let t = Instant::now();
     let a = TestBed::node("alpha");
@@ -51,6 +52,7 @@ async fn each_node_answers_with_its_own_name_as_root() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 async fn exit_codes_stderr_and_quoting() {
     let n = TestBed::node_with("codes", &NodeOptions::light());
     let remote = Remote::new(n.ssh_config());
@@ -88,6 +90,7 @@ async fn exit_codes_stderr_and_quoting() {
 /// Down node, wrong host key, unknown host key and refused key give distinct
 /// errors naming the node, while the healthy nodes of the same run answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 async fn ssh_failures_are_told_apart_per_node() {
     let good1 = TestBed::node_with("good", &NodeOptions::light());
     let good2 = TestBed::node_with("good", &NodeOptions::light());
@@ -276,6 +279,7 @@ fn wait_running(node: &xcat_remote::testbed::Node, marker: &str) {
 /// Cancelling, dropping or timing out a remote command leaves nothing behind
 /// on the node within 2 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 async fn cancelled_commands_die_on_the_node() {
     let n = TestBed::node_with("cancel", &NodeOptions::light());
 
@@ -352,6 +356,7 @@ async fn cancelled_commands_die_on_the_node() {
 /// stream_many delivers stdout and stderr lines per node as they arrive and
 /// one Done per node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 async fn streams_lines_from_many_nodes() {
     let nodes = TestBed::nodes("stream", 3, &NodeOptions::light());
     let remote = Remote::new(TestBed::ssh_config());
@@ -388,6 +393,7 @@ async fn streams_lines_from_many_nodes() {
 
 /// A node built with the edge-case tree carries it on its own ext4 root.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 async fn edge_case_tree_is_on_the_node() {
     let n = TestBed::node_with(
         "edge",

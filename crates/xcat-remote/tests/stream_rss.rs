@@ -16,6 +16,7 @@ fn vm_hwm_kib() -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 async fn two_gib_through_a_slow_reader_stays_small() {
     let n = TestBed::node_with("stream", &NodeOptions::light());
     let remote = Remote::new(n.ssh_config());

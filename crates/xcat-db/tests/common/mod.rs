@@ -30,26 +30,41 @@ pub async fn pg_db() -> (Db, TempDatabase) {
     (db, pg)
 }
 
-/// Run one async test body against SQLite and against PostgreSQL.
+/// One test per backend for each scenario: `both_backends!(a, b)` runs
+/// `a(&db)` and `b(&db)`; `both_backends!(with_url: a, b)` passes the
+/// database URL too (`a(&db, &url)`), for bodies that open more handles on
+/// the same database. The PostgreSQL variants are of the PostgreSQL tier.
 #[macro_export]
 macro_rules! both_backends {
+    (with_url: $($name:ident),* $(,)?) => {
+        $crate::both_backends!(@each [url] $($name)*);
+    };
     ($($name:ident),* $(,)?) => {
-        $(
+        $crate::both_backends!(@each [] $($name)*);
+    };
+    (@each $url:tt $name:ident $($rest:ident)*) => {
+        $crate::both_backends!(@one $url $name);
+        $crate::both_backends!(@each $url $($rest)*);
+    };
+    (@each $url:tt) => {};
+    (@one [$($url:ident)?] $name:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
                 let (db, _guard) = $crate::common::sqlite_db().await;
-                super::$name(&db).await;
+                $(let $url = _guard.url.clone();)?
+                super::$name(&db $(, &$url)?).await;
                 db.close().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[ignore = "needs PostgreSQL (XCATD_TEST_PG_URL): ./scripts/test-all runs it"]
             async fn postgres() {
                 let (db, _pg) = $crate::common::pg_db().await;
-                super::$name(&db).await;
+                $(let $url = _pg.url().to_string();)?
+                super::$name(&db $(, &$url)?).await;
                 db.close().await;
             }
         }
-        )*
     };
 }

@@ -1,15 +1,23 @@
-//! Shared helpers for the integration tests. These tests need root, GNU tar and the
-//! attr/acl/libcap2-bin tools; they fail loudly (never skip) when something is missing.
+//! Shared helpers for the integration tests. They need GNU tar and the
+//! attr/acl/libcap2-bin tools, and fail loudly (never skip) when one is
+//! missing. Those that change owners, make device nodes or set capabilities
+//! also need root: they are of the root tier (`#[ignore]`d by plain
+//! `cargo test`, run by `./scripts/test-all`) and assert root first.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// For the tests of the root tier: root, and `tools`.
 pub fn require_root_and_tools(tools: &[&str]) {
     assert!(
         rustix::process::geteuid().is_root(),
         "these tests must run as root"
     );
+    require_tools(tools);
+}
+
+pub fn require_tools(tools: &[&str]) {
     for t in tools {
         let ok = Command::new("sh")
             .arg("-c")
