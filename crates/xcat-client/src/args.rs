@@ -1,4 +1,13 @@
 //! From argv to a request, with xCAT's rules.
+//!
+//! The client does not parse the commands' options: it forwards the words,
+//! and the daemon's handlers parse them with the one parser they share
+//! (`xcat_plugin::args`). Kept apart on purpose: a client that knew every
+//! command's options would have to be upgraded with the daemon, would
+//! disagree with xCAT's own client (which forwards too) and with older
+//! daemons, and would pull the handler interface (and its database
+//! crate) into a small binary. What it must know is xCAT's noderange rule
+//! and, for `tabrestore`, which word is the file to send.
 
 use std::path::Path;
 
@@ -78,7 +87,9 @@ pub fn build_request(argv: &[String]) -> anyhow::Result<Parsed> {
 /// file's contents travel in `<stdin>`; the file name stays an argument
 /// because the table name is its base name.
 fn attach_table_file(req: &mut Request) -> anyhow::Result<()> {
-    if req.args.iter().any(|a| a == "-h" || a == "--help") {
+    // The daemon's help and version flags, which every command shares.
+    const ANSWERED: &[&str] = &["-h", "--help", "-?", "-v", "--version"];
+    if req.args.iter().any(|a| ANSWERED.contains(&a.as_str())) {
         return Ok(());
     }
     let mut skip_next = false;
@@ -88,7 +99,7 @@ fn attach_table_file(req: &mut Request) -> anyhow::Result<()> {
             skip_next = false;
             continue;
         }
-        if a == "-t" {
+        if a == "-t" || a == "--table" {
             skip_next = true;
         } else if !a.starts_with('-') {
             file = Some(a.clone());
@@ -129,6 +140,30 @@ mod tests {
         assert_eq!(r.noderange, None);
         assert_eq!(r.args, vec!["site"]);
         assert_eq!(r.clienttype.as_deref(), Some("cli"));
+    }
+
+    #[test]
+    fn tabrestore_sends_the_file_not_the_table_name() {
+        let dir = std::env::temp_dir().join(format!("xcatclient-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("x.csv");
+        std::fs::write(&file, "#key,value\n").unwrap();
+        let f = file.display().to_string();
+        for argv in [
+            vec!["tabrestore", "-t", "site", &f],
+            vec!["tabrestore", &f, "--table", "site"],
+        ] {
+            assert_eq!(
+                req(&argv).stdin.as_deref(),
+                Some("#key,value\n"),
+                "{argv:?}"
+            );
+        }
+        // Help and version are answered without a file.
+        for flag in ["-h", "-?", "--version"] {
+            assert_eq!(req(&["tabrestore", flag]).stdin, None);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! Handlers never see sockets, TLS or XML.
 #![forbid(unsafe_code)]
 
+pub mod args;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

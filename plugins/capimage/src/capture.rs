@@ -385,22 +385,16 @@ async fn pack_or_next(
     out: &Responder,
 ) -> Result<(), CaptureError> {
     let image = &p.target.imagename;
-    let Some((method, comp)) = &opts.pack else {
+    let Some(spec) = &opts.pack else {
         out.info(format!(
             "capimage: next: packimage {image} ; then nodeset <noderange> osimage={image}"
         ))
         .await?;
         return Ok(());
     };
-    out.info(format!("capimage: packing {image} ({method}, {comp})"))
+    out.info(format!("capimage: packing {image} ({})", spec.file_name()))
         .await?;
-    let args = vec![
-        "-m".into(),
-        method.clone(),
-        "-c".into(),
-        comp.clone(),
-        image.clone(),
-    ];
+    let args = crate::options::packimage_args(spec, image);
     let code = ctx
         .sub_request(Request::new("packimage", args))
         .forward(out)

@@ -55,26 +55,12 @@ impl Handler for CapImage {
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
-        let opts = match options::parse(req.args()) {
-            Ok(options::Parsed::Help) => {
-                out.info(options::USAGE).await?;
-                return Ok(());
-            }
-            Ok(options::Parsed::Version) => {
-                out.data(format!("capimage {} (xcatd-rs)", env!("CARGO_PKG_VERSION")))
-                    .await?;
-                return Ok(());
-            }
-            Ok(options::Parsed::Run(o)) => o,
-            Err(msg) => return Err(HandlerError::Usage(format!("{msg}\n{}", options::USAGE))),
+        let parsed = options::parse(req.args())?;
+        let Some(opts) = options::SYNTAX.answer(parsed, &out).await? else {
+            return Ok(());
         };
         let node = match req.nodes.as_slice() {
-            [] => {
-                return Err(HandlerError::Usage(format!(
-                    "capimage needs the node to capture\n{}",
-                    options::USAGE
-                )))
-            }
+            [] => return Err(options::SYNTAX.error("capimage needs the node to capture")),
             [one] => one.clone(),
             many => {
                 return Err(HandlerError::Usage(format!(

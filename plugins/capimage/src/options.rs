@@ -3,6 +3,12 @@
 
 use std::path::PathBuf;
 
+use xcat_image::pack::compress::Compression;
+use xcat_image::pack::{Format, PackSpec};
+pub use xcat_plugin::args::Parsed;
+use xcat_plugin::args::Syntax;
+use xcat_plugin::HandlerError;
+
 pub const USAGE: &str = "\
 Usage: capimage <node> [-p|--profile PROFILE] [-o|--osimage IMAGE] [-x|--exlist FILE]
                 [--transport-compress auto|none|gzip|zstd]
@@ -13,6 +19,9 @@ Usage: capimage <node> [-p|--profile PROFILE] [-o|--osimage IMAGE] [-x|--exlist 
        capimage -v|--version
 Captures the root filesystem of a running diskful node into the netboot image
 <installdir>/netboot/<os>/<arch>/<profile>/rootimg (or linuximage.rootimgdir of -o IMAGE).";
+
+/// The command's name and usage for the shared parser.
+pub const SYNTAX: Syntax = Syntax::new("capimage", USAGE);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compress {
@@ -28,8 +37,8 @@ pub struct Options {
     pub osimage: Option<String>,
     pub exlist: Option<PathBuf>,
     pub compress: Compress,
-    /// Pack method and compressor as packimage takes them (`cpio`, `gz`), or None.
-    pub pack: Option<(String, String)>,
+    /// The archive packimage makes after the capture, or None.
+    pub pack: Option<PackSpec>,
     pub dry_run: bool,
     /// Earlier trees kept as generations.
     pub keep: usize,
@@ -39,106 +48,142 @@ pub struct Options {
     pub verbose: bool,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum Parsed {
-    Help,
-    Version,
-    Run(Options),
+/// The options as clap reads them; [`Cli::options`] checks what is left.
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    #[arg(short = 'p', long = "profile")]
+    profile: Option<String>,
+    #[arg(short = 'o', long = "osimage")]
+    osimage: Option<String>,
+    #[arg(short = 'x', long = "exlist")]
+    exlist: Option<PathBuf>,
+    #[arg(long = "transport-compress", value_parser = compress)]
+    compress: Option<Compress>,
+    #[arg(long = "pack", value_parser = pack)]
+    pack: Option<Pack>,
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+    #[arg(long = "keep", value_parser = keep)]
+    keep: Option<usize>,
+    #[arg(long = "no-sysclean")]
+    no_sysclean: bool,
+    #[arg(short = 'i')]
+    bootif: Option<String>,
+    #[arg(short = 'n')]
+    netdrivers: Option<String>,
+    /// `-t`: only diskless is captured; the value is checked, then not needed.
+    #[arg(short = 't', long = "type", value_parser = image_type)]
+    _image_type: Option<Diskless>,
+    #[arg(short = 'V', long = "verbose")]
+    verbose: bool,
+    /// Words after the node, collected to be refused with a hint.
+    #[arg(hide = true)]
+    words: Vec<String>,
 }
 
-fn value<'a>(
-    it: &mut impl Iterator<Item = &'a String>,
-    opt: &str,
-    inline: Option<&'a str>,
-) -> Result<&'a str, String> {
-    if let Some(v) = inline {
-        return Ok(v);
+/// `--pack` as given: `none` is a value too.
+#[derive(Debug, Clone, Copy)]
+struct Pack(Option<PackSpec>);
+
+/// The one image type `-t` accepts.
+#[derive(Debug, Clone, Copy)]
+struct Diskless;
+
+fn compress(v: &str) -> Result<Compress, String> {
+    Ok(match v {
+        "auto" => Compress::Auto,
+        "none" => Compress::None,
+        "gzip" => Compress::Gzip,
+        "zstd" => Compress::Zstd,
+        other => return Err(format!("unknown --transport-compress {other:?}")),
+    })
+}
+
+/// `--pack` names the archive as its file is named (`cpio.zst`, `sfs`):
+/// method and suffix are read with packimage's own `-m` and `-c` parsers.
+fn pack(v: &str) -> Result<Pack, String> {
+    if v == "none" {
+        return Ok(Pack(None));
     }
-    it.next()
-        .map(String::as_str)
-        .ok_or_else(|| format!("option {opt} needs a value"))
+    let (method, suffix) = v.split_once('.').unwrap_or((v, ""));
+    let format = Format::parse(method);
+    let compression = match format {
+        Some(Format::Squashfs) if suffix.is_empty() => Some(Compression::Zstd),
+        Some(Format::Cpio | Format::Tar) => {
+            Compression::parse(suffix).filter(|c| *c != Compression::None && c.suffix() == suffix)
+        }
+        _ => None,
+    };
+    match (format, compression) {
+        (Some(format), Some(compression)) => Ok(Pack(Some(PackSpec {
+            format,
+            compression,
+            level: None,
+            threads: 0,
+        }))),
+        _ => Err(format!("unknown --pack format {v:?}")),
+    }
 }
 
-fn pack_spec(v: &str) -> Result<Option<(String, String)>, String> {
-    Ok(Some(match v {
-        "none" => return Ok(None),
-        "cpio.gz" => ("cpio".into(), "gzip".into()),
-        "cpio.xz" => ("cpio".into(), "xz".into()),
-        "cpio.zst" => ("cpio".into(), "zstd".into()),
-        "tar.gz" => ("tar".into(), "gzip".into()),
-        "tar.xz" => ("tar".into(), "xz".into()),
-        "tar.zst" => ("tar".into(), "zstd".into()),
-        "squashfs" | "sfs" => ("squashfs".into(), "zstd".into()),
-        other => return Err(format!("unknown --pack format {other:?}")),
-    }))
+fn keep(v: &str) -> Result<usize, String> {
+    v.parse()
+        .map_err(|_| format!("--keep needs a number, not {v:?}"))
+}
+
+fn image_type(v: &str) -> Result<Diskless, String> {
+    match v {
+        "diskless" | "netboot" | "stateless" => Ok(Diskless),
+        "sysclone" => Err(
+            "-t sysclone is not supported: capimage captures diskless (netboot) images only".into(),
+        ),
+        other => Err(format!(
+            "unknown image type {other:?}; the only type is diskless"
+        )),
+    }
+}
+
+impl Cli {
+    fn options(self) -> Result<Options, HandlerError> {
+        if let Some(w) = self.words.first() {
+            return Err(SYNTAX.error(format!(
+                "unexpected argument {w:?} (the node must come first)"
+            )));
+        }
+        Ok(Options {
+            profile: self.profile,
+            osimage: self.osimage,
+            exlist: self.exlist,
+            compress: self.compress.unwrap_or(Compress::Auto),
+            pack: self.pack.and_then(|p| p.0),
+            dry_run: self.dry_run,
+            keep: self.keep.unwrap_or(1),
+            sysclean: !self.no_sysclean,
+            bootif: self.bootif,
+            netdrivers: self.netdrivers,
+            verbose: self.verbose,
+        })
+    }
 }
 
 /// Parse the arguments after the node (the client took the noderange out).
-pub fn parse(args: &[String]) -> Result<Parsed, String> {
-    let mut o = Options {
-        profile: None,
-        osimage: None,
-        exlist: None,
-        compress: Compress::Auto,
-        pack: None,
-        dry_run: false,
-        keep: 1,
-        sysclean: true,
-        bootif: None,
-        netdrivers: None,
-        verbose: false,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v)),
-            _ => (a.as_str(), None),
-        };
-        match name {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "-v" | "--version" => return Ok(Parsed::Version),
-            "-p" | "--profile" => o.profile = Some(value(&mut it, name, inline)?.to_string()),
-            "-o" | "--osimage" => o.osimage = Some(value(&mut it, name, inline)?.to_string()),
-            "-x" | "--exlist" => o.exlist = Some(PathBuf::from(value(&mut it, name, inline)?)),
-            "-i" => o.bootif = Some(value(&mut it, name, inline)?.to_string()),
-            "-n" => o.netdrivers = Some(value(&mut it, name, inline)?.to_string()),
-            "-t" | "--type" => match value(&mut it, name, inline)? {
-                "diskless" | "netboot" | "stateless" => {}
-                "sysclone" => {
-                    return Err("-t sysclone is not supported: capimage captures diskless (netboot) images only".into())
-                }
-                other => return Err(format!("unknown image type {other:?}; the only type is diskless")),
-            },
-            "--transport-compress" => {
-                o.compress = match value(&mut it, name, inline)? {
-                    "auto" => Compress::Auto,
-                    "none" => Compress::None,
-                    "gzip" => Compress::Gzip,
-                    "zstd" => Compress::Zstd,
-                    other => return Err(format!("unknown --transport-compress {other:?}")),
-                }
-            }
-            "--pack" => o.pack = pack_spec(value(&mut it, name, inline)?)?,
-            "--dry-run" => o.dry_run = true,
-            "--keep" => {
-                let v = value(&mut it, name, inline)?;
-                o.keep = v.parse().map_err(|_| format!("--keep needs a number, not {v:?}"))?;
-            }
-            "--no-sysclean" => o.sysclean = false,
-            "-V" | "--verbose" => o.verbose = true,
-            other if other.starts_with('-') => return Err(format!("unknown option {other}")),
-            other => return Err(format!("unexpected argument {other:?} (the node must come first)")),
-        }
-    }
-    Ok(Parsed::Run(o))
+pub fn parse(args: &[String]) -> Result<Parsed<Options>, HandlerError> {
+    SYNTAX.parse::<Cli>(args)?.and_then(Cli::options)
+}
+
+/// The arguments of the packimage sub-request that makes `spec`'s archive.
+pub fn packimage_args(spec: &PackSpec, image: &str) -> Vec<String> {
+    let (method, compressor) = (spec.format.name(), spec.compression.suffix());
+    ["-m", method, "-c", compressor, image]
+        .map(String::from)
+        .to_vec()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(v: &[&str]) -> Result<Parsed, String> {
-        parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    fn p(v: &[&str]) -> Result<Parsed<Options>, String> {
+        parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -157,7 +202,8 @@ mod tests {
             panic!()
         };
         assert_eq!(o.profile.as_deref(), Some("compute"));
-        assert_eq!(o.pack, Some(("cpio".into(), "zstd".into())));
+        let pack = o.pack.map(|s| (s.format, s.compression));
+        assert_eq!(pack, Some((Format::Cpio, Compression::Zstd)));
         assert_eq!(o.keep, 3);
         assert!(o.verbose && o.sysclean);
         assert!(p(&["--bogus"]).unwrap_err().contains("unknown option"));
@@ -167,5 +213,46 @@ mod tests {
             .contains("not supported"));
         assert!(p(&["-p"]).unwrap_err().contains("needs a value"));
         assert_eq!(p(&["-h"]).unwrap(), Parsed::Help);
+    }
+
+    #[test]
+    fn pack_formats_are_the_archive_names() {
+        let name = |v: &str| match p(&["--pack", v]) {
+            Ok(Parsed::Run(o)) => o.pack.map(|s| s.file_name()),
+            other => panic!("{v}: {other:?}"),
+        };
+        for v in [
+            "cpio.gz", "cpio.xz", "cpio.zst", "tar.gz", "tar.xz", "tar.zst",
+        ] {
+            assert_eq!(name(v), Some(format!("rootimg.{v}")));
+        }
+        assert_eq!(name("squashfs"), Some("rootimg.sfs".into()));
+        assert_eq!(name("sfs"), Some("rootimg.sfs".into()));
+        assert_eq!(name("none"), None);
+        for bad in [
+            "zip",
+            "cpio",
+            "cpio.gzip",
+            "cpio.none",
+            "tar.",
+            "sfs.zst",
+            "cpio.gz.x",
+        ] {
+            let e = p(&["--pack", bad]).unwrap_err();
+            assert!(
+                e.starts_with(&format!("unknown --pack format {bad:?}\n")),
+                "{e}"
+            );
+        }
+        let spec = PackSpec {
+            format: Format::Squashfs,
+            compression: Compression::Zstd,
+            level: None,
+            threads: 0,
+        };
+        assert_eq!(
+            packimage_args(&spec, "img"),
+            ["-m", "squashfs", "-c", "zst", "img"]
+        );
     }
 }

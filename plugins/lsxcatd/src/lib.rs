@@ -4,11 +4,28 @@
 
 use std::sync::Arc;
 
-use xcat_plugin::{
-    async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
-};
+use xcat_plugin::args::{Syntax, VersionFlag, VERSION};
+use xcat_plugin::{async_trait, Context, Handler, HandlerRequest, HandlerResult, Responder};
 
-const USAGE: &str = "Usage: lsxcatd [-v|--version] [-d|--database] [-a|--all] [-h|--help]";
+/// The command's name and usage. Its `-v` is one item of its report (it
+/// combines with `-d`), so the shared version flag is not added.
+const SYNTAX: Syntax = Syntax::new(
+    "lsxcatd",
+    "Usage: lsxcatd [-v|--version] [-d|--database] [-a|--all] [-h|--help]",
+)
+.version_flag(VersionFlag::Own);
+
+/// What to report; at least one is needed.
+#[derive(Debug, clap::Parser)]
+struct Args {
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    #[arg(short = 'd', long = "database")]
+    database: bool,
+    /// Everything: version, database and the command list.
+    #[arg(short = 'a', long = "all")]
+    all: bool,
+}
 
 pub struct LsXcatd;
 
@@ -23,29 +40,16 @@ impl Handler for LsXcatd {
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
-        let (mut version, mut commands, mut database) = (false, false, false);
-        for a in req.args() {
-            match a.as_str() {
-                "-v" | "--version" => version = true,
-                "-d" | "--database" => database = true,
-                "-a" | "--all" => (version, commands, database) = (true, true, true),
-                "-h" | "--help" => {
-                    out.info(USAGE).await?;
-                    return Ok(());
-                }
-                other => {
-                    return Err(HandlerError::Usage(format!(
-                        "unknown option {other}\n{USAGE}"
-                    )))
-                }
-            }
-        }
-        if !(version || commands || database) {
-            return Err(HandlerError::Usage(USAGE.into()));
+        let Some(args) = SYNTAX.read::<Args>(req.args(), &out).await? else {
+            return Ok(());
+        };
+        let version = args.version || args.all;
+        let database = args.database || args.all;
+        if !(version || database) {
+            return Err(SYNTAX.error("lsxcatd needs an option"));
         }
         if version {
-            out.data(format!("Version {} (xcatd-rs)", env!("CARGO_PKG_VERSION")))
-                .await?;
+            out.data(format!("Version {VERSION} (xcatd-rs)")).await?;
         }
         if database {
             let kind = match ctx.db.backend() {
@@ -54,7 +58,7 @@ impl Handler for LsXcatd {
             };
             out.data(format!("dbengine={kind}")).await?;
         }
-        if commands {
+        if args.all {
             out.data(format!("commands={}", ctx.dispatcher.commands().join(",")))
                 .await?;
         }

@@ -27,6 +27,7 @@ use xcat_image::pack::{self, Format, PackOutcome, PackProgress, PackSpec, Survey
 use xcat_image::publish::ImageLock;
 use xcat_jobkit::figures::{bytes, percent, rate, remaining};
 use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, with_progress, CancelBridge};
+use xcat_plugin::args::{Parsed, Syntax};
 use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
@@ -44,70 +45,64 @@ pub const USAGE: &str =
     "Usage: packimage [-m cpio|tar|squashfs] [-c gzip|pigz|xz|zstd] <imagename>\n       \
                          packimage -h|--help\n       packimage -v|--version";
 
-/// Parsed command line.
+/// The command's name and usage for the shared parser.
+pub const SYNTAX: Syntax = Syntax::new("packimage", USAGE);
+
+/// What to pack, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed {
-    Help,
-    Version,
-    Run { image: String, spec: PackSpec },
+pub struct PackArgs {
+    pub image: String,
+    pub spec: PackSpec,
 }
 
-/// Parses packimage's arguments (xCAT's `-m` and `-c`, plus zstd). Defaults: cpio, gzip.
-pub fn parse(args: &[String]) -> Result<Parsed, String> {
-    let mut format = Format::Cpio;
-    let mut comp = Compression::Gzip;
-    let mut image = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let (opt, inline) = match a.split_once('=') {
-            Some((o, v)) if o.starts_with("--") => (o, Some(v.to_string())),
-            _ => (a.as_str(), None),
+/// packimage's options as clap reads them (xCAT's `-m` and `-c`, plus zstd).
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    #[arg(short = 'm', long = "method", value_parser = method)]
+    method: Option<Format>,
+    #[arg(short = 'c', long = "compress", value_parser = compressor)]
+    compress: Option<Compression>,
+    images: Vec<String>,
+}
+
+fn method(v: &str) -> Result<Format, String> {
+    Format::parse(v).ok_or_else(|| format!("unknown archive method {v:?} (cpio, tar or squashfs)"))
+}
+
+fn compressor(v: &str) -> Result<Compression, String> {
+    Compression::parse(v)
+        .filter(|c| *c != Compression::None)
+        .ok_or_else(|| format!("unknown compressor {v:?} (gzip, pigz, xz or zstd)"))
+}
+
+impl Cli {
+    /// One image; the defaults are cpio and gzip, and squashfs is always zstd.
+    fn pack_args(self) -> Result<PackArgs, HandlerError> {
+        let mut images = self.images.into_iter();
+        let Some(image) = images.next() else {
+            return Err(SYNTAX.error("packimage needs the name of the image (osimage) to pack"));
         };
-        let mut value = |name: &str| -> Result<String, String> {
-            if let Some(v) = &inline {
-                return Ok(v.clone());
-            }
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("option {name} needs a value"))
-        };
-        match opt {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "-v" | "--version" => return Ok(Parsed::Version),
-            "-m" | "--method" => {
-                let v = value(opt)?;
-                format = Format::parse(&v).ok_or_else(|| {
-                    format!("unknown archive method {v:?} (cpio, tar or squashfs)")
-                })?;
-            }
-            "-c" | "--compress" => {
-                let v = value(opt)?;
-                comp = Compression::parse(&v)
-                    .filter(|c| *c != Compression::None)
-                    .ok_or_else(|| format!("unknown compressor {v:?} (gzip, pigz, xz or zstd)"))?;
-            }
-            o if o.starts_with('-') && o.len() > 1 => return Err(format!("unknown option {o}")),
-            word => {
-                if image.replace(word.to_string()).is_some() {
-                    return Err(format!("packimage packs one image; unexpected {word:?}"));
-                }
-            }
+        if let Some(extra) = images.next() {
+            return Err(SYNTAX.error(format!("packimage packs one image; unexpected {extra:?}")));
         }
-    }
-    let image = image
-        .ok_or_else(|| "packimage needs the name of the image (osimage) to pack".to_string())?;
-    if format == Format::Squashfs {
-        comp = Compression::Zstd;
-    }
-    Ok(Parsed::Run {
-        image,
-        spec: PackSpec {
+        let format = self.method.unwrap_or(Format::Cpio);
+        let compression = match format {
+            Format::Squashfs => Compression::Zstd,
+            _ => self.compress.unwrap_or(Compression::Gzip),
+        };
+        let spec = PackSpec {
             format,
-            compression: comp,
+            compression,
             level: None,
             threads: 0,
-        },
-    })
+        };
+        Ok(PackArgs { image, spec })
+    }
+}
+
+/// Parses packimage's arguments.
+pub fn parse(args: &[String]) -> Result<Parsed<PackArgs>, HandlerError> {
+    SYNTAX.parse::<Cli>(args)?.and_then(Cli::pack_args)
 }
 
 /// One progress line.
@@ -139,21 +134,9 @@ impl Handler for PackImage {
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
-        let (image, spec) = match parse(req.args()) {
-            Ok(Parsed::Help) => {
-                out.info(USAGE).await?;
-                return Ok(());
-            }
-            Ok(Parsed::Version) => {
-                out.data(format!(
-                    "packimage {} (xcatd-rs)",
-                    env!("CARGO_PKG_VERSION")
-                ))
-                .await?;
-                return Ok(());
-            }
-            Ok(Parsed::Run { image, spec }) => (image, spec),
-            Err(msg) => return Err(HandlerError::Usage(format!("{msg}\n{USAGE}"))),
+        let parsed = parse(req.args())?;
+        let Some(PackArgs { image, spec }) = SYNTAX.answer(parsed, &out).await? else {
+            return Ok(());
         };
         Ok(run(&image, spec, &ctx, &out).await?)
     }
@@ -437,13 +420,14 @@ impl Job {
 mod tests {
     use super::*;
 
-    fn p(a: &[&str]) -> Result<Parsed, String> {
-        parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    fn p(a: &[&str]) -> Result<Parsed<PackArgs>, String> {
+        parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map_err(|e| e.to_string())
     }
 
     #[test]
     fn options() {
-        let Parsed::Run { image, spec } = p(&["-m", "tar", "-c", "pigz", "img"]).unwrap() else {
+        let Parsed::Run(PackArgs { image, spec }) = p(&["-m", "tar", "-c", "pigz", "img"]).unwrap()
+        else {
             panic!()
         };
         assert_eq!(image, "img");
@@ -452,15 +436,15 @@ mod tests {
             (Format::Tar, Compression::Gzip)
         );
         assert_eq!(spec.file_name(), "rootimg.tar.gz");
-        let Parsed::Run { spec, .. } = p(&["img"]).unwrap() else {
+        let Parsed::Run(PackArgs { spec, .. }) = p(&["img"]).unwrap() else {
             panic!()
         };
         assert_eq!(spec.file_name(), "rootimg.cpio.gz");
-        let Parsed::Run { spec, .. } = p(&["-c", "zstd", "img"]).unwrap() else {
+        let Parsed::Run(PackArgs { spec, .. }) = p(&["-c", "zstd", "img"]).unwrap() else {
             panic!()
         };
         assert_eq!(spec.file_name(), "rootimg.cpio.zst");
-        let Parsed::Run { spec, .. } = p(&["--method=squashfs", "img"]).unwrap() else {
+        let Parsed::Run(PackArgs { spec, .. }) = p(&["--method=squashfs", "img"]).unwrap() else {
             panic!()
         };
         assert_eq!(spec.file_name(), "rootimg.sfs");

@@ -4,25 +4,40 @@
 use std::collections::BTreeMap;
 
 use xcat_db::Db;
+use xcat_plugin::args::Syntax;
 use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
 
-use crate::args::{args, is_help, send_usage, usage_text};
+const SYNTAX: Syntax = Syntax::new(
+    "chtab",
+    "Usage: chtab keycolname=keyvalue[,keycolname=keyvalue...] tablename.colname=newvalue [tablename.colname=newvalue...]
+       chtab -d keycolname=keyvalue[,keycolname=keyvalue...] tablename [tablename...]
+       chtab [-?|-h|--help]
+       chtab [-v|--version]
+  e.g. chtab key=xcatdport site.value=3001
+       chtab node=compute nodetype.os=rhels9 nodetype.arch=x86_64
+       chtab -d node=node01 hosts",
+);
 
-const USAGE: &[&str] = &[
-    "Usage: chtab keycolname=keyvalue[,keycolname=keyvalue...] tablename.colname=newvalue [tablename.colname=newvalue...]",
-    "       chtab -d keycolname=keyvalue[,keycolname=keyvalue...] tablename [tablename...]",
-    "       chtab [-?|-h|--help]",
-    "  e.g. chtab key=xcatdport site.value=3001",
-    "       chtab node=compute nodetype.os=rhels9 nodetype.arch=x86_64",
-    "       chtab -d node=node01 hosts",
-];
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// `-d`: delete the rows the key selects from the tables named.
+    #[arg(short = 'd', long = "delete")]
+    delete: bool,
+    /// `keycolname=keyvalue[,...]`.
+    key: Option<String>,
+    /// `table.column=value` words, or with `-d` table names.
+    targets: Vec<String>,
+}
+
+/// Key column and value pairs.
+type Keys = Vec<(String, String)>;
 
 pub struct Chtab;
 
 /// `k=v,k2=v2` -> pairs.
-fn parse_keys(spec: &str) -> Result<Vec<(String, String)>, String> {
+fn parse_keys(spec: &str) -> Result<Keys, String> {
     let mut out = Vec::new();
     for part in spec.split(',') {
         let Some((k, v)) = part.split_once('=') else {
@@ -43,7 +58,7 @@ fn parse_keys(spec: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-fn check_keys(table: &str, keys: &[(String, String)]) -> Result<(), HandlerError> {
+fn check_keys(table: &str, keys: &Keys) -> Result<(), HandlerError> {
     let cols =
         Db::columns(table).map_err(|_| HandlerError::Failed(format!("No such table: {table}")))?;
     for (k, _) in keys {
@@ -64,88 +79,82 @@ impl Handler for Chtab {
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
-        let a = args(&req);
-        let usage_err = |msg: &str| HandlerError::Usage(format!("{msg}\n{}", usage_text(USAGE)));
-        if a.iter().any(|x| is_help(x)) {
-            send_usage(&out, USAGE).await?;
+        let Some(args) = SYNTAX.read::<Args>(req.args(), &out).await? else {
             return Ok(());
-        }
-        let mut delete = false;
-        let mut rest: Vec<&str> = Vec::new();
-        for x in &a {
-            match x.as_str() {
-                "-d" | "--delete" => delete = true,
-                o if o.starts_with('-') => {
-                    return Err(usage_err(&format!("Unsupported option {o}")))
-                }
-                o => rest.push(o),
-            }
-        }
-        let Some((keyspec, targets)) = rest.split_first() else {
-            return Err(usage_err("No key given"));
         };
-        let keys = parse_keys(keyspec).map_err(|m| usage_err(&m))?;
-        if targets.is_empty() {
-            return Err(usage_err(if delete {
+        let Some(keyspec) = &args.key else {
+            return Err(SYNTAX.error("No key given"));
+        };
+        let keys = parse_keys(keyspec).map_err(|m| SYNTAX.error(m))?;
+        if args.targets.is_empty() {
+            return Err(SYNTAX.error(if args.delete {
                 "No table given"
             } else {
                 "No table.column=value given"
             }));
         }
-        let key_refs: Vec<(&str, &str)> =
-            keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-
-        if delete {
-            for t in targets {
-                if t.contains('=') || t.contains('.') {
-                    return Err(usage_err(
-                        ". and = are not valid in delete mode: give table names",
-                    ));
-                }
-                check_keys(t, &keys)?;
+        if args.delete {
+            delete(&ctx, &keys, &args.targets).await
+        } else {
+            let by_table = assignments(&args.targets)?;
+            for table in by_table.keys() {
+                check_keys(table, &keys)?;
             }
-            for t in targets {
-                let n = ctx.db.delete(t, &key_refs).await?;
-                tracing::info!(table = %t, rows = n, "chtab -d");
+            for (table, vals) in &by_table {
+                let v: Vec<(&str, &str)> =
+                    vals.iter().map(|(c, v)| (c.as_str(), v.as_str())).collect();
+                ctx.db.upsert(table, &key_refs(&keys), &v).await?;
             }
-            return Ok(());
+            Ok(())
         }
-
-        // Group assignments by table, keeping their order.
-        let mut by_table: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-        for t in targets {
-            let Some((lhs, value)) = t.split_once('=') else {
-                return Err(usage_err(&format!(
-                    "malformed argument '{t}': expected table.column=value"
-                )));
-            };
-            let Some((table, col)) = lhs.split_once('.') else {
-                return Err(usage_err(&format!(
-                    "malformed argument '{t}': expected table.column=value"
-                )));
-            };
-            let cols = Db::columns(table)
-                .map_err(|_| HandlerError::Failed(format!("No such table: {table}")))?;
-            if !cols.contains(&col) {
-                return Err(HandlerError::Failed(format!(
-                    "{table}.{col} is not a valid table.column (columns of {table}: {})",
-                    cols.join(",")
-                )));
-            }
-            by_table
-                .entry(table.to_string())
-                .or_default()
-                .push((col.to_string(), value.to_string()));
-        }
-        for table in by_table.keys() {
-            check_keys(table, &keys)?;
-        }
-        for (table, vals) in &by_table {
-            let v: Vec<(&str, &str)> = vals.iter().map(|(c, v)| (c.as_str(), v.as_str())).collect();
-            ctx.db.upsert(table, &key_refs, &v).await?;
-        }
-        Ok(())
     }
+}
+
+fn key_refs(keys: &Keys) -> Vec<(&str, &str)> {
+    keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// `chtab -d`: every table is checked before any row is deleted.
+async fn delete(ctx: &Context, keys: &Keys, tables: &[String]) -> HandlerResult {
+    for t in tables {
+        if t.contains('=') || t.contains('.') {
+            return Err(SYNTAX.error(". and = are not valid in delete mode: give table names"));
+        }
+        check_keys(t, keys)?;
+    }
+    for t in tables {
+        let n = ctx.db.delete(t, &key_refs(keys)).await?;
+        tracing::info!(table = %t, rows = n, "chtab -d");
+    }
+    Ok(())
+}
+
+/// `table.column=value` words grouped by table, keeping their order; every
+/// table and column checked.
+fn assignments(targets: &[String]) -> Result<BTreeMap<String, Keys>, HandlerError> {
+    let mut by_table: BTreeMap<String, Keys> = BTreeMap::new();
+    for t in targets {
+        let malformed = || {
+            SYNTAX.error(format!(
+                "malformed argument '{t}': expected table.column=value"
+            ))
+        };
+        let (lhs, value) = t.split_once('=').ok_or_else(malformed)?;
+        let (table, col) = lhs.split_once('.').ok_or_else(malformed)?;
+        let cols = Db::columns(table)
+            .map_err(|_| HandlerError::Failed(format!("No such table: {table}")))?;
+        if !cols.contains(&col) {
+            return Err(HandlerError::Failed(format!(
+                "{table}.{col} is not a valid table.column (columns of {table}: {})",
+                cols.join(",")
+            )));
+        }
+        by_table
+            .entry(table.to_string())
+            .or_default()
+            .push((col.to_string(), value.to_string()));
+    }
+    Ok(by_table)
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use xcat_plugin::Handler;
 
-mod args;
 mod chtab;
 mod lsdef;
 mod nodels;

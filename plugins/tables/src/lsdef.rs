@@ -5,17 +5,41 @@
 
 use std::collections::BTreeMap;
 
+use xcat_plugin::args::Syntax;
 use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
 
-use crate::args::{args, is_help, send_usage, usage_text};
+const SYNTAX: Syntax = Syntax::new(
+    "lsdef",
+    "Usage: lsdef -t osimage [-l|--long] [-o] [name[,name...]]
+       lsdef [-?|-h|--help]
+       lsdef [-v|--version]
+  Only object type osimage is served by this daemon.",
+);
 
-const USAGE: &[&str] = &[
-    "Usage: lsdef -t osimage [-l|--long] [-o] [name[,name...]]",
-    "       lsdef [-?|-h|--help]",
-    "  Only object type osimage is served by this daemon.",
-];
+#[derive(Debug, clap::Parser)]
+struct Args {
+    #[arg(short = 't', long = "type")]
+    objtype: Option<String>,
+    /// `-o name[,name...]`, repeatable.
+    #[arg(short = 'o', long = "object")]
+    objects: Vec<String>,
+    #[arg(short = 'l', long = "long")]
+    long: bool,
+    /// `name[,name...]` words.
+    names: Vec<String>,
+}
+
+impl Args {
+    /// Every name asked for, from `-o` and the words, in order of the
+    /// command line's kinds (`-o` first).
+    fn names(&self) -> Vec<String> {
+        let words = self.objects.iter().chain(&self.names);
+        let split = words.flat_map(|w| w.split(',').filter(|s| !s.is_empty()));
+        split.map(str::to_string).collect()
+    }
+}
 
 pub struct Lsdef;
 
@@ -55,61 +79,30 @@ impl Handler for Lsdef {
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
-        let a = args(&req);
-        let usage_err = |msg: &str| HandlerError::Usage(format!("{msg}\n{}", usage_text(USAGE)));
-        let mut objtype: Option<String> = None;
-        let mut long = false;
-        let mut names: Vec<String> = Vec::new();
-        let mut it = a.iter();
-        while let Some(x) = it.next() {
-            match x.as_str() {
-                h if is_help(h) => {
-                    send_usage(&out, USAGE).await?;
-                    return Ok(());
-                }
-                "-t" | "--type" => match it.next() {
-                    Some(t) => objtype = Some(t.clone()),
-                    None => return Err(usage_err("-t needs an object type")),
-                },
-                "-o" | "--object" => match it.next() {
-                    Some(o) => {
-                        names.extend(o.split(',').filter(|s| !s.is_empty()).map(str::to_string))
-                    }
-                    None => return Err(usage_err("-o needs object names")),
-                },
-                "-l" | "--long" => long = true,
-                o if o.starts_with('-') => {
-                    return Err(usage_err(&format!("Unsupported option {o}")))
-                }
-                n => names.extend(n.split(',').filter(|s| !s.is_empty()).map(str::to_string)),
-            }
-        }
+        let Some(args) = SYNTAX.read::<Args>(req.args(), &out).await? else {
+            return Ok(());
+        };
+        let mut names = args.names();
         // Names given as the noderange by a client that treats lsdef as a
         // noderange command arrive as nodes: accept them too.
         names.extend(req.nodes.iter().cloned());
-        match objtype.as_deref() {
+        match args.objtype.as_deref() {
             Some("osimage") => {}
             Some(t) => {
                 return Err(HandlerError::Failed(format!(
                     "Object type '{t}' is not supported by this daemon; use lsdef -t osimage"
                 )))
             }
-            None => return Err(usage_err("Give the object type: lsdef -t osimage")),
+            None => return Err(SYNTAX.error("Give the object type: lsdef -t osimage")),
         }
-
         if names.is_empty() {
-            let rows = ctx.db.rows("osimage").await?;
-            let mut all: Vec<String> = rows
-                .into_iter()
-                .filter_map(|r| r.get("imagename").cloned())
-                .collect();
-            all.sort();
+            let all = all_images(&ctx).await?;
             if all.is_empty() {
                 out.info("Could not find any object definitions to display.")
                     .await?;
                 return Ok(());
             }
-            if !long {
+            if !args.long {
                 for n in &all {
                     out.data(format!("{n}  (osimage)")).await?;
                 }
@@ -117,27 +110,42 @@ impl Handler for Lsdef {
             }
             names = all;
         }
-
-        let mut missing = Vec::new();
-        for name in &names {
-            ctx.check_cancelled()?;
-            match image_attrs(&ctx, name).await? {
-                Some(attrs) => {
-                    out.data(format!("Object name: {name}")).await?;
-                    for (k, v) in attrs {
-                        out.data(format!("    {k}={v}")).await?;
-                    }
-                }
-                None => missing.push(name.clone()),
-            }
-        }
-        if !missing.is_empty() {
-            let msgs: Vec<String> = missing
-                .iter()
-                .map(|n| format!("Could not find an object named '{n}' of type 'osimage'."))
-                .collect();
-            return Err(HandlerError::Failed(msgs.join("\n")));
-        }
-        Ok(())
+        show(&ctx, &out, &names).await
     }
+}
+
+/// The names of every image, sorted.
+async fn all_images(ctx: &Context) -> Result<Vec<String>, HandlerError> {
+    let rows = ctx.db.rows("osimage").await?;
+    let mut all: Vec<String> = rows
+        .into_iter()
+        .filter_map(|r| r.get("imagename").cloned())
+        .collect();
+    all.sort();
+    Ok(all)
+}
+
+/// Each image's stanza; the names that are not images are one error at the end.
+async fn show(ctx: &Context, out: &Responder, names: &[String]) -> HandlerResult {
+    let mut missing = Vec::new();
+    for name in names {
+        ctx.check_cancelled()?;
+        match image_attrs(ctx, name).await? {
+            Some(attrs) => {
+                out.data(format!("Object name: {name}")).await?;
+                for (k, v) in attrs {
+                    out.data(format!("    {k}={v}")).await?;
+                }
+            }
+            None => missing.push(name),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let msgs: Vec<String> = missing
+        .iter()
+        .map(|n| format!("Could not find an object named '{n}' of type 'osimage'."))
+        .collect();
+    Err(HandlerError::Failed(msgs.join("\n")))
 }

@@ -1,13 +1,23 @@
 //! `tabdump [table]`: a table in xCAT's CSV format, or the list of tables.
 
 use xcat_db::Db;
+use xcat_plugin::args::Syntax;
 use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
 
-use crate::args::{args, is_help, send_usage, usage_text};
+const SYNTAX: Syntax = Syntax::new(
+    "tabdump",
+    "Usage: tabdump [table]
+       tabdump [-?|-h|--help]
+       tabdump [-v|--version]",
+);
 
-const USAGE: &[&str] = &["Usage: tabdump [table]", "       tabdump [-?|-h|--help]"];
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// The table to dump; without it, the list of tables.
+    table: Option<String>,
+}
 
 pub struct Tabdump;
 
@@ -18,43 +28,27 @@ impl Handler for Tabdump {
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
-        let a = args(&req);
-        if a.iter().any(|x| is_help(x)) {
-            send_usage(&out, USAGE).await?;
+        let Some(args) = SYNTAX.read::<Args>(req.args(), &out).await? else {
             return Ok(());
-        }
-        if let Some(bad) = a.iter().find(|x| x.starts_with('-')) {
-            return Err(HandlerError::Usage(format!(
-                "Unsupported option {bad}\n{}",
-                usage_text(USAGE)
+        };
+        let Some(table) = args.table else {
+            for t in Db::tables() {
+                out.data(t).await?;
+            }
+            return Ok(());
+        };
+        if Db::columns(&table).is_err() {
+            return Err(HandlerError::Failed(format!(
+                "No such table: {table} (tabdump without arguments lists the tables)"
             )));
         }
-        match a.as_slice() {
-            [] => {
-                for t in Db::tables() {
-                    out.data(t).await?;
-                }
-                Ok(())
+        let text = ctx.db.dump(&table).await?;
+        for (i, line) in text.lines().enumerate() {
+            if i % 1024 == 0 {
+                ctx.check_cancelled()?;
             }
-            [table] => {
-                if Db::columns(table).is_err() {
-                    return Err(HandlerError::Failed(format!(
-                        "No such table: {table} (tabdump without arguments lists the tables)"
-                    )));
-                }
-                let text = ctx.db.dump(table).await?;
-                for (i, line) in text.lines().enumerate() {
-                    if i % 1024 == 0 {
-                        ctx.check_cancelled()?;
-                    }
-                    out.data(line).await?;
-                }
-                Ok(())
-            }
-            _ => Err(HandlerError::Usage(format!(
-                "tabdump takes one table name\n{}",
-                usage_text(USAGE)
-            ))),
+            out.data(line).await?;
         }
+        Ok(())
     }
 }

@@ -4,18 +4,29 @@
 //! the table (its base name without `.csv`) unless `-t` does.
 
 use xcat_db::{Db, DbError};
+use xcat_plugin::args::Syntax;
 use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
 
-use crate::args::{args, is_help, send_usage, usage_text};
+const SYNTAX: Syntax = Syntax::new(
+    "tabrestore",
+    "Usage: tabrestore [-a] [-t table] <tablename>.csv
+       tabrestore [-?|-h|--help]
+       tabrestore [-v|--version]
+  -a        add the rows to the table instead of replacing its contents
+  -t table  restore into this table (default: the file name without .csv)",
+);
 
-const USAGE: &[&str] = &[
-    "Usage: tabrestore [-a] [-t table] <tablename>.csv",
-    "       tabrestore [-?|-h|--help]",
-    "  -a        add the rows to the table instead of replacing its contents",
-    "  -t table  restore into this table (default: the file name without .csv)",
-];
+#[derive(Debug, clap::Parser)]
+struct Args {
+    #[arg(short = 'a', long = "addrows")]
+    append: bool,
+    #[arg(short = 't', long = "table")]
+    table: Option<String>,
+    /// The file the client read; its name names the table unless `-t` does.
+    file: Option<String>,
+}
 
 pub struct Tabrestore;
 
@@ -32,37 +43,18 @@ impl Handler for Tabrestore {
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
-        let a = args(&req);
-        let usage_err = |msg: &str| HandlerError::Usage(format!("{msg}\n{}", usage_text(USAGE)));
-        let mut append = false;
-        let mut table: Option<String> = None;
-        let mut files: Vec<String> = Vec::new();
-        let mut it = a.iter();
-        while let Some(x) = it.next() {
-            match x.as_str() {
-                h if is_help(h) => {
-                    send_usage(&out, USAGE).await?;
-                    return Ok(());
-                }
-                "-a" | "--addrows" => append = true,
-                "-t" | "--table" => match it.next() {
-                    Some(t) => table = Some(t.clone()),
-                    None => return Err(usage_err("-t needs a table name")),
-                },
-                o if o.starts_with('-') && o.len() > 1 => {
-                    return Err(usage_err(&format!("Unsupported option {o}")))
-                }
-                f => files.push(f.to_string()),
-            }
-        }
-        if files.len() > 1 {
-            return Err(usage_err("tabrestore takes one file"));
-        }
-        let file = files.pop();
+        let Some(Args {
+            append,
+            table,
+            file,
+        }) = SYNTAX.read::<Args>(req.args(), &out).await?
+        else {
+            return Ok(());
+        };
         let table = match (table, &file) {
             (Some(t), _) => t,
             (None, Some(f)) => table_from_path(f).to_string(),
-            (None, None) => return Err(usage_err("No file given")),
+            (None, None) => return Err(SYNTAX.error("No file given")),
         };
         if Db::columns(&table).is_err() {
             return Err(HandlerError::Failed(format!(

@@ -2,120 +2,29 @@
 //! real database (SQLite, and PostgreSQL on the server named by
 //! XCATD_TEST_PG_URL, which must be set).
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
 use xcat_db::test_support::TempDatabase;
-use xcat_plugin::{
-    async_trait, Context, Db, Dispatcher, HandlerRequest, HandlerResult, Identity, Request,
-    Responder, Response, Settings,
-};
+use xcat_plugin::testing::{Harness, Outcome};
+use xcat_plugin::Db;
 
 fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-struct NoSubRequests;
-
-#[async_trait]
-impl Dispatcher for NoSubRequests {
-    async fn run_sub_request(&self, _req: Request, _ctx: Context, out: Responder) {
-        let _ = out
-            .error("sub-requests are not used by the table commands")
-            .await;
-    }
-
-    fn commands(&self) -> Vec<String> {
-        let mut v: Vec<String> = plugin_tables::handlers()
-            .iter()
-            .flat_map(|h| h.commands().iter().map(|c| c.to_string()))
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-fn context(db: &Db) -> Context {
-    Context {
-        db: db.clone(),
-        identity: Arc::new(Identity::default()),
-        cancel: CancellationToken::new(),
-        settings: Arc::new(Settings {
-            install_dir: PathBuf::from("/install"),
-            state_dir: PathBuf::from("/nonexistent/state"),
-            share_dir: PathBuf::from("/nonexistent/share"),
-            ssh: xcat_remote::SshConfig::default(),
-            server_name: "mn1".into(),
-        }),
-        dispatcher: Arc::new(NoSubRequests),
-    }
-}
-
-struct Out {
-    responses: Vec<Response>,
-    result: HandlerResult,
-}
-
-impl Out {
-    /// Output as a client prints it: data lines, and `name: text` per node record.
-    fn lines(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        for r in &self.responses {
-            v.extend(r.texts("data").map(str::to_string));
-            v.extend(r.texts("info").map(str::to_string));
-            for n in r.nodes() {
-                for d in n.data {
-                    v.push(format!("{}: {d}", n.name));
-                }
-            }
-        }
-        v
-    }
-    fn err(&self) -> String {
-        match &self.result {
-            Err(e) => e.to_string(),
-            Ok(()) => panic!("expected an error, got output {:?}", self.lines()),
-        }
-    }
-    fn ok(&self) -> &Self {
-        if let Err(e) = &self.result {
-            panic!("handler failed: {e}");
-        }
-        self
-    }
-}
-
 async fn run(
-    db: &Db,
+    h: &Harness,
     cmd: &str,
     args: &[&str],
     noderange: Option<&[&str]>,
     stdin: Option<&str>,
-) -> Out {
-    let mut request = Request::new(cmd, args.iter().map(|s| s.to_string()).collect());
-    request.stdin = stdin.map(str::to_string);
-    let nodes = match noderange {
-        Some(n) => {
-            request.noderange = Some(n.join(","));
-            names(n)
-        }
-        None => Vec::new(),
-    };
-    let handler = plugin_tables::handlers()
-        .into_iter()
-        .find(|h| h.commands().contains(&cmd))
-        .expect("handler for command");
-    let (out, mut rx) = Responder::channel(xcat_plugin::RESPONSE_QUEUE);
-    let ctx = context(db);
-    let hreq = HandlerRequest { request, nodes };
-    let task = tokio::spawn(async move { handler.process(hreq, ctx, out).await });
-    let mut responses = Vec::new();
-    while let Some(r) = rx.recv().await {
-        responses.push(r);
+) -> Outcome {
+    let mut call = h.request(cmd, args);
+    if let Some(n) = noderange {
+        call = call.nodes(n);
     }
-    let result = task.await.expect("handler task");
-    Out { responses, result }
+    if let Some(text) = stdin {
+        call = call.stdin(text);
+    }
+    call.run().await
 }
 
 const NODELIST: &str = "#node,groups,status,statustime,appstatus,appstatustime,primarysn,hidden,updatestatus,updatestatustime,zonename,comments,disable\n\
@@ -124,27 +33,28 @@ const NODELIST: &str = "#node,groups,status,statustime,appstatus,appstatustime,p
 \"node10\",\"compute,all\",,,,,,,,,,,\n\
 \"bmc1\",\"all\",,,,,,\"1\",,,,,\n";
 
-async fn scenario(db: &Db) {
+async fn scenario(h: &Harness) {
+    let db = h.db();
     // tabdump: list, usage, unknown table, empty table.
-    let o = run(db, "tabdump", &[], None, None).await;
+    let o = run(h, "tabdump", &[], None, None).await;
     assert!(o.ok().lines().contains(&"nodelist".to_string()));
     assert_eq!(o.lines().len(), 9);
-    let o = run(db, "tabdump", &["-h"], None, None).await;
+    let o = run(h, "tabdump", &["-h"], None, None).await;
     assert!(o.ok().lines()[0].starts_with("Usage: tabdump"));
-    assert!(run(db, "tabdump", &["nosuch"], None, None)
+    assert!(run(h, "tabdump", &["nosuch"], None, None)
         .await
         .err()
         .contains("No such table: nosuch"));
-    assert!(run(db, "tabdump", &["a", "b"], None, None)
+    assert!(run(h, "tabdump", &["a", "b"], None, None)
         .await
         .err()
         .contains("Usage"));
-    let o = run(db, "tabdump", &["site"], None, None).await;
+    let o = run(h, "tabdump", &["site"], None, None).await;
     assert_eq!(o.ok().lines(), vec!["#key,value,comments,disable"]);
 
     // tabrestore from stdin; table from the file name; errors name the line.
     run(
-        db,
+        h,
         "tabrestore",
         &["/root/nodelist.csv"],
         None,
@@ -152,14 +62,14 @@ async fn scenario(db: &Db) {
     )
     .await
     .ok();
-    let o = run(db, "tabdump", &["nodelist"], None, None).await;
+    let o = run(h, "tabdump", &["nodelist"], None, None).await;
     assert_eq!(
         o.ok().lines().join("\n") + "\n",
         NODELIST,
         "tabdump output equals the restored file"
     );
     let e = run(
-        db,
+        h,
         "tabrestore",
         &["-t", "nodelist", "x.csv"],
         None,
@@ -169,23 +79,23 @@ async fn scenario(db: &Db) {
     .err();
     assert!(e.contains("line 3") && e.contains("not changed"), "{e}");
     assert_eq!(
-        run(db, "tabdump", &["nodelist"], None, None)
+        run(h, "tabdump", &["nodelist"], None, None)
             .await
             .lines()
             .len(),
         5,
         "failed restore kept the table"
     );
-    assert!(run(db, "tabrestore", &["site.csv"], None, None)
+    assert!(run(h, "tabrestore", &["site.csv"], None, None)
         .await
         .err()
         .contains("stdin"));
-    assert!(run(db, "tabrestore", &["bogus.csv"], None, Some("#a\n"))
+    assert!(run(h, "tabrestore", &["bogus.csv"], None, Some("#a\n"))
         .await
         .err()
         .contains("No such table"));
     run(
-        db,
+        h,
         "tabrestore",
         &["-a", "site.csv"],
         None,
@@ -196,7 +106,7 @@ async fn scenario(db: &Db) {
 
     // chtab: upsert (several columns of one table), delete, errors.
     run(
-        db,
+        h,
         "chtab",
         &[
             "key=xcatdport",
@@ -209,7 +119,7 @@ async fn scenario(db: &Db) {
     .await
     .ok();
     assert_eq!(db.site("xcatdport").await.unwrap().as_deref(), Some("3001"));
-    let dump = run(db, "tabdump", &["site"], None, None).await;
+    let dump = run(h, "tabdump", &["site"], None, None).await;
     assert!(
         dump.lines()
             .contains(&"\"xcatdport\",\"3001\",\"port, \"\"main\"\"\",".to_string()),
@@ -217,7 +127,7 @@ async fn scenario(db: &Db) {
         dump.lines()
     );
     run(
-        db,
+        h,
         "chtab",
         &[
             "node=compute",
@@ -231,7 +141,7 @@ async fn scenario(db: &Db) {
     .await
     .ok();
     run(
-        db,
+        h,
         "chtab",
         &["node=node02", "nodetype.os=sles15"],
         None,
@@ -240,7 +150,7 @@ async fn scenario(db: &Db) {
     .await
     .ok();
     run(
-        db,
+        h,
         "chtab",
         &["key=system,username=root", "passwd.password=secret"],
         None,
@@ -250,7 +160,7 @@ async fn scenario(db: &Db) {
     .ok();
     assert_eq!(db.rows("passwd").await.unwrap()[0]["username"], "root");
     run(
-        db,
+        h,
         "chtab",
         &["-d", "key=system,username=root", "passwd"],
         None,
@@ -259,38 +169,38 @@ async fn scenario(db: &Db) {
     .await
     .ok();
     assert!(db.rows("passwd").await.unwrap().is_empty());
-    assert!(run(db, "chtab", &["key=x", "site.nosuch=1"], None, None)
+    assert!(run(h, "chtab", &["key=x", "site.nosuch=1"], None, None)
         .await
         .err()
         .contains("site.nosuch"));
-    assert!(run(db, "chtab", &["key=x", "nosuch.value=1"], None, None)
+    assert!(run(h, "chtab", &["key=x", "nosuch.value=1"], None, None)
         .await
         .err()
         .contains("No such table"));
-    assert!(run(db, "chtab", &["node=x", "site.value=1"], None, None)
+    assert!(run(h, "chtab", &["node=x", "site.value=1"], None, None)
         .await
         .err()
         .contains("node is not a column of table site"));
-    assert!(run(db, "chtab", &["key=x"], None, None)
+    assert!(run(h, "chtab", &["key=x"], None, None)
         .await
         .err()
         .contains("Usage"));
-    assert!(run(db, "chtab", &["-d", "key=x", "site.value"], None, None)
+    assert!(run(h, "chtab", &["-d", "key=x", "site.value"], None, None)
         .await
         .err()
         .contains("delete mode"));
-    assert!(run(db, "chtab", &["-h"], None, None).await.ok().lines()[0].starts_with("Usage: chtab"));
+    assert!(run(h, "chtab", &["-h"], None, None).await.ok().lines()[0].starts_with("Usage: chtab"));
 
     // nodels: all nodes (hidden ones only with -S), explicit nodes, attributes.
-    let o = run(db, "nodels", &[], None, None).await;
+    let o = run(h, "nodels", &[], None, None).await;
     assert_eq!(o.ok().lines(), names(&["node01", "node02", "node10"]));
-    let o = run(db, "nodels", &["-S"], None, None).await;
+    let o = run(h, "nodels", &["-S"], None, None).await;
     assert_eq!(
         o.ok().lines(),
         names(&["bmc1", "node01", "node02", "node10"])
     );
     let o = run(
-        db,
+        h,
         "nodels",
         &["nodetype.os"],
         Some(&["node10", "node02"]),
@@ -299,7 +209,7 @@ async fn scenario(db: &Db) {
     .await;
     assert_eq!(o.ok().lines(), names(&["node02: sles15", "node10: rhels9"]));
     let o = run(
-        db,
+        h,
         "nodels",
         &["nodetype.os", "hosts.ip"],
         Some(&["node10"]),
@@ -310,10 +220,10 @@ async fn scenario(db: &Db) {
         o.ok().lines(),
         names(&["node10: nodetype.os: rhels9", "node10: hosts.ip: 10.0.0.10"])
     );
-    let o = run(db, "nodels", &["-H", "groups"], Some(&["node01"]), None).await;
+    let o = run(h, "nodels", &["-H", "groups"], Some(&["node01"]), None).await;
     assert_eq!(o.ok().lines(), names(&["node01: groups: compute,all"]));
     let o = run(
-        db,
+        h,
         "nodels",
         &["nodetype.os==rhels9"],
         Some(&["node01", "node02", "node10"]),
@@ -322,7 +232,7 @@ async fn scenario(db: &Db) {
     .await;
     assert_eq!(o.ok().lines(), names(&["node01", "node10"]));
     let o = run(
-        db,
+        h,
         "nodels",
         &["nodetype.os!~^rh", "nodetype.os", "nodelist.status"],
         Some(&["node01", "node02"]),
@@ -333,27 +243,27 @@ async fn scenario(db: &Db) {
         o.ok().lines(),
         names(&["node02: nodetype.os: sles15", "node02: nodelist.status: "])
     );
-    let o = run(db, "nodels", &["hosts"], Some(&["node01"]), None).await;
+    let o = run(h, "nodels", &["hosts"], Some(&["node01"]), None).await;
     assert_eq!(o.ok().lines()[0], "node01: hosts.node: node01");
     assert!(o
         .lines()
         .contains(&"node01: hosts.ip: 10.0.0.1".to_string()));
     assert!(
-        run(db, "nodels", &["nodetype.bogus"], Some(&["node01"]), None)
+        run(h, "nodels", &["nodetype.bogus"], Some(&["node01"]), None)
             .await
             .err()
             .contains("not a valid")
     );
-    assert!(run(db, "nodels", &["site.value"], Some(&["node01"]), None)
+    assert!(run(h, "nodels", &["site.value"], Some(&["node01"]), None)
         .await
         .err()
         .contains("not keyed by node"));
 
     // lsdef -t osimage.
-    let o = run(db, "lsdef", &["-t", "osimage"], None, None).await;
+    let o = run(h, "lsdef", &["-t", "osimage"], None, None).await;
     assert!(o.ok().lines()[0].contains("Could not find any"));
     run(
-        db,
+        h,
         "chtab",
         &[
             "imagename=rh9-compute",
@@ -370,9 +280,9 @@ async fn scenario(db: &Db) {
     )
     .await
     .ok();
-    let o = run(db, "lsdef", &["-t", "osimage"], None, None).await;
+    let o = run(h, "lsdef", &["-t", "osimage"], None, None).await;
     assert_eq!(o.ok().lines(), names(&["rh9-compute  (osimage)"]));
-    let o = run(db, "lsdef", &["-t", "osimage", "rh9-compute"], None, None).await;
+    let o = run(h, "lsdef", &["-t", "osimage", "rh9-compute"], None, None).await;
     assert_eq!(
         o.ok().lines(),
         names(&[
@@ -387,7 +297,7 @@ async fn scenario(db: &Db) {
         ])
     );
     let o = run(
-        db,
+        h,
         "lsdef",
         &["-t", "osimage", "-o", "rh9-compute,nope"],
         None,
@@ -398,11 +308,11 @@ async fn scenario(db: &Db) {
         .err()
         .contains("Could not find an object named 'nope' of type 'osimage'."));
     assert_eq!(o.lines()[0], "Object name: rh9-compute");
-    assert!(run(db, "lsdef", &["-t", "node"], None, None)
+    assert!(run(h, "lsdef", &["-t", "node"], None, None)
         .await
         .err()
         .contains("not supported"));
-    assert!(run(db, "lsdef", &["rh9-compute"], None, None)
+    assert!(run(h, "lsdef", &["rh9-compute"], None, None)
         .await
         .err()
         .contains("-t osimage"));
@@ -412,7 +322,8 @@ async fn scenario(db: &Db) {
 /// row, and inherited from a group row) in several chunks, group inheritance
 /// and templates, a selection, and an unsorted node list with a duplicate:
 /// the output must be exactly what one pass over all nodes would give.
-async fn many_nodes(db: &Db) {
+async fn many_nodes(h: &Harness) {
+    let db = h.db();
     const N: usize = 1234;
     let rack = |i: usize| i / 100;
     let name = |i: usize| format!("n{i:04}");
@@ -447,11 +358,11 @@ async fn many_nodes(db: &Db) {
         .collect();
     let os = |i: usize| if rack(i) == 3 { "sles15" } else { "rhels9" };
 
-    let o = run(db, "nodels", &[], None, None).await;
+    let o = run(h, "nodels", &[], None, None).await;
     let want: Vec<String> = visible.iter().map(|&i| name(i)).collect();
     assert_eq!(o.ok().lines(), want);
 
-    let o = run(db, "nodels", &["-S"], None, None).await;
+    let o = run(h, "nodels", &["-S"], None, None).await;
     let mut want: Vec<String> = (1..=N).map(name).collect();
     want.push("rack7".into());
     assert_eq!(o.ok().lines(), want);
@@ -460,7 +371,7 @@ async fn many_nodes(db: &Db) {
     given.push(name(5));
     let given: Vec<&str> = given.iter().map(String::as_str).collect();
     let o = run(
-        db,
+        h,
         "nodels",
         &["nodetype.os", "hosts.ip"],
         Some(&given),
@@ -478,7 +389,7 @@ async fn many_nodes(db: &Db) {
         .collect();
     assert_eq!(o.ok().lines(), want);
 
-    let o = run(db, "nodels", &["nodetype.os==sles15"], None, None).await;
+    let o = run(h, "nodels", &["nodetype.os==sles15"], None, None).await;
     let want: Vec<String> = visible
         .iter()
         .filter(|&&i| rack(i) == 3)
@@ -490,19 +401,17 @@ async fn many_nodes(db: &Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_commands_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::connect(&format!("sqlite://{}", dir.path().join("x.db").display()))
-        .await
-        .unwrap();
-    scenario(&db).await;
-    many_nodes(&db).await;
+    let h = Harness::new(plugin_tables::handlers()).await;
+    scenario(&h).await;
+    many_nodes(&h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_commands_postgres() {
     let pg = TempDatabase::from_env();
     let db = Db::connect(pg.url()).await.unwrap();
-    scenario(&db).await;
-    many_nodes(&db).await;
+    let h = Harness::with_db(db.clone(), plugin_tables::handlers());
+    scenario(&h).await;
+    many_nodes(&h).await;
     db.close().await;
 }

@@ -18,12 +18,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use xcat_plugin::args::{Parsed, Syntax, VersionFlag};
 use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder, Response,
 };
 use xcat_remote::{NodeEvent, Remote, RemoteError, Target};
 
-pub const USAGE: &str = "Usage: xdsh <noderange> [-f fanout] [-t timeout] [-l user] <command>";
+pub const USAGE: &str = "Usage: xdsh <noderange> [-f fanout] [-t timeout] [-l user] <command>
+       xdsh -h|--help
+       xdsh -V|--version";
+
+/// The command's name and usage for the shared parser. The version flag is
+/// xCAT's xdsh's `-V`: its `-v` means "verify", which this xdsh does not do.
+pub const SYNTAX: Syntax = Syntax::new("xdsh", USAGE).version_flag(VersionFlag::Upper);
 
 /// The handlers of this plugin.
 pub fn handlers() -> Vec<Arc<dyn Handler>> {
@@ -43,65 +50,53 @@ pub struct XdshArgs {
     pub command: String,
 }
 
-/// Parse the arguments after the noderange. Options come first; the first
-/// other word (or everything after `--`) starts the command.
-pub fn parse_args(args: &[String]) -> Result<XdshArgs, String> {
-    let mut fanout = None;
-    let mut timeout = None;
-    let mut user = None;
-    let mut i = 0;
-    fn value<'a>(args: &'a [String], i: &mut usize, opt: &str) -> Result<&'a str, String> {
-        *i += 1;
-        args.get(*i)
-            .map(String::as_str)
-            .ok_or_else(|| format!("option {opt} needs a value\n{USAGE}"))
+/// xdsh's options as clap reads them: options first; the first other word
+/// (or everything after `--`) starts the command.
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    #[arg(short = 'f', long = "fanout", value_parser = fanout)]
+    fanout: Option<usize>,
+    #[arg(short = 't', long = "timeout", value_parser = timeout)]
+    timeout: Option<Duration>,
+    #[arg(short = 'l', long = "user", value_parser = user)]
+    user: Option<String>,
+    /// The command's words: options after its first word belong to it.
+    #[arg(trailing_var_arg = true)]
+    command: Vec<String>,
+}
+
+fn fanout(v: &str) -> Result<usize, String> {
+    let n = v.parse().ok().filter(|n| *n > 0);
+    n.ok_or_else(|| format!("-f needs a positive number, not {v:?}"))
+}
+
+fn timeout(v: &str) -> Result<Duration, String> {
+    let n = v.parse().ok().filter(|n| *n > 0);
+    n.map(Duration::from_secs)
+        .ok_or_else(|| format!("-t needs a positive number of seconds, not {v:?}"))
+}
+
+fn user(v: &str) -> Result<String, String> {
+    if v.is_empty() || v.starts_with('-') {
+        return Err(format!("-l needs a user name, not {v:?}"));
     }
-    while i < args.len() {
-        let a = args[i].as_str();
-        match a {
-            "--" => {
-                i += 1;
-                break;
-            }
-            "-f" | "--fanout" => {
-                let v = value(args, &mut i, a)?;
-                let n: usize = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("-f needs a positive number, not {v:?}\n{USAGE}"))?;
-                fanout = Some(n);
-            }
-            "-t" | "--timeout" => {
-                let v = value(args, &mut i, a)?;
-                let n: u64 = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    format!("-t needs a positive number of seconds, not {v:?}\n{USAGE}")
-                })?;
-                timeout = Some(Duration::from_secs(n));
-            }
-            "-l" | "--user" => {
-                let v = value(args, &mut i, a)?;
-                if v.is_empty() || v.starts_with('-') {
-                    return Err(format!("-l needs a user name, not {v:?}\n{USAGE}"));
-                }
-                user = Some(v.to_string());
-            }
-            _ if a.starts_with('-') && a.len() > 1 => {
-                return Err(format!("unknown option {a}\n{USAGE}"));
-            }
-            _ => break,
+    Ok(v.to_string())
+}
+
+/// Parse the arguments after the noderange. The command is the remaining
+/// words joined by spaces.
+pub fn parse_args(args: &[String]) -> Result<Parsed<XdshArgs>, HandlerError> {
+    SYNTAX.parse::<Cli>(args)?.and_then(|cli| {
+        let command = cli.command.join(" ");
+        if command.trim().is_empty() {
+            return Err(SYNTAX.error("no command given"));
         }
-        i += 1;
-    }
-    let command = args[i.min(args.len())..].join(" ");
-    if command.trim().is_empty() {
-        return Err(format!("no command given\n{USAGE}"));
-    }
-    Ok(XdshArgs {
-        fanout,
-        timeout,
-        user,
-        command,
+        Ok(XdshArgs {
+            fanout: cli.fanout,
+            timeout: cli.timeout,
+            user: cli.user,
+            command,
+        })
     })
 }
 
@@ -147,9 +142,12 @@ impl Handler for Xdsh {
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
-        let args = parse_args(req.args()).map_err(HandlerError::Usage)?;
+        let parsed = parse_args(req.args())?;
+        let Some(args) = SYNTAX.answer(parsed, &out).await? else {
+            return Ok(());
+        };
         if req.nodes.is_empty() {
-            return Err(HandlerError::Usage(format!("no nodes given\n{USAGE}")));
+            return Err(SYNTAX.error("no nodes given"));
         }
         let targets = node_targets(&ctx, &req.nodes).await?;
         let mut config = ctx.settings.ssh.clone();
@@ -190,23 +188,29 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
+    fn run(v: &[&str]) -> XdshArgs {
+        match parse_args(&s(v)) {
+            Ok(Parsed::Run(a)) => a,
+            other => panic!("{v:?}: {other:?}"),
+        }
+    }
+
     #[test]
     fn parses_options_then_joins_the_command() {
-        let a = parse_args(&s(&[
+        let a = run(&[
             "-f", "4", "-t", "30", "-l", "admin", "uname", "-a;", "echo", "'x y'",
-        ]))
-        .unwrap();
+        ]);
         assert_eq!(a.fanout, Some(4));
         assert_eq!(a.timeout, Some(Duration::from_secs(30)));
         assert_eq!(a.user.as_deref(), Some("admin"));
         assert_eq!(a.command, "uname -a; echo 'x y'");
         // Options after the first command word belong to the command.
-        let a = parse_args(&s(&["ls", "-f", "/"])).unwrap();
+        let a = run(&["ls", "-f", "/"]);
         assert_eq!(a.command, "ls -f /");
         assert_eq!(a.fanout, None);
-        let a = parse_args(&s(&["--", "-x"])).unwrap();
+        let a = run(&["--", "-x"]);
         assert_eq!(a.command, "-x");
-        let a = parse_args(&s(&["date; hostname"])).unwrap();
+        let a = run(&["date; hostname"]);
         assert_eq!(a.command, "date; hostname");
     }
 
@@ -221,7 +225,7 @@ mod tests {
             &["-l", "-f", "ls"],
             &["-f", "2"],
         ] {
-            let e = parse_args(&s(bad)).unwrap_err();
+            let e = parse_args(&s(bad)).unwrap_err().to_string();
             assert!(e.ends_with(USAGE), "{bad:?}: {e}");
         }
     }
