@@ -406,6 +406,7 @@ async fn table_commands_sqlite() {
     many_nodes(&h).await;
 }
 
+#[ignore = "needs PostgreSQL (XCATD_TEST_PG_URL): ./scripts/test-all runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_commands_postgres() {
     let pg = TempDatabase::from_env();
