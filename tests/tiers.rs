@@ -64,6 +64,33 @@ fn every_ignored_test_names_its_tier() {
     );
 }
 
+/// `--include-ignored` runs ignored doc examples too, where they cannot
+/// compile: an example that is not meant to compile is `text`.
+#[test]
+fn no_doc_example_is_ignored() {
+    let root = repo_root();
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let fence = concat!("```", "ignore");
+    let bad: Vec<String> = files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            let rel = f.strip_prefix(&root).unwrap_or(f).display().to_string();
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| l.contains(fence))
+                .map(|(n, _)| format!("{rel}:{}", n + 1))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "doc examples marked {fence} fail under --include-ignored; mark them `text` or make them compile:\n{}",
+        bad.join("\n")
+    );
+}
+
 #[test]
 fn the_test_command_runs_every_tier() {
     let script = std::fs::read_to_string(repo_root().join("scripts/test-all")).expect("test-all");

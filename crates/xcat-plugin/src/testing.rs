@@ -10,7 +10,7 @@
 //! with an error response: a handler that needs them is tested through the
 //! daemon.
 //!
-//! ```ignore
+//! ```text
 //! let h = Harness::new(plugin_lsxcatd::handlers()).await;
 //! assert_eq!(h.run("lsxcatd", &["-d"]).await.ok().lines(), ["dbengine=SQLite"]);
 //! ```
