@@ -63,6 +63,8 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
     pub limits: Limits,
+    /// Ceilings over the whole archive (entries, metadata, logical size).
+    pub budget: crate::budget::Budget,
     pub progress: Option<Progress>,
     /// At most this many bytes are read and discarded after the end-of-archive marker.
     pub drain_max: u64,
@@ -72,6 +74,7 @@ impl Default for ExtractOptions {
     fn default() -> Self {
         ExtractOptions {
             limits: Limits::default(),
+            budget: crate::budget::Budget::default(),
             progress: None,
             drain_max: 1 << 20,
         }

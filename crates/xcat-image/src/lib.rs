@@ -20,6 +20,7 @@
 
 pub mod acl;
 pub mod beneath;
+pub mod budget;
 pub mod extract;
 pub mod manifest;
 pub mod pack;
