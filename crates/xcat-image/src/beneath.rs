@@ -196,18 +196,25 @@ impl Root {
         list_dir_fd(&fd)
     }
 
+    /// Holds the inode at `rel` (never following a symlink) without opening it.
+    pub fn hold(&self, rel: &[u8]) -> io::Result<Held> {
+        Held::from_fd(openat2_retry(
+            &self.fd,
+            rel,
+            OFlags::PATH | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )?)
+    }
+
     /// Reads a regular file beneath the root, at most `max` bytes (larger is an error).
+    /// Its type is checked before it is opened for reading: opening a device node (a
+    /// watchdog, a tape drive) has effects of its own, and the image chooses what sits
+    /// at any of its paths.
     pub fn read_file(&self, rel: &[u8], max: u64) -> io::Result<Vec<u8>> {
         use std::io::Read;
-        let fd = self.open_beneath(rel, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
-        let st = rustix::fs::fstat(&fd)?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
-        let mut f = std::fs::File::from(fd);
+        let held = self.hold(rel)?;
+        held.require(libc::S_IFREG)?;
+        let mut f = std::fs::File::from(held.reopen_for_reading()?);
         let mut v = Vec::new();
         (&mut f).take(max + 1).read_to_end(&mut v)?;
         if v.len() as u64 > max {
@@ -256,6 +263,137 @@ impl Root {
         }
         res
     }
+}
+
+/// An inode held through an `O_PATH` descriptor: the inode itself is never opened (no
+/// device driver runs), and every later operation acts on exactly this inode through
+/// `/proc/self/fd/<n>`, whatever is renamed over its path meanwhile. Through that magic
+/// link even a symlink is acted on itself, never followed.
+#[derive(Debug)]
+pub struct Held {
+    fd: OwnedFd,
+    st: rustix::fs::Stat,
+}
+
+impl Held {
+    fn from_fd(fd: OwnedFd) -> io::Result<Held> {
+        let st = rustix::fs::fstat(&fd)?;
+        Ok(Held { fd, st })
+    }
+
+    /// Holds `name` (a single component) in the directory `dir`, never following it.
+    pub fn at(dir: impl AsFd, name: &[u8]) -> io::Result<Held> {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Held::from_fd(fd)
+    }
+
+    /// Holds the entry this process has just created as `name` in `dir`, refusing
+    /// anything else put there meanwhile: it must be of file type `ifmt` (`S_IF*`),
+    /// owned by us, with a single link (a hard link to some other file has more) and,
+    /// for devices, the device number `rdev`.
+    pub fn created(dir: impl AsFd, name: &[u8], ifmt: u32, rdev: u64) -> io::Result<Held> {
+        let h = Held::at(dir, name)?;
+        let ours = h.st.st_mode & libc::S_IFMT == ifmt
+            && h.st.st_uid == rustix::process::geteuid().as_raw()
+            && h.st.st_nlink == 1
+            && (ifmt != libc::S_IFCHR && ifmt != libc::S_IFBLK || h.st.st_rdev == rdev);
+        if !ours {
+            return Err(io::Error::other(
+                "replaced by another file while being created (a local user raced the extraction)",
+            ));
+        }
+        Ok(h)
+    }
+
+    /// The inode's status as it was when it was held.
+    pub fn stat(&self) -> &rustix::fs::Stat {
+        &self.st
+    }
+
+    /// (device, inode number, file type): what identifies this inode.
+    pub fn identity(&self) -> (u64, u64, u32) {
+        identity(&self.st)
+    }
+
+    /// Fails unless the inode is of file type `ifmt` (`S_IF*`).
+    pub fn require(&self, ifmt: u32) -> io::Result<()> {
+        if self.st.st_mode & libc::S_IFMT == ifmt {
+            return Ok(());
+        }
+        let what = match ifmt {
+            libc::S_IFDIR => "not a directory",
+            _ => "not a regular file",
+        };
+        Err(io::Error::new(io::ErrorKind::InvalidInput, what))
+    }
+
+    /// `/proc/self/fd/<n>` naming this inode.
+    pub fn proc(&self) -> io::Result<CString> {
+        cname(
+            format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// Opens this (regular) inode for reading; the caller checked its type first.
+    pub fn reopen_for_reading(&self) -> io::Result<OwnedFd> {
+        let fd = rustix::fs::open(
+            self.proc()?.as_c_str(),
+            OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        if identity(&rustix::fs::fstat(&fd)?) != self.identity() {
+            return Err(io::Error::other("the file changed while being opened"));
+        }
+        Ok(fd)
+    }
+
+    /// Sets the owner (of a symlink itself, too).
+    pub fn chown(&self, owner: crate::sys::Owner) -> io::Result<()> {
+        crate::sys::chown_empty_path(&self.fd, owner)
+    }
+
+    /// Sets the permission bits (not possible on a symlink).
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        rustix::fs::chmod(self.proc()?.as_c_str(), Mode::from_raw_mode(mode))?;
+        Ok(())
+    }
+
+    /// Sets one xattr (on a symlink: only `trusted.*` and `security.*` are allowed).
+    pub fn set_xattr(&self, name: &[u8], value: &[u8]) -> io::Result<()> {
+        let name = cname(name)?;
+        rustix::fs::setxattr(
+            self.proc()?.as_c_str(),
+            name.as_c_str(),
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )?;
+        Ok(())
+    }
+
+    /// Sets access and modification times.
+    pub fn set_times(&self, t: &rustix::fs::Timestamps) -> io::Result<()> {
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            self.proc()?.as_c_str(),
+            t,
+            AtFlags::empty(),
+        )?;
+        Ok(())
+    }
+}
+
+/// (device, inode number, file type) of a status.
+pub fn identity(st: &rustix::fs::Stat) -> (u64, u64, u32) {
+    (st.st_dev, st.st_ino, st.st_mode & libc::S_IFMT)
 }
 
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`; `None` when absent.

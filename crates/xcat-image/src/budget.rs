@@ -36,3 +36,89 @@ impl Default for Budget {
         }
     }
 }
+
+/// An exceeded budget: the extraction stops here.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "entry {entry}: refused: the archive goes over the budget {budget} ({what} would be \
+     {size}, at most {limit}); raise [capture.budget] {budget} if the node really is that \
+     large"
+)]
+pub struct Exceeded {
+    /// The entry that went over.
+    pub entry: String,
+    /// The budget's configuration name (`max_entries`...).
+    pub budget: &'static str,
+    /// What was counted.
+    pub what: &'static str,
+    pub size: u64,
+    pub limit: u64,
+}
+
+/// What one extraction has spent so far, checked against its [`Budget`].
+#[derive(Debug, Default)]
+pub(crate) struct Spent {
+    entries: u64,
+    metadata: u64,
+}
+
+impl Spent {
+    /// Counts one more entry, which keeps `metadata` bytes of bookkeeping.
+    pub fn entry(&mut self, b: &Budget, entry: &str, metadata: u64) -> Result<(), Exceeded> {
+        self.entries += 1;
+        if self.entries > b.max_entries {
+            return Err(Exceeded {
+                entry: entry.to_string(),
+                budget: "max_entries",
+                what: "the number of entries",
+                size: self.entries,
+                limit: b.max_entries,
+            });
+        }
+        self.metadata(b, entry, metadata)
+    }
+
+    /// Counts `bytes` more of metadata kept until the end of the extraction.
+    pub fn metadata(&mut self, b: &Budget, entry: &str, bytes: u64) -> Result<(), Exceeded> {
+        self.metadata = self.metadata.saturating_add(bytes);
+        if self.metadata > b.max_metadata_bytes {
+            return Err(Exceeded {
+                entry: entry.to_string(),
+                budget: "max_metadata_bytes",
+                what: "the metadata kept in memory, in bytes",
+                size: self.metadata,
+                limit: b.max_metadata_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A list of remarks of which at most [`Budget::max_notes`] are kept one by one; the
+/// rest are counted, and [`Remarks::finish`] adds one line saying how many.
+#[derive(Debug, Default)]
+pub(crate) struct Remarks {
+    pub list: Vec<String>,
+    unlisted: u64,
+}
+
+impl Remarks {
+    pub fn push(&mut self, b: &Budget, remark: String) {
+        if self.list.len() < b.max_notes {
+            self.list.push(remark);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    /// The remarks, with the count of those not listed.
+    pub fn finish(mut self, kind: &str) -> Vec<String> {
+        if self.unlisted > 0 {
+            self.list.push(format!(
+                "{} more {kind} not listed (budget max_notes)",
+                self.unlisted
+            ));
+        }
+        self.list
+    }
+}

@@ -21,6 +21,7 @@
 pub mod acl;
 pub mod beneath;
 pub mod budget;
+mod deferred;
 pub mod extract;
 pub mod manifest;
 pub mod pack;
