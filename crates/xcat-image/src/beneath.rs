@@ -438,6 +438,54 @@ pub fn as_cstr(c: &CString) -> &CStr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// What a local user could rename over a node between its creation and its chmod:
+    /// a symlink to a server file, or a hard link to one. Neither is taken for the
+    /// node, and the server file keeps its mode.
+    #[test]
+    fn a_created_entry_is_held_only_if_it_is_still_ours() {
+        let top = tempfile::tempdir().unwrap();
+        let server_file = top.path().join("shadow");
+        std::fs::write(&server_file, b"secret").unwrap();
+        std::fs::set_permissions(&server_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let dir = rustix::fs::open(top.path(), OFlags::DIRECTORY, Mode::empty()).unwrap();
+        std::os::unix::fs::symlink(&server_file, top.path().join("node")).unwrap();
+        std::fs::hard_link(&server_file, top.path().join("linked")).unwrap();
+        for (name, ifmt) in [("node", libc::S_IFIFO), ("linked", libc::S_IFREG)] {
+            let e = Held::created(&dir, name.as_bytes(), ifmt, 0).unwrap_err();
+            assert!(e.to_string().contains("replaced"), "{name}: {e}");
+        }
+        // a symlink held is changed itself, never what it points to
+        let held = Held::at(&dir, b"node").unwrap();
+        assert!(
+            held.chmod(0o666).is_err(),
+            "a symlink has no mode of its own"
+        );
+        held.set_times(&rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 5,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 5,
+                tv_nsec: 0,
+            },
+        })
+        .unwrap();
+        let meta = std::fs::metadata(&server_file).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        assert_ne!(std::os::unix::fs::MetadataExt::mtime(&meta), 5);
+        // the FIFO really made here is held and changed
+        rustix::fs::mknodat(&dir, "fifo", rustix::fs::FileType::Fifo, Mode::empty(), 0).unwrap();
+        let fifo = Held::created(&dir, b"fifo", libc::S_IFIFO, 0).unwrap();
+        fifo.chmod(0o640).unwrap();
+        let mode = std::fs::symlink_metadata(top.path().join("fifo"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o640);
+    }
 
     #[test]
     fn normalisation() {

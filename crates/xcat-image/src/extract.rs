@@ -20,19 +20,25 @@
 //!   offsets.
 //! * Attributes: `fchown` first, then `fchmod` (so setuid/setgid survive the chown),
 //!   then xattrs (after chown, which would clear `security.capability`), then times.
-//!   Directory times are applied at the end, deepest first.
+//!   Directory times are applied at the end, deepest first. Symlinks and device nodes,
+//!   which cannot be opened safely, are held with `O_PATH|O_NOFOLLOW` right after
+//!   their creation and checked to still be ours (type, owner, one link, device
+//!   number); every attribute is then set on that held inode ([`beneath::Held`]),
+//!   never by name again, so nothing renamed over the name meanwhile (a symlink or
+//!   hard link to a server file) is changed.
 //! * Xattrs restored: `user.*`, `trusted.*`, `security.*`, and the POSIX ACLs
 //!   (`system.posix_acl_access/default`, from the binary xattr when the archive has it,
-//!   else converted from `SCHILY.acl.*` text; names in ACL text are resolved against the
-//!   image's own `/etc/passwd` and `/etc/group` at the end). Other namespaces are
-//!   skipped with a warning. On symlinks and device nodes xattrs are set with
-//!   `lsetxattr` through `/proc/self/fd/<parent>/<name>` (the kernel only allows
-//!   `trusted.*`/`security.*` there). A failure to set an xattr is a warning.
+//!   else converted from `SCHILY.acl.*` text). Other namespaces are skipped with a
+//!   warning; a failure to set an xattr is a warning. Directories' default ACLs, and
+//!   ACLs naming users or groups (resolved against the image's own `etc/passwd` and
+//!   `etc/group`), are set at the end of the archive on the inode extracted
+//!   (the `deferred` module): earlier, every file extracted below would inherit them.
 //! * Entry types tar cannot carry meaningfully (sockets never appear; unknown type
 //!   flags) are skipped with a note.
 //!
 //! Memory stays bounded: one 128 KiB data buffer, metadata limited by [`Limits`], plus
-//! per-entry bookkeeping (the set of extracted paths for hard links and the manifest).
+//! per-entry bookkeeping (the set of extracted paths for hard links and the manifest),
+//! which [`crate::budget::Budget`] bounds (entries, metadata bytes, notes listed).
 
 use crate::acl;
 use crate::beneath::{self, cname, explain, lstat_at, normalize, split_parent, Held, Root};
@@ -300,7 +306,7 @@ struct Extractor {
 /// Bytes of bookkeeping one entry costs besides its names and xattrs: its manifest
 /// record with the map node holding it, and its slot in the set of extracted paths
 /// (measured, see [`crate::budget`]).
-const ENTRY_BOOKKEEPING: u64 = 400;
+const ENTRY_BOOKKEEPING: u64 = 450;
 
 fn timestamps(m: Mtime) -> Timestamps {
     let t = Timespec {
@@ -941,6 +947,11 @@ impl Extractor {
     /// what its bookkeeping keeps until the end (the path in the manifest key, the
     /// record and the set of extracted paths; link target; xattrs; deferred ACLs).
     fn spend(&mut self, meta: &EntryMeta) -> Result<(), ExtractError> {
+        let entry = escape_bytes(&meta.path);
+        if let Kind::Other(_) = meta.kind {
+            // skipped: it keeps only a note, and notes are bounded by count
+            return Ok(self.spent.entry(&self.budget, &entry, 0)?);
+        }
         let path = meta.path.len();
         let mut bytes = ENTRY_BOOKKEEPING + 3 * path as u64 + meta.link.len() as u64;
         for (k, v) in &meta.xattrs {
@@ -952,9 +963,7 @@ impl Extractor {
         for text in [&meta.acl_access, &meta.acl_default].into_iter().flatten() {
             bytes += deferred_cost(&meta.path, text.len()) + text.len() as u64;
         }
-        self.spent
-            .entry(&self.budget, &escape_bytes(&meta.path), bytes)?;
-        Ok(())
+        Ok(self.spent.entry(&self.budget, &entry, bytes)?)
     }
 
     /// Directory times, deepest first (setting them earlier would be undone
