@@ -66,19 +66,26 @@ impl Default for Budget {
 /// An exceeded budget: the extraction stops here.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error(
-    "entry {entry}: refused: the archive goes over the budget {budget} ({what} would be \
+    "entry {entry}: refused: the archive goes over the budget {budget} ({} would be \
      {size}, at most {limit}); raise [capture.budget] {budget} if the node really is that \
-     large"
+     large",
+    counted(budget)
 )]
 pub struct Exceeded {
     /// The entry that went over.
     pub entry: String,
     /// The budget's configuration name (`max_entries`...).
     pub budget: &'static str,
-    /// What was counted.
-    pub what: &'static str,
     pub size: u64,
     pub limit: u64,
+}
+
+/// What the budget named `budget` counts, for messages.
+fn counted(budget: &str) -> &'static str {
+    match budget {
+        "max_entries" => "the number of entries",
+        _ => "the metadata kept in memory, in bytes",
+    }
 }
 
 /// What one extraction has spent so far, checked against its [`Budget`].
@@ -96,7 +103,6 @@ impl Spent {
             return Err(Exceeded {
                 entry: entry.to_string(),
                 budget: "max_entries",
-                what: "the number of entries",
                 size: self.entries,
                 limit: b.max_entries,
             });
@@ -111,7 +117,6 @@ impl Spent {
             return Err(Exceeded {
                 entry: entry.to_string(),
                 budget: "max_metadata_bytes",
-                what: "the metadata kept in memory, in bytes",
                 size: self.metadata,
                 limit: b.max_metadata_bytes,
             });
