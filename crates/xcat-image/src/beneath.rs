@@ -310,11 +310,6 @@ impl Held {
         Ok(h)
     }
 
-    /// The inode's status as it was when it was held.
-    pub fn stat(&self) -> &rustix::fs::Stat {
-        &self.st
-    }
-
     /// (device, inode number, file type): what identifies this inode.
     pub fn identity(&self) -> (u64, u64, u32) {
         identity(&self.st)

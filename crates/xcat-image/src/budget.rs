@@ -84,7 +84,7 @@ pub struct Exceeded {
 fn counted(budget: &str) -> &'static str {
     match budget {
         "max_entries" => "the number of entries",
-        _ => "the metadata kept in memory, in bytes",
+        _ => "the bytes of metadata kept in memory",
     }
 }
 
