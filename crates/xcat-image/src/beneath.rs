@@ -206,15 +206,21 @@ impl Root {
         )?)
     }
 
-    /// Reads a regular file beneath the root, at most `max` bytes (larger is an error).
-    /// Its type is checked before it is opened for reading: opening a device node (a
-    /// watchdog, a tape drive) has effects of its own, and the image chooses what sits
-    /// at any of its paths.
-    pub fn read_file(&self, rel: &[u8], max: u64) -> io::Result<Vec<u8>> {
-        use std::io::Read;
+    /// Opens the regular file `rel` beneath the root with `flags` (`O_RDONLY`,
+    /// `O_WRONLY|O_TRUNC`...). Its type is checked before it is opened: opening a
+    /// device node (a watchdog, a tape drive) has effects of its own, and the image
+    /// chooses what sits at any of its paths.
+    pub fn open_regular(&self, rel: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
         let held = self.hold(rel)?;
         held.require(libc::S_IFREG)?;
-        let mut f = std::fs::File::from(held.reopen_for_reading()?);
+        held.reopen(flags)
+    }
+
+    /// Reads a regular file beneath the root, at most `max` bytes (larger is an error),
+    /// opened as [`Root::open_regular`] does.
+    pub fn read_file(&self, rel: &[u8], max: u64) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut f = std::fs::File::from(self.open_regular(rel, OFlags::RDONLY)?);
         let mut v = Vec::new();
         (&mut f).take(max + 1).read_to_end(&mut v)?;
         if v.len() as u64 > max {
@@ -338,11 +344,11 @@ impl Held {
         )
     }
 
-    /// Opens this (regular) inode for reading; the caller checked its type first.
-    pub fn reopen_for_reading(&self) -> io::Result<OwnedFd> {
+    /// Opens this inode itself with `flags`; the caller checked its type first.
+    pub fn reopen(&self, flags: OFlags) -> io::Result<OwnedFd> {
         let fd = rustix::fs::open(
             self.proc()?.as_c_str(),
-            OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            flags | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
         if identity(&rustix::fs::fstat(&fd)?) != self.identity() {
