@@ -9,6 +9,8 @@
 //! absent. Names are resolved by the caller against the *image's* passwd/group, never
 //! the management node's.
 
+use std::collections::{HashMap, HashSet};
+
 /// Binary format version written by the kernel and libacl.
 const ACL_EA_VERSION: u32 = 2;
 const USER_OBJ: u16 = 0x01;
@@ -51,14 +53,37 @@ fn parse_perm(p: &str) -> Option<u16> {
 
 type Lookup<'a> = &'a dyn Fn(bool, &str) -> Option<u32>;
 
+/// The entries of an ACL text: one per line or comma, comments and blanks dropped.
+fn acl_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split(['\n', ','])
+        .map(|raw| raw.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+}
+
+/// The user (`true`) and group names an ACL text needs resolved: qualifiers that are
+/// neither numeric nor followed by star's numeric fourth field.
+pub fn qualifier_names(text: &[u8]) -> Vec<(bool, String)> {
+    let text = String::from_utf8_lossy(text);
+    let mut out = Vec::new();
+    for line in acl_lines(&text) {
+        let f: Vec<&str> = line.split(':').collect();
+        let is_user = match f[0] {
+            "user" | "u" => true,
+            "group" | "g" => false,
+            _ => continue,
+        };
+        let numeric = |s: Option<&&str>| s.is_some_and(|s| s.parse::<u32>().is_ok());
+        if f.len() >= 3 && !f[1].is_empty() && !numeric(f.get(1)) && !numeric(f.get(3)) {
+            out.push((is_user, f[1].to_string()));
+        }
+    }
+    out
+}
+
 fn parse_entries(text: &[u8], lookup: Lookup<'_>) -> Result<Vec<(u16, u16, u32)>, AclError> {
     let text = String::from_utf8_lossy(text);
     let mut out = Vec::new();
-    for raw in text.split(['\n', ',']) {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
+    for line in acl_lines(&text) {
         let f: Vec<&str> = line.split(':').collect();
         let bad = || AclError::Malformed(line.to_string());
         if f.len() < 3 || f.len() > 4 {
@@ -134,16 +159,27 @@ pub fn text_to_xattr(
     Ok(Some(v))
 }
 
-/// Looks a name up in passwd/group-format text (`name:x:id:...`).
-pub fn lookup_in(db: &[u8], name: &str) -> Option<u32> {
+/// The ids of the `wanted` names in passwd/group-format text (`name:x:id:...`), in one
+/// pass over the text; the first line naming a user wins, as with `getpwnam`. Only
+/// wanted names are kept, so memory follows the ACLs, not the (image-chosen) file.
+pub fn ids_of(db: &[u8], wanted: &HashSet<&str>) -> HashMap<String, u32> {
+    let mut out = HashMap::new();
     for line in db.split(|&b| b == b'\n') {
         let mut f = line.split(|&b| b == b':');
-        if f.next()? == name.as_bytes() {
-            f.next()?;
-            return std::str::from_utf8(f.next()?).ok()?.parse().ok();
+        let Some(name) = f.next().and_then(|n| std::str::from_utf8(n).ok()) else {
+            continue;
+        };
+        if !wanted.contains(name) || out.contains_key(name) {
+            continue;
+        }
+        let id = f
+            .nth(1)
+            .and_then(|i| std::str::from_utf8(i).ok()?.parse().ok());
+        if let Some(id) = id {
+            out.insert(name.to_string(), id);
         }
     }
-    None
+    out
 }
 
 #[cfg(test)]
@@ -178,9 +214,11 @@ mod tests {
         let e = text_to_xattr(text, &|_, _| None, true).unwrap_err();
         assert!(matches!(e, AclError::Unresolved { .. }));
         let passwd = b"root:x:0:0::/root:/bin/sh\ndaemon:x:1:1::/:/bin/false\n";
+        assert_eq!(qualifier_names(text), vec![(true, "daemon".to_string())]);
+        let users = ids_of(passwd, &HashSet::from(["daemon"]));
         let v = text_to_xattr(
             text,
-            &|u, n| if u { lookup_in(passwd, n) } else { None },
+            &|u, n| if u { users.get(n).copied() } else { None },
             true,
         )
         .unwrap()

@@ -196,18 +196,31 @@ impl Root {
         list_dir_fd(&fd)
     }
 
-    /// Reads a regular file beneath the root, at most `max` bytes (larger is an error).
+    /// Holds the inode at `rel` (never following a symlink) without opening it.
+    pub fn hold(&self, rel: &[u8]) -> io::Result<Held> {
+        Held::from_fd(openat2_retry(
+            &self.fd,
+            rel,
+            OFlags::PATH | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )?)
+    }
+
+    /// Opens the regular file `rel` beneath the root with `flags` (`O_RDONLY`,
+    /// `O_WRONLY|O_TRUNC`...). Its type is checked before it is opened: opening a
+    /// device node (a watchdog, a tape drive) has effects of its own, and the image
+    /// chooses what sits at any of its paths.
+    pub fn open_regular(&self, rel: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+        let held = self.hold(rel)?;
+        held.require(libc::S_IFREG)?;
+        held.reopen(flags)
+    }
+
+    /// Reads a regular file beneath the root, at most `max` bytes (larger is an error),
+    /// opened as [`Root::open_regular`] does.
     pub fn read_file(&self, rel: &[u8], max: u64) -> io::Result<Vec<u8>> {
         use std::io::Read;
-        let fd = self.open_beneath(rel, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
-        let st = rustix::fs::fstat(&fd)?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            ));
-        }
-        let mut f = std::fs::File::from(fd);
+        let mut f = std::fs::File::from(self.open_regular(rel, OFlags::RDONLY)?);
         let mut v = Vec::new();
         (&mut f).take(max + 1).read_to_end(&mut v)?;
         if v.len() as u64 > max {
@@ -258,6 +271,132 @@ impl Root {
     }
 }
 
+/// An inode held through an `O_PATH` descriptor: the inode itself is never opened (no
+/// device driver runs), and every later operation acts on exactly this inode through
+/// `/proc/self/fd/<n>`, whatever is renamed over its path meanwhile. Through that magic
+/// link even a symlink is acted on itself, never followed.
+#[derive(Debug)]
+pub struct Held {
+    fd: OwnedFd,
+    st: rustix::fs::Stat,
+}
+
+impl Held {
+    fn from_fd(fd: OwnedFd) -> io::Result<Held> {
+        let st = rustix::fs::fstat(&fd)?;
+        Ok(Held { fd, st })
+    }
+
+    /// Holds `name` (a single component) in the directory `dir`, never following it.
+    pub fn at(dir: impl AsFd, name: &[u8]) -> io::Result<Held> {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Held::from_fd(fd)
+    }
+
+    /// Holds the entry this process has just created as `name` in `dir`, refusing
+    /// anything else put there meanwhile: it must be of file type `ifmt` (`S_IF*`),
+    /// owned by us, with a single link (a hard link to some other file has more) and,
+    /// for devices, the device number `rdev`.
+    pub fn created(dir: impl AsFd, name: &[u8], ifmt: u32, rdev: u64) -> io::Result<Held> {
+        let h = Held::at(dir, name)?;
+        let ours = h.st.st_mode & libc::S_IFMT == ifmt
+            && h.st.st_uid == rustix::process::geteuid().as_raw()
+            && h.st.st_nlink == 1
+            && (ifmt != libc::S_IFCHR && ifmt != libc::S_IFBLK || h.st.st_rdev == rdev);
+        if !ours {
+            return Err(io::Error::other(
+                "replaced by another file while being created (a local user raced the extraction)",
+            ));
+        }
+        Ok(h)
+    }
+
+    /// (device, inode number, file type): what identifies this inode.
+    pub fn identity(&self) -> (u64, u64, u32) {
+        identity(&self.st)
+    }
+
+    /// Fails unless the inode is of file type `ifmt` (`S_IF*`).
+    pub fn require(&self, ifmt: u32) -> io::Result<()> {
+        if self.st.st_mode & libc::S_IFMT == ifmt {
+            return Ok(());
+        }
+        let what = match ifmt {
+            libc::S_IFDIR => "not a directory",
+            _ => "not a regular file",
+        };
+        Err(io::Error::new(io::ErrorKind::InvalidInput, what))
+    }
+
+    /// `/proc/self/fd/<n>` naming this inode.
+    pub fn proc(&self) -> io::Result<CString> {
+        cname(
+            format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// Opens this inode itself with `flags`; the caller checked its type first.
+    pub fn reopen(&self, flags: OFlags) -> io::Result<OwnedFd> {
+        let fd = rustix::fs::open(
+            self.proc()?.as_c_str(),
+            flags | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        if identity(&rustix::fs::fstat(&fd)?) != self.identity() {
+            return Err(io::Error::other("the file changed while being opened"));
+        }
+        Ok(fd)
+    }
+
+    /// Sets the owner (of a symlink itself, too).
+    pub fn chown(&self, owner: crate::sys::Owner) -> io::Result<()> {
+        crate::sys::chown_empty_path(&self.fd, owner)
+    }
+
+    /// Sets the permission bits (not possible on a symlink).
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        rustix::fs::chmod(self.proc()?.as_c_str(), Mode::from_raw_mode(mode))?;
+        Ok(())
+    }
+
+    /// Sets one xattr (on a symlink: only `trusted.*` and `security.*` are allowed).
+    pub fn set_xattr(&self, name: &[u8], value: &[u8]) -> io::Result<()> {
+        let name = cname(name)?;
+        rustix::fs::setxattr(
+            self.proc()?.as_c_str(),
+            name.as_c_str(),
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )?;
+        Ok(())
+    }
+
+    /// Sets access and modification times.
+    pub fn set_times(&self, t: &rustix::fs::Timestamps) -> io::Result<()> {
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            self.proc()?.as_c_str(),
+            t,
+            AtFlags::empty(),
+        )?;
+        Ok(())
+    }
+}
+
+/// (device, inode number, file type) of a status.
+pub fn identity(st: &rustix::fs::Stat) -> (u64, u64, u32) {
+    (st.st_dev, st.st_ino, st.st_mode & libc::S_IFMT)
+}
+
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`; `None` when absent.
 pub fn lstat_at(dir: impl AsFd, name: &[u8]) -> io::Result<Option<rustix::fs::Stat>> {
     let name: &[u8] = if name.is_empty() { b"." } else { name };
@@ -300,6 +439,54 @@ pub fn as_cstr(c: &CString) -> &CStr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// What a local user could rename over a node between its creation and its chmod:
+    /// a symlink to a server file, or a hard link to one. Neither is taken for the
+    /// node, and the server file keeps its mode.
+    #[test]
+    fn a_created_entry_is_held_only_if_it_is_still_ours() {
+        let top = tempfile::tempdir().unwrap();
+        let server_file = top.path().join("shadow");
+        std::fs::write(&server_file, b"secret").unwrap();
+        std::fs::set_permissions(&server_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let dir = rustix::fs::open(top.path(), OFlags::DIRECTORY, Mode::empty()).unwrap();
+        std::os::unix::fs::symlink(&server_file, top.path().join("node")).unwrap();
+        std::fs::hard_link(&server_file, top.path().join("linked")).unwrap();
+        for (name, ifmt) in [("node", libc::S_IFIFO), ("linked", libc::S_IFREG)] {
+            let e = Held::created(&dir, name.as_bytes(), ifmt, 0).unwrap_err();
+            assert!(e.to_string().contains("replaced"), "{name}: {e}");
+        }
+        // a symlink held is changed itself, never what it points to
+        let held = Held::at(&dir, b"node").unwrap();
+        assert!(
+            held.chmod(0o666).is_err(),
+            "a symlink has no mode of its own"
+        );
+        held.set_times(&rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 5,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 5,
+                tv_nsec: 0,
+            },
+        })
+        .unwrap();
+        let meta = std::fs::metadata(&server_file).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        assert_ne!(std::os::unix::fs::MetadataExt::mtime(&meta), 5);
+        // the FIFO really made here is held and changed
+        rustix::fs::mknodat(&dir, "fifo", rustix::fs::FileType::Fifo, Mode::empty(), 0).unwrap();
+        let fifo = Held::created(&dir, b"fifo", libc::S_IFIFO, 0).unwrap();
+        fifo.chmod(0o640).unwrap();
+        let mode = std::fs::symlink_metadata(top.path().join("fifo"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o640);
+    }
 
     #[test]
     fn normalisation() {

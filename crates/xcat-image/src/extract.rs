@@ -20,22 +20,30 @@
 //!   offsets.
 //! * Attributes: `fchown` first, then `fchmod` (so setuid/setgid survive the chown),
 //!   then xattrs (after chown, which would clear `security.capability`), then times.
-//!   Directory times are applied at the end, deepest first.
+//!   Directory times are applied at the end, deepest first. Symlinks and device nodes,
+//!   which cannot be opened safely, are held with `O_PATH|O_NOFOLLOW` right after
+//!   their creation and checked to still be ours (type, owner, one link, device
+//!   number); every attribute is then set on that held inode ([`beneath::Held`]),
+//!   never by name again, so nothing renamed over the name meanwhile (a symlink or
+//!   hard link to a server file) is changed.
 //! * Xattrs restored: `user.*`, `trusted.*`, `security.*`, and the POSIX ACLs
 //!   (`system.posix_acl_access/default`, from the binary xattr when the archive has it,
-//!   else converted from `SCHILY.acl.*` text; names in ACL text are resolved against the
-//!   image's own `/etc/passwd` and `/etc/group` at the end). Other namespaces are
-//!   skipped with a warning. On symlinks and device nodes xattrs are set with
-//!   `lsetxattr` through `/proc/self/fd/<parent>/<name>` (the kernel only allows
-//!   `trusted.*`/`security.*` there). A failure to set an xattr is a warning.
+//!   else converted from `SCHILY.acl.*` text). Other namespaces are skipped with a
+//!   warning; a failure to set an xattr is a warning. Directories' default ACLs, and
+//!   ACLs naming users or groups (resolved against the image's own `etc/passwd` and
+//!   `etc/group`), are set at the end of the archive on the inode extracted
+//!   (the `deferred` module): earlier, every file extracted below would inherit them.
 //! * Entry types tar cannot carry meaningfully (sockets never appear; unknown type
 //!   flags) are skipped with a note.
 //!
 //! Memory stays bounded: one 128 KiB data buffer, metadata limited by [`Limits`], plus
-//! per-entry bookkeeping (the set of extracted paths for hard links and the manifest).
+//! per-entry bookkeeping (the set of extracted paths for hard links and the manifest),
+//! which [`crate::budget::Budget`] bounds (entries, metadata bytes, notes listed).
 
 use crate::acl;
-use crate::beneath::{self, cname, explain, lstat_at, normalize, proc_path, split_parent, Root};
+use crate::beneath::{self, cname, explain, lstat_at, normalize, split_parent, Held, Root};
+use crate::budget::{Budget, Remarks, Spent};
+use crate::deferred::{self, AclValue, DeferredAcl, Outcome};
 use crate::manifest::{ContentHasher, EntryType, Manifest, ManifestEntry};
 pub use crate::tar::Limits;
 use crate::tar::{EntryMeta, Kind, Mtime, TarError, TarReader};
@@ -63,6 +71,8 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
     pub limits: Limits,
+    /// Ceilings over the whole archive (entries, metadata, logical size).
+    pub budget: crate::budget::Budget,
     pub progress: Option<Progress>,
     /// At most this many bytes are read and discarded after the end-of-archive marker.
     pub drain_max: u64,
@@ -72,6 +82,7 @@ impl Default for ExtractOptions {
     fn default() -> Self {
         ExtractOptions {
             limits: Limits::default(),
+            budget: crate::budget::Budget::default(),
             progress: None,
             drain_max: 1 << 20,
         }
@@ -133,6 +144,8 @@ pub enum ExtractError {
     Root { path: PathBuf, source: io::Error },
     #[error("extraction stopped: {0}")]
     Aborted(String),
+    #[error(transparent)]
+    Budget(#[from] crate::budget::Exceeded),
 }
 
 fn ioe(entry: &[u8], what: &str) -> impl FnOnce(io::Error) -> ExtractError {
@@ -170,8 +183,13 @@ pub fn extract<R: Read>(
         cache: None,
         buf: vec![0u8; 128 * 1024],
         noted_absolute: false,
+        budget: opts.budget.clone(),
+        spent: Spent::default(),
+        notes: Remarks::default(),
+        warnings: Remarks::default(),
     };
     while let Some(meta) = tar.next_entry()? {
+        ex.spend(&meta)?;
         ex.entry(&mut tar, &meta)?;
         ex.summary.entries += 1;
         if let Some(p) = &opts.progress {
@@ -181,7 +199,11 @@ pub fn extract<R: Read>(
     tar.drain(opts.drain_max)?;
     ex.finish()?;
     ex.summary.archive_bytes = tar.offset();
-    ex.summary.notes.append(&mut tar.notes);
+    for n in std::mem::take(&mut tar.notes) {
+        ex.note(n);
+    }
+    ex.summary.notes = std::mem::take(&mut ex.notes).finish("notes");
+    ex.summary.warnings = std::mem::take(&mut ex.warnings).finish("warnings");
     ex.summary.manifest.resolve_hardlinks();
     Ok(ex.summary)
 }
@@ -252,13 +274,6 @@ impl Read for ChannelReader {
     }
 }
 
-struct DeferredAcl {
-    path: Vec<u8>,
-    name: &'static str,
-    text: Vec<u8>,
-    is_dir: bool,
-}
-
 /// Where a non-root entry goes: its normalized path, its parent directory
 /// (opened beneath the root) and its name there, and its owner.
 struct Place {
@@ -281,7 +296,17 @@ struct Extractor {
     cache: Option<(Vec<u8>, Arc<OwnedFd>)>,
     buf: Vec<u8>,
     noted_absolute: bool,
+    budget: Budget,
+    spent: Spent,
+    /// Notes and warnings, at most `budget.max_notes` of each listed.
+    notes: Remarks,
+    warnings: Remarks,
 }
+
+/// Bytes of bookkeeping one entry costs besides its names and xattrs: its manifest
+/// record with the map node holding it, and its slot in the set of extracted paths
+/// (measured, see [`crate::budget`]).
+const ENTRY_BOOKKEEPING: u64 = 450;
 
 fn timestamps(m: Mtime) -> Timestamps {
     let t = Timespec {
@@ -294,22 +319,37 @@ fn timestamps(m: Mtime) -> Timestamps {
     }
 }
 
-/// Where xattrs go: an open fd, or `/proc/self/fd/<parent>/<name>` with `lsetxattr`.
+/// Where xattrs go: an open file or directory, or a held symlink or device node.
 enum XTarget<'a> {
     Fd(&'a OwnedFd),
-    Path(&'a OwnedFd, &'a [u8]),
+    Held(&'a Held),
 }
 
-fn set_xattr(t: &XTarget<'_>, name: &[u8], value: &[u8]) -> io::Result<()> {
-    match t {
-        XTarget::Fd(fd) => {
-            rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()).map_err(errno_io)
-        }
-        XTarget::Path(dir, n) => {
-            let p = proc_path(*dir, n)?;
-            rustix::fs::lsetxattr(p.as_c_str(), name, value, XattrFlags::empty()).map_err(errno_io)
+impl XTarget<'_> {
+    fn set_xattr(&self, name: &[u8], value: &[u8]) -> io::Result<()> {
+        match self {
+            XTarget::Fd(fd) => {
+                rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()).map_err(errno_io)
+            }
+            XTarget::Held(h) => h.set_xattr(name, value),
         }
     }
+
+    /// (device, inode, file type) of the target, which a deferred ACL must land on.
+    fn identity(&self) -> io::Result<(u64, u64, u32)> {
+        match self {
+            XTarget::Fd(fd) => Ok(beneath::identity(&rustix::fs::fstat(fd)?)),
+            XTarget::Held(h) => Ok(h.identity()),
+        }
+    }
+}
+
+/// A directory's default ACL: set only at the end of the archive (see [`deferred`]).
+const DEFAULT_ACL: &str = "system.posix_acl_default";
+
+/// Bytes a deferred ACL of `value_len` bytes keeps for the entry `path`.
+fn deferred_cost(path: &[u8], value_len: usize) -> u64 {
+    (std::mem::size_of::<DeferredAcl>() + path.len() + value_len) as u64
 }
 
 fn xattr_allowed(name: &[u8]) -> bool {
@@ -346,7 +386,7 @@ impl Extractor {
                 .ensure_dir(parent, Mode::from_raw_mode(0o755))
                 .map_err(|e| self.diagnose(entry, parent, e))?;
             if created {
-                self.summary.notes.push(format!(
+                self.note(format!(
                     "created missing parent directory {}",
                     display_path(parent)
                 ));
@@ -431,7 +471,7 @@ impl Extractor {
         let rel = normalize(&meta.path).map_err(|r| self.unsafe_path(meta, r))?;
         if meta.path.starts_with(b"/") && !self.noted_absolute {
             self.noted_absolute = true;
-            self.summary.notes.push(format!(
+            self.note(format!(
                 "leading '/' removed from entry names (first: {})",
                 escape_bytes(&meta.path)
             ));
@@ -439,7 +479,7 @@ impl Extractor {
         let e = &meta.path;
         if let Kind::Other(t) = meta.kind {
             self.summary.counts.skipped += 1;
-            self.summary.notes.push(format!(
+            self.note(format!(
                 "entry {}: type {:?} not supported, skipped",
                 escape_bytes(e),
                 t as char
@@ -557,7 +597,9 @@ impl Extractor {
         self.clear(e, &at.dir, &at.name, false)?;
         rustix::fs::symlinkat(&meta.link[..], &*at.dir, at.cn.as_c_str())
             .map_err(|x| ioe(e, "creating the symlink")(x.into()))?;
-        let x = self.apply_node_attrs(meta, rel, &at.dir, &at.name, at.owner, false)?;
+        let held = Held::created(&*at.dir, &at.name, libc::S_IFLNK, 0)
+            .map_err(ioe(e, "holding the new symlink"))?;
+        let x = self.apply_node_attrs(meta, rel, &held, at.owner, false)?;
         self.extracted.insert(rel.clone());
         self.record(meta, rel, EntryType::Symlink, Some(meta.link.clone()), x);
         self.summary.counts.symlinks += 1;
@@ -568,10 +610,14 @@ impl Extractor {
     fn node(&mut self, meta: &EntryMeta, at: &Place) -> Result<(), ExtractError> {
         let (e, rel) = (&meta.path, &at.rel);
         self.clear(e, &at.dir, &at.name, false)?;
-        let (ft, kind) = match meta.kind {
-            Kind::CharDevice => (FileType::CharacterDevice, EntryType::CharDevice),
-            Kind::BlockDevice => (FileType::BlockDevice, EntryType::BlockDevice),
-            _ => (FileType::Fifo, EntryType::Fifo),
+        let (ft, kind, ifmt) = match meta.kind {
+            Kind::CharDevice => (
+                FileType::CharacterDevice,
+                EntryType::CharDevice,
+                libc::S_IFCHR,
+            ),
+            Kind::BlockDevice => (FileType::BlockDevice, EntryType::BlockDevice, libc::S_IFBLK),
+            _ => (FileType::Fifo, EntryType::Fifo, libc::S_IFIFO),
         };
         let dev = if kind == EntryType::Fifo {
             0
@@ -586,7 +632,9 @@ impl Extractor {
             dev,
         )
         .map_err(|x| ioe(e, "creating the device node or FIFO")(x.into()))?;
-        let x = self.apply_node_attrs(meta, rel, &at.dir, &at.name, at.owner, true)?;
+        let held = Held::created(&*at.dir, &at.name, ifmt, dev)
+            .map_err(ioe(e, "holding the new device node or FIFO"))?;
+        let x = self.apply_node_attrs(meta, rel, &held, at.owner, true)?;
         self.extracted.insert(rel.clone());
         let mut m = self.record(meta, rel, kind, None, x);
         if kind != EntryType::Fifo {
@@ -739,39 +787,26 @@ impl Extractor {
         Ok(x)
     }
 
-    /// Owner, mode, xattrs, times on a symlink or node, by name in its parent, never
-    /// following a symlink.
+    /// Owner, mode, xattrs, times on a symlink or node just created and held: never by
+    /// name, so nothing renamed over it meanwhile (a symlink to a server file, a hard
+    /// link) is changed instead.
     fn apply_node_attrs(
         &mut self,
         meta: &EntryMeta,
         rel: &[u8],
-        dir: &OwnedFd,
-        name: &[u8],
+        held: &Held,
         owner: crate::sys::Owner,
         chmod: bool,
     ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, ExtractError> {
         let e = &meta.path;
-        let cn = cname(name).map_err(ioe(e, "name"))?;
-        crate::sys::lchownat(dir, cn.as_c_str(), owner).map_err(ioe(e, "changing the owner"))?;
+        held.chown(owner).map_err(ioe(e, "changing the owner"))?;
         if chmod {
-            // the node was just created by us under this name in a directory we hold, and
-            // nodes are not symlinks, so following here cannot leave the tree
-            rustix::fs::chmodat(
-                dir,
-                cn.as_c_str(),
-                Mode::from_raw_mode(meta.mode & 0o7777),
-                AtFlags::empty(),
-            )
-            .map_err(|x| ioe(e, "changing the mode")(x.into()))?;
+            held.chmod(meta.mode & 0o7777)
+                .map_err(ioe(e, "changing the mode"))?;
         }
-        let x = self.apply_xattrs(meta, rel, &XTarget::Path(dir, name), false);
-        rustix::fs::utimensat(
-            dir,
-            cn.as_c_str(),
-            &timestamps(meta.mtime),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|x| ioe(e, "setting the times")(x.into()))?;
+        let x = self.apply_xattrs(meta, rel, &XTarget::Held(held), false);
+        held.set_times(&timestamps(meta.mtime))
+            .map_err(ioe(e, "setting the times"))?;
         Ok(x)
     }
 
@@ -787,16 +822,43 @@ impl Extractor {
             if xattr_allowed(k) {
                 wanted.insert(k.clone(), v.clone());
             } else {
-                self.summary.warnings.push(format!(
+                self.warn(format!(
                     "entry {}: xattr {} not restored (namespace not supported)",
                     escape_bytes(&meta.path),
                     escape_bytes(k)
                 ));
             }
         }
+        let mut later = self.acls_from_text(meta, &mut wanted, is_dir);
+        for (k, v) in &wanted {
+            if is_dir && k == DEFAULT_ACL.as_bytes() {
+                later.push((DEFAULT_ACL, AclValue::Binary(v.clone())));
+            } else if let Err(err) = t.set_xattr(k, v) {
+                self.warn(format!(
+                    "entry {}: cannot set xattr {}: {err}",
+                    escape_bytes(&meta.path),
+                    escape_bytes(k)
+                ));
+            }
+        }
+        if !later.is_empty() {
+            self.defer(meta, rel, t, later);
+        }
+        wanted
+    }
+
+    /// Converts the ACL texts that have no binary xattr: into `wanted` when they name
+    /// no one, else returned to be resolved at the end.
+    fn acls_from_text(
+        &mut self,
+        meta: &EntryMeta,
+        wanted: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+        is_dir: bool,
+    ) -> Vec<(&'static str, AclValue)> {
+        let mut later = Vec::new();
         let acls: [(&'static str, &Option<Vec<u8>>, bool); 2] = [
             ("system.posix_acl_access", &meta.acl_access, true),
-            ("system.posix_acl_default", &meta.acl_default, false),
+            (DEFAULT_ACL, &meta.acl_default, false),
         ];
         for (name, text, access) in acls {
             let Some(text) = text else { continue };
@@ -808,90 +870,100 @@ impl Extractor {
                     wanted.insert(name.as_bytes().to_vec(), v);
                 }
                 Ok(None) => {}
-                Err(acl::AclError::Unresolved { .. }) => self.deferred_acls.push(DeferredAcl {
-                    path: rel.to_vec(),
-                    name,
-                    text: text.clone(),
-                    is_dir,
-                }),
-                Err(err) => self.summary.warnings.push(format!(
+                Err(acl::AclError::Unresolved { .. }) => {
+                    later.push((name, AclValue::Named(text.clone())))
+                }
+                Err(err) => self.warn(format!(
                     "entry {}: {name} not restored: {err}",
                     escape_bytes(&meta.path)
                 )),
             }
         }
-        for (k, v) in &wanted {
-            if let Err(err) = set_xattr(t, k, v) {
-                self.summary.warnings.push(format!(
-                    "entry {}: cannot set xattr {}: {err}",
-                    escape_bytes(&meta.path),
-                    escape_bytes(k)
-                ));
-            }
-        }
-        wanted
+        later
     }
 
-    /// End of archive: named ACLs (resolved with the image's passwd/group), then
-    /// directory times, deepest first.
-    fn finish(&mut self) -> Result<(), ExtractError> {
-        if !self.deferred_acls.is_empty() {
-            self.deferred_acls_now();
+    /// Remembers ACLs to set at the end, on the inode `t` is now.
+    fn defer(
+        &mut self,
+        meta: &EntryMeta,
+        rel: &[u8],
+        t: &XTarget<'_>,
+        later: Vec<(&'static str, AclValue)>,
+    ) {
+        let identity = match t.identity() {
+            Ok(id) => id,
+            Err(err) => {
+                return self.warn(format!(
+                    "entry {}: ACLs not restored: {err}",
+                    escape_bytes(&meta.path)
+                ))
+            }
+        };
+        for (name, value) in later {
+            self.deferred_acls.push(DeferredAcl {
+                path: rel.to_vec(),
+                name,
+                value,
+                identity,
+            });
         }
+    }
+
+    /// End of archive: the deferred ACLs (default ACLs, and names resolved with the
+    /// image's passwd/group), then directory times, deepest first.
+    fn finish(&mut self) -> Result<(), ExtractError> {
+        let list = std::mem::take(&mut self.deferred_acls);
+        let (manifest, warnings, budget) =
+            (&mut self.summary.manifest, &mut self.warnings, &self.budget);
+        deferred::apply_all(&self.root, list, |d, outcome| match outcome {
+            Outcome::Set(Some(v)) => {
+                if let Some(m) = manifest.entries.get_mut(&d.path) {
+                    m.xattrs.insert(d.name.as_bytes().to_vec(), v);
+                }
+            }
+            Outcome::Set(None) => {}
+            Outcome::Failed(err) => warnings.push(
+                budget,
+                format!(
+                    "entry {}: {} not restored: {err}",
+                    display_path(&d.path),
+                    d.name
+                ),
+            ),
+        });
         self.directory_times();
         Ok(())
     }
 
-    /// Sets the ACLs whose names needed the image's own passwd and group.
-    fn deferred_acls_now(&mut self) {
-        let passwd = self
-            .root
-            .read_file(b"etc/passwd", 16 << 20)
-            .unwrap_or_default();
-        let group = self
-            .root
-            .read_file(b"etc/group", 16 << 20)
-            .unwrap_or_default();
-        let lookup =
-            |is_user: bool, n: &str| acl::lookup_in(if is_user { &passwd } else { &group }, n);
-        for d in std::mem::take(&mut self.deferred_acls) {
-            let res = acl::text_to_xattr(&d.text, &lookup, d.name.ends_with("access"))
-                .map_err(|e| e.to_string())
-                .and_then(|v| self.set_acl(&d, v));
-            match res {
-                Ok(Some(v)) => {
-                    if let Some(m) = self.summary.manifest.entries.get_mut(&d.path) {
-                        m.xattrs.insert(d.name.as_bytes().to_vec(), v);
-                    }
-                }
-                Ok(None) => {}
-                Err(err) => self.summary.warnings.push(format!(
-                    "entry {}: {} not restored: {err}",
-                    display_path(&d.path),
-                    d.name
-                )),
-            }
-        }
+    fn note(&mut self, note: String) {
+        self.notes.push(&self.budget, note);
     }
 
-    /// Writes one deferred ACL's value `v` (none when it resolved to nothing).
-    fn set_acl(&self, d: &DeferredAcl, v: Option<Vec<u8>>) -> Result<Option<Vec<u8>>, String> {
-        let Some(v) = v else { return Ok(None) };
-        let flags = if d.is_dir {
-            OFlags::DIRECTORY
-        } else {
-            OFlags::empty()
-        };
-        let fd = self
-            .root
-            .open_beneath(
-                &d.path,
-                flags | OFlags::RDONLY | OFlags::NONBLOCK,
-                Mode::empty(),
-            )
-            .map_err(|e| e.to_string())?;
-        rustix::fs::fsetxattr(&fd, d.name, &v, XattrFlags::empty()).map_err(|e| e.to_string())?;
-        Ok(Some(v))
+    fn warn(&mut self, warning: String) {
+        self.warnings.push(&self.budget, warning);
+    }
+
+    /// Counts `meta` against the entry and metadata budgets before it is extracted:
+    /// what its bookkeeping keeps until the end (the path in the manifest key, the
+    /// record and the set of extracted paths; link target; xattrs; deferred ACLs).
+    fn spend(&mut self, meta: &EntryMeta) -> Result<(), ExtractError> {
+        let entry = escape_bytes(&meta.path);
+        if let Kind::Other(_) = meta.kind {
+            // skipped: it keeps only a note, and notes are bounded by count
+            return Ok(self.spent.entry(&self.budget, &entry, 0)?);
+        }
+        let path = meta.path.len();
+        let mut bytes = ENTRY_BOOKKEEPING + 3 * path as u64 + meta.link.len() as u64;
+        for (k, v) in &meta.xattrs {
+            bytes += (k.len() + v.len()) as u64;
+            if k == DEFAULT_ACL.as_bytes() {
+                bytes += deferred_cost(&meta.path, v.len());
+            }
+        }
+        for text in [&meta.acl_access, &meta.acl_default].into_iter().flatten() {
+            bytes += deferred_cost(&meta.path, text.len()) + text.len() as u64;
+        }
+        Ok(self.spent.entry(&self.budget, &entry, bytes)?)
     }
 
     /// Directory times, deepest first (setting them earlier would be undone
@@ -912,7 +984,7 @@ impl Extractor {
                 })
             };
             if let Err(err) = res {
-                self.summary.warnings.push(format!(
+                self.warn(format!(
                     "directory {}: times not restored: {err}",
                     display_path(&p)
                 ));

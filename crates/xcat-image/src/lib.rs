@@ -20,6 +20,8 @@
 
 pub mod acl;
 pub mod beneath;
+pub mod budget;
+mod deferred;
 pub mod extract;
 pub mod manifest;
 pub mod pack;

@@ -3,7 +3,7 @@
 //! is mounted. Everything is created beneath the image root without following the
 //! image's symlinks; existing entries are left alone.
 
-use crate::beneath::{lstat_at, Root};
+use crate::beneath::{lstat_at, Held, Root};
 use rustix::fs::{FileType, Mode};
 use std::io;
 use std::path::Path;
@@ -85,14 +85,12 @@ pub fn ensure_skeleton(root: &Path) -> io::Result<Vec<SkeletonAction>> {
             Mode::from_raw_mode(0o600),
             rustix::fs::makedev(maj, min),
         )?;
-        let cn = crate::beneath::cname(name.as_bytes())?;
-        crate::sys::lchownat(&dev, cn.as_c_str(), root_owner)?;
-        rustix::fs::chmodat(
-            &dev,
-            name,
-            Mode::from_raw_mode(mode),
-            rustix::fs::AtFlags::empty(),
-        )?;
+        let rdev = rustix::fs::makedev(maj, min);
+        // the node is changed through a hold on the inode just made, never by name: the
+        // image's dev/ may be writable by others, who could rename a symlink over it
+        let held = Held::created(&dev, name.as_bytes(), libc::S_IFCHR, rdev)?;
+        held.chown(root_owner)?;
+        held.chmod(mode)?;
         out.push(SkeletonAction {
             path: format!("/{path}"),
             action: "created".into(),

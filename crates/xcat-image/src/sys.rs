@@ -35,10 +35,10 @@ pub fn fchown(fd: impl AsFd, owner: Owner) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `fchownat(dirfd, name, AT_SYMLINK_NOFOLLOW)`: changes the entry itself, never what a
-/// symlink points to. `name` must be a single path component.
-pub fn lchownat(dirfd: impl AsFd, name: &std::ffi::CStr, owner: Owner) -> std::io::Result<()> {
+/// `fchownat(fd, "", AT_EMPTY_PATH)`: changes the inode `fd` refers to, which may be an
+/// `O_PATH` descriptor of a symlink or device node (plain `fchown` refuses those).
+pub fn chown_empty_path(fd: impl AsFd, owner: Owner) -> std::io::Result<()> {
     let (u, g) = owner.ids();
-    rustix::fs::chownat(dirfd, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)?;
+    rustix::fs::chownat(fd, c"", Some(u), Some(g), AtFlags::EMPTY_PATH)?;
     Ok(())
 }

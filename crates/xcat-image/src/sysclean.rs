@@ -189,11 +189,8 @@ impl Cleaner {
             Err(e) => return self.error(rel, "cannot inspect", &e),
         };
         if st.st_mode & libc::S_IFMT == libc::S_IFREG {
-            match self.root.open_beneath(
-                rel,
-                OFlags::WRONLY | OFlags::TRUNC | OFlags::NONBLOCK,
-                Mode::empty(),
-            ) {
+            // checked again on the held inode: the lstat above may be stale already
+            match self.root.open_regular(rel, OFlags::WRONLY | OFlags::TRUNC) {
                 Ok(_) => self.out.push(act(
                     "truncated",
                     rel,

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use xcat_image::tar::testing::TarBuilder;
 use xcat_image::tar::TarError;
@@ -396,4 +396,211 @@ fn uid_minus_one_is_refused() {
     assert!(e.to_string().contains("uid"), "{e}");
     let _ = Path::new("/");
     b.canary_intact();
+}
+
+/// The value of xattr `name` of `path` itself (not followed), if any.
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 4096];
+    let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// A FIFO at `path` with a writer blocked until someone opens it for reading: the
+/// returned flag turns true the moment anything opens the FIFO (as a watchdog device
+/// would start counting down when opened). `release` unblocks the writer afterwards.
+fn watched_fifo(path: &Path) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, impl FnOnce()) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let opened = std::sync::Arc::new(AtomicBool::new(false));
+    let (p, flag) = (path.to_path_buf(), opened.clone());
+    let writer = std::thread::spawn(move || {
+        let _w = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        flag.store(true, Ordering::SeqCst);
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let p = path.to_path_buf();
+    let release = move || {
+        let _r = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&p);
+        writer.join().unwrap();
+    };
+    (opened, release)
+}
+
+/// An ACL naming a user, which only the image's etc/passwd can resolve.
+const NAMED_ACL: &[u8] = b"user::rw-\nuser:alice:r--\ngroup::r--\nmask::r--\nother::---\n";
+
+#[test]
+#[ignore = "needs root: ./scripts/test-all runs it"]
+fn the_images_passwd_is_never_opened_unless_it_is_a_regular_file() {
+    use std::sync::atomic::Ordering;
+    let b = root_bed();
+    std::fs::create_dir(b.staging.join("etc")).unwrap();
+    let (opened, release) = watched_fifo(&b.staging.join("etc/passwd"));
+    let a = TarBuilder::new()
+        .pax(&[("SCHILY.acl.access", NAMED_ACL)])
+        .file(b"f", b"x")
+        .end();
+    let s = b.run(&a);
+    let was_opened = opened.load(Ordering::SeqCst);
+    release();
+    let s = s.unwrap();
+    assert!(
+        !was_opened,
+        "the extractor opened the image's etc/passwd FIFO"
+    );
+    assert!(
+        s.warnings.iter().any(|w| w.contains("alice")),
+        "the ACL naming an unknown user is reported: {:?}",
+        s.warnings
+    );
+    b.canary_intact();
+}
+
+#[test]
+#[ignore = "needs root: ./scripts/test-all runs it"]
+fn a_deferred_acl_never_lands_on_what_replaced_its_file() {
+    let b = root_bed();
+    let passwd = b"root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/:/bin/sh\n";
+    let a = TarBuilder::new()
+        .file(b"etc/passwd", passwd)
+        .pax(&[("SCHILY.acl.access", NAMED_ACL)])
+        .file(b"f", b"x")
+        .node(b"f", b'6', (0, 0))
+        .pax(&[("SCHILY.acl.access", NAMED_ACL)])
+        .file(b"g", b"x")
+        .end();
+    let s = b.run(&a).unwrap();
+    let f = b.staging.join("f");
+    assert!(std::fs::symlink_metadata(&f).unwrap().file_type().is_fifo());
+    assert_eq!(
+        xattr(&f, "system.posix_acl_access"),
+        None,
+        "ACL on the FIFO"
+    );
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("no longer the entry extracted")),
+        "{:?}",
+        s.warnings
+    );
+    // the file that stayed got its ACL, alice resolved with the image's passwd
+    let v = xattr(&b.staging.join("g"), "system.posix_acl_access").expect("ACL of g");
+    assert!(
+        v.windows(8).any(|w| w == [2, 0, 4, 0, 0xe8, 3, 0, 0]),
+        "{v:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs root: ./scripts/test-all runs it"]
+fn a_default_acl_is_not_inherited_by_files_extracted_below_it() {
+    let b = root_bed();
+    let default = b"user::rwx\nuser:1234:rwx\ngroup::r-x\nmask::rwx\nother::r-x\n";
+    let a = TarBuilder::new()
+        .pax(&[("SCHILY.acl.default", default)])
+        .dir(b"d")
+        .file(b"d/f", b"x")
+        .dir(b"d/sub")
+        .end();
+    b.run(&a).unwrap();
+    for child in ["d/f", "d/sub"] {
+        let p = b.staging.join(child);
+        assert_eq!(
+            xattr(&p, "system.posix_acl_access"),
+            None,
+            "{child} inherited an ACL it never had"
+        );
+        assert_eq!(xattr(&p, "system.posix_acl_default"), None, "{child}");
+    }
+    let v = xattr(&b.staging.join("d"), "system.posix_acl_default").expect("d's default ACL");
+    assert!(
+        v.windows(8).any(|w| w == [2, 0, 7, 0, 0xd2, 4, 0, 0]),
+        "{v:?}"
+    );
+}
+
+/// `n` entries of a type the extractor skips (each with a note), then `tail`.
+fn skipped_entries(n: usize) -> TarBuilder {
+    (0..n).fold(TarBuilder::new(), |t, i| {
+        t.declared(format!("s{i}").as_bytes(), b'Q', 0, b"")
+    })
+}
+
+/// The error of an extraction that must fail (without printing a whole summary).
+fn refused(r: Result<xcat_image::ExtractSummary, ExtractError>) -> ExtractError {
+    match r {
+        Ok(s) => panic!("accepted over the budget: {} entries", s.entries),
+        Err(e) => e,
+    }
+}
+
+fn with_budget(f: impl FnOnce(&mut xcat_image::budget::Budget)) -> ExtractOptions {
+    let mut o = ExtractOptions::default();
+    f(&mut o.budget);
+    o
+}
+
+#[test]
+fn notes_are_listed_up_to_the_budget_and_the_rest_counted() {
+    let b = bed();
+    let a = skipped_entries(50).end();
+    let opts = with_budget(|b| b.max_notes = 10);
+    let s = extract(&a[..], &b.staging, &opts).unwrap();
+    assert_eq!(s.counts.skipped, 50);
+    assert_eq!(s.notes.len(), 11, "{:?}", s.notes);
+    assert!(s.notes[10].contains("40 more notes"), "{:?}", s.notes[10]);
+}
+
+#[test]
+fn the_entry_budget_fails_the_extraction_naming_the_entry() {
+    let b = bed();
+    let a = skipped_entries(6).end();
+    let opts = with_budget(|b| b.max_entries = 5);
+    let e = refused(extract(&a[..], &b.staging, &opts));
+    let msg = e.to_string();
+    assert!(matches!(e, ExtractError::Budget(_)), "{e:?}");
+    assert!(
+        msg.contains("entry s5") && msg.contains("max_entries"),
+        "{msg}"
+    );
+    extract(&skipped_entries(5).end()[..], &b.staging, &opts).unwrap();
+}
+
+#[test]
+fn the_metadata_budget_counts_names_and_xattrs() {
+    let b = bed();
+    // owned by whoever runs the test, so that no privilege is needed
+    let uid = rustix::process::getuid().as_raw().to_string();
+    let gid = rustix::process::getgid().as_raw().to_string();
+    let big = vec![b'v'; 60_000];
+    let a = (0..20)
+        .fold(TarBuilder::new(), |t, i| {
+            t.pax(&[
+                ("uid", uid.as_bytes()),
+                ("gid", gid.as_bytes()),
+                ("SCHILY.xattr.user.big", &big),
+            ])
+            .dir(format!("d{i}").as_bytes())
+        })
+        .end();
+    let opts = with_budget(|b| b.max_metadata_bytes = 1 << 20);
+    let e = refused(extract(&a[..], &b.staging, &opts));
+    let msg = e.to_string();
+    assert!(matches!(e, ExtractError::Budget(_)), "{e:?}");
+    assert!(
+        msg.contains("entry d17") && msg.contains("max_metadata_bytes"),
+        "{msg}"
+    );
 }

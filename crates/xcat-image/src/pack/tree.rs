@@ -256,11 +256,7 @@ impl<W: Write> CpioTree<'_, W> {
         rest.sort_by(|a, b| a.members[0].0.cmp(&b.members[0].0));
         for g in rest {
             let mut open = |p: &[u8]| -> io::Result<Box<dyn Read>> {
-                let fd = r.open_beneath(
-                    p,
-                    rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
-                    rustix::fs::Mode::empty(),
-                )?;
+                let fd = r.open_regular(p, rustix::fs::OFlags::RDONLY)?;
                 Ok(Box::new(File::from(fd)))
             };
             self.write_group(&g, &mut open)?;
