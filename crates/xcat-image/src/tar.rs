@@ -1198,7 +1198,221 @@ fn validate_sparse(map: &[(u64, u64)], realsize: u64, stored: u64) -> Result<(),
 
 #[cfg(test)]
 mod tests {
+    use super::testing::TarBuilder;
     use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Every entry of `a`, or the first error.
+    fn read_all(a: &[u8], limits: Limits) -> Result<Vec<EntryMeta>, TarError> {
+        let mut r = TarReader::new(a, limits, None);
+        let mut out = Vec::new();
+        while let Some(e) = r.next_entry()? {
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// The budget a [`TarError::Limit`] names.
+    fn budget_of(r: Result<Vec<EntryMeta>, TarError>) -> &'static str {
+        match r {
+            Err(TarError::Limit { budget, .. }) => budget,
+            other => panic!("expected a budget error, got {other:?}"),
+        }
+    }
+
+    /// A pax body of `n` records `SCHILY.xattr.user.<prefix><i>=<value>`.
+    fn xattr_body(prefix: &str, range: std::ops::Range<usize>, value: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for i in range {
+            let k = format!("SCHILY.xattr.user.{prefix}{i:06}");
+            header::push_pax_record(&mut body, k.as_bytes(), value);
+        }
+        body
+    }
+
+    #[test]
+    fn chained_pax_headers_share_one_budget() {
+        // each header is within max_pax; together they are not
+        let mut b = TarBuilder::new();
+        for _ in 0..5 {
+            b = b.pax(&[("comment", &vec![b'c'; 1_000_000])]);
+        }
+        let a = b.file("f", b"x").end();
+        let e = read_all(&a, Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("max_pax_entry"), "{e}");
+        assert_eq!(budget_of(Err(e)), "max_pax_entry");
+    }
+
+    #[test]
+    fn tiny_pax_records_are_bounded_by_count() {
+        // 6 bytes each: parsed records would cost ~25 times the input
+        let body = b"6 a=b\n".repeat(70_000);
+        let a = TarBuilder::new()
+            .pax_body(typeflag::PAX_LOCAL, &body)
+            .file("f", b"x")
+            .end();
+        assert_eq!(
+            budget_of(read_all(&a, Limits::default())),
+            "max_pax_records"
+        );
+    }
+
+    #[test]
+    fn many_xattrs_are_accepted_last_value_wins() {
+        let mut body = xattr_body("x", 0..10_000, b"v");
+        header::push_pax_record(&mut body, b"SCHILY.xattr.user.x000007", b"again");
+        let a = TarBuilder::new()
+            .pax_body(typeflag::PAX_LOCAL, &body)
+            .file("f", b"x")
+            .end();
+        let e = &read_all(&a, Limits::default()).unwrap()[0];
+        assert_eq!(e.xattrs.len(), 10_000);
+        assert_eq!(e.xattrs.get(b"user.x000007"), Some(&b"again"[..]));
+        assert_eq!(e.xattrs.get(b"user.x000008"), Some(&b"v"[..]));
+        let names: Vec<&Vec<u8>> = e.xattrs.iter().map(|(n, _)| n).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+    }
+
+    #[test]
+    fn xattr_deduplication_is_not_quadratic() {
+        // 10^5 xattrs over four chained headers: seconds to minutes when each
+        // one searched the ones before it
+        let mut b = TarBuilder::new();
+        for part in 0..4 {
+            let body = xattr_body("n", part * 25_000..(part + 1) * 25_000, b"1");
+            b = b.pax_body(typeflag::PAX_LOCAL, &body);
+        }
+        let a = b.file("f", b"x").end();
+        let limits = Limits {
+            max_pax_entry: 64 << 20,
+            max_pax_records: 1 << 20,
+            ..Limits::default()
+        };
+        let t = Instant::now();
+        let e = &read_all(&a, limits).unwrap()[0];
+        let took = t.elapsed();
+        assert_eq!(e.xattrs.len(), 100_000);
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    }
+
+    #[test]
+    fn global_headers_are_bounded() {
+        let body = xattr_body("g", 0..2_000, b"v");
+        let a = TarBuilder::new()
+            .pax_body(typeflag::PAX_GLOBAL, &body)
+            .file("f", b"x")
+            .end();
+        let r = read_all(&a, Limits::default());
+        assert_eq!(budget_of(r), "max_pax_global_keywords");
+        // few keywords, too many bytes, over several global headers
+        let big = vec![b'v'; 40_000];
+        let a = TarBuilder::new()
+            .global_pax(&[("SCHILY.xattr.user.a", &big)])
+            .file("f", b"x")
+            .global_pax(&[("SCHILY.xattr.user.b", &big)])
+            .file("g", b"x")
+            .end();
+        assert_eq!(budget_of(read_all(&a, Limits::default())), "max_pax_global");
+        // a keyword given again replaces its value: it does not add up
+        let a = TarBuilder::new()
+            .global_pax(&[("SCHILY.xattr.user.a", &big)])
+            .global_pax(&[("SCHILY.xattr.user.a", &big)])
+            .file("f", b"x")
+            .end();
+        assert_eq!(read_all(&a, Limits::default()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn global_xattrs_are_shared_and_overridable() {
+        let a = TarBuilder::new()
+            .global_pax(&[
+                ("SCHILY.xattr.user.a", b"global"),
+                ("SCHILY.xattr.user.b", b"global"),
+                ("uid", b"7"),
+                ("GNU.sparse.size", b"5"),
+            ])
+            .file("one", b"x")
+            .pax(&[
+                ("SCHILY.xattr.user.a", b"own"),
+                ("SCHILY.xattr.user.c", b"own"),
+            ])
+            .file("two", b"x")
+            .end();
+        let e = read_all(&a, Limits::default()).unwrap();
+        assert!(Arc::ptr_eq(&e[0].xattrs.global, &e[1].xattrs.global));
+        assert_eq!(e[0].xattrs.own.len(), 0, "nothing copied into the entry");
+        let two: Vec<(&[u8], &[u8])> = e[1]
+            .xattrs
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect();
+        let want: Vec<(&[u8], &[u8])> = vec![
+            (b"user.a", b"own"),
+            (b"user.b", b"global"),
+            (b"user.c", b"own"),
+        ];
+        assert_eq!(two, want);
+        assert_eq!((e[0].uid, e[1].uid), (7, 7));
+        assert!(e[0].sparse.is_none(), "a global sparse keyword is ignored");
+    }
+
+    #[test]
+    fn sizes_that_overflow_with_padding_are_malformed() {
+        let max = u64::MAX.to_string();
+        let a = TarBuilder::new()
+            .pax(&[("size", max.as_bytes())])
+            .file("f", b"")
+            .file("g", b"")
+            .end();
+        let e = read_all(&a, Limits::default()).unwrap_err();
+        assert!(matches!(e, TarError::Malformed { .. }), "{e:?}");
+        assert!(e.to_string().contains("entry f: size"), "{e}");
+        // the same size in a base-256 header field
+        let a = TarBuilder::new()
+            .declared("h", typeflag::REGULAR, u64::MAX, b"")
+            .end();
+        let e = read_all(&a, Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("entry h: size"), "{e}");
+    }
+
+    #[test]
+    fn device_numbers_must_fit_and_parse() {
+        let dev = |a: Vec<u8>| read_all(&a, Limits::default()).map(|e| e[0].devmajor);
+        let too_big = TarBuilder::new()
+            .pax(&[("SCHILY.devmajor", b"4294967296")])
+            .node("d", typeflag::CHAR_DEVICE, (1, 1))
+            .end();
+        let e = dev(too_big).unwrap_err().to_string();
+        assert!(
+            e.contains("entry d: devmajor 4294967296 does not fit"),
+            "{e}"
+        );
+        let header_too_big = TarBuilder::new()
+            .node("d", typeflag::BLOCK_DEVICE, (1 << 32, 1))
+            .end();
+        assert!(dev(header_too_big).is_err());
+        // a malformed header field of a device is an error, not device 0
+        let mut junk = TarBuilder::new()
+            .node("d", typeflag::CHAR_DEVICE, (1, 1))
+            .end();
+        let mut blk: [u8; BLOCK] = junk[..BLOCK].try_into().unwrap();
+        blk[DEVMAJOR].copy_from_slice(b"12x4567\0");
+        set_checksum(&mut blk);
+        junk[..BLOCK].copy_from_slice(&blk);
+        let e = dev(junk.clone()).unwrap_err().to_string();
+        assert!(e.contains("entry d: devmajor: bad octal digit"), "{e}");
+        // the same field means nothing for a FIFO
+        junk[TYPEFLAG] = typeflag::FIFO;
+        let mut blk: [u8; BLOCK] = junk[..BLOCK].try_into().unwrap();
+        set_checksum(&mut blk);
+        junk[..BLOCK].copy_from_slice(&blk);
+        assert_eq!(dev(junk).unwrap(), 0);
+        let fits = TarBuilder::new()
+            .pax(&[("SCHILY.devmajor", b"4294967295")])
+            .node("d", typeflag::CHAR_DEVICE, (1, 1))
+            .end();
+        assert_eq!(dev(fits).unwrap(), u32::MAX);
+    }
 
     #[test]
     fn sparse_validation() {
