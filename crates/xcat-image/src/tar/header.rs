@@ -379,7 +379,7 @@ pub struct PaxRecords<'a> {
 }
 
 impl<'a> Iterator for PaxRecords<'a> {
-    type Item = Result<(&'a [u8], &'a [u8]), String>;
+    type Item = Result<PaxRecordRef<'a>, String>;
 
     fn next(&mut self) -> Option<Self::Item> {
         // GNU tar and others may pad the body with NULs
@@ -400,8 +400,11 @@ impl<'a> Iterator for PaxRecords<'a> {
     }
 }
 
-/// One record off the front of a non-empty body: ((keyword, value), rest).
-fn split_pax_record(data: &[u8]) -> Result<((&[u8], &[u8]), &[u8]), String> {
+/// A pax record borrowed from its header body: (keyword, value).
+pub type PaxRecordRef<'a> = (&'a [u8], &'a [u8]);
+
+/// One record off the front of a non-empty body: (record, rest).
+fn split_pax_record(data: &[u8]) -> Result<(PaxRecordRef<'_>, &[u8]), String> {
     if data[0] == 0 {
         return Err("NUL inside pax header".into());
     }
