@@ -385,15 +385,7 @@ impl<R: Read> TarReader<R> {
         what: &str,
         hdr_off: u64,
     ) -> Result<Vec<u8>, TarError> {
-        if size > limit {
-            return Err(over_limit(
-                hdr_off,
-                format!("{what} (bytes)"),
-                size,
-                limit,
-                budget,
-            ));
-        }
+        check_limit(hdr_off, size, (limit, budget), || format!("{what} (bytes)"))?;
         let mut v = vec![0u8; size as usize];
         if self.read_full(&mut v)? < v.len() {
             return Err(self.truncated(format!("body of {what}")));
@@ -509,28 +501,20 @@ impl<R: Read> TarReader<R> {
         hdr_off: u64,
         ext: &mut Extensions,
     ) -> Result<(), TarError> {
-        let max = self.limits.max_pax_entry;
-        let total = ext.pax_bytes.checked_add(size).filter(|&t| t <= max);
-        let what = "pax extended headers of one entry (bytes)";
-        let total = total.ok_or_else(|| {
-            over_limit(
-                hdr_off,
-                what.into(),
-                ext.pax_bytes.saturating_add(size),
-                max,
-                "max_pax_entry",
-            )
+        // saturated: a sum past u64::MAX is over any limit anyway
+        ext.pax_bytes = ext.pax_bytes.saturating_add(size);
+        let max = (self.limits.max_pax_entry, "max_pax_entry");
+        check_limit(hdr_off, ext.pax_bytes, max, || {
+            "pax extended headers of one entry (bytes)".into()
         })?;
-        ext.pax_bytes = total;
         let max = (self.limits.max_pax, "max_pax");
         let body = self.read_body(size, max, "pax extended header", hdr_off)?;
         for rec in pax_records(&body) {
             let (k, v) = rec.map_err(|e| self.malformed(hdr_off, e))?;
-            if ext.pax.len() >= self.limits.max_pax_records {
-                let what = "pax records of one entry".to_string();
-                let (n, max) = (ext.pax.len() as u64 + 1, self.limits.max_pax_records as u64);
-                return Err(over_limit(hdr_off, what, n, max, "max_pax_records"));
-            }
+            let max = (self.limits.max_pax_records as u64, "max_pax_records");
+            check_limit(hdr_off, ext.pax.len() as u64 + 1, max, || {
+                "pax records of one entry".into()
+            })?;
             ext.pax.push((k.to_vec(), v.to_vec()));
         }
         Ok(())
@@ -572,26 +556,17 @@ impl<R: Read> TarReader<R> {
     }
 
     fn check_global_budget(&self, hdr_off: u64) -> Result<(), TarError> {
-        let g = &self.globals;
-        if g.keywords() > self.limits.max_pax_global_keywords {
-            let (n, max) = (
-                g.keywords() as u64,
-                self.limits.max_pax_global_keywords as u64,
-            );
-            let what = "keywords kept from pax global headers".to_string();
-            return Err(over_limit(hdr_off, what, n, max, "max_pax_global_keywords"));
-        }
-        if g.bytes > self.limits.max_pax_global {
-            let what = "keywords kept from pax global headers (bytes)".to_string();
-            return Err(over_limit(
-                hdr_off,
-                what,
-                g.bytes,
-                self.limits.max_pax_global,
-                "max_pax_global",
-            ));
-        }
-        Ok(())
+        let (g, l) = (&self.globals, &self.limits);
+        let max = (l.max_pax_global_keywords as u64, "max_pax_global_keywords");
+        check_limit(hdr_off, g.keywords() as u64, max, || {
+            "keywords kept from pax global headers".into()
+        })?;
+        check_limit(
+            hdr_off,
+            g.bytes,
+            (l.max_pax_global, "max_pax_global"),
+            || "keywords kept from pax global headers (bytes)".into(),
+        )
     }
 
     /// One note for the whole archive: a global header may repeat such keywords.
@@ -734,9 +709,7 @@ impl<R: Read> TarReader<R> {
                     .pending_offset
                     .take()
                     .ok_or_else(|| bad_pax_value(hdr_off, "GNU.sparse.numbytes without offset"))?;
-                if sp.pairs00.len() >= self.limits.max_sparse_segments {
-                    return Err(self.limit_err(hdr_off, "sparse map", sp.pairs00.len() as u64));
-                }
+                self.check_segments(hdr_off, sp.pairs00.len() as u64 + 1)?;
                 sp.pairs00.push((off, n));
             }
             // GNU.sparse.numblocks only announces how many pairs follow
@@ -746,18 +719,10 @@ impl<R: Read> TarReader<R> {
     }
 
     fn check_xattr_value(&self, name: &[u8], v: &[u8], hdr_off: u64) -> Result<(), TarError> {
-        let max = self.limits.max_xattr_value;
-        if v.len() > max {
-            let what = format!("the value of xattr {} (bytes)", escape_bytes(name));
-            return Err(over_limit(
-                hdr_off,
-                what,
-                v.len() as u64,
-                max as u64,
-                "max_xattr_value",
-            ));
-        }
-        Ok(())
+        let max = (self.limits.max_xattr_value as u64, "max_xattr_value");
+        check_limit(hdr_off, v.len() as u64, max, || {
+            format!("the value of xattr {} (bytes)", escape_bytes(name))
+        })
     }
 
     /// Sets the sparse map and real size, when the entry has them, and checks them.
@@ -819,9 +784,7 @@ impl<R: Read> TarReader<R> {
     fn parse_sparse_0_1(&self, text: &[u8], hdr_off: u64) -> Result<Vec<(u64, u64)>, TarError> {
         // counted before anything is allocated for the numbers
         let values = text.iter().filter(|&&b| b == b',').count() + 1;
-        if values / 2 > self.limits.max_sparse_segments {
-            return Err(self.limit_err(hdr_off, "sparse map", (values / 2) as u64));
-        }
+        self.check_segments(hdr_off, (values / 2) as u64)?;
         let nums: Result<Vec<u64>, _> = text
             .split(|&b| b == b',')
             .map(|n| parse_dec(n, "sparse map"))
@@ -839,27 +802,13 @@ impl<R: Read> TarReader<R> {
         if path.is_empty() {
             return Err(self.malformed(hdr_off, "entry with an empty name"));
         }
-        let max = self.limits.max_path;
-        if path.len() > max {
-            let what = "entry path (bytes)".to_string();
-            return Err(over_limit(
-                hdr_off,
-                what,
-                path.len() as u64,
-                max as u64,
-                "max_path",
-            ));
-        }
-        if link.len() > max {
-            let what = format!("link target of {} (bytes)", escape_bytes(path));
-            return Err(over_limit(
-                hdr_off,
-                what,
-                link.len() as u64,
-                max as u64,
-                "max_path",
-            ));
-        }
+        let max = (self.limits.max_path as u64, "max_path");
+        check_limit(hdr_off, path.len() as u64, max, || {
+            "entry path (bytes)".into()
+        })?;
+        check_limit(hdr_off, link.len() as u64, max, || {
+            format!("link target of {} (bytes)", escape_bytes(path))
+        })?;
         if path.contains(&0) || link.contains(&0) {
             return Err(self.malformed(hdr_off, "NUL byte in a name"));
         }
@@ -896,12 +845,12 @@ impl<R: Read> TarReader<R> {
         Ok(meta)
     }
 
-    fn limit_err(&self, off: u64, what: &str, size: u64) -> TarError {
-        let (max, what) = (
-            self.limits.max_sparse_segments,
-            format!("{what} (segments)"),
+    fn check_segments(&self, off: u64, n: u64) -> Result<(), TarError> {
+        let max = (
+            self.limits.max_sparse_segments as u64,
+            "max_sparse_segments",
         );
-        over_limit(off, what, size, max as u64, "max_sparse_segments")
+        check_limit(off, n, max, || "sparse map (segments)".into())
     }
 
     /// The old GNU map: four entries in the header, 21 in each extension block
@@ -920,9 +869,7 @@ impl<R: Read> TarReader<R> {
                 return Err(self.truncated("sparse extension header"));
             }
             push_sparse_entries(&ext[EXT_SPARSE_MAP], &mut map).map_err(malformed_at(hdr_off))?;
-            if map.len() > self.limits.max_sparse_segments {
-                return Err(self.limit_err(hdr_off, "sparse map", map.len() as u64));
-            }
+            self.check_segments(hdr_off, map.len() as u64)?;
             extended = ext[EXT_IS_EXTENDED] != 0;
         }
         Ok(map)
@@ -965,9 +912,7 @@ impl<R: Read> TarReader<R> {
                 digits.clear();
                 match count {
                     None => {
-                        if v > self.limits.max_sparse_segments as u64 {
-                            return Err(self.limit_err(hdr_off, "sparse map", v));
-                        }
+                        self.check_segments(hdr_off, v)?;
                         count = Some(v);
                     }
                     Some(_) => match pending.take() {
@@ -1139,14 +1084,24 @@ fn pax_dev(v: &[u8], what: &str) -> Result<u32, String> {
     dev_number(parse_dec(v, what)?, what)
 }
 
-fn over_limit(offset: u64, what: String, size: u64, limit: u64, budget: &'static str) -> TarError {
-    TarError::Limit {
+/// A [`TarError::Limit`] when `size` is over `limit`; `budget` names the
+/// [`Limits`] field, and `what` is only formatted for the error.
+fn check_limit(
+    offset: u64,
+    size: u64,
+    (limit, budget): (u64, &'static str),
+    what: impl FnOnce() -> String,
+) -> Result<(), TarError> {
+    if size <= limit {
+        return Ok(());
+    }
+    Err(TarError::Limit {
         offset,
-        what,
+        what: what(),
         size,
         limit,
         budget,
-    }
+    })
 }
 
 /// Puts the entry's name in a [`TarError::Malformed`] that lacks it.
@@ -1275,8 +1230,8 @@ mod tests {
 
     #[test]
     fn xattr_deduplication_is_not_quadratic() {
-        // 10^5 xattrs over four chained headers: seconds to minutes when each
-        // one searched the ones before it
+        // 10^5 xattrs over four chained headers: each one searching the ones
+        // before it took over a minute
         let mut b = TarBuilder::new();
         for part in 0..4 {
             let body = xattr_body("n", part * 25_000..(part + 1) * 25_000, b"1");
@@ -1292,7 +1247,8 @@ mod tests {
         let e = &read_all(&a, limits).unwrap()[0];
         let took = t.elapsed();
         assert_eq!(e.xattrs.len(), 100_000);
-        assert!(took < Duration::from_secs(1), "took {took:?}");
+        // about 0.3 s unoptimised on a loaded 2-core machine; over a minute before
+        assert!(took < Duration::from_secs(3), "took {took:?}");
     }
 
     #[test]
