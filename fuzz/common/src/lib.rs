@@ -431,7 +431,11 @@ fn check_archive(archive: &[u8], limits: &xcat_image::tar::Limits) {
         assert!(e.link.len() <= limits.max_path && !e.path.contains(&0));
         let names: Vec<&Vec<u8>> = e.xattrs.iter().map(|(n, _)| n).collect();
         assert!(names.windows(2).all(|w| w[0] < w[1]), "xattrs not unique");
-        assert!(e.xattrs.iter().all(|(_, v)| v.len() <= limits.max_xattr_value));
+        let small = e
+            .xattrs
+            .iter()
+            .all(|(_, v)| v.len() <= limits.max_xattr_value);
+        assert!(small, "an xattr value over max_xattr_value");
         if let Some(map) = &e.sparse {
             assert!(map.len() <= limits.max_sparse_segments);
             let mut end = 0u64;
