@@ -604,3 +604,47 @@ fn the_metadata_budget_counts_names_and_xattrs() {
         "{msg}"
     );
 }
+
+#[test]
+fn pax_metadata_bombs_are_refused_naming_the_budget() {
+    let b = bed();
+    // chained pax headers, each within the single-header limit
+    let mut t = TarBuilder::new();
+    for _ in 0..5 {
+        t = t.pax(&[("comment", &vec![b'c'; 1_000_000])]);
+    }
+    let a = t.file(b"f", b"x").end();
+    let e = assert_err_names(b.run(&a), "max_pax_entry");
+    assert!(
+        matches!(e, ExtractError::Archive(TarError::Limit { .. })),
+        "{e:?}"
+    );
+    // a global header whose keywords would apply to every later entry
+    let mut body = Vec::new();
+    for i in 0..2000 {
+        let k = format!("SCHILY.xattr.user.g{i}");
+        xcat_image::tar::header::push_pax_record(&mut body, k.as_bytes(), b"v");
+    }
+    let a = TarBuilder::new()
+        .pax_body(b'g', &body)
+        .file(b"f", b"x")
+        .end();
+    assert_err_names(b.run(&a), "max_pax_global_keywords");
+    b.canary_intact();
+}
+
+#[test]
+fn a_size_that_overflows_is_refused_not_wrapped() {
+    let b = bed();
+    let a = TarBuilder::new()
+        .pax(&[("size", u64::MAX.to_string().as_bytes())])
+        .file(b"f", b"")
+        .file(b"g", b"")
+        .end();
+    let e = assert_err_names(b.run(&a), "entry f: size");
+    assert!(
+        matches!(e, ExtractError::Archive(TarError::Malformed { .. })),
+        "{e:?}"
+    );
+    b.canary_intact();
+}

@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("noderange", noderange),
     ("exlist", exlist),
     ("extract", extract),
+    ("pax", pax),
 ];
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -225,4 +226,235 @@ pub fn extract(data: &[u8]) {
         b"untouched",
         "extraction changed a file outside its root"
     );
+}
+
+/// The input, read as instructions for building an archive.
+struct Script<'a>(&'a [u8]);
+
+impl Script<'_> {
+    fn byte(&mut self) -> u8 {
+        let (&b, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        b
+    }
+
+    fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let n = (self.byte() as usize % (max + 1)).min(self.0.len());
+        let (v, rest) = self.0.split_at(n);
+        self.0 = rest;
+        v.to_vec()
+    }
+
+    /// A number, mostly from those at the edges of what the reader checks.
+    fn number(&mut self) -> u64 {
+        const EDGES: &[u64] = &[
+            0,
+            1,
+            511,
+            512,
+            513,
+            4096,
+            1 << 20,
+            (1 << 31) - 1,
+            u32::MAX as u64,
+            1 << 32,
+            1 << 62,
+            i64::MAX as u64,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let b = self.byte() as usize;
+        match EDGES.get(b % 20) {
+            Some(&v) => v,
+            None => u64::from_le_bytes(std::array::from_fn(|_| self.byte())) >> (b % 64),
+        }
+    }
+
+    /// A pax value: a number, a comma-separated map, a time or raw bytes.
+    fn value(&mut self) -> Vec<u8> {
+        match self.byte() % 5 {
+            0 | 1 => self.number().to_string().into_bytes(),
+            2 => {
+                let n = self.byte() % 8;
+                let nums: Vec<String> = (0..n).map(|_| self.number().to_string()).collect();
+                nums.join(",").into_bytes()
+            }
+            3 => format!("-{}.{}", self.number(), self.number()).into_bytes(),
+            _ => self.bytes(40),
+        }
+    }
+
+    /// The body of a pax header: records with the keywords the reader knows.
+    fn pax_body(&mut self) -> Vec<u8> {
+        const KEYS: &[&str] = &[
+            "path",
+            "linkpath",
+            "size",
+            "uid",
+            "gid",
+            "mtime",
+            "SCHILY.devmajor",
+            "SCHILY.devminor",
+            "SCHILY.acl.access",
+            "SCHILY.acl.default",
+            "GNU.sparse.major",
+            "GNU.sparse.minor",
+            "GNU.sparse.size",
+            "GNU.sparse.realsize",
+            "GNU.sparse.name",
+            "GNU.sparse.map",
+            "GNU.sparse.offset",
+            "GNU.sparse.numbytes",
+            "GNU.sparse.numblocks",
+            "LIBARCHIVE.xattr.user.a",
+            "comment",
+        ];
+        let mut body = Vec::new();
+        for _ in 0..self.byte() % 24 + 1 {
+            let k = self.byte() as usize;
+            let key = match KEYS.get(k % 32) {
+                Some(key) => key.as_bytes().to_vec(),
+                // a few short names, so that repeats (and their de-duplication) happen
+                None => format!("SCHILY.xattr.user.{}", self.byte() % 16).into_bytes(),
+            };
+            let v = self.value();
+            xcat_image::tar::header::push_pax_record(&mut body, &key, &v);
+        }
+        body
+    }
+}
+
+/// The old GNU sparse header (`S`): four map entries, maybe extension blocks.
+fn old_gnu_sparse(s: &mut Script) -> Vec<u8> {
+    use xcat_image::tar::header::{self as h, Header};
+    let mut hd = Header::ustar();
+    hd.set_bytes(h::NAME, b"sparse");
+    hd.set_typeflag(h::typeflag::GNU_SPARSE);
+    let mut stored = 0u64;
+    for i in 0..4 {
+        let at = h::GNU_SPARSE_MAP.start + 24 * i;
+        let (off, len) = (s.number(), s.byte() as u64 * 3);
+        hd.set_number(at..at + 12, off);
+        hd.set_number(at + 12..at + 24, len);
+        stored = stored.wrapping_add(len);
+    }
+    let extensions = s.byte() % 3;
+    hd.set_bytes(h::GNU_IS_EXTENDED..h::GNU_IS_EXTENDED + 1, &[extensions]);
+    hd.set_number(h::GNU_REALSIZE, s.number());
+    hd.set_number(h::SIZE, stored);
+    let mut out = hd.finish().to_vec();
+    for i in 0..extensions {
+        let mut blk = [0u8; h::BLOCK];
+        for e in 0..s.byte() as usize % 22 {
+            h::write_number(&mut blk[e * 24..e * 24 + 12], s.number());
+            h::write_number(&mut blk[e * 24 + 12..e * 24 + 24], s.number() % 1024);
+        }
+        blk[h::EXT_IS_EXTENDED] = u8::from(i + 1 < extensions);
+        out.extend_from_slice(&blk);
+    }
+    let data = s.bytes(255);
+    out.extend_from_slice(&data);
+    out.resize(out.len().next_multiple_of(h::BLOCK), 0);
+    out
+}
+
+/// A file whose body starts with a sparse 1.0 map (count, then offset/size pairs).
+fn sparse_1_0_body(s: &mut Script) -> Vec<u8> {
+    let n = s.byte() % 6;
+    let mut body = format!("{n}\n").into_bytes();
+    for _ in 0..n {
+        body.extend_from_slice(format!("{}\n{}\n", s.number(), s.byte()).as_bytes());
+    }
+    body.resize(body.len().next_multiple_of(512), 0);
+    let data = s.bytes(255);
+    body.extend_from_slice(&data);
+    body
+}
+
+/// Archives built from the input out of pax (`x`, `g`), sparse (0.0, 0.1, 1.0,
+/// old GNU) and xattr records, read by the tar reader under default limits or
+/// small ones (so every budget is reached). Each input is a well-formed archive
+/// far more often than a mutated byte stream is, so the records get applied.
+///
+/// * The reader never panics and ends: each entry consumes at least a block.
+/// * What it accepts respects the limits: names within `max_path` and free of
+///   NUL, xattrs unique, sorted and within `max_xattr_value`, sparse maps
+///   ordered, within the real size and adding up to the stored data, which
+///   reads back to exactly its declared length.
+pub fn pax(data: &[u8]) {
+    use xcat_image::tar::testing::TarBuilder;
+    use xcat_image::tar::{header::typeflag as tf, Limits};
+    let mut s = Script(data);
+    let mut limits = Limits::default();
+    if s.byte() % 2 == 1 {
+        limits.max_path = 256;
+        limits.max_pax = 2048;
+        limits.max_pax_entry = 4096;
+        limits.max_pax_records = 48;
+        limits.max_pax_global = 512;
+        limits.max_pax_global_keywords = 12;
+        limits.max_xattr_value = 32;
+        limits.max_sparse_segments = 16;
+    }
+    let mut b = TarBuilder::new();
+    while !s.0.is_empty() {
+        b = match s.byte() % 9 {
+            0 | 1 => b.pax_body(tf::PAX_LOCAL, &s.pax_body()),
+            2 => b.pax_body(tf::PAX_GLOBAL, &s.pax_body()),
+            3 => b.file("f", &s.bytes(255)),
+            4 => b.file("s", &sparse_1_0_body(&mut s)),
+            5 => {
+                let flag = [tf::CHAR_DEVICE, tf::BLOCK_DEVICE, tf::FIFO][s.byte() as usize % 3];
+                b.node("d", flag, (s.number(), s.number()))
+            }
+            6 => {
+                b.0.extend(old_gnu_sparse(&mut s));
+                b
+            }
+            7 => b.pax_body(tf::PAX_LOCAL, &s.bytes(64)),
+            _ => b.dir("d/").symlink("l", "d"),
+        };
+    }
+    let archive = b.end();
+    check_archive(&archive, &limits);
+}
+
+fn check_archive(archive: &[u8], limits: &xcat_image::tar::Limits) {
+    let mut r = xcat_image::tar::TarReader::new(archive, limits.clone(), None);
+    let mut buf = [0u8; 4096];
+    for _ in 0..=archive.len() / 512 {
+        let e = match r.next_entry() {
+            Ok(Some(e)) => e,
+            Ok(None) | Err(_) => return,
+        };
+        assert!(!e.path.is_empty() && e.path.len() <= limits.max_path);
+        assert!(e.link.len() <= limits.max_path && !e.path.contains(&0));
+        let names: Vec<&Vec<u8>> = e.xattrs.iter().map(|(n, _)| n).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "xattrs not unique");
+        let small = e
+            .xattrs
+            .iter()
+            .all(|(_, v)| v.len() <= limits.max_xattr_value);
+        assert!(small, "an xattr value over max_xattr_value");
+        if let Some(map) = &e.sparse {
+            assert!(map.len() <= limits.max_sparse_segments);
+            let mut end = 0u64;
+            for &(off, len) in map {
+                assert!(off >= end, "sparse segments out of order: {map:?}");
+                end = off.checked_add(len).expect("sparse segment overflows");
+            }
+            assert!(end <= e.size, "sparse map beyond the real size");
+            assert_eq!(map.iter().map(|s| s.1).sum::<u64>(), e.stored_size);
+        }
+        let mut got = 0u64;
+        loop {
+            match r.read_data(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got += n as u64,
+                Err(_) => return,
+            }
+        }
+        assert_eq!(got, e.stored_size, "data does not read back to its size");
+    }
+    panic!("more entries than blocks in the archive");
 }

@@ -358,36 +358,73 @@ pub type PaxRecord = (Vec<u8>, Vec<u8>);
 
 /// Splits a pax extended header body into (keyword, value) records, in order.
 pub fn parse_pax(data: &[u8]) -> Result<Vec<PaxRecord>, String> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < data.len() {
-        // GNU tar and others may pad the body with NULs
-        if data[i] == 0 {
-            if data[i..].iter().all(|&b| b == 0) {
-                break;
-            }
-            return Err("NUL inside pax header".into());
-        }
-        let sp = data[i..]
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or("pax record without length")?;
-        let len = parse_dec(&data[i..i + sp], "pax record length")? as usize;
-        if len <= sp + 1 || len > data.len() - i {
-            return Err("pax record length out of range".into());
-        }
-        let rec = &data[i + sp + 1..i + len];
-        let rec = rec
-            .strip_suffix(b"\n")
-            .ok_or("pax record not terminated by newline")?;
-        let eq = rec
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or("pax record without '='")?;
-        out.push((rec[..eq].to_vec(), rec[eq + 1..].to_vec()));
-        i += len;
+    pax_records(data)
+        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        .collect()
+}
+
+/// The records of a pax extended header body, borrowed from it, so a reader can
+/// check a budget (or drop keywords it ignores) before copying anything.
+pub fn pax_records(data: &[u8]) -> PaxRecords<'_> {
+    PaxRecords {
+        data,
+        failed: false,
     }
-    Ok(out)
+}
+
+/// Iterator of [`pax_records`]; it ends after the first error.
+pub struct PaxRecords<'a> {
+    data: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> Iterator for PaxRecords<'a> {
+    type Item = Result<PaxRecordRef<'a>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // GNU tar and others may pad the body with NULs
+        if self.failed || self.data.iter().all(|&b| b == 0) {
+            return None;
+        }
+        let r = split_pax_record(self.data);
+        match r {
+            Ok((rec, rest)) => {
+                self.data = rest;
+                Some(Ok(rec))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// A pax record borrowed from its header body: (keyword, value).
+pub type PaxRecordRef<'a> = (&'a [u8], &'a [u8]);
+
+/// One record off the front of a non-empty body: (record, rest).
+fn split_pax_record(data: &[u8]) -> Result<(PaxRecordRef<'_>, &[u8]), String> {
+    if data[0] == 0 {
+        return Err("NUL inside pax header".into());
+    }
+    let sp = data
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or("pax record without length")?;
+    let len = parse_dec(&data[..sp], "pax record length")?;
+    let len = usize::try_from(len).map_err(|_| "pax record length out of range")?;
+    if len <= sp + 1 || len > data.len() {
+        return Err("pax record length out of range".into());
+    }
+    let rec = data[sp + 1..len]
+        .strip_suffix(b"\n")
+        .ok_or("pax record not terminated by newline")?;
+    let eq = rec
+        .iter()
+        .position(|&b| b == b'=')
+        .ok_or("pax record without '='")?;
+    Ok(((&rec[..eq], &rec[eq + 1..]), &data[len..]))
 }
 
 /// Appends one record, `"<len> <key>=<value>\n"`, where `<len>` counts the whole

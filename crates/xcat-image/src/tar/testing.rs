@@ -87,18 +87,20 @@ impl TarBuilder {
 
     /// A pax extended header (`x`) with `records`, for the entry that follows.
     pub fn pax(self, records: &[(&str, &[u8])]) -> Self {
-        let mut body = Vec::new();
-        for (k, v) in records {
-            header::push_pax_record(&mut body, k.as_bytes(), v);
-        }
-        let h = header_block(
-            b"PaxHeader",
-            typeflag::PAX_LOCAL,
-            0o644,
-            body.len() as u64,
-            b"",
-        );
-        self.block(h).body(&body)
+        self.pax_body(typeflag::PAX_LOCAL, &pax_text(records))
+    }
+
+    /// A pax global header (`g`) with `records`, for every entry that follows.
+    pub fn global_pax(self, records: &[(&str, &[u8])]) -> Self {
+        self.pax_body(typeflag::PAX_GLOBAL, &pax_text(records))
+    }
+
+    /// An extension header of any `typeflag` (`x`, `g`, `L`...) whose body is
+    /// exactly `body` (records built with [`header::push_pax_record`], or not
+    /// records at all), padded to a whole block.
+    pub fn pax_body(self, typeflag: u8, body: &[u8]) -> Self {
+        let h = header_block(b"PaxHeader", typeflag, 0o644, body.len() as u64, b"");
+        self.block(h).body(body)
     }
 
     /// The archive with its end-of-archive marker.
@@ -137,6 +139,15 @@ impl TarBuilder {
         self.0.resize(self.0.len() + pad, 0);
         self
     }
+}
+
+/// The body of a pax header holding `records`.
+fn pax_text(records: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (k, v) in records {
+        header::push_pax_record(&mut body, k.as_bytes(), v);
+    }
+    body
 }
 
 /// An unsealed ustar header: owner 0:0, the fixed mtime, sizes too big for octal
