@@ -136,6 +136,8 @@ pub enum ExtractError {
     Root { path: PathBuf, source: io::Error },
     #[error("extraction stopped: {0}")]
     Aborted(String),
+    #[error(transparent)]
+    Budget(#[from] crate::budget::Exceeded),
 }
 
 fn ioe(entry: &[u8], what: &str) -> impl FnOnce(io::Error) -> ExtractError {
@@ -173,6 +175,7 @@ pub fn extract<R: Read>(
         cache: None,
         buf: vec![0u8; 128 * 1024],
         noted_absolute: false,
+        budget: opts.budget.clone(),
     };
     while let Some(meta) = tar.next_entry()? {
         ex.entry(&mut tar, &meta)?;
@@ -284,6 +287,8 @@ struct Extractor {
     cache: Option<(Vec<u8>, Arc<OwnedFd>)>,
     buf: Vec<u8>,
     noted_absolute: bool,
+    /// Ceilings over the whole archive.
+    budget: crate::budget::Budget,
 }
 
 fn timestamps(m: Mtime) -> Timestamps {
@@ -533,6 +538,9 @@ impl Extractor {
         at: &Place,
     ) -> Result<(), ExtractError> {
         let (e, rel) = (&meta.path, &at.rel);
+        // before anything is written: holes count, as a packer reads them as zeros
+        self.budget
+            .check_file(&escape_bytes(e), meta.size, self.summary.content_bytes)?;
         self.clear(e, &at.dir, &at.name, false)?;
         let fd = rustix::fs::openat(
             &*at.dir,
@@ -660,7 +668,7 @@ impl Extractor {
             rdev: None,
             link,
             hardlink: None,
-            xattrs,
+            xattrs: Arc::new(xattrs),
             blocks: None,
         };
         self.summary.manifest.insert(m.clone());
@@ -864,7 +872,7 @@ impl Extractor {
             match res {
                 Ok(Some(v)) => {
                     if let Some(m) = self.summary.manifest.entries.get_mut(&d.path) {
-                        m.xattrs.insert(d.name.as_bytes().to_vec(), v);
+                        Arc::make_mut(&mut m.xattrs).insert(d.name.as_bytes().to_vec(), v);
                     }
                 }
                 Ok(None) => {}
