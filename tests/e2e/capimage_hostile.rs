@@ -211,9 +211,14 @@ fn a_15_tib_sparse_file_is_over_the_logical_budget() {
 #[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn many_hard_links_to_a_file_with_big_xattrs() {
     let value = vec![0x5au8; 60_000];
-    let keys: Vec<String> = (0..15).map(|i| format!("SCHILY.xattr.user.big{i}")).collect();
+    let keys: Vec<String> = (0..15)
+        .map(|i| format!("SCHILY.xattr.user.big{i}"))
+        .collect();
     let records: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &value[..])).collect();
-    let mut t = base().pax(&records).file("srv/f", b"one inode\n").dir("srv/l");
+    let mut t = base()
+        .pax(&records)
+        .file("srv/f", b"one inode\n")
+        .dir("srv/l");
     // each link to the one before: the worst shape for grouping
     let mut prev = "srv/f".to_string();
     for i in 0..40_000 {
@@ -246,11 +251,15 @@ fn chained_pax_headers() {
 #[test]
 #[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn global_pax_keywords() {
-    // one global header with a 900 KB xattr, then 2000 files it applies to
-    let value = vec![0x33u8; 900_000];
+    // one global header with 900 KB of xattrs, then 2000 files it applies to
+    let value = vec![0x33u8; 60_000];
+    let keys: Vec<String> = (0..15)
+        .map(|i| format!("SCHILY.xattr.user.global{i}"))
+        .collect();
+    let records: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &value[..])).collect();
     let mut t = Tar::new();
     let start = t.len();
-    t = t.pax(&[("SCHILY.xattr.user.global", &value)]);
+    t = t.pax(&records);
     retype(&mut t.0[start..start + 512], b'g');
     t = t.dir("etc").file("etc/hostname", b"hostile\n").dir("srv/g");
     for i in 0..2000 {

@@ -5,7 +5,7 @@
 //! ([`scan_tree`]), so a captured image can be compared with its source.
 //!
 //! # File format (TSV)
-//! The first line is `#xcat-image-manifest v1`, the second names the columns:
+//! The first line is `#xcat-image-manifest v2`, the second names the columns:
 //! `path type mode uid gid size mtime sha256 rdev link hardlink xattrs`, tab-separated.
 //! One line per entry, sorted by path bytes. Byte strings (paths, link targets, xattr
 //! names) use [`crate::util::escape_bytes`] (so non-UTF-8 names, spaces, tabs and
@@ -15,7 +15,10 @@
 //! [`ContentHasher`] digest of regular files (SHA-256 over the SHA-256 of each data
 //! run and the length of each run of zeros, holes read as zeros); `rdev` is
 //! `major:minor`; `hardlink` is the smallest path of the entry's hard-link group;
-//! `xattrs` is `name=hexvalue` joined by `,`. Absent values are `-`.
+//! `xattrs` is `name=hexvalue` joined by `,`, or `=` for a hard link whose xattrs are
+//! its group leader's (they are one inode's: a thousand links to a file with a
+//! megabyte of xattrs are not a gigabyte of text). Absent values are `-`. (v1 had
+//! no `=` and hashed content as SHA-256 over per-MiB SHA-256 leaves.)
 //! Directory, symlink and device sizes are recorded as 0.
 
 use crate::beneath::{list_dir_fd, lstat_at, proc_path, Root};
@@ -144,7 +147,7 @@ fn opt_bytes(v: &Option<Vec<u8>>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-const HEADER: &str = "#xcat-image-manifest v1";
+const HEADER: &str = "#xcat-image-manifest v2";
 const COLUMNS: &str =
     "#path\ttype\tmode\tuid\tgid\tsize\tmtime\thash\trdev\tlink\thardlink\txattrs";
 
@@ -231,6 +234,8 @@ impl Manifest {
         for e in self.entries.values() {
             let xattrs = if e.xattrs.is_empty() {
                 "-".to_string()
+            } else if self.leader_xattrs(e).is_some_and(|x| *x == e.xattrs) {
+                "=".to_string()
             } else {
                 e.xattrs
                     .iter()
@@ -266,9 +271,16 @@ impl Manifest {
         Ok(())
     }
 
+    /// The xattrs of `e`'s hard-link group leader, when `e` is another member.
+    fn leader_xattrs(&self, e: &ManifestEntry) -> Option<&Xattrs> {
+        let leader = e.hardlink.as_ref().filter(|l| **l != e.path)?;
+        Some(&self.entries.get(leader)?.xattrs)
+    }
+
     /// Parses the TSV form.
     pub fn parse_tsv(text: &str) -> Result<Manifest, String> {
         let mut m = Manifest::default();
+        let mut as_leader = Vec::new();
         let mut lines = text.lines();
         if lines.next() != Some(HEADER) {
             return Err("not an xcat-image manifest (missing header line)".into());
@@ -285,7 +297,9 @@ impl Manifest {
             let path_of = |s: &str| -> Option<Vec<u8>> { unescape_bytes(s.strip_prefix('/')?) };
             let (sec, nsec) = f[6].split_once('.').ok_or_else(|| bad("mtime"))?;
             let mut xattrs = BTreeMap::new();
-            if f[11] != "-" {
+            if f[11] == "=" {
+                as_leader.push((no + 2, path_of(f[0]).ok_or_else(|| bad("path"))?));
+            } else if f[11] != "-" {
                 for kv in f[11].split(',') {
                     let (k, v) = kv.split_once('=').ok_or_else(|| bad("xattr"))?;
                     xattrs.insert(
@@ -332,6 +346,16 @@ impl Manifest {
                 blocks: None,
             };
             m.insert(e);
+        }
+        for (line, path) in as_leader {
+            let x = m.entries.get(&path).and_then(|e| m.leader_xattrs(e));
+            let x = x
+                .filter(|x| !x.is_empty())
+                .cloned()
+                .ok_or_else(|| format!("manifest line {line}: bad xattrs (= but no leader's)"))?;
+            if let Some(e) = m.entries.get_mut(&path) {
+                e.xattrs = x;
+            }
         }
         Ok(m)
     }
@@ -1004,5 +1028,71 @@ mod hole_tests {
             whole.update(&content);
             assert_eq!(h.finish(), whole.finish(), "layout {parts:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    fn file(path: &str, link: Option<&str>, xattrs: &Xattrs) -> ManifestEntry {
+        ManifestEntry {
+            path: path.as_bytes().to_vec(),
+            kind: EntryType::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime_sec: 0,
+            mtime_nsec: 0,
+            content_hash: None,
+            rdev: None,
+            link: None,
+            hardlink: link.map(|l| l.as_bytes().to_vec()),
+            xattrs: xattrs.clone(),
+            blocks: None,
+        }
+    }
+
+    #[test]
+    fn hard_link_groups_share_xattrs_in_memory_and_in_the_tsv() {
+        let big: Xattrs = Arc::new(BTreeMap::from([(b"user.big".to_vec(), vec![7u8; 60_000])]));
+        let none = Xattrs::default();
+        let mut m = Manifest::default();
+        m.insert(file("f", None, &big));
+        // a chain: each link names the one before
+        let n = 20_000;
+        let mut prev = "f".to_string();
+        for i in 0..n {
+            let name = format!("l{i:05}");
+            m.insert(file(&name, Some(&prev), &none));
+            prev = name;
+        }
+        let t = std::time::Instant::now();
+        m.resolve_hardlinks();
+        assert!(t.elapsed().as_secs() < 5, "grouping took {:?}", t.elapsed());
+        let f = m.get(b"f").unwrap();
+        assert_eq!(f.hardlink.as_deref(), Some(&b"f"[..]));
+        for e in m.entries.values() {
+            assert!(Arc::ptr_eq(&e.xattrs, &f.xattrs), "{:?} copies", e.path);
+            assert_eq!(e.hardlink.as_deref(), Some(&b"f"[..]));
+        }
+        let mut tsv = Vec::new();
+        m.write_tsv(&mut tsv).unwrap();
+        assert!(
+            tsv.len() < 2 << 20,
+            "the TSV repeats the xattrs: {} bytes",
+            tsv.len()
+        );
+        let back = Manifest::parse_tsv(std::str::from_utf8(&tsv).unwrap()).unwrap();
+        assert_eq!(back, m);
+        let b = back.get(b"l00007").unwrap();
+        assert!(Arc::ptr_eq(&b.xattrs, &back.get(b"f").unwrap().xattrs));
+        // "=" without a leader to take them from is refused
+        let text = String::from_utf8(tsv).unwrap();
+        let orphan = text.replace("\t/f\t", "\t/nowhere\t");
+        assert!(Manifest::parse_tsv(&orphan)
+            .unwrap_err()
+            .contains("bad xattrs"));
     }
 }
