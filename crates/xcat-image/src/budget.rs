@@ -16,6 +16,9 @@ pub struct Budget {
     /// included: a later packing step reads every one of them). Callers that
     /// know the source's size set it from that (capimage: the node's usage).
     pub max_logical_bytes: u64,
+    /// Where `max_logical_bytes` comes from, for the error (`4 times the 2.1 GB
+    /// the node reports in use, plus 16 GiB`); empty for the default.
+    pub logical_source: String,
     /// Largest logical size of one regular file (holes included).
     pub max_file_logical_bytes: u64,
     /// Most notes and warnings kept in the summary.
@@ -34,6 +37,7 @@ impl Default for Budget {
             max_entries: 20_000_000,
             max_metadata_bytes: 64 << 20,
             max_logical_bytes: 16 * TIB,
+            logical_source: String::new(),
             max_file_logical_bytes: TIB,
             max_notes: 1000,
         }
@@ -58,25 +62,28 @@ impl Budget {
     /// Checks a regular file of `size` logical bytes arriving when `so_far`
     /// logical bytes were already extracted; `entry` names it in the error.
     pub fn check_file(&self, entry: &str, size: u64, so_far: u64) -> Result<(), Exceeded> {
-        let over = |what: &str, size: u64, limit: u64| Exceeded {
+        let over = |what: &str, size: u64, limit: u64, source: &str| Exceeded {
             entry: entry.to_string(),
             what: what.to_string(),
             size,
             limit,
-            hint: "holes of sparse files count; exclude the file from the capture if it \
-                   really is that large"
-                .to_string(),
+            hint: format!(
+                "{source}holes of sparse files count; exclude the file from the capture if \
+                 it really is that large"
+            ),
         };
         if size > self.max_file_logical_bytes {
-            return Err(over("its logical size", size, self.max_file_logical_bytes));
+            let limit = self.max_file_logical_bytes;
+            return Err(over("its logical size", size, limit, ""));
         }
         let total = so_far.saturating_add(size);
         if total > self.max_logical_bytes {
-            return Err(over(
-                "the logical size of all files",
-                total,
-                self.max_logical_bytes,
-            ));
+            let source = match self.logical_source.as_str() {
+                "" => String::new(),
+                s => format!("the budget is {s}; "),
+            };
+            let what = "the logical size of all files";
+            return Err(over(what, total, self.max_logical_bytes, &source));
         }
         Ok(())
     }

@@ -89,6 +89,11 @@ fn logical_budget(used: u64) -> Budget {
         max_logical_bytes: used
             .saturating_mul(LOGICAL_FACTOR)
             .saturating_add(LOGICAL_MARGIN),
+        logical_source: format!(
+            "{LOGICAL_FACTOR} times the {} the node reports in use, plus {}",
+            bytes(used),
+            bytes(LOGICAL_MARGIN)
+        ),
         ..Budget::default()
     }
 }
@@ -260,6 +265,11 @@ mod tests {
         assert_eq!(b.max_logical_bytes, (8 << 30) + LOGICAL_MARGIN);
         // a 16 TiB sparse file from a node using 2 GiB is refused
         assert!(b.check_file("f", 16 << 40, 0).is_err());
+        let e = b
+            .check_file("g", 20 << 30, 10 << 30)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the node reports in use"), "{e}");
         assert!(b.check_file("f", 5 << 30, 1 << 30).is_ok());
         assert_eq!(logical_budget(u64::MAX).max_logical_bytes, u64::MAX);
     }
