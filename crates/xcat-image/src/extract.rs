@@ -137,7 +137,14 @@ pub enum ExtractError {
     #[error("extraction stopped: {0}")]
     Aborted(String),
     #[error(transparent)]
-    Budget(#[from] crate::budget::Exceeded),
+    Budget(Box<crate::budget::Exceeded>),
+}
+
+impl From<crate::budget::Exceeded> for ExtractError {
+    fn from(e: crate::budget::Exceeded) -> Self {
+        // boxed: every error that carries an ExtractError stays small
+        ExtractError::Budget(Box::new(e))
+    }
 }
 
 fn ioe(entry: &[u8], what: &str) -> impl FnOnce(io::Error) -> ExtractError {
