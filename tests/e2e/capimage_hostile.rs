@@ -11,7 +11,6 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xcat_image::tar::testing::TarBuilder as Tar;
@@ -114,7 +113,7 @@ fn hostile_case(name: &str, hint: &str, archive: Vec<u8>) -> Outcome {
     reset_peak(pid);
     let start = Instant::now();
     let mut client = spawn_capture(&d, &node, "compute");
-    let done = Arc::new(AtomicBool::new(false));
+    let done = AtomicBool::new(false);
     let (served, mut problems) = std::thread::scope(|s| {
         let others = s.spawn(|| serve_others(&d, &done));
         while client.running() && start.elapsed() < LIMIT {
@@ -125,33 +124,35 @@ fn hostile_case(name: &str, hint: &str, archive: Vec<u8>) -> Outcome {
     });
     let took = start.elapsed();
     let peak_kib = peak_rss_kib(pid);
-    let still_running = client.running();
+    let ended = !client.running();
     let output = client.text();
-    if still_running {
-        problems.push(format!("the capture did not end within {LIMIT:?}"));
-    }
     drop(client);
     let accepted = output.contains("capimage: captured");
-    if !accepted && !still_running {
+    let error = output
+        .lines()
+        .find(|l| l.contains("Error"))
+        .unwrap_or("")
+        .to_string();
+    if !ended {
+        problems.push(format!("the capture did not end within {LIMIT:?}"));
+    } else if !accepted {
         problems.extend(before.problems());
-        let err = output.lines().find(|l| l.contains("Error")).unwrap_or("");
-        if !err.contains(&node.name) {
+        if !error.contains(&node.name) {
             problems.push(format!("the error does not name the node: {output}"));
         }
     }
     if peak_kib >= MAX_RSS_KIB {
         problems.push(format!("peak RSS {peak_kib} KiB"));
     }
-    let error = output
-        .lines()
-        .find(|l| l.contains("Error"))
-        .unwrap_or("")
-        .to_string();
+    let verdict = match (ended, accepted) {
+        (false, _) => "still running",
+        (true, true) => "accepted",
+        (true, false) => "refused",
+    };
     eprintln!(
-        "hostile case {name}: {:.1}s, peak RSS {} KiB, {}, {served} other requests served; {error}",
+        "hostile case {name}: {:.1}s, peak RSS {peak_kib} KiB, {verdict}, {served} other \
+         requests served; {error}",
         took.as_secs_f64(),
-        peak_kib,
-        if accepted { "accepted" } else { "refused" },
     );
     Outcome {
         took,
