@@ -39,7 +39,7 @@ const SLOW: &str = "2mbit";
 
 /// A daemon reaching `nodes`, with fast ssh keep-alives so a cut link is
 /// noticed in seconds, and the nodes defined as in `Daemon::for_nodes`.
-fn daemon(nodes: &[&Node]) -> Daemon {
+pub(crate) fn daemon(nodes: &[&Node]) -> Daemon {
     let first = nodes.first().expect("a node");
     let d = Daemon::start_with(DaemonOptions {
         // The bed's [ssh] lines, then options in the same section.
@@ -54,7 +54,7 @@ fn daemon(nodes: &[&Node]) -> Daemon {
     d
 }
 
-fn exlist_path(d: &Daemon) -> PathBuf {
+pub(crate) fn exlist_path(d: &Daemon) -> PathBuf {
     d.root().join("faults.exlist")
 }
 
@@ -70,7 +70,7 @@ fn capture_args(node: &str, profile: &str, x: &str) -> Vec<String> {
 }
 
 /// A capture that must succeed.
-fn capture_ok(d: &Daemon, node: &Node, profile: &str) -> Duration {
+pub(crate) fn capture_ok(d: &Daemon, node: &Node, profile: &str) -> Duration {
     let t = Instant::now();
     let x = exlist_path(d).display().to_string();
     let args = capture_args(&node.name, profile, &x);
@@ -103,14 +103,14 @@ fn staging_dirs(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The published image as it was before a fault.
-struct Published {
+pub(crate) struct Published {
     dir: PathBuf,
     manifest: Manifest,
     entries: Vec<String>,
 }
 
 impl Published {
-    fn record(dir: &Path) -> Published {
+    pub(crate) fn record(dir: &Path) -> Published {
         let manifest = manifest(&dir.join("rootimg"));
         assert!(
             manifest.len() > 100,
@@ -125,7 +125,7 @@ impl Published {
     }
 
     /// Problems with the image directory now (empty when intact).
-    fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         let mut v = Vec::new();
         let now = manifest(&self.dir.join("rootimg"));
         let diffs = self.manifest.diff(&now);
@@ -199,14 +199,14 @@ fn restore_route(node: &Node) {
 
 /// A client process running in the background; killed if still running
 /// when dropped (a failing test never leaves it behind).
-struct BgClient {
+pub(crate) struct BgClient {
     child: Child,
     out: Arc<Mutex<Vec<u8>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl BgClient {
-    fn spawn(d: &Daemon, args: &[&str]) -> BgClient {
+    pub(crate) fn spawn(d: &Daemon, args: &[&str]) -> BgClient {
         let links = d.root().join("bin");
         std::fs::create_dir_all(&links).expect("bin dir");
         let link = links.join(args[0]);
@@ -254,16 +254,16 @@ impl BgClient {
         self.child.id()
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.out.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
-    fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Wait for the client to end (panics after `limit`); returns its status and output.
-    fn wait(mut self, limit: Duration) -> (ExitStatus, String) {
+    pub(crate) fn wait(mut self, limit: Duration) -> (ExitStatus, String) {
         let start = Instant::now();
         let status = loop {
             if let Some(st) = self.child.try_wait().expect("try_wait") {
@@ -295,7 +295,7 @@ impl Drop for BgClient {
     }
 }
 
-fn spawn_capture(d: &Daemon, node: &Node, profile: &str) -> BgClient {
+pub(crate) fn spawn_capture(d: &Daemon, node: &Node, profile: &str) -> BgClient {
     let x = exlist_path(d).display().to_string();
     let args = capture_args(&node.name, profile, &x);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -394,7 +394,7 @@ use xcat_image::tar::testing::TarBuilder as Tar;
 
 /// The node's `tar` replaced by a script that answers capture runs with a
 /// crafted archive (and the real tar otherwise, so preflight passes).
-const FAKE_TAR: &str = r#"#!/bin/bash
+pub(crate) const FAKE_TAR: &str = r#"#!/bin/bash
 for a in "$@"; do
   if [ "$a" = --create ]; then
     cat >/dev/null

@@ -2,6 +2,7 @@
 mod capimage;
 mod capimage_busy;
 mod capimage_faults;
+mod capimage_hostile;
 mod capimage_options;
 mod daemon;
 mod load;

@@ -21,18 +21,31 @@
 //! key, the slot in the set of extracted paths) plus the path three times (manifest
 //! key, record, extracted set). The extractor charges each entry that estimate plus
 //! its link target and xattrs (`ENTRY_BOOKKEEPING` in the extractor), so the
-//! metadata budget is what bounds memory; at typical 60-byte paths 64 MiB is
-//! about 100,000 entries. A node with more (a full server install reaches
-//! 300,000; 1 million entries need about 640 MiB) is captured by raising
-//! `max_metadata_bytes` for it, knowingly.
+//! metadata budget is what bounds memory.
 //!
-//! `max_entries` (2 million) bounds the count when the metadata budget is raised
-//! for such a node: time and the manifest file grow with it. `max_notes` (1,000)
-//! bounds the notes and warnings listed (each is one line naming an entry, at most
-//! a few KiB with the parser's path limit): beyond it they are counted in one line,
-//! so a million skipped entries cost a counter, not a million strings.
+//! The default (1 GiB, about 1.7 million entries at typical 60-byte paths) lets
+//! every real root filesystem through: a full server install reaches 300,000
+//! entries, large HPC images a million, and refusing them by default would break
+//! the capture that is the point of the daemon. It does not keep a hostile node
+//! that sends millions of tiny entries under 100 MiB: that needs the manifest kept
+//! compact or on disk, not a lower default. An admin who wants a tighter bound
+//! sets `max_metadata_bytes` lower for the nodes they capture.
+//!
+//! `max_entries` (5 million) bounds the count, and with it time and the manifest
+//! file. `max_notes` (1,000) bounds the notes and warnings listed (each is one
+//! line naming an entry, at most a few KiB with the parser's path limit): beyond it
+//! they are counted in one line, so a million skipped entries cost a counter, not
+//! a million strings.
+//!
+//! The logical size of regular files (holes included, since a packer reads them
+//! as zeros) has two ceilings: `max_file_logical_bytes` for one file (1 TiB) and
+//! `max_logical_bytes` over the archive (16 TiB by default; capimage sets it from
+//! what the node reports in use).
 
 use serde::Deserialize;
+
+/// Bytes in one tebibyte.
+const TIB: u64 = 1 << 40;
 
 /// Ceilings for one extraction.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -44,10 +57,16 @@ pub struct Budget {
     /// per-entry records with their names, link targets and xattrs, and the
     /// ACLs kept for the end (notes are bounded by `max_notes`).
     pub max_metadata_bytes: u64,
-    /// Largest total logical size of the files (holes included); `None`: no
-    /// ceiling beyond the per-file one. The caller sets it from what the node
-    /// reports as used, so a node cannot claim more than it has.
-    pub max_logical_bytes: Option<u64>,
+    /// Most logical bytes of regular files, summed over the archive (holes
+    /// included: a later packing step reads every one of them). Callers that
+    /// know the source's size set it from that (capimage: the node's usage).
+    pub max_logical_bytes: u64,
+    /// Where `max_logical_bytes` comes from, for the error (`4 times the 2.1 GB
+    /// the node reports in use, plus 16 GiB`); empty for a configured value.
+    #[serde(skip)]
+    pub logical_source: String,
+    /// Largest logical size of one regular file (holes included).
+    pub max_file_logical_bytes: u64,
     /// Most notes and warnings listed one by one; the rest are counted.
     pub max_notes: usize,
 }
@@ -55,9 +74,11 @@ pub struct Budget {
 impl Default for Budget {
     fn default() -> Self {
         Budget {
-            max_entries: 2_000_000,
-            max_metadata_bytes: 64 << 20,
-            max_logical_bytes: None,
+            max_entries: 5_000_000,
+            max_metadata_bytes: 1 << 30,
+            max_logical_bytes: 16 * TIB,
+            logical_source: String::new(),
+            max_file_logical_bytes: TIB,
             max_notes: 1000,
         }
     }
@@ -65,26 +86,75 @@ impl Default for Budget {
 
 /// An exceeded budget: the extraction stops here.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "entry {entry}: refused: the archive goes over the budget {budget} ({} would be \
-     {size}, at most {limit}); raise [capture.budget] {budget} if the node really is that \
-     large",
-    counted(budget)
-)]
+#[error("entry {entry}: {what} would be {size}, over the budget {budget} of {limit}; {hint}")]
 pub struct Exceeded {
     /// The entry that went over.
     pub entry: String,
     /// The budget's configuration name (`max_entries`...).
     pub budget: &'static str,
+    /// What was counted (`the number of entries`, `its logical size`...).
+    pub what: &'static str,
     pub size: u64,
     pub limit: u64,
+    /// What the budget is and what to do about it.
+    pub hint: String,
 }
 
-/// What the budget named `budget` counts, for messages.
-fn counted(budget: &str) -> &'static str {
-    match budget {
-        "max_entries" => "the number of entries",
-        _ => "the bytes of metadata kept in memory",
+impl Exceeded {
+    /// Over a budget an admin sets in `[capture.budget]`.
+    fn configured(
+        entry: &str,
+        budget: &'static str,
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    ) -> Self {
+        Exceeded {
+            entry: entry.to_string(),
+            budget,
+            what,
+            size,
+            limit,
+            hint: format!("raise [capture.budget] {budget} if the node really is that large"),
+        }
+    }
+}
+
+impl Budget {
+    /// Checks a regular file of `size` logical bytes arriving when `so_far`
+    /// logical bytes were already extracted; `entry` names it in the error.
+    pub fn check_file(&self, entry: &str, size: u64, so_far: u64) -> Result<(), Exceeded> {
+        let holes = "holes of sparse files count; exclude the file from the capture if it \
+                     really is that large";
+        if size > self.max_file_logical_bytes {
+            let budget = "max_file_logical_bytes";
+            let mut e = Exceeded::configured(
+                entry,
+                budget,
+                "its logical size",
+                size,
+                self.max_file_logical_bytes,
+            );
+            e.hint = holes.to_string();
+            return Err(e);
+        }
+        let total = so_far.saturating_add(size);
+        if total > self.max_logical_bytes {
+            let what = "the logical size of all files";
+            let mut e = Exceeded::configured(
+                entry,
+                "max_logical_bytes",
+                what,
+                total,
+                self.max_logical_bytes,
+            );
+            e.hint = match self.logical_source.as_str() {
+                "" => holes.to_string(),
+                s => format!("the budget is {s}; {holes}"),
+            };
+            return Err(e);
+        }
+        Ok(())
     }
 }
 
@@ -100,12 +170,14 @@ impl Spent {
     pub fn entry(&mut self, b: &Budget, entry: &str, metadata: u64) -> Result<(), Exceeded> {
         self.entries += 1;
         if self.entries > b.max_entries {
-            return Err(Exceeded {
-                entry: entry.to_string(),
-                budget: "max_entries",
-                size: self.entries,
-                limit: b.max_entries,
-            });
+            let what = "the number of entries";
+            return Err(Exceeded::configured(
+                entry,
+                "max_entries",
+                what,
+                self.entries,
+                b.max_entries,
+            ));
         }
         self.metadata(b, entry, metadata)
     }
@@ -114,12 +186,15 @@ impl Spent {
     pub fn metadata(&mut self, b: &Budget, entry: &str, bytes: u64) -> Result<(), Exceeded> {
         self.metadata = self.metadata.saturating_add(bytes);
         if self.metadata > b.max_metadata_bytes {
-            return Err(Exceeded {
-                entry: entry.to_string(),
-                budget: "max_metadata_bytes",
-                size: self.metadata,
-                limit: b.max_metadata_bytes,
-            });
+            let what = "the bytes of metadata kept in memory";
+            let limit = b.max_metadata_bytes;
+            return Err(Exceeded::configured(
+                entry,
+                "max_metadata_bytes",
+                what,
+                self.metadata,
+                limit,
+            ));
         }
         Ok(())
     }
@@ -151,5 +226,28 @@ impl Remarks {
             ));
         }
         self.list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_file_and_the_sum_are_both_bounded() {
+        let b = Budget {
+            max_logical_bytes: 100,
+            max_file_logical_bytes: 60,
+            ..Budget::default()
+        };
+        b.check_file("a", 60, 40).unwrap();
+        let e = b.check_file("big", 61, 0).unwrap_err();
+        assert!(
+            e.to_string().starts_with("entry big: its logical size"),
+            "{e}"
+        );
+        let e = b.check_file("c", 50, 60).unwrap_err();
+        assert_eq!((e.size, e.limit), (110, 100));
+        assert!(b.check_file("d", 1, u64::MAX).is_err());
     }
 }

@@ -145,7 +145,14 @@ pub enum ExtractError {
     #[error("extraction stopped: {0}")]
     Aborted(String),
     #[error(transparent)]
-    Budget(#[from] crate::budget::Exceeded),
+    Budget(Box<crate::budget::Exceeded>),
+}
+
+impl From<crate::budget::Exceeded> for ExtractError {
+    fn from(e: crate::budget::Exceeded) -> Self {
+        // boxed: every error that carries an ExtractError stays small
+        ExtractError::Budget(Box::new(e))
+    }
 }
 
 fn ioe(entry: &[u8], what: &str) -> impl FnOnce(io::Error) -> ExtractError {
@@ -570,6 +577,9 @@ impl Extractor {
         at: &Place,
     ) -> Result<(), ExtractError> {
         let (e, rel) = (&meta.path, &at.rel);
+        // before anything is written: holes count, as a packer reads them as zeros
+        self.budget
+            .check_file(&escape_bytes(e), meta.size, self.summary.content_bytes)?;
         self.clear(e, &at.dir, &at.name, false)?;
         let fd = rustix::fs::openat(
             &*at.dir,
@@ -705,7 +715,7 @@ impl Extractor {
             rdev: None,
             link,
             hardlink: None,
-            xattrs,
+            xattrs: Arc::new(xattrs),
             blocks: None,
         };
         self.summary.manifest.insert(m.clone());
@@ -918,7 +928,7 @@ impl Extractor {
         deferred::apply_all(&self.root, list, |d, outcome| match outcome {
             Outcome::Set(Some(v)) => {
                 if let Some(m) = manifest.entries.get_mut(&d.path) {
-                    m.xattrs.insert(d.name.as_bytes().to_vec(), v);
+                    Arc::make_mut(&mut m.xattrs).insert(d.name.as_bytes().to_vec(), v);
                 }
             }
             Outcome::Set(None) => {}

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, BufReader, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
+use xcat_image::budget::Budget;
 use xcat_image::tar::TarError;
 use xcat_image::{extract_async, ExtractError, ExtractOptions, ExtractSummary, Progress};
 use xcat_plugin::Context;
@@ -70,14 +71,15 @@ async fn collect_stderr(mut rx: mpsc::Receiver<String>) -> NodeStderr {
     s
 }
 
-/// Start `script` on the node and extract its stdout into `staging`.
+/// Start `script` on the node and extract its stdout into `staging`, within
+/// `budget` ([`crate::plan::Plan::budget`]).
 pub fn start(
     ctx: &Context,
     (node, addr): (&str, &str),
     script: &str,
     wire: Wire,
-    staging: &Path,
-    image_dir: &Path,
+    (staging, image_dir): (&Path, &Path),
+    budget: Budget,
 ) -> Result<Running, CaptureError> {
     let remote = Remote::new(ctx.settings.ssh.clone()).with_cancel(ctx.cancel.clone());
     let (err_tx, err_rx) = mpsc::channel(256);
@@ -102,6 +104,7 @@ pub fn start(
     let progress = Progress::default();
     let opts = ExtractOptions {
         progress: Some(progress.clone()),
+        budget,
         ..Default::default()
     };
     let extraction = tokio::spawn(extract_async(reader, staging.to_path_buf(), opts));

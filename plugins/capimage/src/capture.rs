@@ -118,8 +118,8 @@ async fn stream(
         (&p.node, &p.addr),
         &script,
         p.wire,
-        staging,
-        &p.target.dir,
+        (staging, &p.target.dir),
+        p.budget(),
     )?;
     let started = Instant::now();
     let prog = run.progress.clone();
@@ -178,6 +178,7 @@ async fn settle_churn(
     f: &mut Finished,
 ) -> Result<ChurnReport, CaptureError> {
     let site = Site {
+        budget: p.budget(),
         node: &p.node,
         addr: &p.addr,
         staging,

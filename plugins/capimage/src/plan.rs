@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use xcat_image::budget::Budget;
 use xcat_jobkit::figures::bytes;
 use xcat_plugin::{Context, Responder};
 use xcat_remote::Remote;
@@ -19,6 +20,15 @@ use crate::target::{self, Target};
 
 /// Free space required beyond the estimate: 10% plus this.
 const SPACE_MARGIN: u64 = 256 << 20;
+
+/// The logical size of all files a capture may bring, as a multiple of what
+/// the node reports in use on the captured filesystems, plus a margin. The
+/// factor covers filesystems that compress (btrfs, zfs: more logical bytes
+/// than blocks used) and the margin sparse files (holes use no blocks); the
+/// ceiling stops a node that sends terabytes of holes, which packimage would
+/// read as zeros.
+const LOGICAL_FACTOR: u64 = 4;
+const LOGICAL_MARGIN: u64 = 16 << 30;
 
 /// Everything known after preflight.
 pub struct Plan {
@@ -64,6 +74,28 @@ pub async fn plan(
         wire,
         estimate,
     })
+}
+
+impl Plan {
+    /// The extraction's ceilings: the logical size from the node's usage.
+    pub fn budget(&self) -> Budget {
+        logical_budget(self.estimate)
+    }
+}
+
+/// The budget of a node with `used` bytes in use on its captured filesystems.
+fn logical_budget(used: u64) -> Budget {
+    Budget {
+        max_logical_bytes: used
+            .saturating_mul(LOGICAL_FACTOR)
+            .saturating_add(LOGICAL_MARGIN),
+        logical_source: format!(
+            "{LOGICAL_FACTOR} times the {} the node reports in use, plus {}",
+            bytes(used),
+            bytes(LOGICAL_MARGIN)
+        ),
+        ..Budget::default()
+    }
 }
 
 /// `-x FILE` (relative to the client's directory), else the lookup in the
@@ -221,4 +253,24 @@ pub async fn dry_run(p: &Plan, out: &Responder) -> Result<(), CaptureError> {
     ))
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_logical_budget_follows_the_nodes_usage() {
+        let b = logical_budget(2 << 30);
+        assert_eq!(b.max_logical_bytes, (8 << 30) + LOGICAL_MARGIN);
+        // a 16 TiB sparse file from a node using 2 GiB is refused
+        assert!(b.check_file("f", 16 << 40, 0).is_err());
+        let e = b
+            .check_file("g", 20 << 30, 10 << 30)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the node reports in use"), "{e}");
+        assert!(b.check_file("f", 5 << 30, 1 << 30).is_ok());
+        assert_eq!(logical_budget(u64::MAX).max_logical_bytes, u64::MAX);
+    }
 }

@@ -37,6 +37,8 @@ const APPEARED_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Where the node is and where its tree lands.
 pub struct Site<'a> {
+    /// The extraction's ceilings, as for the first stream.
+    pub budget: xcat_image::budget::Budget,
     pub node: &'a str,
     pub addr: &'a str,
     pub staging: &'a Path,
@@ -137,8 +139,8 @@ pub async fn reread(
         (site.node, site.addr),
         &script,
         Wire::None,
-        site.staging,
-        site.image_dir,
+        (site.staging, site.image_dir),
+        site.budget.clone(),
     )?;
     let extracted = (&mut run.extraction).await;
     let again = run.finish(extracted, ctx).await?;

@@ -360,7 +360,7 @@ pub fn expected_after(format: Format, m: &Manifest) -> Manifest {
         let mut e = e.clone();
         match format {
             Format::Cpio => {
-                e.xattrs.clear();
+                e.xattrs = Default::default();
                 e.mtime_nsec = 0;
                 e.mtime_sec = e.mtime_sec.clamp(0, u32::MAX as i64);
             }
@@ -370,7 +370,7 @@ pub fn expected_after(format: Format, m: &Manifest) -> Manifest {
                 }
             }
             Format::Squashfs => {
-                e.xattrs.retain(|k, _| !k.starts_with(b"system."));
+                std::sync::Arc::make_mut(&mut e.xattrs).retain(|k, _| !k.starts_with(b"system."));
                 e.mtime_nsec = 0;
                 e.mtime_sec = e.mtime_sec.clamp(0, u32::MAX as i64);
             }
