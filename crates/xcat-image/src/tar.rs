@@ -32,7 +32,8 @@ use std::sync::Arc;
 pub use header::{parse_pax, parse_pax_time, Kind, Mtime, PaxRecord};
 
 /// Bounds on attacker-controlled metadata.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Longest accepted entry path or link target, in bytes.
     pub max_path: usize,
