@@ -31,7 +31,7 @@ pub mod tool;
 pub use xcat_db::noderange::natural_cmp;
 
 pub use errors::{error_chain, is_disk_full};
-pub use kernel::{copy_kernel, KernelCopyError, KernelCopyFailure};
+pub use kernel::{check_kernel_version, copy_kernel, KernelCopyError, KernelCopyFailure};
 pub use lock::{holder_text, lock_image, LockError};
 pub use node::{node_address, node_addresses};
 pub use progress::with_progress;

@@ -85,6 +85,13 @@ pub enum CaptureError {
         "{node} is not a diskful node: / is {fstype}; capimage captures nodes installed on a local disk"
     )]
     NotDiskful { node: String, fstype: String },
+    /// `uname -r` said something that cannot name a file of the image.
+    #[error("{node}: refused the kernel version {kver:?} the node reports: {why}")]
+    KernelVersion {
+        node: String,
+        kver: String,
+        why: &'static str,
+    },
     #[error("{node}: cannot tell what / is (no entry for / in /proc/self/mounts)")]
     UnknownRoot { node: String },
     #[error("{node} runs {node_arch} but nodetype.arch says {arch}; correct nodetype.arch")]

@@ -114,6 +114,12 @@ async fn preflight(
     }
     let pf = preflight::parse(&res.stdout_text());
     pf.check_diskful(node)?;
+    // The version names files of the image and rows of the tables: one plain name.
+    xcat_jobkit::check_kernel_version(&pf.kernel).map_err(|why| CaptureError::KernelVersion {
+        node: node.to_string(),
+        kver: pf.kernel.clone(),
+        why,
+    })?;
     if !target::same_arch(&pf.arch, &target.arch) {
         return Err(CaptureError::NodeArch {
             node: node.to_string(),
