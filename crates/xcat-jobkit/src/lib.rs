@@ -16,6 +16,7 @@
 //! * [`errors`]: deciding "disk full" from the errno, and error chains for the log.
 #![forbid(unsafe_code)]
 
+pub mod client_file;
 pub mod errors;
 pub mod figures;
 pub mod kernel;

@@ -75,7 +75,10 @@ async fn exclusion_list(
     target: &Target,
 ) -> Result<ExList, CaptureError> {
     let ex = match &opts.exlist {
-        Some(p) => ExList::read(&Path::new(cwd.unwrap_or("/")).join(p)),
+        Some(p) => ExList::read_as(
+            &Path::new(cwd.unwrap_or("/")).join(p),
+            xcat_jobkit::client_file::local_user(ctx.identity.user.as_deref()),
+        ),
         None => exlist::find(
             &target::install_dir(ctx).await?,
             &ctx.settings.share_dir,
