@@ -75,7 +75,10 @@ impl Credentials {
             (
                 Uid::from_raw(self.uid),
                 Gid::from_raw(self.gid),
-                self.groups.iter().map(|g| Gid::from_raw(*g)).collect::<Vec<_>>(),
+                self.groups
+                    .iter()
+                    .map(|g| Gid::from_raw(*g))
+                    .collect::<Vec<_>>(),
             )
         };
         // Groups and gid first: once the uid is not root, they cannot change.

@@ -272,7 +272,13 @@ fn lock_staging_publish_recover_prune() {
 /// Runs `sh -c script` as nobody (uid and gid 65534, no groups); its status.
 fn as_nobody(script: &str) -> std::process::ExitStatus {
     std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
         .arg(format!("{script} 2>/dev/null"))
         .status()
         .unwrap()
@@ -291,8 +297,11 @@ fn a_local_user_cannot_reach_a_nodes_setuid_program() {
         // What a node may send: a setuid-root shell.
         std::fs::create_dir(s.join("bin")).unwrap();
         std::fs::copy("/bin/sh", s.join("bin/rootsh")).unwrap();
-        std::fs::set_permissions(s.join("bin/rootsh"), std::fs::Permissions::from_mode(0o4755))
-            .unwrap();
+        std::fs::set_permissions(
+            s.join("bin/rootsh"),
+            std::fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
         std::fs::write(s.join("marker"), marker).unwrap();
         std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
         s
@@ -303,13 +312,28 @@ fn a_local_user_cannot_reach_a_nodes_setuid_program() {
     publish::publish(&dir, &staging, 2).unwrap();
     publish::publish(&dir, &tree("two"), 2).unwrap();
     let private = dir.join(publish::PRIVATE);
-    for t in [dir.join("rootimg"), private.join("rootimg"), private.join("rootimg.gen-1")] {
-        assert!(t.join("bin/rootsh").exists(), "root reaches {}", t.display());
-        assert!(!as_nobody(&shell(&t)).success(), "{} reachable", t.display());
+    for t in [
+        dir.join("rootimg"),
+        private.join("rootimg"),
+        private.join("rootimg.gen-1"),
+    ] {
+        assert!(
+            t.join("bin/rootsh").exists(),
+            "root reaches {}",
+            t.display()
+        );
+        assert!(
+            !as_nobody(&shell(&t)).success(),
+            "{} reachable",
+            t.display()
+        );
         let ls = format!("ls '{}'", t.display());
         assert!(!as_nobody(&ls).success(), "{} listable", t.display());
     }
-    assert_eq!(std::fs::metadata(&private).unwrap().permissions().mode() & 0o7777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&private).unwrap().permissions().mode() & 0o7777,
+        0o700
+    );
     // The image directory itself stays open (kernel, packed image, boot.ipxe).
     assert!(as_nobody(&format!("ls '{}' >/dev/null", dir.display())).success());
     assert_eq!(publish::published_tree(&dir), Some(private.join("rootimg")));

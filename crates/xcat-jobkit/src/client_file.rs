@@ -75,7 +75,12 @@ pub fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
             "not a regular file",
         ));
     }
-    let too_big = || io::Error::new(io::ErrorKind::InvalidInput, format!("larger than {max} bytes"));
+    let too_big = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("larger than {max} bytes"),
+        )
+    };
     if meta.len() > max {
         return Err(too_big());
     }
@@ -118,11 +123,21 @@ mod tests {
         }
         let link = t.path().join("link");
         std::os::unix::fs::symlink(&f, &link).unwrap();
-        assert_eq!(read_capped(&link, 100).unwrap_err().raw_os_error(), Some(libc::ELOOP));
+        assert_eq!(
+            read_capped(&link, 100).unwrap_err().raw_os_error(),
+            Some(libc::ELOOP)
+        );
         // A FIFO nobody writes to: refused at once, never waited on.
         let fifo = t.path().join("fifo");
-        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-        assert_eq!(read_capped(&fifo, 100).unwrap_err().to_string(), "not a regular file");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        assert_eq!(
+            read_capped(&fifo, 100).unwrap_err().to_string(),
+            "not a regular file"
+        );
     }
 
     #[test]
@@ -135,11 +150,18 @@ mod tests {
         std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let nobody = local_user(None);
         let s = secret.clone();
-        let e = as_user(nobody.clone(), move || read_capped(&s, 100)).unwrap().unwrap_err();
+        let e = as_user(nobody.clone(), move || read_capped(&s, 100))
+            .unwrap()
+            .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
         let s = secret.clone();
-        assert_eq!(as_user(nobody, move || read_capped(&s, 100)).unwrap().unwrap(), b"root only\n");
+        assert_eq!(
+            as_user(nobody, move || read_capped(&s, 100))
+                .unwrap()
+                .unwrap(),
+            b"root only\n"
+        );
         // The daemon's own threads are still root.
         assert!(rustix::process::geteuid().is_root());
     }

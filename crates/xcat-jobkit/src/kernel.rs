@@ -232,7 +232,10 @@ mod tests {
             &long,
         ] {
             let e = copy_kernel(&root, kver, &dir).unwrap_err();
-            assert!(matches!(e.why, KernelCopyFailure::Unsafe(_)), "{kver:?}: {e:?}");
+            assert!(
+                matches!(e.why, KernelCopyFailure::Unsafe(_)),
+                "{kver:?}: {e:?}"
+            );
             assert!(check_kernel_version(kver).is_err(), "{kver:?}");
         }
         assert!(!dir.join("kernel").exists());

@@ -53,55 +53,28 @@ struct Watch {
     cut: OnceLock<Cut>,
 }
 
-/// The raw stream from ssh: counts bytes received, against the capture's
-/// allowance.
-struct Received<R> {
+/// Which side of the transport decoder a [`Metered`] reader sits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// The raw stream from ssh.
+    Received,
+    /// The decoded archive.
+    Decoded,
+}
+
+/// Counts the bytes passing on one side of the decoder against the capture's
+/// allowance; on the decoded side, tells a decoder's refusal (the node still
+/// sending) from a stream the node cut.
+struct Metered<R> {
     inner: R,
-    transferred: Arc<AtomicU64>,
+    side: Side,
     allowance: Allowance,
     watch: Arc<Watch>,
+    /// Also counted here (the report's transferred bytes).
+    transferred: Option<Arc<AtomicU64>>,
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for Received<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
-        let n = buf.filled().len() - before;
-        if r.is_ok() && n == 0 {
-            self.watch.raw_ended.store(true, Ordering::Relaxed);
-        }
-        self.transferred.fetch_add(n as u64, Ordering::Relaxed);
-        if !self.allowance.spend(&self.allowance.received, n) {
-            // A reader that fails has read nothing.
-            buf.set_filled(before);
-            return Poll::Ready(Err(self.over_budget()));
-        }
-        Poll::Ready(r)
-    }
-}
-
-impl<R> Received<R> {
-    fn over_budget(&self) -> std::io::Error {
-        let _ = self.watch.cut.set(Cut::Budget {
-            limit: self.allowance.max,
-        });
-        std::io::Error::other("the capture's byte budget is spent")
-    }
-}
-
-/// The decoded archive: counts its bytes against the allowance, and tells a
-/// decoder's refusal (the node still sending) from a stream the node cut.
-struct Decoded<R> {
-    inner: R,
-    allowance: Allowance,
-    watch: Arc<Watch>,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Decoded<R> {
+impl<R: AsyncRead + Unpin> AsyncRead for Metered<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -111,16 +84,27 @@ impl<R: AsyncRead + Unpin> AsyncRead for Decoded<R> {
         let r = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
         let n = buf.filled().len() - before;
         let this = &*self;
+        // A reader that fails has read nothing (a decoder may have filled some).
         if let Err(e) = &r {
-            // The decoder may have filled part of `buf` before failing.
             buf.set_filled(before);
-            if !this.watch.raw_ended.load(Ordering::Relaxed) {
+            if this.side == Side::Decoded && !this.watch.raw_ended.load(Ordering::Relaxed) {
                 let _ = this.watch.cut.set(Cut::Decode(e.to_string()));
             }
-        } else if !this.allowance.spend(&this.allowance.decoded, n) {
-            let _ = this.watch.cut.set(Cut::Budget {
-                limit: this.allowance.max,
-            });
+            return Poll::Ready(r);
+        }
+        if this.side == Side::Received && n == 0 {
+            this.watch.raw_ended.store(true, Ordering::Relaxed);
+        }
+        if let Some(t) = &this.transferred {
+            t.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        let counter = match this.side {
+            Side::Received => &this.allowance.received,
+            Side::Decoded => &this.allowance.decoded,
+        };
+        if !this.allowance.spend(counter, n) {
+            let limit = this.allowance.max;
+            let _ = this.watch.cut.set(Cut::Budget { limit });
             buf.set_filled(before);
             return Poll::Ready(Err(std::io::Error::other(
                 "the capture's byte budget is spent",
@@ -199,27 +183,26 @@ pub fn start(
 ) -> Result<Running, CaptureError> {
     let remote = Remote::new(ctx.settings.ssh.clone()).with_cancel(ctx.cancel.clone());
     let (err_tx, err_rx) = mpsc::channel(256);
-    let mut proc = remote.spawn_with_stderr_lines(
-        site.node,
-        site.addr,
-        &pipeline::command(script),
-        err_tx,
-    )?;
+    let mut proc =
+        remote.spawn_with_stderr_lines(site.node, site.addr, &pipeline::command(script), err_tx)?;
     let stderr = tokio::spawn(collect_stderr(err_rx));
     let stdout = proc.take_stdout().ok_or(CaptureError::NoStdout)?;
     let transferred = Arc::new(AtomicU64::new(0));
     let watch = Arc::new(Watch::default());
     let allowance = site.job.allowance.clone();
-    let raw = Received {
+    let raw = Metered {
         inner: stdout,
-        transferred: transferred.clone(),
+        side: Side::Received,
         allowance: allowance.clone(),
         watch: watch.clone(),
+        transferred: Some(transferred.clone()),
     };
-    let reader = Decoded {
+    let reader = Metered {
         inner: decoder(wire, raw),
+        side: Side::Decoded,
         allowance,
         watch: watch.clone(),
+        transferred: None,
     };
     let progress = Progress::default();
     let opts = ExtractOptions {
@@ -406,21 +389,28 @@ mod tests {
     async fn decode(stream: Vec<u8>, max: u64) -> Result<Vec<u8>, Cut> {
         let watch = Arc::new(Watch::default());
         let allowance = Allowance::new(max);
-        let raw = Received {
+        let raw = Metered {
             inner: std::io::Cursor::new(stream),
-            transferred: Arc::default(),
+            side: Side::Received,
             allowance: allowance.clone(),
             watch: watch.clone(),
+            transferred: None,
         };
-        let mut r = Decoded {
+        let mut r = Metered {
             inner: decoder(Wire::Zstd, raw),
+            side: Side::Decoded,
             allowance,
             watch: watch.clone(),
+            transferred: None,
         };
         let mut out = Vec::new();
         match r.read_to_end(&mut out).await {
             Ok(_) => Ok(out),
-            Err(e) => Err(watch.cut.get().cloned().unwrap_or(Cut::Decode(e.to_string()))),
+            Err(e) => Err(watch
+                .cut
+                .get()
+                .cloned()
+                .unwrap_or(Cut::Decode(e.to_string()))),
         }
     }
 
@@ -445,7 +435,9 @@ mod tests {
         assert!(decode(packed.clone(), data.len() as u64).await.is_ok());
         // Under the compressed size: cut while receiving.
         let small = packed.len() as u64 / 2;
-        assert!(matches!(decode(packed.clone(), small).await, Err(Cut::Budget { limit }) if limit == small));
+        assert!(
+            matches!(decode(packed.clone(), small).await, Err(Cut::Budget { limit }) if limit == small)
+        );
         // Over the compressed size but under the decoded one: cut while decoding.
         let mid = data.len() as u64 / 2;
         assert!(packed.len() < data.len() / 2, "the payload compresses");
@@ -471,7 +463,10 @@ mod tests {
         drop(node);
         let start = Instant::now();
         while xcat_jobkit::lock_image(&dir, "img", "second").is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "the lock was never released");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the lock was never released"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -69,11 +69,12 @@ impl ExList {
     /// rights, includes too: the daemon reads as root, the requester may not.
     pub fn read_as(path: &Path, requester: Credentials) -> Result<ExList, ExListError> {
         let p = path.to_path_buf();
-        xcat_jobkit::client_file::as_user(requester, move || ExList::read(&p))
-            .map_err(|source| ExListError::Read {
+        xcat_jobkit::client_file::as_user(requester, move || ExList::read(&p)).map_err(
+            |source| ExListError::Read {
                 path: path.to_path_buf(),
                 source,
-            })?
+            },
+        )?
     }
 }
 
@@ -336,14 +337,23 @@ mod tests {
         let nobody = || xcat_jobkit::client_file::local_user(None);
         // The include names a file the requester may not read: refused as such.
         let e = ExList::read_as(&list, nobody()).unwrap_err().to_string();
-        assert!(e.starts_with("cannot read exclusion list /etc/shadow: "), "{e}");
+        assert!(
+            e.starts_with("cannot read exclusion list /etc/shadow: "),
+            "{e}"
+        );
         assert!(e.contains("ermission denied"), "{e}");
         std::fs::set_permissions(&list, std::fs::Permissions::from_mode(0o600)).unwrap();
         let e = ExList::read_as(&list, nobody()).unwrap_err().to_string();
-        assert!(e.contains("mine.exlist") && e.contains("ermission denied"), "{e}");
+        assert!(
+            e.contains("mine.exlist") && e.contains("ermission denied"),
+            "{e}"
+        );
         std::fs::write(&list, "./var/cache/*\n").unwrap();
         std::fs::set_permissions(&list, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(ExList::read_as(&list, nobody()).unwrap().exclude, ["./var/cache/*"]);
+        assert_eq!(
+            ExList::read_as(&list, nobody()).unwrap().exclude,
+            ["./var/cache/*"]
+        );
     }
 
     #[test]

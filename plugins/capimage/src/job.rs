@@ -125,8 +125,14 @@ mod tests {
         let a = Allowance::new(100);
         assert!(a.spend(&a.received, 60));
         let again = a.clone();
-        assert!(again.spend(&again.received, 40), "exactly the ceiling is allowed");
+        assert!(
+            again.spend(&again.received, 40),
+            "exactly the ceiling is allowed"
+        );
         assert!(!a.spend(&a.received, 1));
-        assert!(a.spend(&a.decoded, 100), "decoded bytes have their own count");
+        assert!(
+            a.spend(&a.decoded, 100),
+            "decoded bytes have their own count"
+        );
     }
 }
