@@ -88,7 +88,8 @@ pub(crate) fn capture_ok(d: &Daemon, node: &Node, profile: &str) -> Duration {
 }
 
 fn staging_dirs(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
+    // Staging trees live in the image's private directory.
+    std::fs::read_dir(dir.join(".private"))
         .map(|rd| {
             rd.flatten()
                 .filter(|e| {
@@ -497,10 +498,11 @@ fn hostile_node_cannot_write_outside_the_staging_tree() {
     let target_facts = file_facts(&canary.join("target"));
     let shadow_facts = file_facts(Path::new("/etc/shadow"));
     let tmp_abs = format!("/tmp/xcatd-canary-{}", unique());
-    // The staging tree is <root>/install/netboot/debian12/x86_64/compute/.rootimg.staging-*:
-    // six levels below the daemon's root, beside which the canary lives.
+    // The staging tree is <root>/install/netboot/debian12/x86_64/compute/.private/
+    // .rootimg.staging-*: seven levels below the daemon's root, beside which the
+    // canary lives.
     assert!(staging_depth_ok(&d, &dir));
-    let up = "../../../../../..";
+    let up = "../../../../../../..";
     let canary_abs = canary.display().to_string();
     let canary_rel = canary_abs.trim_start_matches('/').to_string();
     let node_root = PathBuf::from(format!("/proc/{}/root", node.init_pid));
@@ -765,7 +767,7 @@ fn hostile_node_cannot_write_outside_the_staging_tree() {
 }
 
 fn staging_depth_ok(d: &Daemon, dir: &Path) -> bool {
-    dir.join("x").ancestors().nth(6) == Some(d.root())
+    dir.join(".private/x").ancestors().nth(7) == Some(d.root())
 }
 
 fn free_bytes(p: &Path) -> u64 {

@@ -1,11 +1,20 @@
 //! Locking, staging and atomic publication of an image directory.
 //!
-//! Layout of an image directory `<dir>`:
-//! * `rootimg/` — the published tree;
-//! * `rootimg.gen-<N>/` — previous trees, `N` counting up (highest = newest);
-//! * `.rootimg.staging-<pid>-<random>/` — a capture in progress (same filesystem, so
-//!   publication is a rename);
+//! Layout of an image directory `<dir>` (served to nodes as it is, so it stays
+//! readable by all):
+//! * `.private/` — mode 0700, owned by root: every tree a node sent lives in it, so
+//!   that nothing of a node's tree (setuid programs, file capabilities, device
+//!   nodes) is reachable by a local user of the server;
+//!   * `.private/rootimg/` — the published tree;
+//!   * `.private/rootimg.gen-<N>/` — previous trees, `N` counting up (highest = newest);
+//!   * `.private/.rootimg.staging-<pid>-<random>/` — a capture in progress (same
+//!     filesystem, so publication is a rename);
+//! * `rootimg` — a symbolic link to `.private/rootimg`: the path xCAT's admins and
+//!   tools use keeps working for root, and leads nowhere for anyone else;
 //! * `.capimage.lock` — `flock`ed by the running capture; holds a line describing it.
+//!
+//! An image directory of the earlier layout (a real `rootimg/` beside its
+//! generations) is moved into `.private/` by [`private_dir`], under the lock.
 //!
 //! Publication is two renames: `rootimg -> rootimg.gen-<N+1>`, then
 //! `staging -> rootimg`. **Crash rule**: if the process dies between them, `rootimg` is
@@ -16,12 +25,79 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const LOCK_NAME: &str = ".capimage.lock";
 const STAGING_PREFIX: &str = ".rootimg.staging-";
 const GEN_PREFIX: &str = "rootimg.gen-";
+/// The directory of an image's trees, closed to everyone but root.
+pub const PRIVATE: &str = ".private";
+const ROOTIMG: &str = "rootimg";
+
+/// What `<dir>/rootimg` points at.
+fn rootimg_link() -> PathBuf {
+    Path::new(PRIVATE).join(ROOTIMG)
+}
+
+/// The private directory of image directory `dir`, made (mode 0700) or closed
+/// again if it was opened, with the trees of the earlier layout moved into it
+/// and `<dir>/rootimg` pointing into it. Run with the image lock held.
+pub fn private_dir(dir: &Path) -> Result<PathBuf, PublishError> {
+    let private = dir.join(PRIVATE);
+    match fs::DirBuilder::new().mode(0o700).create(&private) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err("creating", &private)(e)),
+    }
+    // Not through a symlink, and 0700 whatever someone made of it.
+    let f = File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&private)
+        .map_err(io_err("opening", &private))?;
+    f.set_permissions(fs::Permissions::from_mode(0o700))
+        .map_err(io_err("closing to other users", &private))?;
+    migrate_earlier_layout(dir, &private)?;
+    let link = dir.join(ROOTIMG);
+    if fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink(rootimg_link(), &link).map_err(io_err("linking", &link))?;
+    }
+    Ok(private)
+}
+
+/// A real `<dir>/rootimg` and `<dir>/rootimg.gen-<N>` (the earlier layout, or a
+/// tree an admin made) move into `private`.
+fn migrate_earlier_layout(dir: &Path, private: &Path) -> Result<(), PublishError> {
+    let mut trees: Vec<PathBuf> = generations(dir)?.into_iter().map(|g| g.1).collect();
+    let rootimg = dir.join(ROOTIMG);
+    if fs::symlink_metadata(&rootimg).is_ok_and(|m| m.is_dir()) {
+        trees.push(rootimg);
+    }
+    for t in trees {
+        let to = private.join(t.file_name().expect("a tree has a name"));
+        rename_noreplace(&t, &to).map_err(io_err("moving into the private directory", &t))?;
+    }
+    Ok(())
+}
+
+/// The published tree of `dir` to read: `<dir>/.private/rootimg`, or a real
+/// `<dir>/rootimg` (a tree made by hand); None when there is none. A `rootimg`
+/// symlink elsewhere is not followed.
+pub fn published_tree(dir: &Path) -> Option<PathBuf> {
+    let link = dir.join(ROOTIMG);
+    let m = fs::symlink_metadata(&link).ok()?;
+    let tree = if m.is_dir() {
+        link
+    } else if m.file_type().is_symlink() && fs::read_link(&link).ok()? == rootimg_link() {
+        dir.join(rootimg_link())
+    } else {
+        return None;
+    };
+    fs::symlink_metadata(&tree)
+        .is_ok_and(|m| m.is_dir())
+        .then_some(tree)
+}
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -114,9 +190,9 @@ fn random_suffix() -> String {
     hex::encode(b)
 }
 
-/// Creates a fresh staging directory `<dir>/.rootimg.staging-<pid>-<random>` (mode 0755).
+/// Creates a fresh staging directory `<dir>/.private/.rootimg.staging-<pid>-<random>`.
 pub fn create_staging(dir: &Path) -> Result<PathBuf, PublishError> {
-    let p = dir.join(format!(
+    let p = private_dir(dir)?.join(format!(
         "{STAGING_PREFIX}{}-{}",
         std::process::id(),
         random_suffix()
@@ -172,7 +248,8 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 /// Makes `staging` the new `<dir>/rootimg`, keeping the old tree as the newest
 /// generation and removing generations beyond the `keep` newest.
 pub fn publish(dir: &Path, staging: &Path, keep: usize) -> Result<PublishOutcome, PublishError> {
-    let rootimg = dir.join("rootimg");
+    let dir = &private_dir(dir)?;
+    let rootimg = dir.join(ROOTIMG);
     let mut outcome = PublishOutcome::default();
     if fs::symlink_metadata(&rootimg).is_ok() {
         let next = generations(dir)?.last().map(|g| g.0 + 1).unwrap_or(1);
@@ -195,8 +272,12 @@ pub fn publish(dir: &Path, staging: &Path, keep: usize) -> Result<PublishOutcome
 /// Applies the crash rule: when `rootimg` is missing but generations exist, the newest
 /// generation is renamed back to `rootimg`. Returns the generation restored.
 pub fn recover(dir: &Path) -> Result<Option<PathBuf>, PublishError> {
-    let rootimg = dir.join("rootimg");
-    if fs::symlink_metadata(&rootimg).is_ok() || !dir.exists() {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let dir = &private_dir(dir)?;
+    let rootimg = dir.join(ROOTIMG);
+    if fs::symlink_metadata(&rootimg).is_ok() {
         return Ok(None);
     }
     let Some((_, newest)) = generations(dir)?.pop() else {
@@ -221,6 +302,15 @@ fn remove_tree(p: &Path) -> io::Result<()> {
 /// Removes leftover staging directories of `dir` (a crashed or killed capture). Run it
 /// at daemon start and, with the image lock held, before each capture.
 pub fn cleanup_stale(dir: &Path) -> Result<Vec<PathBuf>, PublishError> {
+    // The earlier layout kept staging trees in `dir` itself.
+    let mut removed = cleanup_stale_in(dir)?;
+    if fs::symlink_metadata(dir.join(PRIVATE)).is_ok() {
+        removed.extend(cleanup_stale_in(&private_dir(dir)?)?);
+    }
+    Ok(removed)
+}
+
+fn cleanup_stale_in(dir: &Path) -> Result<Vec<PathBuf>, PublishError> {
     let mut removed = Vec::new();
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,

@@ -224,26 +224,28 @@ fn lock_staging_publish_recover_prune() {
     assert_eq!(o.previous, None);
     let s2 = mk("two");
     let o = publish::publish(&dir, &s2, 1).unwrap();
+    // The trees live in the image's private directory; rootimg points there.
+    let private = dir.join(publish::PRIVATE);
     assert_eq!(
         o.previous.as_deref(),
-        Some(dir.join("rootimg.gen-1").as_path())
+        Some(private.join("rootimg.gen-1").as_path())
     );
     let s3 = mk("three");
     let o = publish::publish(&dir, &s3, 1).unwrap();
-    assert_eq!(o.pruned, vec![dir.join("rootimg.gen-1")]);
+    assert_eq!(o.pruned, vec![private.join("rootimg.gen-1")]);
     assert_eq!(
         std::fs::read_to_string(dir.join("rootimg/marker")).unwrap(),
         "three"
     );
     assert_eq!(
-        std::fs::read_to_string(dir.join("rootimg.gen-2/marker")).unwrap(),
+        std::fs::read_to_string(private.join("rootimg.gen-2/marker")).unwrap(),
         "two"
     );
 
     // crash between the two renames: rootimg missing, newest generation restored
-    std::fs::rename(dir.join("rootimg"), dir.join("rootimg.gen-3")).unwrap();
+    std::fs::rename(private.join("rootimg"), private.join("rootimg.gen-3")).unwrap();
     let restored = publish::recover(&dir).unwrap();
-    assert_eq!(restored, Some(dir.join("rootimg.gen-3")));
+    assert_eq!(restored, Some(private.join("rootimg.gen-3")));
     assert_eq!(
         std::fs::read_to_string(dir.join("rootimg/marker")).unwrap(),
         "three"
@@ -262,7 +264,91 @@ fn lock_staging_publish_recover_prune() {
     let removed = publish::cleanup_stale(&dir).unwrap();
     assert_eq!(removed.len(), 2, "{removed:?}");
     assert_eq!(std::fs::read_to_string(outside.join("keep")).unwrap(), "x");
-    assert!(dir.join("rootimg/marker").exists() && dir.join("rootimg.gen-2").exists());
+    assert!(dir.join("rootimg/marker").exists() && private.join("rootimg.gen-2").exists());
     drop(lock);
     publish::lock_image_dir(&dir, "third").unwrap();
+}
+
+/// Runs `sh -c script` as nobody (uid and gid 65534, no groups); its status.
+fn as_nobody(script: &str) -> std::process::ExitStatus {
+    std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg(format!("{script} 2>/dev/null"))
+        .status()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs root: ./scripts/test-all runs it"]
+fn a_local_user_cannot_reach_a_nodes_setuid_program() {
+    let d = tempfile::tempdir().unwrap();
+    // The image directory is readable by all (nodes' boot files are served from it).
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = d.path().join("netboot/rhels9/x86_64/compute");
+    let _lock = publish::lock_image_dir(&dir, "capimage of n1").unwrap();
+    let tree = |marker: &str| {
+        let s = publish::create_staging(&dir).unwrap();
+        // What a node may send: a setuid-root shell.
+        std::fs::create_dir(s.join("bin")).unwrap();
+        std::fs::copy("/bin/sh", s.join("bin/rootsh")).unwrap();
+        std::fs::set_permissions(
+            s.join("bin/rootsh"),
+            std::fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
+        std::fs::write(s.join("marker"), marker).unwrap();
+        std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
+        s
+    };
+    let staging = tree("one");
+    let shell = |p: &std::path::Path| format!("'{}' -c true", p.join("bin/rootsh").display());
+    assert!(!as_nobody(&shell(&staging)).success(), "staging reachable");
+    publish::publish(&dir, &staging, 2).unwrap();
+    publish::publish(&dir, &tree("two"), 2).unwrap();
+    let private = dir.join(publish::PRIVATE);
+    for t in [
+        dir.join("rootimg"),
+        private.join("rootimg"),
+        private.join("rootimg.gen-1"),
+    ] {
+        assert!(
+            t.join("bin/rootsh").exists(),
+            "root reaches {}",
+            t.display()
+        );
+        assert!(
+            !as_nobody(&shell(&t)).success(),
+            "{} reachable",
+            t.display()
+        );
+        let ls = format!("ls '{}'", t.display());
+        assert!(!as_nobody(&ls).success(), "{} listable", t.display());
+    }
+    assert_eq!(
+        std::fs::metadata(&private).unwrap().permissions().mode() & 0o7777,
+        0o700
+    );
+    // The image directory itself stays open (kernel, packed image, boot.ipxe).
+    assert!(as_nobody(&format!("ls '{}' >/dev/null", dir.display())).success());
+    assert_eq!(publish::published_tree(&dir), Some(private.join("rootimg")));
+
+    // An image of the earlier layout (a real rootimg/ beside it) is closed
+    // at its next capture.
+    let old = d.path().join("netboot/rhels9/x86_64/old");
+    std::fs::create_dir_all(old.join("rootimg/bin")).unwrap();
+    std::fs::create_dir_all(old.join("rootimg.gen-1")).unwrap();
+    std::fs::copy("/bin/sh", old.join("rootimg/bin/rootsh")).unwrap();
+    assert!(as_nobody(&format!("ls '{}'", old.join("rootimg/bin").display())).success());
+    let _old_lock = publish::lock_image_dir(&old, "capimage of n2").unwrap();
+    publish::cleanup_stale(&old).unwrap();
+    publish::recover(&old).unwrap();
+    assert!(old.join("rootimg/bin/rootsh").exists());
+    assert!(old.join(".private/rootimg.gen-1").is_dir());
+    assert!(!as_nobody(&format!("ls '{}'", old.join("rootimg/bin").display())).success());
 }

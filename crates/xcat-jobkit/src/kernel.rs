@@ -18,6 +18,28 @@ use xcat_image::pack;
 /// The kernel's name in the image directory.
 pub const KERNEL_FILE: &str = "kernel";
 
+/// Longest kernel version accepted (Linux's own `uname -r` field holds 64 bytes).
+pub const MAX_KERNEL_VERSION: usize = 64;
+
+/// Checks that `kver` (what the node's `uname -r` said: untrusted) can be put into
+/// a path as one name: `boot/vmlinuz-<kver>`, `lib/modules/<kver>`. Only the
+/// characters kernel versions use (letters, digits, `.`, `_`, `+`, `~`, `-`), no
+/// `..`, at most [`MAX_KERNEL_VERSION`] bytes; otherwise why not.
+pub fn check_kernel_version(kver: &str) -> Result<(), &'static str> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._+~-".contains(c);
+    if kver.is_empty() {
+        Err("the kernel version is empty")
+    } else if kver.len() > MAX_KERNEL_VERSION {
+        Err("the kernel version is longer than 64 bytes")
+    } else if !kver.chars().all(allowed) {
+        Err("the kernel version has characters other than letters, digits and . _ + ~ -")
+    } else if kver.contains("..") {
+        Err("the kernel version contains \"..\"")
+    } else {
+        Ok(())
+    }
+}
+
 /// Why the kernel could not be copied.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot copy the kernel {kver} of the image to {}: {why}", dest.display())]
@@ -59,11 +81,7 @@ pub fn copy_kernel(root: &Root, kver: &str, image_dir: &Path) -> Result<u64, Ker
 }
 
 fn open_kernel(root: &Root, kver: &str) -> Result<File, KernelCopyFailure> {
-    if kver.is_empty() || kver.contains('/') {
-        return Err(KernelCopyFailure::Unsafe(
-            "the kernel version is not a file name",
-        ));
-    }
+    check_kernel_version(kver).map_err(KernelCopyFailure::Unsafe)?;
     let rel = format!("boot/vmlinuz-{kver}");
     // NONBLOCK: a FIFO planted under that name must not hang the job in open().
     let fd = root
@@ -172,6 +190,63 @@ mod tests {
         let e = copy_kernel(&root, "../elsewhere/x", &dir).unwrap_err();
         assert!(matches!(e.why, KernelCopyFailure::Unsafe(_)), "{e:?}");
         assert!(!dir.join("kernel").exists());
+    }
+
+    #[test]
+    fn refuses_a_kernel_link_to_a_server_key() {
+        // What a hostile node sends: boot/vmlinuz-<kver> -> the server's ssh key.
+        let (t, dir, rootimg) = image();
+        let key = t.path().join("root/.ssh/id_ed25519");
+        fs::create_dir_all(key.parent().unwrap()).unwrap();
+        fs::write(&key, b"PRIVATE KEY").unwrap();
+        symlink(&key, rootimg.join("boot/vmlinuz-6.1.0-9-amd64")).unwrap();
+        // Relative, as a node would write it, climbing out of the image.
+        symlink(
+            "../../../root/.ssh/id_ed25519",
+            rootimg.join("boot/vmlinuz-6.1.0-10"),
+        )
+        .unwrap();
+        let root = Root::open(&rootimg).unwrap();
+        for kver in ["6.1.0-9-amd64", "6.1.0-10"] {
+            let e = copy_kernel(&root, kver, &dir).unwrap_err();
+            assert!(matches!(e.why, KernelCopyFailure::Unsafe(_)), "{e:?}");
+        }
+        assert_eq!(entries(&dir), ["rootimg"], "nothing was copied");
+    }
+
+    #[test]
+    fn a_kernel_version_is_one_plain_name() {
+        let (t, dir, rootimg) = image();
+        fs::write(t.path().join("vmlinuz-x"), b"outside").unwrap();
+        fs::write(rootimg.join("boot/vmlinuz-.."), b"dots").unwrap();
+        let root = Root::open(&rootimg).unwrap();
+        let long = "1".repeat(MAX_KERNEL_VERSION + 1);
+        for kver in [
+            "../../../vmlinuz-x",
+            "..",
+            "6.1/../../x",
+            "6.1\0x",
+            "6.1 x",
+            "6.1\nx",
+            "",
+            &long,
+        ] {
+            let e = copy_kernel(&root, kver, &dir).unwrap_err();
+            assert!(
+                matches!(e.why, KernelCopyFailure::Unsafe(_)),
+                "{kver:?}: {e:?}"
+            );
+            assert!(check_kernel_version(kver).is_err(), "{kver:?}");
+        }
+        assert!(!dir.join("kernel").exists());
+        for kver in [
+            "6.1.0-18-amd64",
+            "5.14.0-362.8.1.el9_3.x86_64",
+            "6.6.31+rpt-rpi-v8",
+            "4.4.0~rc1",
+        ] {
+            assert_eq!(check_kernel_version(kver), Ok(()), "{kver}");
+        }
     }
 
     #[test]

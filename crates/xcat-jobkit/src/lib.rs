@@ -16,6 +16,7 @@
 //! * [`errors`]: deciding "disk full" from the errno, and error chains for the log.
 #![forbid(unsafe_code)]
 
+pub mod client_file;
 pub mod errors;
 pub mod figures;
 pub mod kernel;
@@ -31,7 +32,7 @@ pub mod tool;
 pub use xcat_db::noderange::natural_cmp;
 
 pub use errors::{error_chain, is_disk_full};
-pub use kernel::{copy_kernel, KernelCopyError, KernelCopyFailure};
+pub use kernel::{check_kernel_version, copy_kernel, KernelCopyError, KernelCopyFailure};
 pub use lock::{holder_text, lock_image, LockError};
 pub use node::{node_address, node_addresses};
 pub use progress::with_progress;

@@ -66,6 +66,36 @@ pub struct Settings {
     pub ssh: xcat_remote::SshConfig,
     /// Short hostname of this server (`xcatdsource`).
     pub server_name: String,
+    /// What one capture may cost the server.
+    pub capture: CaptureSettings,
+}
+
+/// The budgets of one capture (the daemon's `[capture]` section): the node is
+/// untrusted, so what it can make the server spend has a ceiling, and crossing
+/// one fails the capture (the previous image stays).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureSettings {
+    /// Longest a capture may run, start to publication, in seconds.
+    pub max_wall_secs: u64,
+    /// Most bytes read from the node in one capture, counted both as received
+    /// and as decoded (the archive), over every pass.
+    pub max_read_bytes: u64,
+    /// Ceilings over one archive (entries, metadata bytes, logical size, notes).
+    pub budget: xcat_image::budget::Budget,
+    /// Per-field limits of the tar parser.
+    pub limits: xcat_image::tar::Limits,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        CaptureSettings {
+            max_wall_secs: 4 * 3600,
+            max_read_bytes: 256 << 30,
+            budget: Default::default(),
+            limits: Default::default(),
+        }
+    }
 }
 
 /// Why a handler stopped with an error. The daemon turns it into one `error`

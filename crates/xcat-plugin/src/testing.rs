@@ -66,6 +66,7 @@ impl Harness {
             share_dir: sub("share"),
             ssh: xcat_remote::SshConfig::default(),
             server_name: "mn1".into(),
+            capture: Default::default(),
         };
         Harness {
             db,

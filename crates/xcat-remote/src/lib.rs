@@ -130,6 +130,15 @@ pub struct Remote {
     output_limit: usize,
 }
 
+/// The options that keep a connection from exposing anything of the server to the
+/// node; placed before the configurable options, so ssh keeps these values.
+pub const NO_FORWARDING: [&str; 4] = [
+    "ForwardAgent=no",
+    "ClearAllForwardings=yes",
+    "ForwardX11=no",
+    "PermitLocalCommand=no",
+];
+
 impl Remote {
     pub fn new(config: SshConfig) -> Remote {
         Remote {
@@ -184,6 +193,11 @@ impl Remote {
             }
         ));
         o("CheckHostIP=no".into());
+        // A node is not trusted: nothing of the server (root's agent, X display,
+        // ports, local commands from root's ssh config) may be handed to it.
+        for safe in NO_FORWARDING {
+            o(safe.to_string());
+        }
         if c.identity.is_some() {
             o("IdentitiesOnly=yes".into());
         }
@@ -198,7 +212,8 @@ impl Remote {
         }
         a.push("-l".into());
         a.push(c.user.clone().into());
-        a.push("-T".into());
+        // -a/-x as flags too: they win over any configuration file.
+        a.extend(["-a".into(), "-x".into(), "-T".into()]);
         a.push("--".into());
         a.push(addr.into());
         a.push(remote_command.into());
@@ -367,7 +382,7 @@ mod tests {
             .unwrap();
         assert!(strict < extra);
         assert!(
-            joined.ends_with("-i /k/id -l admin -T -- 10.0.0.1 cmd"),
+            joined.ends_with("-i /k/id -l admin -a -x -T -- 10.0.0.1 cmd"),
             "{joined}"
         );
 
@@ -383,6 +398,29 @@ mod tests {
             .join(" ");
         assert!(joined.contains("StrictHostKeyChecking=accept-new"));
         assert!(!joined.contains(" -i "));
+    }
+
+    #[test]
+    fn nothing_of_the_server_is_forwarded_to_the_node() {
+        let r = Remote::new(SshConfig {
+            options: vec!["ForwardAgent=yes".into(), "ForwardX11=yes".into()],
+            ..SshConfig::default()
+        });
+        let a: Vec<String> = r
+            .ssh_args("h", "c")
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        let at = |s: &str| a.iter().position(|x| x == s);
+        for safe in NO_FORWARDING {
+            let i = at(safe).unwrap_or_else(|| panic!("{safe} missing: {a:?}"));
+            assert_eq!(a[i - 1], "-o");
+        }
+        // ssh keeps the first value: the configured ones come too late.
+        assert!(at("ForwardAgent=no") < at("ForwardAgent=yes"));
+        assert!(at("ForwardX11=no") < at("ForwardX11=yes"));
+        let dashdash = at("--").unwrap();
+        assert!(at("-a").unwrap() < dashdash && at("-x").unwrap() < dashdash);
     }
 
     #[tokio::test]

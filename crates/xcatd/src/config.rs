@@ -49,6 +49,8 @@ pub struct Config {
     pub server_name: String,
     /// How to reach nodes.
     pub ssh: xcat_remote::SshConfig,
+    /// What one capture may cost (wall time, bytes, archive budget, parser limits).
+    pub capture: xcat_plugin::CaptureSettings,
 }
 
 impl Default for Config {
@@ -70,6 +72,7 @@ impl Default for Config {
             enable_test_commands: false,
             server_name: String::new(),
             ssh: xcat_remote::SshConfig::default(),
+            capture: Default::default(),
         }
     }
 }
@@ -138,4 +141,74 @@ pub fn full_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xcat_plugin::CaptureSettings as CaptureDefaults;
+
+    fn load(text: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("xcatd.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path, true)
+    }
+
+    #[test]
+    fn without_a_capture_section_the_budgets_are_the_safe_defaults() {
+        let c = load("").unwrap().capture;
+        assert_eq!(c.max_wall_secs, 4 * 3600);
+        assert_eq!(c.max_read_bytes, 256 << 30);
+        assert_eq!(c.budget, xcat_image::budget::Budget::default());
+        assert_eq!(c.limits.max_pax, xcat_image::tar::Limits::default().max_pax);
+    }
+
+    #[test]
+    fn the_capture_section_sets_each_budget_and_keeps_the_rest() {
+        let c = load(
+            "[capture]\nmax_wall_secs = 600\nmax_read_bytes = 1000\n\
+             [capture.budget]\nmax_entries = 5\n[capture.limits]\nmax_path = 100\n",
+        )
+        .unwrap()
+        .capture;
+        assert_eq!((c.max_wall_secs, c.max_read_bytes), (600, 1000));
+        assert_eq!(c.budget.max_entries, 5);
+        assert_eq!(c.budget.max_notes, 1000, "defaulted");
+        assert_eq!(c.limits.max_path, 100);
+        assert_eq!(c.limits.max_pax, 1 << 20, "defaulted");
+    }
+
+    #[test]
+    fn the_documented_capture_keys_are_the_real_ones() {
+        // config/xcatd.toml's [capture] sections with every key uncommented.
+        let shipped = include_str!("../../../config/xcatd.toml");
+        let capture = &shipped[shipped.find("[capture]").unwrap()..];
+        let text: String = capture
+            .lines()
+            .map(|l| l.strip_prefix('#').unwrap_or(l))
+            .filter(|l| !l.starts_with(' '))
+            .map(|l| format!("{}\n", l.split(" #").next().unwrap()))
+            .collect();
+        let c = load(&text).unwrap().capture;
+        assert_eq!(c.max_wall_secs, CaptureDefaults::default().max_wall_secs);
+        assert_eq!(c.max_read_bytes, CaptureDefaults::default().max_read_bytes);
+        assert_eq!(c.budget.max_logical_bytes, Some(1 << 40));
+        assert_eq!(c.limits.max_sparse_segments, 1 << 20);
+    }
+
+    #[test]
+    fn an_unknown_capture_key_is_refused_by_name() {
+        for text in [
+            "[capture]\nmax_wall_sec = 1\n",
+            "[capture.budget]\nmax_entry = 1\n",
+            "[capture.limits]\nmax_paths = 1\n",
+        ] {
+            let e = format!("{:#}", load(text).unwrap_err());
+            assert!(e.contains("invalid configuration in "), "{e}");
+            assert!(e.contains("unknown field"), "{e}");
+            let key = text.lines().nth(1).unwrap().split(' ').next().unwrap();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
 }

@@ -79,6 +79,7 @@ fn settings_of(config: &Config) -> Settings {
         share_dir: config.share_dir.clone(),
         ssh: config.ssh.clone(),
         server_name: config.server_name.clone(),
+        capture: config.capture.clone(),
     }
 }
 

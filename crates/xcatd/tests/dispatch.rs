@@ -65,6 +65,7 @@ async fn fixture(extra: Vec<Arc<dyn Handler>>) -> Result<Fixture, xcatd::Registr
         share_dir: dir.path().join("share"),
         ssh: Default::default(),
         server_name: "mgmt".into(),
+        capture: Default::default(),
     });
     let mut handlers = xcatd::plugin_handlers(true);
     handlers.extend(extra);

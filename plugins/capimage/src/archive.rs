@@ -6,15 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context as TaskContext, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, BufReader, ReadBuf};
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
-use xcat_image::budget::Budget;
+use xcat_image::publish::ImageLock;
 use xcat_image::tar::TarError;
 use xcat_image::{extract_async, ExtractError, ExtractOptions, ExtractSummary, Progress};
 use xcat_plugin::Context;
@@ -22,29 +22,131 @@ use xcat_remote::{Remote, RemoteError, RemoteProcess};
 
 use crate::churn::{status_text, NodeFailure, NodeStderr};
 use crate::error::CaptureError;
+use crate::job::{Allowance, Job};
 use crate::pipeline::{self, Wire};
+
+/// Where the node is, where its tree lands, and the capture it belongs to.
+pub struct Site<'a> {
+    pub node: &'a str,
+    pub addr: &'a str,
+    pub staging: &'a Path,
+    pub image_dir: &'a Path,
+    pub job: &'a Job,
+}
 
 /// How long ssh may take to exit once the stream has ended.
 const NODE_EXIT_GRACE: Duration = Duration::from_secs(10);
 
-/// Counts bytes as they pass (transferred bytes, before decompression).
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
+/// Why the daemon cut a stream short (rather than the node ending it).
+#[derive(Debug, Clone)]
+pub enum Cut {
+    /// The capture read more than `max_read_bytes` from the node.
+    Budget { limit: u64 },
+    /// The decoder refused the stream while the node was still sending.
+    Decode(String),
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+/// Per stream: where the raw stream stands and whether the daemon cut it.
+#[derive(Debug, Default)]
+struct Watch {
+    raw_ended: AtomicBool,
+    cut: OnceLock<Cut>,
+}
+
+/// Which side of the transport decoder a [`Metered`] reader sits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// The raw stream from ssh.
+    Received,
+    /// The decoded archive.
+    Decoded,
+}
+
+/// Counts the bytes passing on one side of the decoder against the capture's
+/// allowance; on the decoded side, tells a decoder's refusal (the node still
+/// sending) from a stream the node cut.
+struct Metered<R> {
+    inner: R,
+    side: Side,
+    allowance: Allowance,
+    watch: Arc<Watch>,
+    /// Also counted here (the report's transferred bytes).
+    transferred: Option<Arc<AtomicU64>>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Metered<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let r = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
         let n = buf.filled().len() - before;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        r
+        let this = &*self;
+        // A reader that fails has read nothing (a decoder may have filled some).
+        if let Err(e) = &r {
+            buf.set_filled(before);
+            if this.side == Side::Decoded && !this.watch.raw_ended.load(Ordering::Relaxed) {
+                let _ = this.watch.cut.set(Cut::Decode(e.to_string()));
+            }
+            return Poll::Ready(r);
+        }
+        if this.side == Side::Received && n == 0 {
+            this.watch.raw_ended.store(true, Ordering::Relaxed);
+        }
+        if let Some(t) = &this.transferred {
+            t.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        let counter = match this.side {
+            Side::Received => &this.allowance.received,
+            Side::Decoded => &this.allowance.decoded,
+        };
+        if !this.allowance.spend(counter, n) {
+            let limit = this.allowance.max;
+            let _ = this.watch.cut.set(Cut::Budget { limit });
+            buf.set_filled(before);
+            return Poll::Ready(Err(std::io::Error::other(
+                "the capture's byte budget is spent",
+            )));
+        }
+        Poll::Ready(r)
     }
+}
+
+/// The transport decoder for `wire` over `raw`. zstd's window is capped
+/// ([`pipeline::ZSTD_WINDOW_LOG_MAX`]): the decoder allocates the window the
+/// stream declares, and the node is asked for far less.
+fn decoder(
+    wire: Wire,
+    raw: impl AsyncRead + Unpin + Send + 'static,
+) -> Box<dyn AsyncRead + Unpin + Send> {
+    use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+    use async_compression::zstd::DParameter;
+    match wire {
+        Wire::None => Box::new(raw),
+        Wire::Zstd => Box::new(ZstdDecoder::with_params(
+            BufReader::new(raw),
+            &[DParameter::window_log_max(pipeline::ZSTD_WINDOW_LOG_MAX)],
+        )),
+        Wire::Gzip => Box::new(GzipDecoder::new(BufReader::new(raw))),
+    }
+}
+
+/// Extracts `reader` into `staging` on its own task, which keeps `hold` (the
+/// image lock) until the extractor has really stopped.
+fn spawn_extraction(
+    reader: impl AsyncRead + Unpin + Send + 'static,
+    staging: &Path,
+    opts: ExtractOptions,
+    hold: Arc<ImageLock>,
+) -> JoinHandle<Result<ExtractSummary, ExtractError>> {
+    let staging = staging.to_path_buf();
+    tokio::spawn(async move {
+        let done = extract_async(reader, staging, opts).await;
+        drop(hold);
+        done
+    })
 }
 
 type Extraction = Result<Result<ExtractSummary, ExtractError>, JoinError>;
@@ -61,6 +163,7 @@ pub struct Running {
     pub transferred: Arc<AtomicU64>,
     /// Archive bytes and entries extracted so far.
     pub progress: Progress,
+    watch: Arc<Watch>,
 }
 
 async fn collect_stderr(mut rx: mpsc::Receiver<String>) -> NodeStderr {
@@ -71,51 +174,51 @@ async fn collect_stderr(mut rx: mpsc::Receiver<String>) -> NodeStderr {
     s
 }
 
-/// Start `script` on the node and extract its stdout into `staging`, within
-/// `budget` ([`crate::plan::Plan::budget`]).
+/// Start `script` on the node and extract its stdout into `site.staging`.
 pub fn start(
     ctx: &Context,
-    (node, addr): (&str, &str),
+    site: &Site<'_>,
     script: &str,
     wire: Wire,
-    (staging, image_dir): (&Path, &Path),
-    budget: Budget,
 ) -> Result<Running, CaptureError> {
     let remote = Remote::new(ctx.settings.ssh.clone()).with_cancel(ctx.cancel.clone());
     let (err_tx, err_rx) = mpsc::channel(256);
     let mut proc =
-        remote.spawn_with_stderr_lines(node, addr, &pipeline::command(script), err_tx)?;
+        remote.spawn_with_stderr_lines(site.node, site.addr, &pipeline::command(script), err_tx)?;
     let stderr = tokio::spawn(collect_stderr(err_rx));
     let stdout = proc.take_stdout().ok_or(CaptureError::NoStdout)?;
     let transferred = Arc::new(AtomicU64::new(0));
-    let counted = Counting {
+    let watch = Arc::new(Watch::default());
+    let allowance = site.job.allowance.clone();
+    let raw = Metered {
         inner: stdout,
-        count: transferred.clone(),
+        side: Side::Received,
+        allowance: allowance.clone(),
+        watch: watch.clone(),
+        transferred: Some(transferred.clone()),
     };
-    let reader: Box<dyn AsyncRead + Unpin + Send> = match wire {
-        Wire::None => Box::new(counted),
-        Wire::Zstd => Box::new(async_compression::tokio::bufread::ZstdDecoder::new(
-            BufReader::new(counted),
-        )),
-        Wire::Gzip => Box::new(async_compression::tokio::bufread::GzipDecoder::new(
-            BufReader::new(counted),
-        )),
+    let reader = Metered {
+        inner: decoder(wire, raw),
+        side: Side::Decoded,
+        allowance,
+        watch: watch.clone(),
+        transferred: None,
     };
     let progress = Progress::default();
     let opts = ExtractOptions {
         progress: Some(progress.clone()),
-        budget,
-        ..Default::default()
+        ..site.job.extract.clone()
     };
-    let extraction = tokio::spawn(extract_async(reader, staging.to_path_buf(), opts));
+    let extraction = spawn_extraction(reader, site.staging, opts, site.job.hold.clone());
     Ok(Running {
-        node: node.to_string(),
-        image_dir: image_dir.to_path_buf(),
+        node: site.node.to_string(),
+        image_dir: site.image_dir.to_path_buf(),
         proc,
         stderr,
         extraction,
         transferred,
         progress,
+        watch,
     })
 }
 
@@ -138,6 +241,12 @@ impl Running {
         ctx: &Context,
     ) -> Result<Finished, CaptureError> {
         let extracted = extracted.map_err(CaptureError::ExtractionTask)?;
+        // The daemon's own refusal (budget, decoder) is the reason, whatever
+        // the extractor made of the stream it cut.
+        if let Some(cut) = self.watch.cut.get() {
+            self.proc.kill();
+            return Err(CaptureError::cut(&self.node, cut));
+        }
         // A stream that merely ended early or broke in transport (node died, link
         // cut, node-side tar failed) is best explained by the node's side: let ssh
         // finish and look at its status first. Any other extraction failure (a
@@ -242,6 +351,123 @@ impl Judge<'_> {
             node: self.node.to_string(),
             why: f.why.clone(),
             detail,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// 4 MiB that zstd cannot shrink much (so a long window would be used).
+    fn payload() -> Vec<u8> {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..4 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// `data` compressed as a stream of unknown size (as the node's pipe is).
+    fn zstd(data: &[u8], level: i32, window_log: Option<u32>) -> Vec<u8> {
+        let mut e = zstd::stream::Encoder::new(Vec::new(), level).unwrap();
+        if let Some(w) = window_log {
+            e.long_distance_matching(true).unwrap();
+            e.window_log(w).unwrap();
+        }
+        std::io::Write::write_all(&mut e, data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Decodes `stream` as a capture does; the bytes, or the cut.
+    async fn decode(stream: Vec<u8>, max: u64) -> Result<Vec<u8>, Cut> {
+        let watch = Arc::new(Watch::default());
+        let allowance = Allowance::new(max);
+        let raw = Metered {
+            inner: std::io::Cursor::new(stream),
+            side: Side::Received,
+            allowance: allowance.clone(),
+            watch: watch.clone(),
+            transferred: None,
+        };
+        let mut r = Metered {
+            inner: decoder(Wire::Zstd, raw),
+            side: Side::Decoded,
+            allowance,
+            watch: watch.clone(),
+            transferred: None,
+        };
+        let mut out = Vec::new();
+        match r.read_to_end(&mut out).await {
+            Ok(_) => Ok(out),
+            Err(e) => Err(watch
+                .cut
+                .get()
+                .cloned()
+                .unwrap_or(Cut::Decode(e.to_string()))),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_zstd_window_over_the_cap_is_refused() {
+        let data = payload();
+        // What the node is asked for decodes.
+        let ok = decode(zstd(&data, 1, None), u64::MAX).await.unwrap();
+        assert!(ok == data);
+        // zstd --long=27: a 128 MiB window, refused before it is allocated.
+        let long = zstd(&data, 1, Some(27));
+        match decode(long, u64::MAX).await {
+            Err(Cut::Decode(why)) => assert!(why.contains("memory"), "{why}"),
+            other => panic!("a 2^27 window was accepted: {:?}", other.map(|v| v.len())),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_byte_budget_stops_a_stream_received_or_decoded() {
+        let data = b"a compressible archive ".repeat(1 << 17);
+        let packed = zstd(&data, 1, None);
+        assert!(decode(packed.clone(), data.len() as u64).await.is_ok());
+        // Under the compressed size: cut while receiving.
+        let small = packed.len() as u64 / 2;
+        assert!(
+            matches!(decode(packed.clone(), small).await, Err(Cut::Budget { limit }) if limit == small)
+        );
+        // Over the compressed size but under the decoded one: cut while decoding.
+        let mid = data.len() as u64 / 2;
+        assert!(packed.len() < data.len() / 2, "the payload compresses");
+        assert!(matches!(decode(packed, mid).await, Err(Cut::Budget { limit }) if limit == mid));
+    }
+
+    #[tokio::test]
+    async fn the_image_lock_is_held_until_the_extraction_worker_stops() {
+        let t = tempfile::tempdir().unwrap();
+        let (dir, staging) = (t.path().join("img"), t.path().join("staging"));
+        std::fs::create_dir(&staging).unwrap();
+        let lock = xcat_jobkit::lock_image(&dir, "img", "capimage of n1").unwrap();
+        let (mut node, reader) = tokio::io::duplex(64 * 1024);
+        let worker = spawn_extraction(reader, &staging, ExtractOptions::default(), Arc::new(lock));
+        node.write_all(&[0u8; 512]).await.unwrap();
+        // The request is gone (aborted): its handle and its lock are dropped,
+        // while the worker still reads the node's stream.
+        drop(worker);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let e = xcat_jobkit::lock_image(&dir, "img", "capimage of n1 again").unwrap_err();
+        assert!(e.to_string().contains("is busy: capimage of n1"), "{e}");
+        // The stream ends: the worker stops, and only then is the image free.
+        drop(node);
+        let start = Instant::now();
+        while xcat_jobkit::lock_image(&dir, "img", "second").is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the lock was never released"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

@@ -14,14 +14,15 @@ use xcat_jobkit::figures::{bytes, rate, secs};
 use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, utc_text, with_progress};
 use xcat_plugin::{Context, Request, Responder};
 
-use crate::archive::{self, Finished};
+use crate::archive::{self, Finished, Site};
 use crate::error::CaptureError;
+use crate::job::{Deadline, Job};
 use crate::journal::Staging;
 use crate::options::Options;
 use crate::pipeline;
 use crate::plan::{self, Plan};
 use crate::progress;
-use crate::settle::{self, Site};
+use crate::settle;
 use crate::target;
 
 /// Phase durations for the report.
@@ -51,6 +52,24 @@ pub async fn run(
     ctx: &Context,
     out: &Responder,
 ) -> Result<(), CaptureError> {
+    // Everything up to publication runs against the wall-time budget; the
+    // `--pack` sub-request has its own.
+    let (timed, deadline) = Deadline::start(ctx, ctx.settings.capture.max_wall_secs);
+    let done = capture_and_publish(node, opts, cwd, &timed, out).await;
+    match done.map_err(|e| deadline.explain(node, e))? {
+        Some(p) => pack_or_next(&p, opts, ctx, out).await,
+        None => Ok(()),
+    }
+}
+
+/// The capture up to its announcement; the plan, or None after `--dry-run`.
+async fn capture_and_publish(
+    node: &str,
+    opts: &Options,
+    cwd: Option<&str>,
+    ctx: &Context,
+    out: &Responder,
+) -> Result<Option<Plan>, CaptureError> {
     let t0 = Instant::now();
     let started_at = now_unix();
     let mut timings = Timings::default();
@@ -59,12 +78,16 @@ pub async fn run(
     plan::describe_plan(&p, opts, out).await?;
     plan::check_space(&p)?;
     if opts.dry_run {
-        return plan::dry_run(&p, out).await;
+        plan::dry_run(&p, out).await?;
+        return Ok(None);
     }
     let holder = holder_text("capimage", node, ctx.identity.user.as_deref(), started_at);
     let lock = lock_image(&p.target.dir, &p.target.imagename, &holder)?;
-    let staging = Staging::prepare(&ctx.settings, &p.target.dir)?;
-    let captured = match capture_into(&p, opts, ctx, out, &staging.path, &mut timings).await {
+    let capture = &ctx.settings.capture;
+    let job = Job::new(lock, capture, p.budget(&capture.budget));
+    let staging = Staging::prepare(&ctx.settings, &p.target.dir, job.hold.clone())?;
+    let captured = match capture_into(&p, opts, ctx, out, (&staging.path, &job), &mut timings).await
+    {
         Ok(c) => c,
         Err(e) => return Err(abandon(staging, &p, e, out).await),
     };
@@ -74,13 +97,13 @@ pub async fn run(
     let when = utc_text(now_unix());
     target::register(ctx, &p.target, node, &p.pf.kernel, opts, &when).await?;
     let mut notes = captured.finished.summary.notes.clone();
-    notes.push(copy_kernel(&p).await?);
+    notes.push(copy_kernel(&p, &job).await?);
     let warnings = warnings(&captured);
     let report = report(&p, &captured, (started_at, notes, warnings), timings);
     write_records(&p.target.dir, &report, &captured.finished.summary.manifest)?;
-    drop(lock);
+    drop(job);
     announce(&p, &captured, &report, &outcome, t0.elapsed(), out).await?;
-    pack_or_next(&p, opts, ctx, out).await
+    Ok(Some(p))
 }
 
 /// A failed or cancelled capture: remove the partial tree and say what that
@@ -109,18 +132,18 @@ async fn stream(
     p: &Plan,
     ctx: &Context,
     out: &Responder,
-    staging: &Path,
+    (staging, job): (&Path, &Job),
     acls: bool,
 ) -> Result<Finished, CaptureError> {
     let script = pipeline::script(&p.excludes, &p.ex.include, p.wire, acls);
-    let mut run = archive::start(
-        ctx,
-        (&p.node, &p.addr),
-        &script,
-        p.wire,
-        (staging, &p.target.dir),
-        p.budget(),
-    )?;
+    let site = Site {
+        node: &p.node,
+        addr: &p.addr,
+        staging,
+        image_dir: &p.target.dir,
+        job,
+    };
+    let mut run = archive::start(ctx, &site, &script, p.wire)?;
     let started = Instant::now();
     let prog = run.progress.clone();
     let extracted = with_progress(&mut run.extraction, out, &ctx.cancel, || {
@@ -141,15 +164,15 @@ async fn capture_into(
     opts: &Options,
     ctx: &Context,
     out: &Responder,
-    staging: &Path,
+    (staging, job): (&Path, &Job),
     timings: &mut Timings,
 ) -> Result<Captured, CaptureError> {
     let t = Instant::now();
     let acls = p.pf.has("tar-acls");
-    let mut finished = stream(p, ctx, out, staging, acls).await?;
+    let mut finished = stream(p, ctx, out, (staging, job), acls).await?;
     timings.since("capture", t);
     let t = Instant::now();
-    let churn = settle_churn(p, ctx, staging, acls, &mut finished).await?;
+    let churn = settle_churn(p, ctx, (staging, job), acls, &mut finished).await?;
     timings.since("settle", t);
     let summary = &finished.summary;
     out.info(format!(
@@ -160,7 +183,7 @@ async fn capture_into(
     ))
     .await?;
     let t = Instant::now();
-    let actions = prepare_tree(p, opts, ctx, out, staging).await?;
+    let actions = prepare_tree(p, opts, ctx, out, (staging, job)).await?;
     timings.since("sysclean", t);
     Ok(Captured {
         finished,
@@ -173,16 +196,16 @@ async fn capture_into(
 async fn settle_churn(
     p: &Plan,
     ctx: &Context,
-    staging: &Path,
+    (staging, job): (&Path, &Job),
     acls: bool,
     f: &mut Finished,
 ) -> Result<ChurnReport, CaptureError> {
     let site = Site {
-        budget: p.budget(),
         node: &p.node,
         addr: &p.addr,
         staging,
         image_dir: &p.target.dir,
+        job,
     };
     let mut churn = settle::initial(&f.node_err);
     settle::reread(ctx, &site, acls, &mut f.summary, &f.node_err, &mut churn).await?;
@@ -206,11 +229,13 @@ async fn prepare_tree(
     opts: &Options,
     ctx: &Context,
     out: &Responder,
-    staging: &Path,
+    (staging, job): (&Path, &Job),
 ) -> Result<Vec<SyscleanAction>, CaptureError> {
     let root = staging.to_path_buf();
     let sysclean_on = opts.sysclean;
+    let hold = job.hold.clone();
     let actions = blocking(move || -> std::io::Result<Vec<SyscleanAction>> {
+        let _hold = hold;
         let mut actions: Vec<SyscleanAction> = xcat_image::skeleton::ensure_skeleton(&root)?
             .into_iter()
             .map(|a| SyscleanAction {
@@ -244,9 +269,11 @@ async fn prepare_tree(
 /// The kernel the node runs, for the boot files (packimage builds the
 /// rest), copied out of the image without following its links; the note
 /// for the report.
-async fn copy_kernel(p: &Plan) -> Result<String, CaptureError> {
+async fn copy_kernel(p: &Plan, job: &Job) -> Result<String, CaptureError> {
     let (dir, kver) = (p.target.dir.clone(), p.pf.kernel.clone());
+    let hold = job.hold.clone();
     let copied = blocking(move || {
+        let _hold = hold;
         let root = dir.join("rootimg");
         let root = Root::open(&root).map_err(CaptureError::io("open", root))?;
         xcat_jobkit::copy_kernel(&root, &kver, &dir).map_err(|e| {

@@ -85,6 +85,13 @@ pub enum CaptureError {
         "{node} is not a diskful node: / is {fstype}; capimage captures nodes installed on a local disk"
     )]
     NotDiskful { node: String, fstype: String },
+    /// `uname -r` said something that cannot name a file of the image.
+    #[error("{node}: refused the kernel version {kver:?} the node reports: {why}")]
+    KernelVersion {
+        node: String,
+        kver: String,
+        why: &'static str,
+    },
     #[error("{node}: cannot tell what / is (no entry for / in /proc/self/mounts)")]
     UnknownRoot { node: String },
     #[error("{node} runs {node_arch} but nodetype.arch says {arch}; correct nodetype.arch")]
@@ -180,6 +187,28 @@ pub enum CaptureError {
     #[error("capture of {node} failed: {source}; the previous image is unchanged")]
     Extract { node: String, source: ExtractError },
 
+    /// A budget of the daemon's `[capture]` section was crossed.
+    #[error(
+        "capture of {node} stopped: it ran longer than {secs}s (the capture budget max_wall_secs); \
+         the previous image is unchanged; exclude more with -x or raise max_wall_secs in [capture]"
+    )]
+    WallTime { node: String, secs: u64 },
+    #[error(
+        "capture of {node} stopped: {node} sent more than {} (the capture budget max_read_bytes); \
+         the previous image is unchanged; exclude more with -x or raise max_read_bytes in [capture]",
+        bytes(*limit)
+    )]
+    ReadBudget { node: String, limit: u64 },
+    /// The transport decoder refused the stream (a corrupt stream, or a zstd
+    /// window above the one the node is asked for).
+    #[error(
+        "capture of {node} failed: its compressed stream was refused: {why} (a zstd window \
+         over {} is refused; the node is asked for zstd -1); check the node's zstd, or use \
+         --transport-compress none; the previous image is unchanged",
+        bytes(1u64 << crate::pipeline::ZSTD_WINDOW_LOG_MAX)
+    )]
+    Decode { node: String, why: String },
+
     // The captured tree and what is written beside it.
     #[error("cannot prepare the captured tree of {node}: {source}")]
     Prepare { node: String, source: io::Error },
@@ -227,6 +256,21 @@ impl CaptureError {
     pub fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| CaptureError::Io { what, path, source }
+    }
+
+    /// The error for a stream the daemon cut short.
+    pub fn cut(node: &str, cut: &crate::archive::Cut) -> Self {
+        let node = node.to_string();
+        match cut {
+            crate::archive::Cut::Budget { limit } => CaptureError::ReadBudget {
+                node,
+                limit: *limit,
+            },
+            crate::archive::Cut::Decode(why) => CaptureError::Decode {
+                node,
+                why: why.clone(),
+            },
+        }
     }
 
     /// The error for an extraction of `node`'s stream into `dir` that

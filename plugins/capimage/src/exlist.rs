@@ -7,6 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use xcat_image::sys::Credentials;
+use xcat_jobkit::client_file::read_capped;
+
 /// Used when no exlist file applies.
 pub const DEFAULT_EXCLUDES: &[&str] = &[
     "./tmp/*",
@@ -51,14 +54,27 @@ impl ExList {
         }
     }
 
-    /// Read a list file (and what it includes).
+    /// Read a list file of the installation (and what it includes).
     pub fn read(path: &Path) -> Result<ExList, ExListError> {
         let mut list = ExList {
             source: Some(path.to_path_buf()),
             ..Default::default()
         };
-        read_into(path, &mut list, 0)?;
+        let mut left = MAX_TOTAL_BYTES;
+        read_into(path, &mut list, 0, &mut left)?;
         Ok(list)
+    }
+
+    /// Read a list file a client named (`-x FILE`) with `requester`'s own
+    /// rights, includes too: the daemon reads as root, the requester may not.
+    pub fn read_as(path: &Path, requester: Credentials) -> Result<ExList, ExListError> {
+        let p = path.to_path_buf();
+        xcat_jobkit::client_file::as_user(requester, move || ExList::read(&p)).map_err(
+            |source| ExListError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?
     }
 }
 
@@ -120,6 +136,11 @@ pub fn find(
 }
 
 const MAX_INCLUDE_DEPTH: usize = 8;
+/// Largest list file; lists are a few hundred bytes.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+/// Most bytes read for one list, its includes together (a list including
+/// the same file many times).
+const MAX_TOTAL_BYTES: u64 = 4 << 20;
 
 fn normalize(pat: &str) -> String {
     // `find -path` never sees a trailing slash: `./var/cache/` means `./var/cache`.
@@ -140,11 +161,18 @@ fn normalize(pat: &str) -> String {
     }
 }
 
-fn read_into(path: &Path, list: &mut ExList, depth: usize) -> Result<(), ExListError> {
-    let text = std::fs::read(path).map_err(|source| ExListError::Read {
+fn read_into(
+    path: &Path,
+    list: &mut ExList,
+    depth: usize,
+    left: &mut u64,
+) -> Result<(), ExListError> {
+    let read_err = |source| ExListError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let text = read_capped(path, MAX_FILE_BYTES.min(*left)).map_err(read_err)?;
+    *left -= text.len() as u64;
     let text = String::from_utf8_lossy(&text);
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -166,7 +194,7 @@ fn read_into(path: &Path, list: &mut ExList, depth: usize) -> Result<(), ExListE
             } else {
                 path.parent().unwrap_or(Path::new("/")).join(inc)
             };
-            read_into(&inc, list, depth + 1)?;
+            read_into(&inc, list, depth + 1, left)?;
             continue;
         }
         if line.is_empty() || line.starts_with('#') {
@@ -174,6 +202,17 @@ fn read_into(path: &Path, list: &mut ExList, depth: usize) -> Result<(), ExListE
         }
         if line.contains('\0') {
             return Err(bad("NUL byte in pattern".into()));
+        }
+        // What is echoed (`--dry-run`, `-V`) must be a list, not any file:
+        // the message names the line, never its content.
+        let pattern = line.strip_prefix('+').unwrap_or(line);
+        if !(pattern.starts_with('/') || pattern.starts_with("./") || pattern == ".")
+            || line.chars().any(char::is_control)
+        {
+            return Err(bad(
+                "not an exclusion pattern (patterns start with ./ or /): is this an exclusion list?"
+                    .into(),
+            ));
         }
         if let Some(inc) = line.strip_prefix('+') {
             list.include.push(normalize(inc));
@@ -260,6 +299,61 @@ mod tests {
             .contains("deeper"));
         let found = find(d.path(), d.path(), "debian12", "x86_64", "nosuch").unwrap();
         assert_eq!(found, ExList::builtin());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_list_is_refused_without_echoing_it() {
+        let d = tempfile::tempdir().unwrap();
+        let shadow = d.path().join("shadow");
+        std::fs::write(&shadow, "root:$6$secret-hash:19000:0:99999:7:::\n").unwrap();
+        let e = ExList::read(&shadow).unwrap_err().to_string();
+        assert!(e.contains("shadow:1: not an exclusion pattern"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+        for odd in ["/dev/zero", "/dev/null"] {
+            let e = ExList::read(Path::new(odd)).unwrap_err().to_string();
+            assert!(e.ends_with(": not a regular file"), "{e}");
+        }
+        let big = d.path().join("big.exlist");
+        std::fs::write(&big, "./a\n".repeat(300_000)).unwrap();
+        let e = ExList::read(&big).unwrap_err().to_string();
+        assert!(e.ends_with(": larger than 1048576 bytes"), "{e}");
+        // Including one file over and over meets the total ceiling.
+        let part = d.path().join("part.exlist");
+        std::fs::write(&part, "./a\n".repeat(200_000)).unwrap();
+        let many = d.path().join("many.exlist");
+        std::fs::write(&many, "#INCLUDE:part.exlist#\n".repeat(100)).unwrap();
+        let e = ExList::read(&many).unwrap_err().to_string();
+        assert!(e.contains("part.exlist: larger than"), "{e}");
+    }
+
+    #[test]
+    #[ignore = "needs root: ./scripts/test-all runs it"]
+    fn a_clients_list_is_read_with_the_requesters_rights() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let list = d.path().join("mine.exlist");
+        std::fs::write(&list, "./var/cache/*\n#INCLUDE:/etc/shadow#\n").unwrap();
+        let nobody = || xcat_jobkit::client_file::local_user(None);
+        // The include names a file the requester may not read: refused as such.
+        let e = ExList::read_as(&list, nobody()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("cannot read exclusion list /etc/shadow: "),
+            "{e}"
+        );
+        assert!(e.contains("ermission denied"), "{e}");
+        std::fs::set_permissions(&list, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = ExList::read_as(&list, nobody()).unwrap_err().to_string();
+        assert!(
+            e.contains("mine.exlist") && e.contains("ermission denied"),
+            "{e}"
+        );
+        std::fs::write(&list, "./var/cache/*\n").unwrap();
+        std::fs::set_permissions(&list, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            ExList::read_as(&list, nobody()).unwrap().exclude,
+            ["./var/cache/*"]
+        );
     }
 
     #[test]

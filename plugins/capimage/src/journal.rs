@@ -3,9 +3,10 @@
 //! directory at its next start.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use xcat_image::publish;
+use xcat_image::publish::{self, ImageLock};
 use xcat_plugin::Settings;
 
 use crate::error::CaptureError;
@@ -89,12 +90,18 @@ pub struct Staging {
     pub dir: PathBuf,
     pub path: PathBuf,
     journal: Journal,
+    /// The image lock, kept by the blocking work on this tree until it ends.
+    hold: Arc<ImageLock>,
 }
 
 impl Staging {
     /// Finish what an earlier capture of this image left, then start anew.
-    /// The caller holds the image lock.
-    pub fn prepare(settings: &Settings, dir: &Path) -> Result<Staging, CaptureError> {
+    /// `hold` is the image lock the caller took.
+    pub fn prepare(
+        settings: &Settings,
+        dir: &Path,
+        hold: Arc<ImageLock>,
+    ) -> Result<Staging, CaptureError> {
         let _ = publish::recover(dir);
         let _ = publish::cleanup_stale(dir);
         let journal = Journal::create(settings, dir)?;
@@ -103,13 +110,18 @@ impl Staging {
             dir: dir.to_path_buf(),
             path,
             journal,
+            hold,
         })
     }
 
     /// Remove the staging tree; the published image stays as it was.
     pub async fn discard(self) {
-        let path = self.path.clone();
-        let _ = xcat_jobkit::blocking(move || publish::discard_staging(&path)).await;
+        let (path, hold) = (self.path.clone(), self.hold.clone());
+        let _ = xcat_jobkit::blocking(move || {
+            let _hold = hold;
+            publish::discard_staging(&path)
+        })
+        .await;
         drop(self.journal);
     }
 
@@ -120,8 +132,12 @@ impl Staging {
         node: &str,
         keep: usize,
     ) -> Result<publish::PublishOutcome, CaptureError> {
-        let (dir, path) = (self.dir.clone(), self.path.clone());
-        match xcat_jobkit::blocking(move || publish::publish(&dir, &path, keep)).await? {
+        let (dir, path, hold) = (self.dir.clone(), self.path.clone(), self.hold.clone());
+        let published = xcat_jobkit::blocking(move || {
+            let _hold = hold;
+            publish::publish(&dir, &path, keep)
+        });
+        match published.await? {
             Ok(o) => Ok(o),
             Err(source) => {
                 self.discard().await;

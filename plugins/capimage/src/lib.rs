@@ -29,6 +29,7 @@ pub mod target;
 mod archive;
 mod capture;
 mod error;
+mod job;
 mod journal;
 mod plan;
 mod settle;

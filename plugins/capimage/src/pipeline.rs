@@ -161,6 +161,13 @@ fn tar_command(acls: bool) -> String {
     tar
 }
 
+/// The node's zstd is asked for level 1 (`-1`), whose window is 2^19 bytes
+/// (zstd's parameter table); the decoder accepts up to 2^23 (8 MiB, the
+/// window of every level up to 19), and refuses a stream declaring more
+/// instead of allocating what it declares (zstd's own default ceiling is
+/// 2^27, 128 MiB per stream).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
 /// The first line of every script: C-locale messages (so [`crate::churn`]
 /// can classify them) and the root as working directory.
 const PROLOGUE: &str = "export LC_ALL=C; cd / || exit 97";

@@ -78,23 +78,31 @@ pub async fn plan(
 
 impl Plan {
     /// The extraction's ceilings: the logical size from the node's usage.
-    pub fn budget(&self) -> Budget {
-        logical_budget(self.estimate)
+    /// `base` (the configured budget) with its logical-size ceiling narrowed
+    /// to what this node can really hold.
+    pub fn budget(&self, base: &Budget) -> Budget {
+        logical_budget(base, self.estimate)
     }
 }
 
-/// The budget of a node with `used` bytes in use on its captured filesystems.
-fn logical_budget(used: u64) -> Budget {
+/// `base`, its sum of logical sizes at most what a node with `used` bytes in
+/// use on its captured filesystems can hold (the configured ceiling stays
+/// when it is lower).
+fn logical_budget(base: &Budget, used: u64) -> Budget {
+    let from_node = used
+        .saturating_mul(LOGICAL_FACTOR)
+        .saturating_add(LOGICAL_MARGIN);
+    if from_node >= base.max_logical_bytes {
+        return base.clone();
+    }
     Budget {
-        max_logical_bytes: used
-            .saturating_mul(LOGICAL_FACTOR)
-            .saturating_add(LOGICAL_MARGIN),
+        max_logical_bytes: from_node,
         logical_source: format!(
             "{LOGICAL_FACTOR} times the {} the node reports in use, plus {}",
             bytes(used),
             bytes(LOGICAL_MARGIN)
         ),
-        ..Budget::default()
+        ..base.clone()
     }
 }
 
@@ -107,7 +115,10 @@ async fn exclusion_list(
     target: &Target,
 ) -> Result<ExList, CaptureError> {
     let ex = match &opts.exlist {
-        Some(p) => ExList::read(&Path::new(cwd.unwrap_or("/")).join(p)),
+        Some(p) => ExList::read_as(
+            &Path::new(cwd.unwrap_or("/")).join(p),
+            xcat_jobkit::client_file::local_user(ctx.identity.user.as_deref()),
+        ),
         None => exlist::find(
             &target::install_dir(ctx).await?,
             &ctx.settings.share_dir,
@@ -146,6 +157,12 @@ async fn preflight(
     }
     let pf = preflight::parse(&res.stdout_text());
     pf.check_diskful(node)?;
+    // The version names files of the image and rows of the tables: one plain name.
+    xcat_jobkit::check_kernel_version(&pf.kernel).map_err(|why| CaptureError::KernelVersion {
+        node: node.to_string(),
+        kver: pf.kernel.clone(),
+        why,
+    })?;
     if !target::same_arch(&pf.arch, &target.arch) {
         return Err(CaptureError::NodeArch {
             node: node.to_string(),
@@ -261,7 +278,7 @@ mod tests {
 
     #[test]
     fn the_logical_budget_follows_the_nodes_usage() {
-        let b = logical_budget(2 << 30);
+        let b = logical_budget(&Budget::default(), 2 << 30);
         assert_eq!(b.max_logical_bytes, (8 << 30) + LOGICAL_MARGIN);
         // a 16 TiB sparse file from a node using 2 GiB is refused
         assert!(b.check_file("f", 16 << 40, 0).is_err());
@@ -271,6 +288,8 @@ mod tests {
             .to_string();
         assert!(e.contains("the node reports in use"), "{e}");
         assert!(b.check_file("f", 5 << 30, 1 << 30).is_ok());
-        assert_eq!(logical_budget(u64::MAX).max_logical_bytes, u64::MAX);
+        // the configured ceiling stays when it is the lower
+        let base = Budget::default();
+        assert_eq!(logical_budget(&base, u64::MAX), base);
     }
 }

@@ -35,15 +35,7 @@ const APPEARED_OUTPUT_LIMIT: usize = 16 << 20;
 /// How long the appeared walk may take.
 const APPEARED_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Where the node is and where its tree lands.
-pub struct Site<'a> {
-    /// The extraction's ceilings, as for the first stream.
-    pub budget: xcat_image::budget::Budget,
-    pub node: &'a str,
-    pub addr: &'a str,
-    pub staging: &'a Path,
-    pub image_dir: &'a Path,
-}
+pub use crate::archive::Site;
 
 /// The churn figures of a finished stream, before settling.
 pub fn initial(node_err: &NodeStderr) -> ChurnReport {
@@ -134,14 +126,7 @@ pub async fn reread(
         return Ok(());
     }
     let script = pipeline::reread_script(&reread_list(&files), acls);
-    let mut run = archive::start(
-        ctx,
-        (site.node, site.addr),
-        &script,
-        Wire::None,
-        (site.staging, site.image_dir),
-        site.budget.clone(),
-    )?;
+    let mut run = archive::start(ctx, site, &script, Wire::None)?;
     let extracted = (&mut run.extraction).await;
     let again = run.finish(extracted, ctx).await?;
     merge_reread(site.staging, &files, again, summary, churn)

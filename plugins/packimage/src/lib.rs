@@ -186,13 +186,13 @@ impl Job {
             image: image.to_string(),
         };
         let dir = li.get("rootimgdir").map(PathBuf::from).ok_or_else(no_dir)?;
-        let rootimg = dir.join("rootimg");
-        if !std::fs::symlink_metadata(&rootimg).is_ok_and(|m| m.is_dir()) {
+        // The tree itself (capimage keeps it in the image's private directory).
+        let Some(rootimg) = xcat_image::publish::published_tree(&dir) else {
             return Err(PackError::NoTree {
                 image: image.to_string(),
-                rootimg,
+                rootimg: dir.join("rootimg"),
             });
-        }
+        };
         let netdrivers = li
             .get("netdrivers")
             .map(|s| {
