@@ -177,7 +177,9 @@ impl Server {
             .1
             .peer_certificates()
             .and_then(|c| c.first())
-            .and_then(crate::tls::common_name);
+            .and_then(crate::tls::common_name)
+            // A certificate with a blank CN names nobody.
+            .filter(|cn| xcat_db::policy::identity_name(Some(cn)).is_some());
         let identity = Identity {
             user,
             peer: peer.to_string(),

@@ -327,3 +327,22 @@ async fn limits_that_would_refuse_everyone_are_refused_at_start() {
         "{err:#}"
     );
 }
+
+#[tokio::test]
+async fn a_certificate_with_a_blank_name_names_nobody() {
+    let site = Site::new().await;
+    let blank_dir = site.dir.path().join("blank");
+    xcatd::init(site.config.clone(), Some(blank_dir.clone()), " ", false)
+        .await
+        .unwrap();
+    let (addr, shutdown, task) = site.serve();
+    let cfg = ClientConfig {
+        client_cred: Some(blank_dir.join("client-cred.pem")),
+        ..ClientConfig::new(addr.to_string(), blank_dir.join("ca.pem"))
+    };
+    let resps = client::run(&cfg, &Request::new("authcheck", vec![]))
+        .await
+        .unwrap();
+    assert_eq!(resps[0], Response::authcheck(None));
+    stop(shutdown, task).await;
+}
