@@ -306,26 +306,22 @@ async fn a_peer_over_its_request_rate_is_told_so_before_policy() {
 
 #[tokio::test]
 async fn limits_that_would_refuse_everyone_are_refused_at_start() {
-    let mut site = Site::new().await;
-    site.config.max_connections_per_peer = 0;
-    let err = xcatd::Daemon::start(site.config.clone())
-        .await
-        .err()
-        .expect("refused");
-    assert!(
-        err.to_string().contains("max_connections_per_peer is 0"),
-        "{err:#}"
-    );
-    site.config.max_connections_per_peer = 1;
-    site.config.peer_request_burst = 0;
-    let err = xcatd::Daemon::start(site.config.clone())
-        .await
-        .err()
-        .expect("refused");
-    assert!(
-        err.to_string().contains("peer_request_burst is 0"),
-        "{err:#}"
-    );
+    let site = Site::new().await;
+    let per_peer = Config {
+        max_connections_per_peer: 0,
+        ..site.config.clone()
+    };
+    let burst = Config {
+        peer_request_burst: 0,
+        ..site.config.clone()
+    };
+    for (config, why) in [
+        (per_peer, "max_connections_per_peer is 0"),
+        (burst, "peer_request_burst is 0"),
+    ] {
+        let err = xcatd::Daemon::start(config).await.err().expect("refused");
+        assert!(err.to_string().contains(why), "{err:#}");
+    }
 }
 
 #[tokio::test]
