@@ -359,6 +359,17 @@ pub async fn raw_tls(
     ca: &Path,
     cred: Option<&Path>,
 ) -> std::io::Result<TlsStream<tokio::net::TcpStream>> {
+    raw_tls_from(None, addr, ca, cred).await
+}
+
+/// [`raw_tls`] from a given local address (any of 127.0.0.0/8 reaches a
+/// daemon on 127.0.0.1), so one test can be several peers.
+pub async fn raw_tls_from(
+    local: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    ca: &Path,
+    cred: Option<&Path>,
+) -> std::io::Result<TlsStream<tokio::net::TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     for c in load_certs(ca).expect("ca") {
         roots.add(c).expect("root");
@@ -374,7 +385,18 @@ pub async fn raw_tls(
             .expect("client auth"),
         None => builder.with_no_client_auth(),
     };
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let tcp = match local {
+        None => tokio::net::TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let sock = if ip.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            sock.bind(SocketAddr::new(ip, 0))?;
+            sock.connect(addr).await?
+        }
+    };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     connector
         .connect("localhost".try_into().expect("name"), tcp)

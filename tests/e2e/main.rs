@@ -1,4 +1,5 @@
 //! End-to-end tests against a real `xcatd` over real TLS.
+mod attacks;
 mod capimage;
 mod capimage_busy;
 mod capimage_faults;

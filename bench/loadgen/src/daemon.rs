@@ -347,10 +347,13 @@ async fn serve_baseline(dir: &Path) -> anyhow::Result<()> {
 /// A fresh daemon state: credentials, a database with `nodes` nodes.
 async fn prepare(xcatd: &Path, root: &Path, nodes: usize) -> anyhow::Result<PathBuf> {
     let config = root.join("xcatd.toml");
+    // Every load client runs on this host: the per-peer share and the
+    // request-rate guard would measure themselves, not the daemon.
     std::fs::write(
         &config,
         "listen = \"127.0.0.1:0\"\ncert_dir = \"cert\"\nstate_dir = \"state\"\ninstall_dir = \"install\"\n\
-         share_dir = \"share\"\nserver_name = \"benchmn\"\nmax_connections = 1024\n",
+         share_dir = \"share\"\nserver_name = \"benchmn\"\nmax_connections = 1024\n\
+         max_connections_per_peer = 1024\npeer_request_rate = 0\n",
     )?;
     let init = Command::new(xcatd)
         .arg("--config")

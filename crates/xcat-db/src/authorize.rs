@@ -60,6 +60,17 @@ impl Db {
         Ok(nodes.iter().all(|n| set.contains(n.as_str())))
     }
 
+    /// Decide a request that targets nodes before they are expanded, when
+    /// the policy table allows it: see [`policy::evaluate_before_expansion`];
+    /// None when a rule limited to a noderange needs the request's nodes.
+    pub async fn authorize_before_expansion(
+        &self,
+        q: &PolicyQuery,
+    ) -> Result<Option<PolicyDecision>, DbError> {
+        let rows = self.policies().await?;
+        Ok(policy::evaluate_before_expansion(&rows, q))
+    }
+
     /// Decide a request against the policy table: loads the active rules,
     /// expands the noderanges of rules that need it, then applies
     /// [`policy::evaluate`].

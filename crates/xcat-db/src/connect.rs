@@ -39,9 +39,17 @@ impl Db {
             pool,
             backend,
             cache: Arc::default(),
+            noderange_limits: Default::default(),
         };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// This handle with `limits` on every noderange it expands (the
+    /// request's own and the policy rules'); clones made from it keep them.
+    pub fn with_noderange_limits(mut self, limits: crate::noderange::Limits) -> Db {
+        self.noderange_limits = limits;
+        self
     }
 
     /// Which database engine is behind this handle.

@@ -11,6 +11,7 @@ impl Db {
     pub async fn universe_for(&self, expr: &noderange::Expr) -> Result<Universe, DbError> {
         let snap = self.snapshot().await?;
         let mut u = snap.base;
+        u.set_limits(self.noderange_limits);
         let refs = expr.attr_refs();
         if refs.is_empty() {
             return Ok(u);

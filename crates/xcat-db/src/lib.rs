@@ -80,6 +80,8 @@ pub struct Db {
     pool: AnyPool,
     backend: Backend,
     cache: Arc<NodeCache>,
+    /// What one noderange expansion may cost (see [`noderange::Limits`]).
+    noderange_limits: noderange::Limits,
 }
 
 impl std::fmt::Debug for Db {

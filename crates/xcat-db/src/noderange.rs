@@ -22,17 +22,50 @@ use std::sync::Arc;
 
 use regex::Regex;
 
+mod names;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoderangeError {
     #[error("Invalid nodes and/or groups in noderange: {}", .0.join(","))]
     Invalid(Vec<String>),
+    /// More unknown names than an error lists: the first ones, and how
+    /// many more there were.
+    #[error("Invalid nodes and/or groups in noderange: {} and {more} more", .shown.join(","))]
+    InvalidMany { shown: Vec<String>, more: u64 },
+    /// Malformed, or over [`Limits`]; the text is shortened for messages.
     #[error("Invalid noderange {0}: {1}")]
     Syntax(String, String),
 }
 
-/// Largest number of names one range atom may produce (protects the daemon
-/// from `node[1-999999999]`).
-pub const MAX_RANGE: usize = 2_000_000;
+/// What one expansion may cost. Its memory is bounded by the node set
+/// whatever the noderange says (sets are bitsets over the known nodes,
+/// generated names are made one at a time, unknown names are counted rather
+/// than kept); this bounds its time, and with it what a request naming a
+/// few million names can make the daemon do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most nodes one noderange may look at in all: a plain or generated
+    /// name counts one, a group its members, a regular expression or an
+    /// attribute test every known node (each scans them all).
+    pub max_names: u64,
+}
+
+/// [`Limits::max_names`] unless configured: ten times a 100,000-node
+/// cluster, about a tenth of a second of expansion.
+pub const DEFAULT_MAX_NAMES: u64 = 1_000_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_names: DEFAULT_MAX_NAMES,
+        }
+    }
+}
+
+/// Unknown names an error lists; further ones are only counted.
+const SHOWN_UNKNOWN: usize = 100;
+/// Characters of a name or noderange a message shows.
+const SHOWN_CHARS: usize = 128;
 
 /// A parsed noderange.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +109,7 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, msg: &str) -> NoderangeError {
-        NoderangeError::Syntax(self.src.to_string(), msg.to_string())
+        NoderangeError::Syntax(shorten(self.src), msg.to_string())
     }
 
     fn list(&mut self, depth: usize) -> Result<Expr, NoderangeError> {
@@ -426,6 +459,7 @@ pub struct Universe {
     /// `table.col` -> value per node index (resolved: inheritance, templates).
     attrs: HashMap<String, Vec<Option<String>>>,
     excluded: Option<Arc<Bits>>,
+    limits: Limits,
 }
 
 impl Universe {
@@ -439,6 +473,11 @@ impl Universe {
             nodes,
             ..Universe::default()
         }
+    }
+
+    /// Bound what each expansion against this universe may cost.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
     }
 
     /// The node set this universe evaluates against.
@@ -493,8 +532,7 @@ impl Universe {
     pub fn set_excluded(&mut self, noderange: &str) -> Result<(), NoderangeError> {
         self.finish();
         let e = parse(noderange)?;
-        let mut bad = Vec::new();
-        let set = self.eval_list(&e, &mut bad)?;
+        let set = Eval::new(self).list(&e)?;
         self.excluded = Some(Arc::new(set));
         Ok(())
     }
@@ -533,12 +571,10 @@ impl Universe {
     /// Expand an already parsed noderange.
     pub fn expand_expr(&mut self, e: &Expr) -> Result<Vec<String>, NoderangeError> {
         self.finish();
-        let mut bad = Vec::new();
-        let mut set = self.eval_list(e, &mut bad)?;
-        if !bad.is_empty() {
-            let mut seen = std::collections::HashSet::new();
-            bad.retain(|b| seen.insert(b.clone()));
-            return Err(NoderangeError::Invalid(bad));
+        let mut eval = Eval::new(self);
+        let mut set = eval.list(e)?;
+        if let Some(err) = eval.unknown.into_error() {
+            return Err(err);
         }
         if let Some(x) = &self.excluded {
             set.minus(x);
@@ -551,15 +587,83 @@ impl Universe {
             .map(|&i| nodes.names[i as usize].clone())
             .collect())
     }
+}
 
-    fn eval_list(&self, e: &Expr, bad: &mut Vec<String>) -> Result<Bits, NoderangeError> {
-        let n = self.nodes.len();
+/// One evaluation of an expression: the universe, what is left of the
+/// budget, and the unknown names met.
+struct Eval<'a> {
+    u: &'a Universe,
+    left: u64,
+    unknown: Unknown,
+}
+
+/// The unknown names an expansion met: the first ones (shortened) for the
+/// error, the rest only counted, so a range of unknown names costs no memory
+/// per name.
+#[derive(Default)]
+struct Unknown {
+    shown: Vec<String>,
+    more: u64,
+}
+
+impl Unknown {
+    fn add(&mut self, name: &str) {
+        if self.shown.len() >= SHOWN_UNKNOWN {
+            self.more += 1;
+            return;
+        }
+        let name = shorten(name);
+        if !self.shown.contains(&name) {
+            self.shown.push(name);
+        }
+    }
+
+    fn into_error(self) -> Option<NoderangeError> {
+        match (self.shown.is_empty(), self.more) {
+            (true, _) => None,
+            (false, 0) => Some(NoderangeError::Invalid(self.shown)),
+            (false, more) => Some(NoderangeError::InvalidMany {
+                shown: self.shown,
+                more,
+            }),
+        }
+    }
+}
+
+impl<'a> Eval<'a> {
+    fn new(u: &'a Universe) -> Eval<'a> {
+        Eval {
+            u,
+            left: u.limits.max_names,
+            unknown: Unknown::default(),
+        }
+    }
+
+    /// Pay for `cost` names looked at on behalf of `atom`.
+    fn spend(&mut self, cost: u64, atom: &str) -> Result<(), NoderangeError> {
+        if cost > self.left {
+            return Err(Universe::syntax(
+                atom,
+                format!(
+                    "the noderange names more than {} nodes in all, the server's limit \
+                     (max_noderange_names; a generated name counts one, a group its members, \
+                     a regular expression or attribute test every node): name fewer nodes",
+                    self.u.limits.max_names
+                ),
+            ));
+        }
+        self.left -= cost;
+        Ok(())
+    }
+
+    fn list(&mut self, e: &Expr) -> Result<Bits, NoderangeError> {
+        let n = self.u.nodes.len();
         let mut inc = Bits::new(n);
         let mut exc = Bits::new(n);
         for it in &e.items {
             let mut acc: Option<Bits> = None;
             for a in &it.inter {
-                let s = self.eval_atom(a, bad)?;
+                let s = self.atom(a)?;
                 match &mut acc {
                     None => acc = Some(s),
                     Some(x) => x.and(&s),
@@ -577,318 +681,123 @@ impl Universe {
         Ok(inc)
     }
 
-    fn syntax(text: &str, msg: impl Into<String>) -> NoderangeError {
-        NoderangeError::Syntax(text.to_string(), msg.into())
-    }
-
-    /// Add a node or a group's members; false when the name is neither.
-    fn add_name(&self, name: &str, set: &mut Bits) -> bool {
-        if let Some(&id) = self.nodes.index.get(name) {
+    /// Add a node or a group's members, paying for them beyond `paid`;
+    /// false (and nothing paid) when the name is neither.
+    fn add(
+        &mut self,
+        name: &str,
+        set: &mut Bits,
+        atom: &str,
+        paid: u64,
+    ) -> Result<bool, NoderangeError> {
+        let nodes = &self.u.nodes;
+        if let Some(&id) = nodes.index.get(name) {
+            self.spend(1u64.saturating_sub(paid), atom)?;
             set.set(id);
-            true
-        } else if let Some(m) = self.nodes.groups.get(name) {
+        } else if let Some(m) = nodes.groups.get(name) {
+            self.spend((m.len() as u64).saturating_sub(paid), atom)?;
             for &id in m {
                 set.set(id);
             }
-            true
         } else {
-            false
+            return Ok(false);
         }
+        Ok(true)
     }
 
-    fn eval_atom(&self, a: &Atom, bad: &mut Vec<String>) -> Result<Bits, NoderangeError> {
+    fn atom(&mut self, a: &Atom) -> Result<Bits, NoderangeError> {
         let text = match a {
-            Atom::Paren(e) => return self.eval_list(e, bad),
+            Atom::Paren(e) => return self.list(e),
             Atom::Text(t) => t.as_str(),
         };
-        let n = self.nodes.len();
-        let mut set = Bits::new(n);
-        if self.add_name(text, &mut set) {
+        let mut set = Bits::new(self.u.nodes.len());
+        if self.add(text, &mut set, text, 0)? {
             return Ok(set);
         }
         if let Some(re) = text.strip_prefix('/') {
-            let re = re.strip_suffix('/').unwrap_or(re);
-            let re = Regex::new(&format!("^(?:{re})$"))
-                .map_err(|e| Self::syntax(text, format!("bad regular expression: {e}")))?;
-            for (i, name) in self.nodes.names.iter().enumerate() {
-                if re.is_match(name) {
-                    set.set(i as u32);
-                }
-            }
+            self.spend(self.u.nodes.len() as u64, text)?;
+            self.regex(text, re, &mut set)?;
             return Ok(set);
         }
         if let Some(sel) = selector(text) {
-            let key = format!("{}.{}", sel.table, sel.col);
-            let Some(vals) = self.attrs.get(&key) else {
-                return Err(Self::syntax(text, format!("unknown attribute {key}")));
-            };
-            let re = match sel.op {
-                SelOp::Match | SelOp::NoMatch => Some(
-                    Regex::new(&sel.value)
-                        .map_err(|e| Self::syntax(text, format!("bad regular expression: {e}")))?,
-                ),
-                _ => None,
-            };
-            for i in 0..n {
-                let v = vals.get(i).and_then(|v| v.as_deref()).unwrap_or("");
-                let hit = match sel.op {
-                    SelOp::Eq => v == sel.value,
-                    SelOp::Ne => v != sel.value,
-                    SelOp::Match => re.as_ref().is_some_and(|r| r.is_match(v)),
-                    SelOp::NoMatch => !re.as_ref().is_some_and(|r| r.is_match(v)),
-                };
-                if hit {
-                    set.set(i as u32);
-                }
-            }
+            self.spend(self.u.nodes.len() as u64, text)?;
+            self.u.select(text, &sel, &mut set)?;
             return Ok(set);
         }
-        let names = match expand_names(text) {
-            Ok(Some(names)) => names,
+        match names::pattern(text) {
+            Ok(Some(p)) => {
+                self.spend(p.count(), text)?;
+                p.for_each(|name| {
+                    if !self.add(name, &mut set, text, 1)? {
+                        self.unknown.add(name);
+                    }
+                    Ok(())
+                })?;
+            }
             Ok(None) => {
-                bad.push(text.to_string());
-                return Ok(set);
+                self.spend(1, text)?;
+                self.unknown.add(text);
             }
-            Err(msg) => return Err(Self::syntax(text, msg)),
-        };
-        for name in names {
-            if !self.add_name(&name, &mut set) {
-                bad.push(name);
-            }
+            Err(msg) => return Err(Universe::syntax(text, msg)),
         }
         Ok(set)
     }
-}
 
-/// Expand the name-generating forms (`+N`, brackets, `a-b`, `a:b`).
-/// Ok(None): the text is none of them (a plain unknown name).
-pub fn expand_names(text: &str) -> Result<Option<Vec<String>>, String> {
-    if let Some(v) = expand_plus(text)? {
-        return Ok(Some(v));
-    }
-    if text.contains('[') {
-        return expand_brackets(text).map(Some);
-    }
-    if let Some(v) = expand_dash_range(text)? {
-        return Ok(Some(v));
-    }
-    Ok(None)
-}
-
-fn pad(n: u64, width: usize) -> String {
-    format!("{n:0width$}")
-}
-
-fn check_size(count: u64) -> Result<(), String> {
-    if count > MAX_RANGE as u64 {
-        Err(format!(
-            "range too large ({count} names, at most {MAX_RANGE})"
-        ))
-    } else {
+    /// `/re` (or `/re/`): every node whose whole name matches.
+    fn regex(&self, text: &str, re: &str, set: &mut Bits) -> Result<(), NoderangeError> {
+        let re = re.strip_suffix('/').unwrap_or(re);
+        let re = Regex::new(&format!("^(?:{re})$"))
+            .map_err(|e| Universe::syntax(text, format!("bad regular expression: {e}")))?;
+        for (i, name) in self.u.nodes.names.iter().enumerate() {
+            if re.is_match(name) {
+                set.set(i as u32);
+            }
+        }
         Ok(())
     }
 }
 
-/// `node10+3` -> node10..node13.
-fn expand_plus(text: &str) -> Result<Option<Vec<String>>, String> {
-    let Some((left, inc)) = text.rsplit_once('+') else {
-        return Ok(None);
-    };
-    if inc.is_empty() || !inc.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(None);
+impl Universe {
+    fn syntax(text: &str, msg: impl Into<String>) -> NoderangeError {
+        NoderangeError::Syntax(shorten(text), msg.into())
     }
-    let digits = left.len() - left.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    if digits == 0 {
-        return Ok(None);
-    }
-    let (prefix, num) = left.split_at(left.len() - digits);
-    let start: u64 = num.parse().map_err(|_| "number too large".to_string())?;
-    let inc: u64 = inc.parse().map_err(|_| "number too large".to_string())?;
-    check_size(inc.saturating_add(1))?;
-    let end = start.checked_add(inc).ok_or("number too large")?;
-    Ok(Some(
-        (start..=end)
-            .map(|i| format!("{prefix}{}", pad(i, digits)))
-            .collect(),
-    ))
-}
 
-/// Numbers inside one bracket: `1,3,5`, `01-10`, `1:4`, mixed.
-fn bracket_values(inner: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for part in inner.split(',') {
-        let part = part.trim();
-        if part.is_empty() {
-            continue;
-        }
-        let sep = part.find(['-', ':']);
-        match sep {
-            Some(p) => {
-                let (a, b) = (&part[..p], &part[p + 1..]);
-                let (Ok(x), Ok(y)) = (a.parse::<u64>(), b.parse::<u64>()) else {
-                    return Err(format!("bad range '{part}' in brackets"));
-                };
-                if !a.bytes().all(|c| c.is_ascii_digit()) || !b.bytes().all(|c| c.is_ascii_digit())
-                {
-                    return Err(format!("bad range '{part}' in brackets"));
-                }
-                if x > y {
-                    return Err(format!("descending range '{part}' in brackets"));
-                }
-                check_size(y - x + 1 + out.len() as u64)?;
-                let width = a.len();
-                for i in x..=y {
-                    out.push(pad(i, width));
-                }
-            }
-            None => {
-                if !part.bytes().all(|c| c.is_ascii_digit()) {
-                    // Non-numeric items are taken literally (`rack[a,b]`).
-                    out.push(part.to_string());
-                } else {
-                    out.push(part.to_string());
-                }
+    /// `table.col OP value`: every node whose attribute compares true.
+    fn select(&self, text: &str, sel: &Selector, set: &mut Bits) -> Result<(), NoderangeError> {
+        let key = format!("{}.{}", sel.table, sel.col);
+        let Some(vals) = self.attrs.get(&key) else {
+            return Err(Self::syntax(text, format!("unknown attribute {key}")));
+        };
+        let re = match sel.op {
+            SelOp::Match | SelOp::NoMatch => Some(
+                Regex::new(&sel.value)
+                    .map_err(|e| Self::syntax(text, format!("bad regular expression: {e}")))?,
+            ),
+            _ => None,
+        };
+        for i in 0..self.nodes.len() {
+            let v = vals.get(i).and_then(|v| v.as_deref()).unwrap_or("");
+            let hit = match sel.op {
+                SelOp::Eq => v == sel.value,
+                SelOp::Ne => v != sel.value,
+                SelOp::Match => re.as_ref().is_some_and(|r| r.is_match(v)),
+                SelOp::NoMatch => !re.as_ref().is_some_and(|r| r.is_match(v)),
+            };
+            if hit {
+                set.set(i as u32);
             }
         }
+        Ok(())
     }
-    if out.is_empty() {
-        return Err("empty brackets".into());
-    }
-    Ok(out)
 }
 
-/// `f[1-2]n[01-03]` -> cartesian product.
-fn expand_brackets(text: &str) -> Result<Vec<String>, String> {
-    let mut acc: Vec<String> = vec![String::new()];
-    let mut rest = text;
-    while !rest.is_empty() {
-        match rest.find('[') {
-            None => {
-                for a in &mut acc {
-                    a.push_str(rest);
-                }
-                break;
-            }
-            Some(open) => {
-                let lit = &rest[..open];
-                let close = rest[open..]
-                    .find(']')
-                    .ok_or("unbalanced brackets: '[' without ']'")?
-                    + open;
-                let vals = bracket_values(&rest[open + 1..close])?;
-                check_size(acc.len() as u64 * vals.len() as u64)?;
-                let mut next = Vec::with_capacity(acc.len() * vals.len());
-                for a in &acc {
-                    for v in &vals {
-                        let mut s = String::with_capacity(a.len() + lit.len() + v.len());
-                        s.push_str(a);
-                        s.push_str(lit);
-                        s.push_str(v);
-                        next.push(s);
-                    }
-                }
-                acc = next;
-                rest = &rest[close + 1..];
-            }
-        }
+/// `text` cut to [`SHOWN_CHARS`] characters for a message: a noderange may
+/// be as long as a request, and errors are sent back and logged.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}...", &text[..cut]),
     }
-    if text.contains(']') && acc.iter().any(|a| a.contains(']')) {
-        return Err("unbalanced brackets: ']' without '['".into());
-    }
-    Ok(acc)
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Run<'a> {
-    Text(&'a str),
-    Num(&'a str),
-}
-
-fn runs(s: &str) -> Vec<Run<'_>> {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let digit = b[i].is_ascii_digit();
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() == digit {
-            i += 1;
-        }
-        let part = &s[start..i];
-        out.push(if digit {
-            Run::Num(part)
-        } else {
-            Run::Text(part)
-        });
-    }
-    out
-}
-
-/// `node01-node10` or `node01:node10`: same shape, exactly one numeric run differs.
-fn expand_dash_range(text: &str) -> Result<Option<Vec<String>>, String> {
-    let (a, b) = if text.matches(':').count() == 1 {
-        text.split_once(':').unwrap_or((text, ""))
-    } else {
-        let hyphens: Vec<usize> = text.match_indices('-').map(|(i, _)| i).collect();
-        if hyphens.len() % 2 != 1 {
-            return Ok(None);
-        }
-        // Names may contain '-' themselves: split at the middle hyphen.
-        let mid = hyphens[hyphens.len() / 2];
-        (&text[..mid], &text[mid + 1..])
-    };
-    if a.is_empty() || b.is_empty() {
-        return Ok(None);
-    }
-    let (ra, rb) = (runs(a), runs(b));
-    if ra.len() != rb.len() {
-        return Ok(None);
-    }
-    let mut differing = None;
-    for (i, (x, y)) in ra.iter().zip(&rb).enumerate() {
-        match (x, y) {
-            (Run::Text(p), Run::Text(q)) if p == q => {}
-            (Run::Num(p), Run::Num(q)) => {
-                if p != q {
-                    if differing.is_some() {
-                        return Ok(None);
-                    }
-                    differing = Some(i);
-                }
-            }
-            _ => return Ok(None),
-        }
-    }
-    let Some(d) = differing else {
-        return Ok(Some(vec![a.to_string()]));
-    };
-    let (Run::Num(sa), Run::Num(sb)) = (&ra[d], &rb[d]) else {
-        return Ok(None);
-    };
-    let x: u64 = sa.parse().map_err(|_| "number too large".to_string())?;
-    let y: u64 = sb.parse().map_err(|_| "number too large".to_string())?;
-    if x > y {
-        return Err(format!("descending range {a}-{b}"));
-    }
-    check_size(y - x + 1)?;
-    let width = sa.len();
-    let prefix: String = ra[..d]
-        .iter()
-        .map(|r| match r {
-            Run::Text(t) | Run::Num(t) => *t,
-        })
-        .collect();
-    let suffix: String = ra[d + 1..]
-        .iter()
-        .map(|r| match r {
-            Run::Text(t) | Run::Num(t) => *t,
-        })
-        .collect();
-    Ok(Some(
-        (x..=y)
-            .map(|i| format!("{prefix}{}{suffix}", pad(i, width)))
-            .collect(),
-    ))
 }
 
 /// Natural order: digit runs compare by value (`node2 < node10`), the rest
@@ -1101,5 +1010,63 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_budget_is_shared_by_every_atom_and_named_in_the_error() {
+        let mut u = uni();
+        u.set_limits(Limits { max_names: 100 });
+        assert_eq!(ex(&mut u, "node[01-20],f1n1").len(), 21);
+        // Each range fits alone; together they pass the limit.
+        let err = u.expand("zz[1-60],zy[1-60]").unwrap_err();
+        let NoderangeError::Syntax(at, msg) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(at, "zy[1-60]");
+        assert!(
+            msg.contains("more than 100 nodes") && msg.contains("max_noderange_names"),
+            "{msg}"
+        );
+        // A group costs its members, a regular expression every node.
+        let four_alls = ["all"; 4].join(",");
+        assert!(u.expand(&four_alls).is_ok(), "4 x 21 members fit in 100");
+        assert!(u.expand(&format!("{four_alls},all")).is_err());
+        assert!(
+            u.expand("/node.*,/f.*,/rack.*,/m.*").is_err(),
+            "4 scans of 28 nodes"
+        );
+        assert!(u.expand("/node.*,/f.*,/rack.*").is_ok());
+    }
+
+    #[test]
+    fn a_range_past_the_budget_is_refused_before_any_name_is_made() {
+        let mut u = uni();
+        let bomb = ["zz[0-1999999]"; 1000].join(",");
+        let start = std::time::Instant::now();
+        let err = u.expand(&bomb).unwrap_err();
+        assert!(err.to_string().contains("more than 1000000 nodes"), "{err}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_names_are_counted_not_kept() {
+        let mut u = uni();
+        let err = u.expand("node01,zz[0-499999],zy[0-499998]").unwrap_err();
+        let NoderangeError::InvalidMany { shown, more } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(shown.len(), SHOWN_UNKNOWN);
+        assert_eq!((shown[0].as_str(), shown[99].as_str()), ("zz0", "zz99"));
+        assert_eq!(*more, 999_999 - 100);
+        assert!(err
+            .to_string()
+            .starts_with("Invalid nodes and/or groups in noderange: zz0,zz1,"));
+        assert!(err.to_string().ends_with(",zz99 and 999899 more"), "{err}");
+        // A long name is shown shortened, in both kinds of error.
+        let long = "x".repeat(5000);
+        let err = u.expand(&long).unwrap_err().to_string();
+        assert!(err.len() < 200 && err.ends_with("..."), "{err}");
+        let err = u.expand(&format!("{long}[")).unwrap_err().to_string();
+        assert!(err.len() < 300, "{err}");
     }
 }

@@ -75,18 +75,41 @@ fn blank(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// A user name as an identity: an empty or blank name (an empty
+/// `<username>` from a trusted peer, a certificate whose CN is empty) is no
+/// identity at all, so it can never pass as "any authenticated user".
+pub fn identity_name(name: Option<&str>) -> Option<&str> {
+    name.filter(|n| !n.trim().is_empty())
+}
+
 /// Does this row match the request (ignoring its rule)?
 pub fn row_matches(
     row: &PolicyRow,
     q: &PolicyQuery,
     covers: &dyn Fn(&str, &[String]) -> bool,
 ) -> bool {
+    if !row_matches_except_nodes(row, q) {
+        return false;
+    }
+    // noderange: every requested node must be inside the rule's noderange.
+    // A rule limited to nodes never matches a request without nodes.
+    if let Some(nr) = blank(&row.noderange) {
+        if q.nodes.is_empty() || !covers(nr, &q.nodes) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Does this row match the request in everything but its `noderange`?
+fn row_matches_except_nodes(row: &PolicyRow, q: &PolicyQuery) -> bool {
     // name: empty = anyone (even without a certificate); `*` = any
     // authenticated user; otherwise exactly that user.
+    let user = identity_name(q.user.as_deref());
     let name_ok = match blank(&row.name) {
         None => true,
-        Some("*") => q.user.is_some(),
-        Some(n) => q.user.as_deref() == Some(n),
+        Some("*") => user.is_some(),
+        Some(n) => user == Some(n),
     };
     if !name_ok {
         return false;
@@ -131,14 +154,35 @@ pub fn row_matches(
             Err(_) => return false,
         }
     }
-    // noderange: every requested node must be inside the rule's noderange.
-    // A rule limited to nodes never matches a request without nodes.
-    if let Some(nr) = blank(&row.noderange) {
-        if q.nodes.is_empty() || !covers(nr, &q.nodes) {
-            return false;
-        }
-    }
     true
+}
+
+/// What a matching row decides.
+fn decision(row: &PolicyRow) -> PolicyDecision {
+    let rule = blank(&row.rule).unwrap_or("").to_ascii_lowercase();
+    match rule.as_str() {
+        "allow" | "accept" => PolicyDecision::Allow {
+            priority: row.priority.clone(),
+            trusted: false,
+        },
+        "trusted" => PolicyDecision::Allow {
+            priority: row.priority.clone(),
+            trusted: true,
+        },
+        _ => PolicyDecision::Deny {
+            priority: row.priority.clone(),
+        },
+    }
+}
+
+fn sorted(rows: &[PolicyRow]) -> Vec<&PolicyRow> {
+    let mut sorted: Vec<&PolicyRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| {
+        priority_value(&a.priority)
+            .partial_cmp(&priority_value(&b.priority))
+            .unwrap_or(Ordering::Equal)
+    });
+    sorted
 }
 
 /// Decide a request: active rows sorted numerically by priority, the first
@@ -154,32 +198,39 @@ pub fn evaluate(
     q: &PolicyQuery,
     covers: impl Fn(&str, &[String]) -> bool,
 ) -> PolicyDecision {
-    let mut sorted: Vec<&PolicyRow> = rows.iter().collect();
-    sorted.sort_by(|a, b| {
-        priority_value(&a.priority)
-            .partial_cmp(&priority_value(&b.priority))
-            .unwrap_or(Ordering::Equal)
-    });
-    for row in sorted {
-        if !row_matches(row, q, &covers) {
+    sorted(rows)
+        .into_iter()
+        .find(|row| row_matches(row, q, &covers))
+        .map_or(PolicyDecision::NoMatch, decision)
+}
+
+/// Decide a request that targets nodes *before* its noderange is expanded,
+/// when no row limited to a noderange can change the outcome; None when
+/// one can (the nodes are needed). `q.nodes` is ignored.
+///
+/// This is what keeps a peer that no rule allows from making the daemon
+/// expand anything: rows are walked in priority order as by [`evaluate`];
+/// a node-limited row that could match and would allow needs the nodes; a
+/// node-limited row that would deny does not (denied by it or by a later
+/// row, the request is denied), except in front of a row that would allow
+/// without nodes. A denial found this way names the first row that denies
+/// whatever the nodes (or none), which may be a later row than [`evaluate`]
+/// would name.
+pub fn evaluate_before_expansion(rows: &[PolicyRow], q: &PolicyQuery) -> Option<PolicyDecision> {
+    let mut node_limited_deny = false;
+    for row in sorted(rows) {
+        if !row_matches_except_nodes(row, q) {
             continue;
         }
-        let rule = blank(&row.rule).unwrap_or("").to_ascii_lowercase();
-        return match rule.as_str() {
-            "allow" | "accept" => PolicyDecision::Allow {
-                priority: row.priority.clone(),
-                trusted: false,
-            },
-            "trusted" => PolicyDecision::Allow {
-                priority: row.priority.clone(),
-                trusted: true,
-            },
-            _ => PolicyDecision::Deny {
-                priority: row.priority.clone(),
-            },
-        };
+        let d = decision(row);
+        match (blank(&row.noderange).is_some(), d.is_allowed()) {
+            (true, true) => return None,
+            (true, false) => node_limited_deny = true,
+            (false, true) if node_limited_deny => return None,
+            (false, _) => return Some(d),
+        }
     }
-    PolicyDecision::NoMatch
+    Some(PolicyDecision::NoMatch)
 }
 
 #[cfg(test)]
@@ -290,5 +341,62 @@ mod tests {
         assert!(!evaluate(&rows, &query, |_: &str, _: &[String]| true).is_allowed());
         query.host = Some("client1.example.com".into());
         assert!(evaluate(&rows, &query, |_: &str, _: &[String]| true).is_allowed());
+    }
+
+    fn limited(prio: &str, name: &str, noderange: &str, rule: &str) -> PolicyRow {
+        PolicyRow {
+            noderange: Some(noderange.into()),
+            ..row(prio, name, rule)
+        }
+    }
+
+    #[test]
+    fn decided_before_expansion_unless_a_node_limited_row_could_change_it() {
+        let defaults = vec![row("1", "root", "allow"), row("1.2", "mgmt", "trusted")];
+        // No rule names a peer without a certificate: denied, nothing expanded.
+        assert_eq!(
+            evaluate_before_expansion(&defaults, &q(None, "nodels", &[])),
+            Some(PolicyDecision::NoMatch)
+        );
+        assert!(
+            evaluate_before_expansion(&defaults, &q(Some("root"), "nodels", &[]))
+                .is_some_and(|d| d.is_allowed())
+        );
+        let bob = vec![limited("1", "bob", "rack1", "allow"), row("2", "", "deny")];
+        assert_eq!(
+            evaluate_before_expansion(&bob, &q(Some("alice"), "nodels", &[])),
+            Some(PolicyDecision::Deny {
+                priority: "2".into()
+            })
+        );
+        assert_eq!(
+            evaluate_before_expansion(&bob, &q(Some("bob"), "nodels", &[])),
+            None,
+            "bob's rule may allow: the nodes decide"
+        );
+        let fenced = vec![limited("1", "", "mgmt", "deny"), row("2", "*", "allow")];
+        assert_eq!(
+            evaluate_before_expansion(&fenced, &q(Some("bob"), "nodels", &[])),
+            None,
+            "a node-limited denial in front of an allow: the nodes decide"
+        );
+        assert_eq!(
+            evaluate_before_expansion(&fenced, &q(None, "nodels", &[])),
+            Some(PolicyDecision::NoMatch)
+        );
+    }
+
+    #[test]
+    fn an_empty_name_is_no_identity() {
+        let rows = vec![row("1", "*", "allow")];
+        for blank in ["", "  "] {
+            assert_eq!(
+                evaluate(&rows, &q(Some(blank), "x", &[]), no_nodes),
+                PolicyDecision::NoMatch,
+                "{blank:?}"
+            );
+        }
+        assert_eq!(identity_name(Some(" ")), None);
+        assert_eq!(identity_name(Some("bob")), Some("bob"));
     }
 }

@@ -210,9 +210,11 @@ impl Responder {
 /// Runs requests in-process; implemented by the daemon.
 #[async_trait]
 pub trait Dispatcher: Send + Sync + 'static {
-    /// Run `req` for a sub-request: noderange expanded, no policy check (the
-    /// parent request was authorized), no `serverdone`. Handler errors are sent
-    /// as error responses on `out`.
+    /// Run `req` for a sub-request: checked by policy as `ctx.identity` (the
+    /// parent request's identity, so a handler cannot run a command its user
+    /// may not; a `username` in `req` is not honoured), noderange expanded,
+    /// no `serverdone`. A denial and handler errors are sent as error
+    /// responses on `out`.
     async fn run_sub_request(&self, req: Request, ctx: Context, out: Responder);
 
     /// Every command name the daemon serves, sorted.

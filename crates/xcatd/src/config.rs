@@ -30,6 +30,16 @@ pub struct Config {
     pub share_dir: PathBuf,
     /// Most connections served at once; more are closed at accept.
     pub max_connections: usize,
+    /// Most connections one peer address may hold at once; more from it are
+    /// closed at accept, so one peer cannot take the whole pool.
+    pub max_connections_per_peer: usize,
+    /// Requests per second one peer address may sustain, checked before
+    /// policy; 0 turns the guard off (benchmarks from one host).
+    pub peer_request_rate: u32,
+    /// Requests one peer may send at once after a pause (the bucket size).
+    pub peer_request_burst: u32,
+    /// Most nodes one noderange may look at (see `xcat_db::noderange::Limits`).
+    pub max_noderange_names: u64,
     /// Largest request document accepted, in bytes.
     pub max_request_bytes: usize,
     /// Seconds allowed for the TLS handshake.
@@ -63,6 +73,10 @@ impl Default for Config {
             install_dir: PathBuf::from("/install"),
             share_dir: PathBuf::from("/usr/share/xcatd"),
             max_connections: 1024,
+            max_connections_per_peer: 256,
+            peer_request_rate: 100,
+            peer_request_burst: 400,
+            max_noderange_names: xcat_db::noderange::DEFAULT_MAX_NAMES,
             max_request_bytes: 1 << 20,
             handshake_timeout: 10,
             request_idle_timeout: 15,
@@ -113,6 +127,20 @@ impl Config {
             cfg.server_name = short_hostname();
         }
         Ok(cfg)
+    }
+
+    /// Limits that would refuse every client are refused instead.
+    pub(crate) fn check_peer_limits(&self) -> anyhow::Result<()> {
+        if self.max_connections_per_peer == 0 {
+            anyhow::bail!("max_connections_per_peer is 0: no client could connect; use at least 1");
+        }
+        if self.peer_request_rate > 0 && self.peer_request_burst == 0 {
+            anyhow::bail!(
+                "peer_request_burst is 0: no request could pass the rate guard; \
+                 use at least 1, or peer_request_rate = 0 to turn the guard off"
+            );
+        }
+        Ok(())
     }
 
     pub fn database_url(&self) -> String {

@@ -1,11 +1,12 @@
-//! From an authenticated request to handler output: noderange expansion,
-//! policy, built-in commands, and the handler registry (which plugins fill
+//! From an authenticated request to handler output: policy, noderange
+//! expansion, built-in commands, and the handler registry (which plugins fill
 //! it is decided in `plugins.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 
 use tracing::{info, warn};
+use xcat_db::policy::identity_name;
 use xcat_db::{Db, PolicyDecision, PolicyQuery};
 use xcat_jobkit::error_chain;
 use xcat_plugin::{
@@ -98,71 +99,69 @@ impl Registry {
         }
     }
 
-    /// Expand `noderange` and append explicit `node`s.
-    async fn nodes_of(&self, req: &Request) -> Result<Vec<String>, String> {
-        let mut nodes = Vec::new();
-        if let Some(nr) = req.noderange.as_deref().filter(|s| !s.is_empty()) {
-            nodes = self
-                .db
-                .expand_noderange(nr)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        if !req.nodes.is_empty() {
-            let mut seen: std::collections::HashSet<String> = nodes.iter().cloned().collect();
-            for n in &req.nodes {
-                if seen.insert(n.clone()) {
-                    nodes.push(n.clone());
-                }
-            }
-        }
-        Ok(nodes)
-    }
-
-    /// Check policy. Returns the identity to run as, or None when denied.
-    async fn authorize(
+    /// Policy first, then the nodes: the identity the request runs as and
+    /// its nodes, or why it does not run. The noderange is expanded only
+    /// when the request is allowed or a rule limited to a noderange needs
+    /// it, so a peer that no rule allows never makes the daemon expand one.
+    /// `on_behalf`: honour a trusted peer's `<username>` (a top-level
+    /// request; a sub-request always runs as its parent request).
+    async fn admit(
         &self,
         req: &Request,
         identity: &Identity,
-        nodes: &[String],
-    ) -> Option<Identity> {
+        on_behalf: bool,
+    ) -> Result<(Identity, Vec<String>), Refusal> {
+        let mut nodes = RequestNodes::new(&self.db, req);
+        let mut effective = identity.clone();
+        let mut decision = self.decide(req, &effective, &mut nodes).await;
+        // A trusted peer (another server) may act on behalf of a named user;
+        // the request is then judged again as that user. An empty name is
+        // no identity: the request is judged, and runs, as nobody.
+        if let (true, PolicyDecision::Allow { trusted: true, .. }, Some(u)) =
+            (on_behalf, &decision, &req.username)
+        {
+            effective.user = identity_name(Some(u)).map(str::to_string);
+            decision = self.decide(req, &effective, &mut nodes).await;
+        }
+        log_decision(req, identity, &effective, &decision);
+        if !decision.is_allowed() {
+            return Err(Refusal::Denied);
+        }
+        match nodes.get().await {
+            Ok(n) => Ok((effective, std::mem::take(n))),
+            Err(msg) => Err(Refusal::Failed(msg.clone())),
+        }
+    }
+
+    /// One policy decision for `req` as `who`; an unreadable policy table denies.
+    async fn decide(
+        &self,
+        req: &Request,
+        who: &Identity,
+        nodes: &mut RequestNodes<'_>,
+    ) -> PolicyDecision {
         let mut query = PolicyQuery {
-            user: identity.user.clone(),
-            host: identity.host.clone(),
+            user: who.user.clone(),
+            host: who.host.clone(),
             command: req.command.clone(),
             args: req.args.clone(),
-            nodes: nodes.to_vec(),
+            nodes: Vec::new(),
         };
-        let decide = |q: PolicyQuery| async move {
-            self.db.authorize(&q).await.unwrap_or_else(|e| {
-                warn!(error = %e, "cannot read the policy table; denying");
-                PolicyDecision::NoMatch
-            })
+        let decided = async {
+            if nodes.targeted() {
+                if let Some(d) = self.db.authorize_before_expansion(&query).await? {
+                    return Ok(d);
+                }
+                // A noderange that does not expand targets no node a rule
+                // could cover; its error is reported if the request is allowed.
+                query.nodes = nodes.get().await.clone().unwrap_or_default();
+            }
+            self.db.authorize(&query).await
         };
-        let mut decision = decide(query.clone()).await;
-        let mut effective = identity.clone();
-        // A trusted peer (another server) may act on behalf of a named user;
-        // the request is then judged again as that user.
-        if let (PolicyDecision::Allow { trusted: true, .. }, Some(u)) = (&decision, &req.username) {
-            effective.user = Some(u.clone());
-            query.user = Some(u.clone());
-            decision = decide(query).await;
-        }
-        let who = effective.user.as_deref().unwrap_or("(unauthenticated)");
-        match decision {
-            PolicyDecision::Allow { priority, .. } => {
-                info!(user = who, peer = %identity.peer, command = %req.command, rule = %priority, "policy allows");
-                Some(effective)
-            }
-            PolicyDecision::Deny { priority } => {
-                warn!(user = who, peer = %identity.peer, command = %req.command, rule = %priority, "policy denies");
-                None
-            }
-            PolicyDecision::NoMatch => {
-                warn!(user = who, peer = %identity.peer, command = %req.command, "policy denies: no rule matches");
-                None
-            }
-        }
+        decided.await.unwrap_or_else(|e: xcat_db::DbError| {
+            warn!(error = %e, "cannot read the policy table; denying");
+            PolicyDecision::NoMatch
+        })
     }
 
     /// Serve one top-level request: policy, expansion, dispatch. Does not send
@@ -181,18 +180,9 @@ impl Registry {
                 .await;
             return Outcome::Ok;
         }
-        let nodes = self.nodes_of(&req).await;
-        let nodes_for_policy = nodes.as_ref().map(|n| n.as_slice()).unwrap_or(&[]);
-        let Some(effective) = self.authorize(&req, &identity, nodes_for_policy).await else {
-            let _ = out.error("Permission denied for request").await;
-            return Outcome::Denied;
-        };
-        let nodes = match nodes {
-            Ok(n) => n,
-            Err(msg) => {
-                let _ = out.error(msg.clone()).await;
-                return Outcome::Failed(msg);
-            }
+        let (effective, nodes) = match self.admit(&req, &identity, true).await {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refusal.tell(&out).await,
         };
         let ctx = self.context(Arc::new(effective), cancel);
         self.run(
@@ -264,26 +254,116 @@ impl Registry {
     }
 }
 
+/// Why an admitted-or-not request does not run.
+enum Refusal {
+    /// Policy denies it.
+    Denied,
+    /// Allowed, but its noderange does not expand (the error the client gets).
+    Failed(String),
+}
+
+impl Refusal {
+    /// Tell the client, and say how the request ended.
+    async fn tell(self, out: &Responder) -> Outcome {
+        match self {
+            Refusal::Denied => {
+                let _ = out.error("Permission denied for request").await;
+                Outcome::Denied
+            }
+            Refusal::Failed(msg) => {
+                let _ = out.error(msg.clone()).await;
+                Outcome::Failed(msg)
+            }
+        }
+    }
+}
+
+/// A request's nodes, expanded at most once and only when asked for: the
+/// noderange (within the database's noderange limits), then explicit
+/// `<node>`s not already in it.
+struct RequestNodes<'a> {
+    db: &'a Db,
+    req: &'a Request,
+    nodes: Option<Result<Vec<String>, String>>,
+}
+
+impl<'a> RequestNodes<'a> {
+    fn new(db: &'a Db, req: &'a Request) -> RequestNodes<'a> {
+        RequestNodes {
+            db,
+            req,
+            nodes: None,
+        }
+    }
+
+    /// Does the request name any node at all?
+    fn targeted(&self) -> bool {
+        self.noderange().is_some() || !self.req.nodes.is_empty()
+    }
+
+    fn noderange(&self) -> Option<&'a str> {
+        self.req.noderange.as_deref().filter(|s| !s.is_empty())
+    }
+
+    async fn get(&mut self) -> &mut Result<Vec<String>, String> {
+        if self.nodes.is_none() {
+            self.nodes = Some(self.expand().await);
+        }
+        self.nodes.as_mut().expect("just set")
+    }
+
+    async fn expand(&self) -> Result<Vec<String>, String> {
+        let mut nodes = match self.noderange() {
+            Some(nr) => self
+                .db
+                .expand_noderange(nr)
+                .await
+                .map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        if !self.req.nodes.is_empty() {
+            let mut seen: std::collections::HashSet<String> = nodes.iter().cloned().collect();
+            for n in &self.req.nodes {
+                if seen.insert(n.clone()) {
+                    nodes.push(n.clone());
+                }
+            }
+        }
+        Ok(nodes)
+    }
+}
+
+/// The policy log line of a request.
+fn log_decision(req: &Request, peer: &Identity, effective: &Identity, decision: &PolicyDecision) {
+    let who = effective.user.as_deref().unwrap_or("(unauthenticated)");
+    match decision {
+        PolicyDecision::Allow { priority, .. } => {
+            info!(user = who, peer = %peer.peer, command = %req.command, rule = %priority, "policy allows");
+        }
+        PolicyDecision::Deny { priority } => {
+            warn!(user = who, peer = %peer.peer, command = %req.command, rule = %priority, "policy denies");
+        }
+        PolicyDecision::NoMatch => {
+            warn!(user = who, peer = %peer.peer, command = %req.command, "policy denies: no rule matches");
+        }
+    }
+}
+
 #[async_trait]
 impl Dispatcher for Registry {
     async fn run_sub_request(&self, req: Request, ctx: Context, out: Responder) {
-        let nodes = match self.nodes_of(&req).await {
-            Ok(n) => n,
-            Err(msg) => {
-                let _ = out.error(msg).await;
-                return;
-            }
-        };
-        let outcome = self
-            .run(
-                HandlerRequest {
+        // Judged by policy as the parent request's identity: a handler can
+        // never run, on a user's behalf, a command that user may not run.
+        let outcome = match self.admit(&req, &ctx.identity, false).await {
+            Ok((_, nodes)) => {
+                let hreq = HandlerRequest {
                     request: req.clone(),
                     nodes,
-                },
-                ctx.clone(),
-                out,
-            )
-            .await;
+                };
+                self.run(hreq, ctx.clone(), out).await
+            }
+            Err(refusal) => refusal.tell(&out).await,
+        };
         info!(
             user = ctx.identity.user.as_deref().unwrap_or("(unauthenticated)"),
             peer = %ctx.identity.peer,

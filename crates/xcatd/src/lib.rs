@@ -23,6 +23,7 @@ pub mod config;
 
 mod certs;
 mod dispatch;
+mod peers;
 mod plugins;
 mod server;
 mod tls;
@@ -42,8 +43,13 @@ impl Daemon {
     /// start-up hook and build the registry. Nothing listens yet, so a
     /// daemon that cannot serve fails before it holds the port.
     pub async fn start(config: Config) -> anyhow::Result<Daemon> {
+        config.check_peer_limits()?;
         let tls = tls::server_config(&config.cert_dir)?;
-        let db = open_db(&config).await?;
+        let db = open_db(&config)
+            .await?
+            .with_noderange_limits(xcat_db::noderange::Limits {
+                max_names: config.max_noderange_names,
+            });
         let settings = Arc::new(settings_of(&config));
         let handlers = plugin_handlers(config.enable_test_commands);
         run_start_hooks(&handlers, &settings);

@@ -6,12 +6,12 @@
 //! `abortcommand` document or a disconnect cancels the running command.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +21,7 @@ use xcatd_proto::{encode_response, FrameError, FrameLimits, RequestReader};
 
 use crate::config::Config;
 use crate::dispatch::{Outcome, Registry};
+use crate::peers::{LogEvery, PeerLimits, PeerSlot, Peers};
 
 /// Most responses written with one flush.
 const WRITE_BATCH: usize = 256;
@@ -38,6 +39,10 @@ pub struct Server {
     /// Bounds concurrent connections; a connection past it is closed at once.
     pub slots: Arc<Semaphore>,
     pub max_connections: usize,
+    /// Each peer's share of the slots and its request rate.
+    pub peers: Arc<Peers>,
+    /// Refusals at `max_connections`, logged at most every few seconds.
+    pub full: Mutex<LogEvery>,
     /// Fired when shutdown gives up waiting: cancels every running command.
     pub hard_stop: CancellationToken,
     pub server_name: String,
@@ -57,6 +62,12 @@ impl Server {
             write_timeout: Config::secs(cfg.write_timeout),
             slots: Arc::new(Semaphore::new(cfg.max_connections)),
             max_connections: cfg.max_connections,
+            peers: Peers::new(PeerLimits {
+                max_connections: cfg.max_connections_per_peer,
+                rate: cfg.peer_request_rate,
+                burst: cfg.peer_request_burst,
+            }),
+            full: Mutex::new(LogEvery::default()),
             hard_stop: CancellationToken::new(),
             server_name: cfg.server_name.clone(),
         }
@@ -76,14 +87,13 @@ impl Server {
                 _ = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
-                        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                            warn!(%peer, limit = self.max_connections, "connection limit reached; closing new connection");
+                        let Some((permit, slot)) = self.admit(&peer) else {
                             drop(tcp);
                             continue;
                         };
                         let me = self.clone();
                         conns.spawn(async move {
-                            me.connection(tcp, peer).await;
+                            me.connection(tcp, peer, &slot).await;
                             drop(permit);
                         });
                     }
@@ -118,7 +128,35 @@ impl Server {
         info!("shutdown complete");
     }
 
-    async fn connection(&self, tcp: TcpStream, peer: SocketAddr) {
+    /// A slot for a new connection from `peer`: its peer's share first (one
+    /// peer cannot fill the pool), then the pool. None: close it at once.
+    fn admit(&self, peer: &SocketAddr) -> Option<(OwnedSemaphorePermit, PeerSlot)> {
+        let slot = match self.peers.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                if let Some(unlogged) = refused.log {
+                    warn!(%peer, held = refused.held, limit = self.peers.limits().max_connections,
+                          unlogged, "per-peer connection limit reached (max_connections_per_peer); closing new connections from this peer");
+                }
+                return None;
+            }
+        };
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            let due = self
+                .full
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .due(Instant::now());
+            if let Some(unlogged) = due {
+                warn!(%peer, limit = self.max_connections, unlogged,
+                      "connection limit reached (max_connections); closing new connections");
+            }
+            return None;
+        };
+        Some((permit, slot))
+    }
+
+    async fn connection(&self, tcp: TcpStream, peer: SocketAddr, slot: &PeerSlot) {
         let _ = tcp.set_nodelay(true);
         let tls = match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp))
             .await
@@ -139,7 +177,9 @@ impl Server {
             .1
             .peer_certificates()
             .and_then(|c| c.first())
-            .and_then(crate::tls::common_name);
+            .and_then(crate::tls::common_name)
+            // A certificate with a blank CN names nobody.
+            .filter(|cn| xcat_db::policy::identity_name(Some(cn)).is_some());
         let identity = Identity {
             user,
             peer: peer.to_string(),
@@ -163,6 +203,11 @@ impl Server {
             if req.abort && req.command.is_empty() {
                 // An abort that arrives when nothing runs has nothing to cancel.
                 continue;
+            }
+            // The rate guard stands in front of policy and the handlers.
+            if !slot.take_request() {
+                self.too_many(&mut writer, &identity, slot, req).await;
+                break;
             }
             self.request(req, &identity, &mut reader, &mut writer).await;
             break;
@@ -192,6 +237,37 @@ impl Server {
             })
             .await;
         }
+    }
+
+    /// Answer a request over its peer's rate with an error saying so.
+    async fn too_many<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        identity: &Identity,
+        slot: &PeerSlot,
+        req: xcat_plugin::Request,
+    ) {
+        let limits = self.peers.limits();
+        let msg = format!(
+            "Too many requests from {}: more than {} a second, in bursts of up to {} \
+             (peer_request_rate, peer_request_burst); wait a moment and retry",
+            slot.ip(),
+            limits.rate,
+            limits.burst
+        );
+        let mut done = Response::serverdone();
+        if let Some(t) = req.transid {
+            done = done.with_transid(t);
+        }
+        let _ = self
+            .write(writer, &[Response::error(msg.clone()), done])
+            .await;
+        log_request(
+            identity,
+            &req.command,
+            &Outcome::Failed(msg),
+            Instant::now(),
+        );
     }
 
     /// Run one request to completion.

@@ -49,6 +49,23 @@ impl Handler for FailsTyped {
     }
 }
 
+/// Runs `whoami` as a sub-request and forwards what it says.
+struct Escalate;
+
+#[async_trait]
+impl Handler for Escalate {
+    fn commands(&self) -> &'static [&'static str] {
+        &["escalate"]
+    }
+
+    async fn process(&self, _req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
+        ctx.sub_request(Request::new("whoami", vec![]))
+            .forward(&out)
+            .await?;
+        Ok(())
+    }
+}
+
 struct Fixture {
     registry: Arc<Registry>,
     _dir: tempfile::TempDir,
@@ -252,4 +269,105 @@ async fn command_list_includes_built_ins_sorted() {
     for c in ["authcheck", "noderange", "lsxcatd", "capimage", "testsub"] {
         assert!(commands.contains(&c), "{c} missing from {line}");
     }
+}
+
+#[tokio::test]
+async fn an_empty_username_from_a_trusted_peer_is_no_identity() {
+    let f = fixture(vec![Arc::new(WHOAMI)]).await.unwrap();
+    // Any authenticated user may run whoami; nobody else.
+    f.registry
+        .db
+        .upsert(
+            "policy",
+            &[("priority", "5")],
+            &[("name", "*"), ("commands", "whoami"), ("rule", "allow")],
+        )
+        .await
+        .unwrap();
+    for blank in ["", " "] {
+        let req = Request {
+            username: Some(blank.into()),
+            ..Request::new("whoami", vec![])
+        };
+        let (outcome, resps) = ask(&f, req, Some("mgmt")).await;
+        assert!(
+            matches!(outcome, Outcome::Denied),
+            "{blank:?}: {outcome} {resps:?}"
+        );
+    }
+    let (outcome, resps) = ask(&f, Request::new("whoami", vec![]), Some("alice")).await;
+    assert!(matches!(outcome, Outcome::Ok), "{outcome}");
+    assert_eq!(texts(&resps, "data"), ["alice"]);
+}
+
+#[tokio::test]
+async fn a_sub_request_is_judged_as_its_parent_request() {
+    let f = fixture(vec![Arc::new(WHOAMI), Arc::new(Escalate)])
+        .await
+        .unwrap();
+    // alice may run escalate, not whoami.
+    f.registry
+        .db
+        .upsert(
+            "policy",
+            &[("priority", "5")],
+            &[
+                ("name", "alice"),
+                ("commands", "escalate"),
+                ("rule", "allow"),
+            ],
+        )
+        .await
+        .unwrap();
+    let (outcome, resps) = ask(&f, Request::new("escalate", vec![]), Some("alice")).await;
+    assert!(matches!(outcome, Outcome::Ok), "{outcome}");
+    assert_eq!(texts(&resps, "data"), Vec::<&str>::new(), "{resps:?}");
+    assert_eq!(texts(&resps, "error"), ["Permission denied for request"]);
+    // Root may run both: the sub-request runs as root.
+    let (_, resps) = ask(&f, Request::new("escalate", vec![]), Some("root")).await;
+    assert_eq!(texts(&resps, "data"), ["root"]);
+}
+
+/// `zz[0-1999999],zy[0-1999999],...`: what a 15 KB request can name.
+fn noderange_bomb(atoms: usize) -> String {
+    (0..atoms)
+        .map(|i| {
+            format!(
+                "z{}{}[0-1999999]",
+                (b'a' + (i / 26 % 26) as u8) as char,
+                (b'a' + (i % 26) as u8) as char
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[tokio::test]
+async fn a_peer_no_rule_allows_never_makes_the_daemon_expand_a_noderange() {
+    let f = fixture(vec![]).await.unwrap();
+    let bomb = noderange_bomb(1024);
+    assert!(bomb.len() > 15_000, "{}", bomb.len());
+    let req = Request {
+        noderange: Some(bomb),
+        ..Request::new("noderange", vec![])
+    };
+    let start = std::time::Instant::now();
+    let (outcome, resps) = ask(&f, req.clone(), None).await;
+    assert!(matches!(outcome, Outcome::Denied), "{outcome}");
+    assert_eq!(texts(&resps, "error"), ["Permission denied for request"]);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "denied after {:?}",
+        start.elapsed()
+    );
+    // An allowed user's bomb stops at the limit, with an error naming it.
+    let (outcome, resps) = ask(&f, req, Some("root")).await;
+    assert!(matches!(outcome, Outcome::Failed(_)), "{outcome}");
+    let errors = texts(&resps, "error");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("more than 1000000 nodes") && errors[0].contains("max_noderange_names"),
+        "{errors:?}"
+    );
+    assert!(errors[0].len() < 500, "{errors:?}");
 }

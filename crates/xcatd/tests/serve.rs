@@ -219,3 +219,126 @@ async fn shutdown_stops_accepting() {
     let refused = client::run(&site.client(addr, true), &Request::new("authcheck", vec![])).await;
     assert!(refused.is_err(), "{refused:?}");
 }
+
+/// A connection from `local` that starts a TLS record and then sends one
+/// byte a second, as a slow-drip client does, until the daemon closes it.
+async fn drip_from(local: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::new(local, 0))?;
+    let mut tcp = sock.connect(addr).await?;
+    // A handshake record header announcing 512 bytes: the server waits for them.
+    let mut bytes = [0x16u8, 0x03, 0x01, 0x02, 0x00]
+        .into_iter()
+        .chain(std::iter::repeat(1));
+    loop {
+        tcp.write_all(&[bytes.next().unwrap_or(1)]).await?;
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(std::time::Duration::from_secs(1), tcp.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+async fn authcheck_ok(site: &Site, addr: SocketAddr) -> Result<(), String> {
+    let resps = client::run(&site.client(addr, true), &Request::new("authcheck", vec![]))
+        .await
+        .map_err(|e| e.to_string())?;
+    match resps.first() {
+        Some(r) if *r == Response::authcheck(Some("root")) => Ok(()),
+        _ => Err(format!("{resps:?}")),
+    }
+}
+
+#[tokio::test]
+async fn a_slow_drip_peer_cannot_take_every_connection() {
+    let mut site = Site::new().await;
+    site.config.max_connections = 48;
+    site.config.max_connections_per_peer = 16;
+    let (addr, shutdown, task) = site.serve();
+    let attacker: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let drips: Vec<_> = (0..48)
+        .map(|_| tokio::spawn(drip_from(attacker, addr)))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for i in 0..100 {
+        if let Err(e) = authcheck_ok(&site, addr).await {
+            panic!("authcheck {i} while a peer drips on 48 connections: {e}");
+        }
+    }
+    for d in drips {
+        d.abort();
+    }
+    stop(shutdown, task).await;
+}
+
+#[tokio::test]
+async fn a_peer_over_its_request_rate_is_told_so_before_policy() {
+    let log = Log::capture();
+    let mut site = Site::new().await;
+    site.config.peer_request_rate = 1;
+    site.config.peer_request_burst = 3;
+    let (addr, shutdown, task) = site.serve();
+    for _ in 0..3 {
+        authcheck_ok(&site, addr).await.unwrap();
+    }
+    let anonymous = site.client(addr, false);
+    let resps = client::run(&anonymous, &Request::new("lsxcatd", vec![]))
+        .await
+        .unwrap();
+    let errors: Vec<&str> = resps.iter().flat_map(|r| r.texts("error")).collect();
+    assert_eq!(
+        errors,
+        [
+            "Too many requests from 127.0.0.1: more than 1 a second, in bursts of up to 3 \
+          (peer_request_rate, peer_request_burst); wait a moment and retry"
+        ]
+    );
+    assert!(resps.last().unwrap().is_serverdone());
+    stop(shutdown, task).await;
+    let lines = log.lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("policy denies")),
+        "the rate guard answers before policy: {lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn limits_that_would_refuse_everyone_are_refused_at_start() {
+    let site = Site::new().await;
+    let per_peer = Config {
+        max_connections_per_peer: 0,
+        ..site.config.clone()
+    };
+    let burst = Config {
+        peer_request_burst: 0,
+        ..site.config.clone()
+    };
+    for (config, why) in [
+        (per_peer, "max_connections_per_peer is 0"),
+        (burst, "peer_request_burst is 0"),
+    ] {
+        let err = xcatd::Daemon::start(config).await.err().expect("refused");
+        assert!(err.to_string().contains(why), "{err:#}");
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_with_a_blank_name_names_nobody() {
+    let site = Site::new().await;
+    let blank_dir = site.dir.path().join("blank");
+    xcatd::init(site.config.clone(), Some(blank_dir.clone()), " ", false)
+        .await
+        .unwrap();
+    let (addr, shutdown, task) = site.serve();
+    let cfg = ClientConfig {
+        client_cred: Some(blank_dir.join("client-cred.pem")),
+        ..ClientConfig::new(addr.to_string(), blank_dir.join("ca.pem"))
+    };
+    let resps = client::run(&cfg, &Request::new("authcheck", vec![]))
+        .await
+        .unwrap();
+    assert_eq!(resps[0], Response::authcheck(None));
+    stop(shutdown, task).await;
+}
