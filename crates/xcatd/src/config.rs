@@ -221,7 +221,7 @@ mod tests {
         let c = load(&text).unwrap().capture;
         assert_eq!(c.max_wall_secs, CaptureDefaults::default().max_wall_secs);
         assert_eq!(c.max_read_bytes, CaptureDefaults::default().max_read_bytes);
-        assert_eq!(c.budget.max_logical_bytes, Some(1 << 40));
+        assert_eq!(c.budget.max_logical_bytes, 16 << 40);
         assert_eq!(c.limits.max_sparse_segments, 1 << 20);
     }
 
