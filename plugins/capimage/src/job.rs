@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use xcat_image::budget::Budget;
 use xcat_image::publish::ImageLock;
 use xcat_image::ExtractOptions;
@@ -76,28 +77,32 @@ pub struct Deadline {
 impl Deadline {
     /// The context the capture runs with, and its deadline.
     pub fn start(ctx: &Context, secs: u64) -> (Context, Deadline) {
-        let cancel = ctx.cancel.child_token();
-        let expired = Arc::new(AtomicBool::new(false));
-        let timer = {
-            let (cancel, expired) = (cancel.clone(), expired.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(secs)).await;
-                expired.store(true, Ordering::Relaxed);
-                cancel.cancel();
-            })
-        };
+        let (cancel, deadline) = Deadline::arm(&ctx.cancel, Duration::from_secs(secs));
         let ctx = Context {
             cancel,
             ..ctx.clone()
         };
-        (
-            ctx,
-            Deadline {
-                secs,
-                expired,
-                timer,
-            },
-        )
+        (ctx, deadline)
+    }
+
+    /// A child of `parent` that is cancelled with it, or by itself after `after`.
+    fn arm(parent: &CancellationToken, after: Duration) -> (CancellationToken, Deadline) {
+        let cancel = parent.child_token();
+        let expired = Arc::new(AtomicBool::new(false));
+        let timer = {
+            let (cancel, expired) = (cancel.clone(), expired.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                expired.store(true, Ordering::Relaxed);
+                cancel.cancel();
+            })
+        };
+        let deadline = Deadline {
+            secs: after.as_secs(),
+            expired,
+            timer,
+        };
+        (cancel, deadline)
     }
 
     /// `e`, or the wall-time error when the capture was stopped by the deadline.
@@ -121,6 +126,33 @@ impl Drop for Deadline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_deadline_stops_the_capture_and_says_why() {
+        let parent = CancellationToken::new();
+        let (cancel, deadline) = Deadline::arm(&parent, Duration::from_millis(50));
+        tokio::time::timeout(Duration::from_secs(10), cancel.cancelled())
+            .await
+            .expect("the deadline fired");
+        assert!(!parent.is_cancelled(), "only the capture is stopped");
+        let e = deadline.explain("n1", CaptureError::Cancelled);
+        assert!(matches!(e, CaptureError::WallTime { .. }), "{e:?}");
+        // another error than the cancellation it caused stays what it is
+        let e = deadline.explain("n1", CaptureError::ClientGone);
+        assert!(matches!(e, CaptureError::ClientGone), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn an_abort_before_the_deadline_stays_an_abort() {
+        let parent = CancellationToken::new();
+        let (cancel, deadline) = Deadline::arm(&parent, Duration::from_secs(3600));
+        parent.cancel();
+        tokio::time::timeout(Duration::from_secs(10), cancel.cancelled())
+            .await
+            .expect("the abort reaches the capture");
+        let e = deadline.explain("n1", CaptureError::Cancelled);
+        assert!(matches!(e, CaptureError::Cancelled), "{e:?}");
+    }
 
     #[test]
     fn the_allowance_counts_every_pass_against_one_ceiling() {
