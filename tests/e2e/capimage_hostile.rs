@@ -177,19 +177,7 @@ fn assert_safe(name: &str, o: &Outcome) {
 
 /// A pax 1.0 sparse file of `realsize` bytes with one byte at its end.
 fn sparse_tail(t: Tar, name: &str, realsize: u64) -> Tar {
-    let mut body = format!("1\n{}\n1\n", realsize - 1).into_bytes();
-    body.resize(512, 0);
-    body.push(b'x');
-    let size = body.len().to_string();
-    let real = realsize.to_string();
-    t.pax(&[
-        ("GNU.sparse.major", b"1"),
-        ("GNU.sparse.minor", b"0"),
-        ("GNU.sparse.name", name.as_bytes()),
-        ("GNU.sparse.realsize", real.as_bytes()),
-        ("size", size.as_bytes()),
-    ])
-    .file(&format!("GNUSparseFile.0/{name}"), &body)
+    t.sparse(name, realsize, &[(realsize - 1, b"x")])
 }
 
 fn base() -> Tar {

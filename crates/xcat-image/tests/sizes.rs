@@ -10,31 +10,6 @@ use xcat_image::budget::Budget;
 use xcat_image::tar::testing::TarBuilder;
 use xcat_image::{extract, ExtractError, ExtractOptions};
 
-/// A pax 1.0 sparse file (the format GNU tar writes by default): the map in
-/// the body, then the data of each segment.
-pub fn sparse(t: TarBuilder, name: &str, realsize: u64, segments: &[(u64, &[u8])]) -> TarBuilder {
-    let mut body = format!("{}\n", segments.len());
-    for (off, data) in segments {
-        body.push_str(&format!("{off}\n{}\n", data.len()));
-    }
-    let mut body = body.into_bytes();
-    body.resize(body.len().div_ceil(512) * 512, 0);
-    for (_, data) in segments {
-        body.extend_from_slice(data);
-    }
-    let size = body.len().to_string();
-    let real = realsize.to_string();
-    let stored = format!("GNUSparseFile.0/{name}");
-    t.pax(&[
-        ("GNU.sparse.major", b"1"),
-        ("GNU.sparse.minor", b"0"),
-        ("GNU.sparse.name", name.as_bytes()),
-        ("GNU.sparse.realsize", real.as_bytes()),
-        ("size", size.as_bytes()),
-    ])
-    .file(&stored, &body)
-}
-
 fn run(
     archive: &[u8],
     budget: Budget,
@@ -58,7 +33,9 @@ fn absurd_logical_sizes_are_refused_at_once() {
     // one byte at 2^62 (hashing the hole took days), and 15 TiB that a packer
     // would read as zeros
     for (name, realsize) in [("at-2-62", 1u64 << 62), ("fifteen-tib", 15 << 40)] {
-        let a = sparse(TarBuilder::new(), name, realsize, &[(realsize - 1, b"x")]).end();
+        let a = TarBuilder::new()
+            .sparse(name, realsize, &[(realsize - 1, b"x")])
+            .end();
         let (r, took, top) = run(&a, Budget::default());
         let e = r.expect_err("an absurd logical size must be refused");
         let msg = e.to_string();
@@ -85,8 +62,8 @@ fn the_sum_of_logical_sizes_is_bounded() {
         ..Budget::default()
     };
     let half = 600 << 20;
-    let a = sparse(TarBuilder::new(), "one", half, &[(half - 1, b"1")]);
-    let a = sparse(a, "two", half, &[(half - 1, b"2")]).end();
+    let a = TarBuilder::new().sparse("one", half, &[(half - 1, b"1")]);
+    let a = a.sparse("two", half, &[(half - 1, b"2")]).end();
     let (r, _, _top) = run(&a, budget);
     let msg = r.expect_err("over the total").to_string();
     assert!(
@@ -100,13 +77,9 @@ fn the_sum_of_logical_sizes_is_bounded() {
 fn a_huge_hole_within_the_budget_is_hashed_in_constant_time() {
     require_root_and_tools(&[]);
     let size = 900u64 << 30;
-    let a = sparse(
-        TarBuilder::new(),
-        "big",
-        size,
-        &[(0, b"head"), (size - 4, b"tail")],
-    )
-    .end();
+    let a = TarBuilder::new()
+        .sparse("big", size, &[(0, b"head"), (size - 4, b"tail")])
+        .end();
     let (r, took, top) = run(&a, Budget::default());
     let s = r.expect("within the budget");
     assert!(took < Duration::from_secs(5), "took {took:?}");

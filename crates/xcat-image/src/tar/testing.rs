@@ -90,6 +90,31 @@ impl TarBuilder {
         self.pax_body(typeflag::PAX_LOCAL, &pax_text(records))
     }
 
+    /// A pax 1.0 sparse file (GNU tar's `--sparse --format=posix`) named `name`
+    /// of `realsize` logical bytes holding `segments` (offset, data); the rest
+    /// is holes. `realsize` is taken as given, so it can be absurd.
+    pub fn sparse(self, name: &str, realsize: u64, segments: &[(u64, &[u8])]) -> Self {
+        let mut body = format!("{}\n", segments.len());
+        for (off, data) in segments {
+            body.push_str(&format!("{off}\n{}\n", data.len()));
+        }
+        let mut body = body.into_bytes();
+        body.resize(body.len().div_ceil(512) * 512, 0);
+        for (_, data) in segments {
+            body.extend_from_slice(data);
+        }
+        let size = body.len().to_string();
+        let real = realsize.to_string();
+        self.pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", name.as_bytes()),
+            ("GNU.sparse.realsize", real.as_bytes()),
+            ("size", size.as_bytes()),
+        ])
+        .file(&format!("GNUSparseFile.0/{name}"), &body)
+    }
+
     /// A pax global header (`g`) with `records`, for every entry that follows.
     pub fn global_pax(self, records: &[(&str, &[u8])]) -> Self {
         self.pax_body(typeflag::PAX_GLOBAL, &pax_text(records))
