@@ -266,7 +266,22 @@ fn lock_staging_publish_recover_prune() {
     assert_eq!(std::fs::read_to_string(outside.join("keep")).unwrap(), "x");
     assert!(dir.join("rootimg/marker").exists() && private.join("rootimg.gen-2").exists());
     drop(lock);
-    publish::lock_image_dir(&dir, "third").unwrap();
+    lock_once_free(&dir, "third");
+}
+
+/// Takes the image lock, allowing a moment for it to come free: another test
+/// of this binary that starts a process at the instant the lock is dropped
+/// forks a child holding a copy of the lock's descriptor until it execs
+/// (close-on-exec), and a flock lasts while any copy is open.
+fn lock_once_free(dir: &std::path::Path, holder: &str) -> publish::ImageLock {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match publish::lock_image_dir(dir, holder) {
+            Ok(l) => return l,
+            Err(e) if std::time::Instant::now() > deadline => panic!("the lock stays taken: {e}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
 }
 
 /// Runs `sh -c script` as nobody (uid and gid 65534, no groups); its status.
