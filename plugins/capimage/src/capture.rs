@@ -14,7 +14,7 @@ use xcat_jobkit::figures::{bytes, rate, secs};
 use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, utc_text, with_progress};
 use xcat_plugin::{Context, Request, Responder};
 
-use crate::archive::{self, Finished, Site};
+use crate::archive::{self, Finished};
 use crate::error::CaptureError;
 use crate::job::{Deadline, Job};
 use crate::journal::Staging;
@@ -136,13 +136,7 @@ async fn stream(
     acls: bool,
 ) -> Result<Finished, CaptureError> {
     let script = pipeline::script(&p.excludes, &p.ex.include, p.wire, acls);
-    let site = Site {
-        node: &p.node,
-        addr: &p.addr,
-        staging,
-        image_dir: &p.target.dir,
-        job,
-    };
+    let site = p.site(staging, job);
     let mut run = archive::start(ctx, &site, &script, p.wire)?;
     let started = Instant::now();
     let prog = run.progress.clone();
@@ -200,13 +194,7 @@ async fn settle_churn(
     acls: bool,
     f: &mut Finished,
 ) -> Result<ChurnReport, CaptureError> {
-    let site = Site {
-        node: &p.node,
-        addr: &p.addr,
-        staging,
-        image_dir: &p.target.dir,
-        job,
-    };
+    let site = p.site(staging, job);
     let mut churn = settle::initial(&f.node_err);
     settle::reread(ctx, &site, acls, &mut f.summary, &f.node_err, &mut churn).await?;
     settle::count_appeared(

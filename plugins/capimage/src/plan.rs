@@ -11,8 +11,10 @@ use xcat_jobkit::figures::bytes;
 use xcat_plugin::{Context, Responder};
 use xcat_remote::Remote;
 
+use crate::archive::Site;
 use crate::error::CaptureError;
 use crate::exlist::{self, ExList};
+use crate::job::Job;
 use crate::options::Options;
 use crate::pipeline::{self, Wire};
 use crate::preflight::{self, Preflight};
@@ -78,6 +80,17 @@ pub async fn plan(
 
 impl Plan {
     /// The extraction's ceilings: the logical size from the node's usage.
+    /// Where every archive pass of this capture runs and lands.
+    pub fn site<'a>(&'a self, staging: &'a Path, job: &'a Job) -> Site<'a> {
+        Site {
+            node: &self.node,
+            addr: &self.addr,
+            staging,
+            image_dir: &self.target.dir,
+            job,
+        }
+    }
+
     /// `base` (the configured budget) with its logical-size ceiling narrowed
     /// to what this node can really hold.
     pub fn budget(&self, base: &Budget) -> Budget {
