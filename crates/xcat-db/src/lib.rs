@@ -50,6 +50,7 @@ pub use connect::with_database;
 pub use noderange::{NoderangeError, Nodes, Universe};
 pub use policy::{PolicyDecision, PolicyQuery, PolicyRow};
 pub use schema::{Backend, TableDef};
+pub use seed::SiteSeeds;
 
 use node_cache::NodeCache;
 

@@ -1,13 +1,16 @@
 //! Schema migrations, applied in order; `schema_version` records the last
 //! one done. Version 1 creates every catalogue table with its unique key
 //! index. Version 2 adds `table_versions` and the triggers that maintain it.
+//! Version 3 creates the catalogue tables the boot commands added (`chain`,
+//! `mac`, `networks`, `bootparams`, `nodehm`, `hwinv`): every statement is
+//! `IF NOT EXISTS`, so it creates just the tables an older database lacks.
 
 use sqlx::{Any, Executor, Row, Transaction};
 
 use crate::transaction::with_retries;
 use crate::{schema, table_versions, Backend, Db, DbError};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 impl Db {
     /// Bring the schema up to [`SCHEMA_VERSION`]; retried because several
@@ -29,20 +32,33 @@ impl Db {
             )));
         }
         if current < 1 {
-            for t in schema::TABLES {
-                tx.execute(schema::create_table_sql(t, self.backend).as_str())
-                    .await?;
-                tx.execute(schema::create_key_index_sql(t).as_str()).await?;
-            }
+            create_missing_tables(&mut tx, self.backend).await?;
             record_version(&mut tx, 1).await?;
         }
         if current < 2 {
             table_versions::install(&mut tx, self.backend).await?;
             record_version(&mut tx, 2).await?;
         }
+        if current < 3 {
+            create_missing_tables(&mut tx, self.backend).await?;
+            record_version(&mut tx, 3).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Every catalogue table and its key index that does not exist yet.
+async fn create_missing_tables(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+) -> Result<(), DbError> {
+    for t in schema::TABLES {
+        tx.execute(schema::create_table_sql(t, backend).as_str())
+            .await?;
+        tx.execute(schema::create_key_index_sql(t).as_str()).await?;
+    }
+    Ok(())
 }
 
 /// The last migration done (0 for a new database).

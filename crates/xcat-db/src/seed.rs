@@ -6,15 +6,30 @@ use crate::sql::Insert;
 use crate::write::key_exists;
 use crate::{Db, DbError};
 
+/// What the daemon's configuration contributes to the first-start rows.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteSeeds<'a> {
+    /// This server's short hostname (`site.master`, the trusted policy row).
+    pub server_name: &'a str,
+    /// The configured install directory (`site.installdir`).
+    pub install_dir: &'a str,
+    /// The configured TFTP root (`site.tftpdir`).
+    pub tftp_dir: &'a str,
+    /// The boot service's port (`site.httpport`), when it is configured.
+    pub http_port: Option<u16>,
+}
+
 impl Db {
     /// First-start defaults, inserted only when missing (idempotent):
     /// policy 1 `root` allow, policy 1.2 `<server_name>` trusted, and site
-    /// `xcatdport=3001`, `master=<server_name>`, `installdir=<install_dir>` (the daemon's configured install directory),
-    /// `domain=localdomain`.
-    pub async fn seed_defaults(&self, server_name: &str, install_dir: &str) -> Result<(), DbError> {
+    /// `xcatdport=3001`, `master`, `installdir`, `tftpdir`, `httpport` (when
+    /// the boot service is configured) from `seeds`, and `domain=localdomain`.
+    pub async fn seed_defaults(&self, seeds: &SiteSeeds<'_>) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
-        let policies: [(&str, &str, &str); 2] =
-            [("1", "root", "allow"), ("1.2", server_name, "trusted")];
+        let policies: [(&str, &str, &str); 2] = [
+            ("1", "root", "allow"),
+            ("1.2", seeds.server_name, "trusted"),
+        ];
         for (prio, name, rule) in policies {
             insert_missing(
                 &mut tx,
@@ -24,12 +39,17 @@ impl Db {
             )
             .await?;
         }
-        let site: [(&str, &str); 4] = [
+        let http_port = seeds.http_port.map(|p| p.to_string());
+        let mut site: Vec<(&str, &str)> = vec![
             ("xcatdport", "3001"),
-            ("master", server_name),
-            ("installdir", install_dir),
+            ("master", seeds.server_name),
+            ("installdir", seeds.install_dir),
+            ("tftpdir", seeds.tftp_dir),
             ("domain", "localdomain"),
         ];
+        if let Some(p) = &http_port {
+            site.push(("httpport", p));
+        }
         for (k, v) in site {
             insert_missing(&mut tx, "site", &["key", "value"], &[k, v]).await?;
         }

@@ -355,6 +355,41 @@ async fn schema_1_database_is_upgraded(a: &Db, url: &str) {
     c.close().await.unwrap();
 }
 
+/// A database made before the boot tables existed (schema 2) gets them
+/// when a newer program opens it, with its other rows kept.
+async fn schema_2_database_gets_the_boot_tables(a: &Db, url: &str) {
+    a.restore("nodelist", "#node,groups\n\"n1\",\"compute\"\n", false)
+        .await
+        .unwrap();
+    let mut c = raw(url).await;
+    for t in ["chain", "mac", "networks"] {
+        c.execute(format!("DROP TABLE \"{t}\"").as_str())
+            .await
+            .unwrap();
+    }
+    c.execute("DELETE FROM schema_version WHERE version > 2")
+        .await
+        .unwrap();
+    let upgraded = Db::connect(url).await.unwrap();
+    assert_eq!(upgraded.all_nodes().await.unwrap(), names(&["n1"]));
+    upgraded
+        .restore("chain", "#node,currstate\n\"n1\",\"boot\"\n", false)
+        .await
+        .expect("the chain table is back");
+    upgraded
+        .restore(
+            "networks",
+            "#net,mask\n\"10.99.0.0\",\"255.255.0.0\"\n",
+            false,
+        )
+        .await
+        .expect("the networks table is back");
+    let dump = upgraded.dump("chain").await.unwrap();
+    assert!(dump.contains("\"n1\",\"boot\""), "{dump}");
+    upgraded.close().await;
+    c.close().await.unwrap();
+}
+
 /// Names holding the characters the bulk node load splits on still load
 /// exactly (through the row-by-row fallback).
 async fn separator_characters_in_names(a: &Db, _url: &str) {
@@ -398,4 +433,5 @@ both_backends!(
     unchanged_tables_reuse_the_snapshot,
     concurrent_writers_and_readers_converge,
     schema_1_database_is_upgraded,
+    schema_2_database_gets_the_boot_tables,
 );

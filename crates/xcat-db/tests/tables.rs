@@ -4,7 +4,14 @@ mod common;
 
 use std::sync::Arc;
 
-use xcat_db::{Db, DbError, NoderangeError, PolicyDecision, PolicyQuery};
+use xcat_db::{Db, DbError, NoderangeError, PolicyDecision, PolicyQuery, SiteSeeds};
+
+const SEEDS: SiteSeeds<'static> = SiteSeeds {
+    server_name: "mn1",
+    install_dir: "/install",
+    tftp_dir: "/tftpboot",
+    http_port: None,
+};
 
 const SITE: &str = r#"#key,value,comments,disable
 "xcatdport","3001",,
@@ -531,8 +538,8 @@ async fn policy_rules(db: &Db) {
 }
 
 async fn seeding_is_idempotent_and_keeps_choices(db: &Db) {
-    db.seed_defaults("mn1", "/install").await.unwrap();
-    db.seed_defaults("mn1", "/install").await.unwrap();
+    db.seed_defaults(&SEEDS).await.unwrap();
+    db.seed_defaults(&SEEDS).await.unwrap();
     let p = db.policies().await.unwrap();
     assert_eq!(p.len(), 2, "seeding is idempotent");
     assert_eq!(db.site("xcatdport").await.unwrap().as_deref(), Some("3001"));
@@ -541,11 +548,16 @@ async fn seeding_is_idempotent_and_keeps_choices(db: &Db) {
         db.site("installdir").await.unwrap().as_deref(),
         Some("/install")
     );
+    assert_eq!(
+        db.site("tftpdir").await.unwrap().as_deref(),
+        Some("/tftpboot")
+    );
+    assert_eq!(db.site("httpport").await.unwrap(), None, "no boot service");
     // Seeding never overwrites an admin's choice.
     db.upsert("site", &[("key", "xcatdport")], &[("value", "3101")])
         .await
         .unwrap();
-    db.seed_defaults("mn1", "/install").await.unwrap();
+    db.seed_defaults(&SEEDS).await.unwrap();
     assert_eq!(db.site("xcatdport").await.unwrap().as_deref(), Some("3101"));
 }
 
@@ -679,7 +691,7 @@ async fn reconnect_keeps_schema_and_data(db: &Db) {
     db.upsert("site", &[("key", "persist")], &[("value", "1")])
         .await
         .unwrap();
-    assert_eq!(Db::tables().len(), 9);
+    assert_eq!(Db::tables().len(), 15);
     assert_eq!(
         Db::columns("site").unwrap(),
         &["key", "value", "comments", "disable"]

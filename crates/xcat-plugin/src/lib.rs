@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod boot;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
@@ -68,6 +69,12 @@ pub struct Settings {
     pub server_name: String,
     /// What one capture may cost the server.
     pub capture: CaptureSettings,
+    /// The TFTP root (`site.tftpdir`, default `/tftpboot`).
+    pub tftp_dir: PathBuf,
+    /// The boot service.
+    pub http: boot::HttpSettings,
+    /// The supervised DHCP server.
+    pub dhcp: boot::DhcpSettings,
 }
 
 /// The budgets of one capture (the daemon's `[capture]` section): the node is

@@ -67,6 +67,9 @@ impl Harness {
             ssh: xcat_remote::SshConfig::default(),
             server_name: "mn1".into(),
             capture: Default::default(),
+            tftp_dir: sub("tftpboot"),
+            http: Default::default(),
+            dhcp: Default::default(),
         };
         Harness {
             db,

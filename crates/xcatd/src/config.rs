@@ -61,6 +61,12 @@ pub struct Config {
     pub ssh: xcat_remote::SshConfig,
     /// What one capture may cost (wall time, bytes, archive budget, parser limits).
     pub capture: xcat_plugin::CaptureSettings,
+    /// The TFTP root (seeds `site.tftpdir`; `nodeset` writes boot files here).
+    pub tftp_dir: PathBuf,
+    /// The boot service (`[http]`).
+    pub http: xcat_plugin::boot::HttpSettings,
+    /// The supervised DHCP server (`[dhcp]`).
+    pub dhcp: xcat_plugin::boot::DhcpSettings,
 }
 
 impl Default for Config {
@@ -87,6 +93,9 @@ impl Default for Config {
             server_name: String::new(),
             ssh: xcat_remote::SshConfig::default(),
             capture: Default::default(),
+            tftp_dir: PathBuf::from("/tftpboot"),
+            http: Default::default(),
+            dhcp: Default::default(),
         }
     }
 }
@@ -110,6 +119,7 @@ impl Config {
             &mut cfg.state_dir,
             &mut cfg.install_dir,
             &mut cfg.share_dir,
+            &mut cfg.tftp_dir,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -86,6 +86,9 @@ fn settings_of(config: &Config) -> Settings {
         ssh: config.ssh.clone(),
         server_name: config.server_name.clone(),
         capture: config.capture.clone(),
+        tftp_dir: config.tftp_dir.clone(),
+        http: config.http.clone(),
+        dhcp: config.dhcp.clone(),
     }
 }
 
@@ -160,9 +163,16 @@ pub async fn init(
         println!("kept    {}", p.display());
     }
     let db = open_db(&cfg).await?;
-    db.seed_defaults(&cfg.server_name, &cfg.install_dir.display().to_string())
-        .await
-        .context("cannot seed the default table rows")?;
+    let (install_dir, tftp_dir) = (cfg.install_dir.display(), cfg.tftp_dir.display());
+    let (install_dir, tftp_dir) = (install_dir.to_string(), tftp_dir.to_string());
+    db.seed_defaults(&xcat_db::SiteSeeds {
+        server_name: &cfg.server_name,
+        install_dir: &install_dir,
+        tftp_dir: &tftp_dir,
+        http_port: cfg.http.port(),
+    })
+    .await
+    .context("cannot seed the default table rows")?;
     println!("database {} ready", redact_url(&cfg.database_url()));
     Ok(())
 }

@@ -11,6 +11,13 @@ use xcat_plugin::{
 };
 use xcatd::{Outcome, Registry};
 
+const SEEDS: xcat_db::SiteSeeds<'static> = xcat_db::SiteSeeds {
+    server_name: "mgmt",
+    install_dir: "/install",
+    tftp_dir: "/tftpboot",
+    http_port: None,
+};
+
 /// Answers, under the given command names, with the user the request runs
 /// as (after policy).
 struct WhoAmI(&'static [&'static str]);
@@ -75,7 +82,7 @@ async fn fixture(extra: Vec<Arc<dyn Handler>>) -> Result<Fixture, xcatd::Registr
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("xcatd.sqlite").display());
     let db = xcat_db::Db::connect(&url).await.unwrap();
-    db.seed_defaults("mgmt", "/install").await.unwrap();
+    db.seed_defaults(&SEEDS).await.unwrap();
     let settings = Arc::new(Settings {
         install_dir: dir.path().join("install"),
         state_dir: dir.path().to_path_buf(),
@@ -83,6 +90,9 @@ async fn fixture(extra: Vec<Arc<dyn Handler>>) -> Result<Fixture, xcatd::Registr
         ssh: Default::default(),
         server_name: "mgmt".into(),
         capture: Default::default(),
+        tftp_dir: dir.path().join("tftpboot"),
+        http: Default::default(),
+        dhcp: Default::default(),
     });
     let mut handlers = xcatd::plugin_handlers(true);
     handlers.extend(extra);

@@ -38,7 +38,7 @@ async fn scenario(h: &Harness) {
     // tabdump: list, usage, unknown table, empty table.
     let o = run(h, "tabdump", &[], None, None).await;
     assert!(o.ok().lines().contains(&"nodelist".to_string()));
-    assert_eq!(o.lines().len(), 9);
+    assert_eq!(o.lines().len(), 15);
     let o = run(h, "tabdump", &["-h"], None, None).await;
     assert!(o.ok().lines()[0].starts_with("Usage: tabdump"));
     assert!(run(h, "tabdump", &["nosuch"], None, None)
