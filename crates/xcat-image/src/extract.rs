@@ -20,7 +20,8 @@
 //!   offsets.
 //! * Attributes: `fchown` first, then `fchmod` (so setuid/setgid survive the chown),
 //!   then xattrs (after chown, which would clear `security.capability`), then times.
-//!   Directory times are applied at the end, deepest first. Symlinks and device nodes,
+//!   Directory times are applied at the end, deepest first, from the manifest (so a
+//!   directory a later entry replaced gets no stale time). Symlinks and device nodes,
 //!   which cannot be opened safely, are held with `O_PATH|O_NOFOLLOW` right after
 //!   their creation and checked to still be ours (type, owner, one link, device
 //!   number); every attribute is then set on that held inode ([`beneath::Held`]),
@@ -36,21 +37,23 @@
 //! * Entry types tar cannot carry meaningfully (sockets never appear; unknown type
 //!   flags) are skipped with a note.
 //!
-//! Memory stays bounded: one 128 KiB data buffer, metadata limited by [`Limits`], plus
-//! per-entry bookkeeping (the set of extracted paths for hard links and the manifest),
-//! which [`crate::budget::Budget`] bounds (entries, metadata bytes, notes listed).
+//! Memory stays bounded: one 128 KiB data buffer, metadata limited by [`Limits`], the
+//! manifest's page cache ([`crate::manifest_store`]: the per-entry records, which also
+//! answer which entries a hard link may name, are on disk), and the deferred ACLs;
+//! [`crate::budget::Budget`] bounds the rest (entries, metadata bytes, notes listed).
 
 use crate::acl;
 use crate::beneath::{self, cname, explain, lstat_at, normalize, split_parent, Held, Root};
 use crate::budget::{Budget, Remarks, Spent};
 use crate::deferred::{self, AclValue, DeferredAcl, Outcome};
-use crate::manifest::{ContentHasher, EntryType, Manifest, ManifestEntry};
+use crate::manifest::{ContentHasher, EntryType, ManifestEntry};
+use crate::manifest_store::ManifestStore;
 pub use crate::tar::Limits;
 use crate::tar::{EntryMeta, Kind, Mtime, TarError, TarReader};
 use crate::util::{display_path, escape_bytes};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
@@ -103,7 +106,7 @@ pub struct Counts {
 }
 
 /// What an extraction did.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub struct ExtractSummary {
     pub entries: u64,
     /// Archive bytes read (including headers and padding).
@@ -111,12 +114,27 @@ pub struct ExtractSummary {
     /// Logical bytes of regular files.
     pub content_bytes: u64,
     pub counts: Counts,
-    /// Manifest of what was extracted (hard links resolved into groups).
-    pub manifest: Manifest,
+    /// Manifest of what was extracted (hard links resolved into groups), on disk.
+    pub manifest: ManifestStore,
     /// Informational remarks (absolute names made relative, skipped types...).
     pub notes: Vec<String>,
     /// Things that were not restored as in the archive (xattrs refused by the kernel...).
     pub warnings: Vec<String>,
+}
+
+impl ExtractSummary {
+    /// Nothing extracted yet; `manifest` receives the records.
+    pub fn new(manifest: ManifestStore) -> ExtractSummary {
+        ExtractSummary {
+            entries: 0,
+            archive_bytes: 0,
+            content_bytes: 0,
+            counts: Counts::default(),
+            manifest,
+            notes: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// Extraction failures. Every variant that concerns one entry names it.
@@ -181,12 +199,15 @@ pub fn extract<R: Read>(
     })?;
     let counter = opts.progress.as_ref().map(|p| p.bytes.clone());
     let mut tar = TarReader::new(reader, opts.limits.clone(), counter);
+    let store = ManifestStore::new().map_err(|source| ExtractError::Io {
+        entry: "-".into(),
+        what: "creating the manifest store".into(),
+        source,
+    })?;
     let mut ex = Extractor {
         root: root_h,
-        extracted: HashSet::new(),
-        dir_times: Vec::new(),
         deferred_acls: Vec::new(),
-        summary: ExtractSummary::default(),
+        summary: ExtractSummary::new(store),
         cache: None,
         buf: vec![0u8; 128 * 1024],
         noted_absolute: false,
@@ -211,7 +232,6 @@ pub fn extract<R: Read>(
     }
     ex.summary.notes = std::mem::take(&mut ex.notes).finish("notes");
     ex.summary.warnings = std::mem::take(&mut ex.warnings).finish("warnings");
-    ex.summary.manifest.resolve_hardlinks();
     Ok(ex.summary)
 }
 
@@ -294,9 +314,6 @@ struct Place {
 
 struct Extractor {
     root: Root,
-    /// Non-directory paths created from this archive: the only valid hard-link targets.
-    extracted: HashSet<Vec<u8>>,
-    dir_times: Vec<(Vec<u8>, Mtime)>,
     deferred_acls: Vec<DeferredAcl>,
     summary: ExtractSummary,
     /// The last parent directory opened, by path (invalidated whenever we remove anything).
@@ -310,10 +327,10 @@ struct Extractor {
     warnings: Remarks,
 }
 
-/// Bytes of bookkeeping one entry costs besides its names and xattrs: its manifest
-/// record with the map node holding it, and its slot in the set of extracted paths
-/// (measured, see [`crate::budget`]).
-const ENTRY_BOOKKEEPING: u64 = 450;
+/// Bytes of bookkeeping one entry costs besides its names and xattrs: its record in
+/// the manifest store, with the index entry holding its path (on disk; measured,
+/// see [`crate::budget`]).
+const ENTRY_BOOKKEEPING: u64 = 120;
 
 fn timestamps(m: Mtime) -> Timestamps {
     let t = Timespec {
@@ -323,6 +340,32 @@ fn timestamps(m: Mtime) -> Timestamps {
     Timestamps {
         last_access: t,
         last_modification: t,
+    }
+}
+
+/// The manifest record of an entry, before content, device and link details.
+fn record(
+    meta: &EntryMeta,
+    rel: &[u8],
+    kind: EntryType,
+    link: Option<Vec<u8>>,
+    xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+) -> ManifestEntry {
+    ManifestEntry {
+        path: rel.to_vec(),
+        kind,
+        mode: meta.mode & 0o7777,
+        uid: meta.uid as u32,
+        gid: meta.gid as u32,
+        size: 0,
+        mtime_sec: meta.mtime.sec,
+        mtime_nsec: meta.mtime.nsec,
+        content_hash: None,
+        rdev: None,
+        link,
+        hardlink: None,
+        xattrs: Arc::new(xattrs),
+        blocks: None,
     }
 }
 
@@ -542,8 +585,8 @@ impl Extractor {
             .map_err(ioe(e, "opening the root"))?;
         let rel = Vec::new();
         let x = self.apply_attrs(meta, &rel, &fd, owner, true)?;
-        self.dir_times.push((rel.clone(), meta.mtime));
-        self.record(meta, &rel, EntryType::Dir, None, x);
+        let m = record(meta, &rel, EntryType::Dir, None, x);
+        self.keep(&m)?;
         self.summary.counts.dirs += 1;
         Ok(())
     }
@@ -563,9 +606,8 @@ impl Extractor {
         )
         .map_err(|x| ioe(e, "opening the directory")(x.into()))?;
         let x = self.apply_attrs(meta, rel, &fd, at.owner, true)?;
-        self.extracted.remove(rel);
-        self.dir_times.push((rel.clone(), meta.mtime));
-        self.record(meta, rel, EntryType::Dir, None, x);
+        let m = record(meta, rel, EntryType::Dir, None, x);
+        self.keep(&m)?;
         self.summary.counts.dirs += 1;
         Ok(())
     }
@@ -592,11 +634,10 @@ impl Extractor {
         let sha = self.write_content(tar, meta, &file)?;
         let fd = OwnedFd::from(file);
         let x = self.apply_attrs(meta, rel, &fd, at.owner, false)?;
-        self.extracted.insert(rel.clone());
-        let mut m = self.record(meta, rel, EntryType::File, None, x);
+        let mut m = record(meta, rel, EntryType::File, None, x);
         m.content_hash = Some(sha);
         m.size = meta.size;
-        self.summary.manifest.insert(m);
+        self.keep(&m)?;
         self.summary.content_bytes += meta.size;
         self.summary.counts.files += 1;
         Ok(())
@@ -610,8 +651,8 @@ impl Extractor {
         let held = Held::created(&*at.dir, &at.name, libc::S_IFLNK, 0)
             .map_err(ioe(e, "holding the new symlink"))?;
         let x = self.apply_node_attrs(meta, rel, &held, at.owner, false)?;
-        self.extracted.insert(rel.clone());
-        self.record(meta, rel, EntryType::Symlink, Some(meta.link.clone()), x);
+        let m = record(meta, rel, EntryType::Symlink, Some(meta.link.clone()), x);
+        self.keep(&m)?;
         self.summary.counts.symlinks += 1;
         Ok(())
     }
@@ -645,8 +686,7 @@ impl Extractor {
         let held = Held::created(&*at.dir, &at.name, ifmt, dev)
             .map_err(ioe(e, "holding the new device node or FIFO"))?;
         let x = self.apply_node_attrs(meta, rel, &held, at.owner, true)?;
-        self.extracted.insert(rel.clone());
-        let mut m = self.record(meta, rel, kind, None, x);
+        let mut m = record(meta, rel, kind, None, x);
         if kind != EntryType::Fifo {
             m.rdev = Some((meta.devmajor, meta.devminor));
             self.summary.counts.char_devices += u64::from(kind == EntryType::CharDevice);
@@ -654,8 +694,7 @@ impl Extractor {
         } else {
             self.summary.counts.fifos += 1;
         }
-        self.summary.manifest.insert(m);
-        Ok(())
+        self.keep(&m)
     }
 
     /// A hard link, only to an entry this archive already extracted.
@@ -674,11 +713,16 @@ impl Extractor {
         if &target == rel {
             return Err(refuse("links to itself"));
         }
-        if !self.extracted.contains(&target) {
+        let source = self
+            .summary
+            .manifest
+            .hard_link_source(&target)
+            .map_err(ioe(e, "looking up the link's target in the manifest"))?;
+        let Some(source) = source else {
             return Err(refuse(
                 "the target is not an entry extracted earlier from this archive",
             ));
-        }
+        };
         let (tp, tn) = split_parent(&target);
         let (tp, tn) = (tp.to_vec(), tn.to_vec());
         let dir = self.parent(e, &at.parent_rel, true)?;
@@ -686,40 +730,22 @@ impl Extractor {
         let tdir = self.parent(e, &tp, false)?;
         rustix::fs::linkat(&*tdir, &tn[..], &*dir, at.cn.as_c_str(), AtFlags::empty())
             .map_err(|x| ioe(e, "creating the hard link")(x.into()))?;
-        self.extracted.insert(rel.clone());
-        let mut m = self.record(meta, rel, EntryType::File, None, BTreeMap::new());
+        let mut m = record(meta, rel, EntryType::File, None, BTreeMap::new());
         m.hardlink = Some(target);
-        self.summary.manifest.insert(m);
+        self.summary
+            .manifest
+            .insert_hard_link(&m, &source)
+            .map_err(ioe(e, "recording the entry in the manifest"))?;
         self.summary.counts.hardlinks += 1;
         Ok(())
     }
 
-    fn record(
-        &mut self,
-        meta: &EntryMeta,
-        rel: &[u8],
-        kind: EntryType,
-        link: Option<Vec<u8>>,
-        xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
-    ) -> ManifestEntry {
-        let m = ManifestEntry {
-            path: rel.to_vec(),
-            kind,
-            mode: meta.mode & 0o7777,
-            uid: meta.uid as u32,
-            gid: meta.gid as u32,
-            size: 0,
-            mtime_sec: meta.mtime.sec,
-            mtime_nsec: meta.mtime.nsec,
-            content_hash: None,
-            rdev: None,
-            link,
-            hardlink: None,
-            xattrs: Arc::new(xattrs),
-            blocks: None,
-        };
-        self.summary.manifest.insert(m.clone());
-        m
+    /// Adds `m` to the manifest.
+    fn keep(&mut self, m: &ManifestEntry) -> Result<(), ExtractError> {
+        self.summary
+            .manifest
+            .insert(m)
+            .map_err(ioe(&m.path, "recording the entry in the manifest"))
     }
 
     /// Writes a regular file's data (sparse segments at their offsets) and returns the
@@ -920,15 +946,18 @@ impl Extractor {
     }
 
     /// End of archive: the deferred ACLs (default ACLs, and names resolved with the
-    /// image's passwd/group), then directory times, deepest first.
+    /// image's passwd/group), then directory times, deepest first, then the
+    /// hard-link groups of the manifest.
     fn finish(&mut self) -> Result<(), ExtractError> {
         let list = std::mem::take(&mut self.deferred_acls);
         let (manifest, warnings, budget) =
             (&mut self.summary.manifest, &mut self.warnings, &self.budget);
+        let mut stored: Result<(), ExtractError> = Ok(());
         deferred::apply_all(&self.root, list, |d, outcome| match outcome {
             Outcome::Set(Some(v)) => {
-                if let Some(m) = manifest.entries.get_mut(&d.path) {
-                    Arc::make_mut(&mut m.xattrs).insert(d.name.as_bytes().to_vec(), v);
+                let set = manifest.set_xattr(&d.path, d.name.as_bytes(), v);
+                if let (Err(err), true) = (set, stored.is_ok()) {
+                    stored = Err(ioe(&d.path, "recording its ACL")(err));
                 }
             }
             Outcome::Set(None) => {}
@@ -941,8 +970,12 @@ impl Extractor {
                 ),
             ),
         });
-        self.directory_times();
-        Ok(())
+        stored?;
+        self.directory_times()?;
+        self.summary
+            .manifest
+            .resolve_hardlinks()
+            .map_err(ioe(b"", "grouping the hard links of the manifest"))
     }
 
     fn note(&mut self, note: String) {
@@ -977,28 +1010,30 @@ impl Extractor {
     }
 
     /// Directory times, deepest first (setting them earlier would be undone
-    /// by every entry written inside).
-    fn directory_times(&mut self) {
-        self.dir_times.sort_by_key(|(p, _)| {
-            std::cmp::Reverse(p.iter().filter(|&&b| b == b'/').count() + usize::from(!p.is_empty()))
-        });
+    /// by every entry written inside), as the manifest has them at the end.
+    fn directory_times(&mut self) -> Result<(), ExtractError> {
         self.cache = None;
-        for (p, t) in std::mem::take(&mut self.dir_times) {
-            let res = if p.is_empty() {
-                rustix::fs::futimens(self.root.fd(), &timestamps(t)).map_err(errno_io)
-            } else {
-                let (parent, name) = split_parent(&p);
-                self.root.open_dir(parent).and_then(|d| {
-                    rustix::fs::utimensat(&d, name, &timestamps(t), AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(errno_io)
-                })
-            };
-            if let Err(err) = res {
-                self.warn(format!(
-                    "directory {}: times not restored: {err}",
-                    display_path(&p)
-                ));
-            }
-        }
+        let (root, warnings, budget) = (&self.root, &mut self.warnings, &self.budget);
+        self.summary
+            .manifest
+            .directories_deepest_first(|p, sec, nsec| {
+                let t = timestamps(Mtime { sec, nsec });
+                let res = if p.is_empty() {
+                    rustix::fs::futimens(root.fd(), &t).map_err(errno_io)
+                } else {
+                    let (parent, name) = split_parent(p);
+                    root.open_dir(parent).and_then(|d| {
+                        rustix::fs::utimensat(&d, name, &t, AtFlags::SYMLINK_NOFOLLOW)
+                            .map_err(errno_io)
+                    })
+                };
+                if let Err(err) = res {
+                    warnings.push(
+                        budget,
+                        format!("directory {}: times not restored: {err}", display_path(p)),
+                    );
+                }
+            })
+            .map_err(ioe(b"", "reading the directories of the manifest"))
     }
 }

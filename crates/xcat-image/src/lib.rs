@@ -8,7 +8,8 @@
 //!   with `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS)`, so the
 //!   image's own symlinks are never followed.
 //! * [`manifest`]: per-entry records (built while extracting, or by scanning a tree),
-//!   stored as TSV, with a readable diff.
+//!   stored as TSV, with a readable diff; [`manifest_store`] keeps an extraction's
+//!   records on disk, so memory does not grow with the archive.
 //! * [`skeleton`], [`sysclean`], [`publish`], [`report`]: the later capture steps.
 //! * [`pack`]: packing a tree into the archive nodes boot.
 //! * [`tool`]: the one runner of local programs (mksquashfs here, depmod and the
@@ -24,6 +25,7 @@ pub mod budget;
 mod deferred;
 pub mod extract;
 pub mod manifest;
+pub mod manifest_store;
 pub mod pack;
 pub mod publish;
 pub mod report;
@@ -39,3 +41,4 @@ pub use extract::{
     extract, extract_async, ExtractError, ExtractOptions, ExtractSummary, Limits, Progress,
 };
 pub use manifest::{scan_tree, Difference, EntryType, Manifest, ManifestEntry};
+pub use manifest_store::ManifestStore;

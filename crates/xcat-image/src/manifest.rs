@@ -32,6 +32,56 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The TSV form's two header lines.
+pub(crate) fn write_tsv_header(w: &mut impl Write) -> io::Result<()> {
+    writeln!(w, "{HEADER}")?;
+    writeln!(w, "{COLUMNS}")
+}
+
+/// One entry's TSV line; `same_as_leader` writes its xattrs as `=` (a hard
+/// link whose xattrs are its group leader's).
+pub(crate) fn write_tsv_line(
+    w: &mut impl Write,
+    e: &ManifestEntry,
+    same_as_leader: bool,
+) -> io::Result<()> {
+    let xattrs = if e.xattrs.is_empty() {
+        "-".to_string()
+    } else if same_as_leader {
+        "=".to_string()
+    } else {
+        e.xattrs
+            .iter()
+            .map(|(k, v)| format!("{}={}", escape_bytes(k), hex::encode(v)))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    writeln!(
+        w,
+        "{}\t{}\t{:04o}\t{}\t{}\t{}\t{}.{:09}\t{}\t{}\t{}\t{}\t{}",
+        display_path(&e.path),
+        e.kind.letter(),
+        e.mode,
+        e.uid,
+        e.gid,
+        e.size,
+        e.mtime_sec,
+        e.mtime_nsec,
+        e.content_hash
+            .map(hex::encode)
+            .unwrap_or_else(|| "-".into()),
+        e.rdev
+            .map(|(a, b)| format!("{a}:{b}"))
+            .unwrap_or_else(|| "-".into()),
+        opt_bytes(&e.link),
+        e.hardlink
+            .as_ref()
+            .map(|h| display_path(h))
+            .unwrap_or_else(|| "-".into()),
+        xattrs
+    )
+}
+
 /// Entry type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntryType {
@@ -45,7 +95,7 @@ pub enum EntryType {
 }
 
 impl EntryType {
-    fn letter(self) -> char {
+    pub(crate) fn letter(self) -> char {
         match self {
             EntryType::File => 'f',
             EntryType::Dir => 'd',
@@ -57,7 +107,7 @@ impl EntryType {
         }
     }
 
-    fn from_letter(c: &str) -> Option<EntryType> {
+    pub(crate) fn from_letter(c: &str) -> Option<EntryType> {
         Some(match c {
             "f" => EntryType::File,
             "d" => EntryType::Dir,
@@ -229,44 +279,10 @@ impl Manifest {
 
     /// Writes the TSV form described in the module documentation.
     pub fn write_tsv(&self, mut w: impl Write) -> io::Result<()> {
-        writeln!(w, "{HEADER}")?;
-        writeln!(w, "{COLUMNS}")?;
+        write_tsv_header(&mut w)?;
         for e in self.entries.values() {
-            let xattrs = if e.xattrs.is_empty() {
-                "-".to_string()
-            } else if self.leader_xattrs(e).is_some_and(|x| *x == e.xattrs) {
-                "=".to_string()
-            } else {
-                e.xattrs
-                    .iter()
-                    .map(|(k, v)| format!("{}={}", escape_bytes(k), hex::encode(v)))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            writeln!(
-                w,
-                "{}\t{}\t{:04o}\t{}\t{}\t{}\t{}.{:09}\t{}\t{}\t{}\t{}\t{}",
-                display_path(&e.path),
-                e.kind.letter(),
-                e.mode,
-                e.uid,
-                e.gid,
-                e.size,
-                e.mtime_sec,
-                e.mtime_nsec,
-                e.content_hash
-                    .map(hex::encode)
-                    .unwrap_or_else(|| "-".into()),
-                e.rdev
-                    .map(|(a, b)| format!("{a}:{b}"))
-                    .unwrap_or_else(|| "-".into()),
-                opt_bytes(&e.link),
-                e.hardlink
-                    .as_ref()
-                    .map(|h| display_path(h))
-                    .unwrap_or_else(|| "-".into()),
-                xattrs
-            )?;
+            let same = self.leader_xattrs(e).is_some_and(|x| *x == e.xattrs);
+            write_tsv_line(&mut w, e, same)?;
         }
         Ok(())
     }
@@ -958,7 +974,7 @@ mod hole_tests {
         let b = digest(&[Err((1 << 62) - 1), Ok(b"y")]);
         assert_ne!(a, b);
         let mut h = ContentHasher::new();
-        for _ in 0..1_000_000 {
+        for _ in 0..200_000 {
             h.zeros(1 << 40);
             h.update(b"z");
         }

@@ -251,7 +251,7 @@ fn replacing_devices_fifos_and_files_never_writes_through_them() {
         .unwrap()
         .file_type()
         .is_block_device());
-    assert_eq!(s.manifest.get(b"n").unwrap().size, 9);
+    assert_eq!(s.manifest.get(b"n").unwrap().unwrap().size, 9);
     b.canary_intact();
 }
 
@@ -379,6 +379,7 @@ fn metadata_limits_and_corruption() {
     assert!(s
         .manifest
         .get(b"g")
+        .unwrap()
         .unwrap()
         .xattrs
         .contains_key(&b"user.ok"[..]));

@@ -75,7 +75,7 @@ fn edge_tree_roundtrip_posix_pax() {
     assert_same(&s, &d, "source vs extracted tree");
     assert_same(
         &d,
-        &summary.manifest,
+        &summary.manifest.to_manifest().unwrap(),
         "extracted tree vs extraction manifest",
     );
 
@@ -125,7 +125,7 @@ fn edge_tree_roundtrip_posix_pax() {
     assert_eq!(
         Manifest::parse_tsv(std::str::from_utf8(&tsv).unwrap())
             .unwrap()
-            .diff(&summary.manifest),
+            .diff(&summary.manifest.to_manifest().unwrap()),
         vec![]
     );
 }
@@ -155,7 +155,7 @@ fn gnu_format_long_names_and_old_sparse() {
             .unwrap_or_else(|e| panic!("{fmt}: {e}"));
         let d = scan_tree(dst.path()).unwrap();
         assert_same(&s, &d, fmt);
-        assert_same(&d, &summary.manifest, fmt);
+        assert_same(&d, &summary.manifest.to_manifest().unwrap(), fmt);
         assert!(
             d.get(b"sp").unwrap().blocks.unwrap() < 2048,
             "{fmt}: sparse file expanded"
@@ -215,7 +215,7 @@ fn sparse_over_4gib_roundtrip() {
         let summary = extract(&archive[..], dst.path(), &ExtractOptions::default()).unwrap();
         let d = scan_tree(dst.path()).unwrap();
         assert_same(&s, &d, extra[0]);
-        assert_same(&d, &summary.manifest, extra[0]);
+        assert_same(&d, &summary.manifest.to_manifest().unwrap(), extra[0]);
         let e = d.get(b"big").unwrap();
         assert_eq!(e.size, 5 << 30);
         assert!(e.blocks.unwrap() < 1024);

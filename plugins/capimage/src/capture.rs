@@ -343,7 +343,7 @@ fn report(
 fn write_records(
     dir: &Path,
     report: &CaptureReport,
-    manifest: &xcat_image::Manifest,
+    manifest: &xcat_image::ManifestStore,
 ) -> Result<(), CaptureError> {
     let report_path = dir.join("capimage-report.json");
     report
@@ -424,7 +424,7 @@ async fn pack_or_next(
     Ok(())
 }
 
-fn write_manifest(m: &xcat_image::Manifest, path: &Path) -> Result<(), CaptureError> {
+fn write_manifest(m: &xcat_image::ManifestStore, path: &Path) -> Result<(), CaptureError> {
     let tmp = path.with_extension("tsv.tmp");
     let res = (|| -> std::io::Result<()> {
         let f = std::fs::File::create(&tmp)?;

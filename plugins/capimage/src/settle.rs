@@ -16,7 +16,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use xcat_image::beneath::{split_parent, Root};
-use xcat_image::manifest::{EntryType, Manifest};
+use xcat_image::manifest::EntryType;
+use xcat_image::ManifestStore;
 use xcat_image::report::ChurnReport;
 use xcat_image::ExtractSummary;
 use xcat_plugin::Context;
@@ -68,15 +69,14 @@ fn dedup(v: &[Vec<u8>]) -> Vec<Vec<u8>> {
 /// UTF-8 names, within the budget. The rest are possibly inconsistent.
 fn plan_reread(
     node_err: &NodeStderr,
-    manifest: &Manifest,
+    manifest: &ManifestStore,
     churn: &mut ChurnReport,
-) -> Vec<Vec<u8>> {
+) -> std::io::Result<Vec<Vec<u8>>> {
     let mut files = Vec::new();
     let mut budget = REREAD_NAME_BUDGET;
     for p in dedup(&node_err.changed) {
         let plain = manifest
-            .entries
-            .get(&p)
+            .get(&p)?
             .is_some_and(|e| e.kind == EntryType::File && e.hardlink.is_none());
         let fits = std::str::from_utf8(&p).is_ok() && p.len() + 3 <= budget;
         if plain && fits {
@@ -88,7 +88,7 @@ fn plan_reread(
     }
     // Names beyond what was remembered cannot be re-read.
     churn.possibly_inconsistent.count += node_err.changed_count - node_err.changed.len() as u64;
-    files
+    Ok(files)
 }
 
 /// The re-read's list: each file's parent directories, then the files.
@@ -121,7 +121,8 @@ pub async fn reread(
     node_err: &NodeStderr,
     churn: &mut ChurnReport,
 ) -> Result<(), CaptureError> {
-    let files = plan_reread(node_err, &summary.manifest, churn);
+    let files = plan_reread(node_err, &summary.manifest, churn)
+        .map_err(CaptureError::io("read the manifest of", site.staging))?;
     if files.is_empty() {
         return Ok(());
     }
@@ -145,10 +146,40 @@ fn merge_reread(
     churn.possibly_inconsistent.count +=
         again.node_err.changed_count - again.node_err.changed.len() as u64;
     let root = Root::open(staging).map_err(CaptureError::io("open", staging))?;
+    let store = CaptureError::io("record the manifest of", staging);
+    merge_files(&root, files, &again, summary, churn, &changed_again)
+        .and_then(|()| merge_directories(&again, summary))
+        .map_err(|e| match e {
+            Merge::Store(e) => store(e),
+            Merge::Capture(e) => e,
+        })
+}
+
+/// Why a merge step failed: the manifest store, or the tree.
+enum Merge {
+    Store(std::io::Error),
+    Capture(CaptureError),
+}
+
+impl From<std::io::Error> for Merge {
+    fn from(e: std::io::Error) -> Self {
+        Merge::Store(e)
+    }
+}
+
+/// Each re-read file replaces its first copy, or, gone by now, leaves the image.
+fn merge_files(
+    root: &Root,
+    files: &[Vec<u8>],
+    again: &Finished,
+    summary: &mut ExtractSummary,
+    churn: &mut ChurnReport,
+    changed_again: &BTreeSet<Vec<u8>>,
+) -> Result<(), Merge> {
     for f in files {
-        match again.summary.manifest.entries.get(f) {
+        match again.summary.manifest.get(f)? {
             Some(entry) => {
-                summary.manifest.entries.insert(f.clone(), entry.clone());
+                summary.manifest.insert(&entry)?;
                 if changed_again.contains(f) {
                     sample_push(&mut churn.possibly_inconsistent, f);
                 } else {
@@ -156,23 +187,30 @@ fn merge_reread(
                 }
             }
             None => {
-                root.unlink(f).map_err(|source| CaptureError::Remove {
-                    path: show(f),
-                    source,
+                root.unlink(f).map_err(|source| {
+                    Merge::Capture(CaptureError::Remove {
+                        path: show(f),
+                        source,
+                    })
                 })?;
-                summary.manifest.entries.remove(f);
+                summary.manifest.remove(f)?;
                 summary.entries = summary.entries.saturating_sub(1);
                 summary.counts.files = summary.counts.files.saturating_sub(1);
                 sample_push(&mut churn.vanished, f);
             }
         }
     }
-    // The parent directories were read again too: keep their new metadata.
-    for (path, entry) in again.summary.manifest.entries {
+    Ok(())
+}
+
+/// The parent directories were read again too: keep their new metadata.
+fn merge_directories(again: &Finished, summary: &mut ExtractSummary) -> Result<(), Merge> {
+    again.summary.manifest.for_each(|entry| {
         if entry.kind == EntryType::Dir {
-            summary.manifest.entries.insert(path, entry);
+            summary.manifest.insert(&entry)?;
         }
-    }
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -185,7 +223,7 @@ pub async fn count_appeared(
     site: &Site<'_>,
     (excludes, includes): (&[String], &[String]),
     started: Option<&str>,
-    manifest: &Manifest,
+    manifest: &ManifestStore,
     churn: &mut ChurnReport,
 ) {
     let Some(since) = started.and_then(|s| s.trim().parse::<u64>().ok()) else {
@@ -218,7 +256,8 @@ pub async fn count_appeared(
     };
     for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let rel = relative(name);
-        if !manifest.entries.contains_key(&rel) {
+        // a name the store cannot answer for is not counted as appeared
+        if !manifest.contains(&rel).unwrap_or(true) {
             sample_push(&mut churn.appeared, &rel);
         }
     }
@@ -291,6 +330,7 @@ mod tests {
         std::fs::hard_link(d.path().join("linked"), d.path().join("linked2")).unwrap();
         std::fs::create_dir(d.path().join("dir")).unwrap();
         let m = xcat_image::scan_tree(d.path()).unwrap();
+        let m = ManifestStore::from_manifest(&m).unwrap();
         let mut ne = NodeStderr::default();
         for n in ["plain", "linked", "dir", "missing", "plain"] {
             ne.add(&format!("tar: ./{n}: file changed as we read it"));
@@ -301,7 +341,7 @@ mod tests {
             churn.changed.first,
             vec!["/plain", "/linked", "/dir", "/missing"]
         );
-        let files = plan_reread(&ne, &m, &mut churn);
+        let files = plan_reread(&ne, &m, &mut churn).unwrap();
         assert_eq!(files, vec![b"plain".to_vec()]);
         assert_eq!(churn.possibly_inconsistent.count, 3);
         assert_eq!(
