@@ -248,6 +248,31 @@ fn many_hard_links_to_a_file_with_big_xattrs() {
 
 #[test]
 #[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
+fn tens_of_thousands_of_empty_files_with_1000_byte_names() {
+    // each entry is a pax path record and a header, and keeps a ~970-byte
+    // name: in memory the manifest cost about 3,400 bytes an entry (135 MB)
+    let deep = format!(
+        "srv/t/{}/{}/{}",
+        "a".repeat(250),
+        "b".repeat(250),
+        "c".repeat(250)
+    );
+    let mut t = base().pax(&[("path", deep.as_bytes())]).dir("x");
+    for i in 0..40_000 {
+        let name = format!("{deep}/{i:05}-{}", "x".repeat(200));
+        t = t.pax(&[("path", name.as_bytes())]).file("x", b"");
+    }
+    let o = hostile_case("40,000 empty files, 970-byte names", "htiny", t.end());
+    assert!(
+        o.accepted,
+        "a tree of many small files is a tree: {}",
+        o.error
+    );
+    assert_safe("40,000 empty files, 970-byte names", &o);
+}
+
+#[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn chained_pax_headers() {
     // 40 extended headers of 1 MiB each before one entry: 1.4 million small
     // xattrs, each with a name of its own

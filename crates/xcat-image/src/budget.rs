@@ -9,27 +9,20 @@
 //!
 //! # Why these defaults
 //!
-//! The daemon should stay under about 100 MiB during any capture, so the
-//! bookkeeping an archive can make the extractor keep until its end (the manifest,
-//! the set of extracted paths, directory times, deferred ACLs) gets 64 MiB: the
-//! rest is the daemon itself, the 128 KiB data buffer, the decoder and the parser's
-//! per-entry limits.
+//! The daemon should stay under about 100 MiB during any capture. The per-entry
+//! records (the manifest) are therefore kept on disk while the archive streams
+//! in ([`crate::manifest_store`]: memory is its page cache, a few MiB, whatever
+//! the number of entries), and only what must wait for the end in memory, the
+//! deferred ACLs (default ACLs of directories, ACLs naming users or groups),
+//! counts against `max_metadata_bytes` (64 MiB: real trees defer a few hundred;
+//! the rest of the 100 MiB is the daemon itself, the 128 KiB data buffer, the
+//! decoder and the parser's per-entry limits).
 //!
-//! What one entry keeps was measured (peak RSS over a 300,000-entry extraction of
-//! empty files with 49-byte paths, release build): 595 bytes per entry, that is
-//! about 450 bytes of fixed cost (the 192-byte manifest record, its map node and
-//! key, the slot in the set of extracted paths) plus the path three times (manifest
-//! key, record, extracted set). The extractor charges each entry that estimate plus
-//! its link target and xattrs (`ENTRY_BOOKKEEPING` in the extractor), so the
-//! metadata budget is what bounds memory.
-//!
-//! The default (1 GiB, about 1.7 million entries at typical 60-byte paths) lets
-//! every real root filesystem through: a full server install reaches 300,000
-//! entries, large HPC images a million, and refusing them by default would break
-//! the capture that is the point of the daemon. It does not keep a hostile node
-//! that sends millions of tiny entries under 100 MiB: that needs the manifest kept
-//! compact or on disk, not a lower default. An admin who wants a tighter bound
-//! sets `max_metadata_bytes` lower for the nodes they capture.
+//! `max_manifest_bytes` (4 GiB) bounds the disk the manifest store may fill:
+//! each entry is charged 120 bytes (its record and index entry, measured) plus
+//! its path, link target and xattrs (`ENTRY_BOOKKEEPING` in the extractor). A
+//! full server install (300,000 entries) is about 60 MB, a large HPC image of a
+//! million entries about 200 MB, so every real root filesystem passes.
 //!
 //! `max_entries` (5 million) bounds the count, and with it time and the manifest
 //! file. `max_notes` (1,000) bounds the notes and warnings listed (each is one
@@ -53,10 +46,13 @@ const TIB: u64 = 1 << 40;
 pub struct Budget {
     /// Most entries (files, directories, links, devices...) in one archive.
     pub max_entries: u64,
-    /// Most bytes of bookkeeping kept in memory over the whole archive: the
-    /// per-entry records with their names, link targets and xattrs, and the
-    /// ACLs kept for the end (notes are bounded by `max_notes`).
+    /// Most bytes of bookkeeping kept in memory until the archive ends: the
+    /// ACLs set at the end (notes are bounded by `max_notes`, records are on
+    /// disk and bounded by `max_manifest_bytes`).
     pub max_metadata_bytes: u64,
+    /// Most bytes of per-entry records (with their names, link targets and
+    /// xattrs) the manifest store keeps on disk during the extraction.
+    pub max_manifest_bytes: u64,
     /// Most logical bytes of regular files, summed over the archive (holes
     /// included: a later packing step reads every one of them). Callers that
     /// know the source's size set it from that (capimage: the node's usage).
@@ -75,7 +71,8 @@ impl Default for Budget {
     fn default() -> Self {
         Budget {
             max_entries: 5_000_000,
-            max_metadata_bytes: 1 << 30,
+            max_metadata_bytes: 64 << 20,
+            max_manifest_bytes: 4 << 30,
             max_logical_bytes: 16 * TIB,
             logical_source: String::new(),
             max_file_logical_bytes: TIB,
@@ -163,11 +160,18 @@ impl Budget {
 pub(crate) struct Spent {
     entries: u64,
     metadata: u64,
+    manifest: u64,
 }
 
 impl Spent {
-    /// Counts one more entry, which keeps `metadata` bytes of bookkeeping.
-    pub fn entry(&mut self, b: &Budget, entry: &str, metadata: u64) -> Result<(), Exceeded> {
+    /// Counts one more entry, whose record takes `record` bytes of the
+    /// manifest store and which keeps `metadata` bytes in memory to the end.
+    pub fn entry(
+        &mut self,
+        b: &Budget,
+        entry: &str,
+        (record, metadata): (u64, u64),
+    ) -> Result<(), Exceeded> {
         self.entries += 1;
         if self.entries > b.max_entries {
             let what = "the number of entries";
@@ -177,6 +181,17 @@ impl Spent {
                 what,
                 self.entries,
                 b.max_entries,
+            ));
+        }
+        self.manifest = self.manifest.saturating_add(record);
+        if self.manifest > b.max_manifest_bytes {
+            let what = "the bytes of records in the manifest store";
+            return Err(Exceeded::configured(
+                entry,
+                "max_manifest_bytes",
+                what,
+                self.manifest,
+                b.max_manifest_bytes,
             ));
         }
         self.metadata(b, entry, metadata)

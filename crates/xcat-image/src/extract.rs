@@ -986,27 +986,28 @@ impl Extractor {
         self.warnings.push(&self.budget, warning);
     }
 
-    /// Counts `meta` against the entry and metadata budgets before it is extracted:
-    /// what its bookkeeping keeps until the end (the path in the manifest key, the
-    /// record and the set of extracted paths; link target; xattrs; deferred ACLs).
+    /// Counts `meta` against the entry, manifest and metadata budgets before it
+    /// is extracted: its record in the manifest store (path, link target,
+    /// xattrs), and what it keeps in memory until the end (deferred ACLs).
     fn spend(&mut self, meta: &EntryMeta) -> Result<(), ExtractError> {
         let entry = escape_bytes(&meta.path);
         if let Kind::Other(_) = meta.kind {
             // skipped: it keeps only a note, and notes are bounded by count
-            return Ok(self.spent.entry(&self.budget, &entry, 0)?);
+            return Ok(self.spent.entry(&self.budget, &entry, (0, 0))?);
         }
-        let path = meta.path.len();
-        let mut bytes = ENTRY_BOOKKEEPING + 3 * path as u64 + meta.link.len() as u64;
+        let mut record = ENTRY_BOOKKEEPING + (meta.path.len() + meta.link.len()) as u64;
+        let mut kept = 0;
         for (k, v) in &meta.xattrs {
-            bytes += (k.len() + v.len()) as u64;
+            record += (k.len() + v.len()) as u64;
             if k == DEFAULT_ACL.as_bytes() {
-                bytes += deferred_cost(&meta.path, v.len());
+                kept += deferred_cost(&meta.path, v.len());
             }
         }
         for text in [&meta.acl_access, &meta.acl_default].into_iter().flatten() {
-            bytes += deferred_cost(&meta.path, text.len()) + text.len() as u64;
+            record += text.len() as u64;
+            kept += deferred_cost(&meta.path, text.len());
         }
-        Ok(self.spent.entry(&self.budget, &entry, bytes)?)
+        Ok(self.spent.entry(&self.budget, &entry, (record, kept))?)
     }
 
     /// Directory times, deepest first (setting them earlier would be undone

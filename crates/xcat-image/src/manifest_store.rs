@@ -211,13 +211,12 @@ impl ManifestStore {
     /// Directories and their modification times, each after everything
     /// beneath it (reverse path order: a parent's path is a prefix of its
     /// children's, so it sorts before them).
-    pub fn directories_deepest_first(
-        &self,
-        mut f: impl FnMut(&[u8], i64, u32),
-    ) -> io::Result<()> {
+    pub fn directories_deepest_first(&self, mut f: impl FnMut(&[u8], i64, u32)) -> io::Result<()> {
         let conn = self.conn();
         let mut s = conn
-            .prepare("SELECT path, mtime_sec, mtime_nsec FROM entry WHERE kind = 'd' ORDER BY path DESC")
+            .prepare(
+                "SELECT path, mtime_sec, mtime_nsec FROM entry WHERE kind = 'd' ORDER BY path DESC",
+            )
             .map_err(sql)?;
         let mut rows = s.query([]).map_err(sql)?;
         while let Some(r) = rows.next().map_err(sql)? {

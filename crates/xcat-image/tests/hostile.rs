@@ -580,7 +580,7 @@ fn the_entry_budget_fails_the_extraction_naming_the_entry() {
 }
 
 #[test]
-fn the_metadata_budget_counts_names_and_xattrs() {
+fn the_manifest_budget_counts_names_and_xattrs() {
     let b = bed();
     // owned by whoever runs the test, so that no privilege is needed
     let uid = rustix::process::getuid().as_raw().to_string();
@@ -596,14 +596,45 @@ fn the_metadata_budget_counts_names_and_xattrs() {
             .dir(format!("d{i}").as_bytes())
         })
         .end();
-    let opts = with_budget(|b| b.max_metadata_bytes = 1 << 20);
+    let opts = with_budget(|b| b.max_manifest_bytes = 1 << 20);
     let e = refused(extract(&a[..], &b.staging, &opts));
     let msg = e.to_string();
     assert!(matches!(e, ExtractError::Budget(_)), "{e:?}");
     assert!(
-        msg.contains("entry d17") && msg.contains("max_metadata_bytes"),
+        msg.contains("entry d17") && msg.contains("max_manifest_bytes"),
         "{msg}"
     );
+}
+
+#[test]
+fn the_metadata_budget_counts_what_waits_in_memory_for_the_end() {
+    let b = bed();
+    let uid = rustix::process::getuid().as_raw().to_string();
+    let gid = rustix::process::getgid().as_raw().to_string();
+    // default ACLs are set at the end: each one waits in memory until then
+    let acl = (0..4000)
+        .map(|i| format!("user:{}:r-x", 10_000 + i))
+        .collect::<Vec<_>>()
+        .join(",");
+    let acl = format!("user::rwx,group::r-x,other::r-x,mask::r-x,{acl}");
+    let a = (0..40)
+        .fold(TarBuilder::new(), |t, i| {
+            t.pax(&[
+                ("uid", uid.as_bytes()),
+                ("gid", gid.as_bytes()),
+                ("SCHILY.acl.default", acl.as_bytes()),
+            ])
+            .dir(format!("d{i}").as_bytes())
+        })
+        .end();
+    let opts = with_budget(|b| b.max_metadata_bytes = 1 << 20);
+    let e = refused(extract(&a[..], &b.staging, &opts));
+    let msg = e.to_string();
+    assert!(matches!(e, ExtractError::Budget(_)), "{e:?}");
+    assert!(msg.contains("max_metadata_bytes"), "{msg}");
+    // with room for them in memory, the same archive is accepted
+    let opts = with_budget(|b| b.max_metadata_bytes = 8 << 20);
+    extract(&a[..], &b.staging, &opts).expect("within the budget");
 }
 
 #[test]

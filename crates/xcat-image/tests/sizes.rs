@@ -133,6 +133,10 @@ fn many_hard_links_share_one_set_of_xattrs_and_group_in_linear_time() {
     }
     let mut tsv = Vec::new();
     s.manifest.write_tsv(&mut tsv).unwrap();
-    assert!(tsv.len() < 8 << 20, "the TSV repeats the xattrs: {} bytes", tsv.len());
+    assert!(
+        tsv.len() < 8 << 20,
+        "the TSV repeats the xattrs: {} bytes",
+        tsv.len()
+    );
     eprintln!("{n} chained hard links: {took:?}");
 }

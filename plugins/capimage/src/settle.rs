@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use xcat_image::beneath::{split_parent, Root};
 use xcat_image::manifest::EntryType;
-use xcat_image::ManifestStore;
 use xcat_image::report::ChurnReport;
 use xcat_image::ExtractSummary;
+use xcat_image::ManifestStore;
 use xcat_plugin::Context;
 use xcat_remote::Remote;
 
