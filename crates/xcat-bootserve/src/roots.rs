@@ -61,6 +61,7 @@ impl Mapped {
 pub struct Roots {
     source: Source,
     state: Mutex<State>,
+    refresh: tokio::sync::Mutex<()>,
 }
 
 enum Source {
@@ -108,6 +109,7 @@ impl Roots {
                 checked: None,
                 version: None,
             }),
+            refresh: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -115,33 +117,39 @@ impl Roots {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The directories now, re-read when due.
+    /// The directories now, re-read when due. Requests arriving during a
+    /// re-read wait for it (one re-read at a time), so none of them sees
+    /// the empty set that precedes the first one.
     pub async fn current(&self) -> Arc<Mapped> {
-        let (current, due, known) = {
+        if let Some(fresh) = self.fresh() {
+            return fresh;
+        }
+        let _one = self.refresh.lock().await;
+        if let Some(fresh) = self.fresh() {
+            return fresh;
+        }
+        let (current, known) = {
             let s = self.state();
-            let due = s.checked.map_or(true, |t| t.elapsed() >= RECHECK);
-            (s.current.clone(), due, s.version)
+            (s.current.clone(), s.version)
         };
-        if !due {
-            return current;
-        }
-        self.state().checked = Some(Instant::now());
         let version = self.version().await;
-        if version.is_some() && version == known && current.complete() {
-            return current;
+        let reopen = version.is_none() || version != known || !current.complete();
+        let paths = if reopen { self.paths().await } else { None };
+        let mut next = current;
+        if let Some((install, tftp)) = paths {
+            let opened = tokio::task::spawn_blocking(move || Mapped::open(&install, &tftp));
+            next = Arc::new(opened.await.unwrap_or_default());
         }
-        let Some((install, tftp)) = self.paths().await else {
-            return current;
-        };
-        let fresh = Arc::new(
-            tokio::task::spawn_blocking(move || Mapped::open(&install, &tftp))
-                .await
-                .unwrap_or_default(),
-        );
         let mut s = self.state();
-        s.current = fresh.clone();
-        s.version = version;
-        fresh
+        (s.current, s.version, s.checked) = (next.clone(), version, Some(Instant::now()));
+        next
+    }
+
+    /// The directories, when checked less than [`RECHECK`] ago.
+    fn fresh(&self) -> Option<Arc<Mapped>> {
+        let s = self.state();
+        let recent = s.checked.is_some_and(|t| t.elapsed() < RECHECK);
+        recent.then(|| s.current.clone())
     }
 
     /// The site table's change counter (None: fixed directories, or unknown).
