@@ -52,6 +52,7 @@ pub struct Limits {
     pub send_timeout: Duration,
     pub max_header_bytes: usize,
     pub sendfile: bool,
+    pub send_buffer_bytes: usize,
 }
 
 impl Limits {
@@ -62,6 +63,7 @@ impl Limits {
             send_timeout: Duration::from_secs(s.send_timeout_secs.max(1)),
             max_header_bytes: s.max_header_bytes.max(256),
             sendfile: s.sendfile,
+            send_buffer_bytes: s.send_buffer_bytes,
         }
     }
 }
@@ -184,6 +186,10 @@ impl BootService {
             return;
         };
         let _ = tcp.set_nodelay(true);
+        let sndbuf = self.shared.limits.send_buffer_bytes;
+        if sndbuf > 0 {
+            let _ = rustix::net::sockopt::set_socket_send_buffer_size(&tcp, sndbuf);
+        }
         let shared = self.shared.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {

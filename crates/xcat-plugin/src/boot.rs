@@ -30,6 +30,11 @@ pub struct HttpSettings {
     pub max_header_bytes: usize,
     /// Send file bodies with sendfile(2) (zero-copy); false = pread and write.
     pub sendfile: bool,
+    /// Each connection's socket send buffer (SO_SNDBUF; the kernel doubles
+    /// it), so a thousand slow readers hold a bounded share of the kernel's
+    /// TCP memory instead of autotuned megabytes each; 0 = the kernel's
+    /// autotuning.
+    pub send_buffer_bytes: usize,
 }
 
 impl Default for HttpSettings {
@@ -44,6 +49,7 @@ impl Default for HttpSettings {
             send_timeout_secs: 60,
             max_header_bytes: 8192,
             sendfile: true,
+            send_buffer_bytes: 256 << 10,
         }
     }
 }

@@ -96,6 +96,9 @@ impl Response {
 /// Connect from `source` (a loopback address) to `addr`.
 pub async fn connect_from(source: &str, addr: SocketAddr) -> std::io::Result<TcpStream> {
     let sock = TcpSocket::new_v4()?;
+    // Small: the test's own thousand readers share the kernel's TCP memory
+    // with everything else on the machine.
+    sock.set_recv_buffer_size(16 << 10)?;
     sock.bind(format!("{source}:0").parse().unwrap())?;
     sock.connect(addr).await
 }
