@@ -123,16 +123,15 @@ async fn open(shared: &Shared, target: &[u8]) -> Option<Opened> {
         let fd = root
             .open_regular(&mapped.rel, rustix::fs::OFlags::RDONLY)
             .ok()?;
-        let st = rustix::fs::fstat(&fd).ok()?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        let file = std::fs::File::from(fd);
+        let meta = file.metadata().ok()?;
+        if !meta.file_type().is_file() {
             return None;
         }
-        let mtime =
-            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(st.st_mtime.max(0) as u64);
         Some(Opened {
-            fd: Arc::new(fd),
-            size: st.st_size as u64,
-            mtime,
+            fd: Arc::new(OwnedFd::from(file)),
+            size: meta.len(),
+            mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         })
     });
     opened.await.ok().flatten()

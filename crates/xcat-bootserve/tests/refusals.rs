@@ -133,7 +133,7 @@ async fn directories_fifos_and_dot_files_are_not_files_to_serve() {
     std::fs::create_dir_all(s.tftp().join("xcat/dir")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &s.tftp().join("xcat/fifo"),
+        s.tftp().join("xcat/fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
