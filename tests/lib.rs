@@ -61,6 +61,8 @@ impl Default for DaemonOptions {
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    /// The boot service's address, when `[http] listen` is configured.
+    pub http_addr: Option<SocketAddr>,
     pub config_path: PathBuf,
     /// HOME for clients: holds `.xcat/client-cred.pem` (CN=root) and `.xcat/ca.pem`.
     pub home: PathBuf,
@@ -116,10 +118,11 @@ impl Daemon {
             String::from_utf8_lossy(&init.stderr)
         );
         let log_path = root.join("xcatd.log");
-        let (child, addr) = spawn_xcatd(&config_path, &log_path);
+        let (child, addr, http_addr) = spawn_xcatd(&config_path, &log_path);
         Daemon {
             dir,
             addr,
+            http_addr,
             config_path,
             home,
             log_path,
@@ -229,8 +232,8 @@ impl Daemon {
 }
 
 /// Start `xcatd --config CONFIG`, its log appended to `log_path`, and wait
-/// for the address it listens on.
-fn spawn_xcatd(config: &Path, log_path: &Path) -> (Child, SocketAddr) {
+/// for the address it listens on (and the boot service's, printed before it).
+fn spawn_xcatd(config: &Path, log_path: &Path) -> (Child, SocketAddr, Option<SocketAddr>) {
     let log = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
@@ -246,10 +249,13 @@ fn spawn_xcatd(config: &Path, log_path: &Path) -> (Child, SocketAddr) {
         .expect("start xcatd");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
+    let mut http = None;
     let addr = loop {
         match lines.next() {
             Some(Ok(l)) => {
-                if let Some(a) = l.strip_prefix("listening on ") {
+                if let Some(a) = l.strip_prefix("boot service listening on ") {
+                    http = Some(a.parse().expect("address"));
+                } else if let Some(a) = l.strip_prefix("listening on ") {
                     break a.parse().expect("address");
                 }
             }
@@ -264,7 +270,7 @@ fn spawn_xcatd(config: &Path, log_path: &Path) -> (Child, SocketAddr) {
     };
     // Keep draining stdout so the daemon never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    (child, addr, http)
 }
 
 impl Drop for Daemon {
@@ -445,8 +451,9 @@ impl Daemon {
     /// is appended to the same file; the listening address changes.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart: the daemon is still running");
-        let (child, addr) = spawn_xcatd(&self.config_path, &self.log_path);
+        let (child, addr, http_addr) = spawn_xcatd(&self.config_path, &self.log_path);
         self.addr = addr;
+        self.http_addr = http_addr;
         self.child = Some(child);
     }
 }

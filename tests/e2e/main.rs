@@ -1,5 +1,6 @@
 //! End-to-end tests against a real `xcatd` over real TLS.
 mod attacks;
+mod bootserve;
 mod capimage;
 mod capimage_busy;
 mod capimage_faults;

@@ -58,6 +58,16 @@ impl Db {
         }
         Ok(v)
     }
+
+    /// The `site` table's change counter: readers that cache a site value
+    /// (the boot service's directories) re-read it when this moves.
+    pub async fn site_version(&self) -> Result<Option<i64>, DbError> {
+        let v = self.versions().await?;
+        Ok(VERSIONED_TABLES
+            .iter()
+            .position(|t| *t == "site")
+            .and_then(|i| v[i]))
+    }
 }
 
 /// DDL of the triggers. SQLite has only row triggers (one counter update

@@ -19,6 +19,22 @@ pub struct HttpSettings {
     pub max_connections_per_peer: usize,
     /// A file that gets one line per request; none = the daemon's own log.
     pub access_log: Option<PathBuf>,
+    /// Seconds a request head may take to arrive, from its first byte (or
+    /// from the connection's start for its first request).
+    pub header_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request.
+    pub idle_timeout_secs: u64,
+    /// Seconds a peer may leave a response unread before it is dropped.
+    pub send_timeout_secs: u64,
+    /// Largest request head accepted, in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Send file bodies with sendfile(2) (zero-copy); false = pread and write.
+    pub sendfile: bool,
+    /// Each connection's socket send buffer (SO_SNDBUF; the kernel doubles
+    /// it), so a thousand slow readers hold a bounded share of the kernel's
+    /// TCP memory instead of autotuned megabytes each; 0 = the kernel's
+    /// autotuning.
+    pub send_buffer_bytes: usize,
 }
 
 impl Default for HttpSettings {
@@ -28,6 +44,12 @@ impl Default for HttpSettings {
             max_connections: 1024,
             max_connections_per_peer: 64,
             access_log: None,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 15,
+            send_timeout_secs: 60,
+            max_header_bytes: 8192,
+            sendfile: true,
+            send_buffer_bytes: 256 << 10,
         }
     }
 }

@@ -125,6 +125,11 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        if let Some(log) = &cfg.http.access_log {
+            if log.is_relative() {
+                cfg.http.access_log = Some(base.join(log));
+            }
+        }
         if cfg.ssh.known_hosts.is_relative() {
             cfg.ssh.known_hosts = base.join(&cfg.ssh.known_hosts);
         }

@@ -23,7 +23,6 @@ pub mod config;
 
 mod certs;
 mod dispatch;
-mod peers;
 mod plugins;
 mod server;
 mod tls;
@@ -36,6 +35,8 @@ pub use plugins::plugin_handlers;
 pub struct Daemon {
     server: Arc<server::Server>,
     grace: Duration,
+    /// The boot service, when `[http] listen` is set.
+    boot: Option<(std::net::SocketAddr, xcat_bootserve::BootService)>,
 }
 
 impl Daemon {
@@ -51,20 +52,66 @@ impl Daemon {
                 max_names: config.max_noderange_names,
             });
         let settings = Arc::new(settings_of(&config));
+        let boot = boot_service(&config, &db)?;
         let handlers = plugin_handlers(config.enable_test_commands);
         run_start_hooks(&handlers, &settings);
         let registry = Registry::new(handlers, db, settings)?;
         Ok(Daemon {
             server: Arc::new(server::Server::new(&config, registry, tls)),
             grace: Config::secs(config.shutdown_grace),
+            boot,
         })
     }
 
-    /// Accept on `listener` until `shutdown` fires, then let running commands
-    /// finish for the configured grace period before cancelling them.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
-        self.server.run(listener, shutdown, self.grace).await;
+    /// Bind the boot service's address (`[http] listen`), when it is
+    /// configured. Port 0 binds an ephemeral port: the listener's
+    /// `local_addr` says which.
+    pub fn bind_boot(&self) -> anyhow::Result<Option<TcpListener>> {
+        self.boot
+            .as_ref()
+            .map(|(addr, _)| bind(*addr).context("boot service ([http] listen)"))
+            .transpose()
     }
+
+    /// Accept on `listener` until `shutdown` fires, then let running commands
+    /// finish for the configured grace period before cancelling them. The
+    /// boot service is not served: see [`Daemon::serve_with_boot`].
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
+        self.serve_with_boot(listener, None, shutdown).await;
+    }
+
+    /// [`Daemon::serve`], and the boot service on `boot` (from
+    /// [`Daemon::bind_boot`]) beside it; both stop when `shutdown` fires.
+    pub async fn serve_with_boot(
+        self,
+        listener: TcpListener,
+        boot: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) {
+        let http = match (self.boot, boot) {
+            (Some((_, service)), Some(l)) => Some(tokio::spawn(service.serve(l, shutdown.clone()))),
+            _ => None,
+        };
+        self.server.run(listener, shutdown, self.grace).await;
+        if let Some(h) = http {
+            let _ = h.await;
+        }
+    }
+}
+
+/// The boot service of `[http]`, its directories read from the site table.
+fn boot_service(
+    config: &Config,
+    db: &xcat_db::Db,
+) -> anyhow::Result<Option<(std::net::SocketAddr, xcat_bootserve::BootService)>> {
+    let Some(addr) = config.http.listen else {
+        return Ok(None);
+    };
+    let roots = xcat_bootserve::Roots::from_site(db.clone(), &config.install_dir, &config.tftp_dir);
+    Ok(Some((
+        addr,
+        xcat_bootserve::BootService::new(&config.http, roots)?,
+    )))
 }
 
 /// Start and serve in one call: what a test or an embedding program wants.

@@ -105,6 +105,12 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Signal handlers first, so a SIGTERM right after start-up is a clean stop.
     let signals = Signals::install()?;
     let listener = xcatd::bind(cfg.listen)?;
+    let boot = daemon.bind_boot()?;
+    if let Some(b) = &boot {
+        let addr = b.local_addr()?;
+        info!(%addr, "boot service listening");
+        println!("boot service listening on {addr}");
+    }
     let addr = listener.local_addr()?;
     info!(%addr, database = %xcatd::redact_url(&cfg.database_url()), "xcatd listening");
     // Tests and scripts wait for this line on stdout to learn the bound port.
@@ -119,7 +125,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    daemon.serve(listener, shutdown).await;
+    daemon.serve_with_boot(listener, boot, shutdown).await;
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use xcatd_proto::{encode_response, FrameError, FrameLimits, RequestReader};
 
 use crate::config::Config;
 use crate::dispatch::{Outcome, Registry};
-use crate::peers::{LogEvery, PeerLimits, PeerSlot, Peers};
+use xcat_bootserve::peers::{LogEvery, PeerLimits, PeerSlot, Peers};
 
 /// Most responses written with one flush.
 const WRITE_BATCH: usize = 256;
