@@ -7,6 +7,7 @@ mod capimage_hostile;
 mod capimage_options;
 mod daemon;
 mod load;
+mod nodeset;
 mod packimage;
 mod tables;
 mod xdsh;
