@@ -40,8 +40,18 @@ fn cluster() -> Daemon {
     for f in ["kernel", "initrd-stateless.gz", "rootimg.cpio.gz"] {
         std::fs::write(dir.join(f), f).unwrap();
     }
-    for kv in ["provmethod=netboot", "osvers=rocky9.4", "osarch=x86_64", "profile=compute", "imagetype=linux"] {
-        d.ok(&["chtab", &format!("imagename={IMG}"), &format!("osimage.{kv}")]);
+    for kv in [
+        "provmethod=netboot",
+        "osvers=rocky9.4",
+        "osarch=x86_64",
+        "profile=compute",
+        "imagetype=linux",
+    ] {
+        d.ok(&[
+            "chtab",
+            &format!("imagename={IMG}"),
+            &format!("osimage.{kv}"),
+        ]);
     }
     let rootimgdir = format!("linuximage.rootimgdir={}", dir.display());
     d.ok(&["chtab", &format!("imagename={IMG}"), &rootimgdir]);
@@ -70,10 +80,18 @@ fn nodeset_lines_exit_code_files_and_tables() {
     );
     let nodes = d.root().join("tftpboot/xcat/xnba/nodes");
     let script = std::fs::read_to_string(nodes.join("cn1")).unwrap();
-    assert!(script.starts_with(&format!("#!gpxe\n#{STATE}\n")), "{script}");
+    assert!(
+        script.starts_with(&format!("#!gpxe\n#{STATE}\n")),
+        "{script}"
+    );
     assert!(script.contains("NODE=cn1 FC=0 XCATHTTPPORT=80"), "{script}");
     assert!(!nodes.join("cn2").exists());
-    let shown = d.ok(&["nodels", "cn1-cn3", "chain.currstate", "nodetype.provmethod"]);
+    let shown = d.ok(&[
+        "nodels",
+        "cn1-cn3",
+        "chain.currstate",
+        "nodetype.provmethod",
+    ]);
     assert_eq!(
         shown,
         format!(
@@ -82,10 +100,15 @@ fn nodeset_lines_exit_code_files_and_tables() {
              cn3: chain.currstate: {STATE}\ncn3: nodetype.provmethod: {IMG}\n"
         )
     );
-    assert_eq!(d.ok(&["nodeset", "cn1,cn3", "stat"]), format!("cn1: {STATE}\ncn3: {STATE}\n"));
+    assert_eq!(
+        d.ok(&["nodeset", "cn1,cn3", "stat"]),
+        format!("cn1: {STATE}\ncn3: {STATE}\n")
+    );
     assert_eq!(d.ok(&["nodeset", "cn1", "boot"]), "cn1: boot\n");
     assert_eq!(d.ok(&["nodeset", "cn1", "stat"]), "cn1: boot\n");
-    assert!(d.ok(&["lsdef", "-t", "osimage"]).contains(&format!("{IMG}  (osimage)")));
+    assert!(d
+        .ok(&["lsdef", "-t", "osimage"])
+        .contains(&format!("{IMG}  (osimage)")));
 }
 
 #[test]
@@ -100,7 +123,13 @@ fn dhcp_step_and_rmimage() {
     assert_eq!(out, "cn1: boot\n");
     let served = d.ok(&["lsxcatd", "-a"]).contains("makedhcp");
     if !served {
-        assert_eq!(err.lines().filter(|l| l.starts_with("Warning: makedhcp is not served")).count(), 1, "{err}");
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.starts_with("Warning: makedhcp is not served"))
+                .count(),
+            1,
+            "{err}"
+        );
     }
     d.ok(&["nodeset", "cn1", &format!("osimage={IMG}")]);
     let copy = d.root().join("tftpboot/xcat/osimage").join(IMG);
@@ -108,6 +137,9 @@ fn dhcp_step_and_rmimage() {
     let out = d.ok(&["rmimage", IMG, "--xcatdef"]);
     assert!(out.contains("Image files have been removed"), "{out}");
     assert!(!copy.exists());
-    assert!(!d.install_dir().join("netboot/rocky9.4/x86_64/compute").exists());
+    assert!(!d
+        .install_dir()
+        .join("netboot/rocky9.4/x86_64/compute")
+        .exists());
     assert!(!d.ok(&["lsdef", "-t", "osimage"]).contains(IMG));
 }

@@ -710,9 +710,13 @@ async fn set_for_nodes_updates_and_inserts(db: &Db) {
     .await
     .unwrap();
     let nodes: Vec<String> = (1..=1200).map(|i| format!("n{i:05}")).collect();
-    db.set_for_nodes("nodetype", &nodes, &[("os", "rocky9"), ("provmethod", "img")])
-        .await
-        .unwrap();
+    db.set_for_nodes(
+        "nodetype",
+        &nodes,
+        &[("os", "rocky9"), ("provmethod", "img")],
+    )
+    .await
+    .unwrap();
     let rows = db.rows("nodetype").await.unwrap();
     assert_eq!(rows.len(), 1200, "one row per node, none doubled");
     let first = db.get_row("nodetype", "n00001").await.unwrap().unwrap();
@@ -726,7 +730,10 @@ async fn set_for_nodes_updates_and_inserts(db: &Db) {
         .unwrap();
     let first = db.get_row("nodetype", "n00001").await.unwrap().unwrap();
     assert!(!first.contains_key("provmethod"));
-    assert!(db.set_for_nodes("osimage", &nodes, &[("osvers", "x")]).await.is_err());
+    assert!(db
+        .set_for_nodes("osimage", &nodes, &[("osvers", "x")])
+        .await
+        .is_err());
 }
 
 both_backends!(

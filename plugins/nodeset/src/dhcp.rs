@@ -8,7 +8,11 @@ use xcatd_proto::Shown;
 
 /// The sub-request for `nodes`: `makedhcp [-d]`, the nodes as its noderange.
 pub fn request(nodes: &[String], remove: bool) -> Request {
-    let args = if remove { vec!["-d".to_string()] } else { Vec::new() };
+    let args = if remove {
+        vec!["-d".to_string()]
+    } else {
+        Vec::new()
+    };
     let mut req = Request::new("makedhcp", args);
     req.noderange = Some(nodes.join(","));
     req
@@ -33,9 +37,9 @@ pub async fn run(
     let mut sub = ctx.sub_request(request(nodes, remove));
     let mut code = 0;
     while let Some(r) = sub.next().await {
-        let unsupported = r.shown().any(|s| {
-            matches!(s, Shown::Error(e) if e.starts_with("Unsupported request: makedhcp"))
-        });
+        let unsupported = r.shown().any(
+            |s| matches!(s, Shown::Error(e) if e.starts_with("Unsupported request: makedhcp")),
+        );
         if unsupported {
             out.warning(not_served()).await?;
             continue;

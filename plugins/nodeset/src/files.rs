@@ -32,7 +32,10 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 /// A temporary name beside `path`: a dot-file (the boot service serves no
 /// dot-file) unique to this process and call.
 pub fn temp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     path.with_file_name(format!(".{name}.nodeset-{}-{n}", std::process::id()))
 }
@@ -149,7 +152,9 @@ pub fn grub2_image(
 ) -> String {
     let (root, prefix) = match proto {
         Grub2Proto::Tftp => (format!("tftp,{server}"), ""),
-        Grub2Proto::Http if http_port != "80" => (format!("http,{server}:{http_port}"), "/tftpboot"),
+        Grub2Proto::Http if http_port != "80" => {
+            (format!("http,{server}:{http_port}"), "/tftpboot")
+        }
         Grub2Proto::Http => (format!("http,{server}"), "/tftpboot"),
     };
     let efi = if x86 { "efi" } else { "" };
@@ -188,10 +193,17 @@ pub struct Grub2Links {
 impl Grub2Links {
     pub fn scan(tftp: &Path) -> Grub2Links {
         let mut by_inode: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
-        for e in fs::read_dir(grub2_dir(tftp)).into_iter().flatten().flatten() {
+        for e in fs::read_dir(grub2_dir(tftp))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if let Ok(m) = e.metadata() {
                 if m.is_file() && m.nlink() > 1 {
-                    by_inode.entry((m.dev(), m.ino())).or_default().push(e.path());
+                    by_inode
+                        .entry((m.dev(), m.ino()))
+                        .or_default()
+                        .push(e.path());
                 }
             }
         }
@@ -272,8 +284,14 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(hexip_name("10.99.3.4".parse().unwrap()), "grub.cfg-0A630304");
-        assert_eq!(mac_name("aa:bb:cc:dd:ee:0f"), "grub.cfg-01-aa-bb-cc-dd-ee-0f");
+        assert_eq!(
+            hexip_name("10.99.3.4".parse().unwrap()),
+            "grub.cfg-0A630304"
+        );
+        assert_eq!(
+            mac_name("aa:bb:cc:dd:ee:0f"),
+            "grub.cfg-01-aa-bb-cc-dd-ee-0f"
+        );
     }
 
     #[test]
@@ -283,7 +301,11 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(t.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = fs::read_dir(t.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names, ["n1"]);
     }
 }

@@ -80,8 +80,12 @@ impl Image {
         let os = db.get_row("osimage", name).await?;
         let os = os.ok_or_else(|| ImageError::NotFound(name.to_string()))?;
         let get = |k: &str| os.get(k).cloned().unwrap_or_default();
-        let (provmethod, osvers, osarch, profile) =
-            (get("provmethod"), get("osvers"), get("osarch"), get("profile"));
+        let (provmethod, osvers, osarch, profile) = (
+            get("provmethod"),
+            get("osvers"),
+            get("osarch"),
+            get("profile"),
+        );
         if provmethod.is_empty() {
             return Err(ImageError::NoProvmethod(name.to_string()));
         }
@@ -154,11 +158,10 @@ pub enum FilesError {
         image: String,
         server: String,
     },
-    #[error("No packed image for platform {os}, architecture {arch}, and profile {profile} found in {} on {server} (looked for {}): run packimage {image}", .dir.display(), PACKED_NAMES.join(", "))]
+    #[error("No packed image for {platform} found in {} on {server} (looked for {}): run packimage {image}", .dir.display(), PACKED_NAMES.join(", "))]
     NoPacked {
-        os: String,
-        arch: String,
-        profile: String,
+        /// `platform <os>, architecture <arch>, and profile <profile>`.
+        platform: String,
         dir: PathBuf,
         image: String,
         server: String,
@@ -183,7 +186,7 @@ pub fn choose_packed(dir: &Path) -> Option<(String, Vec<String>)> {
         })
         .collect();
     // Stable sort: equal times keep the fixed order.
-    found.sort_by(|a, b| b.1.cmp(&a.1));
+    found.sort_by_key(|f| std::cmp::Reverse(f.1));
     let mut names = found.into_iter().map(|(n, _)| n.to_string());
     let best = names.next()?;
     Some((best, names.collect()))
@@ -228,9 +231,10 @@ pub fn prepare(
         })?;
     let Some((packed, others)) = choose_packed(&dir) else {
         return Err(FilesError::NoPacked {
-            os: image.osvers.clone(),
-            arch: image.osarch.clone(),
-            profile: image.profile.clone(),
+            platform: format!(
+                "platform {}, architecture {}, and profile {}",
+                image.osvers, image.osarch, image.profile
+            ),
             dir,
             image: image.name.clone(),
             server: server.into(),

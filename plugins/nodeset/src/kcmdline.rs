@@ -81,7 +81,10 @@ pub fn build(p: &Prepared, site: &Site, b: &NodeBoot) -> String {
             " LOGSERVER={master}  syslog.server={master} syslog.type=rsyslogd syslog.filter=*.*  xcatdebugmode={mode} "
         ));
     }
-    k.push_str(&nic_args(b, p.image.linux.get("nodebootif").map(String::as_str)));
+    k.push_str(&nic_args(
+        b,
+        p.image.linux.get("nodebootif").map(String::as_str),
+    ));
     if let Some((port, speed, flow)) = b.serial {
         k.push_str(&format!(" console=tty0 console=ttyS{port},{speed}"));
         if flow.is_some_and(|f| ["hard", "tcs", "ctsrts"].iter().any(|w| f.contains(w))) {
@@ -92,7 +95,10 @@ pub fn build(p: &Prepared, site: &Site, b: &NodeBoot) -> String {
         k.push_str(" selinux=0 ");
     }
     k.push_str(&kdump(p));
-    let extra = volatile(b.addkcmdline, p.image.linux.get("addkcmdline").map(String::as_str));
+    let extra = volatile(
+        b.addkcmdline,
+        p.image.linux.get("addkcmdline").map(String::as_str),
+    );
     if !extra.is_empty() {
         k.push(' ');
         k.push_str(&extra);
@@ -121,12 +127,14 @@ fn selinux_off(osvers: &str) -> bool {
     if osvers.contains("fedora12") || osvers.contains("fedora13") {
         return true;
     }
-    ["rhels", "ol", "alma", "rocky", "centos"].iter().any(|fam| {
-        osvers.match_indices(fam).any(|(i, _)| {
-            let rest = &osvers[i + fam.len()..];
-            rest.starts_with("10") || rest.starts_with(['7', '8', '9'])
+    ["rhels", "ol", "alma", "rocky", "centos"]
+        .iter()
+        .any(|fam| {
+            osvers.match_indices(fam).any(|(i, _)| {
+                let rest = &osvers[i + fam.len()..];
+                rest.starts_with("10") || rest.starts_with(['7', '8', '9'])
+            })
         })
-    })
 }
 
 /// ` crashkernel=<size> dump=<target> ` when linuximage.dump is set.
@@ -164,7 +172,9 @@ mod tests {
 
     #[test]
     fn selinux_families() {
-        for v in ["rocky9.4", "rhels8.8", "alma10", "ol7.9", "centos9", "fedora13"] {
+        for v in [
+            "rocky9.4", "rhels8.8", "alma10", "ol7.9", "centos9", "fedora13",
+        ] {
             assert!(selinux_off(v), "{v}");
         }
         for v in ["debian12", "ubuntu22.04", "rhels6.10", "sles15", "rocky"] {

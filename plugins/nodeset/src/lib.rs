@@ -76,9 +76,9 @@ impl Handler for Nodeset {
         let word = match args.words.as_slice() {
             [w] => w,
             [] => return Err(SYNTAX.error("nodeset needs a state")),
-            [_, extra, ..] => return Err(SYNTAX.error(&format!("unexpected argument \"{extra}\""))),
+            [_, extra, ..] => return Err(SYNTAX.error(format!("unexpected argument \"{extra}\""))),
         };
-        let state = State::parse(word).map_err(|e| SYNTAX.error(&e.to_string()))?;
+        let state = State::parse(word).map_err(|e| SYNTAX.error(e.to_string()))?;
         if req.nodes.is_empty() {
             return Err(SYNTAX.error("nodeset needs a noderange"));
         }

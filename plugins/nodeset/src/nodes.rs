@@ -195,9 +195,6 @@ mod tests {
 
     #[test]
     fn facing_loopback() {
-        assert_eq!(
-            facing_ip(Ipv4Addr::LOCALHOST),
-            Some(Ipv4Addr::LOCALHOST)
-        );
+        assert_eq!(facing_ip(Ipv4Addr::LOCALHOST), Some(Ipv4Addr::LOCALHOST));
     }
 }

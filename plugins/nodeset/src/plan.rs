@@ -84,7 +84,10 @@ impl Ctx<'_> {
 
     /// The node's inputs to its command line.
     fn boot<'a>(&'a self, node: &'a str) -> Result<NodeBoot<'a>, String> {
-        let server = |col| self.get(node, "noderes", col).map(|s| self.resolver.server(s));
+        let server = |col| {
+            self.get(node, "noderes", col)
+                .map(|s| self.resolver.server(s))
+        };
         let serial = match self.get(node, "nodehm", "serialport") {
             None => None,
             Some(port) => {
@@ -138,10 +141,22 @@ impl Ctx<'_> {
                     Some(s) => s,
                     None => facing()?,
                 };
-                let k = if k.contains(MYIPFN) { k.replace(MYIPFN, &facing()?) } else { k };
+                let k = if k.contains(MYIPFN) {
+                    k.replace(MYIPFN, &facing()?)
+                } else {
+                    k
+                };
                 let arch = &p.image.osarch;
                 let rel = p.image.tftp_rel();
-                let config = files::grub2_image(&state, proto, &server, &self.site.http_port, &rel, &k, arch.contains("x86"));
+                let config = files::grub2_image(
+                    &state,
+                    proto,
+                    &server,
+                    &self.site.http_port,
+                    &rel,
+                    &k,
+                    arch.contains("x86"),
+                );
                 Plan::Grub2(Grub2 {
                     config,
                     links: self.grub2_links(node, ip, Some(&mac)),
@@ -158,7 +173,13 @@ impl Ctx<'_> {
         Ok(match loader {
             Loader::Xnba => {
                 let s = files::exit_script("boot");
-                (loader, Plan::Xnba(Xnba { bios: s.clone(), uefi: s }))
+                (
+                    loader,
+                    Plan::Xnba(Xnba {
+                        bios: s.clone(),
+                        uefi: s,
+                    }),
+                )
             }
             Loader::Grub2(_) => {
                 let ip = self.ip(node)?;
@@ -192,9 +213,16 @@ mod tests {
     fn loaders() {
         assert_eq!(loader(Some("xnba")), Ok(Loader::Xnba));
         assert_eq!(loader(Some("grub2")), Ok(Loader::Grub2(Grub2Proto::Tftp)));
-        assert_eq!(loader(Some("grub2-http")), Ok(Loader::Grub2(Grub2Proto::Http)));
-        assert!(loader(None).unwrap_err().starts_with("Unable to identify plugin"));
-        assert!(loader(Some("grub2-nfs")).unwrap_err().starts_with("Invalid netboot method"));
+        assert_eq!(
+            loader(Some("grub2-http")),
+            Ok(Loader::Grub2(Grub2Proto::Http))
+        );
+        assert!(loader(None)
+            .unwrap_err()
+            .starts_with("Unable to identify plugin"));
+        assert!(loader(Some("grub2-nfs"))
+            .unwrap_err()
+            .starts_with("Invalid netboot method"));
         assert!(loader(Some("pxe")).unwrap_err().contains("not served"));
         assert_eq!(grub2_binary("ppc64le"), "grub2.ppc");
         assert_eq!(grub2_binary("x86_64"), "grub2.x86_64");

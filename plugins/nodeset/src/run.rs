@@ -66,7 +66,9 @@ pub async fn run(
         State::Genesis(word) => genesis(word, &mut report),
         State::Offline => offline(&site, &mut report, ctx).await?,
         State::Boot => boot(&site, &mut report, ctx).await?,
-        State::Image(_) | State::OwnImage => images(&state, opts, &site, &mut report, ctx, out).await?,
+        State::Image(_) | State::OwnImage => {
+            images(&state, opts, &site, &mut report, ctx, out).await?
+        }
     }
     emit(&report, out).await?;
     if state.changes() && site.dhcp_setup && !matches!(state, State::Genesis(_)) {
@@ -79,7 +81,10 @@ pub async fn run(
 async fn stat(site: &Site, report: &mut Report) -> Result<(), HandlerError> {
     let (tftp, nodes) = (site.tftp_dir.clone(), report.nodes.clone());
     let states = blocking(move || {
-        nodes.iter().map(|n| files::read_state(&tftp, n)).collect::<Vec<_>>()
+        nodes
+            .iter()
+            .map(|n| files::read_state(&tftp, n))
+            .collect::<Vec<_>>()
     })
     .await
     .map_err(failed)?;
@@ -139,7 +144,9 @@ type Job = (usize, String, Loader, Plan, String);
 /// node's outcome.
 async fn write_plans(site: &Site, jobs: Vec<Job>, report: &mut Report) -> Result<(), HandlerError> {
     let tftp = site.tftp_dir.clone();
-    let results = blocking(move || write_all(&tftp, jobs)).await.map_err(failed)?;
+    let results = blocking(move || write_all(&tftp, jobs))
+        .await
+        .map_err(failed)?;
     for (i, o) in results {
         report.outcomes[i] = o;
     }
@@ -148,7 +155,10 @@ async fn write_plans(site: &Site, jobs: Vec<Job>, report: &mut Report) -> Result
 
 fn write_all(tftp: &std::path::Path, jobs: Vec<Job>) -> Vec<(usize, Outcome)> {
     if let Err(e) = files::make_dirs(tftp) {
-        let msg = format!("Cannot create the boot directories in {}: {e}", tftp.display());
+        let msg = format!(
+            "Cannot create the boot directories in {}: {e}",
+            tftp.display()
+        );
         return jobs
             .into_iter()
             .map(|(i, _, l, _, _)| (i, Outcome::Failed(msg.clone(), Some(l))))
@@ -189,14 +199,22 @@ async fn record_states(ctx: &Context, report: &Report) -> Result<(), HandlerErro
         }
     }
     for (state, nodes) in by_state {
-        ctx.db.set_for_nodes("chain", &nodes, &[("currstate", state)]).await?;
+        ctx.db
+            .set_for_nodes("chain", &nodes, &[("currstate", state)])
+            .await?;
     }
     Ok(())
 }
 
 /// Node records, a few hundred per response.
 async fn emit(report: &Report, out: &Responder) -> Result<(), HandlerError> {
-    for chunk in report.nodes.iter().zip(&report.outcomes).collect::<Vec<_>>().chunks(200) {
+    for chunk in report
+        .nodes
+        .iter()
+        .zip(&report.outcomes)
+        .collect::<Vec<_>>()
+        .chunks(200)
+    {
         let mut r = Response::new();
         for (n, o) in chunk {
             let rec = match o {
@@ -237,7 +255,11 @@ fn summary(report: &Report, site: &Site) -> Result<(), HandlerError> {
         .collect();
     kinds.sort_unstable();
     kinds.dedup();
-    let what = if kinds.is_empty() { "boot".to_string() } else { kinds.join(" and ") };
+    let what = if kinds.is_empty() {
+        "boot".to_string()
+    } else {
+        kinds.join(" and ")
+    };
     Err(HandlerError::Failed(format!(
         "Failed to generate {what} configurations for {} of {} node(s) on {}: see the node errors above",
         failed.len(),
@@ -271,13 +293,19 @@ async fn images(
     let prepared = prepare_all(loaded, site, opts, out).await?;
     ctx.check_cancelled()?;
     let resolver = Resolver::load();
-    let pc = Ctx { site, tables: &tables, resolver: &resolver };
+    let pc = Ctx {
+        site,
+        tables: &tables,
+        resolver: &resolver,
+    };
     let mut jobs = Vec::new();
     for (name, idx) in &wanted {
         for &i in idx {
             let node = &report.nodes[i];
             let planned = match &prepared[name] {
-                Ok(p) => pc.image(node, p).map(|(l, plan)| (l, plan, p.image.currstate())),
+                Ok(p) => pc
+                    .image(node, p)
+                    .map(|(l, plan)| (l, plan, p.image.currstate())),
                 Err(e) => Err(e.clone()),
             };
             match planned {
@@ -299,7 +327,11 @@ fn image_failure(e: ImageError) -> HandlerError {
 
 /// Image name -> indices of the nodes to boot it. Bare `osimage` nodes
 /// without a usable `nodetype.provmethod` fail here.
-fn image_names(state: &State, tables: &NodeTables, report: &mut Report) -> BTreeMap<String, Vec<usize>> {
+fn image_names(
+    state: &State,
+    tables: &NodeTables,
+    report: &mut Report,
+) -> BTreeMap<String, Vec<usize>> {
     let mut m: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, n) in report.nodes.iter().enumerate() {
         let name = match state {

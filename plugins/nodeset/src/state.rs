@@ -68,7 +68,10 @@ mod tests {
 
     #[test]
     fn words() {
-        assert_eq!(State::parse("osimage=img1"), Ok(State::Image("img1".into())));
+        assert_eq!(
+            State::parse("osimage=img1"),
+            Ok(State::Image("img1".into()))
+        );
         assert_eq!(State::parse("osimage"), Ok(State::OwnImage));
         assert_eq!(State::parse("boot"), Ok(State::Boot));
         assert_eq!(State::parse("offline"), Ok(State::Offline));
@@ -81,8 +84,14 @@ mod tests {
         for w in ["install", "netboot", "statelite", "install=x"] {
             assert_eq!(State::parse(w), Err(StateError::Deprecated), "{w}");
         }
-        assert_eq!(State::parse("dance"), Err(StateError::Unknown("dance".into())));
-        assert_eq!(State::parse("boot=1"), Err(StateError::Unknown("boot=1".into())));
+        assert_eq!(
+            State::parse("dance"),
+            Err(StateError::Unknown("dance".into()))
+        );
+        assert_eq!(
+            State::parse("boot=1"),
+            Err(StateError::Unknown("boot=1".into()))
+        );
         assert_eq!(State::parse("osimage="), Err(StateError::EmptyImage));
         assert!(matches!(
             State::parse("runimage=x,osimage=y"),

@@ -13,7 +13,11 @@ async fn help_and_version_are_data() {
         let o = h.run("nodeset", &[flag]).await;
         assert_eq!(o.ok().kinds()[0].0, "data");
         assert_eq!(o.lines()[0], "Usage:");
-        assert!(o.lines()[1].starts_with("  nodeset <noderange>"), "{:?}", o.lines());
+        assert!(
+            o.lines()[1].starts_with("  nodeset <noderange>"),
+            "{:?}",
+            o.lines()
+        );
     }
     let o = h.run("nodeset", &["-v"]).await;
     assert_eq!(o.ok().lines(), [format!("nodeset {VERSION} (xcatd-rs)")]);
@@ -26,7 +30,10 @@ async fn usage_errors() {
         (&[][..], "nodeset needs a state"),
         (&["--bogus"], "unknown option --bogus"),
         (&["boot", "extra"], "unexpected argument \"extra\""),
-        (&["install"], "The options \"install\", \"netboot\", and \"statelite\" are deprecated"),
+        (
+            &["install"],
+            "The options \"install\", \"netboot\", and \"statelite\" are deprecated",
+        ),
         (&["netboot"], "The options \"install\""),
         (&["dance"], "Unknown state dance requested"),
         (&["osimage="], "osimage= needs an image name"),

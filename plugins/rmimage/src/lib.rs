@@ -69,9 +69,7 @@ impl Handler for RmImage {
         let image = match args.words.as_slice() {
             [w] => w.clone(),
             [] => return Err(SYNTAX.error("rmimage needs an image name")),
-            [_, extra, ..] => {
-                return Err(SYNTAX.error(format!("unexpected argument \"{extra}\"")))
-            }
+            [_, extra, ..] => return Err(SYNTAX.error(format!("unexpected argument \"{extra}\""))),
         };
         if !plain(&image) {
             return Err(SYNTAX.error(format!("{image:?} is not an image name")));
@@ -104,7 +102,12 @@ async fn tftp_dir(ctx: &Context) -> Result<PathBuf, HandlerError> {
 }
 
 /// The image directory, from the definition or the name (xCAT's order).
-async fn image_dir(ctx: &Context, image: &str, verbose: bool, out: &Responder) -> Result<PathBuf, HandlerError> {
+async fn image_dir(
+    ctx: &Context,
+    image: &str,
+    verbose: bool,
+    out: &Responder,
+) -> Result<PathBuf, HandlerError> {
     let os = ctx.db.get_row("osimage", image).await?.unwrap_or_default();
     if let Some(m) = os.get("provmethod") {
         if !matches!(m.as_str(), "netboot" | "statelite" | "raw" | "sysclone") {
@@ -113,10 +116,17 @@ async fn image_dir(ctx: &Context, image: &str, verbose: bool, out: &Responder) -
             )));
         }
     }
-    let li = ctx.db.get_row("linuximage", image).await?.unwrap_or_default();
+    let li = ctx
+        .db
+        .get_row("linuximage", image)
+        .await?
+        .unwrap_or_default();
     if let Some(d) = li.get("rootimgdir") {
         if verbose {
-            out.info(format!("For osimage {image}: rootimgdir = {d} in linuximage table")).await?;
+            out.info(format!(
+                "For osimage {image}: rootimgdir = {d} in linuximage table"
+            ))
+            .await?;
         }
         return Ok(PathBuf::from(d));
     }
@@ -128,7 +138,12 @@ async fn image_dir(ctx: &Context, image: &str, verbose: bool, out: &Responder) -
         return Err(failed(format!("Invalid image name {image}")));
     }
     let [v, a, p] = parts;
-    Ok(install_dir(ctx).await?.join("netboot").join(v).join(a).join(p))
+    Ok(install_dir(ctx)
+        .await?
+        .join("netboot")
+        .join(v)
+        .join(a)
+        .join(p))
 }
 
 /// `<os>-<arch>-<method>-<profile>` (the profile may hold dashes).
@@ -143,43 +158,65 @@ fn name_parts(image: &str) -> Option<[String; 3]> {
 async fn run(image: &str, args: &Args, ctx: &Context, out: &Responder) -> HandlerResult {
     let dir = image_dir(ctx, image, args.verbose, out).await?;
     if args.verbose {
-        out.info(format!("image directory is {}", dir.display())).await?;
+        out.info(format!("image directory is {}", dir.display()))
+            .await?;
     }
-    let protected = [install_dir(ctx).await?, tftp_dir(ctx).await?, ctx.settings.state_dir.clone()];
+    let protected = [
+        install_dir(ctx).await?,
+        tftp_dir(ctx).await?,
+        ctx.settings.state_dir.clone(),
+    ];
     let exists = check_dir(&dir, &protected).map_err(HandlerError::typed)?;
     if exists {
         let holder = holder_text("rmimage", image, ctx.identity.user.as_deref(), now_unix());
         let lock = lock_image(&dir, image, &holder).map_err(HandlerError::typed)?;
         let d = dir.clone();
-        let removed = blocking(move || remove::image_dir(&d, lock)).await.map_err(failed)?;
+        let removed = blocking(move || remove::image_dir(&d, lock))
+            .await
+            .map_err(failed)?;
         for line in removed.map_err(HandlerError::typed)? {
             out.info(line).await?;
         }
     } else {
-        out.info(format!("Image directory {} does not exist: no image files to remove", dir.display())).await?;
+        out.info(format!(
+            "Image directory {} does not exist: no image files to remove",
+            dir.display()
+        ))
+        .await?;
     }
     let copy = tftp_dir(ctx).await?.join("xcat/osimage").join(image);
     let c = copy.clone();
-    if blocking(move || remove::tree(&c)).await.map_err(failed)?.map_err(HandlerError::typed)? {
-        out.info(format!("Removing directory {}", copy.display())).await?;
+    if blocking(move || remove::tree(&c))
+        .await
+        .map_err(failed)?
+        .map_err(HandlerError::typed)?
+    {
+        out.info(format!("Removing directory {}", copy.display()))
+            .await?;
     }
-    out.info("Image files have been removed from this management node.").await?;
+    out.info("Image files have been removed from this management node.")
+        .await?;
     definition(image, args.xcatdef, ctx, out).await
 }
 
 async fn definition(image: &str, xcatdef: bool, ctx: &Context, out: &Responder) -> HandlerResult {
     if !xcatdef {
         if ctx.db.get_row("osimage", image).await?.is_some() {
-            out.info(format!("The osimage definition {image} is kept (rmimage --xcatdef also removes it)")).await?;
+            out.info(format!(
+                "The osimage definition {image} is kept (rmimage --xcatdef also removes it)"
+            ))
+            .await?;
         }
         return Ok(());
     }
     let n = ctx.db.delete("osimage", &[("imagename", image)]).await?
         + ctx.db.delete("linuximage", &[("imagename", image)]).await?;
     if n == 0 {
-        out.info(format!("No osimage definition named {image}")).await?;
+        out.info(format!("No osimage definition named {image}"))
+            .await?;
     } else {
-        out.info(format!("osimage definition for {image} is removed.")).await?;
+        out.info(format!("osimage definition for {image} is removed."))
+            .await?;
     }
     Ok(())
 }

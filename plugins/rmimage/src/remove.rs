@@ -45,8 +45,15 @@ fn refused(dir: &Path, why: impl Into<String>) -> RemoveError {
 
 /// Is `dir` one rmimage may empty? Ok(false) when it does not exist.
 pub fn check_dir(dir: &Path, protected: &[PathBuf]) -> Result<bool, RemoveError> {
-    if !dir.is_absolute() || dir.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) {
-        return Err(refused(dir, "the image directory must be an absolute path without . or .."));
+    if !dir.is_absolute()
+        || dir
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err(refused(
+            dir,
+            "the image directory must be an absolute path without . or ..",
+        ));
     }
     if dir.parent().is_none() {
         return Err(refused(dir, "it is the root directory"));
@@ -60,13 +67,17 @@ pub fn check_dir(dir: &Path, protected: &[PathBuf]) -> Result<bool, RemoveError>
         Err(e) => return Err(io_err(dir)(e)),
     };
     if m.file_type().is_symlink() {
-        return Err(refused(dir, "it is a symbolic link (only a real directory is removed, so nothing outside it goes)"));
+        return Err(refused(
+            dir,
+            "it is a symbolic link (only a real directory is removed, so nothing outside it goes)",
+        ));
     }
     if !m.is_dir() {
         return Err(refused(dir, "it is not a directory"));
     }
     let real = fs::canonicalize(dir).map_err(io_err(dir))?;
-    let mounts = fs::read_to_string("/proc/self/mountinfo").map_err(io_err(Path::new("/proc/self/mountinfo")))?;
+    let mounts = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io_err(Path::new("/proc/self/mountinfo")))?;
     if let Some(mount) = mount_beneath(&mounts, &real) {
         return Err(RemoveError::Mounted {
             dir: dir.to_path_buf(),
@@ -150,7 +161,10 @@ mod tests {
         let info = "36 35 98:0 / /install/netboot/img\\040a/rootimg/dev rw - devtmpfs udev rw\n\
                     37 35 98:0 / /install/netboot/imgb rw - ext4 /dev/sda1 rw\n";
         let found = mount_beneath(info, Path::new("/install/netboot/img a"));
-        assert_eq!(found.as_deref(), Some("/install/netboot/img\\040a/rootimg/dev"));
+        assert_eq!(
+            found.as_deref(),
+            Some("/install/netboot/img\\040a/rootimg/dev")
+        );
         assert_eq!(mount_beneath(info, Path::new("/install/netboot/img")), None);
         assert!(mount_beneath(info, Path::new("/install/netboot/imgb")).is_some());
     }
@@ -168,7 +182,10 @@ mod tests {
         assert!(!check_dir(&inst.join("missing"), &protected).unwrap());
         let link = inst.join("link");
         std::os::unix::fs::symlink(t.path(), &link).unwrap();
-        assert!(check_dir(&link, &protected).unwrap_err().to_string().contains("symbolic link"));
+        assert!(check_dir(&link, &protected)
+            .unwrap_err()
+            .to_string()
+            .contains("symbolic link"));
         let real = inst.join("img");
         fs::create_dir(&real).unwrap();
         assert!(check_dir(&real, &protected).unwrap());

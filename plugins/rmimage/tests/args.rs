@@ -16,7 +16,10 @@ async fn help_version_and_usage_errors() {
     let o = h.run("rmimage", &["-h"]).await;
     assert_eq!(o.ok().kinds()[0].0, "data");
     assert_eq!(o.lines()[0], "Usage:");
-    assert_eq!(h.run("rmimage", &["-v"]).await.ok().lines(), [format!("rmimage {VERSION} (xcatd-rs)")]);
+    assert_eq!(
+        h.run("rmimage", &["-v"]).await.ok().lines(),
+        [format!("rmimage {VERSION} (xcatd-rs)")]
+    );
     for (args, want) in [
         (&[][..], "rmimage needs an image name"),
         (&["--bogus"], "unknown option --bogus"),
@@ -40,7 +43,13 @@ async fn image(h: &Harness, outside: &std::path::Path) -> (PathBuf, PathBuf) {
     symlink(outside, tree.join("escape")).unwrap();
     symlink(outside.join("keep.txt"), tree.join("etc/passwd-link")).unwrap();
     symlink(".private/rootimg", dir.join("rootimg")).unwrap();
-    for f in ["kernel", "initrd-stateless.gz", "rootimg.cpio.gz", "rootimg-statelite.gz", "boot.ipxe"] {
+    for f in [
+        "kernel",
+        "initrd-stateless.gz",
+        "rootimg.cpio.gz",
+        "rootimg-statelite.gz",
+        "boot.ipxe",
+    ] {
         fs::write(dir.join(f), f).unwrap();
     }
     symlink(outside.join("keep.txt"), dir.join("rootimg.sfs")).unwrap();
@@ -49,8 +58,20 @@ async fn image(h: &Harness, outside: &std::path::Path) -> (PathBuf, PathBuf) {
     fs::write(copy.join("kernel"), "k").unwrap();
     let d = dir.display().to_string();
     let db = h.db();
-    db.upsert("osimage", &[("imagename", "img1")], &[("provmethod", "netboot"), ("osvers", "rocky9")]).await.unwrap();
-    db.upsert("linuximage", &[("imagename", "img1")], &[("rootimgdir", &d)]).await.unwrap();
+    db.upsert(
+        "osimage",
+        &[("imagename", "img1")],
+        &[("provmethod", "netboot"), ("osvers", "rocky9")],
+    )
+    .await
+    .unwrap();
+    db.upsert(
+        "linuximage",
+        &[("imagename", "img1")],
+        &[("rootimgdir", &d)],
+    )
+    .await
+    .unwrap();
     (dir, copy)
 }
 
@@ -63,16 +84,36 @@ async fn removes_the_image_but_never_a_link_target() {
     let o = h.run("rmimage", &["img1"]).await;
     o.ok();
     assert!(!dir.exists() && !copy.exists(), "{:?}", o.lines());
-    assert_eq!(fs::read_to_string(outside.path().join("keep.txt")).unwrap(), "precious");
-    assert!(o.lines().iter().any(|l| l == &format!("Removing directory {}", dir.join(".private").display())));
-    assert!(o.lines().iter().any(|l| l.starts_with("The osimage definition img1 is kept")));
+    assert_eq!(
+        fs::read_to_string(outside.path().join("keep.txt")).unwrap(),
+        "precious"
+    );
+    assert!(o
+        .lines()
+        .iter()
+        .any(|l| l == &format!("Removing directory {}", dir.join(".private").display())));
+    assert!(o
+        .lines()
+        .iter()
+        .any(|l| l.starts_with("The osimage definition img1 is kept")));
     assert!(h.db().get_row("osimage", "img1").await.unwrap().is_some());
     // Again, with --xcatdef: no files left, the definition goes.
     let o = h.run("rmimage", &["img1", "--xcatdef"]).await;
     o.ok();
     assert!(h.db().get_row("osimage", "img1").await.unwrap().is_none());
-    assert!(h.db().get_row("linuximage", "img1").await.unwrap().is_none());
-    assert!(o.lines().iter().any(|l| l == "osimage definition for img1 is removed."), "{:?}", o.lines());
+    assert!(h
+        .db()
+        .get_row("linuximage", "img1")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        o.lines()
+            .iter()
+            .any(|l| l == "osimage definition for img1 is removed."),
+        "{:?}",
+        o.lines()
+    );
 }
 
 #[tokio::test]
@@ -91,13 +132,27 @@ async fn refuses_a_symlinked_directory_and_a_locked_image() {
     let linked = h.settings().install_dir.join("netboot/linked");
     symlink(outside.path(), &linked).unwrap();
     let l = linked.display().to_string();
-    h.db().upsert("linuximage", &[("imagename", "img2")], &[("rootimgdir", &l)]).await.unwrap();
+    h.db()
+        .upsert(
+            "linuximage",
+            &[("imagename", "img2")],
+            &[("rootimgdir", &l)],
+        )
+        .await
+        .unwrap();
     let e = h.run("rmimage", &["img2"]).await.err();
     assert!(e.contains("it is a symbolic link"), "{e}");
     assert!(outside.path().join("keep.txt").exists());
     // rootimgdir naming the install directory itself.
     let i = h.settings().install_dir.display().to_string();
-    h.db().upsert("linuximage", &[("imagename", "img3")], &[("rootimgdir", &i)]).await.unwrap();
+    h.db()
+        .upsert(
+            "linuximage",
+            &[("imagename", "img3")],
+            &[("rootimgdir", &i)],
+        )
+        .await
+        .unwrap();
     let e = h.run("rmimage", &["img3"]).await.err();
     assert!(e.contains("refusing to remove"), "{e}");
     assert!(dir.join("kernel").exists());

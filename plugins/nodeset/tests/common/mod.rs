@@ -26,7 +26,9 @@ impl Cluster {
 
     pub async fn postgres() -> Cluster {
         let pg = TempDatabase::from_env();
-        let db = Db::connect(pg.url()).await.expect("PostgreSQL test database");
+        let db = Db::connect(pg.url())
+            .await
+            .expect("PostgreSQL test database");
         let h = Harness::with_db(db, plugin_nodeset::handlers());
         Cluster::setup(h, Some(pg)).await
     }
@@ -47,11 +49,17 @@ impl Cluster {
     }
 
     pub fn image_dir(&self) -> PathBuf {
-        self.h.settings().install_dir.join("netboot/rocky9.4/x86_64/compute")
+        self.h
+            .settings()
+            .install_dir
+            .join("netboot/rocky9.4/x86_64/compute")
     }
 
     pub async fn site(&self, key: &str, value: &str) {
-        self.db().upsert("site", &[("key", key)], &[("value", value)]).await.unwrap();
+        self.db()
+            .upsert("site", &[("key", key)], &[("value", value)])
+            .await
+            .unwrap();
     }
 
     /// The osimage/linuximage rows and the image's files: a kernel with an
@@ -62,12 +70,21 @@ impl Cluster {
             .upsert(
                 "osimage",
                 &[("imagename", IMG)],
-                &[("provmethod", "netboot"), ("osvers", "rocky9.4"), ("osarch", "x86_64"), ("profile", "compute"), ("imagetype", "linux")],
+                &[
+                    ("provmethod", "netboot"),
+                    ("osvers", "rocky9.4"),
+                    ("osarch", "x86_64"),
+                    ("profile", "compute"),
+                    ("imagetype", "linux"),
+                ],
             )
             .await
             .unwrap();
         let d = dir.display().to_string();
-        self.db().upsert("linuximage", &[("imagename", IMG)], &[("rootimgdir", &d)]).await.unwrap();
+        self.db()
+            .upsert("linuximage", &[("imagename", IMG)], &[("rootimgdir", &d)])
+            .await
+            .unwrap();
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("kernel"), efi_kernel()).unwrap();
         fs::write(dir.join("initrd-stateless.gz"), b"initrd").unwrap();
@@ -76,13 +93,25 @@ impl Cluster {
 
     /// A node: `netboot`, its address and MAC (None: unset).
     pub async fn node(&self, name: &str, netboot: &str, ip: Option<&str>, mac: Option<&str>) {
-        self.db().upsert("nodelist", &[("node", name)], &[("groups", "compute,all")]).await.unwrap();
-        self.db().upsert("noderes", &[("node", name)], &[("netboot", netboot)]).await.unwrap();
+        self.db()
+            .upsert("nodelist", &[("node", name)], &[("groups", "compute,all")])
+            .await
+            .unwrap();
+        self.db()
+            .upsert("noderes", &[("node", name)], &[("netboot", netboot)])
+            .await
+            .unwrap();
         if let Some(ip) = ip {
-            self.db().upsert("hosts", &[("node", name)], &[("ip", ip)]).await.unwrap();
+            self.db()
+                .upsert("hosts", &[("node", name)], &[("ip", ip)])
+                .await
+                .unwrap();
         }
         if let Some(mac) = mac {
-            self.db().upsert("mac", &[("node", name)], &[("mac", mac)]).await.unwrap();
+            self.db()
+                .upsert("mac", &[("node", name)], &[("mac", mac)])
+                .await
+                .unwrap();
         }
     }
 
@@ -91,7 +120,11 @@ impl Cluster {
     }
 
     pub async fn attr(&self, table: &str, node: &str, col: &str) -> Option<String> {
-        let a = self.db().node_attrs(&[node.to_string()], table, &[col]).await.unwrap();
+        let a = self
+            .db()
+            .node_attrs(&[node.to_string()], table, &[col])
+            .await
+            .unwrap();
         a[node].get(col).cloned()
     }
 
@@ -119,7 +152,10 @@ pub fn records(o: &Outcome) -> Vec<NodeRecord> {
 
 /// The record of `node`.
 pub fn record(o: &Outcome, node: &str) -> NodeRecord {
-    records(o).into_iter().find(|r| r.name == node).unwrap_or_else(|| panic!("no record of {node}"))
+    records(o)
+        .into_iter()
+        .find(|r| r.name == node)
+        .unwrap_or_else(|| panic!("no record of {node}"))
 }
 
 pub fn read(p: &Path) -> String {
@@ -128,7 +164,11 @@ pub fn read(p: &Path) -> String {
 
 /// Names in `dir` (sorted).
 pub fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
