@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use sqlx::{Any, Row, Transaction};
 
 use crate::schema::{q, TableDef};
-use crate::sql::{column_of, key_clause, set_clause, table_def, Insert};
+use crate::sql::{column_of, key_clause, placeholders, set_clause, table_def, Insert};
 use crate::transaction::with_retries;
 use crate::{Db, DbError};
 
@@ -114,6 +114,106 @@ impl Db {
         tx.commit().await?;
         Ok(())
     }
+}
+
+impl Db {
+    /// Set the same `values` on the rows of node-keyed `table` for every
+    /// one of `nodes` (an empty value clears the column), inserting a row for
+    /// each node without one: `upsert` for a whole noderange, in one
+    /// transaction and a few statements per thousand nodes (nodeset writes
+    /// ten thousand nodes' `nodetype` and `chain` rows this way).
+    pub async fn set_for_nodes(
+        &self,
+        table: &str,
+        nodes: &[String],
+        values: &[(&str, &str)],
+    ) -> Result<(), DbError> {
+        let t = table_def(table)?;
+        if !t.is_node_keyed() {
+            return Err(DbError::Invalid(format!(
+                "table {table} is not keyed by node"
+            )));
+        }
+        let values = checked(t, values)?;
+        if values.iter().any(|(c, _)| *c == "node") || values.is_empty() {
+            return Err(DbError::Invalid(format!(
+                "set_for_nodes on {table} needs values other than the node"
+            )));
+        }
+        if let Some(n) = nodes.iter().find(|n| n.is_empty()) {
+            return Err(DbError::Invalid(format!("empty node name {n:?}")));
+        }
+        with_retries(20, 5, || self.set_for_nodes_once(t, nodes, &values)).await
+    }
+
+    async fn set_for_nodes_once(
+        &self,
+        t: &'static TableDef,
+        nodes: &[String],
+        values: &[(&'static str, &str)],
+    ) -> Result<(), DbError> {
+        let mut tx = self.begin_write().await?;
+        let mut missing: Vec<Vec<Option<String>>> = Vec::new();
+        for chunk in nodes.chunks(NODES_PER_STATEMENT) {
+            let found = existing_nodes(&mut tx, t.name, chunk).await?;
+            let sql = format!(
+                "UPDATE {} SET {} WHERE \"node\" IN ({})",
+                q(t.name),
+                set_clause(values, 1),
+                placeholders(values.len() + 1, chunk.len())
+            );
+            let mut qy = sqlx::query(&sql);
+            for (_, v) in values {
+                qy = qy.bind((!v.is_empty()).then_some(*v));
+            }
+            for n in chunk {
+                qy = qy.bind(n.as_str());
+            }
+            qy.execute(&mut *tx).await?;
+            for n in chunk.iter().filter(|n| !found.contains(n.as_str())) {
+                let mut row = vec![Some(n.clone())];
+                row.extend(values.iter().map(|(_, v)| Some(v.to_string())));
+                missing.push(row);
+            }
+        }
+        let mut cols = vec!["node"];
+        cols.extend(values.iter().map(|(c, _)| *c));
+        Insert::new(t.name, &cols)
+            .execute_all(&mut tx, &missing, Vec::as_slice)
+            .await
+            .map_err(|(_, e)| e)?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Node names bound in one statement of [`Db::set_for_nodes`] (below both
+/// backends' parameter limits).
+const NODES_PER_STATEMENT: usize = 500;
+
+/// Which of `nodes` already have a row in `table` (disabled rows too, as
+/// [`key_exists`] counts them).
+async fn existing_nodes(
+    tx: &mut Transaction<'static, Any>,
+    table: &'static str,
+    nodes: &[String],
+) -> Result<HashSet<String>, DbError> {
+    let sql = format!(
+        "SELECT \"node\" FROM {} WHERE \"node\" IN ({})",
+        q(table),
+        placeholders(1, nodes.len())
+    );
+    let mut qy = sqlx::query(&sql);
+    for n in nodes {
+        qy = qy.bind(n.as_str());
+    }
+    let mut found = HashSet::new();
+    for r in qy.fetch_all(&mut **tx).await? {
+        if let Some(n) = r.try_get::<Option<String>, _>(0)? {
+            found.insert(n);
+        }
+    }
+    Ok(found)
 }
 
 /// Does a row with these key values exist (counting disabled rows too)?

@@ -699,6 +699,43 @@ async fn reconnect_keeps_schema_and_data(db: &Db) {
     assert!(Db::columns("nosuch").is_err());
 }
 
+/// `set_for_nodes`: existing rows keep their other columns, missing rows are
+/// made, and more nodes than one statement binds are all written.
+async fn set_for_nodes_updates_and_inserts(db: &Db) {
+    db.upsert(
+        "nodetype",
+        &[("node", "n00001")],
+        &[("os", "old"), ("nodetype", "osi")],
+    )
+    .await
+    .unwrap();
+    let nodes: Vec<String> = (1..=1200).map(|i| format!("n{i:05}")).collect();
+    db.set_for_nodes(
+        "nodetype",
+        &nodes,
+        &[("os", "rocky9"), ("provmethod", "img")],
+    )
+    .await
+    .unwrap();
+    let rows = db.rows("nodetype").await.unwrap();
+    assert_eq!(rows.len(), 1200, "one row per node, none doubled");
+    let first = db.get_row("nodetype", "n00001").await.unwrap().unwrap();
+    assert_eq!(first["os"], "rocky9");
+    assert_eq!(first["nodetype"], "osi", "other columns survive");
+    let last = db.get_row("nodetype", "n01200").await.unwrap().unwrap();
+    assert_eq!(last["provmethod"], "img");
+    // An empty value clears the column, as upsert does.
+    db.set_for_nodes("nodetype", &nodes[..1], &[("provmethod", "")])
+        .await
+        .unwrap();
+    let first = db.get_row("nodetype", "n00001").await.unwrap().unwrap();
+    assert!(!first.contains_key("provmethod"));
+    assert!(db
+        .set_for_nodes("osimage", &nodes, &[("osvers", "x")])
+        .await
+        .is_err());
+}
+
 both_backends!(
     dump_restore_round_trip,
     restore_errors_name_lines_and_roll_back,
@@ -706,6 +743,7 @@ both_backends!(
     inheritance,
     regex_templates,
     upsert_get_delete,
+    set_for_nodes_updates_and_inserts,
     concurrent_upserts_lose_nothing,
     noderange_against_tables,
     policy_rules,

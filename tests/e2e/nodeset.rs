@@ -1,0 +1,145 @@
+//! nodeset and rmimage through the real daemon and the real client: the
+//! lines the admin reads, the exit codes, the files in the daemon's TFTP
+//! root, and the tables `nodels` and `lsdef` show afterwards.
+
+use std::process::Output;
+
+use xcatd_tests::{Daemon, DaemonOptions};
+
+const IMG: &str = "rocky9.4-x86_64-netboot-compute";
+const STATE: &str = "netboot rocky9.4-x86_64-compute";
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Two good nodes, one without a MAC, and a packed image on disk.
+fn cluster() -> Daemon {
+    let d = Daemon::start_with(DaemonOptions {
+        extra_config: "tftp_dir = \"tftpboot\"\n".into(),
+        ..Default::default()
+    });
+    d.ok(&["chtab", "key=dhcpsetup", "site.value=n"]);
+    for (n, ip, mac) in [
+        ("cn1", "10.99.0.11", Some("aa:bb:cc:dd:ee:11")),
+        ("cn2", "10.99.0.12", None),
+        ("cn3", "10.99.0.13", Some("aa:bb:cc:dd:ee:13")),
+    ] {
+        d.ok(&["chtab", &format!("node={n}"), "nodelist.groups=compute,all"]);
+        d.ok(&["chtab", &format!("node={n}"), "noderes.netboot=xnba"]);
+        d.ok(&["chtab", &format!("node={n}"), &format!("hosts.ip={ip}")]);
+        if let Some(mac) = mac {
+            d.ok(&["chtab", &format!("node={n}"), &format!("mac.mac={mac}")]);
+        }
+    }
+    let dir = d.install_dir().join("netboot/rocky9.4/x86_64/compute");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["kernel", "initrd-stateless.gz", "rootimg.cpio.gz"] {
+        std::fs::write(dir.join(f), f).unwrap();
+    }
+    for kv in [
+        "provmethod=netboot",
+        "osvers=rocky9.4",
+        "osarch=x86_64",
+        "profile=compute",
+        "imagetype=linux",
+    ] {
+        d.ok(&[
+            "chtab",
+            &format!("imagename={IMG}"),
+            &format!("osimage.{kv}"),
+        ]);
+    }
+    let rootimgdir = format!("linuximage.rootimgdir={}", dir.display());
+    d.ok(&["chtab", &format!("imagename={IMG}"), &rootimgdir]);
+    d
+}
+
+#[test]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
+fn nodeset_lines_exit_code_files_and_tables() {
+    let d = cluster();
+    let o = d.client(&["nodeset", "cn1-cn3", &format!("osimage={IMG}")]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "stdout: {out}\nstderr: {err}");
+    assert_eq!(
+        out,
+        format!("{IMG}: nodes boot rootimg.cpio.gz\ncn1: {STATE}\ncn3: {STATE}\n"),
+        "stderr: {err}"
+    );
+    assert_eq!(
+        err,
+        format!(
+            "Warning: the kernel of {IMG} has no EFI stub: UEFI nodes are told to boot from their next device\n\
+             cn2: Error: No MAC address available for this node\n\
+         Error: Failed to generate boot configurations for 1 of 3 node(s) on testmn: see the node errors above\n"
+        )
+    );
+    let nodes = d.root().join("tftpboot/xcat/xnba/nodes");
+    let script = std::fs::read_to_string(nodes.join("cn1")).unwrap();
+    assert!(
+        script.starts_with(&format!("#!gpxe\n#{STATE}\n")),
+        "{script}"
+    );
+    assert!(script.contains("NODE=cn1 FC=0 XCATHTTPPORT=80"), "{script}");
+    assert!(!nodes.join("cn2").exists());
+    let shown = d.ok(&[
+        "nodels",
+        "cn1-cn3",
+        "chain.currstate",
+        "nodetype.provmethod",
+    ]);
+    assert_eq!(
+        shown,
+        format!(
+            "cn1: chain.currstate: {STATE}\ncn1: nodetype.provmethod: {IMG}\n\
+             cn2: chain.currstate: \ncn2: nodetype.provmethod: {IMG}\n\
+             cn3: chain.currstate: {STATE}\ncn3: nodetype.provmethod: {IMG}\n"
+        )
+    );
+    assert_eq!(
+        d.ok(&["nodeset", "cn1,cn3", "stat"]),
+        format!("cn1: {STATE}\ncn3: {STATE}\n")
+    );
+    assert_eq!(d.ok(&["nodeset", "cn1", "boot"]), "cn1: boot\n");
+    assert_eq!(d.ok(&["nodeset", "cn1", "stat"]), "cn1: boot\n");
+    assert!(d
+        .ok(&["lsdef", "-t", "osimage"])
+        .contains(&format!("{IMG}  (osimage)")));
+}
+
+#[test]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
+fn dhcp_step_and_rmimage() {
+    let d = cluster();
+    // With DHCP setup on, nodeset asks makedhcp; a daemon without it warns once.
+    d.ok(&["chtab", "key=dhcpsetup", "site.value=y"]);
+    let o = d.client(&["nodeset", "cn1", "boot"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "stdout: {out}\nstderr: {err}");
+    assert_eq!(out, "cn1: boot\n");
+    let served = d.ok(&["lsxcatd", "-a"]).contains("makedhcp");
+    if !served {
+        assert_eq!(
+            err.lines()
+                .filter(|l| l.starts_with("Warning: makedhcp is not served"))
+                .count(),
+            1,
+            "{err}"
+        );
+    }
+    d.ok(&["nodeset", "cn1", &format!("osimage={IMG}")]);
+    let copy = d.root().join("tftpboot/xcat/osimage").join(IMG);
+    assert!(copy.join("kernel").exists());
+    let out = d.ok(&["rmimage", IMG, "--xcatdef"]);
+    assert!(out.contains("Image files have been removed"), "{out}");
+    assert!(!copy.exists());
+    assert!(!d
+        .install_dir()
+        .join("netboot/rocky9.4/x86_64/compute")
+        .exists());
+    assert!(!d.ok(&["lsdef", "-t", "osimage"]).contains(IMG));
+}
