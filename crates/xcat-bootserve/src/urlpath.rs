@@ -8,8 +8,11 @@
 //! * percent-decoding happens exactly once; a `%` not followed by two hex
 //!   digits is refused, and so is any decoded `/` (`%2F`), NUL, backslash
 //!   or other control byte (a raw one too);
+//! * empty components (`//`) are skipped, as Apache does: xCAT's nodeset
+//!   writes `imgurl=http://<server>:80//install/...`, and nodes use it; a
+//!   trailing `/` (a directory's form) is refused;
 //! * the first component is `install` or `tftpboot`, and nothing else;
-//! * below it, every component is non-empty and at most 255 bytes, and none
+//! * below it, every component is at most 255 bytes, and none
 //!   starts with `.` (so `.`, `..`, dot files and `.private/` are all
 //!   refused), none is `rootimg` or starts with `rootimg.gen-` (node-supplied
 //!   trees, compared without case), and there is at least one.
@@ -47,7 +50,7 @@ pub enum Refusal {
     ForbiddenByte,
     /// Neither `/install/` nor `/tftpboot/`.
     UnknownPrefix,
-    /// An empty component (`//`, a trailing `/`) or nothing below the prefix.
+    /// Nothing below the prefix, or a trailing `/`.
     Empty,
     /// A component starting with `.`: `.`, `..`, dot files, `.private`.
     Dot,
@@ -69,9 +72,13 @@ pub fn map(target: &[u8]) -> Result<Mapped, Refusal> {
     let Some(path) = path.strip_prefix(b"/") else {
         return Err(Refusal::NotOriginForm);
     };
+    if path.ends_with(b"/") {
+        // a directory's form: never a file served
+        return Err(Refusal::Empty);
+    }
     // Split on the raw '/' first, then decode each component: a decoded
     // '/' is thereby never a separator (and is refused in `decode`).
-    let mut comps = path.split(|&b| b == b'/');
+    let mut comps = path.split(|&b| b == b'/').filter(|c| !c.is_empty());
     let prefix = match decode(comps.next().unwrap_or_default())?.as_slice() {
         b"install" => Prefix::Install,
         b"tftpboot" => Prefix::Tftpboot,
@@ -93,10 +100,7 @@ pub fn map(target: &[u8]) -> Result<Mapped, Refusal> {
 }
 
 fn check_component(c: &[u8]) -> Result<(), Refusal> {
-    if c.is_empty() {
-        return Err(Refusal::Empty);
-    }
-    if c[0] == b'.' {
+    if c.first() == Some(&b'.') {
         return Err(Refusal::Dot);
     }
     if c.len() > NAME_MAX {
@@ -176,6 +180,11 @@ mod tests {
         assert_eq!(ok("/%69nstall/x"), (Prefix::Install, "x".into()));
         assert_eq!(ok("/install/rootimg.cpio.gz").1, "rootimg.cpio.gz");
         assert_eq!(ok("/install/my.rootimg").1, "my.rootimg");
+        // xCAT's imgurl has a double slash: empty components are skipped
+        assert_eq!(
+            ok("//install/netboot//x/rootimg.cpio.gz"),
+            (Prefix::Install, "netboot/x/rootimg.cpio.gz".into())
+        );
     }
 
     #[test]
@@ -196,7 +205,6 @@ mod tests {
             ("/Install/x", Refusal::UnknownPrefix),
             ("/install", Refusal::Empty),
             ("/install/", Refusal::Empty),
-            ("/install/a//b", Refusal::Empty),
             ("/install/a/", Refusal::Empty),
             ("/install/../etc/passwd", Refusal::Dot),
             ("/install/a/./b", Refusal::Dot),

@@ -98,6 +98,8 @@ async fn dot_dot_in_any_encoding_and_bad_bytes_are_refused() {
     assert_eq!(get(s.addr, "/install/a%20b").await.body, b"space");
     // Decoded once: %252e%252e is the literal name "%2e%2e", not "..".
     assert_eq!(get(s.addr, "/install/%252e%252e").await.body, b"literal");
+    // xCAT's imgurl form (`:80//install/...`): empty components are skipped
+    assert_eq!(get(s.addr, "//install//a/file").await.status, 200);
     for t in [
         "/install/../outside",
         "/install/a/../../outside",
@@ -112,7 +114,6 @@ async fn dot_dot_in_any_encoding_and_bad_bytes_are_refused() {
         "/install/a/file%00",
         "/install/a/fil%",
         "/install/a/fil%g0",
-        "/install//a/file",
         "/install/a/",
         "/install/a",
         "/install/",
