@@ -22,6 +22,7 @@ use xcat_plugin::{Handler, Settings};
 pub mod config;
 
 mod certs;
+mod dhcp;
 mod dispatch;
 mod peers;
 mod plugins;
@@ -36,6 +37,8 @@ pub use plugins::plugin_handlers;
 pub struct Daemon {
     server: Arc<server::Server>,
     grace: Duration,
+    /// The supervised dnsmasq, when `[dhcp] interfaces` names any.
+    dhcp: Option<dhcp::Supervisor>,
 }
 
 impl Daemon {
@@ -50,13 +53,19 @@ impl Daemon {
             .with_noderange_limits(xcat_db::noderange::Limits {
                 max_names: config.max_noderange_names,
             });
-        let settings = Arc::new(settings_of(&config));
+        let mut settings = settings_of(&config);
         let handlers = plugin_handlers(config.enable_test_commands);
         run_start_hooks(&handlers, &settings);
-        let registry = Registry::new(handlers, db, settings)?;
+        let dhcp = dhcp::Supervisor::start(&config.dhcp, &config.state_dir)
+            .context("cannot start the DHCP supervisor")?;
+        if let Some(d) = &dhcp {
+            settings.dhcp.server = d.handle();
+        }
+        let registry = Registry::new(handlers, db, Arc::new(settings))?;
         Ok(Daemon {
             server: Arc::new(server::Server::new(&config, registry, tls)),
             grace: Config::secs(config.shutdown_grace),
+            dhcp,
         })
     }
 
@@ -64,6 +73,10 @@ impl Daemon {
     /// finish for the configured grace period before cancelling them.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
         self.server.run(listener, shutdown, self.grace).await;
+        if let Some(d) = self.dhcp {
+            // Stopping waits for dnsmasq to exit: not on a runtime thread.
+            let _ = tokio::task::spawn_blocking(move || d.stop()).await;
+        }
     }
 }
 
