@@ -7,6 +7,7 @@ mod capimage_hostile;
 mod capimage_options;
 mod daemon;
 mod load;
+mod makedhcp;
 mod packimage;
 mod tables;
 mod xdsh;

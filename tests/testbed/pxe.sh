@@ -3,11 +3,16 @@
 # qemu guests (TCG, no KVM) on tap devices in it, booting from the network.
 #
 #   pxe.sh up                 create the bridge xpxebr0 with 10.99.60.1/24
-#   pxe.sh guest N MAC bios|uefi LOG
+#   pxe.sh guest N MAC FIRMWARE LOG
 #                             run guest N (0..9) on tap xpxetapN with MAC, its
 #                             serial console written to LOG; runs in the
 #                             foreground until qemu exits or is killed, and
-#                             removes its tap (and its OVMF copy) on every path
+#                             removes its tap (and its OVMF copy) on every path.
+#                             FIRMWARE: bios (SeaBIOS + iPXE's pxe-virtio ROM:
+#                             an iPXE client), uefi (OVMF + iPXE's efi-virtio
+#                             ROM, which boots as an iPXE client itself), or
+#                             uefi-pxe (OVMF without an option ROM: its own
+#                             PXE client, which loads xcat/xnba.efi by TFTP)
 #   pxe.sh down               stop every guest of the bed, remove the taps and
 #                             the bridge
 #   pxe.sh cleanup            the same, for what a killed run left behind
@@ -84,18 +89,23 @@ cmd_guest() {
     trap 'exit 1' INT TERM HUP
     ip tuntap add dev "$tap" mode tap
     ip link set "$tap" master "$PXE_BRIDGE" up
+    # disable-legacy=on: the virtio NIC is the modern device (1af4:1041),
+    # the one Debian's pxe-virtio and efi-virtio ROMs are built for; as the
+    # default transitional device SeaBIOS never runs the ROM.
     local args=(-name "xpxe$n" -machine accel=tcg -m 512 -nographic -no-reboot
         -serial "file:$log" -monitor none -display none
         -netdev "tap,id=net0,ifname=$tap,script=no,downscript=no")
     case "$firmware" in
         bios) args+=(-device "virtio-net-pci,netdev=net0,mac=$mac,romfile=$PXE_BIOS_ROM,bootindex=1,disable-legacy=on") ;;
-        uefi)
+        uefi | uefi-pxe)
             # OVMF.fd is one image of code and variables; qemu wants it
             # writable, so each guest gets its own copy.
             cp "$PXE_OVMF" "$ovmf"
+            local rom=$PXE_EFI_ROM
+            [ "$firmware" = uefi ] || rom=
             args+=(-drive "if=pflash,format=raw,file=$ovmf"
-                -device "virtio-net-pci,netdev=net0,mac=$mac,romfile=$PXE_EFI_ROM,bootindex=1,disable-legacy=on") ;;
-        *) die "firmware must be bios or uefi, got $firmware" ;;
+                -device "virtio-net-pci,netdev=net0,mac=$mac,romfile=$rom,bootindex=1,disable-legacy=on") ;;
+        *) die "firmware must be bios, uefi or uefi-pxe, got $firmware" ;;
     esac
     args+=(-boot n -pidfile "$pidfile")
     qemu-system-x86_64 "${args[@]}" </dev/null >>"$log.qemu" 2>&1 &
@@ -113,10 +123,10 @@ cmd_down() {
     rm -rf "$PXE_STATE"
 }
 
-[ $# -ge 1 ] || die "usage: pxe.sh up | guest N MAC bios|uefi LOG | down | cleanup"
+[ $# -ge 1 ] || die "usage: pxe.sh up | guest N MAC bios|uefi|uefi-pxe LOG | down | cleanup"
 case "$1" in
     up) [ $# -eq 1 ] || die "usage: pxe.sh up"; require; cmd_up ;;
-    guest) [ $# -eq 5 ] || die "usage: pxe.sh guest N MAC bios|uefi LOG"; require; cmd_guest "$2" "$3" "$4" "$5" ;;
+    guest) [ $# -eq 5 ] || die "usage: pxe.sh guest N MAC bios|uefi|uefi-pxe LOG"; require; cmd_guest "$2" "$3" "$4" "$5" ;;
     down | cleanup) [ "$(id -u)" -eq 0 ] || die "must run as root"; cmd_down ;;
     *) die "unknown command $1" ;;
 esac
