@@ -635,7 +635,13 @@ impl HttpRecorder {
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
         let start = Instant::now();
         while start.elapsed() < timeout {
-            if self.lines.lock().expect("lines").iter().any(|l| l.contains(needle)) {
+            if self
+                .lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .any(|l| l.contains(needle))
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -14,12 +14,44 @@ const N1_MAC: &str = "52:54:00:60:00:10";
 const N2_MAC: &str = "52:54:00:60:00:11";
 const N3_MAC: &str = "52:54:00:60:00:12";
 
+/// The daemon of these tests: on every path out (a failed assertion too)
+/// it is stopped with SIGTERM, so it stops its dnsmasq, and a dnsmasq a
+/// hard kill orphaned is killed by the pid its supervisor recorded.
+struct Supervising(Daemon);
+
+impl std::ops::Deref for Supervising {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Supervising {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.0
+    }
+}
+
+impl Drop for Supervising {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(self.0.root().join("state/dhcp/dnsmasq.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        self.0.stop();
+        if let Some(p) = pid.filter(|p| alive(*p)) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &p.to_string()])
+                .status();
+        }
+    }
+}
+
 /// A daemon that supervises dnsmasq on the bed's bridge, with the bed's
 /// network and three nodes: n1 (BIOS), n2 (UEFI), n3 (state boot).
-fn daemon() -> Daemon {
+fn daemon() -> Supervising {
     let d = Daemon::start_with(DaemonOptions {
-        extra_config: "tftp_dir = \"tftpboot\"\n[dhcp]\ninterfaces = [\"xpxebr0\"]\nlog_dhcp = true\n"
-            .into(),
+        extra_config:
+            "tftp_dir = \"tftpboot\"\n[dhcp]\ninterfaces = [\"xpxebr0\"]\nlog_dhcp = true\n".into(),
         ..Default::default()
     });
     // dnsmasq drops root: it must be able to reach its files (the test
@@ -43,7 +75,7 @@ fn daemon() -> Daemon {
         d.ok(&["chtab", &format!("node={n}"), &format!("hosts.ip={ip}")]);
     }
     d.ok(&["chtab", "node=n3", "chain.currstate=boot"]);
-    d
+    Supervising(d)
 }
 
 /// The dnsmasq pid the supervisor recorded.
@@ -59,7 +91,13 @@ fn dnsmasq_pid(d: &Daemon) -> u32 {
 fn alive(pid: u32) -> bool {
     // A zombie is not running: only its parent has not reaped it yet.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 
@@ -95,6 +133,7 @@ fn serial(log: &Path) -> String {
 fn firmware_gets_its_boot_answers_and_the_supervisor_keeps_dnsmasq() {
     let bed = PxeBed::up();
     let mut d = daemon();
+    let d = &mut *d;
     d.ok(&["makedhcp", "-n"]);
     d.wait_log("dnsmasq started on xpxebr0", Duration::from_secs(20));
     d.ok(&["makedhcp", "pxe"]);
@@ -124,16 +163,23 @@ fn firmware_gets_its_boot_answers_and_the_supervisor_keeps_dnsmasq() {
     let url = format!("http://{PXE_SERVER}:{HTTP_PORT}/tftpboot/xcat/xnba/nodes/n1");
     assert!(n1.iter().any(|l| l.contains("user class: iPXE")), "{n1:#?}");
     assert!(
-        n1.iter().any(|l| l.contains("bootfile-name") && l.ends_with(&url)),
+        n1.iter()
+            .any(|l| l.contains("bootfile-name") && l.ends_with(&url)),
         "{n1:#?}"
     );
-    wait_until("n3's ACK", BOOT_WAIT, || ack_transaction(&d.log(), "10.99.60.12").is_some());
+    wait_until("n3's ACK", BOOT_WAIT, || {
+        ack_transaction(&d.log(), "10.99.60.12").is_some()
+    });
     // The ACK and its options are logged together; give the guest a moment
     // to show it has nothing to boot.
     std::thread::sleep(Duration::from_secs(2));
     g3.stop();
     let n3 = ack_transaction(&d.log(), "10.99.60.12").unwrap();
-    assert!(!n3.iter().any(|l| l.contains("sent") && l.contains("option: 67")), "{n3:#?}");
+    assert!(
+        !n3.iter()
+            .any(|l| l.contains("sent") && l.contains("option: 67")),
+        "{n3:#?}"
+    );
     assert!(!recorder.wait_for("nodes/n3", Duration::from_millis(1)));
 
     // UEFI with OVMF's own PXE: xnba.efi by TFTP, then, as iPXE, the
@@ -160,12 +206,14 @@ fn firmware_gets_its_boot_answers_and_the_supervisor_keeps_dnsmasq() {
     let before = d.log().len();
     let mut g1 = bed.guest(0, N1_MAC, "bios", &logs.join("n1-deleted.log"));
     wait_until("dnsmasq to refuse n1", BOOT_WAIT, || {
-        d.log()[before..].contains(&format!("DHCPDISCOVER(xpxebr0) {N1_MAC} no address available"))
+        d.log()[before..].contains(&format!(
+            "DHCPDISCOVER(xpxebr0) {N1_MAC} no address available"
+        ))
     });
     g1.stop();
     assert!(!d.log()[before..].contains("DHCPOFFER(xpxebr0) 10.99.60.10"));
 
-    supervisor_restarts_and_stops(&mut d);
+    supervisor_restarts_and_stops(d);
 }
 
 /// A killed dnsmasq is restarted; a killed daemon's dnsmasq is stopped by
@@ -187,7 +235,9 @@ fn supervisor_restarts_and_stops(d: &mut Daemon) {
     assert!(alive(second), "a killed daemon cannot take dnsmasq with it");
     d.restart();
     d.wait_log("left running by an earlier xcatd", Duration::from_secs(20));
-    wait_until("the orphan to stop", Duration::from_secs(10), || !alive(second));
+    wait_until("the orphan to stop", Duration::from_secs(10), || {
+        !alive(second)
+    });
     wait_until("the new daemon's dnsmasq", Duration::from_secs(20), || {
         std::fs::read_to_string(d.root().join("state/dhcp/dnsmasq.pid"))
             .ok()

@@ -66,10 +66,13 @@ kill_pidfile() {
     local f=$1 pid
     [ -f "$f" ] || return 0
     pid=$(cat "$f" 2>/dev/null || true)
-    if [ -n "$pid" ] && grep -qa -- "-name xpxe" "/proc/$pid/cmdline" 2>/dev/null; then
+    # The arguments in /proc/PID/cmdline are separated by NUL bytes.
+    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "-name xpxe"; then
         kill -KILL "$pid" 2>/dev/null || true
         local i
         for i in $(seq 1 100); do
+            # Gone, or a zombie its parent has yet to reap.
+            grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && break
             [ -d "/proc/$pid" ] || break
             sleep 0.05
         done

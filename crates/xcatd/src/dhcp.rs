@@ -197,7 +197,11 @@ impl Owner {
         }
         match self.spawn() {
             Ok(child) => {
-                info!(pid = child.id(), "dnsmasq started on {}", self.settings.interfaces.join(","));
+                info!(
+                    pid = child.id(),
+                    "dnsmasq started on {}",
+                    self.settings.interfaces.join(",")
+                );
                 let _ = std::fs::write(&self.paths.pid, format!("{}\n", child.id()));
                 self.child = Some((child, Instant::now()));
             }
@@ -253,7 +257,12 @@ pub fn dnsmasq_args(settings: &DhcpSettings, paths: &DhcpPaths) -> Vec<String> {
         "--log-facility=-".to_string(),
         "--bind-interfaces".to_string(),
     ];
-    v.extend(settings.interfaces.iter().map(|i| format!("--interface={i}")));
+    v.extend(
+        settings
+            .interfaces
+            .iter()
+            .map(|i| format!("--interface={i}")),
+    );
     // --interface adds the loopback by itself; TFTP would answer there.
     if !settings.interfaces.iter().any(|i| i == "lo") {
         v.push("--except-interface=lo".to_string());

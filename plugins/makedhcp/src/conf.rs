@@ -119,7 +119,11 @@ fn render_network(s: &mut String, i: usize, n: &Network, lease: u64) {
         }
         // Known nodes only: an address is given to a MAC of hosts.d.
         None => {
-            let _ = writeln!(s, "dhcp-range=set:{tag},{},static,{},{lease}", n.net, n.mask);
+            let _ = writeln!(
+                s,
+                "dhcp-range=set:{tag},{},static,{},{lease}",
+                n.net, n.mask
+            );
         }
     }
     match &n.gateway {
@@ -140,7 +144,11 @@ fn render_network(s: &mut String, i: usize, n: &Network, lease: u64) {
             .iter()
             .map(|x| if x == "<xcatmaster>" { "0.0.0.0" } else { x })
             .collect();
-        let _ = writeln!(s, "dhcp-option=tag:{tag},option:dns-server,{}", list.join(","));
+        let _ = writeln!(
+            s,
+            "dhcp-option=tag:{tag},option:dns-server,{}",
+            list.join(",")
+        );
     }
     if let Some(d) = &n.domain {
         let _ = writeln!(s, "dhcp-option=tag:{tag},option:domain-name,{d}");

@@ -68,12 +68,7 @@ pub fn differs(path: &Path, data: &[u8]) -> bool {
 }
 
 /// Write a node's two files.
-pub fn write_node(
-    paths: &DhcpPaths,
-    node: &str,
-    hosts: &str,
-    opts: &str,
-) -> Result<(), FileError> {
+pub fn write_node(paths: &DhcpPaths, node: &str, hosts: &str, opts: &str) -> Result<(), FileError> {
     // The options first: a host line that appears before its boot file
     // would let a client booting right then get no boot file.
     write_atomic(&paths.opts_dir.join(node), opts.as_bytes())?;

@@ -69,7 +69,10 @@ impl Args {
         if self.statements.is_some() {
             return Err(SYNTAX.error("-s (ISC dhcpd statements) is not supported with dnsmasq"));
         }
-        let modes = [self.new, self.all, self.query].iter().filter(|b| **b).count();
+        let modes = [self.new, self.all, self.query]
+            .iter()
+            .filter(|b| **b)
+            .count();
         if modes > 1 || (self.delete && (self.new || self.query)) {
             return Err(SYNTAX.error("use one of -n, -a, -d and -q"));
         }
@@ -208,10 +211,7 @@ async fn add_nodes(
     let site = plan::Site::read(&ctx.db).await?;
     let (networks, _) = plan::networks(&ctx.db.rows("networks").await?, &site);
     let rows = plan::node_rows(&ctx.db, nodes).await?;
-    let http_port = site
-        .httpport
-        .or(ctx.settings.http.port())
-        .unwrap_or(80);
+    let http_port = site.httpport.or(ctx.settings.http.port()).unwrap_or(80);
     let nodes = nodes.to_vec();
     let p = paths.clone();
     let results = blocking(move || {

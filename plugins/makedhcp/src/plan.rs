@@ -281,7 +281,9 @@ fn server_of(rows: &NodeRows, net: &Network, env: &Env) -> Result<Ipv4Addr, Stri
                 .ok()
                 .or_else(|| (env.resolve)(v))
                 .map(Some)
-                .ok_or(format!("the server {v} does not resolve to an IPv4 address")),
+                .ok_or(format!(
+                    "the server {v} does not resolve to an IPv4 address"
+                )),
         }
     };
     if let Some(ip) = named(&rows.tftpserver)?.or(named(&rows.xcatmaster)?) {
@@ -301,10 +303,13 @@ fn server_of(rows: &NodeRows, net: &Network, env: &Env) -> Result<Ipv4Addr, Stri
 
 /// getaddrinfo, IPv4 only.
 pub fn resolve_v4(name: &str) -> Option<Ipv4Addr> {
-    (name, 0).to_socket_addrs().ok()?.find_map(|a| match a.ip() {
-        std::net::IpAddr::V4(v4) => Some(v4),
-        _ => None,
-    })
+    (name, 0)
+        .to_socket_addrs()
+        .ok()?
+        .find_map(|a| match a.ip() {
+            std::net::IpAddr::V4(v4) => Some(v4),
+            _ => None,
+        })
 }
 
 /// This host's IPv4 addresses, from the kernel's routing trie (the local

@@ -61,10 +61,19 @@ async fn harness(rec: &Arc<Recorder>) -> Harness {
     )
     .await
     .unwrap();
-    for (n, mac, ip) in [("n1", "52:54:00:60:00:10", "10.99.60.10"), ("n2", "", "10.99.60.11")] {
-        db.upsert("nodelist", &[("node", n)], &[("groups", "all")]).await.unwrap();
-        db.upsert("mac", &[("node", n)], &[("mac", mac)]).await.unwrap();
-        db.upsert("hosts", &[("node", n)], &[("ip", ip)]).await.unwrap();
+    for (n, mac, ip) in [
+        ("n1", "52:54:00:60:00:10", "10.99.60.10"),
+        ("n2", "", "10.99.60.11"),
+    ] {
+        db.upsert("nodelist", &[("node", n)], &[("groups", "all")])
+            .await
+            .unwrap();
+        db.upsert("mac", &[("node", n)], &[("mac", mac)])
+            .await
+            .unwrap();
+        db.upsert("hosts", &[("node", n)], &[("ip", ip)])
+            .await
+            .unwrap();
     }
     h
 }
@@ -78,22 +87,38 @@ async fn writes_removes_and_shows_entries() {
     let main = std::fs::read_to_string(&paths.conf).unwrap();
     assert!(main.contains("dhcp-range=set:xcatnet0,10.99.60.0,static,255.255.255.0,43200"));
     let tftp = &h.settings().tftp_dir;
-    assert_eq!(std::fs::read(tftp.join("xcat/xnba.kpxe")).unwrap(), b"not really iPXE");
+    assert_eq!(
+        std::fs::read(tftp.join("xcat/xnba.kpxe")).unwrap(),
+        b"not really iPXE"
+    );
     assert!(tftp.join("xcat/xnba.efi").exists());
     // Unchanged on a second -n: a reload, not a restart.
     h.run("makedhcp", &["-n"]).await.ok();
-    assert_eq!(*rec.0.lock().unwrap(), [DhcpChange::Config, DhcpChange::Nodes]);
+    assert_eq!(
+        *rec.0.lock().unwrap(),
+        [DhcpChange::Config, DhcpChange::Nodes]
+    );
 
     // n2 has no MAC: its error is named, n1 is still done, exit non-zero.
     let o = h.request("makedhcp", &[]).nodes(&["n1", "n2"]).run().await;
     assert_eq!(
         o.kinds(),
-        [("error", "n2: Error: no MAC address in the mac table (mac.mac)".to_string())]
+        [(
+            "error",
+            "n2: Error: no MAC address in the mac table (mac.mac)".to_string()
+        )]
     );
     let opts = std::fs::read_to_string(paths.opts_dir.join("n1")).unwrap();
-    assert!(opts.contains("http://10.99.60.1/tftpboot/xcat/xnba/nodes/n1.uefi"), "{opts}");
+    assert!(
+        opts.contains("http://10.99.60.1/tftpboot/xcat/xnba/nodes/n1.uefi"),
+        "{opts}"
+    );
     assert!(!paths.hosts_dir.join("n2").exists());
-    let o = h.request("makedhcp", &["-q"]).nodes(&["n1", "n2"]).run().await;
+    let o = h
+        .request("makedhcp", &["-q"])
+        .nodes(&["n1", "n2"])
+        .run()
+        .await;
     assert_eq!(
         o.ok().lines(),
         ["n1: ip-address = 10.99.60.10, hardware-address = 52:54:00:60:00:10"]
@@ -109,4 +134,50 @@ async fn writes_removes_and_shows_entries() {
     h.run("makedhcp", &["-a", "-d"]).await.ok();
     assert!(!paths.hosts_dir.join("n1").exists());
     assert_eq!(rec.0.lock().unwrap().len(), 6);
+}
+
+/// Thousands of nodes: one read per table, two small files per node.
+/// Prints the figures; the bound is generous (a debug build on a loaded
+/// machine) but would catch a per-node query or process.
+#[tokio::test]
+async fn five_thousand_nodes() {
+    const N: usize = 5000;
+    let rec = Arc::new(Recorder::default());
+    let h = harness(&rec).await;
+    h.run("makedhcp", &["-n"]).await.ok();
+    let names: Vec<String> = (0..N).map(|i| format!("c{i:05}")).collect();
+    let col = |f: &dyn Fn(usize) -> String| -> Vec<Vec<Option<String>>> {
+        (0..N)
+            .map(|i| vec![Some(names[i].clone()), Some(f(i))])
+            .collect()
+    };
+    let db = h.db();
+    db.insert_rows("nodelist", &["node", "groups"], &col(&|_| "all".into()))
+        .await
+        .unwrap();
+    db.insert_rows(
+        "mac",
+        &["node", "mac"],
+        &col(&|i| format!("52:54:01:00:{:02x}:{:02x}", i / 256, i % 256)),
+    )
+    .await
+    .unwrap();
+    db.insert_rows(
+        "hosts",
+        &["node", "ip"],
+        &col(&|i| format!("10.99.60.{}", i % 200 + 20)),
+    )
+    .await
+    .unwrap();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let start = std::time::Instant::now();
+    let o = h.request("makedhcp", &[]).nodes(&refs).run().await;
+    let add = start.elapsed();
+    o.ok();
+    let start = std::time::Instant::now();
+    let o = h.request("makedhcp", &["-d"]).nodes(&refs).run().await;
+    let del = start.elapsed();
+    o.ok();
+    println!("makedhcp of {N} nodes: {add:?}; -d: {del:?}");
+    assert!(add.as_secs() < 30 && del.as_secs() < 30, "{add:?} {del:?}");
 }

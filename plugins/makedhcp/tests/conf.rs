@@ -25,7 +25,10 @@ fn net(net: &str, mask: &str) -> Network {
 fn main_file_serves_dhcp_and_tftp_without_dns() {
     let paths = DhcpPaths::new(Path::new("/var/lib/xcatd"));
     let mut a = net("10.99.60.0", "255.255.255.0");
-    a.dynamic = Some(("10.99.60.200".parse().unwrap(), "10.99.60.250".parse().unwrap()));
+    a.dynamic = Some((
+        "10.99.60.200".parse().unwrap(),
+        "10.99.60.250".parse().unwrap(),
+    ));
     a.gateway = Gateway::Addr("10.99.60.254".parse().unwrap());
     a.nameservers = vec!["<xcatmaster>".into(), "10.0.0.53".into()];
     a.domain = Some("cluster.example".into());
@@ -111,15 +114,25 @@ fn node_files_tag_the_host_and_choose_the_boot_file_by_client() {
 
 #[test]
 fn mac_field_forms() {
-    let e = conf::parse_mac_field("52:54:00:AA:bb:01|52:54:00:aa:bb:02!n1-ib| 52:54:00:aa:bb:03!*NOIP*");
+    let e = conf::parse_mac_field(
+        "52:54:00:AA:bb:01|52:54:00:aa:bb:02!n1-ib| 52:54:00:aa:bb:03!*NOIP*",
+    );
     assert_eq!(e.len(), 3);
     assert_eq!(e[1].name.as_deref(), Some("n1-ib"));
     assert_eq!(
         conf::normalize_mac("52-54-00-AA-BB-01").as_deref(),
         Some("52:54:00:aa:bb:01")
     );
-    for bad in ["52:54:00:aa:bb", "52:54:00:aa:bb:0g", "525400aabb01", "52:54:00:aa:bb:01\n"] {
-        assert!(conf::normalize_mac(bad).is_none() || bad.ends_with('\n'), "{bad:?}");
+    for bad in [
+        "52:54:00:aa:bb",
+        "52:54:00:aa:bb:0g",
+        "525400aabb01",
+        "52:54:00:aa:bb:01\n",
+    ] {
+        assert!(
+            conf::normalize_mac(bad).is_none() || bad.ends_with('\n'),
+            "{bad:?}"
+        );
     }
     // Names that would break dnsmasq's syntax are refused.
     for bad in ["a,b", "a b", "a\nb", "#x", ".x", ""] {
@@ -161,7 +174,10 @@ fn plans_per_node_with_errors_named() {
     // has its own address.
     let p = plan::plan_node(
         "n1",
-        &rows("52:54:00:00:00:01|52:54:00:00:00:02!n1|52:54:00:00:00:03!n1-ib", Some("10.99.60.10")),
+        &rows(
+            "52:54:00:00:00:01|52:54:00:00:00:02!n1|52:54:00:00:00:03!n1-ib",
+            Some("10.99.60.10"),
+        ),
         &env,
     )
     .unwrap();
@@ -198,11 +214,20 @@ fn server_order_and_states() {
         other => panic!("{other:?}"),
     };
     let mut r = rows("52:54:00:00:00:01", Some("10.99.60.10"));
-    assert!(url(&r).starts_with("http://10.99.60.3/"), "networks.tftpserver");
+    assert!(
+        url(&r).starts_with("http://10.99.60.3/"),
+        "networks.tftpserver"
+    );
     r.xcatmaster = Some("mn".into());
-    assert!(url(&r).starts_with("http://10.99.60.2/"), "noderes.xcatmaster (resolved)");
+    assert!(
+        url(&r).starts_with("http://10.99.60.2/"),
+        "noderes.xcatmaster (resolved)"
+    );
     r.tftpserver = Some("10.99.60.4".into());
-    assert!(url(&r).starts_with("http://10.99.60.4/"), "noderes.tftpserver first");
+    assert!(
+        url(&r).starts_with("http://10.99.60.4/"),
+        "noderes.tftpserver first"
+    );
 
     r.currstate = Some("boot".into());
     assert_eq!(plan::plan_node("n1", &r, &env).unwrap().boot, Boot::None);
@@ -216,7 +241,8 @@ fn server_order_and_states() {
         networks: &bare,
         ..env
     };
-    let e = plan::plan_node("n1", &rows("52:54:00:00:00:01", Some("10.99.60.10")), &env).unwrap_err();
+    let e =
+        plan::plan_node("n1", &rows("52:54:00:00:00:01", Some("10.99.60.10")), &env).unwrap_err();
     assert!(e.contains("set noderes.tftpserver"), "{e}");
 }
 
@@ -245,14 +271,26 @@ fn networks_rows_are_checked() {
     };
     let (nets, warnings) = plan::networks(
         &[
-            row(&[("net", "10.99.60.0"), ("mask", "255.255.255.0"), ("dynamicrange", "10.99.60.100-10.99.60.150")]),
+            row(&[
+                ("net", "10.99.60.0"),
+                ("mask", "255.255.255.0"),
+                ("dynamicrange", "10.99.60.100-10.99.60.150"),
+            ]),
             row(&[("net", "fd00::"), ("mask", "64")]),
-            row(&[("net", "10.1.0.0"), ("mask", "255.255.0.0"), ("gateway", "nonsense")]),
+            row(&[
+                ("net", "10.1.0.0"),
+                ("mask", "255.255.0.0"),
+                ("gateway", "nonsense"),
+            ]),
         ],
         &site,
     );
     assert_eq!(nets.len(), 1);
-    assert_eq!(nets[0].nameservers, ["10.0.0.53"], "site.nameservers by default");
+    assert_eq!(
+        nets[0].nameservers,
+        ["10.0.0.53"],
+        "site.nameservers by default"
+    );
     assert_eq!(nets[0].domain.as_deref(), Some("site.example"));
     assert_eq!(nets[0].gateway, Gateway::None);
     assert!(nets[0].in_dynamic_range("10.99.60.120".parse().unwrap()));
