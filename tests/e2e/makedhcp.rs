@@ -150,9 +150,9 @@ fn firmware_gets_its_boot_answers_and_the_supervisor_keeps_dnsmasq() {
     // URL, which it then asks for; n3 (state boot) is offered no boot file.
     let mut g1 = bed.guest(0, N1_MAC, "bios", &logs.join("n1.log"));
     let mut g3 = bed.guest(2, N3_MAC, "bios", &logs.join("n3.log"));
-    let n1_url = format!("GET /tftpboot/xcat/xnba/nodes/n1 HTTP");
+    let n1_url = "GET /tftpboot/xcat/xnba/nodes/n1 HTTP";
     assert!(
-        recorder.wait_for(&n1_url, BOOT_WAIT),
+        recorder.wait_for(n1_url, BOOT_WAIT),
         "n1 never asked for its script; requests {:?}\nserial:\n{}\nlog:\n{}",
         recorder.lines.lock().unwrap(),
         serial(&logs.join("n1.log")),
