@@ -526,3 +526,139 @@ pub fn shape_uplink(node: &xcat_remote::testbed::Node, rate: &str, burst: &str, 
 pub fn unshape_uplink(node: &xcat_remote::testbed::Node) {
     in_node_netns(node, &["tc", "qdisc", "del", "dev", "eth0", "root"]);
 }
+
+// ---------------------------------------------------------------------------
+// The PXE test bed (tests/testbed/pxe.sh): the bridge xpxebr0 with
+// 10.99.60.1/24, qemu guests (TCG) on taps in it, and a recorder of HTTP
+// request lines on the bridge address.
+// ---------------------------------------------------------------------------
+
+/// The bridge; `pxe.sh down` on drop removes it, every tap and guest.
+pub struct PxeBed {
+    _private: (),
+}
+
+/// The bed's server address (the bridge's).
+pub const PXE_SERVER: &str = "10.99.60.1";
+
+impl PxeBed {
+    /// Bring the bridge up (root only; a leftover bed is removed first).
+    pub fn up() -> PxeBed {
+        let script = repo_root().join("tests/testbed/pxe.sh");
+        host(script.to_str().expect("path"), &["cleanup"]);
+        host(script.to_str().expect("path"), &["up"]);
+        PxeBed { _private: () }
+    }
+
+    /// Start guest `n` (0..9) with `mac` and `firmware` (`bios`, `uefi`,
+    /// `uefi-pxe`); its serial console goes to `log`.
+    pub fn guest(&self, n: u8, mac: &str, firmware: &str, log: &Path) -> PxeGuest {
+        let child = Command::new(repo_root().join("tests/testbed/pxe.sh"))
+            .args(["guest", &n.to_string(), mac, firmware])
+            .arg(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start pxe.sh guest");
+        PxeGuest { child: Some(child) }
+    }
+}
+
+impl Drop for PxeBed {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("tests/testbed/pxe.sh"))
+            .arg("down")
+            .status();
+    }
+}
+
+/// A running guest; dropping it stops qemu and removes its tap.
+pub struct PxeGuest {
+    child: Option<Child>,
+}
+
+impl PxeGuest {
+    /// SIGTERM to the bed script (its trap kills qemu and removes the tap).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(15) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PxeGuest {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A stand-in for the boot service: it accepts HTTP connections on an
+/// address, records each request line and answers 404. It only shows that
+/// a guest asked for a URL; the real boot service replaces it.
+pub struct HttpRecorder {
+    pub lines: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HttpRecorder {
+    pub fn listen(addr: &str) -> HttpRecorder {
+        let listener = std::net::TcpListener::bind(addr).expect("recorder bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l2, s2) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                        let mut first = String::new();
+                        let _ = BufReader::new(&mut s).take(4096).read_line(&mut first);
+                        l2.lock().expect("lines").push(first.trim_end().to_string());
+                        let _ = std::io::Write::write_all(
+                            &mut s,
+                            b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+                        );
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        HttpRecorder { lines, stop }
+    }
+
+    /// Wait until a request line contains `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self
+                .lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .any(|l| l.contains(needle))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for HttpRecorder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -8,6 +8,7 @@ mod capimage_hostile;
 mod capimage_options;
 mod daemon;
 mod load;
+mod makedhcp;
 mod nodeset;
 mod packimage;
 mod tables;

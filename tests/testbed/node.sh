@@ -8,7 +8,8 @@
 #   node.sh cleanup         remove every bed object (nodes, namespaces, veths,
 #                           the bridge, loop devices, mounts) of this or a
 #                           killed earlier run; refuses while a bed is in use
-#                           (a process holds $TB_STATE/bed.lock) unless --force
+#                           (a process holds $TB_STATE/bed.lock) unless --force;
+#                           also the PXE bed's leftovers (pxe.sh cleanup)
 #
 # Settings (environment):
 #   TB_MODE=full|overlay  full (default): the node gets a copy of the cached
@@ -367,6 +368,8 @@ cmd_cleanup() {
     done
     rm -rf "$TB_DISKS"
     rm -rf "$TB_STATE"/node-* "$TB_STATE/keys" "$TB_STATE/beds"
+    # The PXE bed's guests, taps and bridge (xpxe*).
+    "$here/pxe.sh" cleanup
 }
 
 [ $# -ge 1 ] || usage

@@ -23,6 +23,7 @@ const NODERANGE_COMMANDS: &[&str] = &[
     "xdsh",
     "noderange",
     "nodeset",
+    "makedhcp",
     "rpower",
     "rinv",
     "nodestat",

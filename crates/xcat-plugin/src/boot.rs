@@ -4,7 +4,8 @@
 //! daemon itself will serve.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The boot service (the daemon's `[http]` section): an HTTP server for
 /// the `/install/` and `/tftpboot/` URL prefixes, off when `listen` is unset.
@@ -72,6 +73,15 @@ pub struct DhcpSettings {
     pub interfaces: Vec<String>,
     /// The dnsmasq binary.
     pub dnsmasq: PathBuf,
+    /// Log every DHCP exchange in detail (dnsmasq's `--log-dhcp`).
+    pub log_dhcp: bool,
+    /// The iPXE binary BIOS PXE clients load (copied as `xcat/xnba.kpxe`).
+    pub ipxe_bios: PathBuf,
+    /// The iPXE binary UEFI PXE clients load (copied as `xcat/xnba.efi`).
+    pub ipxe_efi: PathBuf,
+    /// The running supervisor, when the daemon has one (never in the file).
+    #[serde(skip)]
+    pub server: DhcpServerHandle,
 }
 
 impl Default for DhcpSettings {
@@ -79,6 +89,91 @@ impl Default for DhcpSettings {
         DhcpSettings {
             interfaces: Vec::new(),
             dnsmasq: PathBuf::from("/usr/sbin/dnsmasq"),
+            log_dhcp: false,
+            ipxe_bios: PathBuf::from("/usr/lib/ipxe/undionly.kpxe"),
+            ipxe_efi: PathBuf::from("/usr/lib/ipxe/snponly.efi"),
+            server: DhcpServerHandle::default(),
         }
+    }
+}
+
+/// Where the DHCP configuration lives: `<state_dir>/dhcp/`. `makedhcp`
+/// writes it, the supervisor (or the admin's own dnsmasq) reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpPaths {
+    /// The directory itself.
+    pub dir: PathBuf,
+    /// The main file (`dnsmasq --conf-file=` this): networks, TFTP, classes.
+    pub conf: PathBuf,
+    /// One file per node: MAC, address, name (dnsmasq's `dhcp-hostsdir`).
+    pub hosts_dir: PathBuf,
+    /// One file per node: its boot file by client type (`dhcp-optsdir`).
+    pub opts_dir: PathBuf,
+    /// dnsmasq's lease database.
+    pub leases: PathBuf,
+    /// The supervised dnsmasq's process id, for the next start to find an
+    /// orphan a killed daemon left.
+    pub pid: PathBuf,
+}
+
+impl DhcpPaths {
+    pub fn new(state_dir: &Path) -> DhcpPaths {
+        let dir = state_dir.join("dhcp");
+        DhcpPaths {
+            conf: dir.join("dnsmasq.conf"),
+            hosts_dir: dir.join("hosts.d"),
+            opts_dir: dir.join("opts.d"),
+            leases: dir.join("dnsmasq.leases"),
+            pid: dir.join("dnsmasq.pid"),
+            dir,
+        }
+    }
+}
+
+/// What `makedhcp` changed, so the DHCP server knows how to pick it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhcpChange {
+    /// Per-node files only: a reload (SIGHUP) re-reads them.
+    Nodes,
+    /// The main file: dnsmasq reads it only at start, so a restart.
+    Config,
+}
+
+/// The daemon's side of a supervised DHCP server, as handlers see it.
+pub trait DhcpServer: Send + Sync + 'static {
+    /// Take `change` into account; returns once the server has been told
+    /// (signalled or restarted), not when it has finished reading.
+    fn changed(&self, change: DhcpChange);
+}
+
+/// The supervisor, if the daemon runs one: cloned with the settings.
+#[derive(Clone, Default)]
+pub struct DhcpServerHandle(Option<Arc<dyn DhcpServer>>);
+
+impl DhcpServerHandle {
+    pub fn new(server: Arc<dyn DhcpServer>) -> DhcpServerHandle {
+        DhcpServerHandle(Some(server))
+    }
+
+    /// Tell the supervised server of `change`; false when there is none
+    /// (the admin runs their own).
+    pub fn notify(&self, change: DhcpChange) -> bool {
+        match &self.0 {
+            Some(s) => {
+                s.changed(change);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for DhcpServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "DhcpServerHandle(supervised)"
+        } else {
+            "DhcpServerHandle(none)"
+        })
     }
 }

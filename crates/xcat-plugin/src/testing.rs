@@ -87,6 +87,13 @@ impl Harness {
         &self.settings
     }
 
+    /// Change the settings before the first request (a test's own TFTP
+    /// root, a recording DHCP server handle, ...).
+    pub fn configure(mut self, f: impl FnOnce(&mut Settings)) -> Harness {
+        f(Arc::get_mut(&mut self.settings).expect("configure before the first request"));
+        self
+    }
+
     /// Run `command` with `args`, no nodes and no stdin.
     pub async fn run(&self, command: &str, args: &[&str]) -> Outcome {
         self.request(command, args).run().await

@@ -22,6 +22,7 @@ use xcat_plugin::{Handler, Settings};
 pub mod config;
 
 mod certs;
+mod dhcp;
 mod dispatch;
 mod plugins;
 mod server;
@@ -37,6 +38,8 @@ pub struct Daemon {
     grace: Duration,
     /// The boot service, when `[http] listen` is set.
     boot: Option<(std::net::SocketAddr, xcat_bootserve::BootService)>,
+    /// The supervised dnsmasq, when `[dhcp] interfaces` names any.
+    dhcp: Option<dhcp::Supervisor>,
 }
 
 impl Daemon {
@@ -51,15 +54,21 @@ impl Daemon {
             .with_noderange_limits(xcat_db::noderange::Limits {
                 max_names: config.max_noderange_names,
             });
-        let settings = Arc::new(settings_of(&config));
+        let mut settings = settings_of(&config);
         let boot = boot_service(&config, &db)?;
         let handlers = plugin_handlers(config.enable_test_commands);
         run_start_hooks(&handlers, &settings);
-        let registry = Registry::new(handlers, db, settings)?;
+        let dhcp = dhcp::Supervisor::start(&config.dhcp, &config.state_dir)
+            .context("cannot start the DHCP supervisor")?;
+        if let Some(d) = &dhcp {
+            settings.dhcp.server = d.handle();
+        }
+        let registry = Registry::new(handlers, db, Arc::new(settings))?;
         Ok(Daemon {
             server: Arc::new(server::Server::new(&config, registry, tls)),
             grace: Config::secs(config.shutdown_grace),
             boot,
+            dhcp,
         })
     }
 
@@ -95,6 +104,10 @@ impl Daemon {
         self.server.run(listener, shutdown, self.grace).await;
         if let Some(h) = http {
             let _ = h.await;
+        }
+        if let Some(d) = self.dhcp {
+            // Stopping waits for dnsmasq to exit: not on a runtime thread.
+            let _ = tokio::task::spawn_blocking(move || d.stop()).await;
         }
     }
 }
