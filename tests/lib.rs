@@ -533,10 +533,14 @@ pub fn unshape_uplink(node: &xcat_remote::testbed::Node) {
 // request lines on the bridge address.
 // ---------------------------------------------------------------------------
 
-/// The bridge; `pxe.sh down` on drop removes it, every tap and guest.
+/// The bridge; `pxe.sh down` on drop removes it, every tap and guest. One
+/// test holds the bed at a time (a process-wide lock: the tests of one
+/// binary run in threads, and the bed's addresses are fixed).
 pub struct PxeBed {
-    _private: (),
+    _held: std::sync::MutexGuard<'static, ()>,
 }
+
+static PXE_BED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The bed's server address (the bridge's).
 pub const PXE_SERVER: &str = "10.99.60.1";
@@ -544,10 +548,11 @@ pub const PXE_SERVER: &str = "10.99.60.1";
 impl PxeBed {
     /// Bring the bridge up (root only; a leftover bed is removed first).
     pub fn up() -> PxeBed {
+        let held = PXE_BED.lock().unwrap_or_else(|p| p.into_inner());
         let script = repo_root().join("tests/testbed/pxe.sh");
         host(script.to_str().expect("path"), &["cleanup"]);
         host(script.to_str().expect("path"), &["up"]);
-        PxeBed { _private: () }
+        PxeBed { _held: held }
     }
 
     /// Start guest `n` (0..9) with `mac` and `firmware` (`bios`, `uefi`,

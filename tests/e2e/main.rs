@@ -11,5 +11,7 @@ mod load;
 mod makedhcp;
 mod nodeset;
 mod packimage;
+mod probe_initrd;
+mod pxe_boot;
 mod tables;
 mod xdsh;

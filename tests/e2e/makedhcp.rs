@@ -17,7 +17,7 @@ const N3_MAC: &str = "52:54:00:60:00:12";
 /// The daemon of these tests: on every path out (a failed assertion too)
 /// it is stopped with SIGTERM, so it stops its dnsmasq, and a dnsmasq a
 /// hard kill orphaned is killed by the pid its supervisor recorded.
-struct Supervising(Daemon);
+pub(crate) struct Supervising(pub(crate) Daemon);
 
 impl std::ops::Deref for Supervising {
     type Target = Daemon;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use xcat_remote::testbed::{NodeOptions, TestBed};
 use xcatd_tests::Daemon;
 
-fn sh(script: &str) -> String {
+pub(crate) fn sh(script: &str) -> String {
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", script])
         .stdin(Stdio::null())
@@ -206,7 +206,7 @@ fn packimage_formats_kernel_choice_lock_and_errors() {
 /// The Debian kernel package the test boots (the test-bed node runs the host's
 /// kernel, which is not in its Debian tree): downloaded once with apt-get and
 /// unpacked with dpkg-deb into a cache directory. Returns (tree, kernel version).
-fn debian_kernel() -> (PathBuf, String) {
+pub(crate) fn debian_kernel() -> (PathBuf, String) {
     let deps = sh("apt-cache depends linux-image-amd64");
     let pkg = deps
         .lines()

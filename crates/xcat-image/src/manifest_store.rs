@@ -18,7 +18,9 @@
 //! one stored set (a thousand links to a file with a megabyte of xattrs are
 //! not a gigabyte on disk).
 
-use crate::manifest::{write_tsv_header, write_tsv_line, EntryType, Manifest, ManifestEntry};
+use crate::manifest::{
+    write_tsv_header, write_tsv_line, EntryType, Manifest, ManifestEntry, Xattrs,
+};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
@@ -379,7 +381,7 @@ fn raw_row(r: &Row<'_>) -> rusqlite::Result<RawRow> {
 /// too. Only the last few are kept: group members are adjacent in path
 /// order often enough, and a bound matters more than a perfect share.
 #[derive(Default)]
-struct XattrSets(HashMap<i64, Arc<BTreeMap<Vec<u8>, Vec<u8>>>>);
+struct XattrSets(HashMap<i64, Xattrs>);
 
 impl XattrSets {
     const KEEP: usize = 64;
@@ -392,7 +394,7 @@ impl XattrSets {
         Ok(e)
     }
 
-    fn load(&mut self, conn: &Connection, id: i64) -> io::Result<Arc<BTreeMap<Vec<u8>, Vec<u8>>>> {
+    fn load(&mut self, conn: &Connection, id: i64) -> io::Result<Xattrs> {
         if let Some(x) = self.0.get(&id) {
             return Ok(Arc::clone(x));
         }
