@@ -827,6 +827,17 @@ impl<R: Read> TarReader<R> {
             meta.size = meta.stored_size;
         }
         if !matches!(meta.kind, Kind::File) {
+            if meta.sparse.is_some() {
+                // only a regular file has holes; a map on anything else
+                // would describe data the entry does not have
+                return Err(self.malformed(
+                    hdr_off,
+                    format!(
+                        "entry {}: a sparse map on an entry that is not a regular file",
+                        escape_bytes(&meta.path)
+                    ),
+                ));
+            }
             meta.size = 0;
         }
         // the 1.0 map consumed whole blocks, so padding follows from the data alone
@@ -1312,6 +1323,31 @@ mod tests {
         assert_eq!(two, want);
         assert_eq!((e[0].uid, e[1].uid), (7, 7));
         assert!(e[0].sparse.is_none(), "a global sparse keyword is ignored");
+    }
+
+    #[test]
+    fn a_sparse_map_is_only_for_regular_files() {
+        // found by the pax fuzz target: a map on a device node outlived the
+        // entry's size (0), so the map ended beyond it
+        let a = TarBuilder::new()
+            .pax(&[("GNU.sparse.size", b"4096"), ("GNU.sparse.map", b"4000,0")])
+            .node("d", typeflag::CHAR_DEVICE, (1, 3))
+            .end();
+        let e = read_all(&a, Limits::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("entry d: a sparse map on an entry that is not a regular file"),
+            "{e}"
+        );
+        let a = TarBuilder::new()
+            .pax(&[("GNU.sparse.size", b"4096"), ("GNU.sparse.map", b"4000,0")])
+            .file("f", b"")
+            .end();
+        let e = read_all(&a, Limits::default()).unwrap();
+        assert_eq!(
+            (e[0].size, e[0].sparse.as_deref()),
+            (4096, Some(&[(4000, 0)][..]))
+        );
     }
 
     #[test]
