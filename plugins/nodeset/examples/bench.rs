@@ -99,11 +99,14 @@ struct Case {
     /// None: the baseline (files only).
     h: Option<Harness>,
     nodes: Vec<String>,
+    /// Every node's files removed before each run (first nodeset), else
+    /// left from the run before (a repeated nodeset: nothing changed).
+    fresh: bool,
     times: Vec<Duration>,
     _pg: Option<TempDatabase>,
 }
 
-async fn case(name: &str, backend_pg: bool, netboot: &str, n: usize) -> Case {
+async fn case(name: &str, backend_pg: bool, netboot: &str, n: usize, fresh: bool) -> Case {
     let (h, pg) = if backend_pg {
         let pg = TempDatabase::from_env();
         let db = Db::connect(pg.url()).await.unwrap();
@@ -116,8 +119,18 @@ async fn case(name: &str, backend_pg: bool, netboot: &str, n: usize) -> Case {
         name: name.into(),
         h: Some(h),
         nodes,
+        fresh,
         times: Vec::new(),
         _pg: pg,
+    }
+}
+
+/// Remove the per-node files of a tree (everything in `dir` but `keep`).
+fn clear(dir: &std::path::Path, keep: &str) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name() != keep {
+            std::fs::remove_file(e.path()).unwrap();
+        }
     }
 }
 
@@ -135,6 +148,18 @@ fn baseline(dir: &std::path::Path, nodes: &[String]) {
 }
 
 async fn once(c: &mut Case, scratch: &std::path::Path) {
+    if c.fresh {
+        match &c.h {
+            None => clear(scratch, ""),
+            Some(h) => {
+                let tftp = &h.settings().tftp_dir;
+                clear(&tftp.join("xcat/xnba/nodes"), "");
+                clear(&tftp.join("boot/grub2"), "grub2.x86_64");
+            }
+        }
+        // the removals' journal commits (and discards) belong to no run
+        std::process::Command::new("sync").status().unwrap();
+    }
     let Some(h) = &c.h else {
         let t = Instant::now();
         baseline(scratch, &c.nodes);
@@ -164,15 +189,18 @@ async fn main() {
             name: "files only".into(),
             h: None,
             nodes: (1..=n).map(|i| format!("cn{i:05}")).collect(),
+            fresh: true,
             times: Vec::new(),
             _pg: None,
         },
-        case("sqlite xnba", false, "xnba", n).await,
-        case("sqlite grub2", false, "grub2", n).await,
+        case("sqlite xnba", false, "xnba", n, true).await,
+        case("sqlite xnba again", false, "xnba", n, false).await,
+        case("sqlite grub2", false, "grub2", n, true).await,
+        case("sqlite grub2 again", false, "grub2", n, false).await,
     ];
     if pg {
-        cases.push(case("postgres xnba", true, "xnba", n).await);
-        cases.push(case("postgres grub2", true, "grub2", n).await);
+        cases.push(case("postgres xnba", true, "xnba", n, true).await);
+        cases.push(case("postgres grub2", true, "grub2", n, true).await);
     }
     // One warm-up each (first file creation, caches), then interleaved runs.
     for c in cases.iter_mut() {
@@ -191,7 +219,7 @@ async fn main() {
             .unwrap_or(1)
     );
     println!(
-        "{:<16} {:>10} {:>18} {:>8} {:>5}",
+        "{:<20} {:>10} {:>18} {:>8} {:>5}",
         "case", "median s", "range s", "target", "met"
     );
     for c in &mut cases {
@@ -199,7 +227,7 @@ async fn main() {
         let med = c.times[c.times.len() / 2];
         let (lo, hi) = (c.times[0], c.times[c.times.len() - 1]);
         println!(
-            "{:<16} {:>10.3} {:>8.3} - {:<7.3} {:>7}s {:>5}",
+            "{:<20} {:>10.3} {:>8.3} - {:<7.3} {:>7}s {:>5}",
             c.name,
             med.as_secs_f64(),
             lo.as_secs_f64(),

@@ -55,6 +55,16 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
     result
 }
 
+/// [`write_atomic`] unless `path` already holds exactly `content`: a
+/// repeated nodeset leaves an unchanged node's files alone, which costs a
+/// read instead of a create, a rename and a journal commit (bench/nodeset).
+pub fn write_if_changed(path: &Path, content: &[u8]) -> io::Result<()> {
+    match fs::read(path) {
+        Ok(old) if old == content => Ok(()),
+        _ => write_atomic(path, content),
+    }
+}
+
 /// Make `link` a hard link of `target`, replacing what was there at once.
 fn link_atomic(target: &Path, link: &Path) -> io::Result<()> {
     let tmp = temp_name(link);
@@ -64,8 +74,20 @@ fn link_atomic(target: &Path, link: &Path) -> io::Result<()> {
     })
 }
 
-/// Make `link` a symlink to `target`, replacing what was there at once.
+/// Whether `a` and `b` are names of one inode.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => false,
+    }
+}
+
+/// Make `link` a symlink to `target`, replacing what was there at once,
+/// unless it already is one.
 fn symlink_atomic(target: &str, link: &Path) -> io::Result<()> {
+    if fs::read_link(link).is_ok_and(|t| t == Path::new(target)) {
+        return Ok(());
+    }
     let tmp = temp_name(link);
     std::os::unix::fs::symlink(target, &tmp)?;
     fs::rename(&tmp, link).inspect_err(|_| {
@@ -118,8 +140,8 @@ pub fn exit_script(currstate: &str) -> String {
 pub fn write_xnba(tftp: &Path, node: &str, x: &Xnba) -> io::Result<()> {
     let dir = xnba_dir(tftp);
     remove_if_there(&dir.join(format!("{node}.pxelinux")))?;
-    write_atomic(&dir.join(format!("{node}.uefi")), x.uefi.as_bytes())?;
-    write_atomic(&dir.join(node), x.bios.as_bytes())
+    write_if_changed(&dir.join(format!("{node}.uefi")), x.uefi.as_bytes())?;
+    write_if_changed(&dir.join(node), x.bios.as_bytes())
 }
 
 /// A node's grub2 configuration and its names.
@@ -210,13 +232,14 @@ impl Grub2Links {
         Grub2Links { by_inode }
     }
 
-    /// Remove every other name of `file` (its old `grub.cfg-*` links).
-    fn remove_links_of(&self, file: &Path) -> io::Result<()> {
+    /// Remove every other name of `file` (its old `grub.cfg-*` links) but
+    /// those in `keep`.
+    fn remove_links_of(&self, file: &Path, keep: &[PathBuf]) -> io::Result<()> {
         let Ok(m) = fs::symlink_metadata(file) else {
             return Ok(());
         };
         for p in self.by_inode.get(&(m.dev(), m.ino())).into_iter().flatten() {
-            if p != file {
+            if p != file && !keep.contains(p) {
                 remove_if_there(p)?;
             }
         }
@@ -230,10 +253,18 @@ impl Grub2Links {
 pub fn write_grub2(tftp: &Path, node: &str, g: &Grub2, old: &Grub2Links) -> io::Result<bool> {
     let dir = grub2_dir(tftp);
     let cfg = dir.join(node);
-    old.remove_links_of(&cfg)?;
-    write_atomic(&cfg, g.config.as_bytes())?;
-    for l in &g.links {
-        link_atomic(&cfg, &dir.join(l))?;
+    let links: Vec<PathBuf> = g.links.iter().map(|l| dir.join(l)).collect();
+    // An unchanged configuration keeps its inode, and so the links that
+    // already name it; a changed one is a new inode every link must follow.
+    let unchanged = fs::read(&cfg).is_ok_and(|c| c == g.config.as_bytes());
+    old.remove_links_of(&cfg, if unchanged { &links } else { &[] })?;
+    if !unchanged {
+        write_atomic(&cfg, g.config.as_bytes())?;
+    }
+    for l in &links {
+        if !(unchanged && same_file(&cfg, l)) {
+            link_atomic(&cfg, l)?;
+        }
     }
     let bin_link = dir.join(format!("grub2-{node}"));
     let Some(bin) = &g.binary else {
@@ -254,7 +285,7 @@ pub fn remove_node(tftp: &Path, node: &str, old: &Grub2Links) -> io::Result<()> 
         remove_if_there(&x.join(format!("{node}{suffix}")))?;
     }
     let g = grub2_dir(tftp);
-    old.remove_links_of(&g.join(node))?;
+    old.remove_links_of(&g.join(node), &[])?;
     remove_if_there(&g.join(node))?;
     remove_if_there(&g.join(format!("grub2-{node}")))
 }
@@ -307,5 +338,30 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names, ["n1"]);
+    }
+
+    #[test]
+    fn a_repeated_grub2_write_keeps_unchanged_files_and_follows_changed_ones() {
+        let t = tempfile::tempdir().unwrap();
+        make_dirs(t.path()).unwrap();
+        let g = |config: &str| Grub2 {
+            config: config.into(),
+            links: vec![mac_name("aa:bb:cc:dd:ee:0f")],
+            binary: None,
+        };
+        let dir = grub2_dir(t.path());
+        let ino = |n: &str| fs::symlink_metadata(dir.join(n)).unwrap().ino();
+        write_grub2(t.path(), "n1", &g("#a"), &Grub2Links::scan(t.path())).unwrap();
+        let first = ino("n1");
+        write_grub2(t.path(), "n1", &g("#a"), &Grub2Links::scan(t.path())).unwrap();
+        assert_eq!(ino("n1"), first, "an unchanged file was rewritten");
+        assert_eq!(ino("grub.cfg-01-aa-bb-cc-dd-ee-0f"), first);
+        write_grub2(t.path(), "n1", &g("#b"), &Grub2Links::scan(t.path())).unwrap();
+        assert_ne!(ino("n1"), first);
+        assert_eq!(ino("grub.cfg-01-aa-bb-cc-dd-ee-0f"), ino("n1"));
+        assert_eq!(
+            fs::read(dir.join("grub.cfg-01-aa-bb-cc-dd-ee-0f")).unwrap(),
+            b"#b"
+        );
     }
 }
