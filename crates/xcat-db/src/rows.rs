@@ -96,3 +96,34 @@ impl Db {
             .collect()
     }
 }
+
+impl Db {
+    /// The first key of every active row of `table` whose `column` is
+    /// exactly `value` (for example the nodes whose `hosts.ip` is an
+    /// address), in insertion order.
+    pub async fn keys_where(
+        &self,
+        table: &str,
+        column: &str,
+        value: &str,
+    ) -> Result<Vec<String>, DbError> {
+        let t = table_def(table)?;
+        if !t.columns.contains(&column) {
+            return Err(DbError::UnknownColumn {
+                table: t.name.to_string(),
+                column: column.to_string(),
+            });
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} = $1 AND {ACTIVE} ORDER BY {}",
+            q(t.keys[0]),
+            q(t.name),
+            q(column),
+            q(ROWID)
+        );
+        let rows = sqlx::query(&sql).bind(value).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
+    }
+}

@@ -37,5 +37,5 @@ pub use lock::{holder_text, lock_image, LockError};
 pub use node::{node_address, node_addresses};
 pub use progress::with_progress;
 pub use task::{blocking, CancelBridge, TaskFailed};
-pub use time::{now_unix, utc_text};
+pub use time::{civil, now_unix, utc_text, Civil};
 pub use tool::{LocalTool, ToolError};

@@ -10,9 +10,19 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// `2026-11-25 20:23:24 UTC` for a Unix time: what an admin reads in
-/// `osimage.description` and in a busy image's lock message.
-pub fn utc_text(t: u64) -> String {
+/// A Unix time as a UTC calendar date and time of day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+/// The UTC calendar date and time of `t` seconds since the epoch.
+pub fn civil(t: u64) -> Civil {
     let (days, secs) = (t / 86_400, t % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -23,12 +33,23 @@ pub fn utc_text(t: u64) -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    Civil {
+        year: yoe + era * 400 + i64::from(month <= 2),
+        month: month as u32,
+        day: day as u32,
+        hour: (secs / 3600) as u32,
+        minute: (secs % 3600 / 60) as u32,
+        second: (secs % 60) as u32,
+    }
+}
+
+/// `2026-11-25 20:23:24 UTC` for a Unix time: what an admin reads in
+/// `osimage.description` and in a busy image's lock message.
+pub fn utc_text(t: u64) -> String {
+    let c = civil(t);
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        (secs % 3600) / 60,
-        secs % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
     )
 }
 

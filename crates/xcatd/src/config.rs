@@ -67,6 +67,8 @@ pub struct Config {
     pub http: xcat_plugin::boot::HttpSettings,
     /// The supervised DHCP server (`[dhcp]`).
     pub dhcp: xcat_plugin::boot::DhcpSettings,
+    /// xCAT's install monitor (`[status]`, port 3002): nodes' boot reports.
+    pub status: crate::install_monitor::StatusSettings,
 }
 
 impl Default for Config {
@@ -96,6 +98,7 @@ impl Default for Config {
             tftp_dir: PathBuf::from("/tftpboot"),
             http: Default::default(),
             dhcp: Default::default(),
+            status: Default::default(),
         }
     }
 }

@@ -24,12 +24,14 @@ pub mod config;
 mod certs;
 mod dhcp;
 mod dispatch;
+mod install_monitor;
 mod plugins;
 mod server;
 mod tls;
 
 pub use config::Config;
 pub use dispatch::{Outcome, Registry, RegistryError};
+pub use install_monitor::StatusSettings;
 pub use plugins::plugin_handlers;
 
 /// A daemon ready to accept connections.
@@ -40,6 +42,18 @@ pub struct Daemon {
     boot: Option<(std::net::SocketAddr, xcat_bootserve::BootService)>,
     /// The supervised dnsmasq, when `[dhcp] interfaces` names any.
     dhcp: Option<dhcp::Supervisor>,
+    /// The install monitor's address and database, when `[status] listen` is set.
+    status: Option<(std::net::SocketAddr, xcat_db::Db)>,
+}
+
+/// The listeners beside port 3001 the configuration asks for (see
+/// [`Daemon::bind_side`]); each None when its section is unset.
+#[derive(Default)]
+pub struct SideListeners {
+    /// The boot service (`[http] listen`).
+    pub boot: Option<TcpListener>,
+    /// The install monitor (`[status] listen`).
+    pub status: Option<TcpListener>,
 }
 
 impl Daemon {
@@ -56,6 +70,7 @@ impl Daemon {
             });
         let mut settings = settings_of(&config);
         let boot = boot_service(&config, &db)?;
+        let status = config.status.listen.map(|a| (a, db.clone()));
         let handlers = plugin_handlers(config.enable_test_commands);
         run_start_hooks(&handlers, &settings);
         let dhcp = dhcp::Supervisor::start(&config.dhcp, &config.state_dir)
@@ -69,41 +84,53 @@ impl Daemon {
             grace: Config::secs(config.shutdown_grace),
             boot,
             dhcp,
+            status,
         })
     }
 
-    /// Bind the boot service's address (`[http] listen`), when it is
-    /// configured. Port 0 binds an ephemeral port: the listener's
-    /// `local_addr` says which.
-    pub fn bind_boot(&self) -> anyhow::Result<Option<TcpListener>> {
-        self.boot
+    /// Bind the boot service's (`[http] listen`) and the install
+    /// monitor's (`[status] listen`) addresses, those configured. Port 0
+    /// binds an ephemeral port: each listener's `local_addr` says which.
+    pub fn bind_side(&self) -> anyhow::Result<SideListeners> {
+        let boot = self
+            .boot
             .as_ref()
             .map(|(addr, _)| bind(*addr).context("boot service ([http] listen)"))
-            .transpose()
+            .transpose()?;
+        let status = self
+            .status
+            .as_ref()
+            .map(|(addr, _)| bind(*addr).context("install monitor ([status] listen)"))
+            .transpose()?;
+        Ok(SideListeners { boot, status })
     }
 
     /// Accept on `listener` until `shutdown` fires, then let running commands
-    /// finish for the configured grace period before cancelling them. The
-    /// boot service is not served: see [`Daemon::serve_with_boot`].
+    /// finish for the configured grace period before cancelling them. No
+    /// side service is served: see [`Daemon::serve_with`].
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
-        self.serve_with_boot(listener, None, shutdown).await;
+        self.serve_with(listener, SideListeners::default(), shutdown)
+            .await;
     }
 
-    /// [`Daemon::serve`], and the boot service on `boot` (from
-    /// [`Daemon::bind_boot`]) beside it; both stop when `shutdown` fires.
-    pub async fn serve_with_boot(
+    /// [`Daemon::serve`], and the side services on `side` (from
+    /// [`Daemon::bind_side`]) beside it; all stop when `shutdown` fires.
+    pub async fn serve_with(
         self,
         listener: TcpListener,
-        boot: Option<TcpListener>,
+        side: SideListeners,
         shutdown: CancellationToken,
     ) {
-        let http = match (self.boot, boot) {
-            (Some((_, service)), Some(l)) => Some(tokio::spawn(service.serve(l, shutdown.clone()))),
-            _ => None,
-        };
+        let mut tasks = Vec::new();
+        if let (Some((_, service)), Some(l)) = (self.boot, side.boot) {
+            tasks.push(tokio::spawn(service.serve(l, shutdown.clone())));
+        }
+        if let (Some((_, db)), Some(l)) = (self.status, side.status) {
+            tasks.push(tokio::spawn(install_monitor::serve(l, db, shutdown.clone())));
+        }
         self.server.run(listener, shutdown, self.grace).await;
-        if let Some(h) = http {
-            let _ = h.await;
+        for t in tasks {
+            let _ = t.await;
         }
         if let Some(d) = self.dhcp {
             // Stopping waits for dnsmasq to exit: not on a runtime thread.

@@ -105,11 +105,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Signal handlers first, so a SIGTERM right after start-up is a clean stop.
     let signals = Signals::install()?;
     let listener = xcatd::bind(cfg.listen)?;
-    let boot = daemon.bind_boot()?;
-    if let Some(b) = &boot {
+    let side = daemon.bind_side()?;
+    if let Some(b) = &side.boot {
         let addr = b.local_addr()?;
         info!(%addr, "boot service listening");
         println!("boot service listening on {addr}");
+    }
+    if let Some(s) = &side.status {
+        let addr = s.local_addr()?;
+        info!(%addr, "install monitor listening");
+        println!("install monitor listening on {addr}");
     }
     let addr = listener.local_addr()?;
     info!(%addr, database = %xcatd::redact_url(&cfg.database_url()), "xcatd listening");
@@ -125,7 +130,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    daemon.serve_with_boot(listener, boot, shutdown).await;
+    daemon.serve_with(listener, side, shutdown).await;
     Ok(())
 }
 

@@ -342,3 +342,58 @@ async fn a_certificate_with_a_blank_name_names_nobody() {
     assert_eq!(resps[0], Response::authcheck(None));
     stop(shutdown, task).await;
 }
+
+/// One exchange with the install monitor: what it said, all of it.
+async fn report_status(monitor: SocketAddr, line: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(monitor).await.unwrap();
+    s.write_all(line).await.unwrap();
+    let mut said = String::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        s.read_to_string(&mut said),
+    )
+    .await;
+    said
+}
+
+async fn nodelist(site: &Site, addr: SocketAddr) -> String {
+    let req = Request::new("tabdump", vec!["nodelist".into()]);
+    let resps = client::run(&site.client(addr, true), &req).await.unwrap();
+    format!("{resps:?}")
+}
+
+#[tokio::test]
+async fn a_node_reports_its_status_to_the_install_monitor_by_its_own_address() {
+    let mut site = Site::new().await;
+    site.config.status.listen = Some("127.0.0.1:0".parse().unwrap());
+    let daemon = xcatd::Daemon::start(site.config.clone()).await.unwrap();
+    let listener = xcatd::bind(site.config.listen).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let side = daemon.bind_side().unwrap();
+    let monitor = side.status.as_ref().unwrap().local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(async move {
+        daemon.serve_with(listener, side, shutdown.clone()).await;
+        anyhow::Ok(())
+    });
+    let req = Request::new("chtab", vec!["node=n1".into(), "hosts.ip=127.0.0.1".into()]);
+    client::run(&site.client(addr, true), &req).await.unwrap();
+
+    assert_eq!(
+        report_status(monitor, b"installstatus netbooting\n").await,
+        "ready\ndone\n"
+    );
+    let table = nodelist(&site, addr).await;
+    assert!(table.contains("\\\"n1\\\"") && table.contains("netbooting"), "{table}");
+    // Not a status a node may set, and not a line: no `done`, nothing recorded.
+    assert_eq!(report_status(monitor, b"installstatus root\n").await, "ready\n");
+    assert_eq!(report_status(monitor, &[b'x'; 4096]).await, "ready\n");
+    assert_eq!(
+        report_status(monitor, b"installstatus booted\n").await,
+        "ready\ndone\n"
+    );
+    let table = nodelist(&site, addr).await;
+    assert!(table.contains("booted") && !table.contains("root"), "{table}");
+    task.abort();
+}
