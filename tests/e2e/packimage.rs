@@ -207,31 +207,21 @@ fn packimage_formats_kernel_choice_lock_and_errors() {
 /// kernel, which is not in its Debian tree): downloaded once with apt-get and
 /// unpacked with dpkg-deb into a cache directory. Returns (tree, kernel version).
 pub(crate) fn debian_kernel() -> (PathBuf, String) {
-    let deps = sh("apt-cache depends linux-image-amd64");
-    let pkg = deps
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Depends: ")
-                .filter(|p| p.starts_with("linux-image-"))
-        })
-        .unwrap_or_else(|| {
-            panic!("no kernel package behind linux-image-amd64 (run apt-get update): {deps}")
-        })
-        .trim()
-        .to_string();
-    let kver = pkg.strip_prefix("linux-image-").unwrap().to_string();
-    let cache = PathBuf::from("/var/cache/xcatd-rs-tests").join(&pkg);
-    if !cache.join("boot").is_dir() {
-        let c = cache.display();
-        sh(&format!(
-            "mkdir -p /var/cache/xcatd-rs-tests && work=$(mktemp -d /var/cache/xcatd-rs-tests/dl.XXXXXX) \
-             && cd \"$work\" && apt-get download -q '{pkg}' >/dev/null 2>&1 \
-             && dpkg-deb -x ./*.deb tree && rm -rf '{c}' && mv tree '{c}' && cd / && rm -rf \"$work\""
-        ));
-    }
-    assert!(cache.join("boot").join(format!("vmlinuz-{kver}")).is_file());
-    (cache, kver)
+    let script = xcatd_tests::repo_root().join("tests/testbed/kernel.sh");
+    let out = sh(&format!("'{}' fetch", script.display()));
+    let (dir, kver) = out.trim().split_once(' ').expect("kernel.sh fetch: DIR KVER");
+    (PathBuf::from(dir), kver.to_string())
+}
+
+/// Install the Debian kernel into a running test-bed node
+/// (`tests/testbed/kernel.sh install`). Returns the node's root as the host
+/// sees it.
+pub(crate) fn install_kernel(node: &xcat_remote::testbed::Node, kver: &str) -> PathBuf {
+    let node_root = PathBuf::from(format!("/proc/{}/root", node.init_pid));
+    let script = xcatd_tests::repo_root().join("tests/testbed/kernel.sh");
+    let installed = sh(&format!("'{}' install '{}'", script.display(), node_root.display()));
+    assert_eq!(installed.trim(), kver, "kernel.sh installed another kernel");
+    node_root
 }
 
 fn free_port() -> u16 {
@@ -250,7 +240,7 @@ impl Drop for Qemu {
     }
 }
 
-fn key_blob(line: &str) -> Option<String> {
+pub(crate) fn key_blob(line: &str) -> Option<String> {
     let mut f = line.split_whitespace();
     while let Some(w) = f.next() {
         if w.starts_with("ssh-") {
@@ -273,21 +263,9 @@ fn captured_node_packs_and_netboots_under_qemu() {
         "dpkg-deb",
         "apt-get",
     ]);
-    let (kernel_tree, kver) = debian_kernel();
+    let (_, kver) = debian_kernel();
     let node = TestBed::node_with("pkb", &NodeOptions::default());
-    let node_root = PathBuf::from(format!("/proc/{}/root", node.init_pid));
-    // Install the Debian kernel into the node: the kernel and its modules, without
-    // the driver families a netbooted server never loads (graphics, sound, media,
-    // wireless, staging, bluetooth), to keep the boot image small under emulation.
-    sh(&format!(
-        "cp -a '{k}/boot/.' '{r}/boot/' && mkdir -p '{r}/usr/lib/modules' \
-         && cp -a '{k}/lib/modules/{kver}' '{r}/usr/lib/modules/' \
-         && cd '{r}/usr/lib/modules/{kver}/kernel' \
-         && rm -rf drivers/gpu sound drivers/media drivers/net/wireless drivers/staging drivers/bluetooth \
-                   drivers/infiniband drivers/iio drivers/hid drivers/input drivers/usb net/bluetooth net/mac80211 net/wireless",
-        k = kernel_tree.display(),
-        r = node_root.display()
-    ));
+    let node_root = install_kernel(&node, &kver);
     let node_key =
         std::fs::read_to_string(node_root.join("etc/ssh/xtb_host_ed25519_key.pub")).unwrap();
     let node_blob = key_blob(&node_key).unwrap();

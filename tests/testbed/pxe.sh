@@ -12,7 +12,9 @@
 #                             an iPXE client), uefi (OVMF + iPXE's efi-virtio
 #                             ROM, which boots as an iPXE client itself), or
 #                             uefi-pxe (OVMF without an option ROM: its own
-#                             PXE client, which loads xcat/xnba.efi by TFTP)
+#                             PXE client, which loads xcat/xnba.efi by TFTP);
+#                             PXE_GUEST_MEM (MiB, default 512) and
+#                             PXE_GUEST_CPUS (default 1) size it
 #   pxe.sh down               stop every guest of the bed, remove the taps and
 #                             the bridge
 #   pxe.sh cleanup            the same, for what a killed run left behind
@@ -95,7 +97,8 @@ cmd_guest() {
     # disable-legacy=on: the virtio NIC is the modern device (1af4:1041),
     # the one Debian's pxe-virtio and efi-virtio ROMs are built for; as the
     # default transitional device SeaBIOS never runs the ROM.
-    local args=(-name "xpxe$n" -machine accel=tcg -m 512 -nographic -no-reboot
+    # PXE_GUEST_MEM: the guest's RAM in MiB (512 unless the caller says).
+    local args=(-name "xpxe$n" -machine accel=tcg -m "${PXE_GUEST_MEM:-512}" -smp "${PXE_GUEST_CPUS:-1}" -nographic -no-reboot
         -serial "file:$log" -monitor none -display none
         -netdev "tap,id=net0,ifname=$tap,script=no,downscript=no")
     case "$firmware" in
