@@ -322,7 +322,10 @@ fn cpio_refuses_files_of_4_gib_and_keeps_the_previous_archive() {
     let msg = err.to_string();
     assert!(matches!(err, PackError::TooLarge(_)), "{msg}");
     assert!(
-        msg.contains("/exactly4g") && msg.contains("/big5g") && msg.contains("-m tar"),
+        msg.starts_with("cpio newc cannot hold files of 4 GiB or more: /")
+            && msg.contains("/exactly4g")
+            && msg.contains("/big5g")
+            && msg.contains("; pack as tar or squashfs (packimage -m tar or -m squashfs)"),
         "{msg}"
     );
     let names: Vec<String> = std::fs::read_dir(&dir)
