@@ -6,11 +6,14 @@
 //! ```
 //! Works on any osimage whose `linuximage.rootimgdir` holds a `rootimg/` tree. The
 //! archive (`rootimg.cpio.gz|xz|zst`, `rootimg.tar.gz|xz|zst`, `rootimg.sfs`) is written
-//! under a temporary name and renamed into place; only then are stale archives of
-//! other names removed. One pack or capture per image directory at a time (the image
-//! lock capimage uses). Compression runs on all cores. Then [`boot`] lays out
-//! `kernel`, `initrd-netboot.cpio.*` and `boot.ipxe`, and `linuximage.kernelver` is
-//! updated to the kernel used.
+//! under a temporary name and renamed into place, then its record `<archive>.info`
+//! (size, SHA-256, tree estimate, the RAM a node needs); only then are stale archives
+//! of other names removed with their records. The RAM need is printed and kept per
+//! format in `osimage.description` (`[ram cpio=900MiB ...]`, docs/packimage.md). One
+//! pack or capture per image directory at a time (the image lock capimage uses).
+//! Compression runs on all cores. Then [`boot`] lays out `kernel`,
+//! `initrd-netboot.cpio.*` and `boot.ipxe`, and `linuximage.kernelver` is updated to
+//! the kernel used.
 #![forbid(unsafe_code)]
 
 pub mod boot;
