@@ -39,6 +39,7 @@ fn main() {
         root.as_ref(),
         dir.as_ref(),
         &spec,
+        &pack::RecordInputs::default(),
         &progress,
         &AtomicBool::new(false),
     )

@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use xcat_image::pack::compress::{self, Compression};
-use xcat_image::pack::{self, expected_after, Format, PackError, PackProgress, PackSpec};
+use xcat_image::pack::{
+    self, expected_after, Format, PackError, PackProgress, PackSpec, RecordInputs,
+};
 use xcat_image::{scan_tree, Manifest};
 
 const TOOLS: &[&str] = &[
@@ -29,6 +31,19 @@ const TOOLS: &[&str] = &[
     "setcap",
     "python3",
 ];
+
+/// Record inputs for packs whose record is not looked at.
+const NO_INPUTS: RecordInputs = RecordInputs {
+    tree_bytes: 0,
+    kernel_and_initrd_bytes: 0,
+};
+
+fn inputs(s: &pack::Survey) -> RecordInputs {
+    RecordInputs {
+        tree_bytes: s.tree_bytes,
+        kernel_and_initrd_bytes: 30 << 20,
+    }
+}
 
 fn spec(format: Format, compression: Compression) -> PackSpec {
     PackSpec {
@@ -169,8 +184,8 @@ fn every_format_round_trips_through_the_standard_tools() {
     let mut last: Option<PathBuf> = None;
     for s in specs {
         let progress = PackProgress::default();
-        let out =
-            pack::pack(&src, &dir, &s, &progress, &cancel).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        let out = pack::pack(&src, &dir, &s, &inputs(&survey), &progress, &cancel)
+            .unwrap_or_else(|e| panic!("{s:?}: {e}"));
         assert_eq!(out.path, dir.join(s.file_name()));
         assert!(out.bytes > 0 && out.bytes == std::fs::metadata(&out.path).unwrap().len());
         // The previous format's archive is gone, nothing else is left behind.
@@ -178,11 +193,14 @@ fn every_format_round_trips_through_the_standard_tools() {
             assert!(!prev.exists(), "stale {} survived", prev.display());
             assert!(out.removed.contains(prev), "{:?}", out.removed);
         }
-        let names: Vec<String> = std::fs::read_dir(&dir)
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, vec![s.file_name()], "{s:?}");
+        names.sort();
+        let info = format!("{}.info", s.file_name());
+        assert_eq!(names, vec![s.file_name(), info.clone()], "{s:?}");
+        check_record(&dir.join(&info), &out, &s, &survey);
         if s.format != Format::Squashfs {
             assert_eq!(
                 progress.entries.load(Ordering::Relaxed),
@@ -249,6 +267,32 @@ fn every_format_round_trips_through_the_standard_tools() {
     }
 }
 
+/// The record beside an archive: what `sha256sum` and `stat` say of the file, the
+/// survey's tree, and the RAM rule.
+fn check_record(info: &Path, out: &pack::PackOutcome, s: &PackSpec, survey: &pack::Survey) {
+    let text = std::fs::read_to_string(info).unwrap();
+    let rec = pack::record::PackRecord::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert_eq!(rec, out.record);
+    assert_eq!(rec.format, s.format);
+    let stream = if s.format == Format::Squashfs {
+        Compression::None
+    } else {
+        s.compression
+    };
+    assert_eq!(rec.compression, stream);
+    assert_eq!(rec.size, std::fs::metadata(&out.path).unwrap().len());
+    let sum = Command::new("sha256sum").arg(&out.path).output().unwrap();
+    let sum = String::from_utf8(sum.stdout).unwrap();
+    assert_eq!(
+        sum.split_whitespace().next(),
+        Some(rec.sha256.as_str()),
+        "{s:?}"
+    );
+    assert_eq!(rec.tree_bytes, survey.tree_bytes);
+    let want = pack::record::ram_need(s.format, survey.tree_bytes, rec.size, 30 << 20);
+    assert_eq!(rec.ram_mib, want);
+}
+
 #[test]
 fn cpio_refuses_files_of_4_gib_and_keeps_the_previous_archive() {
     // Refused from the survey: no archiver or compressor runs.
@@ -270,6 +314,7 @@ fn cpio_refuses_files_of_4_gib_and_keeps_the_previous_archive() {
         &src,
         &dir,
         &spec(Format::Cpio, Compression::Zstd),
+        &NO_INPUTS,
         &PackProgress::default(),
         &cancel,
     )
@@ -277,7 +322,10 @@ fn cpio_refuses_files_of_4_gib_and_keeps_the_previous_archive() {
     let msg = err.to_string();
     assert!(matches!(err, PackError::TooLarge(_)), "{msg}");
     assert!(
-        msg.contains("/exactly4g") && msg.contains("/big5g") && msg.contains("-m tar"),
+        msg.starts_with("cpio newc cannot hold files of 4 GiB or more: /")
+            && msg.contains("/exactly4g")
+            && msg.contains("/big5g")
+            && msg.contains("; pack as tar or squashfs (packimage -m tar or -m squashfs)"),
         "{msg}"
     );
     let names: Vec<String> = std::fs::read_dir(&dir)
@@ -406,6 +454,7 @@ fn readers_always_see_a_complete_archive_while_repacking() {
         &src,
         &dir,
         &spec(Format::Cpio, Compression::Gzip),
+        &NO_INPUTS,
         &PackProgress::default(),
         &cancel,
     )
@@ -437,8 +486,15 @@ fn readers_always_see_a_complete_archive_while_repacking() {
     ];
     for round in 0..3 {
         for s in cycle {
-            pack::pack(&src, &dir, &s, &PackProgress::default(), &cancel)
-                .unwrap_or_else(|e| panic!("round {round} {s:?}: {e}"));
+            pack::pack(
+                &src,
+                &dir,
+                &s,
+                &NO_INPUTS,
+                &PackProgress::default(),
+                &cancel,
+            )
+            .unwrap_or_else(|e| panic!("round {round} {s:?}: {e}"));
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -470,6 +526,7 @@ fn cancelling_leaves_no_partial_archive() {
         &src,
         &dir,
         &spec(Format::Cpio, Compression::Gzip),
+        &NO_INPUTS,
         &PackProgress::default(),
         &cancel,
     )
@@ -497,6 +554,7 @@ fn hard_links_reaching_outside_the_tree_keep_their_data() {
         &src,
         &dir,
         &s,
+        &NO_INPUTS,
         &PackProgress::default(),
         &AtomicBool::new(false),
     )

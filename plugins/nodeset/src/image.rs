@@ -10,6 +10,8 @@ use std::time::SystemTime;
 
 use xcat_db::{Attrs, Db, DbError};
 
+use crate::ram::RamNeeds;
+
 /// The packed root filesystems nodeset can boot, in the order that breaks an
 /// mtime tie. The newest of those present wins, so a leftover of another
 /// format older than the last pack is never chosen.
@@ -25,7 +27,7 @@ pub const PACKED_NAMES: &[&str] = &[
 ];
 
 /// The initrd name nodes are given (and the tftp copy's name).
-pub const INITRD: &str = "initrd-stateless.gz";
+pub const INITRD: &str = xcat_image::pack::record::STATELESS_INITRD;
 /// The older name xCAT falls back to.
 const INITRD_OLD: &str = "initrd.gz";
 
@@ -38,6 +40,8 @@ pub struct Image {
     pub osarch: String,
     pub profile: String,
     pub rootimgdir: PathBuf,
+    /// `osimage.description` (where packimage keeps each format's RAM need).
+    pub description: String,
     pub linux: Attrs,
 }
 
@@ -111,6 +115,7 @@ impl Image {
             osarch,
             profile,
             rootimgdir,
+            description: get("description"),
             linux,
         })
     }
@@ -142,6 +147,8 @@ pub struct Prepared {
     pub packed: String,
     /// The kernel has an EFI stub (iPXE on UEFI can boot it directly).
     pub efi_stub: bool,
+    /// The RAM booting the packed file takes, and the other formats'.
+    pub ram: RamNeeds,
     /// What the admin should know (which archive, why).
     pub notes: Vec<String>,
     pub warnings: Vec<String>,
@@ -241,6 +248,7 @@ pub fn prepare(
         });
     };
     let mut notes = vec![packed_note(&image.name, &packed, &others)];
+    let ram = crate::ram::needs(&dir, &packed, &others, &image.description);
     let to = image.tftp_dir(tftp_root);
     let present = regular(&to.join("kernel")) && regular(&to.join(INITRD));
     if no_update && present {
@@ -264,6 +272,7 @@ pub fn prepare(
         image,
         packed,
         efi_stub,
+        ram,
         notes,
         warnings,
     })

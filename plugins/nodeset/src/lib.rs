@@ -20,6 +20,7 @@ pub mod image;
 mod kcmdline;
 pub mod nodes;
 mod plan;
+pub mod ram;
 mod run;
 mod site;
 mod state;

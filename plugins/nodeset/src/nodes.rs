@@ -26,6 +26,7 @@ const COLUMNS: &[(&str, &[&str])] = &[
     ("hosts", &["ip"]),
     ("bootparams", &["addkcmdline"]),
     ("nodetype", &["provmethod", "arch"]),
+    ("hwinv", &["memory"]),
 ];
 
 /// The attributes of every node of a request: table -> node -> attributes.

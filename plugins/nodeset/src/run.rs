@@ -25,16 +25,23 @@ pub enum Outcome {
     Failed(String, Option<Loader>),
 }
 
-/// The nodes of the request and how each ended (same order).
+/// The nodes of the request, how each ended and what it should know (same order).
 pub struct Report {
     pub nodes: Vec<String>,
     pub outcomes: Vec<Outcome>,
+    /// Warnings of a node, whatever its outcome (too little RAM for its image).
+    pub warnings: Vec<Vec<String>>,
 }
 
 impl Report {
     fn new(nodes: Vec<String>) -> Report {
         let outcomes = vec![Outcome::Failed("not processed".into(), None); nodes.len()];
-        Report { nodes, outcomes }
+        let warnings = vec![Vec::new(); nodes.len()];
+        Report {
+            nodes,
+            outcomes,
+            warnings,
+        }
     }
 
     pub fn good(&self) -> Vec<String> {
@@ -241,12 +248,13 @@ async fn emit(report: &Report, out: &Responder) -> Result<(), HandlerError> {
         .nodes
         .iter()
         .zip(&report.outcomes)
+        .zip(&report.warnings)
         .collect::<Vec<_>>()
         .chunks(200)
     {
         let mut r = Response::new();
-        for (n, o) in chunk {
-            let rec = match o {
+        for ((n, o), w) in chunk {
+            let mut rec = match o {
                 Outcome::Done(s) => NodeRecord {
                     name: n.to_string(),
                     data: vec![s.clone()],
@@ -259,6 +267,7 @@ async fn emit(report: &Report, out: &Responder) -> Result<(), HandlerError> {
                     ..Default::default()
                 },
             };
+            rec.warnings.clone_from(w);
             r.items.extend(Response::node(rec).items);
         }
         out.send(r).await?;
@@ -340,6 +349,9 @@ async fn images(
             match planned {
                 Ok((l, plan, s)) => jobs.push((i, node.clone(), l, plan, s)),
                 Err(e) => report.outcomes[i] = Outcome::Failed(e, None),
+            }
+            if let (Ok(p), Some(mem)) = (&prepared[name], tables.get(node, "hwinv", "memory")) {
+                report.warnings[i].extend(crate::ram::warning(name, &p.ram, mem));
             }
         }
     }

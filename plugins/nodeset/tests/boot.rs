@@ -361,7 +361,111 @@ async fn image_errors(c: Cluster) {
     );
 }
 
+/// The record packimage writes beside a packed file.
+fn put_record(c: &Cluster, packed: &str, format: xcat_image::pack::Format, ram_mib: u64) {
+    let rec = xcat_image::pack::record::PackRecord {
+        format,
+        compression: xcat_image::pack::compress::Compression::Gzip,
+        size: 7,
+        sha256: "0".repeat(64),
+        tree_bytes: 1 << 30,
+        ram_mib,
+    };
+    fs::write(c.image_dir().join(format!("{packed}.info")), rec.render()).unwrap();
+}
+
+async fn ram_warnings(c: Cluster) {
+    use xcat_image::pack::Format;
+    for (i, mem) in [
+        ("1", Some("4096MB")),
+        ("2", Some("16GB")),
+        ("3", None),
+        ("4", Some("1024")),
+        ("5", Some("plenty")),
+    ] {
+        let node = format!("cn{i}");
+        c.node(
+            &node,
+            "xnba",
+            Some(&format!("10.99.0.1{i}")),
+            Some(&format!("aa:bb:cc:dd:ee:1{i}")),
+        )
+        .await;
+        if let Some(m) = mem {
+            c.db()
+                .upsert("hwinv", &[("node", &node)], &[("memory", m)])
+                .await
+                .unwrap();
+        }
+    }
+    put_record(&c, "rootimg.cpio.gz", Format::Cpio, 5000);
+    c.db()
+        .upsert(
+            "osimage",
+            &[("imagename", IMG)],
+            &[(
+                "description",
+                "Lab image [ram cpio=4000MiB squashfs=1200MiB]",
+            )],
+        )
+        .await
+        .unwrap();
+    let nodes = ["cn1", "cn2", "cn3", "cn4", "cn5"];
+    let o = c.nodeset(&nodes, &[&format!("osimage={IMG}")]).await;
+    // Warnings only: every node is set up, the request succeeds.
+    o.ok();
+    for n in nodes {
+        assert_eq!(record(&o, n).data, [STATE], "{n}");
+        assert!(c.xnba(n).exists(), "{n}");
+    }
+    assert_eq!(
+        record(&o, "cn1").warnings,
+        [format!(
+            "image {IMG} needs 5000 MiB of RAM to boot as cpio, the node has 4096 MiB \
+             (squashfs needs 1200 MiB: packimage -m squashfs)"
+        )]
+    );
+    assert!(record(&o, "cn2").warnings.is_empty());
+    assert!(record(&o, "cn3").warnings.is_empty(), "no hwinv.memory");
+    assert_eq!(
+        record(&o, "cn4").warnings,
+        [format!(
+            "image {IMG} needs 5000 MiB of RAM to boot as cpio, the node has 1024 MiB"
+        )],
+        "nothing else fits"
+    );
+    assert!(
+        record(&o, "cn5").warnings[0].starts_with("hwinv.memory \"plenty\" is not a memory size"),
+        "{:?}",
+        record(&o, "cn5").warnings
+    );
+    // The record of a newer tar, with the cpio a leftover: tar's figure counts,
+    // cpio's own record comes in as the other format.
+    fs::write(c.image_dir().join("rootimg.tar.gz"), b"newer").unwrap();
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(c.image_dir().join("rootimg.cpio.gz"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    put_record(&c, "rootimg.tar.gz", Format::Tar, 6000);
+    let o = c
+        .nodeset(&["cn2", "cn1"], &[&format!("osimage={IMG}")])
+        .await;
+    o.ok();
+    assert_eq!(
+        record(&o, "cn1").warnings,
+        [format!(
+            "image {IMG} needs 6000 MiB of RAM to boot as tar, the node has 4096 MiB \
+             (squashfs needs 1200 MiB: packimage -m squashfs)"
+        )]
+    );
+    assert!(record(&o, "cn2").warnings.is_empty(), "16 GB is enough");
+}
+
 both_backends!(
+    ram_warnings,
     xnba_files_and_tables,
     kcmdline_options,
     grub2_files,

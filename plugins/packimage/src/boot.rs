@@ -20,6 +20,7 @@ use std::sync::atomic::AtomicBool;
 use xcat_image::beneath::Root;
 use xcat_image::pack::compress::{self, Compression};
 use xcat_image::pack::cpio::{CpioWriter, Header};
+use xcat_image::pack::record::{INITRD_ASSUMED_BYTES, STATELESS_INITRD};
 use xcat_image::pack::walk::{self, WalkError};
 use xcat_image::pack::{self, Format, PackSpec};
 use xcat_jobkit::{natural_cmp, KernelCopyError, LocalTool, ToolError};
@@ -119,6 +120,47 @@ pub fn choose_kernel(
         None => format!("no kernel version recorded for the image; using the newest kernel in its /boot: {newest}"),
     });
     Some(newest)
+}
+
+/// Bytes of the kernel and initrd a booting node holds in RAM besides the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootSizes {
+    /// The kernel [`build`] copies (the image's own), else the `<dir>/kernel` in
+    /// place; 0 when there is neither.
+    pub kernel: u64,
+    /// `<dir>/initrd-stateless.gz`; None while it is not built.
+    pub initrd: Option<u64>,
+}
+
+impl BootSizes {
+    /// Kernel and initrd, the initrd counted as [`INITRD_ASSUMED_BYTES`] while absent.
+    pub fn total(&self) -> u64 {
+        self.kernel
+            .saturating_add(self.initrd.unwrap_or(INITRD_ASSUMED_BYTES))
+    }
+}
+
+#[allow(clippy::unnecessary_cast)]
+fn regular_size(st: Option<rustix::fs::Stat>) -> Option<u64> {
+    st.filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+        .map(|st| st.st_size as u64)
+}
+
+/// The sizes of the kernel and initrd nodes will boot with the image in `dir`,
+/// known before [`build`] copies the kernel (the record is written with the archive).
+pub fn boot_sizes(dir: &Path, rootimg: &Path, recorded_kernel: Option<&str>) -> BootSizes {
+    let local = |name: &str| {
+        let st = fs::symlink_metadata(dir.join(name)).ok();
+        st.filter(|m| m.is_file()).map(|m| m.len())
+    };
+    let from_image = Root::open(rootimg).ok().and_then(|root| {
+        let kver = choose_kernel(&root, recorded_kernel, &mut Vec::new())?;
+        regular_size(root.lstat(format!("boot/vmlinuz-{kver}").as_bytes()).ok()?)
+    });
+    BootSizes {
+        kernel: from_image.or_else(|| local("kernel")).unwrap_or(0),
+        initrd: local(STATELESS_INITRD),
+    }
 }
 
 /// Module directories (under `kernel/`) that hold network and storage drivers.

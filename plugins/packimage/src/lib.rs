@@ -6,11 +6,14 @@
 //! ```
 //! Works on any osimage whose `linuximage.rootimgdir` holds a `rootimg/` tree. The
 //! archive (`rootimg.cpio.gz|xz|zst`, `rootimg.tar.gz|xz|zst`, `rootimg.sfs`) is written
-//! under a temporary name and renamed into place; only then are stale archives of
-//! other names removed. One pack or capture per image directory at a time (the image
-//! lock capimage uses). Compression runs on all cores. Then [`boot`] lays out
-//! `kernel`, `initrd-netboot.cpio.*` and `boot.ipxe`, and `linuximage.kernelver` is
-//! updated to the kernel used.
+//! under a temporary name and renamed into place, then its record `<archive>.info`
+//! (size, SHA-256, tree estimate, the RAM a node needs); only then are stale archives
+//! of other names removed with their records. The RAM need is printed and kept per
+//! format in `osimage.description` (`[ram cpio=900MiB ...]`, docs/packimage.md). One
+//! pack or capture per image directory at a time (the image lock capimage uses).
+//! Compression runs on all cores. Then [`boot`] lays out `kernel`,
+//! `initrd-netboot.cpio.*` and `boot.ipxe`, and `linuximage.kernelver` is updated to
+//! the kernel used.
 #![forbid(unsafe_code)]
 
 pub mod boot;
@@ -23,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use xcat_image::pack::compress::Compression;
 use xcat_image::pack::PackError as ArchiveError;
-use xcat_image::pack::{self, Format, PackOutcome, PackProgress, PackSpec, Survey};
+use xcat_image::pack::{
+    self, record, Format, PackOutcome, PackProgress, PackSpec, RecordInputs, Survey,
+};
 use xcat_image::publish::ImageLock;
 use xcat_jobkit::figures::{bytes, percent, rate, remaining};
 use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, with_progress, CancelBridge};
@@ -32,7 +37,7 @@ use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
 
-pub use boot::BootFiles;
+pub use boot::{BootFiles, BootSizes};
 pub use error::PackError;
 
 pub struct PackImage;
@@ -149,8 +154,10 @@ async fn run(image: &str, spec: PackSpec, ctx: &Context, out: &Responder) -> Res
     let lock = job.lock(ctx)?;
     let cancel = CancelBridge::new(&ctx.cancel);
     let survey = job.survey(spec, &cancel, out).await?;
-    let packed = job.pack(spec, &survey, &cancel, ctx, out).await?;
+    let sizes = job.boot_sizes().await?;
+    let packed = job.pack(spec, &survey, sizes, &cancel, ctx, out).await?;
     job.report_archive(&packed.outcome, out).await?;
+    job.report_ram(&packed.outcome, sizes, ctx, out).await?;
     let boot = job.boot_files(spec, &cancel).await?;
     drop(lock);
     drop(cancel);
@@ -251,17 +258,28 @@ impl Job {
         Ok(survey)
     }
 
-    /// Writes the archive, with a progress line every second.
+    /// The kernel and initrd sizes the RAM need counts.
+    async fn boot_sizes(&self) -> Result<BootSizes, PackError> {
+        let (d, r, k) = (self.dir.clone(), self.rootimg.clone(), self.kernel.clone());
+        Ok(blocking(move || boot::boot_sizes(&d, &r, k.as_deref())).await?)
+    }
+
+    /// Writes the archive and its record, with a progress line every second.
     async fn pack(
         &self,
         spec: PackSpec,
         survey: &Survey,
+        sizes: BootSizes,
         cancel: &CancelBridge,
         ctx: &Context,
         out: &Responder,
     ) -> Result<Packed, PackError> {
         let progress = Arc::new(PackProgress::default());
         let started = Instant::now();
+        let inputs = RecordInputs {
+            tree_bytes: survey.tree_bytes,
+            kernel_and_initrd_bytes: sizes.total(),
+        };
         let task = {
             let (r, d, p, c) = (
                 self.rootimg.clone(),
@@ -269,7 +287,7 @@ impl Job {
                 progress.clone(),
                 cancel.flag(),
             );
-            blocking(move || pack::pack(&r, &d, &spec, &p, &c))
+            blocking(move || pack::pack(&r, &d, &spec, &inputs, &p, &c))
         };
         let line = || self.progress(spec, &progress, survey.bytes, started.elapsed());
         let outcome = with_progress(task, out, &ctx.cancel, line)
@@ -327,6 +345,39 @@ impl Job {
         }
         for r in &outcome.removed {
             out.info(format!("packimage: removed the stale {}", r.display()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The RAM a node needs for the format just packed: one line, and its entry in
+    /// `osimage.description` (see [`ram_line`]).
+    async fn report_ram(
+        &self,
+        outcome: &PackOutcome,
+        sizes: BootSizes,
+        ctx: &Context,
+        out: &Responder,
+    ) -> Result<(), PackError> {
+        let rec = &outcome.record;
+        out.info(ram_line(&self.image, rec, sizes)).await?;
+        let Some(row) = ctx.db.get_row("osimage", &self.image).await? else {
+            out.info(format!(
+                "packimage: {}: no osimage row, so the RAM need is not recorded in osimage.description",
+                self.image
+            ))
+            .await?;
+            return Ok(());
+        };
+        let old = row.get("description").map(String::as_str).unwrap_or("");
+        let new = record::set_description_ram(old, rec.format, rec.ram_mib);
+        if new != old {
+            ctx.db
+                .upsert(
+                    "osimage",
+                    &[("imagename", &self.image)],
+                    &[("description", &new)],
+                )
                 .await?;
         }
         Ok(())
@@ -414,6 +465,30 @@ impl Job {
         .await?;
         Ok(())
     }
+}
+
+/// `packimage: <image>: a node needs N MiB of RAM to boot it as <format> (...)`,
+/// with what the figure is made of ([`record::ram_need`]).
+pub fn ram_line(image: &str, rec: &record::PackRecord, sizes: BootSizes) -> String {
+    let held = match rec.format {
+        Format::Squashfs => format!("the {} squashfs file held in RAM", bytes(rec.size)),
+        _ => format!("tree {} + 10%", bytes(rec.tree_bytes)),
+    };
+    let initrd = match sizes.initrd {
+        Some(n) => format!("initrd {}", bytes(n)),
+        None => format!(
+            "initrd {} assumed: {} is not built yet",
+            bytes(record::INITRD_ASSUMED_BYTES),
+            record::STATELESS_INITRD
+        ),
+    };
+    format!(
+        "packimage: {image}: a node needs {} MiB of RAM to boot it as {} ({held}, kernel {}, {initrd}, {} MiB for the running system)",
+        rec.ram_mib,
+        rec.format.name(),
+        bytes(sizes.kernel),
+        record::HEADROOM_MIB
+    )
 }
 
 #[cfg(test)]

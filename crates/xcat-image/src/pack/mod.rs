@@ -6,14 +6,19 @@
 //! * [`walk`]: the symlink-safe, one-filesystem tree walk they share;
 //! * `tree`: [`write_cpio`] and [`write_tar`], a tree through those writers;
 //! * `squashfs`: mksquashfs, through the one tool runner;
+//! * [`sparse`]: where the data of a file with holes lies;
+//! * [`record`]: the packed-image record `<packed file>.info` and the RAM rule;
 //! * this module: the formats, what each one loses ([`Survey`], [`Loss`],
 //!   [`expected_after`]), and [`pack`], which writes `<dir>/rootimg.<ext>` under a
-//!   temporary name, renames it into place and only then removes stale archives of
-//!   other names, so a node booting during a pack reads either the previous complete
+//!   temporary name, renames it into place, then its record `<dir>/rootimg.<ext>.info`
+//!   the same way, and only then removes stale archives of other names with their
+//!   records, so a node booting during a pack reads either the previous complete
 //!   archive or the new complete one, and an older format never shadows a newer pack.
 
 pub mod compress;
 pub mod cpio;
+pub mod record;
+pub mod sparse;
 mod squashfs;
 pub mod tarwrite;
 mod tree;
@@ -65,7 +70,7 @@ use std::sync::Arc;
 use walk::{Entry, WalkError};
 
 /// Archive formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Format {
     Cpio,
     Tar,
@@ -170,6 +175,10 @@ pub struct Survey {
     pub entries: u64,
     /// Content bytes of regular files (each hard-link group once).
     pub bytes: u64,
+    /// What the unpacked tree occupies in a tmpfs: each regular file's data in
+    /// 4 KiB pages, holes not counted (each hard-link group once), plus 4 KiB for
+    /// every other inode.
+    pub tree_bytes: u64,
     /// Entries with extended attributes other than capabilities and ACLs.
     pub xattrs: Tally,
     /// Entries with a file capability (`security.capability`).
@@ -275,7 +284,7 @@ pub enum PackError {
         path: String,
         source: io::Error,
     },
-    #[error("cpio newc cannot hold files of 4 GiB or more, and {} such file{} would be lost: {}; pack with -m tar or -m squashfs", .0.count, if .0.count == 1 { "" } else { "s" }, .0.examples.join(", "))]
+    #[error("cpio newc cannot hold files of 4 GiB or more: {}{}; pack as tar or squashfs (packimage -m tar or -m squashfs)", .0.examples.join(", "), if .0.count > .0.examples.len() as u64 { format!(" and {} more", .0.count - .0.examples.len() as u64) } else { String::new() })]
     TooLarge(Tally),
     #[error("mksquashfs failed: {0}")]
     Mksquashfs(String),
@@ -305,7 +314,24 @@ fn is_acl(k: &[u8]) -> bool {
     k.starts_with(b"system.posix_acl_")
 }
 
-/// Walks the tree once (stat and xattr names only, no content) for the total size and
+/// The pages a regular file's data takes in a tmpfs. Only a file with fewer blocks
+/// than bytes is opened, to ask where its holes are; if that fails, its allocated
+/// blocks stand in.
+#[allow(clippy::unnecessary_cast)]
+fn tmpfs_bytes(e: &Entry<'_>) -> u64 {
+    let size = e.stat.st_size as u64;
+    let pages = |n: u64| n.div_ceil(sparse::PAGE) * sparse::PAGE;
+    if !sparse::may_have_holes(e.stat) {
+        return pages(size);
+    }
+    e.open()
+        .and_then(|f| sparse::data_map(&f, size))
+        .map(|m| sparse::page_bytes(&m))
+        .unwrap_or_else(|_| pages((e.stat.st_blocks as u64 * 512).min(size)))
+}
+
+/// Walks the tree once (stat and xattr names only, no content but the hole map of
+/// files with fewer blocks than bytes) for the total size, the tmpfs estimate and
 /// the losses of each format.
 pub fn survey(root: &Path, cancel: &AtomicBool) -> Result<Survey, PackError> {
     let mut s = Survey::default();
@@ -320,10 +346,13 @@ pub fn survey(root: &Path, cancel: &AtomicBool) -> Result<Survey, PackError> {
                 || seen.insert((e.stat.st_dev as u64, e.stat.st_ino as u64))
             {
                 s.bytes += size;
+                s.tree_bytes += tmpfs_bytes(e);
             }
             if size > cpio::MAX_SIZE {
                 s.huge_files.add(e.path);
             }
+        } else {
+            s.tree_bytes += sparse::PAGE;
         }
         if t == libc::S_IFSOCK {
             s.sockets.add(e.path);
@@ -403,13 +432,26 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// What the record of a pack needs besides the archive itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordInputs {
+    /// The survey's [`Survey::tree_bytes`].
+    pub tree_bytes: u64,
+    /// Bytes of the kernel and initrd a booting node also holds in RAM.
+    pub kernel_and_initrd_bytes: u64,
+}
+
 /// What [`pack`] did.
 #[derive(Debug, Clone)]
 pub struct PackOutcome {
     pub path: PathBuf,
     pub bytes: u64,
     pub stats: TreeStats,
-    /// Stale archives of other names removed after the new one was in place.
+    /// The record written beside the archive, and its path.
+    pub record: record::PackRecord,
+    pub record_path: PathBuf,
+    /// Stale archives of other names removed after the new one was in place
+    /// (their records went with them).
     pub removed: Vec<PathBuf>,
 }
 
@@ -473,83 +515,164 @@ pub fn install(tmp: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
     Ok(dst)
 }
 
-/// Packs `root` (usually `<dir>/rootimg`) into `<dir>/<spec.file_name()>`; see the
-/// module documentation for the publication order. The caller holds the image lock.
+/// Writes the archive of `spec` to `tmp`; returns its figures and, when it was
+/// cheap to compute on the way (our own writers), its SHA-256.
+fn write_archive(
+    root: &Path,
+    tmp: &Path,
+    spec: &PackSpec,
+    progress: &PackProgress,
+    cancel: &AtomicBool,
+) -> Result<(TreeStats, Option<String>), PackError> {
+    if spec.format == Format::Squashfs {
+        let stats = squashfs::mksquashfs(root, tmp, spec.threads, progress, cancel)?;
+        return Ok((stats, None));
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(tmp)
+        .map_err(io_err("creating", tmp.display().to_string()))?;
+    let (hashing, digest) = record::Hashing::new(BufWriter::with_capacity(1 << 20, file));
+    let sink = Counting::new(hashing, progress.bytes_out.clone());
+    let enc = compress::encoder(spec.compression, spec.level, spec.threads, sink).map_err(
+        io_err("starting the compressor for", tmp.display().to_string()),
+    )?;
+    let (enc, stats) = match spec.format {
+        Format::Cpio => write_cpio(root, enc, progress, cancel)?,
+        _ => write_tar(root, enc, progress, cancel)?,
+    };
+    enc.finish()
+        .map_err(io_err("writing", tmp.display().to_string()))?;
+    Ok((stats, Some(record::hex_digest(&digest))))
+}
+
+/// The record of the archive at `tmp`, written to a temporary file of its own.
+fn write_record(
+    dir: &Path,
+    tmp: &Path,
+    spec: &PackSpec,
+    inputs: &RecordInputs,
+    sha256: Option<String>,
+) -> Result<(record::PackRecord, PathBuf), PackError> {
+    let what = |w| io_err(w, tmp.display().to_string());
+    let size = fs::metadata(tmp).map_err(what("reading"))?.len();
+    let sha256 = match sha256 {
+        Some(h) => h,
+        None => record::sha256_file(tmp).map_err(what("reading"))?,
+    };
+    let rec = record::PackRecord {
+        format: spec.format,
+        compression: match spec.format {
+            Format::Squashfs => Compression::None,
+            _ => spec.compression,
+        },
+        size,
+        sha256,
+        tree_bytes: inputs.tree_bytes,
+        ram_mib: record::ram_need(
+            spec.format,
+            inputs.tree_bytes,
+            size,
+            inputs.kernel_and_initrd_bytes,
+        ),
+    };
+    let info_tmp = temp_path(dir, &record::info_name(&spec.file_name()));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(&info_tmp)
+        .and_then(|mut f| f.write_all(rec.render().as_bytes()));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&info_tmp);
+        return Err(io_err("writing", info_tmp.display().to_string())(e));
+    }
+    Ok((rec, info_tmp))
+}
+
+/// Removes the archives of names other than `name`, and every record but the
+/// one of `name` (a record without its archive describes nothing).
+fn remove_stale(dir: &Path, name: &str) -> Result<Vec<PathBuf>, PackError> {
+    let mut removed = Vec::new();
+    let mut remove = |p: PathBuf, report: bool| -> Result<(), PackError> {
+        match fs::symlink_metadata(&p) {
+            Ok(m) if !m.is_dir() => {
+                fs::remove_file(&p).map_err(io_err("removing stale", p.display().to_string()))?;
+                if report {
+                    removed.push(p);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    };
+    for other in ARCHIVE_NAMES.iter().filter(|n| **n != name) {
+        remove(dir.join(other), true)?;
+        remove(dir.join(record::info_name(other)), false)?;
+    }
+    if !removed.is_empty() {
+        sync_dir(dir);
+    }
+    Ok(removed)
+}
+
+/// Packs `root` (usually `<dir>/rootimg`) into `<dir>/<spec.file_name()>` with its
+/// record `<dir>/<spec.file_name()>.info`; see the module documentation for the
+/// publication order. Both files are complete under temporary names before either
+/// is renamed, so a failed pack leaves the previous archive and record as they
+/// were. The caller holds the image lock.
 pub fn pack(
     root: &Path,
     dir: &Path,
     spec: &PackSpec,
+    inputs: &RecordInputs,
     progress: &PackProgress,
     cancel: &AtomicBool,
 ) -> Result<PackOutcome, PackError> {
     let name = spec.file_name();
+    let info = record::info_name(&name);
     let tmp = temp_path(dir, &name);
-    let result = (|| -> Result<TreeStats, PackError> {
-        match spec.format {
-            Format::Squashfs => squashfs::mksquashfs(root, &tmp, spec.threads, progress, cancel),
-            f => {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o644)
-                    .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                    .open(&tmp)
-                    .map_err(io_err("creating", tmp.display().to_string()))?;
-                let sink = Counting::new(
-                    BufWriter::with_capacity(1 << 20, file),
-                    progress.bytes_out.clone(),
-                );
-                let enc =
-                    compress::encoder(spec.compression, spec.level, spec.threads, sink).map_err(
-                        io_err("starting the compressor for", tmp.display().to_string()),
-                    )?;
-                let (enc, stats) = match f {
-                    Format::Cpio => write_cpio(root, enc, progress, cancel)?,
-                    _ => write_tar(root, enc, progress, cancel)?,
-                };
-                enc.finish()
-                    .map_err(io_err("writing", tmp.display().to_string()))?;
-                Ok(stats)
-            }
-        }
-    })();
-    let stats = match result {
-        Ok(s) => s,
+    let written = write_archive(root, &tmp, spec, progress, cancel)
+        .and_then(|(stats, sha)| Ok((stats, write_record(dir, &tmp, spec, inputs, sha)?)));
+    let (stats, (record, info_tmp)) = match written {
+        Ok(w) => w,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
     };
-    let bytes = fs::metadata(&tmp)
-        .map_err(io_err("reading", tmp.display().to_string()))?
-        .len();
     let path = match install(&tmp, dir, &name) {
         Ok(p) => p,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(&info_tmp);
             return Err(io_err("installing", dir.join(&name).display().to_string())(
                 e,
             ));
         }
     };
-    let mut removed = Vec::new();
-    for other in ARCHIVE_NAMES.iter().filter(|n| **n != name) {
-        let p = dir.join(other);
-        match fs::symlink_metadata(&p) {
-            Ok(m) if !m.is_dir() => {
-                fs::remove_file(&p).map_err(io_err("removing stale", p.display().to_string()))?;
-                removed.push(p);
-            }
-            _ => {}
+    let record_path = match install(&info_tmp, dir, &info) {
+        Ok(p) => p,
+        Err(e) => {
+            // the old record would describe the old archive: better none
+            let _ = fs::remove_file(dir.join(&info));
+            let _ = fs::remove_file(&info_tmp);
+            return Err(io_err("installing", dir.join(&info).display().to_string())(
+                e,
+            ));
         }
-    }
-    if !removed.is_empty() {
-        sync_dir(dir);
-    }
+    };
+    let removed = remove_stale(dir, &name)?;
     Ok(PackOutcome {
         path,
-        bytes,
+        bytes: record.size,
         stats,
+        record,
+        record_path,
         removed,
     })
 }

@@ -1,7 +1,7 @@
 //! A tree written through the cpio and tar writers, with its figures.
 
 use super::walk::{self, Entry};
-use super::{cpio, from_walk, io_err, tarwrite, PackError, PackProgress, Tally};
+use super::{cpio, from_walk, io_err, sparse, tarwrite, PackError, PackProgress, Tally};
 use crate::util::display_path;
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,6 +19,8 @@ pub struct TreeStats {
     pub changed: Tally,
     /// Sockets left out (tar).
     pub skipped_sockets: u64,
+    /// Files written with their holes (tar's sparse entries).
+    pub sparse_files: u64,
 }
 
 impl TreeStats {
@@ -343,30 +345,57 @@ impl<W: Write> TarTree<'_, W> {
         } else {
             kind
         };
-        self.w
-            .append(&TarEntry {
-                path: &path,
-                kind,
-                mode: st.st_mode & 0o7777,
-                uid: u64::from(st.st_uid),
-                gid: u64::from(st.st_gid),
-                mtime_sec: sec,
-                mtime_nsec: nsec,
-                size,
-                link: hardlink.as_deref().or(target.as_deref()),
-                rdev: (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)),
-                xattrs: (!xattrs.is_empty()).then_some(&xattrs),
-            })
-            .map_err(io_err("writing the archive at", display_path(e.path)))?;
+        let entry = TarEntry {
+            path: &path,
+            kind,
+            mode: st.st_mode & 0o7777,
+            uid: u64::from(st.st_uid),
+            gid: u64::from(st.st_gid),
+            mtime_sec: sec,
+            mtime_nsec: nsec,
+            size,
+            link: hardlink.as_deref().or(target.as_deref()),
+            rdev: (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)),
+            xattrs: (!xattrs.is_empty()).then_some(&xattrs),
+        };
         if kind == Kind::File && size > 0 {
-            let mut f = e.open().map_err(io_err("reading", display_path(e.path)))?;
-            let got = self
-                .w
-                .data_from(&mut f)
+            self.file(e, &entry)?;
+        } else {
+            self.w
+                .append(&entry)
                 .map_err(io_err("writing the archive at", display_path(e.path)))?;
-            self.stats.content(e.path, size, got, self.progress);
         }
         self.stats.entry(self.progress);
+        Ok(())
+    }
+
+    /// A regular file with data: a sparse entry when it has holes, else a plain one.
+    fn file(&mut self, e: &Entry<'_>, entry: &tarwrite::TarEntry<'_>) -> Result<(), PackError> {
+        let wr = || io_err("writing the archive at", display_path(e.path));
+        let size = entry.size;
+        let f = e.open().map_err(io_err("reading", display_path(e.path)))?;
+        let map = if sparse::may_have_holes(e.stat) {
+            let m = sparse::data_map(&f, size)
+                .map_err(io_err("finding the holes of", display_path(e.path)))?;
+            Some(m).filter(|m| !sparse::is_dense(m, size))
+        } else {
+            None
+        };
+        let Some(map) = map else {
+            self.w.append(entry).map_err(wr())?;
+            let got = self.w.data_from(&mut &f).map_err(wr())?;
+            self.stats.content(e.path, size, got, self.progress);
+            return Ok(());
+        };
+        self.w.append_sparse(entry, &map).map_err(wr())?;
+        let mut r = sparse::SegmentReader::new(&f, &map);
+        if sparse::data_bytes(&map) > 0 {
+            self.w.data_from(&mut r).map_err(wr())?;
+        }
+        // the holes count as read: they are the file's content too
+        let got = size - r.missing();
+        self.stats.content(e.path, size, got, self.progress);
+        self.stats.sparse_files += 1;
         Ok(())
     }
 
