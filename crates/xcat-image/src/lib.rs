@@ -21,7 +21,6 @@
 #![deny(unsafe_code)]
 
 pub mod acl;
-pub mod beneath;
 pub mod budget;
 mod deferred;
 pub mod extract;
@@ -37,6 +36,8 @@ pub mod sysclean;
 pub mod tool;
 pub mod util;
 
+/// Path resolution beneath a root directory (openat2, no symlinks followed).
+pub use xcat_beneath as beneath;
 /// The tar reader, its header codecs and (feature `test-support`) the archive builder.
 pub use xcat_tar as tar;
 
