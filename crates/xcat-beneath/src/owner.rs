@@ -21,6 +21,14 @@ impl Owner {
         Some(Owner { uid, gid })
     }
 
+    pub fn uid(self) -> u32 {
+        self.uid
+    }
+
+    pub fn gid(self) -> u32 {
+        self.gid
+    }
+
     fn ids(self) -> (Uid, Gid) {
         // SAFETY: `Owner::new` guarantees neither id is u32::MAX (the -1 sentinel),
         // which is the only invariant `from_raw` asks callers to uphold.
@@ -40,5 +48,13 @@ pub fn fchown(fd: impl AsFd, owner: Owner) -> std::io::Result<()> {
 pub fn chown_empty_path(fd: impl AsFd, owner: Owner) -> std::io::Result<()> {
     let (u, g) = owner.ids();
     rustix::fs::chownat(fd, c"", Some(u), Some(g), AtFlags::EMPTY_PATH)?;
+    Ok(())
+}
+
+/// `fchownat(dir, name, AT_SYMLINK_NOFOLLOW)`: changes `name` in the directory `dir`
+/// itself (a symlink is changed, never followed).
+pub fn lchown_at(dir: impl AsFd, name: &[u8], owner: Owner) -> std::io::Result<()> {
+    let (u, g) = owner.ids();
+    rustix::fs::chownat(dir, name, Some(u), Some(g), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
