@@ -21,7 +21,7 @@ use crate::error::{Exit, Failure, Say};
 use crate::fetch::{fetch_error, Fetch, FetchError, FetchOptions};
 use crate::http::{Url, UrlError};
 use crate::loopdev;
-use crate::mount::{self, Mounted};
+use crate::mount;
 use crate::pipeline::{self, pump, PumpError};
 use crate::progress::{mib, Progress};
 use crate::record::{self, Compression, Format, Record};
@@ -571,9 +571,9 @@ fn squashfs(newroot: &Path, image: &Image, s: &Settings) -> Result<Booted, Failu
             "the initrd's kernel needs overlayfs",
         )
     })?;
-    for m in [top, rw, lower] {
-        keep(m);
-    }
+    top.keep();
+    rw.keep();
+    lower.keep();
     stored.keep = true;
     Ok(Booted {
         format: Format::Squashfs,
@@ -581,10 +581,6 @@ fn squashfs(newroot: &Path, image: &Image, s: &Settings) -> Result<Booted, Failu
         verified,
         summary: None,
     })
-}
-
-fn keep(m: Mounted) {
-    m.keep();
 }
 
 /// Stores the image at `path`, checking size and checksum; returns its size

@@ -146,19 +146,25 @@ pub struct Tree<'r> {
     say: crate::error::Say,
 }
 
-/// The error mapper for an operation on `entry`; a refused resolution
-/// (through a symlink, out of the root) is [`UnpackError::Unsafe`].
+/// The error mapper for an operation on `entry`.
 fn at<'a>(entry: &'a [u8], op: &'static str) -> impl Fn(io::Error) -> UnpackError + 'a {
+    move |source| UnpackError::Io {
+        entry: escape_bytes(entry),
+        op,
+        source,
+    }
+}
+
+/// The error mapper for resolving the directory of `entry`: a refusal of the
+/// confined lookup (through a symlink, out of the root, through a file) is
+/// [`UnpackError::Unsafe`].
+fn resolving(entry: &[u8]) -> impl Fn(io::Error) -> UnpackError + '_ {
     move |source| match explain(&source) {
-        Some(why) if op == "opening its directory" => UnpackError::Unsafe {
+        Some(why) => UnpackError::Unsafe {
             entry: escape_bytes(entry),
             why: why.to_string(),
         },
-        _ => UnpackError::Io {
-            entry: escape_bytes(entry),
-            op,
-            source,
-        },
+        None => at(entry, "opening its directory")(source),
     }
 }
 
@@ -240,7 +246,7 @@ impl<'r> Tree<'r> {
         rel: &'p [u8],
     ) -> Result<(Rc<OwnedFd>, &'p [u8]), UnpackError> {
         let (parent, name) = split_parent(rel);
-        let dir = self.dir(parent).map_err(at(raw, "opening its directory"))?;
+        let dir = self.dir(parent).map_err(resolving(raw))?;
         Ok((dir, name))
     }
 
