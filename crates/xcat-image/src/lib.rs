@@ -1,9 +1,10 @@
 //! Image trees for `capimage`: turning an untrusted tar stream from a node into a
 //! netboot root tree, and managing that tree on the management node.
 //!
-//! * [`tar`]: our own streaming tar parser (ustar, GNU, pax, every GNU sparse flavour).
-//!   We do not use a third-party tar crate because the archive comes from a node we do
-//!   not trust and we need full control over limits, sparse handling and path checks.
+//! * [`tar`]: our own streaming tar parser (ustar, GNU, pax, every GNU sparse flavour),
+//!   the `xcat-tar` crate re-exported under its old path. We do not use a third-party
+//!   tar crate because the archive comes from a node we do not trust and we need full
+//!   control over limits, sparse handling and path checks.
 //! * [`extract`]: the safe extractor. Every path is resolved beneath the staging root
 //!   with `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS)`, so the
 //!   image's own symlinks are never followed.
@@ -20,7 +21,6 @@
 #![deny(unsafe_code)]
 
 pub mod acl;
-pub mod beneath;
 pub mod budget;
 mod deferred;
 pub mod extract;
@@ -33,9 +33,13 @@ pub mod skeleton;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod sysclean;
-pub mod tar;
 pub mod tool;
 pub mod util;
+
+/// Path resolution beneath a root directory (openat2, no symlinks followed).
+pub use xcat_beneath as beneath;
+/// The tar reader, its header codecs and (feature `test-support`) the archive builder.
+pub use xcat_tar as tar;
 
 pub use extract::{
     extract, extract_async, ExtractError, ExtractOptions, ExtractSummary, Limits, Progress,

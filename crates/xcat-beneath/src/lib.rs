@@ -7,6 +7,14 @@
 //! crossings. Final components are then handled with `*at` calls on the parent fd
 //! using flags that never follow a symlink (`O_NOFOLLOW`, `O_EXCL`,
 //! `AT_SYMLINK_NOFOLLOW`, `unlinkat`, `linkat` without `AT_SYMLINK_FOLLOW`).
+//!
+//! [`owner`] holds the uid/gid pair chown takes, the one `unsafe` shim here. The crate
+//! needs only rustix and libc: the daemon (through xcat-image, which re-exports it as
+//! `beneath`) and the initrd's static unpacker share it.
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
+pub mod owner;
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -252,12 +260,12 @@ impl Root {
             OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )?;
-        let owner = crate::sys::Owner::new(st.st_uid.into(), st.st_gid.into());
+        let owner = crate::owner::Owner::new(st.st_uid.into(), st.st_gid.into());
         let mut f = std::fs::File::from(fd);
         let res = (|| -> io::Result<()> {
             f.write_all(content)?;
             if let Some(o) = owner {
-                crate::sys::fchown(&f, o)?;
+                crate::owner::fchown(&f, o)?;
             }
             rustix::fs::fchmod(&f, Mode::from_raw_mode(st.st_mode & 0o7777))?;
             f.sync_all()?;
@@ -358,8 +366,8 @@ impl Held {
     }
 
     /// Sets the owner (of a symlink itself, too).
-    pub fn chown(&self, owner: crate::sys::Owner) -> io::Result<()> {
-        crate::sys::chown_empty_path(&self.fd, owner)
+    pub fn chown(&self, owner: crate::owner::Owner) -> io::Result<()> {
+        crate::owner::chown_empty_path(&self.fd, owner)
     }
 
     /// Sets the permission bits (not possible on a symlink).

@@ -198,7 +198,7 @@ fn header_block(name: &[u8], typeflag: u8, mode: u32, size: u64, link: &[u8]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tar::{Kind, Limits, TarReader};
+    use crate::{Kind, Limits, TarReader};
 
     #[test]
     fn crafted_entries_read_back() {

@@ -24,13 +24,19 @@
 //! ([`Xattrs`]), not copied into each.
 //!
 //! The header layout and its codecs live in [`header`], shared with the archive
-//! writer of `pack`.
+//! writer of xcat-image's `pack`. [`escape`] renders archive bytes (names, values)
+//! for messages. The `test-support` feature adds `testing::TarBuilder`, which
+//! writes crafted (also hostile) archives with the same codecs.
+//!
+//! No I/O beyond the [`Read`] it is given, and no async runtime: the daemon's
+//! capture and the boot-time unpacker of the initrd both use it.
 
+pub mod escape;
 pub mod header;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
-use crate::util::escape_bytes;
+use escape::escape_bytes;
 use header::*;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -42,8 +48,9 @@ pub use header::{parse_pax, parse_pax_time, Kind, Mtime, PaxRecord};
 /// Bounds on attacker-controlled metadata. Exceeding one is a [`TarError::Limit`]
 /// naming the field (in the error text, `max_path` and so on). The daemon's
 /// `[capture.limits]` configuration may override any of them.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct Limits {
     /// Longest accepted entry path or link target, in bytes (Linux's `PATH_MAX`).
     pub max_path: usize,
