@@ -7,7 +7,8 @@
 //! bin/busybox, bin/<applet> -> busybox, bin/xcat-netinit
 //! usr/share/udhcpc/default.script  udhcpc's hook (udhcpc.script)
 //! dev/console, dev/null            for init's stdio before devtmpfs is mounted
-//! lib/modules/<kver>/...           the chosen modules, decompressed, and load.order
+//! lib/modules/<kver>/...           the chosen modules, decompressed, load.order and
+//!                                  their own modules.dep
 //! lib/firmware/...                 the firmware they name that the image has
 //! rootfs-additions/...             copied over the new root before switch_root
 //! ```
@@ -25,7 +26,6 @@ use std::io::{self, BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::fs::OFlags;
 use sha2::{Digest, Sha256};
 use xcat_image::beneath::{self, Root};
 use xcat_image::pack;
@@ -36,7 +36,10 @@ use xcat_plugin::boot::InitrdSettings;
 use crate::additions::{rootfs_additions, Addition};
 use crate::elf::{machine_name, Elf, ModInfo};
 use crate::error::{BinaryProblem, GenInitrdError};
-use crate::modules::{self, load_order, uncompressed_name, Found, ModuleIndex, DEFAULT_MODULES};
+use crate::modules::{
+    self, load_order, read_decoded, uncompressed_name, Found, ModuleIndex, DEFAULT_MODULES,
+    MAX_MODULE,
+};
 
 /// The initrd's name in the image directory (what nodeset copies and nodes load).
 pub const INITRD_FILE: &str = "initrd-stateless.gz";
@@ -76,9 +79,6 @@ const APPLETS: &[&str] = &[
     "test",
 ];
 
-/// Largest module read from the image (the biggest distribution modules are
-/// around 40 MiB unpacked).
-const MAX_MODULE: u64 = 256 << 20;
 /// Largest firmware file read from the image.
 const MAX_FIRMWARE: u64 = 64 << 20;
 
@@ -205,6 +205,8 @@ struct Chosen {
     /// Paths relative to the module directory, as the image has them.
     order: Vec<String>,
     loaded: HashMap<String, Module>,
+    /// What each cannot load without (its dependencies, softdeps left out).
+    needs: HashMap<String, Vec<String>>,
     /// The modules' ELF machine.
     machine: Option<u16>,
 }
@@ -236,6 +238,7 @@ impl Chosen {
             kver: spec.kver.clone(),
             order: Vec::new(),
             loaded: HashMap::new(),
+            needs: HashMap::new(),
             machine: None,
         };
         let order = load_order(&wanted, |path| {
@@ -253,7 +256,7 @@ impl Chosen {
         Ok(c)
     }
 
-    /// What `path` needs loaded first: depmod's list (or the module's own
+    /// What `path` is loaded after: depmod's list (or the module's own
     /// `depends=`), then its `softdep` pre-modules the kernel has.
     fn deps(
         &mut self,
@@ -262,14 +265,22 @@ impl Chosen {
         path: &str,
     ) -> Result<Vec<String>, GenInitrdError> {
         let info = &self.load(root, path)?.info;
-        let mut deps = if index.has_table() {
+        let mut hard = if index.has_table() {
             index.listed_deps(path)
         } else {
             index.resolve_names(info.depends.iter().map(String::as_str))
         };
-        deps.extend(index.resolve_names(info.pre.iter().map(String::as_str)));
-        deps.retain(|d| d != path);
-        Ok(deps)
+        hard.retain(|d| d != path);
+        // A softdep only orders: its alias may name alternatives (crc32c_generic,
+        // crc32c-intel) of which one loading is enough.
+        let soft = info.pre.iter().flat_map(|n| index.resolve_soft(n));
+        let all = hard
+            .iter()
+            .cloned()
+            .chain(soft.filter(|d| d != path))
+            .collect();
+        self.needs.insert(path.to_string(), hard);
+        Ok(all)
     }
 
     fn load(&mut self, root: &Root, path: &str) -> Result<&Module, GenInitrdError> {
@@ -307,22 +318,6 @@ fn wanted(
         }
     }
     wanted
-}
-
-/// Reads the regular file `rel` of the image (no symlink) and decodes it by its
-/// suffix (`.xz`, `.zst`, `.gz`); at most `max` bytes either way.
-fn read_decoded(root: &Root, rel: &str, max: u64) -> io::Result<Vec<u8>> {
-    let file = File::from(root.open_regular(rel.as_bytes(), OFlags::RDONLY)?);
-    let mut dec = compress::decoder(Compression::of_name(rel.as_bytes()), file.take(max + 1))?;
-    let mut data = Vec::new();
-    (&mut dec).take(max + 1).read_to_end(&mut data)?;
-    if data.len() as u64 > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {max} bytes"),
-        ));
-    }
-    Ok(data)
 }
 
 /// The firmware files the chosen modules name that the image has, by name.
@@ -458,8 +453,18 @@ fn write_entries<W: io::Write>(t: &mut CpioTree<'_, W>, c: &Contents<'_>) -> io:
     t.char_device(b"dev/null", 0o666, 1, 3)?;
     let m = c.mods;
     let mut order = String::new();
+    // The initrd's own modules.dep: its modules only, in load order, by their
+    // names in the initrd (init skips what needs a module that did not load).
+    let mut dep = String::new();
     for path in &m.order {
         let name = uncompressed_name(path);
+        dep.push_str(name);
+        dep.push(':');
+        for d in m.needs.get(path).into_iter().flatten() {
+            dep.push(' ');
+            dep.push_str(uncompressed_name(d));
+        }
+        dep.push('\n');
         t.bytes(
             format!("lib/modules/{}/{name}", m.kver).as_bytes(),
             0o644,
@@ -468,10 +473,16 @@ fn write_entries<W: io::Write>(t: &mut CpioTree<'_, W>, c: &Contents<'_>) -> io:
         order.push_str(name);
         order.push('\n');
     }
+    let moddir = format!("lib/modules/{}", m.kver);
     t.bytes(
-        format!("lib/modules/{}/load.order", m.kver).as_bytes(),
+        format!("{moddir}/load.order").as_bytes(),
         0o644,
         order.as_bytes(),
+    )?;
+    t.bytes(
+        format!("{moddir}/modules.dep").as_bytes(),
+        0o644,
+        dep.as_bytes(),
     )?;
     for (name, data) in c.firmware {
         t.bytes(format!("lib/firmware/{name}").as_bytes(), 0o644, data)?;

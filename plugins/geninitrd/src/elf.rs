@@ -145,8 +145,12 @@ pub struct ModInfo {
     pub firmware: Vec<String>,
     /// `depends=`: the modules it needs loaded first, by name.
     pub depends: Vec<String>,
-    /// `softdep=pre:` modules: to load first when the kernel has them.
+    /// `softdep=pre:` modules (names or aliases): to load first when the kernel
+    /// has them.
     pub pre: Vec<String>,
+    /// `alias=` names other modules ask for it by (`crc32c`); device patterns
+    /// (`pci:v...`) left out.
+    pub aliases: Vec<String>,
 }
 
 impl ModInfo {
@@ -166,6 +170,7 @@ impl ModInfo {
                     .depends
                     .extend(v.split(',').filter(|d| !d.is_empty()).map(str::to_string)),
                 "softdep" => m.pre.extend(pre_softdeps(v)),
+                "alias" if !v.contains([':', '*']) => m.aliases.push(v.to_string()),
                 _ => {}
             }
         }
@@ -240,8 +245,11 @@ pub(crate) mod tests {
             "firmware=rtl_nic/rtl8125a-3.fw",
             "softdep=pre: crc32c libcrc32c post: zz",
             "depends=mii,libphy",
+            "alias=pci:v000010ECd00008161sv*sd*bc*sc*i*",
+            "alias=crypto-r8169",
             "name=r8169",
         ]));
+        assert_eq!(m.aliases, ["crypto-r8169"]);
         assert_eq!(
             m.firmware,
             ["rtl_nic/rtl8168g-2.fw", "rtl_nic/rtl8125a-3.fw"]

@@ -12,6 +12,7 @@
 
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 NEWROOT=/newroot
+MODULES=/lib/modules
 UDHCPC_SCRIPT=/usr/share/udhcpc/default.script
 
 # The kernel gives init the console as stdin, stdout and stderr.
@@ -58,28 +59,52 @@ mount_api() {
     busybox --install -s 2>/dev/null
 }
 
-# Loads the modules in load.order (each after what it needs). A driver whose
-# hardware is absent may refuse to load; that only costs its devices.
+# Loads the modules in load.order, each after what it needs (modules.dep lists
+# it). A module for hardware or a hypervisor this node lacks refuses with "No
+# such device": that is expected and said once, as a count. Any other failure is
+# a line; what needs a module that did not load is not tried.
 load_modules() {
     kver=$(uname -r)
-    dir=/lib/modules/$kver
+    dir=$MODULES/$kver
     if [ ! -f "$dir/load.order" ]; then
-        say "modules: this initrd has none for the running kernel $kver (it has: $(ls /lib/modules)); boot the image's kernel with it (run geninitrd, then nodeset)"
+        say "modules: this initrd has none for the running kernel $kver (it has: $(ls "$MODULES")); boot the image's kernel with it (run geninitrd, then nodeset)"
         return
     fi
     loaded=0
+    absent=0
+    not_here=" "
+    broken=" "
     while read -r m; do
         [ -n "$m" ] || continue
+        needs=""
+        line=$(grep "^$m:" "$dir/modules.dep")
+        for d in ${line#*:}; do
+            case "$not_here$broken" in *" $d "*) needs=$d && break ;; esac
+        done
+        if [ -n "$needs" ]; then
+            case $not_here in
+            *" $needs "*) not_here="$not_here$m " && absent=$((absent + 1)) ;;
+            *) broken="$broken$m "
+                say "module ${m##*/}: not loaded: it needs ${needs##*/}, which did not load; its devices stay unavailable" ;;
+            esac
+            continue
+        fi
         if out=$(insmod "$dir/$m" 2>&1); then
             loaded=$((loaded + 1))
             continue
         fi
         case $out in
-        *"File exists"*) ;;
-        *) say "module ${m##*/}: ${out:-insmod failed}; its devices stay unavailable" ;;
+        *"File exists"*) loaded=$((loaded + 1)) ;;
+        *"No such device"*) not_here="$not_here$m " && absent=$((absent + 1)) ;;
+        *) broken="$broken$m "
+            say "module ${m##*/}: cannot load (${out##*: }); its devices stay unavailable" ;;
         esac
     done <"$dir/load.order"
-    say "loaded $loaded modules for kernel $kver"
+    if [ "$absent" -gt 0 ]; then
+        say "loaded $loaded modules for kernel $kver ($absent for hardware or hypervisors this node lacks)"
+    else
+        say "loaded $loaded modules for kernel $kver"
+    fi
 }
 
 # Every interface up (a link that is down reports no carrier).
@@ -169,10 +194,14 @@ switch_to_image() {
     exec switch_root "$NEWROOT" /sbin/init
 }
 
-mount_api
-load_modules
-while :; do
-    find_nic
-    dhcp
-    fetch_image && switch_to_image
-done
+main() {
+    mount_api
+    load_modules
+    while :; do
+        find_nic
+        dhcp
+        fetch_image && switch_to_image
+    done
+}
+
+main

@@ -14,7 +14,10 @@ use std::sync::atomic::AtomicBool;
 
 use rustix::fs::OFlags;
 use xcat_image::beneath::Root;
+use xcat_image::pack::compress::{self, Compression};
 use xcat_image::pack::walk::{self, WalkError};
+
+use crate::elf::ModInfo;
 
 /// What the stateless initrd loads when the image has it: the NIC drivers of the
 /// servers and virtual machines nodes are, the disk drivers (a node may keep
@@ -118,6 +121,8 @@ pub struct ModuleIndex {
     /// Each module's dependencies (all of them, as depmod lists them).
     table: Option<HashMap<String, Vec<String>>>,
     builtin: HashSet<String>,
+    /// Modules by the plain names they answer to besides their own (`crc32c`).
+    aliases: HashMap<String, Vec<String>>,
 }
 
 impl ModuleIndex {
@@ -166,6 +171,40 @@ impl ModuleIndex {
         self
     }
 
+    /// Adds `modules.alias` (`alias crc32c crc32c_generic` lines); device
+    /// patterns are left out, only plain names are looked up.
+    pub fn with_modules_alias(mut self, text: &str) -> ModuleIndex {
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            if let (Some("alias"), Some(alias), Some(module)) = (w.next(), w.next(), w.next()) {
+                if !alias.contains([':', '*']) {
+                    self.add_alias(alias, module);
+                }
+            }
+        }
+        self
+    }
+
+    /// Records that `module` answers to `alias`.
+    pub fn add_alias(&mut self, alias: &str, module: &str) {
+        let names = self.aliases.entry(alias.to_string()).or_default();
+        let module = module_name(module);
+        if !names.contains(&module) {
+            names.push(module);
+        }
+    }
+
+    /// The module files `name` stands for: the module of that name, else every
+    /// module with that alias (a softdep's `crc32c` is crc32c_generic and
+    /// crc32c-intel, as modprobe would load them).
+    pub fn resolve_soft(&self, name: &str) -> Vec<String> {
+        if let Found::Module(p) = self.find(name) {
+            return vec![p.to_string()];
+        }
+        let names = self.aliases.get(name).into_iter().flatten();
+        self.resolve_names(names.map(String::as_str))
+    }
+
     /// The module called `name` (`e1000e`, `e1000e.ko`, `e1000-e`).
     pub fn find(&self, name: &str) -> Found<'_> {
         let name = module_name(name);
@@ -211,9 +250,10 @@ impl ModuleIndex {
     }
 
     /// Reads the index of the module directory `moddir` of the image: its
-    /// `modules.dep` and `modules.builtin`, or without a `modules.dep` the names
-    /// of its module files (then dependencies come from each module's
-    /// `.modinfo`).
+    /// `modules.dep`, `modules.alias` and `modules.builtin`, or without a
+    /// `modules.dep` the names of its module files (then dependencies come from
+    /// each module's `.modinfo`), and without a `modules.alias` the aliases of its
+    /// library and crypto modules (what softdeps name) from theirs.
     pub fn read(root: &Root, moddir: &str, cancel: &AtomicBool) -> Result<ModuleIndex, IndexError> {
         let file = |name: &str| -> Result<Option<String>, IndexError> {
             let rel = format!("{moddir}/{name}");
@@ -228,8 +268,54 @@ impl ModuleIndex {
             Some(dep) => ModuleIndex::default().with_modules_dep(&dep),
             None => ModuleIndex::from_paths(module_files(root, moddir, cancel)?),
         };
-        Ok(index.with_builtin(&builtin))
+        let mut index = index.with_builtin(&builtin);
+        match file("modules.alias")? {
+            Some(aliases) => index = index.with_modules_alias(&aliases),
+            None => index.read_library_aliases(root, moddir),
+        }
+        Ok(index)
     }
+
+    /// The aliases of the modules under `crypto/` and `kernel/lib/` from their
+    /// `.modinfo`.
+    fn read_library_aliases(&mut self, root: &Root, moddir: &str) {
+        let library: Vec<String> = self
+            .paths()
+            .filter(|p| p.contains("/crypto/") || p.starts_with("kernel/lib/"))
+            .map(str::to_string)
+            .collect();
+        for p in library {
+            let rel = format!("{moddir}/{p}");
+            // Only a softdep could need it: one that cannot be read is left out.
+            let Ok(data) = read_decoded(root, &rel, MAX_MODULE) else {
+                continue;
+            };
+            for a in ModInfo::of(&data).aliases {
+                self.add_alias(&a, &p);
+            }
+        }
+    }
+}
+
+/// Largest module read from the image (the biggest distribution modules are
+/// around 40 MiB unpacked).
+pub const MAX_MODULE: u64 = 256 << 20;
+
+/// Reads the regular file `rel` of the image (no symlink) and decodes it by its
+/// suffix (`.xz`, `.zst`, `.gz`); at most `max` bytes either way.
+pub fn read_decoded(root: &Root, rel: &str, max: u64) -> io::Result<Vec<u8>> {
+    let file = std::fs::File::from(root.open_regular(rel.as_bytes(), OFlags::RDONLY)?);
+    let kind = Compression::of_name(rel.as_bytes());
+    let mut dec = compress::decoder(kind, io::Read::take(file, max + 1))?;
+    let mut data = Vec::new();
+    io::Read::read_to_end(&mut io::Read::take(&mut dec, max + 1), &mut data)?;
+    if data.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(data)
 }
 
 /// Largest `modules.dep`/`modules.builtin` read (a distribution kernel's is

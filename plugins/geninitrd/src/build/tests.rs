@@ -222,6 +222,16 @@ fn the_initrd_holds_init_binaries_modules_in_load_order_and_their_firmware() {
         fs::read_to_string(u.join(format!("lib/modules/{KVER}/load.order"))).unwrap(),
         ORDER.join("\n") + "\n"
     );
+    // The initrd's own table: its modules, in load order, by their names in it.
+    assert_eq!(
+        fs::read_to_string(u.join(m("modules.dep"))).unwrap(),
+        "kernel/net/core/failover.ko:\n\
+         kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko\n\
+         kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko\n\
+         kernel/drivers/ptp/ptp.ko:\n\
+         kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko: kernel/drivers/ptp/ptp.ko\n\
+         kernel/drivers/misc/mynic.ko:\n"
+    );
     assert_eq!(
         fs::read(u.join(m("kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko"))).unwrap(),
         e1000e(),
@@ -473,4 +483,61 @@ fn the_scripts_parse_in_busybox_sh() {
         .output()
         .unwrap();
     assert!(!broken.status.success(), "sh -n finds errors");
+}
+
+#[test]
+fn a_softdep_loads_every_module_of_its_alias_first_without_needing_them() {
+    let img = image();
+    for (rel, strings) in [
+        ("kernel/lib/libcrc32c.ko", &["softdep=pre: crc32c"][..]),
+        (
+            "kernel/crypto/crc32c_generic.ko",
+            &["alias=crc32c", "alias=crypto-crc32c"],
+        ),
+        (
+            "kernel/arch/x86/crypto/crc32c-intel.ko",
+            &["alias=crc32c", "alias=cpu:type:x86*"],
+        ),
+    ] {
+        write(&img.moddir.join(rel), &module_with(strings));
+    }
+    let dep = "kernel/lib/libcrc32c.ko:\nkernel/crypto/crc32c_generic.ko:\nkernel/arch/x86/crypto/crc32c-intel.ko:\n";
+    write(
+        &img.moddir.join("modules.dep"),
+        format!("{DEP}{dep}").as_bytes(),
+    );
+    let want = [
+        "kernel/crypto/crc32c_generic.ko",
+        "kernel/arch/x86/crypto/crc32c-intel.ko",
+        "kernel/lib/libcrc32c.ko",
+    ];
+    // Aliases from the modules' own .modinfo (no modules.alias), then from depmod's file.
+    for alias_file in [
+        None,
+        Some("alias crc32c crc32c_intel\nalias crc32c crc32c_generic\n"),
+    ] {
+        if let Some(text) = alias_file {
+            write(&img.moddir.join("modules.alias"), text.as_bytes());
+        }
+        img.build(&["libcrc32c"]).unwrap();
+        let order = img.load_order();
+        let got: Vec<&str> = order
+            .iter()
+            .map(String::as_str)
+            .filter(|p| want.contains(p))
+            .collect();
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(
+            got.last(),
+            Some(&"kernel/lib/libcrc32c.ko"),
+            "{alias_file:?}: {order:?}"
+        );
+        assert_eq!(sorted.len(), 3, "{alias_file:?}: {order:?}");
+        let u = img.unpacked();
+        let table = fs::read_to_string(u.join(format!("lib/modules/{KVER}/modules.dep"))).unwrap();
+        let _ = fs::remove_dir_all(&u);
+        // Ordered first, but not needed: one of the two loading is enough.
+        assert!(table.contains("\nkernel/lib/libcrc32c.ko:\n"), "{table}");
+    }
 }
