@@ -1,8 +1,9 @@
-//! The image-job toolkit: everything `capimage` and `packimage` both need, written once.
+//! The image-job toolkit: everything the image jobs (`capimage`, `packimage`,
+//! `geninitrd`) share, written once.
 //!
 //! An image job takes an image directory's lock, runs blocking work off the async
 //! runtime, reports progress once a second, runs local programs, and copies the
-//! image's kernel beside it. Each of those lives here so both commands behave, and
+//! image's kernel beside it. Each of those lives here so the commands behave, and
 //! word their messages, the same way:
 //!
 //! * [`figures`]: byte, rate and duration text for progress and summary lines;

@@ -330,12 +330,18 @@ fn firmware(
     let mut absent = 0;
     for path in &mods.order {
         for name in &mods.loaded[path].info.firmware {
-            if found.contains_key(name) {
+            // The name as the kernel will ask for it, beneath the firmware directory.
+            let normal = beneath::normalize(name.as_bytes()).ok();
+            let Some(name) = normal.and_then(|n| String::from_utf8(n).ok()) else {
+                absent += 1;
+                continue;
+            };
+            if found.contains_key(&name) {
                 continue;
             }
-            match find_firmware(root, name)? {
+            match find_firmware(root, &name)? {
                 Some(data) => {
-                    found.insert(name.clone(), data);
+                    found.insert(name, data);
                 }
                 None => absent += 1,
             }
@@ -350,14 +356,10 @@ fn firmware(
     Ok(found)
 }
 
-/// The firmware `name` (as `firmware=` gives it) from the image's firmware
+/// The firmware `rel` (normalised from `firmware=`) from the image's firmware
 /// directories, plain or compressed, its links resolved inside the image; None
 /// when the image does not have it.
-fn find_firmware(root: &Root, name: &str) -> Result<Option<Vec<u8>>, GenInitrdError> {
-    let Ok(rel) = beneath::normalize(name.as_bytes()) else {
-        return Ok(None);
-    };
-    let rel = String::from_utf8_lossy(&rel).into_owned();
+fn find_firmware(root: &Root, rel: &str) -> Result<Option<Vec<u8>>, GenInitrdError> {
     for dir in ["lib/firmware", "usr/lib/firmware"] {
         for suffix in ["", ".xz", ".zst"] {
             let Ok(real) = root.resolve(format!("{dir}/{rel}{suffix}").as_bytes()) else {
@@ -591,11 +593,12 @@ pub fn needs_rebuild(dir: &Path, root: &Root, kver: &str) -> Option<Stale> {
             .flatten()
             .map(|st| (st.st_mtime as i64, st.st_mtime_nsec as i64))
     };
-    let ours = meta
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
+    // A time that cannot be read is no proof of freshness.
+    let modified = meta.modified().ok();
+    let since = modified.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let Some(ours) = since else {
+        return Some(Stale::Older(format!("/boot/vmlinuz-{kver}")));
+    };
     let ours = (ours.as_secs() as i64, ours.subsec_nanos() as i64);
     let moddir = modules::modules_dir(root, kver);
     let table = moddir.as_ref().map(|d| format!("{d}/modules.dep"));

@@ -67,7 +67,7 @@ load_modules() {
     kver=$(uname -r)
     dir=$MODULES/$kver
     if [ ! -f "$dir/load.order" ]; then
-        say "modules: this initrd has none for the running kernel $kver (it has: $(ls "$MODULES")); boot the image's kernel with it (run geninitrd, then nodeset)"
+        say "modules: this initrd has none for the running kernel $kver (it has: $(cd "$MODULES" && echo *)); boot the image's kernel with it (run geninitrd, then nodeset)"
         return
     fi
     loaded=0

@@ -86,6 +86,18 @@ pub fn is_module_file(rel: &str) -> bool {
     MODULE_SUFFIXES.iter().any(|s| rel.ends_with(s))
 }
 
+/// Whether `rel` (image content) is a relative path of plain names that the
+/// initrd's files and its shell can carry as is: no `.`, `..` or empty component,
+/// only letters, digits and `._+,-`. Kernel module paths are; anything else is left
+/// out of the index.
+pub fn is_plain_path(rel: &str) -> bool {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._+,-".contains(c);
+    !rel.is_empty()
+        && rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && c.chars().all(plain))
+}
+
 /// `rel` with a compression suffix removed (`x.ko.xz` -> `x.ko`).
 pub fn uncompressed_name(rel: &str) -> &str {
     [".xz", ".zst", ".gz"]
@@ -137,6 +149,9 @@ impl ModuleIndex {
     }
 
     fn add(&mut self, path: String) {
+        if !is_plain_path(&path) {
+            return;
+        }
         // Two files of one name (an updates/ override): depmod's search order is
         // not ours to guess, so the first listed stays, as modules.dep lists it.
         self.by_name.entry(module_name(&path)).or_insert(path);
@@ -462,6 +477,21 @@ kernel/drivers/net/my-nic.ko:
         );
         assert_eq!(uncompressed_name("kernel/a/x.ko"), "kernel/a/x.ko");
         assert_eq!(uncompressed_name("fw/x.bin.xz"), "fw/x.bin.xz");
+    }
+
+    #[test]
+    fn only_plain_module_paths_are_indexed() {
+        let dep =
+            "kernel/a.ko:\n/lib/modules/6.1/kernel/b.ko:\nkernel/../../etc/c.ko:\nkernel//d.ko:\n\
+                   kernel/e\u{1b}x.ko:\nkernel/drivers/net/x-y_z+1,2.ko:\n";
+        let i = ModuleIndex::default().with_modules_dep(dep);
+        assert_eq!(
+            i.paths().collect::<Vec<_>>(),
+            ["kernel/a.ko", "kernel/drivers/net/x-y_z+1,2.ko"]
+        );
+        let i =
+            ModuleIndex::from_paths(["kernel/a b.ko".to_string(), "kernel/a\nb.ko".to_string()]);
+        assert_eq!(i.paths().count(), 0);
     }
 
     #[test]

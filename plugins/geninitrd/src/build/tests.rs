@@ -44,6 +44,8 @@ kernel/sound/snd.ko:
 fn e1000e() -> Vec<u8> {
     module_with(&[
         "firmware=e1000e/fw.bin",
+        "firmware=./e1000e//fw.bin",
+        "firmware=../outside.bin",
         "firmware=absent.bin",
         "depends=ptp",
         "name=e1000e",
@@ -179,7 +181,7 @@ fn the_initrd_holds_init_binaries_modules_in_load_order_and_their_firmware() {
     assert!(
         o.notes
             .iter()
-            .any(|n| n.starts_with("1 firmware file(s) the modules name are not in")),
+            .any(|n| n.starts_with("2 firmware file(s) the modules name are not in")),
         "{:?}",
         o.notes
     );
