@@ -111,6 +111,8 @@ async fn run(image: &str, ctx: &Context, out: &Responder) -> Result<(), GenInitr
     let user = ctx.identity.user.as_deref();
     let holder = holder_text("geninitrd", image, user, now_unix());
     let lock = lock_image(&def.dir, image, &holder)?;
+    // Temporary files of a killed job: only ours to remove while we hold the lock.
+    let _ = xcat_image::pack::cleanup_temp(&def.dir);
     out.info(format!(
         "geninitrd: building the stateless initrd of {image} in {}",
         def.dir.display()
