@@ -7,6 +7,7 @@ mod capimage_faults;
 mod capimage_hostile;
 mod capimage_options;
 mod daemon;
+mod geninitrd;
 mod load;
 mod makedhcp;
 mod nodeset;

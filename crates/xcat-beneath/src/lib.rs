@@ -62,6 +62,15 @@ pub fn normalize(path: &[u8]) -> Result<Vec<u8>, &'static str> {
     Ok(out)
 }
 
+/// Most symlinks [`Root::resolve`] reads for one path (Linux's own limit).
+pub const MAX_LINKS: usize = 40;
+
+/// The components of a path, without empty ones and `.`.
+fn components(path: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+}
+
 /// Splits a normalised relative path into (parent, last component).
 pub fn split_parent(rel: &[u8]) -> (&[u8], &[u8]) {
     match rel.iter().rposition(|&b| b == b'/') {
@@ -202,6 +211,52 @@ impl Root {
     pub fn list_dir(&self, rel: &[u8]) -> io::Result<Vec<Vec<u8>>> {
         let fd = self.open_dir(rel)?;
         list_dir_fd(&fd)
+    }
+
+    /// The target of the symlink `rel` itself.
+    pub fn read_link(&self, rel: &[u8]) -> io::Result<Vec<u8>> {
+        let (parent, name) = split_parent(rel);
+        let dir = self.open_dir(parent)?;
+        Ok(rustix::fs::readlinkat(&dir, name, Vec::new())?.into_bytes())
+    }
+
+    /// Resolves `rel` as a program chrooted into the root would see it: each
+    /// symlink on the way is read (never followed by the kernel) and its target
+    /// taken relative to the root (an absolute target) or to the link's directory;
+    /// `..` stops at the root. Returns the path of what `rel` names, with no
+    /// symlink left in it, or `ENOENT` when a component is missing, `ELOOP` after
+    /// [`MAX_LINKS`] links. Images link their files to each other
+    /// (`lib -> usr/lib`, `ice.pkg -> ice-1.3.36.0.pkg`); nothing is ever looked up
+    /// outside the root.
+    pub fn resolve(&self, rel: &[u8]) -> io::Result<Vec<u8>> {
+        let mut todo: Vec<Vec<u8>> = components(rel).rev().map(<[u8]>::to_vec).collect();
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut links = 0;
+        while let Some(c) = todo.pop() {
+            if c == b".." {
+                done.pop();
+                continue;
+            }
+            done.push(c);
+            let here = done.join(&b'/');
+            let st = self
+                .lstat(&here)?
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                continue;
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            let target = self.read_link(&here)?;
+            done.pop();
+            if target.starts_with(b"/") {
+                done.clear();
+            }
+            todo.extend(components(&target).rev().map(<[u8]>::to_vec));
+        }
+        Ok(done.join(&b'/'))
     }
 
     /// Holds the inode at `rel` (never following a symlink) without opening it.
@@ -448,6 +503,47 @@ pub fn as_cstr(c: &CString) -> &CStr {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// Links inside an image resolve inside it, absolute ones from its root,
+    /// and no `..` or absolute target reaches the directory around it.
+    #[test]
+    fn links_resolve_as_inside_a_chroot() {
+        use std::os::unix::fs::symlink;
+        let top = tempfile::tempdir().unwrap();
+        let r = top.path().join("root");
+        std::fs::create_dir_all(r.join("usr/lib/firmware/intel/ice/ddp")).unwrap();
+        std::fs::write(r.join("usr/lib/firmware/intel/ice/ddp/ice-1.3.pkg"), b"pkg").unwrap();
+        symlink("usr/lib", r.join("lib")).unwrap();
+        symlink(
+            "ice-1.3.pkg",
+            r.join("usr/lib/firmware/intel/ice/ddp/ice.pkg"),
+        )
+        .unwrap();
+        symlink("/usr/lib/firmware", r.join("usr/fw")).unwrap();
+        std::fs::write(top.path().join("outside"), b"host file").unwrap();
+        symlink("../../../../outside", r.join("usr/lib/up")).unwrap();
+        symlink("/../outside", r.join("abs-up")).unwrap();
+        symlink("loop", r.join("loop")).unwrap();
+        let root = Root::open(&r).unwrap();
+        let got = |p: &str| {
+            root.resolve(p.as_bytes())
+                .map(|v| String::from_utf8(v).unwrap())
+        };
+        let pkg = "usr/lib/firmware/intel/ice/ddp/ice-1.3.pkg";
+        assert_eq!(got("lib/firmware/intel/ice/ddp/ice.pkg").unwrap(), pkg);
+        assert_eq!(got("usr/fw/intel/./ice/ddp/ice.pkg").unwrap(), pkg);
+        assert_eq!(
+            got("/lib/firmware/../firmware/intel/ice/ddp/ice-1.3.pkg").unwrap(),
+            pkg
+        );
+        // Both stop at the root: "outside" is looked up in the image, where it is not.
+        for p in ["usr/lib/up", "abs-up"] {
+            let e = got(p).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{p}: {e}");
+        }
+        assert_eq!(got("loop").unwrap_err().raw_os_error(), Some(libc::ELOOP));
+        assert_eq!(got("").unwrap(), "");
+    }
 
     /// What a local user could rename over a node between its creation and its chmod:
     /// a symlink to a server file, or a hard link to one. Neither is taken for the

@@ -15,6 +15,8 @@ use rustix::fs::{Mode, OFlags};
 use xcat_image::beneath::{self, Root};
 use xcat_image::pack;
 
+use crate::natural_cmp;
+
 /// The kernel's name in the image directory.
 pub const KERNEL_FILE: &str = "kernel";
 
@@ -38,6 +40,51 @@ pub fn check_kernel_version(kver: &str) -> Result<(), &'static str> {
     } else {
         Ok(())
     }
+}
+
+/// Whether `rel` in the image is a regular file itself (not through a symlink).
+pub fn is_regular(root: &Root, rel: &str) -> bool {
+    matches!(root.lstat(rel.as_bytes()), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFREG)
+}
+
+/// The kernel versions the image has a `boot/vmlinuz-<kver>` of (a regular file),
+/// oldest first in natural order (`6.1.0-9` before `6.1.0-18`), never string order.
+pub fn image_kernels(root: &Root) -> Vec<String> {
+    let mut versions: Vec<String> = root
+        .list_dir(b"boot")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| String::from_utf8(n).ok())
+        .filter_map(|n| n.strip_prefix("vmlinuz-").map(str::to_string))
+        .filter(|v| {
+            check_kernel_version(v).is_ok() && is_regular(root, &format!("boot/vmlinuz-{v}"))
+        })
+        .collect();
+    versions.sort_by(|a, b| natural_cmp(a, b));
+    versions
+}
+
+/// Picks the kernel: `recorded` (`linuximage.kernelver`, the kernel the node ran at
+/// capture) when the image has it, else the newest in `/boot` (with a warning).
+/// None when the image has no kernel at all.
+pub fn choose_kernel(
+    root: &Root,
+    recorded: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    let versions = image_kernels(root);
+    if let Some(k) = recorded.filter(|k| versions.iter().any(|v| v == k)) {
+        return Some(k.to_string());
+    }
+    let newest = versions.last()?.clone();
+    warnings.push(match recorded {
+        Some(k) => format!(
+            "the image has no kernel {k} (linuximage.kernelver, the kernel the node ran at capture); \
+             using the newest kernel in its /boot: {newest}"
+        ),
+        None => format!("no kernel version recorded for the image; using the newest kernel in its /boot: {newest}"),
+    });
+    Some(newest)
 }
 
 /// Why the kernel could not be copied.
@@ -247,6 +294,36 @@ mod tests {
         ] {
             assert_eq!(check_kernel_version(kver), Ok(()), "{kver}");
         }
+    }
+
+    #[test]
+    fn the_kernel_is_the_recorded_one_else_the_newest_in_natural_order() {
+        let (_t, _dir, rootimg) = image();
+        for v in ["6.1.0-9-amd64", "6.1.0-18-amd64", "5.10.0-28-amd64"] {
+            fs::write(rootimg.join(format!("boot/vmlinuz-{v}")), b"k").unwrap();
+        }
+        symlink("vmlinuz-6.1.0-9-amd64", rootimg.join("boot/vmlinuz-9.9")).unwrap();
+        let root = Root::open(&rootimg).unwrap();
+        assert_eq!(
+            image_kernels(&root),
+            ["5.10.0-28-amd64", "6.1.0-9-amd64", "6.1.0-18-amd64"],
+            "natural order, no symlink"
+        );
+        let mut w = Vec::new();
+        let k = choose_kernel(&root, Some("6.1.0-9-amd64"), &mut w);
+        assert_eq!((k.as_deref(), w.len()), (Some("6.1.0-9-amd64"), 0));
+        let k = choose_kernel(&root, Some("9.9"), &mut w);
+        assert_eq!(
+            k.as_deref(),
+            Some("6.1.0-18-amd64"),
+            "lexically 6.1.0-9 would win"
+        );
+        assert!(w[0].contains("has no kernel 9.9"), "{w:?}");
+        assert!(choose_kernel(&root, None, &mut w).is_some());
+        assert!(w[1].starts_with("no kernel version recorded"), "{w:?}");
+        fs::remove_dir_all(rootimg.join("boot")).unwrap();
+        let root = Root::open(&rootimg).unwrap();
+        assert_eq!(choose_kernel(&root, Some("6.1"), &mut w), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The daemon's boot settings: where the TFTP root is, where the boot
-//! service listens and which interfaces the supervised DHCP server serves.
-//! `nodeset` and `makedhcp` read them to write URLs and configurations the
-//! daemon itself will serve.
+//! service listens, which interfaces the supervised DHCP server serves and
+//! which binaries go into the stateless initrd. `nodeset` and `makedhcp` read
+//! them to write URLs and configurations the daemon itself will serve;
+//! `geninitrd` and `packimage` to build the initrd.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -95,6 +96,37 @@ impl Default for DhcpSettings {
             server: DhcpServerHandle::default(),
         }
     }
+}
+
+/// What goes into the stateless initrd besides the image's own kernel modules
+/// (the daemon's `[initrd]` section): two static binaries of the server.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InitrdSettings {
+    /// A statically linked busybox (Debian's `busybox-static`): the initrd's
+    /// shell, mount, insmod, udhcpc and switch_root.
+    pub busybox: PathBuf,
+    /// The static `xcat-netinit` (built by `scripts/build-netinit`), which
+    /// finds the boot NIC and fetches, checks and unpacks the image.
+    pub netinit: PathBuf,
+}
+
+impl Default for InitrdSettings {
+    fn default() -> Self {
+        InitrdSettings {
+            busybox: PathBuf::from("/bin/busybox"),
+            netinit: default_netinit(),
+        }
+    }
+}
+
+/// `xcat-netinit` beside the running daemon's own binary (where the build and
+/// the packages put them both).
+pub fn default_netinit() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .unwrap_or(Path::new("/usr/sbin"))
+        .join("xcat-netinit")
 }
 
 /// Where the DHCP configuration lives: `<state_dir>/dhcp/`. `makedhcp`

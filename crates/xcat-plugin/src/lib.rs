@@ -75,6 +75,8 @@ pub struct Settings {
     pub http: boot::HttpSettings,
     /// The supervised DHCP server.
     pub dhcp: boot::DhcpSettings,
+    /// The binaries of the stateless initrd.
+    pub initrd: boot::InitrdSettings,
 }
 
 /// The budgets of one capture (the daemon's `[capture]` section): the node is

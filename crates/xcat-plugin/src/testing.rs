@@ -70,6 +70,7 @@ impl Harness {
             tftp_dir: sub("tftpboot"),
             http: Default::default(),
             dhcp: Default::default(),
+            initrd: Default::default(),
         };
         Harness {
             db,

@@ -69,6 +69,8 @@ pub struct Config {
     pub dhcp: xcat_plugin::boot::DhcpSettings,
     /// xCAT's install monitor (`[status]`, port 3002): nodes' boot reports.
     pub status: crate::install_monitor::StatusSettings,
+    /// The binaries of the stateless initrd (`[initrd]`).
+    pub initrd: xcat_plugin::boot::InitrdSettings,
 }
 
 impl Default for Config {
@@ -99,6 +101,7 @@ impl Default for Config {
             http: Default::default(),
             dhcp: Default::default(),
             status: Default::default(),
+            initrd: Default::default(),
         }
     }
 }
@@ -123,6 +126,8 @@ impl Config {
             &mut cfg.install_dir,
             &mut cfg.share_dir,
             &mut cfg.tftp_dir,
+            &mut cfg.initrd.busybox,
+            &mut cfg.initrd.netinit,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -256,5 +261,41 @@ mod tests {
             let key = text.lines().nth(1).unwrap().split(' ').next().unwrap();
             assert!(e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_initrd_binaries_are_set_relative_to_the_file_and_checked_by_name() {
+        let c = load("").unwrap().initrd;
+        assert_eq!(c.busybox, PathBuf::from("/bin/busybox"));
+        assert_eq!(c.netinit.file_name().unwrap(), "xcat-netinit");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("xcatd.toml");
+        std::fs::write(
+            &path,
+            "[initrd]\nbusybox = \"bin/busybox\"\nnetinit = \"/opt/x/xcat-netinit\"\n",
+        )
+        .unwrap();
+        let c = Config::load(&path, true).unwrap().initrd;
+        assert_eq!(c.busybox, dir.path().join("bin/busybox"));
+        assert_eq!(c.netinit, PathBuf::from("/opt/x/xcat-netinit"));
+        let e = format!(
+            "{:#}",
+            load("[initrd]\nbusybox_path = \"/x\"\n").unwrap_err()
+        );
+        assert!(
+            e.contains("unknown field") && e.contains("busybox_path"),
+            "{e}"
+        );
+        // The shipped file's keys, uncommented, are these.
+        let shipped = include_str!("../../../config/xcatd.toml");
+        let section = &shipped[shipped.find("[initrd]").unwrap()..];
+        let keys: Vec<&str> = section
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with('['))
+            .filter_map(|l| l.strip_prefix('#')?.split(" = ").next())
+            .filter(|k| !k.starts_with(' ') && !k.is_empty())
+            .collect();
+        assert_eq!(keys, ["busybox", "netinit"]);
     }
 }

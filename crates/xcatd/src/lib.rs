@@ -176,6 +176,7 @@ fn settings_of(config: &Config) -> Settings {
         tftp_dir: config.tftp_dir.clone(),
         http: config.http.clone(),
         dhcp: config.dhcp.clone(),
+        initrd: config.initrd.clone(),
     }
 }
 

@@ -16,6 +16,7 @@ pub fn plugin_handlers(enable_test_commands: bool) -> Vec<Arc<dyn Handler>> {
     v.extend(plugin_xdsh::handlers());
     v.extend(plugin_capimage::handlers());
     v.extend(plugin_packimage::handlers());
+    v.extend(plugin_geninitrd::handlers());
     v.extend(plugin_nodeset::handlers());
     v.extend(plugin_rmimage::handlers());
     v.extend(plugin_makedhcp::handlers());

@@ -93,6 +93,7 @@ async fn fixture(extra: Vec<Arc<dyn Handler>>) -> Result<Fixture, xcatd::Registr
         tftp_dir: dir.path().join("tftpboot"),
         http: Default::default(),
         dhcp: Default::default(),
+        initrd: Default::default(),
     });
     let mut handlers = xcatd::plugin_handlers(true);
     handlers.extend(extra);

@@ -13,17 +13,19 @@
 //! without following its symlinks ([`xcat_image::beneath::Root`]).
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+use plugin_geninitrd::additions::{rootfs_additions, Addition};
+use plugin_geninitrd::modules::{is_module_file, load_order, modules_dir, ModuleIndex};
 use xcat_image::beneath::Root;
 use xcat_image::pack::compress::{self, Compression};
-use xcat_image::pack::cpio::{CpioWriter, Header};
+use xcat_image::pack::cpio::{CpioTree, DirMeta, DirMetaFn};
 use xcat_image::pack::record::{INITRD_ASSUMED_BYTES, STATELESS_INITRD};
 use xcat_image::pack::walk::{self, WalkError};
 use xcat_image::pack::{self, Format, PackSpec};
-use xcat_jobkit::{natural_cmp, KernelCopyError, LocalTool, ToolError};
+use xcat_jobkit::{KernelCopyError, LocalTool, ToolError};
 
 /// What [`build`] produced and what the admin should know.
 #[derive(Debug, Default)]
@@ -86,41 +88,7 @@ pub enum ModulesError {
     Depmod(#[source] ToolError),
 }
 
-fn is_regular(root: &Root, rel: &str) -> bool {
-    matches!(root.lstat(rel.as_bytes()), Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFREG)
-}
-
-/// Picks the kernel: `recorded` when the image has it, else the newest in `/boot`
-/// (with a warning). None when the image has no kernel at all.
-pub fn choose_kernel(
-    root: &Root,
-    recorded: Option<&str>,
-    warnings: &mut Vec<String>,
-) -> Option<String> {
-    let mut versions: Vec<String> = root
-        .list_dir(b"boot")
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|n| String::from_utf8(n).ok())
-        .filter_map(|n| n.strip_prefix("vmlinuz-").map(str::to_string))
-        .filter(|v| {
-            !v.is_empty() && !v.contains('/') && is_regular(root, &format!("boot/vmlinuz-{v}"))
-        })
-        .collect();
-    versions.sort_by(|a, b| natural_cmp(a, b));
-    if let Some(k) = recorded.filter(|k| versions.iter().any(|v| v == k)) {
-        return Some(k.to_string());
-    }
-    let newest = versions.last()?.clone();
-    warnings.push(match recorded {
-        Some(k) => format!(
-            "the image has no kernel {k} (linuximage.kernelver, the kernel the node ran at capture); \
-             using the newest kernel in its /boot: {newest}"
-        ),
-        None => format!("no kernel version recorded for the image; using the newest kernel in its /boot: {newest}"),
-    });
-    Some(newest)
-}
+pub use xcat_jobkit::choose_kernel;
 
 /// Bytes of the kernel and initrd a booting node holds in RAM besides the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,177 +158,48 @@ const MODULE_PREFIXES: &[&str] = &[
     "kernel/fs/overlayfs/",
 ];
 
-fn module_name(rel: &str) -> &str {
-    let base = rel.rsplit('/').next().unwrap_or(rel);
-    base.split(".ko").next().unwrap_or(base)
-}
-
-fn is_module(rel: &str) -> bool {
-    [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
-        .iter()
-        .any(|s| rel.ends_with(s))
-}
-
 /// Selects the modules to carry: the network/storage directories, the admin's
-/// `netdrivers` by name, and everything they depend on (`modules.dep`).
+/// `netdrivers` by name, and everything they depend on (`modules.dep`), in name
+/// order (the add-on is unpacked, not loaded in order).
 pub fn select_modules(all: &[String], dep_text: &str, netdrivers: &[String]) -> Vec<String> {
-    let mut deps: std::collections::HashMap<&str, Vec<&str>> = Default::default();
-    for line in dep_text.lines() {
-        if let Some((m, d)) = line.split_once(':') {
-            deps.insert(m.trim(), d.split_whitespace().collect());
-        }
-    }
-    let mut chosen: std::collections::BTreeSet<String> = all
+    let index = ModuleIndex::from_paths(all.iter().cloned()).with_modules_dep(dep_text);
+    let mut wanted: Vec<String> = all
         .iter()
-        .filter(|m| {
-            MODULE_PREFIXES.iter().any(|p| m.starts_with(p))
-                || netdrivers
-                    .iter()
-                    .any(|n| module_name(m).replace('-', "_") == n.replace('-', "_"))
-        })
+        .filter(|m| MODULE_PREFIXES.iter().any(|p| m.starts_with(p)))
         .cloned()
         .collect();
-    let mut queue: Vec<String> = chosen.iter().cloned().collect();
-    while let Some(m) = queue.pop() {
-        for d in deps.get(m.as_str()).into_iter().flatten() {
-            if all.iter().any(|a| a == d) && chosen.insert(d.to_string()) {
-                queue.push(d.to_string());
-            }
-        }
-    }
-    chosen.into_iter().collect()
+    wanted.extend(index.resolve_names(netdrivers.iter().map(String::as_str)));
+    let deps = |m: &str| Ok::<_, std::convert::Infallible>(index.listed_deps(m));
+    let Ok(mut chosen) = load_order(&wanted, deps);
+    chosen.sort();
+    chosen
 }
 
-const NETWORK_FILE: &str = "\
-# Written by packimage: DHCP on every Ethernet interface of a netbooted node.
-[Match]
-Type=ether
-
-[Network]
-DHCP=yes
-";
-
-const HOSTKEYS_UNIT: &str = "\
-# Written by packimage: a netbooted image has no SSH host keys (they are removed at
-# capture so nodes do not share them); generate this boot's keys before sshd starts.
-[Unit]
-Description=Generate SSH host keys for a netbooted node
-Before=ssh.service sshd.service
-ConditionPathExists=/usr/bin/ssh-keygen
-
-[Service]
-Type=oneshot
-ExecStart=/usr/bin/ssh-keygen -A
-RemainAfterExit=yes
-
-[Install]
-WantedBy=multi-user.target ssh.service
-";
-
-/// Writes add-on entries, taking directory attributes from the image when it has the
+/// Directory attributes of the add-on: the image's own where it has the
 /// directory (the add-on is unpacked over it and must not change them).
-struct Addon<W: Write> {
-    w: CpioWriter<W>,
-    dirs: std::collections::BTreeSet<String>,
-    mtime: u32,
+fn image_dir_meta(root: &Root) -> DirMetaFn<'_> {
+    Box::new(move |rel: &[u8]| {
+        match root.lstat(rel)? {
+        Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Ok(Some(DirMeta {
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime: (st.st_mtime as i64).clamp(0, u32::MAX as i64) as u32,
+        })),
+        Some(_) => Err(io::Error::other(format!(
+            "/{} in the image is not a directory (a symbolic link?); cannot lay the boot add-on over it",
+            String::from_utf8_lossy(rel)
+        ))),
+        None => Ok(None),
+    }
+    })
 }
 
-impl<W: Write> Addon<W> {
-    fn dir(&mut self, root: &Root, rel: &str) -> io::Result<()> {
-        if rel.is_empty() || self.dirs.contains(rel) {
-            return Ok(());
-        }
-        if let Some((parent, _)) = rel.rsplit_once('/') {
-            self.dir(root, parent)?;
-        }
-        let (mode, uid, gid, mtime) = match root.lstat(rel.as_bytes())? {
-            Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
-                (st.st_mode, st.st_uid, st.st_gid, st.st_mtime.clamp(0, u32::MAX as _) as u32)
-            }
-            Some(_) => {
-                return Err(io::Error::other(format!(
-                    "/{rel} in the image is not a directory (a symbolic link?); cannot lay the boot add-on over it"
-                )))
-            }
-            None => (libc::S_IFDIR | 0o755, 0, 0, self.mtime),
-        };
-        let ino = self.w.next_ino();
-        self.w.header(&Header {
-            name: rel.as_bytes(),
-            ino,
-            mode,
-            uid,
-            gid,
-            nlink: 2,
-            mtime,
-            size: 0,
-            rdev_major: 0,
-            rdev_minor: 0,
-        })?;
-        self.dirs.insert(rel.to_string());
-        Ok(())
-    }
-
-    /// The header of a root-owned entry with one link (a file or a symlink), after
-    /// its parent directories.
-    fn leaf(&mut self, root: &Root, rel: &str, mode: u32, size: u64) -> io::Result<()> {
-        if let Some((parent, _)) = rel.rsplit_once('/') {
-            self.dir(root, parent)?;
-        }
-        let ino = self.w.next_ino();
-        self.w.header(&Header {
-            name: rel.as_bytes(),
-            ino,
-            mode,
-            uid: 0,
-            gid: 0,
-            nlink: 1,
-            mtime: self.mtime,
-            size,
-            rdev_major: 0,
-            rdev_minor: 0,
-        })
-    }
-
-    fn file(
-        &mut self,
-        root: &Root,
-        rel: &str,
-        mode: u32,
-        data: &mut dyn Read,
-        size: u64,
-    ) -> io::Result<()> {
-        self.leaf(root, rel, libc::S_IFREG | mode, size)?;
-        if size > 0 {
-            self.w.data_from(data)?;
-        }
-        Ok(())
-    }
-
-    /// A file of the management node (a generated module file) as image path `rel`.
-    fn copy_in(&mut self, root: &Root, rel: &str, src: &Path) -> io::Result<()> {
-        let mut f = File::open(src)?;
-        let len = f.metadata()?.len();
-        self.file(root, rel, 0o644, &mut f, len)
-    }
-
-    fn text(&mut self, root: &Root, rel: &str, text: &str) -> io::Result<()> {
-        self.file(root, rel, 0o644, &mut text.as_bytes(), text.len() as u64)
-    }
-
-    fn symlink(&mut self, root: &Root, rel: &str, target: &str) -> io::Result<()> {
-        self.leaf(root, rel, libc::S_IFLNK | 0o777, target.len() as u64)?;
-        self.w.data(target.as_bytes())
-    }
-}
-
-/// Where the image keeps its modules for `kver`: `lib/modules/<kver>`, or
-/// `usr/lib/modules/<kver>` when `/lib` is a symlink (merged /usr).
-fn modules_dir(root: &Root, kver: &str) -> Option<String> {
-    ["lib/modules", "usr/lib/modules"]
-        .iter()
-        .map(|p| format!("{p}/{kver}"))
-        .find(|p| root.open_dir(p.as_bytes()).is_ok())
+/// A file of the management node (a generated module file) as image path `rel`.
+fn copy_in<W: Write>(a: &mut CpioTree<'_, W>, rel: &str, src: &Path) -> io::Result<()> {
+    let mut f = File::open(src)?;
+    let len = f.metadata()?.len();
+    a.file(rel.as_bytes(), 0o644, &mut f, len)
 }
 
 /// The modules the add-on carries.
@@ -441,7 +280,7 @@ fn copy_module_tree(
         match e.file_type() {
             libc::S_IFDIR => fs::create_dir_all(&dst),
             libc::S_IFREG
-                if (rel.starts_with("kernel/") && is_module(&rel))
+                if (rel.starts_with("kernel/") && is_module_file(&rel))
                     || matches!(
                         rel.as_str(),
                         "modules.order" | "modules.builtin" | "modules.builtin.modinfo"
@@ -567,16 +406,13 @@ impl BootImage<'_> {
             })?;
         let enc = compress::encoder(comp, None, 0, io::BufWriter::new(file))
             .map_err(BootError::Compressor)?;
-        let mut a = Addon {
-            w: CpioWriter::new(enc),
-            dirs: Default::default(),
-            mtime: xcat_jobkit::now_unix() as u32,
-        };
+        let now = xcat_jobkit::now_unix() as u32;
+        let mut a = CpioTree::with_dir_meta(enc, now, image_dir_meta(self.root));
         if let Some(m) = modules {
-            add_modules(&mut a, self.root, m).map_err(BootError::Write)?;
+            add_modules(&mut a, m).map_err(BootError::Write)?;
         }
         add_netboot_units(&mut a, self.root, b).map_err(BootError::Write)?;
-        let enc = a.w.finish().map_err(BootError::Write)?;
+        let enc = a.finish().map_err(BootError::Write)?;
         enc.finish().map_err(BootError::Write)?;
         Ok(())
     }
@@ -618,9 +454,9 @@ impl BootImage<'_> {
 }
 
 /// The selected modules and depmod's `modules.*` files, where the image keeps them.
-fn add_modules<W: Write>(a: &mut Addon<W>, root: &Root, m: &Modules) -> io::Result<()> {
+fn add_modules<W: Write>(a: &mut CpioTree<'_, W>, m: &Modules) -> io::Result<()> {
     for rel in &m.selected {
-        a.copy_in(root, &format!("{}/{rel}", m.dir), &m.generated.join(rel))?;
+        copy_in(a, &format!("{}/{rel}", m.dir), &m.generated.join(rel))?;
     }
     let mut names: Vec<String> = fs::read_dir(&m.generated)?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -628,51 +464,29 @@ fn add_modules<W: Write>(a: &mut Addon<W>, root: &Root, m: &Modules) -> io::Resu
         .collect();
     names.sort();
     for n in names {
-        a.copy_in(root, &format!("{}/{n}", m.dir), &m.generated.join(&n))?;
+        copy_in(a, &format!("{}/{n}", m.dir), &m.generated.join(&n))?;
     }
     Ok(())
 }
 
-/// DHCP through systemd-networkd and SSH host keys made at boot.
-fn add_netboot_units<W: Write>(a: &mut Addon<W>, root: &Root, b: &mut BootFiles) -> io::Result<()> {
-    a.text(
-        root,
-        "etc/systemd/network/90-xcat-netboot.network",
-        NETWORK_FILE,
-    )?;
-    a.text(
-        root,
-        "etc/systemd/system/xcat-ssh-hostkeys.service",
-        HOSTKEYS_UNIT,
-    )?;
-    a.symlink(
-        root,
-        "etc/systemd/system/multi-user.target.wants/xcat-ssh-hostkeys.service",
-        "/etc/systemd/system/xcat-ssh-hostkeys.service",
-    )?;
-    let networkd = ["usr/lib/systemd/system", "lib/systemd/system"]
-        .iter()
-        .find(|d| is_regular(root, &format!("{d}/systemd-networkd.service")));
-    match networkd {
-        Some(d) => a.symlink(
-            root,
-            "etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
-            &format!("/{d}/systemd-networkd.service"),
-        )?,
-        None => b.warnings.push(
-            "the image has no systemd-networkd: the boot add-on's DHCP configuration will not be used; \
-             configure the node's network in the image"
-                .into(),
-        ),
+/// DHCP through systemd-networkd and SSH host keys made at boot (the list the
+/// stateless initrd lays over the image too).
+fn add_netboot_units<W: Write>(
+    a: &mut CpioTree<'_, W>,
+    root: &Root,
+    b: &mut BootFiles,
+) -> io::Result<()> {
+    let additions = rootfs_additions(root);
+    for e in &additions.entries {
+        match e {
+            Addition::File { path, mode, text } => {
+                a.bytes(path.as_bytes(), *mode, text.as_bytes())?
+            }
+            Addition::Symlink { path, target } => a.symlink(path.as_bytes(), target.as_bytes())?,
+        }
     }
-    if !["usr/bin/ssh-keygen", "bin/ssh-keygen"]
-        .iter()
-        .any(|p| is_regular(root, p))
-    {
-        b.notes.push(
-            "the image has no ssh-keygen (no SSH server?); no host keys will be generated".into(),
-        );
-    }
+    b.warnings.extend(additions.warnings);
+    b.notes.extend(additions.notes);
     Ok(())
 }
 
@@ -699,26 +513,6 @@ pub fn kernel_cmdline() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_sort_naturally() {
-        let mut v = vec![
-            "6.1.0-18-amd64",
-            "6.1.0-9-amd64",
-            "5.10.0-28-amd64",
-            "6.10.1",
-        ];
-        v.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(
-            v,
-            [
-                "5.10.0-28-amd64",
-                "6.1.0-9-amd64",
-                "6.1.0-18-amd64",
-                "6.10.1"
-            ]
-        );
-    }
 
     #[test]
     fn module_selection_follows_dependencies() {

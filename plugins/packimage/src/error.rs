@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use xcat_image::pack::PackError as ArchiveError;
-use xcat_jobkit::{is_disk_full, LockError, TaskFailed};
+use xcat_jobkit::{is_disk_full, ImageDefError, LockError, TaskFailed};
 use xcat_plugin::{ClientGone, HandlerError};
 
 use crate::boot::BootError;
@@ -11,18 +11,9 @@ use crate::boot::BootError;
 /// Why packimage stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
-    #[error(
-        "image {image} is not defined in linuximage; capture one with capimage or set linuximage.rootimgdir"
-    )]
-    NotDefined { image: String },
-    #[error("linuximage {image} has no rootimgdir; set linuximage.rootimgdir for it")]
-    NoRootimgdir { image: String },
-    #[error(
-        "{} is not a directory: image {image} has no root tree to pack (capture it with capimage, or fix \
-         linuximage.rootimgdir)",
-        rootimg.display()
-    )]
-    NoTree { image: String, rootimg: PathBuf },
+    /// Not defined, no rootimgdir, no tree.
+    #[error(transparent)]
+    Image(#[from] ImageDefError),
     /// Another job holds the image, or its lock could not be taken.
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -154,7 +145,7 @@ mod tests {
         assert!(matches!(HandlerError::from(e), HandlerError::Cancelled));
         let e = PackError::from(ClientGone);
         assert!(matches!(HandlerError::from(e), HandlerError::ClientGone));
-        let e = PackError::NotDefined { image: "n".into() };
+        let e = PackError::Image(ImageDefError::NotDefined { image: "n".into() });
         assert!(
             matches!(HandlerError::from(e), HandlerError::Typed(e) if e.to_string().starts_with("image n is not defined"))
         );

@@ -12,14 +12,17 @@
 //! format in `osimage.description` (`[ram cpio=900MiB ...]`, docs/packimage.md). One
 //! pack or capture per image directory at a time (the image lock capimage uses).
 //! Compression runs on all cores. Then [`boot`] lays out `kernel`,
-//! `initrd-netboot.cpio.*` and `boot.ipxe`, and `linuximage.kernelver` is updated to
-//! the kernel used.
+//! `initrd-netboot.cpio.*` and `boot.ipxe`, `linuximage.kernelver` is updated to
+//! the kernel used, and the stateless initrd (`initrd-stateless.gz`,
+//! plugin-geninitrd) is built when it is missing or stale for that kernel.
 #![forbid(unsafe_code)]
 
 pub mod boot;
 mod error;
 
 use std::path::PathBuf;
+
+use plugin_geninitrd::{GenInitrdError, InitrdOutcome, InitrdSpec, INITRD_FILE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,9 +162,11 @@ async fn run(image: &str, spec: PackSpec, ctx: &Context, out: &Responder) -> Res
     job.report_archive(&packed.outcome, out).await?;
     job.report_ram(&packed.outcome, sizes, ctx, out).await?;
     let boot = job.boot_files(spec, &cancel).await?;
+    let initrd = job.initrd(boot.kernel.as_deref(), ctx, &cancel).await?;
     drop(lock);
     drop(cancel);
     job.report_boot(&boot, ctx, out).await?;
+    job.report_initrd(initrd, &boot, out).await?;
     job.summary(spec, &survey, &packed, t0.elapsed(), out).await
 }
 
@@ -176,6 +181,15 @@ struct Job {
     netdrivers: Vec<String>,
 }
 
+/// What became of the stateless initrd.
+enum InitrdStep {
+    /// The image has no kernel (the boot files said so).
+    NoKernel,
+    UpToDate(String),
+    Built(InitrdOutcome),
+    Failed(GenInitrdError),
+}
+
 /// The archive written, and how long writing it took.
 struct Packed {
     outcome: PackOutcome,
@@ -184,37 +198,13 @@ struct Packed {
 
 impl Job {
     async fn resolve(ctx: &Context, image: &str) -> Result<Job, PackError> {
-        let undefined = || PackError::NotDefined {
-            image: image.to_string(),
-        };
-        let li = ctx.db.get_row("linuximage", image).await?;
-        let li = li.ok_or_else(undefined)?;
-        let no_dir = || PackError::NoRootimgdir {
-            image: image.to_string(),
-        };
-        let dir = li.get("rootimgdir").map(PathBuf::from).ok_or_else(no_dir)?;
-        // The tree itself (capimage keeps it in the image's private directory).
-        let Some(rootimg) = xcat_image::publish::published_tree(&dir) else {
-            return Err(PackError::NoTree {
-                image: image.to_string(),
-                rootimg: dir.join("rootimg"),
-            });
-        };
-        let netdrivers = li
-            .get("netdrivers")
-            .map(|s| {
-                s.split(',')
-                    .map(|d| d.trim().to_string())
-                    .filter(|d| !d.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let def = xcat_jobkit::image_def(&ctx.db, image).await?;
         Ok(Job {
-            image: image.to_string(),
-            dir,
-            rootimg,
-            kernel: li.get("kernelver").cloned(),
-            netdrivers,
+            image: def.image,
+            dir: def.dir,
+            rootimg: def.rootimg,
+            kernel: def.kernelver,
+            netdrivers: def.netdrivers,
         })
     }
 
@@ -399,6 +389,85 @@ impl Job {
         blocking(move || boot::build(&d, &r, k.as_deref(), &n, &spec, &c))
             .await?
             .map_err(|e| PackError::boot(&self.image, &self.dir, e))
+    }
+
+    /// The stateless initrd for kernel `kver`, built when it is missing or stale
+    /// ([`plugin_geninitrd::needs_rebuild`]). Its failure is not the pack's: the
+    /// archive and boot files stand, and the report says what to fix.
+    async fn initrd(
+        &self,
+        kver: Option<&str>,
+        ctx: &Context,
+        cancel: &CancelBridge,
+    ) -> Result<InitrdStep, PackError> {
+        let Some(kver) = kver else {
+            return Ok(InitrdStep::NoKernel);
+        };
+        let spec = InitrdSpec::new(
+            &self.dir,
+            &self.rootimg,
+            kver,
+            &self.netdrivers,
+            &ctx.settings.initrd,
+        );
+        let flag = cancel.flag();
+        let step = blocking(move || {
+            let root = match xcat_image::beneath::Root::open(&spec.rootimg) {
+                Ok(r) => r,
+                Err(source) => {
+                    let path = spec.rootimg.clone();
+                    return InitrdStep::Failed(GenInitrdError::Open { path, source });
+                }
+            };
+            if plugin_geninitrd::needs_rebuild(&spec.dir, &root, &spec.kver).is_none() {
+                return InitrdStep::UpToDate(spec.kver);
+            }
+            match plugin_geninitrd::build(&spec, &flag) {
+                Ok(o) => InitrdStep::Built(o),
+                Err(e) => InitrdStep::Failed(e),
+            }
+        })
+        .await?;
+        match step {
+            InitrdStep::Failed(GenInitrdError::Cancelled) => Err(PackError::Cancelled),
+            step => Ok(step),
+        }
+    }
+
+    async fn report_initrd(
+        &self,
+        step: InitrdStep,
+        boot: &BootFiles,
+        out: &Responder,
+    ) -> Result<(), PackError> {
+        let image = &self.image;
+        match step {
+            InitrdStep::NoKernel => {}
+            InitrdStep::UpToDate(kver) => {
+                out.info(format!(
+                    "packimage: {image}: {INITRD_FILE} is up to date for kernel {kver}"
+                ))
+                .await?
+            }
+            InitrdStep::Built(o) => {
+                // The add-on carries the same additions: its words are already out.
+                for w in o.warnings.iter().filter(|w| !boot.warnings.contains(w)) {
+                    out.warning(format!("packimage: {image}: {w}")).await?;
+                }
+                for n in o.notes.iter().filter(|n| !boot.notes.contains(n)) {
+                    out.info(format!("packimage: {image}: {n}")).await?;
+                }
+                out.info(format!("packimage: {image}: {}", o.summary()))
+                    .await?;
+            }
+            InitrdStep::Failed(e) => {
+                out.warning(format!(
+                    "packimage: {image}: no new {INITRD_FILE}: {e}; nodeset boots nodes from this image with it                      (run geninitrd {image} once fixed)"
+                ))
+                .await?
+            }
+        }
+        Ok(())
     }
 
     /// The boot files' warnings and notes; records the kernel used when it changed.

@@ -61,6 +61,36 @@ impl Compression {
     }
 }
 
+impl Compression {
+    /// The compression a file name's suffix says (`x.ko.xz`, `fw.bin.zst`,
+    /// `x.gz`); [`Compression::None`] for any other name.
+    pub fn of_name(name: &[u8]) -> Compression {
+        for (suffix, kind) in [
+            (&b".gz"[..], Compression::Gzip),
+            (b".xz", Compression::Xz),
+            (b".zst", Compression::Zstd),
+        ] {
+            if name.ends_with(suffix) {
+                return kind;
+            }
+        }
+        Compression::None
+    }
+}
+
+/// A reader decoding `kind` from `input` (gzip: every member, as `zcat` reads).
+pub fn decoder<'a, R: io::Read + 'a>(
+    kind: Compression,
+    input: R,
+) -> io::Result<Box<dyn io::Read + 'a>> {
+    Ok(match kind {
+        Compression::None => Box::new(input),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(input)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+    })
+}
+
 /// A writer that must be finished to produce a complete stream.
 pub trait FinishWrite: Write + Send {
     /// Writes the trailer and flushes everything to the underlying writer.
@@ -382,5 +412,51 @@ impl<W: Write> Write for ParallelGzip<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// What each encoder writes, its decoder reads back, chosen by file name.
+    #[test]
+    fn every_encoding_decodes_back() {
+        let text: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for (name, kind) in [
+            ("m.ko", Compression::None),
+            ("m.ko.gz", Compression::Gzip),
+            ("m.ko.xz", Compression::Xz),
+            ("m.ko.zst", Compression::Zstd),
+        ] {
+            assert_eq!(Compression::of_name(name.as_bytes()), kind, "{name}");
+            let buf = Arc::new(Mutex::new(Vec::new()));
+            let mut e = encoder(kind, None, 2, Shared(buf.clone())).unwrap();
+            e.write_all(&text).unwrap();
+            e.finish().unwrap();
+            let packed = buf.lock().unwrap().clone();
+            let mut back = Vec::new();
+            decoder(kind, &packed[..])
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert!(back == text, "{name}: {} bytes back", back.len());
+        }
+        let mut junk = decoder(Compression::Xz, &b"not xz"[..]).unwrap();
+        assert!(junk.read_to_end(&mut Vec::new()).is_err());
+    }
+
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
     }
 }

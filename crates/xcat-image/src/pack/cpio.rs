@@ -166,6 +166,137 @@ impl<W: Write> CpioWriter<W> {
     }
 }
 
+/// The attributes of a directory a [`CpioTree`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirMeta {
+    /// `S_IFDIR` and the permission bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u32,
+}
+
+/// Decides the attributes of each directory a [`CpioTree`] writes by itself;
+/// `None` means root's 0755 at the archive's time.
+pub type DirMetaFn<'a> = Box<dyn FnMut(&[u8]) -> io::Result<Option<DirMeta>> + 'a>;
+
+/// A newc archive built up by path, as initramfs images are: every entry's parent
+/// directories are written before it, each once, and every file and symlink is
+/// root's with one link and the archive's time. What goes in, and in which order,
+/// is the caller's (the same calls give the same archive).
+pub struct CpioTree<'a, W: Write> {
+    w: CpioWriter<W>,
+    dirs: std::collections::BTreeSet<Vec<u8>>,
+    mtime: u32,
+    dir_meta: DirMetaFn<'a>,
+}
+
+impl<'a, W: Write> CpioTree<'a, W> {
+    /// An archive into `out` whose entries carry `mtime`.
+    pub fn new(out: W, mtime: u32) -> Self {
+        CpioTree::with_dir_meta(out, mtime, Box::new(|_| Ok(None)))
+    }
+
+    /// Like [`CpioTree::new`], with the directories' attributes from `dir_meta`.
+    pub fn with_dir_meta(out: W, mtime: u32, dir_meta: DirMetaFn<'a>) -> Self {
+        CpioTree {
+            w: CpioWriter::new(out),
+            dirs: Default::default(),
+            mtime,
+            dir_meta,
+        }
+    }
+
+    /// The directory `rel` (and its parents), unless already written.
+    pub fn dir(&mut self, rel: &[u8]) -> io::Result<()> {
+        if rel.is_empty() || self.dirs.contains(rel) {
+            return Ok(());
+        }
+        self.parents(rel)?;
+        let m = (self.dir_meta)(rel)?.unwrap_or(DirMeta {
+            mode: libc::S_IFDIR | 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: self.mtime,
+        });
+        let ino = self.w.next_ino();
+        self.w.header(&Header {
+            name: rel,
+            ino,
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            nlink: 2,
+            mtime: m.mtime,
+            size: 0,
+            rdev_major: 0,
+            rdev_minor: 0,
+        })?;
+        self.dirs.insert(rel.to_vec());
+        Ok(())
+    }
+
+    fn parents(&mut self, rel: &[u8]) -> io::Result<()> {
+        match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => self.dir(&rel[..i]),
+            None => Ok(()),
+        }
+    }
+
+    /// The header of a root-owned entry with one link, after its parents.
+    fn leaf(&mut self, rel: &[u8], mode: u32, size: u64, rdev: (u32, u32)) -> io::Result<()> {
+        self.parents(rel)?;
+        let ino = self.w.next_ino();
+        self.w.header(&Header {
+            name: rel,
+            ino,
+            mode,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            mtime: self.mtime,
+            size,
+            rdev_major: rdev.0,
+            rdev_minor: rdev.1,
+        })
+    }
+
+    /// A regular file of `size` bytes read from `data`, with permission bits `perm`.
+    pub fn file(
+        &mut self,
+        rel: &[u8],
+        perm: u32,
+        data: &mut dyn Read,
+        size: u64,
+    ) -> io::Result<()> {
+        self.leaf(rel, libc::S_IFREG | perm, size, (0, 0))?;
+        if size > 0 {
+            self.w.data_from(data)?;
+        }
+        Ok(())
+    }
+
+    /// A regular file with the content `bytes`.
+    pub fn bytes(&mut self, rel: &[u8], perm: u32, bytes: &[u8]) -> io::Result<()> {
+        self.file(rel, perm, &mut &bytes[..], bytes.len() as u64)
+    }
+
+    pub fn symlink(&mut self, rel: &[u8], target: &[u8]) -> io::Result<()> {
+        self.leaf(rel, libc::S_IFLNK | 0o777, target.len() as u64, (0, 0))?;
+        self.w.data(target)
+    }
+
+    /// A character device node (`/dev/console`: the kernel opens it for init).
+    pub fn char_device(&mut self, rel: &[u8], perm: u32, major: u32, minor: u32) -> io::Result<()> {
+        self.leaf(rel, libc::S_IFCHR | perm, 0, (major, minor))
+    }
+
+    /// Writes the trailer and returns the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        self.w.finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +340,67 @@ mod tests {
             rdev_minor: 0,
         });
         assert!(too_big.is_err());
+    }
+
+    #[test]
+    fn a_tree_writes_each_parent_once_and_first() {
+        let mut t = CpioTree::with_dir_meta(
+            Vec::new(),
+            7,
+            Box::new(|rel: &[u8]| {
+                Ok((rel == b"etc").then_some(DirMeta {
+                    mode: libc::S_IFDIR | 0o700,
+                    uid: 5,
+                    gid: 6,
+                    mtime: 9,
+                }))
+            }),
+        );
+        t.bytes(b"etc/a/b", 0o644, b"x").unwrap();
+        t.symlink(b"etc/a/c", b"b").unwrap();
+        t.char_device(b"dev/console", 0o600, 5, 1).unwrap();
+        t.dir(b"etc/a").unwrap();
+        let v = t.finish().unwrap();
+        // (name, mode, uid, mtime, rdev major) of each header
+        let mut seen = Vec::new();
+        let mut pos = 0;
+        while &v[pos..pos + 6] == b"070701" {
+            let field = |i: usize| {
+                u32::from_str_radix(
+                    std::str::from_utf8(&v[pos + 6 + 8 * i..pos + 14 + 8 * i]).unwrap(),
+                    16,
+                )
+                .unwrap()
+            };
+            let (namesize, size) = (field(11) as usize, field(6) as usize);
+            let name = String::from_utf8(v[pos + 110..pos + 110 + namesize - 1].to_vec()).unwrap();
+            seen.push((name.clone(), field(1), field(2), field(5), field(9)));
+            if name == "TRAILER!!!" {
+                break;
+            }
+            pos += 110 + namesize + pad4(110 + namesize as u64);
+            pos += size + pad4(size as u64);
+        }
+        let names: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "etc",
+                "etc/a",
+                "etc/a/b",
+                "etc/a/c",
+                "dev",
+                "dev/console",
+                "TRAILER!!!"
+            ]
+        );
+        assert_eq!(seen[0].1, 0o40700);
+        assert_eq!((seen[0].2, seen[0].3), (5, 9), "etc's own attributes");
+        assert_eq!(
+            (seen[1].1, seen[1].2, seen[1].3),
+            (0o40755, 0, 7),
+            "the default"
+        );
+        assert_eq!((seen[5].1, seen[5].4), (0o20600, 5));
     }
 }
