@@ -558,8 +558,23 @@ impl PxeBed {
     /// Start guest `n` (0..9) with `mac` and `firmware` (`bios`, `uefi`,
     /// `uefi-pxe`); its serial console goes to `log`.
     pub fn guest(&self, n: u8, mac: &str, firmware: &str, log: &Path) -> PxeGuest {
+        self.guest_sized(n, mac, firmware, log, 512, 1)
+    }
+
+    /// [`PxeBed::guest`] with `mem_mib` of RAM and `cpus` virtual CPUs.
+    pub fn guest_sized(
+        &self,
+        n: u8,
+        mac: &str,
+        firmware: &str,
+        log: &Path,
+        mem_mib: u32,
+        cpus: u32,
+    ) -> PxeGuest {
         let child = Command::new(repo_root().join("tests/testbed/pxe.sh"))
             .args(["guest", &n.to_string(), mac, firmware])
+            .env("PXE_GUEST_MEM", mem_mib.to_string())
+            .env("PXE_GUEST_CPUS", cpus.to_string())
             .arg(log)
             .stdin(Stdio::null())
             .spawn()
@@ -666,4 +681,29 @@ impl Drop for HttpRecorder {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// The stateless initrd's static helper (`xcat-netinit`), built once per
+/// test process by `scripts/build-netinit` (its own target directory, so
+/// it never waits for the build lock of the cargo running the tests), or
+/// the binary `XCATD_TEST_NETINIT` names.
+pub fn netinit_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("XCATD_TEST_NETINIT").filter(|p| !p.is_empty()) {
+                return PathBuf::from(p);
+            }
+            let out = Command::new(repo_root().join("scripts/build-netinit"))
+                .stdin(Stdio::null())
+                .output()
+                .expect("run scripts/build-netinit");
+            assert!(
+                out.status.success(),
+                "scripts/build-netinit failed:\n{}",
+                output_text(&out)
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        })
+        .clone()
 }

@@ -307,8 +307,10 @@ fn boot_under_qemu(initrd: &Path, vmlinuz: &Path, kver: &str, modules: usize) {
 #[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
 fn geninitrd_through_the_daemon() {
     let d = xcatd_tests::Daemon::start_with(xcatd_tests::DaemonOptions {
-        // busybox again where xcat-netinit goes: a static binary standing in.
-        extra_config: "[initrd]\nbusybox = \"/bin/busybox\"\nnetinit = \"/bin/busybox\"\n".into(),
+        extra_config: format!(
+            "[initrd]\nbusybox = \"/bin/busybox\"\nnetinit = \"{}\"\n",
+            xcatd_tests::netinit_binary().display()
+        ),
         ..Default::default()
     });
     let dir = d.install_dir().join("netboot/deb12/x86_64/compute");

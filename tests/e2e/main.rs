@@ -14,5 +14,6 @@ mod nodeset;
 mod packimage;
 mod probe_initrd;
 mod pxe_boot;
+mod stateless_boot;
 mod tables;
 mod xdsh;

@@ -1,6 +1,7 @@
 //! The files a netbooted image gets on top of its own: DHCP through
-//! systemd-networkd on every Ethernet NIC, and SSH host keys made at boot
-//! (capimage's sysclean removed the node's, so that nodes do not share them).
+//! systemd-networkd on every Ethernet NIC, SSH host keys made at boot
+//! (capimage's sysclean removed the node's, so that nodes do not share them),
+//! and the `booted` report to xCAT's install monitor (`nodelist.status`).
 //!
 //! One list, two carriers: packimage's boot add-on unpacks it over the image as
 //! a second initramfs, and the stateless initrd copies it from
@@ -66,6 +67,51 @@ WantedBy=multi-user.target ssh.service
 ";
 
 const HOSTKEYS: &str = "etc/systemd/system/xcat-ssh-hostkeys.service";
+
+const BOOTED_UNIT: &str = "\
+# Written by xcatd: tell the install monitor this node has booted (nodelist.status).
+[Unit]
+Description=Report booted to the xCAT install monitor
+After=network.target ssh.service sshd.service
+ConditionPathExists=/bin/bash
+
+[Service]
+Type=oneshot
+ExecStart=/usr/lib/xcat/report-status booted
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+";
+
+/// bash for its /dev/tcp (the image may have no nc). The master is `XCAT=`'s
+/// host, the port `XCATIPORT=` or xCAT's 3002; `nonodestatus` turns it off.
+/// The network may come up after this starts: a minute of tries, then silence
+/// (a status report never holds up the boot).
+const REPORT_SCRIPT: &str = r#"#!/bin/bash
+# Written by xcatd: send "installstatus <status>" to the install monitor.
+master= port=3002
+for w in $(cat /proc/cmdline); do
+    case $w in
+    XCAT=*) master=${w#XCAT=}; master=${master%%:*} ;;
+    XCATIPORT=*) port=${w#XCATIPORT=} ;;
+    nonodestatus) exit 0 ;;
+    esac
+done
+[ -n "$master" ] || exit 0
+for _ in $(seq 1 30); do
+    # ready, the status line, done; in a subshell, so a refused connection
+    # is a failed try and not the end of the script
+    if (exec 3<>"/dev/tcp/$master/$port" && read -r -t 10 _ <&3 &&
+        echo "installstatus $1" >&3 && read -r -t 10 _ <&3) 2>/dev/null; then
+        exit 0
+    fi
+    sleep 2
+done
+echo "report-status: the install monitor $master:$port did not answer; nodelist.status keeps its value" >&2
+"#;
+
+const BOOTED: &str = "etc/systemd/system/xcat-status-booted.service";
 const WANTS: &str = "etc/systemd/system/multi-user.target.wants";
 
 /// What `root` (the image) gets: the files, the links enabling the units, and
@@ -86,6 +132,20 @@ pub fn rootfs_additions(root: &Root) -> Additions {
     a.entries.push(Addition::Symlink {
         path: format!("{WANTS}/xcat-ssh-hostkeys.service"),
         target: format!("/{HOSTKEYS}"),
+    });
+    a.entries.push(Addition::File {
+        path: "usr/lib/xcat/report-status".into(),
+        mode: 0o755,
+        text: REPORT_SCRIPT,
+    });
+    a.entries.push(Addition::File {
+        path: BOOTED.into(),
+        mode: 0o644,
+        text: BOOTED_UNIT,
+    });
+    a.entries.push(Addition::Symlink {
+        path: format!("{WANTS}/xcat-status-booted.service"),
+        target: format!("/{BOOTED}"),
     });
     let networkd = ["usr/lib/systemd/system", "lib/systemd/system"]
         .iter()
@@ -132,7 +192,8 @@ mod tests {
             target: "/usr/lib/systemd/system/systemd-networkd.service".into(),
         }));
         let paths: Vec<&str> = a.entries.iter().map(Addition::path).collect();
-        assert_eq!(paths.len(), 4, "{paths:?}");
+        assert_eq!(paths.len(), 7, "{paths:?}");
+        assert!(paths.contains(&"usr/lib/xcat/report-status"), "{paths:?}");
         std::fs::remove_file(&unit).unwrap();
         let a = rootfs_additions(&Root::open(t.path()).unwrap());
         assert!(
@@ -140,6 +201,6 @@ mod tests {
             "{:?}",
             a.warnings
         );
-        assert_eq!(a.entries.len(), 3);
+        assert_eq!(a.entries.len(), 6);
     }
 }

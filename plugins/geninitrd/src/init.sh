@@ -144,9 +144,27 @@ is_mounted() {
     grep -q " $1 " /proc/mounts
 }
 
+# xCAT's install monitor: "installstatus <status>" to XCAT='s host on port
+# XCATIPORT= (else 3002), unless nonodestatus. Best effort, a few seconds at most:
+# a status report never holds up the boot.
+report_status() {
+    master= port=3002
+    for w in $(cat /proc/cmdline); do
+        case $w in
+        XCAT=*) master=${w#XCAT=}; master=${master%%:*} ;;
+        XCATIPORT=*) port=${w#XCATIPORT=} ;;
+        nonodestatus) return 0 ;;
+        esac
+    done
+    [ -n "$master" ] || return 0
+    printf 'installstatus %s\n' "$1" | timeout 5 nc "$master" "$port" >/dev/null 2>&1 ||
+        say "status: the install monitor $master:$port did not take \"$1\"; nodelist.status keeps its value"
+}
+
 # One try of xcat-netinit boot; its own lines say what went wrong. Returns 0 when
 # the image is in $NEWROOT.
 fetch_image() {
+    report_status netbooting
     say "fetching the image into $NEWROOT"
     mkdir -p "$NEWROOT"
     xcat-netinit boot "$NEWROOT"

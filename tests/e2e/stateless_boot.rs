@@ -1,0 +1,409 @@
+//! The stateless boot, as an admin runs it: a test-bed node with a kernel, a
+//! file capability and a 5 GiB sparse file is captured once, then packed as
+//! tar, squashfs and cpio in turn (packimage builds `initrd-stateless.gz`
+//! with geninitrd); `nodeset` and `makedhcp` point a diskless qemu guest
+//! (TCG) at it; the guest PXE-boots, its initrd fetches the packed image from
+//! the boot service, verifies it, unpacks it into RAM and starts the image's
+//! systemd, and the test logs in over ssh: the guest's own host key and
+//! machine-id, `/` on tmpfs or overlay, the capability and the sparse file
+//! still there. Then the refusals: a packed file with one flipped byte is
+//! refused on the console and booted once repaired; a guest with too little
+//! RAM was warned about by nodeset and its console says what it needs.
+//!
+//! The guests share one capture and one daemon (the PXE bed is held by one
+//! test at a time anyway): capture once, boot many.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use xcat_remote::testbed::{NodeOptions, TestBed};
+use xcatd_tests::{Daemon, PxeBed, PxeGuest, PXE_SERVER};
+
+use crate::makedhcp::Supervising;
+use crate::packimage::{debian_kernel, install_kernel, key_blob, sh};
+
+const HTTP_PORT: u16 = 8080;
+const IMAGE: &str = "debian12-x86_64-netboot-compute";
+const IMAGE_DIR: &str = "netboot/debian12/x86_64/compute";
+/// PXE to ssh under TCG: 60 to 150 s measured; generous.
+const BOOT_WAIT: Duration = Duration::from_secs(420);
+/// The big sparse file: 5 GiB, with data at these offsets (MiB).
+const BIG: &str = "srv/big.sparse";
+const BIG_MARKS: &[u64] = &[0, 2048, 4100, 5119];
+const BIG_SIZE: u64 = 5 << 30;
+/// The captured file with a capability.
+const CAPPED: &str = "usr/local/bin/capped";
+
+/// A guest: node name, MAC, IP, bed slot.
+struct Guest {
+    node: &'static str,
+    mac: &'static str,
+    ip: &'static str,
+    slot: u8,
+}
+
+const SL1: Guest = Guest {
+    node: "sl1",
+    mac: "52:54:00:61:00:40",
+    ip: "10.99.60.40",
+    slot: 4,
+};
+const SL2: Guest = Guest {
+    node: "sl2",
+    mac: "52:54:00:61:00:41",
+    ip: "10.99.60.41",
+    slot: 5,
+};
+
+/// The node to capture: the Debian kernel, `getcap` with a capped file, a
+/// 5 GiB sparse file with marks. Returns the node and its ssh host key blob.
+fn prepared_node(kver: &str) -> (xcat_remote::testbed::Node, String) {
+    let node = TestBed::node_with(
+        "slb",
+        &NodeOptions {
+            disk_mb: Some(8192),
+            ..NodeOptions::default()
+        },
+    );
+    let root = install_kernel(&node, kver);
+    let r = root.display();
+    sh(&format!(
+        "install -m 0755 /usr/sbin/getcap '{r}/usr/local/sbin/getcap' \
+         && install -m 0755 /bin/true '{r}/{CAPPED}' && setcap cap_net_raw+ep '{r}/{CAPPED}' \
+         && truncate -s {BIG_SIZE} '{r}/{BIG}'"
+    ));
+    for mib in BIG_MARKS {
+        sh(&format!(
+            "printf 'mark at {mib} MiB' | dd of='{r}/{BIG}' bs=1M seek={mib} conv=notrunc status=none"
+        ));
+    }
+    let key = std::fs::read_to_string(root.join("etc/ssh/xtb_host_ed25519_key.pub")).unwrap();
+    (node, key_blob(&key).unwrap())
+}
+
+/// A daemon for the node that also serves DHCP on the PXE bed and the boot
+/// service, with the static init helper for geninitrd.
+fn daemon(node: &xcat_remote::testbed::Node) -> Supervising {
+    let netinit = xcatd_tests::netinit_binary();
+    let extra = format!(
+        "tftp_dir = \"tftpboot\"\n\
+         [dhcp]\ninterfaces = [\"xpxebr0\"]\n\
+         [http]\nlisten = \"{PXE_SERVER}:{HTTP_PORT}\"\naccess_log = \"access.log\"\n\
+         [status]\nlisten = \"{PXE_SERVER}:3002\"\n\
+         [initrd]\nbusybox = \"/bin/busybox\"\nnetinit = \"{}\"\n",
+        netinit.display()
+    );
+    let d = Daemon::for_nodes(&[node], &extra);
+    // dnsmasq drops root: it must reach the TFTP root inside the test directory
+    xcatd_tests::host("chmod", &["0755", d.root().to_str().unwrap()]);
+    Supervising(d)
+}
+
+fn define_network_and_guests(d: &Daemon) {
+    d.ok(&[
+        "chtab",
+        "net=10.99.60.0,mask=255.255.255.0",
+        "networks.netname=pxebed",
+        "networks.mgtifname=xpxebr0",
+        "networks.dynamicrange=10.99.60.100-10.99.60.120",
+    ]);
+    for g in [&SL1, &SL2] {
+        let n = format!("node={}", g.node);
+        d.ok(&["chtab", &n, "nodelist.groups=stateless,all"]);
+        d.ok(&["chtab", &n, &format!("mac.mac={}", g.mac)]);
+        d.ok(&["chtab", &n, &format!("hosts.ip={}", g.ip)]);
+        d.ok(&["chtab", &n, "noderes.netboot=xnba"]);
+        d.ok(&[
+            "chtab",
+            &n,
+            "nodehm.serialport=0",
+            "nodehm.serialspeed=115200",
+        ]);
+    }
+}
+
+/// What the test reads back from a booted guest.
+struct Booted {
+    host_key: String,
+    /// The output of [`PROBE`], line by line.
+    lines: Vec<String>,
+    after: Duration,
+}
+
+/// Run in the guest over ssh: one answer per line.
+const PROBE: &str = "cat /etc/machine-id; findmnt -n -o FSTYPE /; \
+     /usr/local/sbin/getcap /usr/local/bin/capped || echo nocap; \
+     stat -c %s /srv/big.sparse 2>/dev/null || echo nobig; \
+     for m in 0 2048 4100 5119; do dd if=/srv/big.sparse bs=1M skip=$m count=1 status=none 2>/dev/null | head -c 20 | tr -d '\\0'; echo; done; \
+     systemctl is-system-running || true";
+
+fn ssh(ip: &str, identity: &Path, known_hosts: &Path, command: &str) -> Option<String> {
+    let o = Command::new("ssh")
+        .arg("-i")
+        .arg(identity)
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+        .args(["-o", "ConnectTimeout=5"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .arg(format!("root@{ip}"))
+        .arg(command)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Wait until the guest answers ssh (trust on first use of the key it
+/// made at boot), then run [`PROBE`]. None when it did not within BOOT_WAIT.
+fn wait_for_ssh(g: &Guest, identity: &Path, work: &Path, started: Instant) -> Option<Booted> {
+    let kh = work.join(format!("known_hosts-{}", g.node));
+    while started.elapsed() < BOOT_WAIT {
+        let o = Command::new("ssh-keyscan")
+            .args(["-T", "3", "-t", "ed25519", g.ip])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        let scanned = String::from_utf8_lossy(&o.stdout).into_owned();
+        if let Some(line) = scanned.lines().find(|l| l.contains("ssh-ed25519")) {
+            std::fs::write(&kh, &scanned).unwrap();
+            let host_key = key_blob(line).unwrap();
+            while started.elapsed() < BOOT_WAIT {
+                if let Some(out) = ssh(g.ip, identity, &kh, PROBE) {
+                    return Some(Booted {
+                        host_key,
+                        lines: out.lines().map(str::to_string).collect(),
+                        after: started.elapsed(),
+                    });
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    None
+}
+
+/// Wait until the console shows `needle`; the console text either way.
+fn wait_console(console: &Path, needle: &str, timeout: Duration) -> (bool, String) {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(console).unwrap_or_default();
+        if text.contains(needle) {
+            return (true, text);
+        }
+        if start.elapsed() > timeout {
+            return (false, text);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+struct Run<'a> {
+    d: &'a Daemon,
+    bed: &'a PxeBed,
+    node: &'a xcat_remote::testbed::Node,
+    node_key: &'a str,
+    work: PathBuf,
+}
+
+impl Run<'_> {
+    fn dir(&self) -> PathBuf {
+        self.d.install_dir().join(IMAGE_DIR)
+    }
+
+    /// packimage and nodeset for `g`; returns nodeset's output.
+    fn pack_and_nodeset(&self, method: &str, g: &Guest) -> String {
+        let packed = self.d.ok(&["packimage", "-m", method, "-c", "zstd", IMAGE]);
+        eprintln!("packimage -m {method}:\n{packed}");
+        assert!(
+            self.dir().join("initrd-stateless.gz").is_file(),
+            "packimage built no initrd-stateless.gz:\n{packed}"
+        );
+        let out = self
+            .d
+            .ok(&["nodeset", g.node, &format!("osimage={IMAGE}")]);
+        assert!(
+            out.contains(&format!("{}: netboot debian12-x86_64-compute", g.node)),
+            "{out}"
+        );
+        out
+    }
+
+    /// `nodelist.status` of `g` once it is `want` (or after a minute).
+    fn wait_status(&self, g: &Guest, want: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.d.ok(&["nodels", g.node, "nodelist.status"]);
+            if s.contains(want) || start.elapsed() > Duration::from_secs(60) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    fn start_guest(&self, g: &Guest, firmware: &str, mem: u32, tag: &str) -> (PxeGuest, PathBuf) {
+        let console = self.work.join(format!("console-{}-{tag}.log", g.node));
+        let guest = self.bed.guest_sized(g.slot, g.mac, firmware, &console, mem, 2);
+        (guest, console)
+    }
+
+    /// Boot `g` and check what it runs; `rich`: tar or squashfs, where the
+    /// capability and the 5 GiB file must have survived.
+    fn boot_and_check(&self, g: &Guest, firmware: &str, tag: &str, rich: bool) {
+        let started = Instant::now();
+        let (guest, console) = self.start_guest(g, firmware, 2048, tag);
+        let booted = wait_for_ssh(g, &self.node.identity, &self.work, started);
+        let text = std::fs::read_to_string(&console).unwrap_or_default();
+        drop(guest);
+        let b = booted.unwrap_or_else(|| {
+            panic!(
+                "{tag}: the guest did not answer ssh within {BOOT_WAIT:?}; console:\n{}\ndaemon log:\n{}",
+                tail(&text, 80),
+                tail(&self.d.log(), 40)
+            )
+        });
+        eprintln!(
+            "{tag}: ssh after {:.1}s: {:?}",
+            b.after.as_secs_f64(),
+            b.lines
+        );
+        let problem = |what: &str| format!("{tag}: {what}: {:?}\nconsole:\n{}", b.lines, tail(&text, 60));
+        assert_ne!(b.host_key, self.node_key, "{}", problem("the captured node's host key"));
+        let line = |i: usize| b.lines.get(i).map(String::as_str).unwrap_or_default();
+        assert_eq!(line(0).len(), 32, "{}", problem("no machine-id made at boot"));
+        assert!(
+            ["tmpfs", "overlay"].contains(&line(1)),
+            "{}",
+            problem("/ is not tmpfs or overlay")
+        );
+        let status = self.wait_status(g, "booted");
+        assert!(status.contains("booted"), "{}", problem(&format!("nodelist.status: {status}")));
+        if rich {
+            assert!(line(2).contains("cap_net_raw=ep"), "{}", problem("capability lost"));
+            assert_eq!(line(3), BIG_SIZE.to_string(), "{}", problem("sparse file size"));
+            for (i, mib) in BIG_MARKS.iter().enumerate() {
+                assert_eq!(
+                    line(4 + i),
+                    format!("mark at {mib} MiB"),
+                    "{}",
+                    problem("sparse file content")
+                );
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root, qemu and the test bed: ./scripts/test-all runs it"]
+fn captured_node_boots_stateless_as_tar_squashfs_and_cpio_and_refuses_bad_images() {
+    let (_, kver) = debian_kernel();
+    let (node, node_key) = prepared_node(&kver);
+    let bed = PxeBed::up();
+    let sup = daemon(&node);
+    let d = &sup.0;
+    let captured = d.client(&["capimage", &node.name]);
+    assert!(
+        captured.status.success(),
+        "capimage failed:\n{}\n{}",
+        xcatd_tests::output_text(&captured),
+        d.log()
+    );
+    d.ok(&[
+        "chtab",
+        &format!("imagename={IMAGE}"),
+        &format!("linuximage.kernelver={kver}"),
+    ]);
+    define_network_and_guests(d);
+    d.ok(&["makedhcp", "-n"]);
+    let run = Run {
+        d,
+        bed: &bed,
+        node: &node,
+        node_key: &node_key,
+        work: tempfile::tempdir().unwrap().keep(),
+    };
+
+    // tar keeps xattrs and sparse files; booted under BIOS and under UEFI.
+    run.pack_and_nodeset("tar", &SL1);
+    run.boot_and_check(&SL1, "bios", "tar-bios", true);
+    run.boot_and_check(&SL1, "uefi", "tar-uefi", true);
+
+    // squashfs: loop-mounted under an overlay.
+    run.pack_and_nodeset("squashfs", &SL1);
+    run.boot_and_check(&SL1, "bios", "squashfs", true);
+
+    // cpio cannot hold the 5 GiB file (newc's sizes are 32-bit): the admin
+    // removes it first.
+    std::fs::remove_file(run.dir().join("rootimg").join(BIG)).unwrap();
+    run.pack_and_nodeset("cpio", &SL1);
+    run.boot_and_check(&SL1, "bios", "cpio", false);
+
+    refuses_a_corrupt_image_then_boots_it_repaired(&run);
+    refuses_a_guest_with_too_little_ram(&run);
+    let _ = std::fs::remove_dir_all(&run.work);
+}
+
+/// One flipped byte in the packed file: the guest's initrd refuses it (the
+/// checksum packimage recorded) and keeps retrying; once the file is
+/// repaired it boots.
+fn refuses_a_corrupt_image_then_boots_it_repaired(run: &Run) {
+    let packed = run.dir().join("rootimg.cpio.zst");
+    let original = std::fs::read(&packed).unwrap();
+    let mut bad = original.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x40;
+    std::fs::write(&packed, &bad).unwrap();
+    let started = Instant::now();
+    let (guest, console) = run.start_guest(&SL1, "bios", 2048, "corrupt");
+    let (refused, text) = wait_console(&console, "refused", BOOT_WAIT);
+    assert!(
+        refused,
+        "no refusal on the console:\n{}",
+        tail(&text, 60)
+    );
+    assert!(
+        !text.contains("switching to the image's init"),
+        "the corrupt image was booted:\n{}",
+        tail(&text, 60)
+    );
+    std::fs::write(&packed, &original).unwrap();
+    let booted = wait_for_ssh(&SL1, &run.node.identity, &run.work, started);
+    let text = std::fs::read_to_string(&console).unwrap_or_default();
+    drop(guest);
+    assert!(
+        booted.is_some(),
+        "the repaired image did not boot; console:\n{}",
+        tail(&text, 80)
+    );
+}
+
+/// `hwinv.memory` below the image's need: nodeset warns for that node, and
+/// the guest's console says what the image needs and what it has.
+fn refuses_a_guest_with_too_little_ram(run: &Run) {
+    let d = run.d;
+    d.ok(&["chtab", "node=sl2", "hwinv.memory=384MB"]);
+    let out = run.d.client(&["nodeset", SL2.node, &format!("osimage={IMAGE}")]);
+    let text = xcatd_tests::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("sl2: Warning: image {IMAGE} needs "))
+            && text.contains("the node has 384 MiB"),
+        "no RAM warning from nodeset:\n{text}"
+    );
+    let (guest, console) = run.start_guest(&SL2, "bios", 384, "lowram");
+    let (said, text) = wait_console(&console, "MiB of RAM", BOOT_WAIT);
+    drop(guest);
+    assert!(
+        said && text.contains("this node has"),
+        "the console does not say the RAM the image needs:\n{}",
+        tail(&text, 60)
+    );
+}
