@@ -15,6 +15,9 @@ use xcat_db::Db;
 use xcat_plugin::testing::Harness;
 
 const IMG: &str = "rocky9.4-x86_64-netboot-compute";
+/// A second image of the same files: switching to it changes every node's
+/// files (their state line), the re-deploy case.
+const IMG2: &str = "rocky9.4-x86_64-netboot-compute2";
 const TARGET: Duration = Duration::from_secs(2);
 
 async fn cluster(h: &Harness, n: usize, netboot: &str) -> Vec<String> {
@@ -84,13 +87,17 @@ async fn cluster(h: &Harness, n: usize, netboot: &str) -> Vec<String> {
         ("osarch", "x86_64"),
         ("profile", "compute"),
     ];
-    db.upsert("osimage", &[("imagename", IMG)], &kv)
-        .await
-        .unwrap();
     let d = dir.display().to_string();
-    db.upsert("linuximage", &[("imagename", IMG)], &[("rootimgdir", &d)])
-        .await
-        .unwrap();
+    for (img, profile) in [(IMG, "compute"), (IMG2, "compute2")] {
+        let mut kv = kv.to_vec();
+        kv[3] = ("profile", profile);
+        db.upsert("osimage", &[("imagename", img)], &kv)
+            .await
+            .unwrap();
+        db.upsert("linuximage", &[("imagename", img)], &[("rootimgdir", &d)])
+            .await
+            .unwrap();
+    }
     nodes
 }
 
@@ -102,6 +109,9 @@ struct Case {
     /// Every node's files removed before each run (first nodeset), else
     /// left from the run before (a repeated nodeset: nothing changed).
     fresh: bool,
+    /// Alternate between two images: every file exists and changes.
+    switch: bool,
+    runs: usize,
     times: Vec<Duration>,
     _pg: Option<TempDatabase>,
 }
@@ -120,6 +130,8 @@ async fn case(name: &str, backend_pg: bool, netboot: &str, n: usize, fresh: bool
         h: Some(h),
         nodes,
         fresh,
+        switch: false,
+        runs: 0,
         times: Vec::new(),
         _pg: pg,
     }
@@ -167,7 +179,13 @@ async fn once(c: &mut Case, scratch: &std::path::Path) {
         return;
     };
     let nodes: Vec<&str> = c.nodes.iter().map(String::as_str).collect();
-    let arg = format!("osimage={IMG}");
+    c.runs += 1;
+    let img = if c.switch && c.runs % 2 == 0 {
+        IMG2
+    } else {
+        IMG
+    };
+    let arg = format!("osimage={img}");
     let t = Instant::now();
     let o = h.request("nodeset", &[&arg]).nodes(&nodes).run().await;
     let d = t.elapsed();
@@ -186,15 +204,31 @@ async fn main() {
     let scratch = tempfile::tempdir().unwrap();
     let mut cases = vec![
         Case {
-            name: "files only".into(),
+            name: "files created".into(),
             h: None,
             nodes: (1..=n).map(|i| format!("cn{i:05}")).collect(),
             fresh: true,
+            switch: false,
+            runs: 0,
+            times: Vec::new(),
+            _pg: None,
+        },
+        Case {
+            name: "files replaced".into(),
+            h: None,
+            nodes: (1..=n).map(|i| format!("cn{i:05}")).collect(),
+            fresh: false,
+            switch: false,
+            runs: 0,
             times: Vec::new(),
             _pg: None,
         },
         case("sqlite xnba", false, "xnba", n, true).await,
         case("sqlite xnba again", false, "xnba", n, false).await,
+        Case {
+            switch: true,
+            ..case("sqlite xnba changed", false, "xnba", n, false).await
+        },
         case("sqlite grub2", false, "grub2", n, true).await,
         case("sqlite grub2 again", false, "grub2", n, false).await,
     ];
