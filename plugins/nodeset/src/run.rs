@@ -173,40 +173,11 @@ fn write_all(tftp: &std::path::Path, jobs: Vec<Job>) -> Vec<(usize, Outcome)> {
     }
     let old = Grub2Links::scan(tftp);
     let grub2_dir = files::grub2_dir(tftp);
-    // The file system's work (create, write, rename) dominates; a few threads
-    // keep both cores busy in the kernel (measured: bench/nodeset).
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
-    let chunk = jobs.len().div_ceil(workers).max(1);
-    let mut jobs = jobs;
-    let mut parts = Vec::new();
-    while jobs.len() > chunk {
-        let rest = jobs.split_off(chunk);
-        parts.push(std::mem::replace(&mut jobs, rest));
-    }
-    parts.push(jobs);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|part| s.spawn(|| write_some(tftp, &grub2_dir, &old, part)))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a nodeset writer thread panicked"))
-            .collect()
-    })
-}
-
-fn write_some(
-    tftp: &std::path::Path,
-    grub2_dir: &std::path::Path,
-    old: &Grub2Links,
-    jobs: Vec<Job>,
-) -> Vec<(usize, Outcome)> {
     jobs.into_iter()
         .map(|(i, node, loader, plan, state)| {
             let written = match &plan {
                 Plan::Xnba(x) => files::write_xnba(tftp, &node, x).map(|()| true),
-                Plan::Grub2(g) => files::write_grub2(tftp, &node, g, old),
+                Plan::Grub2(g) => files::write_grub2(tftp, &node, g, &old),
             };
             let o = match (written, &plan) {
                 (Ok(true), _) => Outcome::Done(state),
