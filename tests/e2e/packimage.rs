@@ -209,7 +209,10 @@ fn packimage_formats_kernel_choice_lock_and_errors() {
 pub(crate) fn debian_kernel() -> (PathBuf, String) {
     let script = xcatd_tests::repo_root().join("tests/testbed/kernel.sh");
     let out = sh(&format!("'{}' fetch", script.display()));
-    let (dir, kver) = out.trim().split_once(' ').expect("kernel.sh fetch: DIR KVER");
+    let (dir, kver) = out
+        .trim()
+        .split_once(' ')
+        .expect("kernel.sh fetch: DIR KVER");
     (PathBuf::from(dir), kver.to_string())
 }
 
@@ -219,7 +222,11 @@ pub(crate) fn debian_kernel() -> (PathBuf, String) {
 pub(crate) fn install_kernel(node: &xcat_remote::testbed::Node, kver: &str) -> PathBuf {
     let node_root = PathBuf::from(format!("/proc/{}/root", node.init_pid));
     let script = xcatd_tests::repo_root().join("tests/testbed/kernel.sh");
-    let installed = sh(&format!("'{}' install '{}'", script.display(), node_root.display()));
+    let installed = sh(&format!(
+        "'{}' install '{}'",
+        script.display(),
+        node_root.display()
+    ));
     assert_eq!(installed.trim(), kver, "kernel.sh installed another kernel");
     node_root
 }

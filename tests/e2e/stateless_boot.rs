@@ -227,9 +227,7 @@ impl Run<'_> {
             self.dir().join("initrd-stateless.gz").is_file(),
             "packimage built no initrd-stateless.gz:\n{packed}"
         );
-        let out = self
-            .d
-            .ok(&["nodeset", g.node, &format!("osimage={IMAGE}")]);
+        let out = self.d.ok(&["nodeset", g.node, &format!("osimage={IMAGE}")]);
         assert!(
             out.contains(&format!("{}: netboot debian12-x86_64-compute", g.node)),
             "{out}"
@@ -251,7 +249,9 @@ impl Run<'_> {
 
     fn start_guest(&self, g: &Guest, firmware: &str, mem: u32, tag: &str) -> (PxeGuest, PathBuf) {
         let console = self.work.join(format!("console-{}-{tag}.log", g.node));
-        let guest = self.bed.guest_sized(g.slot, g.mac, firmware, &console, mem, 2);
+        let guest = self
+            .bed
+            .guest_sized(g.slot, g.mac, firmware, &console, mem, 2);
         (guest, console)
     }
 
@@ -275,20 +275,49 @@ impl Run<'_> {
             b.after.as_secs_f64(),
             b.lines
         );
-        let problem = |what: &str| format!("{tag}: {what}: {:?}\nconsole:\n{}", b.lines, tail(&text, 60));
-        assert_ne!(b.host_key, self.node_key, "{}", problem("the captured node's host key"));
+        let problem = |what: &str| {
+            format!(
+                "{tag}: {what}: {:?}\nconsole:\n{}",
+                b.lines,
+                tail(&text, 60)
+            )
+        };
+        assert_ne!(
+            b.host_key,
+            self.node_key,
+            "{}",
+            problem("the captured node's host key")
+        );
         let line = |i: usize| b.lines.get(i).map(String::as_str).unwrap_or_default();
-        assert_eq!(line(0).len(), 32, "{}", problem("no machine-id made at boot"));
+        assert_eq!(
+            line(0).len(),
+            32,
+            "{}",
+            problem("no machine-id made at boot")
+        );
         assert!(
             ["tmpfs", "overlay"].contains(&line(1)),
             "{}",
             problem("/ is not tmpfs or overlay")
         );
         let status = self.wait_status(g, "booted");
-        assert!(status.contains("booted"), "{}", problem(&format!("nodelist.status: {status}")));
+        assert!(
+            status.contains("booted"),
+            "{}",
+            problem(&format!("nodelist.status: {status}"))
+        );
         if rich {
-            assert!(line(2).contains("cap_net_raw=ep"), "{}", problem("capability lost"));
-            assert_eq!(line(3), BIG_SIZE.to_string(), "{}", problem("sparse file size"));
+            assert!(
+                line(2).contains("cap_net_raw=ep"),
+                "{}",
+                problem("capability lost")
+            );
+            assert_eq!(
+                line(3),
+                BIG_SIZE.to_string(),
+                "{}",
+                problem("sparse file size")
+            );
             for (i, mib) in BIG_MARKS.iter().enumerate() {
                 assert_eq!(
                     line(4 + i),
@@ -364,11 +393,7 @@ fn refuses_a_corrupt_image_then_boots_it_repaired(run: &Run) {
     let started = Instant::now();
     let (guest, console) = run.start_guest(&SL1, "bios", 2048, "corrupt");
     let (refused, text) = wait_console(&console, "refused", BOOT_WAIT);
-    assert!(
-        refused,
-        "no refusal on the console:\n{}",
-        tail(&text, 60)
-    );
+    assert!(refused, "no refusal on the console:\n{}", tail(&text, 60));
     assert!(
         !text.contains("switching to the image's init"),
         "the corrupt image was booted:\n{}",
@@ -390,7 +415,9 @@ fn refuses_a_corrupt_image_then_boots_it_repaired(run: &Run) {
 fn refuses_a_guest_with_too_little_ram(run: &Run) {
     let d = run.d;
     d.ok(&["chtab", "node=sl2", "hwinv.memory=384MB"]);
-    let out = run.d.client(&["nodeset", SL2.node, &format!("osimage={IMAGE}")]);
+    let out = run
+        .d
+        .client(&["nodeset", SL2.node, &format!("osimage={IMAGE}")]);
     let text = xcatd_tests::output_text(&out);
     assert!(out.status.success(), "{text}");
     assert!(

@@ -183,7 +183,10 @@ mod tests {
             b"status booted\n",
             b"installstatus \xff\n",
         ] {
-            assert!(matches!(parse(bad), Err(MonitorError::Malformed)), "{bad:?}");
+            assert!(
+                matches!(parse(bad), Err(MonitorError::Malformed)),
+                "{bad:?}"
+            );
         }
     }
 

@@ -126,7 +126,11 @@ impl Daemon {
             tasks.push(tokio::spawn(service.serve(l, shutdown.clone())));
         }
         if let (Some((_, db)), Some(l)) = (self.status, side.status) {
-            tasks.push(tokio::spawn(install_monitor::serve(l, db, shutdown.clone())));
+            tasks.push(tokio::spawn(install_monitor::serve(
+                l,
+                db,
+                shutdown.clone(),
+            )));
         }
         self.server.run(listener, shutdown, self.grace).await;
         for t in tasks {

@@ -385,15 +385,24 @@ async fn a_node_reports_its_status_to_the_install_monitor_by_its_own_address() {
         "ready\ndone\n"
     );
     let table = nodelist(&site, addr).await;
-    assert!(table.contains("\\\"n1\\\"") && table.contains("netbooting"), "{table}");
+    assert!(
+        table.contains("\\\"n1\\\"") && table.contains("netbooting"),
+        "{table}"
+    );
     // Not a status a node may set, and not a line: no `done`, nothing recorded.
-    assert_eq!(report_status(monitor, b"installstatus root\n").await, "ready\n");
+    assert_eq!(
+        report_status(monitor, b"installstatus root\n").await,
+        "ready\n"
+    );
     assert_eq!(report_status(monitor, &[b'x'; 4096]).await, "ready\n");
     assert_eq!(
         report_status(monitor, b"installstatus booted\n").await,
         "ready\ndone\n"
     );
     let table = nodelist(&site, addr).await;
-    assert!(table.contains("booted") && !table.contains("root"), "{table}");
+    assert!(
+        table.contains("booted") && !table.contains("root"),
+        "{table}"
+    );
     task.abort();
 }

@@ -180,7 +180,7 @@ async fn once(c: &mut Case, scratch: &std::path::Path) {
     };
     let nodes: Vec<&str> = c.nodes.iter().map(String::as_str).collect();
     c.runs += 1;
-    let img = if c.switch && c.runs % 2 == 0 {
+    let img = if c.switch && c.runs.is_multiple_of(2) {
         IMG2
     } else {
         IMG
