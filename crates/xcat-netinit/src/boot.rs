@@ -273,11 +273,16 @@ fn clean_stale(newroot: &Path, s: &Settings) {
     }
 }
 
-/// The root tmpfs's size: `rootlimit=`, else the tree's recorded size plus margin.
+/// The root tmpfs's size: `rootlimit=`, else the tree's recorded size plus
+/// margin, but never less than the kernel's own default (half the RAM): the
+/// running system writes logs and temporary files into it, and a tmpfs takes
+/// RAM only for what it holds.
 fn root_size(image: &Image, s: &Settings) -> Option<Size> {
     let size = image.rootlimit.or_else(|| {
         let t = image.record.tree_bytes?;
-        Some(Size::Bytes(t + t / 10 + TMPFS_MARGIN))
+        Some(Size::Bytes(
+            (t + t / 10 + TMPFS_MARGIN).max(image.mem_total / 2),
+        ))
     });
     if size.is_none() {
         (s.say)("no rootlimit= and no recorded tree size: the root tmpfs may take half the RAM");
