@@ -331,7 +331,7 @@ impl Run<'_> {
 }
 
 #[test]
-#[ignore = "needs root, qemu and the test bed: ./scripts/test-all runs it"]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn captured_node_boots_stateless_as_tar_squashfs_and_cpio_and_refuses_bad_images() {
     let (_, kver) = debian_kernel();
     let (node, node_key) = prepared_node(&kver);

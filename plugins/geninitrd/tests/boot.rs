@@ -208,7 +208,7 @@ fn init_brings_up_dhcp_retries_a_refused_image_and_switches_to_its_init() {
     }
     assert!(
         lines[at("image init: network [")].contains(
-            "[90-xcat-netboot.network] wants [systemd-networkd.service xcat-ssh-hostkeys.service ]"
+            "[90-xcat-netboot.network] wants [systemd-networkd.service xcat-ssh-hostkeys.service xcat-status-booted.service ]"
         ),
         "{text}"
     );
