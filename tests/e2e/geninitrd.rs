@@ -9,14 +9,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use plugin_geninitrd::{build, InitrdOutcome, InitrdSpec, INITRD_FILE};
 use xcat_plugin::boot::InitrdSettings;
 
-use super::packimage::{debian_kernel, sh};
+use super::packimage::{debian_kernel, direct_boot, sh};
 
 /// Builds the initrd of the tree `rootimg` (kernel `kver`) into `dir`.
 fn initrd(dir: &Path, rootimg: &Path, kver: &str) -> (InitrdOutcome, Duration) {
@@ -202,38 +201,16 @@ fn boot_under_qemu(initrd: &Path, vmlinuz: &Path, kver: &str, modules: usize) {
     ));
     let console = w.join("console.log");
     let t0 = Instant::now();
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args([
-            "-accel",
-            "tcg",
-            "-m",
-            "1024",
-            "-smp",
-            "2",
-            "-no-reboot",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-        ])
-        .arg("-kernel")
-        .arg(vmlinuz)
-        .arg("-initrd")
-        .arg(&combined)
-        .args(["-append", "console=ttyS0 panic=-1"])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
-        .args([
-            "-netdev",
-            "user,id=n0,restrict=on",
-            "-device",
-            "virtio-net-pci,netdev=n0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qemu-system-x86_64");
+    let mut qemu = direct_boot(
+        vmlinuz,
+        &combined,
+        "console=ttyS0 panic=-1",
+        1024,
+        &console,
+        "",
+    )
+    .spawn()
+    .expect("qemu-system-x86_64");
     let deadline = t0 + Duration::from_secs(300);
     while Instant::now() < deadline && qemu.try_wait().unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(500));

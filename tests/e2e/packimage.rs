@@ -247,6 +247,40 @@ impl Drop for Qemu {
     }
 }
 
+/// A qemu guest (TCG, 2 CPUs) booting `kernel` and `initrd` directly with
+/// `append`, its serial console to `console`, a user-mode virtio NIC with
+/// `net_extra` options (such as a `hostfwd=`); spawn it to start it.
+pub(crate) fn direct_boot(
+    kernel: &Path,
+    initrd: &Path,
+    append: &str,
+    mem_mib: u32,
+    console: &Path,
+    net_extra: &str,
+) -> Command {
+    let netdev = match net_extra {
+        "" => "user,id=n0,restrict=on".to_string(),
+        extra => format!("user,id=n0,restrict=on,{extra}"),
+    };
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args(["-accel", "tcg", "-m", &mem_mib.to_string(), "-smp", "2"])
+        .args(["-no-reboot", "-display", "none", "-monitor", "none"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-append")
+        .arg(append)
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .args(["-netdev", &netdev])
+        .args(["-device", "virtio-net-pci,netdev=n0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
 pub(crate) fn key_blob(line: &str) -> Option<String> {
     let mut f = line.split_whitespace();
     while let Some(w) = f.next() {
@@ -344,39 +378,16 @@ fn captured_node_packs_and_netboots_under_qemu() {
     let console = work.path().join("console.log");
     let t0 = Instant::now();
     let _qemu = Qemu(
-        Command::new("qemu-system-x86_64")
-            .args([
-                "-accel",
-                "tcg",
-                "-m",
-                "2048",
-                "-smp",
-                "2",
-                "-no-reboot",
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-            ])
-            .arg("-kernel")
-            .arg(dir.join("kernel"))
-            .arg("-initrd")
-            .arg(&combined)
-            .arg("-append")
-            .arg(cmdline.join(" "))
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .args([
-                "-netdev",
-                &format!("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"),
-                "-device",
-                "virtio-net-pci,netdev=n0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("qemu-system-x86_64"),
+        direct_boot(
+            &dir.join("kernel"),
+            &combined,
+            &cmdline.join(" "),
+            2048,
+            &console,
+            &format!("hostfwd=tcp:127.0.0.1:{port}-:22"),
+        )
+        .spawn()
+        .expect("qemu-system-x86_64"),
     );
     // Trust on first use, then strict checking: the guest's key is whatever it made
     // at boot, and must not be the captured node's.
