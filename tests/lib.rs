@@ -707,3 +707,19 @@ pub fn netinit_binary() -> PathBuf {
         })
         .clone()
 }
+
+/// Wait until a guest's console log shows one of `needles` (or `timeout`
+/// passes); whether it did, and the console text either way.
+pub fn wait_for_console(console: &Path, needles: &[&str], timeout: Duration) -> (bool, String) {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(console).unwrap_or_default();
+        if needles.iter().any(|n| text.contains(n)) {
+            return (true, text);
+        }
+        if start.elapsed() > timeout {
+            return (false, text);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use xcatd_tests::{Daemon, DaemonOptions, PxeBed, PxeGuest, PXE_SERVER};
+use xcatd_tests::{wait_for_console, Daemon, DaemonOptions, PxeBed, PxeGuest, PXE_SERVER};
 
 use crate::makedhcp::Supervising;
 use crate::packimage::{debian_kernel, sh};
@@ -115,20 +115,6 @@ fn sha256_of(p: &Path) -> String {
         .to_string()
 }
 
-/// Waits until the console shows the probe's verdict; returns the console.
-fn probe_report(console: &Path, started: Instant) -> String {
-    loop {
-        let text = std::fs::read_to_string(console).unwrap_or_default();
-        if text.contains(IMAGE_MARK) || text.contains(FAILED_MARK) {
-            return text;
-        }
-        if started.elapsed() > BOOT_WAIT {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 /// The paths the access log shows `ip` fetching, in order.
 fn fetched_by(log: &str, ip: &str) -> Vec<String> {
     log.lines()
@@ -155,7 +141,8 @@ fn check_guest(
     started: Instant,
     want_sha: &str,
 ) -> Option<String> {
-    let text = probe_report(console, started);
+    let left = BOOT_WAIT.saturating_sub(started.elapsed());
+    let (_, text) = wait_for_console(console, &[IMAGE_MARK, FAILED_MARK], left);
     let access = std::fs::read_to_string(d.root().join("access.log")).unwrap_or_default();
     let fetched = fetched_by(&access, ip);
     eprintln!(

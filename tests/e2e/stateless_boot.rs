@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use xcat_remote::testbed::{NodeOptions, TestBed};
-use xcatd_tests::{Daemon, PxeBed, PxeGuest, PXE_SERVER};
+use xcatd_tests::{wait_for_console, Daemon, PxeBed, PxeGuest, PXE_SERVER};
 
 use crate::makedhcp::Supervising;
 use crate::packimage::{debian_kernel, install_kernel, key_blob, sh};
@@ -184,21 +184,6 @@ fn wait_for_ssh(g: &Guest, identity: &Path, work: &Path, started: Instant) -> Op
         std::thread::sleep(Duration::from_secs(2));
     }
     None
-}
-
-/// Wait until the console shows `needle`; the console text either way.
-fn wait_console(console: &Path, needle: &str, timeout: Duration) -> (bool, String) {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(console).unwrap_or_default();
-        if text.contains(needle) {
-            return (true, text);
-        }
-        if start.elapsed() > timeout {
-            return (false, text);
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn tail(text: &str, n: usize) -> String {
@@ -392,7 +377,7 @@ fn refuses_a_corrupt_image_then_boots_it_repaired(run: &Run) {
     std::fs::write(&packed, &bad).unwrap();
     let started = Instant::now();
     let (guest, console) = run.start_guest(&SL1, "bios", 2048, "corrupt");
-    let (refused, text) = wait_console(&console, "refused", BOOT_WAIT);
+    let (refused, text) = wait_for_console(&console, &["refused"], BOOT_WAIT);
     assert!(refused, "no refusal on the console:\n{}", tail(&text, 60));
     assert!(
         !text.contains("switching to the image's init"),
@@ -426,7 +411,7 @@ fn refuses_a_guest_with_too_little_ram(run: &Run) {
         "no RAM warning from nodeset:\n{text}"
     );
     let (guest, console) = run.start_guest(&SL2, "bios", 384, "lowram");
-    let (said, text) = wait_console(&console, "MiB of RAM", BOOT_WAIT);
+    let (said, text) = wait_for_console(&console, &["MiB of RAM"], BOOT_WAIT);
     drop(guest);
     assert!(
         said && text.contains("this node has"),
