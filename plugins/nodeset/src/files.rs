@@ -59,10 +59,15 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
 /// repeated nodeset leaves an unchanged node's files alone, which costs a
 /// read instead of a create, a rename and a journal commit (bench/nodeset).
 pub fn write_if_changed(path: &Path, content: &[u8]) -> io::Result<()> {
-    match fs::read(path) {
-        Ok(old) if old == content => Ok(()),
-        _ => write_atomic(path, content),
+    if holds(path, content) {
+        return Ok(());
     }
+    write_atomic(path, content)
+}
+
+/// Whether `path` is readable and holds exactly `content`.
+fn holds(path: &Path, content: &[u8]) -> bool {
+    fs::read(path).is_ok_and(|c| c == content)
 }
 
 /// Make `link` a hard link of `target`, replacing what was there at once.
@@ -256,7 +261,7 @@ pub fn write_grub2(tftp: &Path, node: &str, g: &Grub2, old: &Grub2Links) -> io::
     let links: Vec<PathBuf> = g.links.iter().map(|l| dir.join(l)).collect();
     // An unchanged configuration keeps its inode, and so the links that
     // already name it; a changed one is a new inode every link must follow.
-    let unchanged = fs::read(&cfg).is_ok_and(|c| c == g.config.as_bytes());
+    let unchanged = holds(&cfg, g.config.as_bytes());
     old.remove_links_of(&cfg, if unchanged { &links } else { &[] })?;
     if !unchanged {
         write_atomic(&cfg, g.config.as_bytes())?;
