@@ -19,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::client::TlsStream;
 use xcatd_proto::client::{load_certs, load_key, ClientConfig};
 
+pub mod netboot;
+
 /// Path of a binary built from this workspace.
 pub fn bin(name: &str) -> PathBuf {
     let dir = match std::env::var("XCATD_BIN_DIR") {

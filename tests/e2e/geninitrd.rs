@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use plugin_geninitrd::{build, InitrdOutcome, InitrdSpec, INITRD_FILE};
 use xcat_plugin::boot::InitrdSettings;
 
-use super::packimage::{debian_kernel, direct_boot, sh};
+use super::packimage::direct_boot;
+use xcatd_tests::netboot::{debian_kernel, sh};
 
 /// Builds the initrd of the tree `rootimg` (kernel `kver`) into `dir`.
 fn initrd(dir: &Path, rootimg: &Path, kver: &str) -> (InitrdOutcome, Duration) {

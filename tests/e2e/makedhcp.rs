@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use xcatd_tests::netboot::{alive, Supervising};
 use xcatd_tests::{Daemon, DaemonOptions, HttpRecorder, PxeBed, PXE_SERVER};
 
 const BOOT_WAIT: Duration = Duration::from_secs(120);
@@ -13,38 +14,6 @@ const HTTP_PORT: u16 = 8080;
 const N1_MAC: &str = "52:54:00:60:00:10";
 const N2_MAC: &str = "52:54:00:60:00:11";
 const N3_MAC: &str = "52:54:00:60:00:12";
-
-/// The daemon of these tests: on every path out (a failed assertion too)
-/// it is stopped with SIGTERM, so it stops its dnsmasq, and a dnsmasq a
-/// hard kill orphaned is killed by the pid its supervisor recorded.
-pub(crate) struct Supervising(pub(crate) Daemon);
-
-impl std::ops::Deref for Supervising {
-    type Target = Daemon;
-    fn deref(&self) -> &Daemon {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Supervising {
-    fn deref_mut(&mut self) -> &mut Daemon {
-        &mut self.0
-    }
-}
-
-impl Drop for Supervising {
-    fn drop(&mut self) {
-        let pid = std::fs::read_to_string(self.0.root().join("state/dhcp/dnsmasq.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        self.0.stop();
-        if let Some(p) = pid.filter(|p| alive(*p)) {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &p.to_string()])
-                .status();
-        }
-    }
-}
 
 /// A daemon that supervises dnsmasq on the bed's bridge, with the bed's
 /// network and three nodes: n1 (BIOS), n2 (UEFI), n3 (state boot).
@@ -86,19 +55,6 @@ fn dnsmasq_pid(d: &Daemon) -> u32 {
         .trim()
         .parse()
         .expect("pid")
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie is not running: only its parent has not reaped it yet.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {

@@ -4,27 +4,13 @@
 //! ipxe-qemu, openssh-client (and the test bed's packages).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use xcat_remote::testbed::{NodeOptions, TestBed};
+use xcatd_tests::netboot::{debian_kernel, install_kernel, key_blob, sh};
 use xcatd_tests::Daemon;
-
-pub(crate) fn sh(script: &str) -> String {
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", script])
-        .stdin(Stdio::null())
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "script failed: {script}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn require(tools: &[&str]) {
     for t in tools {
@@ -203,34 +189,6 @@ fn packimage_formats_kernel_choice_lock_and_errors() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-/// The Debian kernel package the test boots (the test-bed node runs the host's
-/// kernel, which is not in its Debian tree): downloaded once with apt-get and
-/// unpacked with dpkg-deb into a cache directory. Returns (tree, kernel version).
-pub(crate) fn debian_kernel() -> (PathBuf, String) {
-    let script = xcatd_tests::repo_root().join("tests/testbed/kernel.sh");
-    let out = sh(&format!("'{}' fetch", script.display()));
-    let (dir, kver) = out
-        .trim()
-        .split_once(' ')
-        .expect("kernel.sh fetch: DIR KVER");
-    (PathBuf::from(dir), kver.to_string())
-}
-
-/// Install the Debian kernel into a running test-bed node
-/// (`tests/testbed/kernel.sh install`). Returns the node's root as the host
-/// sees it.
-pub(crate) fn install_kernel(node: &xcat_remote::testbed::Node, kver: &str) -> PathBuf {
-    let node_root = PathBuf::from(format!("/proc/{}/root", node.init_pid));
-    let script = xcatd_tests::repo_root().join("tests/testbed/kernel.sh");
-    let installed = sh(&format!(
-        "'{}' install '{}'",
-        script.display(),
-        node_root.display()
-    ));
-    assert_eq!(installed.trim(), kver, "kernel.sh installed another kernel");
-    node_root
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -279,16 +237,6 @@ pub(crate) fn direct_boot(
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     c
-}
-
-pub(crate) fn key_blob(line: &str) -> Option<String> {
-    let mut f = line.split_whitespace();
-    while let Some(w) = f.next() {
-        if w.starts_with("ssh-") {
-            return f.next().map(str::to_string);
-        }
-    }
-    None
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::packimage::sh;
+use xcatd_tests::netboot::sh;
 
 /// The modules, in load order, that give the Debian kernel a virtio NIC.
 const VIRTIO_NET: &[&str] = &[

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use xcatd_tests::{wait_for_console, Daemon, DaemonOptions, PxeBed, PxeGuest, PXE_SERVER};
 
-use crate::makedhcp::Supervising;
-use crate::packimage::{debian_kernel, sh};
 use crate::probe_initrd::{self, CMDLINE_MARK, FAILED_MARK, IMAGE_MARK};
+use xcatd_tests::netboot::{debian_kernel, sh, Supervising};
 
 const HTTP_PORT: u16 = 8080;
 const IMAGE: &str = "pxeimg";

@@ -13,19 +13,15 @@
 //! The guests share one capture and one daemon (the PXE bed is held by one
 //! test at a time anyway): capture once, boot many.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use xcat_remote::testbed::{NodeOptions, TestBed};
-use xcatd_tests::{wait_for_console, Daemon, PxeBed, PxeGuest, PXE_SERVER};
-
-use crate::makedhcp::Supervising;
-use crate::packimage::{debian_kernel, install_kernel, key_blob, sh};
-
-const HTTP_PORT: u16 = 8080;
-const IMAGE: &str = "debian12-x86_64-netboot-compute";
-const IMAGE_DIR: &str = "netboot/debian12/x86_64/compute";
+use xcatd_tests::netboot::{
+    debian_kernel, define_network_and_guests, install_kernel, key_blob, sh, stateless_daemon, tail,
+    wait_for_ssh, Guest, IMAGE, IMAGE_DIR, SL1, SL2,
+};
+use xcatd_tests::{wait_for_console, Daemon, PxeBed, PxeGuest};
 /// PXE to ssh under TCG: 60 to 150 s measured; generous.
 const BOOT_WAIT: Duration = Duration::from_secs(420);
 /// The big sparse file: 5 GiB, with data at these offsets (MiB).
@@ -34,27 +30,6 @@ const BIG_MARKS: &[u64] = &[0, 2048, 4100, 5119];
 const BIG_SIZE: u64 = 5 << 30;
 /// The captured file with a capability.
 const CAPPED: &str = "usr/local/bin/capped";
-
-/// A guest: node name, MAC, IP, bed slot.
-struct Guest {
-    node: &'static str,
-    mac: &'static str,
-    ip: &'static str,
-    slot: u8,
-}
-
-const SL1: Guest = Guest {
-    node: "sl1",
-    mac: "52:54:00:61:00:40",
-    ip: "10.99.60.40",
-    slot: 4,
-};
-const SL2: Guest = Guest {
-    node: "sl2",
-    mac: "52:54:00:61:00:41",
-    ip: "10.99.60.41",
-    slot: 5,
-};
 
 /// The node to capture: the Debian kernel, `getcap` with a capped file, a
 /// 5 GiB sparse file with marks. Returns the node and its ssh host key blob.
@@ -82,114 +57,12 @@ fn prepared_node(kver: &str) -> (xcat_remote::testbed::Node, String) {
     (node, key_blob(&key).unwrap())
 }
 
-/// A daemon for the node that also serves DHCP on the PXE bed and the boot
-/// service, with the static init helper for geninitrd.
-fn daemon(node: &xcat_remote::testbed::Node) -> Supervising {
-    let netinit = xcatd_tests::netinit_binary();
-    let extra = format!(
-        "tftp_dir = \"tftpboot\"\n\
-         [dhcp]\ninterfaces = [\"xpxebr0\"]\n\
-         [http]\nlisten = \"{PXE_SERVER}:{HTTP_PORT}\"\naccess_log = \"access.log\"\n\
-         [status]\nlisten = \"{PXE_SERVER}:3002\"\n\
-         [initrd]\nbusybox = \"/bin/busybox\"\nnetinit = \"{}\"\n",
-        netinit.display()
-    );
-    let d = Daemon::for_nodes(&[node], &extra);
-    // dnsmasq drops root: it must reach the TFTP root inside the test directory
-    xcatd_tests::host("chmod", &["0755", d.root().to_str().unwrap()]);
-    Supervising(d)
-}
-
-fn define_network_and_guests(d: &Daemon) {
-    d.ok(&[
-        "chtab",
-        "net=10.99.60.0,mask=255.255.255.0",
-        "networks.netname=pxebed",
-        "networks.mgtifname=xpxebr0",
-        "networks.dynamicrange=10.99.60.100-10.99.60.120",
-    ]);
-    for g in [&SL1, &SL2] {
-        let n = format!("node={}", g.node);
-        d.ok(&["chtab", &n, "nodelist.groups=stateless,all"]);
-        d.ok(&["chtab", &n, &format!("mac.mac={}", g.mac)]);
-        d.ok(&["chtab", &n, &format!("hosts.ip={}", g.ip)]);
-        d.ok(&["chtab", &n, "noderes.netboot=xnba"]);
-        d.ok(&[
-            "chtab",
-            &n,
-            "nodehm.serialport=0",
-            "nodehm.serialspeed=115200",
-        ]);
-    }
-}
-
-/// What the test reads back from a booted guest.
-struct Booted {
-    host_key: String,
-    /// The output of [`PROBE`], line by line.
-    lines: Vec<String>,
-    after: Duration,
-}
-
 /// Run in the guest over ssh: one answer per line.
 const PROBE: &str = "cat /etc/machine-id; findmnt -n -o FSTYPE /; \
      /usr/local/sbin/getcap /usr/local/bin/capped || echo nocap; \
      stat -c %s /srv/big.sparse 2>/dev/null || echo nobig; \
      for m in 0 2048 4100 5119; do dd if=/srv/big.sparse bs=1M skip=$m count=1 status=none 2>/dev/null | head -c 20 | tr -d '\\0'; echo; done; \
      systemctl is-system-running || true";
-
-fn ssh(ip: &str, identity: &Path, known_hosts: &Path, command: &str) -> Option<String> {
-    let o = Command::new("ssh")
-        .arg("-i")
-        .arg(identity)
-        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
-        .args(["-o", "ConnectTimeout=5"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .arg(format!("root@{ip}"))
-        .arg(command)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    o.status
-        .success()
-        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-/// Wait until the guest answers ssh (trust on first use of the key it
-/// made at boot), then run [`PROBE`]. None when it did not within BOOT_WAIT.
-fn wait_for_ssh(g: &Guest, identity: &Path, work: &Path, started: Instant) -> Option<Booted> {
-    let kh = work.join(format!("known_hosts-{}", g.node));
-    while started.elapsed() < BOOT_WAIT {
-        let o = Command::new("ssh-keyscan")
-            .args(["-T", "3", "-t", "ed25519", g.ip])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        let scanned = String::from_utf8_lossy(&o.stdout).into_owned();
-        if let Some(line) = scanned.lines().find(|l| l.contains("ssh-ed25519")) {
-            std::fs::write(&kh, &scanned).unwrap();
-            let host_key = key_blob(line).unwrap();
-            while started.elapsed() < BOOT_WAIT {
-                if let Some(out) = ssh(g.ip, identity, &kh, PROBE) {
-                    return Some(Booted {
-                        host_key,
-                        lines: out.lines().map(str::to_string).collect(),
-                        after: started.elapsed(),
-                    });
-                }
-                std::thread::sleep(Duration::from_secs(2));
-            }
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-    None
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
 
 struct Run<'a> {
     d: &'a Daemon,
@@ -245,7 +118,14 @@ impl Run<'_> {
     fn boot_and_check(&self, g: &Guest, firmware: &str, tag: &str, rich: bool) {
         let started = Instant::now();
         let (guest, console) = self.start_guest(g, firmware, 2048, tag);
-        let booted = wait_for_ssh(g, &self.node.identity, &self.work, started);
+        let booted = wait_for_ssh(
+            g,
+            &self.node.identity,
+            &self.work,
+            started,
+            BOOT_WAIT,
+            PROBE,
+        );
         let text = std::fs::read_to_string(&console).unwrap_or_default();
         drop(guest);
         let b = booted.unwrap_or_else(|| {
@@ -258,22 +138,18 @@ impl Run<'_> {
         eprintln!(
             "{tag}: ssh after {:.1}s: {:?}",
             b.after.as_secs_f64(),
-            b.lines
+            b.output
         );
-        let problem = |what: &str| {
-            format!(
-                "{tag}: {what}: {:?}\nconsole:\n{}",
-                b.lines,
-                tail(&text, 60)
-            )
-        };
+        let lines: Vec<&str> = b.output.lines().collect();
+        let problem =
+            |what: &str| format!("{tag}: {what}: {:?}\nconsole:\n{}", lines, tail(&text, 60));
         assert_ne!(
             b.host_key,
             self.node_key,
             "{}",
             problem("the captured node's host key")
         );
-        let line = |i: usize| b.lines.get(i).map(String::as_str).unwrap_or_default();
+        let line = |i: usize| lines.get(i).copied().unwrap_or_default();
         assert_eq!(
             line(0).len(),
             32,
@@ -321,7 +197,7 @@ fn captured_node_boots_stateless_as_tar_squashfs_and_cpio_and_refuses_bad_images
     let (_, kver) = debian_kernel();
     let (node, node_key) = prepared_node(&kver);
     let bed = PxeBed::up();
-    let sup = daemon(&node);
+    let sup = stateless_daemon(&node);
     let d = &sup.0;
     let captured = d.client(&["capimage", &node.name]);
     assert!(
@@ -335,7 +211,7 @@ fn captured_node_boots_stateless_as_tar_squashfs_and_cpio_and_refuses_bad_images
         &format!("imagename={IMAGE}"),
         &format!("linuximage.kernelver={kver}"),
     ]);
-    define_network_and_guests(d);
+    define_network_and_guests(d, &[&SL1, &SL2]);
     d.ok(&["makedhcp", "-n"]);
     let run = Run {
         d,
@@ -385,7 +261,14 @@ fn refuses_a_corrupt_image_then_boots_it_repaired(run: &Run) {
         tail(&text, 60)
     );
     std::fs::write(&packed, &original).unwrap();
-    let booted = wait_for_ssh(&SL1, &run.node.identity, &run.work, started);
+    let booted = wait_for_ssh(
+        &SL1,
+        &run.node.identity,
+        &run.work,
+        started,
+        BOOT_WAIT,
+        PROBE,
+    );
     let text = std::fs::read_to_string(&console).unwrap_or_default();
     drop(guest);
     assert!(
