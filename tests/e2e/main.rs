@@ -15,5 +15,6 @@ mod packimage;
 mod probe_initrd;
 mod pxe_boot;
 mod stateless_boot;
+mod statelite;
 mod tables;
 mod xdsh;

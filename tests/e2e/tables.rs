@@ -64,7 +64,7 @@ fn restore(d: &Daemon, tables: &[&str]) {
 
 /// Run `body` against a daemon on SQLite (`pg == false`) or on a fresh
 /// PostgreSQL database.
-fn with_backend(pg: bool, body: fn(&Daemon)) {
+pub(crate) fn with_backend(pg: bool, body: fn(&Daemon)) {
     let t = Instant::now();
     if pg {
         let db = TempDatabase::from_env();

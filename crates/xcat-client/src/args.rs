@@ -30,6 +30,8 @@ const NODERANGE_COMMANDS: &[&str] = &[
     "psh",
     "xdcp",
     "testnodes",
+    "litefile",
+    "litetree",
 ];
 
 pub enum Parsed {

@@ -110,6 +110,23 @@ pub static TABLES: &[TableDef] = &[
         keys: &["imagename"],
     },
     TableDef {
+        name: "litefile",
+        columns: &["image", "file", "options", "comments", "disable"],
+        keys: &["image", "file"],
+    },
+    TableDef {
+        name: "litetree",
+        columns: &[
+            "priority",
+            "image",
+            "directory",
+            "mntopts",
+            "comments",
+            "disable",
+        ],
+        keys: &["priority"],
+    },
+    TableDef {
         name: "mac",
         columns: &["node", "interface", "mac", "comments", "disable"],
         keys: &["node"],
@@ -285,6 +302,13 @@ pub static TABLES: &[TableDef] = &[
         name: "site",
         columns: &["key", "value", "comments", "disable"],
         keys: &["key"],
+    },
+    TableDef {
+        name: "statelite",
+        columns: &[
+            "node", "image", "statemnt", "mntopts", "comments", "disable",
+        ],
+        keys: &["node"],
     },
 ];
 

@@ -21,21 +21,27 @@ pub struct SiteSeeds<'a> {
 
 impl Db {
     /// First-start defaults, inserted only when missing (idempotent):
-    /// policy 1 `root` allow, policy 1.2 `<server_name>` trusted, and site
+    /// policy 1 `root` allow, policy 1.2 `<server_name>` trusted, 4.7 and 4.8
+    /// `litefile` and `litetree` allow (for anyone), and site
     /// `xcatdport=3001`, `master`, `installdir`, `tftpdir`, `httpport` (when
     /// the boot service is configured) from `seeds`, and `domain=localdomain`.
     pub async fn seed_defaults(&self, seeds: &SiteSeeds<'_>) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
-        let policies: [(&str, &str, &str); 2] = [
-            ("1", "root", "allow"),
-            ("1.2", seeds.server_name, "trusted"),
+        // The two rows a statelite node needs at boot, before it has a
+        // certificate (xCAT's 4.7 and 4.8): it asks for its litefile and
+        // litetree entries, and nothing else is open to it.
+        let policies: [(&str, &'static str, &str, &str); 4] = [
+            ("1", "name", "root", "allow"),
+            ("1.2", "name", seeds.server_name, "trusted"),
+            ("4.7", "commands", "litefile", "allow"),
+            ("4.8", "commands", "litetree", "allow"),
         ];
-        for (prio, name, rule) in policies {
+        for (prio, col, value, rule) in policies {
             insert_missing(
                 &mut tx,
                 "policy",
-                &["priority", "name", "rule"],
-                &[prio, name, rule],
+                &["priority", col, "rule"],
+                &[prio, value, rule],
             )
             .await?;
         }

@@ -541,7 +541,7 @@ async fn seeding_is_idempotent_and_keeps_choices(db: &Db) {
     db.seed_defaults(&SEEDS).await.unwrap();
     db.seed_defaults(&SEEDS).await.unwrap();
     let p = db.policies().await.unwrap();
-    assert_eq!(p.len(), 2, "seeding is idempotent");
+    assert_eq!(p.len(), 4, "seeding is idempotent");
     assert_eq!(db.site("xcatdport").await.unwrap().as_deref(), Some("3001"));
     assert_eq!(db.site("master").await.unwrap().as_deref(), Some("mn1"));
     assert_eq!(
@@ -691,7 +691,7 @@ async fn reconnect_keeps_schema_and_data(db: &Db) {
     db.upsert("site", &[("key", "persist")], &[("value", "1")])
         .await
         .unwrap();
-    assert_eq!(Db::tables().len(), 15);
+    assert_eq!(Db::tables().len(), 18);
     assert_eq!(
         Db::columns("site").unwrap(),
         &["key", "value", "comments", "disable"]
