@@ -226,3 +226,162 @@ fn boot_time_requests_without_a_certificate(d: &Daemon) {
 fn a_node_without_a_certificate_gets_its_statelite_entries_and_nothing_else() {
     with_backend(false, boot_time_requests_without_a_certificate);
 }
+
+/// A statelite image whose tree is made here: `/etc/adjtime`, `/etc/ssh/`,
+/// `/var/`, and `/etc/mtab` as Debian links it. Returns its tree.
+fn statelite_image(d: &Daemon) -> std::path::PathBuf {
+    let dir = d.install_dir().join("netboot/debian12/x86_64/sl");
+    let root = dir.join("rootimg");
+    std::fs::create_dir_all(root.join("etc/ssh")).unwrap();
+    std::fs::create_dir_all(root.join("var/lib/misc")).unwrap();
+    std::fs::write(root.join("etc/adjtime"), "0.0 0 0.0\n").unwrap();
+    std::fs::write(root.join("etc/ssh/sshd_config"), "Port 22\n").unwrap();
+    std::os::unix::fs::symlink("../proc/self/mounts", root.join("etc/mtab")).unwrap();
+    d.ok(&[
+        "chtab",
+        "imagename=slimg",
+        "osimage.provmethod=statelite",
+        "osimage.osvers=debian12",
+        "osimage.osarch=x86_64",
+        "osimage.profile=sl",
+    ]);
+    d.ok(&[
+        "chtab",
+        "imagename=slimg",
+        &format!("linuximage.rootimgdir={}", dir.display()),
+    ]);
+    for (file, options) in [
+        ("/etc/adjtime", ""),
+        ("/etc/ssh/", "link"),
+        ("/var/", "tmpfs"),
+    ] {
+        d.ok(&[
+            "chtab",
+            &format!("image=ALL,file={file}"),
+            &format!("litefile.options={options}"),
+        ]);
+    }
+    root
+}
+
+/// Every entry of a tree: path, type, link target: what liteimg changes.
+fn listing(root: &std::path::Path) -> String {
+    xcatd_tests::netboot::sh(&format!(
+        "cd '{}' && find . -printf '%p %y %l\\n' | sort",
+        root.display()
+    ))
+}
+
+fn liteimg_links_idempotently_and_undoes_removed_entries(d: &Daemon) {
+    let root = statelite_image(d);
+    let before = listing(&root);
+    let first = d.ok(&["liteimg", "slimg"]);
+    assert!(
+        first.contains("2 entries linked now, 1 already linked")
+            && first.contains(&format!("Modifying {} done.", root.display())),
+        "{first}"
+    );
+    let link = |p: &str| std::fs::read_link(root.join(p)).unwrap();
+    assert_eq!(
+        link("etc/adjtime"),
+        std::path::Path::new("../.statelite/tmpfs/etc/adjtime")
+    );
+    assert_eq!(
+        link(".statelite/tmpfs/etc/ssh"),
+        std::path::Path::new("../../../.default/etc/ssh")
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/ssh/sshd_config")).unwrap(),
+        "Port 22\n",
+        "through the links, the original"
+    );
+    assert_eq!(
+        link("etc/mtab"),
+        std::path::Path::new("../proc/self/mounts"),
+        "an mtab already linked to the mount list stays"
+    );
+    assert!(root.join("var/lib/misc").is_dir() && !link_exists(&root.join("var")));
+    assert_eq!(
+        std::fs::read_to_string(root.join(".statelite/litefile.save")).unwrap(),
+        "slimg: link          /etc/adjtime\nslimg: link          /etc/mtab\nslimg: link          /etc/ssh/\nslimg: tmpfs         /var/\n"
+    );
+
+    let linked = listing(&root);
+    let second = d.ok(&["liteimg", "slimg"]);
+    assert!(
+        second.contains("0 entries linked now, 3 already linked"),
+        "{second}"
+    );
+    assert_eq!(listing(&root), linked, "a second liteimg changed the tree");
+
+    d.ok(&["chtab", "-d", "image=ALL,file=/etc/ssh/", "litefile"]);
+    d.ok(&["chtab", "-d", "image=ALL,file=/etc/adjtime", "litefile"]);
+    let undone = d.ok(&["liteimg", "-V", "slimg"]);
+    assert!(
+        undone.contains("restored /etc/ssh/ from .default") && undone.contains("2 restored"),
+        "{undone}"
+    );
+    let now = listing(&root);
+    let kept: Vec<&str> = now
+        .lines()
+        .filter(|l| !l.starts_with("./.statelite") && !l.starts_with("./.default"))
+        .collect();
+    let orig: Vec<&str> = before.lines().collect();
+    assert_eq!(
+        kept, orig,
+        "the tree outside liteimg's own directories is back as it was"
+    );
+}
+
+fn link_exists(p: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+fn liteimg_refuses_what_xcat_refuses(d: &Daemon) {
+    let root = statelite_image(d);
+    let before = listing(&root);
+    d.ok(&["chtab", "image=ALL,file=/opt/", "litefile.options=ro"]);
+    d.ok(&["chtab", "image=ALL,file=/opt/a", "litefile.options=ro"]);
+    let out = d.client(&["liteimg", "slimg"]);
+    let text = xcatd_tests::output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the directory \"/opt/\" should not be with \"ro\" or \"con\" as its option"),
+        "{text}"
+    );
+    d.ok(&["chtab", "-d", "image=ALL,file=/opt/a", "litefile"]);
+    d.ok(&[
+        "chtab",
+        "image=ALL,file=/opt/",
+        "litefile.options=sometimes",
+    ]);
+    let text = xcatd_tests::output_text(&d.client(&["liteimg", "slimg"]));
+    assert!(
+        text.contains(" /opt/ has invalid option. The valid options:"),
+        "{text}"
+    );
+    d.ok(&["chtab", "imagename=slimg", "osimage.provmethod=netboot"]);
+    let text = xcatd_tests::output_text(&d.client(&["liteimg", "slimg"]));
+    assert!(
+        text.contains("Please make sure that osimage.provmethod is set to statelite before calling this command."),
+        "{text}"
+    );
+    let text = xcatd_tests::output_text(&d.client(&["liteimg", "nosuch"]));
+    assert!(
+        text.contains("Cannot find image 'nosuch' from the osimage table."),
+        "{text}"
+    );
+    assert_eq!(listing(&root), before, "a refused liteimg changed the tree");
+}
+
+#[test]
+#[ignore = "needs the binaries (cargo build --workspace --bins): real daemon and client"]
+fn liteimg_makes_the_link_farm_once_and_undoes_removed_entries() {
+    with_backend(false, liteimg_links_idempotently_and_undoes_removed_entries);
+}
+
+#[test]
+#[ignore = "needs the binaries (cargo build --workspace --bins): real daemon and client"]
+fn liteimg_refuses_bad_entries_and_non_statelite_images_with_xcat_messages() {
+    with_backend(false, liteimg_refuses_what_xcat_refuses);
+}

@@ -5,6 +5,7 @@
 //! litetree <noderange>      <node>: <server>:<dir>[ :<mntopts>]
 //! ilitefile <image>...      <image>: <options> <file>
 //! lslite [-i image | noderange]
+//! liteimg [-V] <image>      the link farm for the image's litefile entries
 //! ```
 //!
 //! A statelite node asks `litefile` and `litetree` at boot, before it has a
@@ -19,7 +20,10 @@
 #![forbid(unsafe_code)]
 
 pub mod entries;
+pub mod linkfarm;
+mod liteimg;
 mod lookup;
+pub mod validate;
 
 use std::sync::Arc;
 
@@ -77,7 +81,7 @@ pub fn handlers() -> Vec<Arc<dyn Handler>> {
 #[async_trait]
 impl Handler for Lite {
     fn commands(&self) -> &'static [&'static str] {
-        &["litefile", "litetree", "ilitefile", "lslite"]
+        &["litefile", "litetree", "ilitefile", "lslite", "liteimg"]
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
@@ -98,6 +102,7 @@ impl Handler for Lite {
                 }
                 Ok(())
             }
+            "liteimg" => liteimg::liteimg(&req, &ctx, &out).await,
             _ => lslite(&req, &ctx, &t, &out).await,
         }
     }

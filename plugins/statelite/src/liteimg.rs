@@ -1,0 +1,200 @@
+//! `liteimg [-V] <image>`: make a statelite image's tree ready for its
+//! litefile entries (see [`crate::linkfarm`]), idempotent and reversible.
+//!
+//! The entries are the image's merged litefile rows (`ilitefile`), with
+//! `tmpfs,rw` rewritten to `link` and checked as xCAT checks them. What the
+//! last run applied is kept in `.statelite/litefile.save` (xCAT's format,
+//! the `ilitefile` lines): an entry whose link option is gone or changed
+//! is undone first (the original file comes back from `.default`), then
+//! every `link` entry is made, unless it is already in place. Entries
+//! beneath a `link` directory need nothing in the tree: they move with it.
+
+use std::path::Path;
+
+use xcat_beneath::Root;
+use xcat_jobkit::{blocking, holder_text, image_def, lock_image, now_unix};
+use xcat_plugin::args::Syntax;
+use xcat_plugin::{Context, HandlerError, HandlerRequest, HandlerResult, Responder};
+
+use crate::entries::file_line;
+use crate::linkfarm::{self, Linked, STATE_DIR};
+use crate::lookup::Tables;
+use crate::validate::{self, Entry};
+
+pub const LITEIMG: Syntax = Syntax::new(
+    "liteimg",
+    "Usage:
+  liteimg [-V|--verbose] <imagename>
+  liteimg [-h|--help]
+  liteimg [-v|--version]",
+);
+
+const SAVED: &str = ".statelite/litefile.save";
+/// More than any litefile table needs; a larger file is not ours.
+const SAVED_MAX: u64 = 4 << 20;
+
+#[derive(Debug, clap::Parser)]
+struct Args {
+    #[arg(short = 'V', long = "verbose")]
+    verbose: bool,
+    words: Vec<String>,
+}
+
+fn failed(e: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Failed(e.to_string())
+}
+
+pub async fn liteimg(req: &HandlerRequest, ctx: &Context, out: &Responder) -> HandlerResult {
+    let Some(args) = LITEIMG.read::<Args>(req.args(), out).await? else {
+        return Ok(());
+    };
+    let image = match args.words.as_slice() {
+        [w] => w.clone(),
+        [] => return Err(LITEIMG.error("liteimg needs an image name")),
+        [_, extra, ..] => return Err(LITEIMG.error(format!("unexpected argument \"{extra}\""))),
+    };
+    let Some(os) = ctx.db.get_row("osimage", &image).await? else {
+        return Err(failed(format!(
+            "Cannot find image '{image}' from the osimage table."
+        )));
+    };
+    if os.get("provmethod").map(String::as_str) != Some("statelite") {
+        return Err(failed(
+            "Please make sure that osimage.provmethod is set to statelite before calling this command.",
+        ));
+    }
+    let def = image_def(&ctx.db, &image)
+        .await
+        .map_err(HandlerError::typed)?;
+    let files = Tables::new(&ctx.db).files(&image).await?;
+    let entries = validate::for_liteimg(files);
+    validate::check(&entries).map_err(failed)?;
+    let saved_lines: Vec<String> = entries
+        .iter()
+        .map(|e| file_line(Some(&image), &e.options, &e.path))
+        .collect();
+    let holder = holder_text("liteimg", &image, ctx.identity.user.as_deref(), now_unix());
+    let lock = lock_image(&def.dir, &image, &holder).map_err(HandlerError::typed)?;
+    let rootimg = def.rootimg.clone();
+    let report = blocking(move || {
+        let _lock = lock;
+        apply(&rootimg, &entries, &saved_lines)
+    })
+    .await
+    .map_err(failed)?
+    .map_err(failed)?;
+    for line in report.lines(args.verbose) {
+        out.info(line).await?;
+    }
+    out.info(format!("Modifying {} done.", def.rootimg.display()))
+        .await?;
+    Ok(())
+}
+
+/// What one run did.
+#[derive(Default)]
+struct Report {
+    created_state_dir: Option<String>,
+    made: Vec<String>,
+    already: usize,
+    restored: Vec<String>,
+    beneath_links: usize,
+}
+
+impl Report {
+    fn lines(&self, verbose: bool) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .created_state_dir
+            .iter()
+            .map(|d| format!("creating {d}"))
+            .collect();
+        if verbose {
+            v.extend(
+                self.restored
+                    .iter()
+                    .map(|p| format!("restored {p} from .default")),
+            );
+            v.extend(
+                self.made
+                    .iter()
+                    .map(|p| format!("linked {p} to .statelite/tmpfs{p}")),
+            );
+        }
+        v.push(format!(
+            "{} entries linked now, {} already linked, {} restored, {} beneath a linked directory",
+            self.made.len(),
+            self.already,
+            self.restored.len(),
+            self.beneath_links
+        ));
+        v
+    }
+}
+
+/// Undo what the last run did and this one does not, then make every link.
+fn apply(rootimg: &Path, entries: &[Entry], saved_lines: &[String]) -> Result<Report, String> {
+    let root = Root::open(rootimg).map_err(|e| format!("{}: {e}", rootimg.display()))?;
+    let fail = |p: &str, e: std::io::Error| format!("liteimg: {p} in {}: {e}", rootimg.display());
+    let mut r = Report::default();
+    if root
+        .lstat(STATE_DIR.as_bytes())
+        .map_err(|e| fail(STATE_DIR, e))?
+        .is_none()
+    {
+        r.created_state_dir = Some(rootimg.join(STATE_DIR).display().to_string());
+    }
+    for old in previous(&root).map_err(|e| fail(SAVED, e))? {
+        let kept = entries.iter().any(|e| e.path == old.path && e.is_link());
+        if old.is_link()
+            && !kept
+            && linkfarm::unlink(&root, &old.path).map_err(|e| fail(&old.path, e))?
+        {
+            r.restored.push(old.path);
+        }
+    }
+    for e in entries.iter().filter(|e| e.is_link()) {
+        if entries.iter().any(|p| p.is_link() && p.holds(e)) {
+            r.beneath_links += 1;
+            continue;
+        }
+        match linkfarm::link(&root, &e.path).map_err(|err| fail(&e.path, err))? {
+            Linked::Made => r.made.push(e.path.clone()),
+            Linked::Already | Linked::Mtab => r.already += 1,
+        }
+    }
+    save(&root, saved_lines).map_err(|e| fail(SAVED, e))?;
+    Ok(r)
+}
+
+/// The entries the last run applied (none when it never ran).
+fn previous(root: &Root) -> std::io::Result<Vec<Entry>> {
+    let text = match root.read_file(SAVED.as_bytes(), SAVED_MAX) {
+        Ok(t) => t,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let text = String::from_utf8_lossy(&text);
+    Ok(validate::for_liteimg(text.lines().filter_map(|l| {
+        let mut w = l.split_whitespace().skip(1);
+        let (options, path) = (w.next()?, w.next()?);
+        Some((path.to_string(), options.to_string()))
+    })))
+}
+
+fn save(root: &Root, lines: &[String]) -> std::io::Result<()> {
+    let (dir, _) = root.ensure_dir(STATE_DIR.as_bytes(), rustix::fs::Mode::from_raw_mode(0o755))?;
+    if xcat_beneath::lstat_at(&dir, b"litefile.save")?.is_none() {
+        rustix::fs::openat(
+            &dir,
+            "litefile.save",
+            rustix::fs::OFlags::CREATE
+                | rustix::fs::OFlags::EXCL
+                | rustix::fs::OFlags::WRONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )?;
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    root.rewrite_file(SAVED.as_bytes(), text.as_bytes())
+}
