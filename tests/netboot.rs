@@ -155,8 +155,13 @@ pub const SL2: Guest = Guest {
     slot: 5,
 };
 
-/// The bed's network, and `guests` as xnba nodes with a serial console.
-pub fn define_network_and_guests(d: &Daemon, guests: &[&Guest]) {
+/// The bed's network, and `nodes` (name, MAC, address) as xnba nodes of
+/// `group` with a serial console.
+pub fn define_network_and_nodes<'a>(
+    d: &Daemon,
+    group: &str,
+    nodes: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+) {
     d.ok(&[
         "chtab",
         "net=10.99.60.0,mask=255.255.255.0",
@@ -164,11 +169,11 @@ pub fn define_network_and_guests(d: &Daemon, guests: &[&Guest]) {
         "networks.mgtifname=xpxebr0",
         "networks.dynamicrange=10.99.60.100-10.99.60.120",
     ]);
-    for g in guests {
-        let n = format!("node={}", g.node);
-        d.ok(&["chtab", &n, "nodelist.groups=stateless,all"]);
-        d.ok(&["chtab", &n, &format!("mac.mac={}", g.mac)]);
-        d.ok(&["chtab", &n, &format!("hosts.ip={}", g.ip)]);
+    for (node, mac, ip) in nodes {
+        let n = format!("node={node}");
+        d.ok(&["chtab", &n, &format!("nodelist.groups={group},all")]);
+        d.ok(&["chtab", &n, &format!("mac.mac={mac}")]);
+        d.ok(&["chtab", &n, &format!("hosts.ip={ip}")]);
         d.ok(&["chtab", &n, "noderes.netboot=xnba"]);
         d.ok(&[
             "chtab",
@@ -177,6 +182,11 @@ pub fn define_network_and_guests(d: &Daemon, guests: &[&Guest]) {
             "nodehm.serialspeed=115200",
         ]);
     }
+}
+
+/// [`define_network_and_nodes`] for stateless guests (group `stateless`).
+pub fn define_network_and_guests(d: &Daemon, guests: &[&Guest]) {
+    define_network_and_nodes(d, "stateless", guests.iter().map(|g| (g.node, g.mac, g.ip)));
 }
 
 /// `command` as root on `ip` with the key `identity`, trusting only the host

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use xcatd_tests::{wait_for_console, Daemon, DaemonOptions, PxeBed, PxeGuest, PXE_SERVER};
 
 use crate::probe_initrd::{self, CMDLINE_MARK, FAILED_MARK, IMAGE_MARK};
-use xcatd_tests::netboot::{debian_kernel, sh, Supervising};
+use xcatd_tests::netboot::{debian_kernel, define_network_and_nodes, sh, Supervising};
 
 const HTTP_PORT: u16 = 8080;
 const IMAGE: &str = "pxeimg";
@@ -82,30 +82,6 @@ fn packed_image(d: &Daemon, kernel_tree: &Path, kver: &str) -> PathBuf {
     d.ok(&["packimage", "-m", "cpio", "-c", "gzip", IMAGE]);
     probe_initrd::build(kernel_tree, kver, &dir.join("initrd-stateless.gz"));
     dir
-}
-
-/// The bed's network and the guests as nodes: MAC, IP, xnba, a serial console.
-fn define_network_and_nodes(d: &Daemon) {
-    d.ok(&[
-        "chtab",
-        "net=10.99.60.0,mask=255.255.255.0",
-        "networks.netname=pxebed",
-        "networks.mgtifname=xpxebr0",
-        "networks.dynamicrange=10.99.60.100-10.99.60.120",
-    ]);
-    for (node, mac, ip, _, _) in GUESTS {
-        let n = format!("node={node}");
-        d.ok(&["chtab", &n, "nodelist.groups=pxeboot,all"]);
-        d.ok(&["chtab", &n, &format!("mac.mac={mac}")]);
-        d.ok(&["chtab", &n, &format!("hosts.ip={ip}")]);
-        d.ok(&["chtab", &n, "noderes.netboot=xnba"]);
-        d.ok(&[
-            "chtab",
-            &n,
-            "nodehm.serialport=0",
-            "nodehm.serialspeed=115200",
-        ]);
-    }
 }
 
 fn sha256_of(p: &Path) -> String {
@@ -189,7 +165,7 @@ fn diskless_guests_pxe_boot_bios_and_uefi_from_nodeset_makedhcp_and_the_boot_ser
     let bed = PxeBed::up();
     let d = daemon();
     let dir = packed_image(&d, &kernel_tree, &kver);
-    define_network_and_nodes(&d);
+    define_network_and_nodes(&d, "pxeboot", GUESTS.iter().map(|g| (g.0, g.1, g.2)));
     d.ok(&["makedhcp", "-n"]);
     let out = d.ok(&["nodeset", "pxeboot", &format!("osimage={IMAGE}")]);
     for (node, ..) in GUESTS {

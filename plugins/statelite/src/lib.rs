@@ -28,7 +28,9 @@ pub mod validate;
 use std::sync::Arc;
 
 use xcat_plugin::args::Syntax;
-use xcat_plugin::{async_trait, Context, Handler, HandlerRequest, HandlerResult, Responder};
+use xcat_plugin::{
+    async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
+};
 
 use entries::{file_line, tree_mount};
 use lookup::Tables;
@@ -115,6 +117,21 @@ async fn usage(s: &Syntax, out: &Responder) -> HandlerResult {
     Ok(())
 }
 
+/// The image of `node`, or None once xCAT's message about it was sent.
+async fn image_or_say(
+    t: &Tables<'_>,
+    node: &str,
+    out: &Responder,
+) -> Result<Option<String>, HandlerError> {
+    match t.image_of(node).await? {
+        Ok(i) => Ok(Some(i)),
+        Err(msg) => {
+            out.error(msg).await?;
+            Ok(None)
+        }
+    }
+}
+
 /// `litefile` and `litetree`: the request's nodes, or, for a peer without a
 /// certificate, the node its address names.
 async fn node_entries(
@@ -137,12 +154,8 @@ async fn node_entries(
         return usage(syntax, out).await;
     }
     for node in &nodes {
-        let image = match t.image_of(node).await? {
-            Ok(i) => i,
-            Err(msg) => {
-                out.error(msg).await?;
-                continue;
-            }
+        let Some(image) = image_or_say(t, node, out).await? else {
+            continue;
         };
         if files {
             for (file, o) in t.files(&image).await? {
@@ -191,12 +204,8 @@ async fn lslite(
         return Ok(());
     }
     for node in &nodes {
-        let image = match t.image_of(node).await? {
-            Ok(i) => i,
-            Err(msg) => {
-                out.error(msg).await?;
-                continue;
-            }
+        let Some(image) = image_or_say(t, node, out).await? else {
+            continue;
         };
         out.info(format!(">>>Node: {node}\n")).await?;
         out.info(format!("Osimage: {image}\n")).await?;
