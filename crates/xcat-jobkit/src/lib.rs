@@ -16,6 +16,7 @@
 //! * [`kernel`]: the kernel choice (natural order) and the one kernel copier into
 //!   `<image>/kernel`;
 //! * [`image`]: an image's `linuximage` definition and its tree;
+//! * [`replace`]: replacing a small file whole (temporary dot-name, rename);
 //! * [`errors`]: deciding "disk full" from the errno, and error chains for the log.
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,7 @@ pub mod kernel;
 pub mod lock;
 pub mod node;
 pub mod progress;
+pub mod replace;
 pub mod task;
 pub mod time;
 pub mod tool;

@@ -2,8 +2,7 @@
 //! and renamed, so dnsmasq (which re-reads the per-node directories when a
 //! file appears) never reads half a file.
 
-use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use xcat_plugin::boot::DhcpPaths;
@@ -26,21 +25,12 @@ fn err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-/// Write `data` to `path` through `.<name>.tmp` in the same directory, mode
-/// 0644: dnsmasq reads these after dropping root, as its own user.
+/// Write `data` to `path` through a temporary dot-name in the same
+/// directory, mode 0644: dnsmasq reads these after dropping root, as its own
+/// user.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), FileError> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o644)
-        .open(&tmp)
-        .map_err(err("cannot create", &tmp))?;
-    f.write_all(data).map_err(err("cannot write", &tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(err("cannot rename into place", path))
+    xcat_jobkit::replace::write_replacing(path, data, 0o644, "makedhcp")
+        .map_err(err("cannot write", path))
 }
 
 /// Create the configuration directories (0755: dnsmasq's user reads them).

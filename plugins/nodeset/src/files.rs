@@ -12,10 +12,9 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `<tftpdir>/xcat/xnba/nodes`.
 pub fn xnba_dir(tftp: &Path) -> PathBuf {
@@ -27,32 +26,16 @@ pub fn grub2_dir(tftp: &Path) -> PathBuf {
     tftp.join("boot/grub2")
 }
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary name beside `path`: a dot-file (the boot service serves no
-/// dot-file) unique to this process and call.
+/// A temporary name beside `path` (a dot-file: the boot service serves no
+/// dot-file).
 pub fn temp_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(".{name}.nodeset-{}-{n}", std::process::id()))
+    xcat_jobkit::replace::temp_beside(path, "nodeset")
 }
 
-/// Write `content` to `path` through a temporary name and a rename.
+/// Write `content` to `path` through a temporary name and a rename (0644:
+/// the TFTP server reads it as its own user).
 pub fn write_atomic(path: &Path, content: &[u8]) -> io::Result<()> {
-    let tmp = temp_name(path);
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(content)?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    xcat_jobkit::replace::write_replacing(path, content, 0o644, "nodeset")
 }
 
 /// [`write_atomic`] unless `path` already holds exactly `content`: a
