@@ -134,7 +134,15 @@ impl Report {
 /// Undo what the last run did and this one does not, then make every link.
 fn apply(rootimg: &Path, entries: &[Entry], saved_lines: &[String]) -> Result<Report, String> {
     let root = Root::open(rootimg).map_err(|e| format!("{}: {e}", rootimg.display()))?;
-    let fail = |p: &str, e: std::io::Error| format!("liteimg: {p} in {}: {e}", rootimg.display());
+    let fail = |p: &str, e: std::io::Error| {
+        let at = format!("liteimg: {p} in {}", rootimg.display());
+        match xcat_beneath::explain(&e) {
+            Some(why) => format!(
+                "{at}: {why}; name the real path in litefile (a symbolic link in the image is never followed)"
+            ),
+            None => format!("{at}: {e}"),
+        }
+    };
     let mut r = Report::default();
     if root
         .lstat(STATE_DIR.as_bytes())
