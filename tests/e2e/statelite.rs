@@ -372,6 +372,42 @@ fn liteimg_refuses_what_xcat_refuses(d: &Daemon) {
         "{text}"
     );
     assert_eq!(listing(&root), before, "a refused liteimg changed the tree");
+    d.ok(&["chtab", "imagename=slimg", "osimage.provmethod=statelite"]);
+    d.ok(&["chtab", "-d", "image=ALL,file=/opt/", "litefile"]);
+    a_planted_symlink_is_refused_and_what_was_done_is_undone_later(d, &root, &before);
+}
+
+/// A link the node left in its tree (`/srv` to a server directory): the
+/// entry beneath it is refused, nothing is made outside the tree, and
+/// what liteimg did before it stopped is recorded, so removing the entries
+/// and running it again brings the tree back.
+fn a_planted_symlink_is_refused_and_what_was_done_is_undone_later(
+    d: &Daemon,
+    root: &std::path::Path,
+    before: &str,
+) {
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("srv")).unwrap();
+    d.ok(&["chtab", "image=ALL,file=/srv/data", "litefile.options=link"]);
+    let out = d.client(&["liteimg", "slimg"]);
+    let text = xcatd_tests::output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("/srv/data in ") && text.contains("name the real path in litefile"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    for file in ["/srv/data", "/etc/ssh/", "/etc/adjtime"] {
+        d.ok(&["chtab", "-d", &format!("image=ALL,file={file}"), "litefile"]);
+    }
+    d.ok(&["liteimg", "slimg"]);
+    std::fs::remove_file(root.join("srv")).unwrap();
+    let kept: Vec<String> = listing(root)
+        .lines()
+        .filter(|l| !l.starts_with("./.statelite") && !l.starts_with("./.default"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(kept, before.lines().map(str::to_string).collect::<Vec<_>>());
 }
 
 #[test]

@@ -69,16 +69,12 @@ pub async fn liteimg(req: &HandlerRequest, ctx: &Context, out: &Responder) -> Ha
     let files = Tables::new(&ctx.db).files(&image).await?;
     let entries = validate::for_liteimg(files);
     validate::check(&entries).map_err(failed)?;
-    let saved_lines: Vec<String> = entries
-        .iter()
-        .map(|e| file_line(Some(&image), &e.options, &e.path))
-        .collect();
     let holder = holder_text("liteimg", &image, ctx.identity.user.as_deref(), now_unix());
     let lock = lock_image(&def.dir, &image, &holder).map_err(HandlerError::typed)?;
-    let rootimg = def.rootimg.clone();
+    let (rootimg, name) = (def.rootimg.clone(), image.clone());
     let report = blocking(move || {
         let _lock = lock;
-        apply(&rootimg, &entries, &saved_lines)
+        apply(&rootimg, &name, &entries)
     })
     .await
     .map_err(failed)?
@@ -132,7 +128,10 @@ impl Report {
 }
 
 /// Undo what the last run did and this one does not, then make every link.
-fn apply(rootimg: &Path, entries: &[Entry], saved_lines: &[String]) -> Result<Report, String> {
+/// `.statelite/litefile.save` ends up naming what the tree holds, a failure
+/// half-way too: the links made so far and the old ones not yet undone, so
+/// the next run knows what to undo.
+fn apply(rootimg: &Path, image: &str, entries: &[Entry]) -> Result<Report, String> {
     let root = Root::open(rootimg).map_err(|e| format!("{}: {e}", rootimg.display()))?;
     let fail = |p: &str, e: std::io::Error| {
         let at = format!("liteimg: {p} in {}", rootimg.display());
@@ -151,27 +150,50 @@ fn apply(rootimg: &Path, entries: &[Entry], saved_lines: &[String]) -> Result<Re
     {
         r.created_state_dir = Some(rootimg.join(STATE_DIR).display().to_string());
     }
-    for old in previous(&root).map_err(|e| fail(SAVED, e))? {
-        let kept = entries.iter().any(|e| e.path == old.path && e.is_link());
-        if old.is_link()
-            && !kept
-            && linkfarm::unlink(&root, &old.path).map_err(|e| fail(&old.path, e))?
-        {
-            r.restored.push(old.path);
+    let mut held = previous(&root).map_err(|e| fail(SAVED, e))?;
+    let steps = undo_then_link(&root, entries, &mut held, &mut r);
+    let lines: Vec<String> = match &steps {
+        Ok(()) => entries.iter(),
+        Err(_) => held.iter(),
+    }
+    .map(|e| file_line(Some(image), &e.options, &e.path))
+    .collect();
+    save(&root, &lines).map_err(|e| fail(SAVED, e))?;
+    steps.map_err(|(p, e)| fail(&p, e))?;
+    Ok(r)
+}
+
+/// The changes themselves; `held` follows what the tree holds.
+fn undo_then_link(
+    root: &Root,
+    entries: &[Entry],
+    held: &mut Vec<Entry>,
+    r: &mut Report,
+) -> Result<(), (String, std::io::Error)> {
+    let gone: Vec<Entry> = held
+        .iter()
+        .filter(|old| old.is_link() && !entries.iter().any(|e| e.path == old.path && e.is_link()))
+        .cloned()
+        .collect();
+    for old in gone {
+        if linkfarm::unlink(root, &old.path).map_err(|e| (old.path.clone(), e))? {
+            r.restored.push(old.path.clone());
         }
+        held.retain(|h| h.path != old.path);
     }
     for e in entries.iter().filter(|e| e.is_link()) {
         if entries.iter().any(|p| p.is_link() && p.holds(e)) {
             r.beneath_links += 1;
             continue;
         }
-        match linkfarm::link(&root, &e.path).map_err(|err| fail(&e.path, err))? {
+        match linkfarm::link(root, &e.path).map_err(|err| (e.path.clone(), err))? {
             Linked::Made => r.made.push(e.path.clone()),
             Linked::Already | Linked::Mtab => r.already += 1,
         }
+        held.retain(|h| h.path != e.path);
+        held.push(e.clone());
     }
-    save(&root, saved_lines).map_err(|e| fail(SAVED, e))?;
-    Ok(r)
+    Ok(())
 }
 
 /// The entries the last run applied (none when it never ran).
