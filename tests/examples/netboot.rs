@@ -100,7 +100,7 @@ impl Bench<'_> {
         self.d
             .ok(&["nodeset", SL1.node, &format!("osimage={IMAGE}")]);
         let suffix = if format == "squashfs" {
-            "squashfs".to_string()
+            "sfs".to_string()
         } else {
             format!("{format}.zst")
         };
