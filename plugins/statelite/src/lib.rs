@@ -25,6 +25,7 @@ mod liteimg;
 mod lookup;
 pub mod validate;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use xcat_plugin::args::Syntax;
@@ -153,19 +154,27 @@ async fn node_entries(
     if nodes.is_empty() {
         return usage(syntax, out).await;
     }
+    // Nodes of one request mostly share an image: its entries are read once.
+    let mut by_image: HashMap<String, Vec<(String, String)>> = HashMap::new();
     for node in &nodes {
         let Some(image) = image_or_say(t, node, out).await? else {
             continue;
         };
-        if files {
-            for (file, o) in t.files(&image).await? {
-                out.info(file_line(Some(node), &o, &file)).await?;
-            }
-        } else {
-            for (_, entry) in t.trees(&image).await? {
-                out.info(format!("{node}: {}", tree_mount(&entry, node)))
-                    .await?;
-            }
+        if !by_image.contains_key(&image) {
+            let entries = if files {
+                t.files(&image).await?.into_iter().collect()
+            } else {
+                t.trees(&image).await?
+            };
+            by_image.insert(image.clone(), entries);
+        }
+        for (a, b) in &by_image[&image] {
+            let line = if files {
+                file_line(Some(node), b, a)
+            } else {
+                format!("{node}: {}", tree_mount(b, node))
+            };
+            out.info(line).await?;
         }
     }
     Ok(())
