@@ -32,6 +32,9 @@ const NODERANGE_COMMANDS: &[&str] = &[
     "testnodes",
 ];
 
+/// Commands that read a stanza file from stdin with `-z` (`cat f | mkdef -z`).
+const STANZA_COMMANDS: &[&str] = &["mkdef", "chdef"];
+
 pub enum Parsed {
     Help,
     Request(Box<Request>),
@@ -72,6 +75,9 @@ pub fn build_request(argv: &[String]) -> anyhow::Result<Parsed> {
     if command == "tabrestore" {
         attach_table_file(&mut req)?;
     }
+    if STANZA_COMMANDS.contains(&command.as_str()) {
+        attach_stanza_input(&mut req)?;
+    }
     req.cwd = std::env::current_dir()
         .ok()
         .map(|p| p.display().to_string());
@@ -110,6 +116,25 @@ fn attach_table_file(req: &mut Request) -> anyhow::Result<()> {
         bail!("tabrestore needs a CSV file");
     };
     let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;
+    req.stdin = Some(text);
+    Ok(())
+}
+
+/// `mkdef -z` / `chdef -z`: the server cannot read the client's stdin, so
+/// a piped stanza file travels in `<stdin>` (a terminal is not read).
+fn attach_stanza_input(req: &mut Request) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Read};
+    if !req.args.iter().any(|a| a == "-z" || a == "--stanza") {
+        return Ok(());
+    }
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    stdin
+        .read_to_string(&mut text)
+        .context("cannot read the stanza file from stdin")?;
     req.stdin = Some(text);
     Ok(())
 }

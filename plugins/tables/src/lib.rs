@@ -1,5 +1,7 @@
 //! Handlers for the table admin commands, so nobody edits SQL by hand:
-//! `tabdump`, `tabrestore`, `chtab`, `nodels` and `lsdef` (osimages).
+//! `tabdump`, `tabrestore`, `chtab`, `nodels`, and the object commands
+//! `mkdef`, `chdef`, `rmdef`, `lsdef` and `noderm` over the object model of
+//! [`xcat_db::objects`].
 //!
 //! Of these only `nodels` takes a noderange (it arrives expanded in
 //! [`xcat_plugin::HandlerRequest::nodes`]); the others read everything from
@@ -12,14 +14,17 @@ use std::sync::Arc;
 use xcat_plugin::Handler;
 
 mod chtab;
-mod lsdef;
 mod nodels;
+mod objdefs;
 mod tabdump;
 mod tabrestore;
 
 pub use chtab::Chtab;
-pub use lsdef::Lsdef;
 pub use nodels::Nodels;
+pub use objdefs::chdef::Chdef;
+pub use objdefs::lsdef::Lsdef;
+pub use objdefs::mkdef::Mkdef;
+pub use objdefs::rmdef::{Noderm, Rmdef};
 pub use tabdump::Tabdump;
 pub use tabrestore::Tabrestore;
 
@@ -31,5 +36,9 @@ pub fn handlers() -> Vec<Arc<dyn Handler>> {
         Arc::new(Chtab),
         Arc::new(Nodels),
         Arc::new(Lsdef),
+        Arc::new(Mkdef),
+        Arc::new(Chdef),
+        Arc::new(Rmdef),
+        Arc::new(Noderm),
     ]
 }

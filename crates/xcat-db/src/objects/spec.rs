@@ -307,6 +307,9 @@ const GROUP: &[Attr] = &[
 /// `osimage` objects.
 const OSIMAGE: &[Attr] = &[
     a("groups", "osimage", "groups", None),
+    // Not in xCAT's list (its images keep comments in linuximage), but
+    // where this daemon's capimage writes them.
+    a("usercomment", "osimage", "comments", None),
     a("imagetype", "osimage", "imagetype", None),
     a("description", "osimage", "description", None),
     a("provmethod", "osimage", "provmethod", None),
