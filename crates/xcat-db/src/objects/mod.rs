@@ -462,11 +462,14 @@ pub fn split_list(v: &str) -> Vec<String> {
         .collect()
 }
 
+/// One statement group of a write: table, key column and the values set.
+type Statement = (&'static str, &'static str, Vec<(&'static str, String)>);
+
 /// The statements of one write.
 #[derive(Default)]
 struct Plan {
     /// (table, key column, values) -> the names to set them on.
-    groups: BTreeMap<(&'static str, &'static str, Vec<(&'static str, String)>), Vec<String>>,
+    groups: BTreeMap<Statement, Vec<String>>,
     /// `(group, members)` assignments.
     members: Vec<(String, String)>,
     /// Nodes whose `nodelist.groups` the assignments change, with the new value.

@@ -159,10 +159,7 @@ fn only_attrs(
     };
     let attrs = xcat_db::objects::split_list(list);
     for t in types {
-        if let Some(a) = attrs
-            .iter()
-            .find(|a| !t.is_attr(a) && !(t.kind == Kind::Group && a.as_str() == "members"))
-        {
+        if let Some(a) = attrs.iter().find(|a| !t.is_attr(a)) {
             return Err(not_an_attr(a, t));
         }
     }
@@ -176,7 +173,7 @@ async fn visible(ctx: &Context, t: &ObjType, hidden: bool) -> Result<Vec<String>
         return Ok(all);
     }
     let hide = Where::parse("hidden!=1").map_err(HandlerError::Failed)?;
-    Ok(super::selected(ctx, t, all, &[hide]).await?)
+    super::selected(ctx, t, all, &[hide]).await
 }
 
 /// How each object is printed.

@@ -121,7 +121,7 @@ pub(super) fn dynamic_group(
     wheretexts: &[String],
     attrs: &mut Attrs,
 ) -> Result<(), HandlerError> {
-    if t.kind != Kind::Group || !(dynamic || !wheretexts.is_empty()) {
+    if t.kind != Kind::Group || (!dynamic && wheretexts.is_empty()) {
         return Ok(());
     }
     if attrs.contains_key("members") && !wheretexts.is_empty() {
