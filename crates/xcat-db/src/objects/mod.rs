@@ -189,16 +189,13 @@ impl Db {
         let mut raw: Vec<HashMap<(&'static str, &'static str), String>> =
             vec![HashMap::new(); names.len()];
         for table in t.tables() {
-            let cols: Vec<&str> = t
-                .attrs
-                .iter()
-                .filter(|a| a.table == table.name)
-                .map(|a| a.column)
-                .collect();
+            let defs: Vec<&'static Attr> =
+                t.attrs.iter().filter(|a| a.table == table.name).collect();
+            let cols: Vec<&str> = defs.iter().map(|a| a.column).collect();
             let vals = self.node_attrs(names, table.name, &cols).await?;
             for (i, n) in names.iter().enumerate() {
                 let Some(a) = vals.get(n) else { continue };
-                for def in t.attrs.iter().filter(|d| d.table == table.name) {
+                for def in &defs {
                     if let Some(v) = a.get(def.column) {
                         raw[i].insert((def.table, def.column), v.clone());
                     }
@@ -220,12 +217,14 @@ impl Db {
             .collect();
         for table in t.tables() {
             let key = t.key_column(table);
+            let defs: Vec<&'static Attr> =
+                t.attrs.iter().filter(|a| a.table == table.name).collect();
             for row in self.rows(table.name).await? {
                 let Some(name) = row.get(key).filter(|k| wanted.contains(k.as_str())) else {
                     continue;
                 };
                 let i = index[name.as_str()];
-                for def in t.attrs.iter().filter(|d| d.table == table.name) {
+                for def in &defs {
                     if let Some(v) = row.get(def.column) {
                         raw[i]
                             .entry((def.table, def.column))

@@ -62,8 +62,9 @@ enum Format {
     Compress,
 }
 
-/// Objects read and printed per batch.
-const BATCH: usize = 1000;
+/// Objects read and printed per batch: small enough that their rows and
+/// their groups' are read by key, not by reading whole tables.
+const BATCH: usize = 500;
 
 pub struct Lsdef;
 
