@@ -98,6 +98,7 @@ both_backends!(
     every_type_and_the_site_object,
     stanza_files_round_trip,
     help_and_version_on_every_command,
+    node_and_table_tools,
 );
 
 // ---------------------------------------------------------------------------
@@ -525,7 +526,10 @@ fn stanza_files_round_trip(d: &Daemon) {
 }
 
 fn help_and_version_on_every_command(d: &Daemon) {
-    for cmd in ["mkdef", "chdef", "rmdef", "lsdef", "noderm"] {
+    for cmd in [
+        "mkdef", "chdef", "rmdef", "lsdef", "noderm", "nodech", "nodeadd", "gettab", "tabgrep",
+        "tabprune", "tabch", "chtab", "tabdump",
+    ] {
         let v = d.ok(&[cmd, "-v"]);
         assert!(
             v.starts_with(&format!("{cmd} ")) && v.contains("(xcatd-rs)"),
@@ -537,4 +541,90 @@ fn help_and_version_on_every_command(d: &Daemon) {
         let err = fails(d, &[cmd, "--bogus"]);
         assert!(err.contains("unknown option --bogus"), "{cmd}: {err}");
     }
+}
+
+fn node_and_table_tools(d: &Daemon) {
+    // nodeadd: new nodes by table column; groups are required.
+    d.ok(&[
+        "nodeadd",
+        "cn[1-3]",
+        "groups=all,compute",
+        "nodehm.mgt=ipmi",
+        "nodepos.rack=1",
+    ]);
+    let err = fails(d, &["nodeadd", "cn4", "nodehm.mgt=ipmi"]);
+    assert!(
+        err.contains("At least one groupname must be given"),
+        "{err}"
+    );
+    assert_eq!(d.ok(&["nodels"]), "cn1\ncn2\ncn3\n");
+    // nodech: set, add to and take from lists, narrowed by a selection.
+    d.ok(&["nodech", "cn3", "nodepos.rack=2"]);
+    d.ok(&["nodech", "all", "nodepos.rack==2", "groups,=rack2"]);
+    assert!(d.ok(&["lsdef", "cn3"]).contains("groups=rack2,all,compute"));
+    assert!(d.ok(&["lsdef", "cn2"]).contains("groups=all,compute\n"));
+    d.ok(&["nodech", "cn3", "groups^=rack2", "groups,=rack3"]);
+    assert!(d.ok(&["lsdef", "cn3"]).contains("groups=rack3,all,compute"));
+    d.ok(&["nodech", "cn1", "nodelist.comments=@=foo"]);
+    assert!(d.ok(&["lsdef", "cn1"]).contains("usercomment==foo"));
+    d.ok(&["nodech", "-d", "cn1", "nodepos"]);
+    assert!(!d.ok(&["tabdump", "nodepos"]).contains("cn1"));
+    let err = fails(d, &["nodech", "cn1", "site.value=1"]);
+    assert!(err.contains("site is not a table keyed by node"), "{err}");
+
+    // gettab: values by any key; the name beside them with -H or several.
+    assert_eq!(d.ok(&["gettab", "key=xcatdport", "site.value"]), "3001\n");
+    assert_eq!(
+        d.ok(&["gettab", "-H", "key=xcatdport", "site.value"]),
+        "site.value: 3001\n"
+    );
+    assert_eq!(d.ok(&["gettab", "mgt=ipmi", "nodehm.node"]), "cn1\n");
+    // tabgrep: the tables with a row for the node or one of its groups.
+    d.ok(&["chdef", "-t", "group", "compute", "xcatmaster=10.99.0.1"]);
+    assert_eq!(
+        d.ok(&["tabgrep", "cn2"]),
+        "nodehm\nnodelist\nnodepos\nnoderes\n"
+    );
+    let err = fails(d, &["tabgrep", "cn9"]);
+    assert!(err.contains("Node cn9 does not exist."), "{err}");
+
+    // chtab/tabch: += adds to a list once.
+    d.ok(&["tabch", "key=ntpservers", "site.value=10.99.0.1"]);
+    d.ok(&["chtab", "key=ntpservers", "site.value+=10.99.0.2"]);
+    d.ok(&["tabch", "key=ntpservers", "site.value+=10.99.0.2"]);
+    assert_eq!(
+        d.ok(&["gettab", "key=ntpservers", "site.value"]),
+        "10.99.0.1,10.99.0.2\n"
+    );
+
+    // tabprune: every record (-a, any table), or the oldest of a log.
+    for i in 1..=4 {
+        d.ok(&["mkdef", "-t", "eventlog", "-o", &i.to_string(), "message=m"]);
+    }
+    let out = d.ok(&["tabprune", "eventlog", "-n", "2", "-V"]);
+    assert!(out.starts_with("#recid,"), "{out}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert_eq!(
+        d.ok(&["lsdef", "-t", "eventlog"]),
+        "3  (eventlog)\n4  (eventlog)\n"
+    );
+    d.ok(&["tabprune", "nodepos", "-a"]);
+    assert_eq!(d.ok(&["tabdump", "nodepos"]).lines().count(), 1);
+    let err = fails(d, &["tabprune", "nodelist", "-n", "1"]);
+    assert!(err.contains("other tables take -a"), "{err}");
+
+    // The client spells xCAT's numeric shorthand with the node prefix and suffix.
+    let out = d.client_as(&d.home, &["nodels", "1-2"], &[("XCAT_NODE_PREFIX", "cn")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "cn1\ncn2\n");
+    let out = d.client_as(
+        &d.home,
+        &["nodels", "10-11"],
+        &[("XCAT_NODE_PREFIX", "abc"), ("XCAT_NODE_SUFFIX", "def")],
+    );
+    assert!(
+        text(&out.stderr).contains("abc10def,abc11def"),
+        "{}",
+        text(&out.stderr)
+    );
 }
