@@ -613,6 +613,19 @@ fn node_and_table_tools(d: &Daemon) {
     let err = fails(d, &["tabprune", "nodelist", "-n", "1"]);
     assert!(err.contains("other tables take -a"), "{err}");
 
+    // tabdump: rows that pass -w, or into a file.
+    assert_eq!(
+        d.ok(&["tabdump", "-w", "mgt==ipmi", "-w", "node=~^cn[12]$", "nodehm"]),
+        "#node,power,mgt,cons,termserver,termport,conserver,serialport,serialspeed,serialflow,getmac,cmdmapping,consoleondemand,consoleenabled,comments,disable\n\"cn1\",,\"ipmi\",,,,,,,,,,,,,\n\"cn2\",,\"ipmi\",,,,,,,,,,,,,\n"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("site.csv");
+    d.ok(&["tabdump", "-f", file.to_str().expect("utf-8"), "site"]);
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("dump file"),
+        d.ok(&["tabdump", "site"])
+    );
+
     // The client spells xCAT's numeric shorthand with the node prefix and suffix.
     let out = d.client_as(&d.home, &["nodels", "1-2"], &[("XCAT_NODE_PREFIX", "cn")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
