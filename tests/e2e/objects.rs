@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+use std::time::Instant;
 
 use xcat_db::test_support::TempDatabase;
 use xcatd_tests::{bin, Daemon, DaemonOptions};
@@ -99,6 +100,7 @@ both_backends!(
     stanza_files_round_trip,
     help_and_version_on_every_command,
     node_and_table_tools,
+    ten_thousand_nodes_through_the_client,
 );
 
 // ---------------------------------------------------------------------------
@@ -639,5 +641,50 @@ fn node_and_table_tools(d: &Daemon) {
         text(&out.stderr).contains("abc10def,abc11def"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// The scale case: ten thousand nodes defined in one command, a group
+/// attribute changed once, and every member listed with the new value.
+/// Prints its timings (`bench/objects` runs it against release binaries
+/// and reports them beside the targets: mkdef 5 s, lsdef -l 2 s).
+fn ten_thousand_nodes_through_the_client(d: &Daemon) {
+    const N: usize = 10_000;
+    let t = Instant::now();
+    let out = d.ok(&[
+        "mkdef",
+        "-t",
+        "node",
+        "-o",
+        "cn[00001-10000]",
+        "groups=compute,all",
+        "mgt=ipmi",
+        "os=rhels9",
+        "arch=x86_64",
+    ]);
+    let mkdef = t.elapsed();
+    assert_eq!(
+        out,
+        format!("{N} object definitions have been created or modified.\n")
+    );
+    let t = Instant::now();
+    d.ok(&["chdef", "-t", "group", "compute", "xcatmaster=10.99.255.1"]);
+    let chdef = t.elapsed();
+    let t = Instant::now();
+    let out = d.ok(&["lsdef", "-l", "compute"]);
+    let lsdef = t.elapsed();
+    assert_eq!(out.matches("Object name: ").count(), N);
+    assert_eq!(out.matches("\n    xcatmaster=10.99.255.1\n").count(), N);
+    assert!(out.starts_with("Object name: cn00001\n"), "{}", &out[..200]);
+    let backend = if d.log().contains("database=postgres://") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    eprintln!(
+        "objects e2e {backend} ({N} nodes): mkdef {:.3} s, chdef group {:.3} s, lsdef -l {:.3} s",
+        mkdef.as_secs_f64(),
+        chdef.as_secs_f64(),
+        lsdef.as_secs_f64()
     );
 }
