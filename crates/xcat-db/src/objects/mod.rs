@@ -59,14 +59,14 @@ impl ObjType {
     /// The definition of attribute `name` for an object whose other values
     /// are `known`: the first whose condition holds (or that has none).
     fn def_for(&self, name: &str, known: &Attrs) -> Option<&'static Attr> {
-        let mut defs = self.attrs.iter().filter(|a| a.name == name);
-        let all: Vec<&'static Attr> = defs.by_ref().collect();
+        let all: Vec<&'static Attr> = self.attrs.iter().filter(|a| a.name == name).collect();
+        let holds = |a: &&'static Attr| match a.only_if {
+            None => true,
+            Some((k, v)) => known.get(k).map(String::as_str) == Some(v),
+        };
         all.iter()
             .copied()
-            .find(|a| match a.only_if {
-                None => true,
-                Some((k, v)) => known.get(k).map(String::as_str) == Some(v),
-            })
+            .find(holds)
             .or_else(|| all.first().copied())
     }
 
