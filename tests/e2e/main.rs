@@ -11,6 +11,7 @@ mod geninitrd;
 mod load;
 mod makedhcp;
 mod nodeset;
+mod objects;
 mod packimage;
 mod probe_initrd;
 mod pxe_boot;

@@ -110,13 +110,13 @@ fn commands_answer_in_xcat_formats(d: &Daemon) {
 }
 
 #[test]
-#[ignore = "needs the binaries (cargo build --workspace --bins): real daemon and client"]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
 fn statelite_commands_answer_in_xcat_formats_on_sqlite() {
     with_backend(false, commands_answer_in_xcat_formats);
 }
 
 #[test]
-#[ignore = "needs PostgreSQL (XCATD_TEST_PG_URL): the same on a shared database"]
+#[ignore = "needs PostgreSQL (XCATD_TEST_PG_URL): ./scripts/test-all runs it"]
 fn statelite_commands_answer_in_xcat_formats_on_postgres() {
     with_backend(true, commands_answer_in_xcat_formats);
 }
@@ -222,7 +222,7 @@ fn boot_time_requests_without_a_certificate(d: &Daemon) {
 }
 
 #[test]
-#[ignore = "needs the binaries (cargo build --workspace --bins): real daemon, openssl s_client"]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
 fn a_node_without_a_certificate_gets_its_statelite_entries_and_nothing_else() {
     with_backend(false, boot_time_requests_without_a_certificate);
 }
@@ -411,13 +411,13 @@ fn a_planted_symlink_is_refused_and_what_was_done_is_undone_later(
 }
 
 #[test]
-#[ignore = "needs the binaries (cargo build --workspace --bins): real daemon and client"]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
 fn liteimg_makes_the_link_farm_once_and_undoes_removed_entries() {
     with_backend(false, liteimg_links_idempotently_and_undoes_removed_entries);
 }
 
 #[test]
-#[ignore = "needs the binaries (cargo build --workspace --bins): real daemon and client"]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
 fn liteimg_refuses_bad_entries_and_non_statelite_images_with_xcat_messages() {
     with_backend(false, liteimg_refuses_what_xcat_refuses);
 }

@@ -34,6 +34,9 @@ const NODERANGE_COMMANDS: &[&str] = &[
     "litetree",
 ];
 
+/// Commands that read a stanza file from stdin with `-z` (`cat f | mkdef -z`).
+const STANZA_COMMANDS: &[&str] = &["mkdef", "chdef"];
+
 pub enum Parsed {
     Help,
     Request(Box<Request>),
@@ -67,12 +70,19 @@ pub fn build_request(argv: &[String]) -> anyhow::Result<Parsed> {
                 req.args.push(w.clone());
             }
         }
-        req.noderange = noderange;
+        req.noderange = noderange.map(|r| {
+            let prefix = std::env::var("XCAT_NODE_PREFIX").unwrap_or_else(|_| "node".into());
+            let suffix = std::env::var("XCAT_NODE_SUFFIX").unwrap_or_default();
+            with_node_affixes(&r, &prefix, &suffix)
+        });
     } else {
         req.args = words.to_vec();
     }
     if command == "tabrestore" {
         attach_table_file(&mut req)?;
+    }
+    if STANZA_COMMANDS.contains(&command.as_str()) {
+        attach_stanza_input(&mut req)?;
     }
     req.cwd = std::env::current_dir()
         .ok()
@@ -84,6 +94,50 @@ pub fn build_request(argv: &[String]) -> anyhow::Result<Parsed> {
     env.sort();
     req.environment = env;
     Ok(Parsed::Request(Box::new(req)))
+}
+
+/// xCAT's numeric shorthand in a noderange: a top-level atom `10-20` or
+/// `10+3` names `PREFIX10SUFFIX` onwards (`XCAT_NODE_PREFIX`, default
+/// `node`; `XCAT_NODE_SUFFIX`, default empty). Everything else is kept.
+fn with_node_affixes(range: &str, prefix: &str, suffix: &str) -> String {
+    let mut atoms = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in range.char_indices() {
+        match c {
+            '[' | '(' | '{' => depth += 1,
+            ']' | ')' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                atoms.push(&range[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    atoms.push(&range[start..]);
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let expand = |atom: &str| -> String {
+        if let Some((a, b)) = atom
+            .split_once('-')
+            .filter(|(a, b)| numeric(a) && numeric(b))
+        {
+            return format!("{prefix}{a}{suffix}-{prefix}{b}{suffix}");
+        }
+        if let Some((a, n)) = atom
+            .split_once('+')
+            .filter(|(a, n)| numeric(a) && numeric(n))
+        {
+            let (Ok(first), Ok(count)) = (a.parse::<u64>(), n.parse::<u64>()) else {
+                return atom.to_string();
+            };
+            let width = a.len();
+            return (first..=first.saturating_add(count))
+                .map(|i| format!("{prefix}{i:0width$}{suffix}"))
+                .collect::<Vec<_>>()
+                .join(",");
+        }
+        atom.to_string()
+    };
+    atoms.into_iter().map(expand).collect::<Vec<_>>().join(",")
 }
 
 /// `tabrestore FILE`: the server cannot read the client's files, so the
@@ -112,6 +166,25 @@ fn attach_table_file(req: &mut Request) -> anyhow::Result<()> {
         bail!("tabrestore needs a CSV file");
     };
     let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?;
+    req.stdin = Some(text);
+    Ok(())
+}
+
+/// `mkdef -z` / `chdef -z`: the server cannot read the client's stdin, so
+/// a piped stanza file travels in `<stdin>` (a terminal is not read).
+fn attach_stanza_input(req: &mut Request) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Read};
+    if !req.args.iter().any(|a| a == "-z" || a == "--stanza") {
+        return Ok(());
+    }
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    stdin
+        .read_to_string(&mut text)
+        .context("cannot read the stanza file from stdin")?;
     req.stdin = Some(text);
     Ok(())
 }
@@ -167,6 +240,23 @@ mod tests {
             assert_eq!(req(&["tabrestore", flag]).stdin, None);
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn numeric_shorthand_takes_the_node_prefix_and_suffix() {
+        assert_eq!(with_node_affixes("10-12", "abc", ""), "abc10-abc12");
+        assert_eq!(
+            with_node_affixes("10-12", "abc", "def"),
+            "abc10def-abc12def"
+        );
+        assert_eq!(
+            with_node_affixes("cn1,7+2", "node", ""),
+            "cn1,node7,node8,node9"
+        );
+        assert_eq!(
+            with_node_affixes("cn[1-2],c1-c3", "node", ""),
+            "cn[1-2],c1-c3"
+        );
     }
 
     #[test]

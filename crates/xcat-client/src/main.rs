@@ -104,7 +104,10 @@ async fn run(request: Request) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot reach xcatd at {}", cfg.host))?;
     tx.send(&request).await.context("cannot send the request")?;
 
-    let mut printer = Printer::new(std::io::stdout(), std::io::stderr());
+    let mut printer = Printer::new(
+        std::io::BufWriter::new(std::io::stdout()),
+        std::io::stderr(),
+    );
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut aborted = false;

@@ -4,7 +4,10 @@ use std::io::Write;
 
 use xcatd_proto::{DataText, NodeLine, NodeShown, Response, Shown};
 
-/// Prints responses as they arrive and accumulates the exit status.
+/// Prints responses as they arrive and accumulates the exit status. `out`
+/// may be buffered (a response of thousands of lines is then a few writes):
+/// it is flushed after every response and before anything goes to `err`,
+/// so the two streams keep their order.
 pub struct Printer<O: Write, E: Write> {
     out: O,
     err: E,
@@ -64,10 +67,12 @@ impl<O: Write, E: Write> Printer<O, E> {
                 }
                 Shown::Warning(text) => {
                     self.end_progress();
+                    let _ = self.out.flush();
                     let _ = writeln!(self.err, "Warning: {text}");
                 }
                 Shown::Error(text) => {
                     self.end_progress();
+                    let _ = self.out.flush();
                     let _ = writeln!(self.err, "Error: {text}");
                 }
                 Shown::Node(node) => {
@@ -83,6 +88,9 @@ impl<O: Write, E: Write> Printer<O, E> {
     /// name alone when the record has no line.
     fn print_node(&mut self, node: &NodeShown<'_>) {
         let name = node.name;
+        if node.lines.iter().any(|l| !matches!(l, NodeLine::Data(_))) {
+            let _ = self.out.flush();
+        }
         for line in &node.lines {
             let _ = match line {
                 NodeLine::Data(d) => writeln!(self.out, "{name}: {}", data_text(*d)),

@@ -33,6 +33,7 @@ mod expand;
 mod migrate;
 mod node_cache;
 pub mod noderange;
+pub mod objects;
 pub mod policy;
 mod restore;
 mod rows;

@@ -4,13 +4,17 @@
 //! Version 3 creates the catalogue tables the boot commands added (`chain`,
 //! `mac`, `networks`, `bootparams`, `nodehm`, `hwinv`): every statement is
 //! `IF NOT EXISTS`, so it creates just the tables an older database lacks.
+//! Version 4 does the same for the tables the object commands (`mkdef`,
+//! `lsdef`, ...) added: `nodegroup`, `servicenode`, `postscripts`, `ipmi`,
+//! `vpd`, `routes`, `zone`, the kit tables and the others of xCAT's schema
+//! whose objects are served.
 
 use sqlx::{Any, Executor, Row, Transaction};
 
 use crate::transaction::with_retries;
 use crate::{schema, table_versions, Backend, Db, DbError};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 impl Db {
     /// Bring the schema up to [`SCHEMA_VERSION`]; retried because several
@@ -39,9 +43,11 @@ impl Db {
             table_versions::install(&mut tx, self.backend).await?;
             record_version(&mut tx, 2).await?;
         }
-        if current < 3 {
-            create_missing_tables(&mut tx, self.backend).await?;
-            record_version(&mut tx, 3).await?;
+        for version in [3, 4] {
+            if current < version {
+                create_missing_tables(&mut tx, self.backend).await?;
+                record_version(&mut tx, version).await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -85,6 +85,47 @@ enum Atom {
     Text(String),
 }
 
+/// The names a noderange of new objects spells (`cn[01-64]`, `a01-a10`,
+/// `n1,n2`), without looking anything up: `mkdef` names objects that do not
+/// exist yet. Only names and name-generating forms are allowed; at most
+/// `max` names.
+pub fn literal_names(noderange: &str, max: u64) -> Result<Vec<String>, NoderangeError> {
+    let expr = parse(noderange)?;
+    let mut out = Vec::new();
+    for item in &expr.items {
+        let [Atom::Text(text)] = item.inter.as_slice() else {
+            return Err(NoderangeError::Syntax(
+                shorten(noderange),
+                "only names and ranges can name new objects".into(),
+            ));
+        };
+        if item.exclude || selector(text).is_some() {
+            return Err(NoderangeError::Syntax(
+                shorten(noderange),
+                "only names and ranges can name new objects".into(),
+            ));
+        }
+        let pattern = names::pattern(text).map_err(|m| NoderangeError::Syntax(shorten(text), m))?;
+        let Some(p) = pattern else {
+            out.push(text.clone());
+            continue;
+        };
+        if p.count().saturating_add(out.len() as u64) > max {
+            return Err(NoderangeError::Syntax(
+                shorten(noderange),
+                format!("more than {max} names"),
+            ));
+        }
+        let _ = p.for_each(|n| {
+            out.push(n.to_string());
+            Ok::<(), ()>(())
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|n| seen.insert(n.clone()));
+    Ok(out)
+}
+
 /// Parse a noderange. Never panics; unbalanced brackets are a `Syntax` error.
 pub fn parse(noderange: &str) -> Result<Expr, NoderangeError> {
     let chars: Vec<char> = noderange.chars().collect();

@@ -153,13 +153,31 @@ impl Db {
         values: &[(&'static str, &str)],
     ) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
-        let mut missing: Vec<Vec<Option<String>>> = Vec::new();
-        for chunk in nodes.chunks(NODES_PER_STATEMENT) {
-            let found = existing_nodes(&mut tx, t.name, chunk).await?;
+        set_rows(&mut tx, t, "node", nodes, values).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Set the same `values` on the rows of `t` whose `key` column is one of
+/// `names`, inserting a row for each name without one; a few statements per
+/// five hundred names, inside the caller's transaction.
+pub(crate) async fn set_rows(
+    tx: &mut Transaction<'static, Any>,
+    t: &'static TableDef,
+    key: &'static str,
+    names: &[String],
+    values: &[(&'static str, &str)],
+) -> Result<(), DbError> {
+    let mut missing: Vec<Vec<Option<String>>> = Vec::new();
+    for chunk in names.chunks(NODES_PER_STATEMENT) {
+        let found = existing_keys(tx, t.name, key, chunk).await?;
+        if !values.is_empty() {
             let sql = format!(
-                "UPDATE {} SET {} WHERE \"node\" IN ({})",
+                "UPDATE {} SET {} WHERE {} IN ({})",
                 q(t.name),
                 set_clause(values, 1),
+                q(key),
                 placeholders(values.len() + 1, chunk.len())
             );
             let mut qy = sqlx::query(&sql);
@@ -169,38 +187,64 @@ impl Db {
             for n in chunk {
                 qy = qy.bind(n.as_str());
             }
-            qy.execute(&mut *tx).await?;
-            for n in chunk.iter().filter(|n| !found.contains(n.as_str())) {
-                let mut row = vec![Some(n.clone())];
-                row.extend(values.iter().map(|(_, v)| Some(v.to_string())));
-                missing.push(row);
-            }
+            qy.execute(&mut **tx).await?;
         }
-        let mut cols = vec!["node"];
-        cols.extend(values.iter().map(|(c, _)| *c));
-        Insert::new(t.name, &cols)
-            .execute_all(&mut tx, &missing, Vec::as_slice)
-            .await
-            .map_err(|(_, e)| e)?;
-        tx.commit().await?;
-        Ok(())
+        for n in chunk.iter().filter(|n| !found.contains(n.as_str())) {
+            let mut row = vec![Some(n.clone())];
+            row.extend(values.iter().map(|(_, v)| Some(v.to_string())));
+            missing.push(row);
+        }
     }
+    let mut cols = vec![key];
+    cols.extend(values.iter().map(|(c, _)| *c));
+    Insert::new(t.name, &cols)
+        .execute_all(tx, &missing, Vec::as_slice)
+        .await
+        .map_err(|(_, e)| e)?;
+    Ok(())
+}
+
+/// Delete the rows of `t` whose `key` column is one of `names`, inside the
+/// caller's transaction.
+pub(crate) async fn delete_rows(
+    tx: &mut Transaction<'static, Any>,
+    t: &'static TableDef,
+    key: &'static str,
+    names: &[String],
+) -> Result<(), DbError> {
+    for chunk in names.chunks(NODES_PER_STATEMENT) {
+        let sql = format!(
+            "DELETE FROM {} WHERE {} IN ({})",
+            q(t.name),
+            q(key),
+            placeholders(1, chunk.len())
+        );
+        let mut qy = sqlx::query(&sql);
+        for n in chunk {
+            qy = qy.bind(n.as_str());
+        }
+        qy.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Node names bound in one statement of [`Db::set_for_nodes`] (below both
 /// backends' parameter limits).
 const NODES_PER_STATEMENT: usize = 500;
 
-/// Which of `nodes` already have a row in `table` (disabled rows too, as
-/// [`key_exists`] counts them).
-async fn existing_nodes(
+/// Which of `names` already have a row in `table` under `key` (disabled
+/// rows too, as [`key_exists`] counts them).
+async fn existing_keys(
     tx: &mut Transaction<'static, Any>,
     table: &'static str,
+    key: &'static str,
     nodes: &[String],
 ) -> Result<HashSet<String>, DbError> {
     let sql = format!(
-        "SELECT \"node\" FROM {} WHERE \"node\" IN ({})",
+        "SELECT {} FROM {} WHERE {} IN ({})",
+        q(key),
         q(table),
+        q(key),
         placeholders(1, nodes.len())
     );
     let mut qy = sqlx::query(&sql);
@@ -279,4 +323,27 @@ fn checked<'v>(
             Ok((c, *v))
         })
         .collect()
+}
+
+/// Change the key of the rows of `t` named `from` to `to` (inside the
+/// caller's transaction).
+pub(crate) async fn rename_key(
+    tx: &mut Transaction<'static, Any>,
+    t: &'static TableDef,
+    key: &'static str,
+    from: &str,
+    to: &str,
+) -> Result<(), DbError> {
+    let sql = format!(
+        "UPDATE {} SET {} = $1 WHERE {} = $2",
+        q(t.name),
+        q(key),
+        q(key)
+    );
+    sqlx::query(&sql)
+        .bind(to)
+        .bind(from)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -211,6 +211,19 @@ impl Responder {
     pub async fn error(&self, t: impl Into<String>) -> Result<(), ClientGone> {
         self.send(Response::error(t)).await
     }
+    /// Several lines of output in one document (one `data` element each),
+    /// for output long enough that a document per line would cost more
+    /// than the lines.
+    pub async fn lines(&self, lines: Vec<String>) -> Result<(), ClientGone> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let items = lines
+            .into_iter()
+            .map(|l| xcatd_proto::Element::leaf("data", l))
+            .collect();
+        self.send(Response { items }).await
+    }
     pub async fn node(&self, rec: NodeRecord) -> Result<(), ClientGone> {
         self.send(Response::node(rec)).await
     }

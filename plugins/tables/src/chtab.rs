@@ -1,5 +1,7 @@
-//! `chtab key=value[,key=value] table.col=value ...`: insert or update a row;
-//! `chtab -d key=value table ...`: delete rows.
+//! `chtab key=value[,key=value] table.col=value ...`: insert or update a row
+//! (`table.col+=value` adds `value` to the column's comma-separated list
+//! unless it is there); `chtab -d key=value table ...`: delete rows. `tabch`
+//! is the same command under xCAT's other name.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +14,7 @@ use xcat_plugin::{
 const SYNTAX: Syntax = Syntax::new(
     "chtab",
     "Usage: chtab keycolname=keyvalue[,keycolname=keyvalue...] tablename.colname=newvalue [tablename.colname=newvalue...]
+       chtab keycolname=keyvalue[,keycolname=keyvalue...] tablename.colname+=newvalue [...]
        chtab -d keycolname=keyvalue[,keycolname=keyvalue...] tablename [tablename...]
        chtab [-?|-h|--help]
        chtab [-v|--version]
@@ -19,6 +22,9 @@ const SYNTAX: Syntax = Syntax::new(
        chtab node=compute nodetype.os=rhels9 nodetype.arch=x86_64
        chtab -d node=node01 hosts",
 );
+
+/// The same command under xCAT's daemon-side name.
+const TABCH: Syntax = Syntax::new("tabch", SYNTAX.usage);
 
 #[derive(Debug, clap::Parser)]
 struct Args {
@@ -75,11 +81,16 @@ fn check_keys(table: &str, keys: &Keys) -> Result<(), HandlerError> {
 #[async_trait]
 impl Handler for Chtab {
     fn commands(&self) -> &'static [&'static str] {
-        &["chtab"]
+        &["chtab", "tabch"]
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
-        let Some(args) = SYNTAX.read::<Args>(req.args(), &out).await? else {
+        let syntax = if req.command() == "tabch" {
+            TABCH
+        } else {
+            SYNTAX
+        };
+        let Some(args) = syntax.read::<Args>(req.args(), &out).await? else {
             return Ok(());
         };
         let Some(keyspec) = &args.key else {
@@ -96,11 +107,12 @@ impl Handler for Chtab {
         if args.delete {
             delete(&ctx, &keys, &args.targets).await
         } else {
-            let by_table = assignments(&args.targets)?;
+            let mut by_table = assignments(&args.targets)?;
             for table in by_table.keys() {
                 check_keys(table, &keys)?;
             }
-            for (table, vals) in &by_table {
+            for (table, vals) in by_table.iter_mut() {
+                appended(&ctx, table, &keys, vals).await?;
                 let v: Vec<(&str, &str)> =
                     vals.iter().map(|(c, v)| (c.as_str(), v.as_str())).collect();
                 ctx.db.upsert(table, &key_refs(&keys), &v).await?;
@@ -108,6 +120,31 @@ impl Handler for Chtab {
             Ok(())
         }
     }
+}
+
+/// Values given with `+=` (their column still ends in `+`): the row's
+/// current list with the value added when it is not there yet.
+async fn appended(ctx: &Context, table: &str, keys: &Keys, vals: &mut Keys) -> HandlerResult {
+    if !vals.iter().any(|(c, _)| c.ends_with('+')) {
+        return Ok(());
+    }
+    let rows = ctx.db.rows(table).await?;
+    let row = rows
+        .iter()
+        .find(|r| keys.iter().all(|(k, v)| r.get(k) == Some(v)));
+    for (col, value) in vals.iter_mut() {
+        let Some(c) = col.strip_suffix('+') else {
+            continue;
+        };
+        let mut items =
+            xcat_db::objects::split_list(row.and_then(|r| r.get(c)).map_or("", String::as_str));
+        if !items.contains(value) {
+            items.push(value.clone());
+        }
+        *value = items.join(",");
+        *col = c.to_string();
+    }
+    Ok(())
 }
 
 fn key_refs(keys: &Keys) -> Vec<(&str, &str)> {
@@ -143,7 +180,7 @@ fn assignments(targets: &[String]) -> Result<BTreeMap<String, Keys>, HandlerErro
         let (table, col) = lhs.split_once('.').ok_or_else(malformed)?;
         let cols = Db::columns(table)
             .map_err(|_| HandlerError::Failed(format!("No such table: {table}")))?;
-        if !cols.contains(&col) {
+        if !cols.contains(&col.strip_suffix('+').unwrap_or(col)) {
             return Err(HandlerError::Failed(format!(
                 "{table}.{col} is not a valid table.column (columns of {table}: {})",
                 cols.join(",")

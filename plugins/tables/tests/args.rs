@@ -8,7 +8,17 @@ async fn harness() -> Harness {
     Harness::new(plugin_tables::handlers()).await
 }
 
-const COMMANDS: &[&str] = &["tabdump", "tabrestore", "chtab", "nodels", "lsdef"];
+const COMMANDS: &[&str] = &[
+    "tabdump",
+    "tabrestore",
+    "chtab",
+    "nodels",
+    "lsdef",
+    "mkdef",
+    "chdef",
+    "rmdef",
+    "noderm",
+];
 
 #[tokio::test]
 async fn help_is_usage_as_data_for_every_spelling() {
@@ -87,7 +97,6 @@ async fn missing_and_extra_arguments() {
         ("chtab", &[], "No key given"),
         ("chtab", &["key=x"], "No table.column=value given"),
         ("chtab", &["-d", "key=x"], "No table given"),
-        ("lsdef", &[], "Give the object type"),
         ("lsdef", &["-t"], "option -t needs a value"),
         ("lsdef", &["-t", "osimage", "-o"], "option -o needs a value"),
     ];
@@ -125,8 +134,14 @@ async fn bad_values() {
         ("nodels", &["nodetype.os=~("], "bad regular expression"),
         (
             "lsdef",
-            &["-t", "node"],
-            "Object type 'node' is not supported",
+            &["-t", "widget"],
+            "Type 'widget' is not a valid xCAT object type.",
+        ),
+        ("mkdef", &["-t", "node"], "No object names were provided."),
+        (
+            "chdef",
+            &["cn1", "nosuch=1"],
+            "'nosuch' is not a valid attribute name for an object type of 'node'.",
         ),
     ];
     for (cmd, args, want) in failed {
@@ -140,7 +155,8 @@ async fn options_still_accepted() {
     let h = harness().await;
     // A lone empty argument is what xCAT's client sends for none.
     let tables = h.run("tabdump", &[""]).await.ok().lines();
-    assert_eq!(tables.len(), 15, "{tables:?}");
+    assert_eq!(tables.len(), xcat_db::schema::TABLES.len(), "{tables:?}");
+    assert!(tables.iter().any(|t| t == "servicenode"), "{tables:?}");
     assert!(tables.iter().any(|t| t == "networks"), "{tables:?}");
     assert!(h.run("nodels", &["-H", "-S"]).await.ok().lines().is_empty());
     let o = h.run("lsdef", &["--type", "osimage", "--long"]).await;
@@ -148,5 +164,13 @@ async fn options_still_accepted() {
     let o = h
         .run("lsdef", &["-t", "osimage", "-o", "a", "-o", "b,c"])
         .await;
-    assert!(o.err().contains("named 'a'") && o.err().contains("named 'c'"));
+    // One error line per missing object, the last one as the failure.
+    assert!(o.err().contains("named 'c'"), "{}", o.err());
+    let kinds = o.kinds();
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, t)| *k == "error" && t.contains("named 'a'")),
+        "{kinds:?}"
+    );
 }

@@ -1,0 +1,257 @@
+//! `lsdef`: show object definitions in xCAT's formats: `NAME  (TYPE)`
+//! lines (short), `Object name: NAME` stanzas of `    attr=value` lines
+//! sorted by attribute (long, the default when objects are named), the
+//! same as a stanza file (`-z`), or `NAME: attr=value` lines (`-c`).
+//! Objects are streamed a batch at a time, so ten thousand nodes start
+//! printing at once and the daemon holds one batch.
+
+use xcat_db::objects::{Kind, ObjType, Where};
+use xcat_db::Attrs;
+use xcat_plugin::args::Syntax;
+use xcat_plugin::{
+    async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
+};
+
+use super::{all_types, existing, fail, not_an_attr, not_found, stanza, types_of, wheres, words};
+
+const SYNTAX: Syntax = Syntax::new(
+    "lsdef",
+    "Usage: lsdef - List xCAT data object definitions.
+  lsdef [-h|--help] [-t object-types]
+  lsdef [-V|--verbose] [-t object-types] [-o object-names] [-l|--long]
+      [-s|--short] [-a|--all] [-S] [-z|--stanza] [-c|--compress]
+      [-i attr-list] [-w attr==val [-w attr=~val] ...] [noderange]
+  lsdef [-v|--version]
+  The following data object types are supported: auditlog,boottarget,eventlog,group,kit,kitcomponent,kitrepo,monitoring,network,node,notification,osimage,policy,route,site,zone",
+);
+
+#[derive(Debug, clap::Parser)]
+struct Args {
+    #[arg(short = 't', long = "type")]
+    types: Option<String>,
+    #[arg(short = 'o', long = "object")]
+    objects: Vec<String>,
+    #[arg(short = 'l', long = "long")]
+    long: bool,
+    #[arg(short = 's', long = "short")]
+    short: bool,
+    #[arg(short = 'a', long = "all")]
+    all: bool,
+    /// Show hidden nodes (`nodelist.hidden`) too.
+    #[arg(short = 'S')]
+    hidden: bool,
+    #[arg(short = 'z', long = "stanza")]
+    stanza: bool,
+    #[arg(short = 'c', long = "compress")]
+    compress: bool,
+    #[arg(short = 'i')]
+    info: Option<String>,
+    #[arg(short = 'w')]
+    wheres: Vec<String>,
+    #[arg(short = 'V', long = "verbose")]
+    verbose: bool,
+    words: Vec<String>,
+}
+
+/// How objects are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Short,
+    Long,
+    Stanza,
+    Compress,
+}
+
+/// Objects read and printed per batch: small enough that their rows and
+/// their groups' are read by key, not by reading whole tables.
+const BATCH: usize = 500;
+
+pub struct Lsdef;
+
+#[async_trait]
+impl Handler for Lsdef {
+    fn commands(&self) -> &'static [&'static str] {
+        &["lsdef"]
+    }
+
+    async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
+        let Some(args) = SYNTAX.read::<Args>(req.args(), &out).await? else {
+            return Ok(());
+        };
+        if args.long && args.short {
+            return Err(HandlerError::Failed(
+                "The flags '-l' and '-s' cannot be used together.".into(),
+            ));
+        }
+        if args.info.is_some() && args.short {
+            return Err(HandlerError::Failed(
+                "The flags '-i' and '-s' cannot be used together.".into(),
+            ));
+        }
+        if args.all && args.types.is_some() {
+            return Err(HandlerError::Failed(
+                "The flags '-a' and '-t' cannot be used together.".into(),
+            ));
+        }
+        let w = words(&args.objects, &args.words);
+        if !w.pairs.is_empty() {
+            return Err(SYNTAX.error("lsdef takes no attr=value pairs (use -w attr==value)"));
+        }
+        let mut names = w.names;
+        names.extend(req.nodes.iter().cloned());
+        let types = if args.all {
+            all_types()
+        } else {
+            types_of(args.types.as_deref())?
+        };
+        let format = format_of(&args, !names.is_empty());
+        let filters = wheres(&args.wheres)?;
+        let only = only_attrs(&args, &types)?;
+        let mut errors = Vec::new();
+        let mut shown = 0;
+        if format == Format::Stanza {
+            out.data(stanza::HEADER).await?;
+        }
+        let view = View {
+            format,
+            only: only.as_deref(),
+            with_type: types.len() > 1,
+        };
+        for t in &types {
+            let (found, missing) = if names.is_empty() {
+                (visible(&ctx, t, args.hidden).await?, Vec::new())
+            } else {
+                existing(&ctx, t, &names).await?
+            };
+            errors.extend(missing.iter().map(|n| not_found(n, t)));
+            shown += show(&ctx, &out, t, &found, &filters, &view).await?;
+        }
+        if !errors.is_empty() {
+            return fail(&out, errors).await;
+        }
+        if shown == 0 && !args.stanza {
+            out.info("Could not find any object definitions to display.")
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Long when objects are named or attributes asked for; `-s` and `-l` decide.
+fn format_of(args: &Args, named: bool) -> Format {
+    if args.stanza {
+        Format::Stanza
+    } else if args.compress {
+        Format::Compress
+    } else if args.short || !(args.long || named || args.info.is_some()) {
+        Format::Short
+    } else {
+        Format::Long
+    }
+}
+
+/// `-i a,b`: checked against every type listed.
+fn only_attrs(
+    args: &Args,
+    types: &[&'static ObjType],
+) -> Result<Option<Vec<String>>, HandlerError> {
+    let Some(list) = &args.info else {
+        return Ok(None);
+    };
+    let attrs = xcat_db::objects::split_list(list);
+    for t in types {
+        if let Some(a) = attrs.iter().find(|a| !t.is_attr(a)) {
+            return Err(not_an_attr(a, t));
+        }
+    }
+    Ok(Some(attrs))
+}
+
+/// Every object of `t`, hidden nodes only with `-S`.
+async fn visible(ctx: &Context, t: &ObjType, hidden: bool) -> Result<Vec<String>, HandlerError> {
+    let all = ctx.db.object_names(t).await?;
+    if t.kind != Kind::Node || hidden {
+        return Ok(all);
+    }
+    let hide = Where::parse("hidden!=1").map_err(HandlerError::Failed)?;
+    super::selected(ctx, t, all, &[hide]).await
+}
+
+/// How each object is printed.
+struct View<'a> {
+    format: Format,
+    only: Option<&'a [String]>,
+    with_type: bool,
+}
+
+/// Print the objects of `t` that pass `filters`, a batch at a time;
+/// returns how many were printed.
+async fn show(
+    ctx: &Context,
+    out: &Responder,
+    t: &ObjType,
+    names: &[String],
+    filters: &[Where],
+    view: &View<'_>,
+) -> Result<usize, HandlerError> {
+    let mut shown = 0;
+    for chunk in names.chunks(BATCH) {
+        ctx.check_cancelled()?;
+        let needs_attrs = view.format != Format::Short || !filters.is_empty();
+        let attrs = if needs_attrs {
+            ctx.db.object_attrs(t, chunk).await?
+        } else {
+            vec![Attrs::new(); chunk.len()]
+        };
+        let mut lines = Vec::new();
+        for (name, a) in chunk.iter().zip(&attrs) {
+            if !filters.iter().all(|f| f.matches(a)) {
+                continue;
+            }
+            shown += 1;
+            object_lines(&mut lines, t, name, a, view);
+        }
+        out.lines(lines).await?;
+    }
+    Ok(shown)
+}
+
+fn object_lines(lines: &mut Vec<String>, t: &ObjType, name: &str, a: &Attrs, view: &View<'_>) {
+    match view.format {
+        Format::Short => lines.push(format!("{name}  ({})", t.name)),
+        Format::Long => {
+            lines.push(if view.with_type {
+                format!("Object name: {name}  ({})", t.name)
+            } else {
+                format!("Object name: {name}")
+            });
+            attr_lines(lines, a, view.only, |k, v| format!("    {k}={v}"));
+        }
+        Format::Stanza => {
+            lines.push(String::new());
+            lines.push(format!("{name}:"));
+            lines.push(format!("    objtype={}", t.name));
+            attr_lines(lines, a, view.only, |k, v| format!("    {k}={v}"));
+        }
+        Format::Compress => attr_lines(lines, a, view.only, |k, v| format!("{name}: {k}={v}")),
+    }
+}
+
+/// The attribute lines, sorted; with `-i`, the attributes asked for, set or not.
+fn attr_lines(
+    lines: &mut Vec<String>,
+    a: &Attrs,
+    only: Option<&[String]>,
+    line: impl Fn(&str, &str) -> String,
+) {
+    match only {
+        Some(list) => {
+            let mut list: Vec<&String> = list.iter().collect();
+            list.sort();
+            for k in list {
+                lines.push(line(k, a.get(k).map_or("", String::as_str)));
+            }
+        }
+        None => lines.extend(a.iter().map(|(k, v)| line(k, v))),
+    }
+}

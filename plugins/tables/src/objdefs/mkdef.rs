@@ -1,0 +1,295 @@
+//! `mkdef`: create object definitions, from the command line
+//! (`mkdef -t node -o cn[01-64] groups=compute mgt=ipmi`) or a stanza file
+//! on stdin (`-z`). An existing object is left alone unless `-f` replaces
+//! it; a dynamic group (`-d`) is defined by its `-w` selections.
+
+use xcat_db::objects::{Change, Kind, ObjType};
+use xcat_db::Attrs;
+use xcat_plugin::args::Syntax;
+use xcat_plugin::{
+    async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
+};
+
+use super::{check_node_names, checked_attrs, fail, new_names, stanza, types_of, wheres, words};
+
+const SYNTAX: Syntax = Syntax::new(
+    "mkdef",
+    "Usage: mkdef - Create xCAT data object definitions.
+  mkdef [-h|--help] [-t object-types]
+  mkdef [-V|--verbose] [-t object-types] [-o object-names] [-z|--stanza]
+      [-d|--dynamic] [-w attr==val [-w attr=~val] ...] [-f|--force]
+      [noderange] [attr=val [attr=val...]]
+  mkdef [-v|--version]
+  The following data object types are supported: auditlog,boottarget,eventlog,group,kit,kitcomponent,kitrepo,monitoring,network,node,notification,osimage,policy,route,site,zone",
+);
+
+#[derive(Debug, clap::Parser)]
+pub(super) struct Args {
+    #[arg(short = 't')]
+    types: Option<String>,
+    #[arg(short = 'o')]
+    objects: Vec<String>,
+    #[arg(short = 'z', long = "stanza")]
+    stanza: bool,
+    #[arg(short = 'd', long = "dynamic")]
+    dynamic: bool,
+    #[arg(short = 'w')]
+    wheres: Vec<String>,
+    #[arg(short = 'f', long = "force")]
+    force: bool,
+    #[arg(short = 'V', long = "verbose")]
+    verbose: bool,
+    /// `-p` and `-m` are chdef's; named here so the message is xCAT's.
+    #[arg(short = 'p', hide = true)]
+    plus: bool,
+    #[arg(short = 'm', hide = true)]
+    minus: bool,
+    words: Vec<String>,
+}
+
+pub struct Mkdef;
+
+/// The objects of one type to create, each with its attributes.
+pub(super) struct Batch {
+    pub t: &'static ObjType,
+    pub objects: Vec<Change>,
+}
+
+#[async_trait]
+impl Handler for Mkdef {
+    fn commands(&self) -> &'static [&'static str] {
+        &["mkdef"]
+    }
+
+    async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
+        let Some(args) = SYNTAX.read::<Args>(req.args(), &out).await? else {
+            return Ok(());
+        };
+        if args.plus || args.minus {
+            return Err(HandlerError::Failed(
+                "The '-p' and '-m' options are not valid for the mkdef command.".into(),
+            ));
+        }
+        let batches = if args.stanza {
+            from_stanzas(&args, &req)?
+        } else {
+            vec![from_command_line(&args, &req)?]
+        };
+        let mut errors = Vec::new();
+        let mut done = 0;
+        for b in batches {
+            done += create(&ctx, &out, b, args.force, &mut errors).await?;
+        }
+        finish(&out, done, errors, args.verbose).await
+    }
+}
+
+/// The one type and its objects the command line names.
+fn from_command_line(args: &Args, req: &HandlerRequest) -> Result<Batch, HandlerError> {
+    let types = types_of(args.types.as_deref())?;
+    let w = words(&args.objects, &args.words);
+    let mut names = w.names.clone();
+    names.extend(req.nodes.iter().cloned());
+    if types.len() > 1 {
+        return Err(HandlerError::Failed(
+            "Cannot combine multiple types with 'att=val' pairs on the command line.".into(),
+        ));
+    }
+    let t = types[0];
+    if names.is_empty() {
+        return Err(HandlerError::Failed(
+            "No object names were provided.".into(),
+        ));
+    }
+    let mut attrs = checked_attrs(t, &w.pairs)?;
+    dynamic_group(t, args.dynamic, &args.wheres, &mut attrs)?;
+    if attrs.is_empty() {
+        return Err(no_attributes(t));
+    }
+    let names = new_names(t, &names)?;
+    check_node_names(t, &names)?;
+    Ok(Batch {
+        t,
+        objects: names.into_iter().map(|n| (n, attrs.clone())).collect(),
+    })
+}
+
+/// `-d -w ...`: the group's type and selection as attributes.
+pub(super) fn dynamic_group(
+    t: &ObjType,
+    dynamic: bool,
+    wheretexts: &[String],
+    attrs: &mut Attrs,
+) -> Result<(), HandlerError> {
+    if t.kind != Kind::Group || (!dynamic && wheretexts.is_empty()) {
+        return Ok(());
+    }
+    if attrs.contains_key("members") && !wheretexts.is_empty() {
+        return Err(HandlerError::Failed(
+            "Cannot use a list of members together with the '-w' option.".into(),
+        ));
+    }
+    wheres(wheretexts)?;
+    if dynamic {
+        attrs.insert("grouptype".into(), "dynamic".into());
+    }
+    if !wheretexts.is_empty() {
+        attrs.insert("wherevals".into(), wheretexts.join("::"));
+    }
+    Ok(())
+}
+
+fn no_attributes(t: &ObjType) -> HandlerError {
+    HandlerError::Failed(if t.kind == Kind::Node {
+        "No object definitions have been created or modified: no attributes were specified. The 'groups' attribute is required when creating node definitions.".into()
+    } else {
+        "No object definitions have been created or modified: no attributes were specified.".into()
+    })
+}
+
+/// The objects of a stanza file on stdin, one batch per type.
+pub(super) fn from_stanzas(args: &Args, req: &HandlerRequest) -> Result<Vec<Batch>, HandlerError> {
+    if !args.objects.is_empty() || !args.words.is_empty() || !req.nodes.is_empty() {
+        return Err(HandlerError::Failed(
+            "Cannot use '-z' with '-o' or a noderange.".into(),
+        ));
+    }
+    if args.types.is_some() {
+        return Err(HandlerError::Failed(
+            "Cannot combine '-t' and '-a', '-z', or '-x' options.".into(),
+        ));
+    }
+    stanza_batches(req.request.stdin.as_deref().unwrap_or(""))
+}
+
+/// Stanzas grouped by type, in order of first appearance.
+pub(super) fn stanza_batches(text: &str) -> Result<Vec<Batch>, HandlerError> {
+    let stanzas = stanza::parse(text).map_err(HandlerError::Failed)?;
+    if stanzas.is_empty() {
+        return Err(HandlerError::Failed(
+            "Could not process file input data.".into(),
+        ));
+    }
+    let mut batches: Vec<Batch> = Vec::new();
+    for s in stanzas {
+        let t = types_of(Some(s.objtype.as_deref().unwrap_or("node")))?[0];
+        let attrs = checked_attrs(t, &s.pairs)?;
+        check_node_names(t, std::slice::from_ref(&s.name))?;
+        match batches.iter_mut().find(|b| b.t.name == t.name) {
+            Some(b) => b.objects.push((s.name, attrs)),
+            None => batches.push(Batch {
+                t,
+                objects: vec![(s.name, attrs)],
+            }),
+        }
+    }
+    Ok(batches)
+}
+
+/// Create a batch's objects; returns how many were written. Objects that
+/// cannot be created add their message to `errors` (or, when they exist
+/// already, a warning) and are skipped.
+async fn create(
+    ctx: &Context,
+    out: &Responder,
+    b: Batch,
+    force: bool,
+    errors: &mut Vec<String>,
+) -> Result<usize, HandlerError> {
+    let names: Vec<String> = b.objects.iter().map(|(n, _)| n.clone()).collect();
+    let exists = ctx.db.objects_exist(b.t, &names).await?;
+    let mut replace = Vec::new();
+    let mut todo = Vec::new();
+    for ((name, attrs), exists) in b.objects.into_iter().zip(exists) {
+        if exists && !force {
+            out.warning(format!("A definition for '{name}' already exists. No changes will be made.  Run again with '-f' option to force replace.")).await?;
+            continue;
+        }
+        if let Err(m) = valid_new(b.t, &name, &attrs) {
+            errors.push(m);
+            continue;
+        }
+        if exists {
+            replace.push(name.clone());
+        }
+        todo.push((name, attrs));
+    }
+    check_members(ctx, out, b.t, &mut todo).await?;
+    if !replace.is_empty() {
+        ctx.db.remove_objects(b.t, &replace).await?;
+    }
+    ctx.db.write_objects(b.t, &todo).await?;
+    Ok(todo.len())
+}
+
+/// What a new object of type `t` needs: a node its groups, a network its
+/// net and mask.
+pub(super) fn valid_new(t: &ObjType, name: &str, attrs: &Attrs) -> Result<(), String> {
+    let set = |a: &str| attrs.get(a).is_some_and(|v| !v.is_empty());
+    match t.name {
+        "node" if !set("groups") => Err(format!(
+            "Attribute 'groups' is not specified for node '{name}', skipping to the next node."
+        )),
+        "network" if !set("net") || !set("mask") => Err(format!(
+            "Net or mask value should not be empty for xCAT network object '{name}'."
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A group's `members` must be nodes: unknown ones are dropped with xCAT's
+/// warning.
+pub(super) async fn check_members(
+    ctx: &Context,
+    out: &Responder,
+    t: &ObjType,
+    todo: &mut [Change],
+) -> HandlerResult {
+    if t.kind != Kind::Group {
+        return Ok(());
+    }
+    let nodes = ctx.db.nodes().await?;
+    for (_, attrs) in todo.iter_mut() {
+        let Some(members) = attrs.get("members").cloned() else {
+            continue;
+        };
+        let mut kept = Vec::new();
+        for m in new_names(t, &[members])? {
+            if nodes.is_node(&m) {
+                kept.push(m);
+            } else {
+                out.warning(format!(
+                    "Could not find a node named '{m}', skipping to the next node."
+                ))
+                .await?;
+            }
+        }
+        attrs.insert("members".into(), kept.join(","));
+    }
+    Ok(())
+}
+
+/// The closing lines: the count, or the errors and xCAT's summary.
+pub(super) async fn finish(
+    out: &Responder,
+    done: usize,
+    mut errors: Vec<String>,
+    _verbose: bool,
+) -> HandlerResult {
+    if !errors.is_empty() {
+        errors.push("One or more errors occured when attempting to create or modify xCAT object definitions.".into());
+        if done > 0 {
+            out.info(format!(
+                "{done} object definitions have been created or modified."
+            ))
+            .await?;
+        }
+        return fail(out, errors).await;
+    }
+    let msg = format!("{done} object definitions have been created or modified.");
+    if done == 0 {
+        return Err(HandlerError::Failed(msg));
+    }
+    out.info(msg).await?;
+    Ok(())
+}
