@@ -7,8 +7,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-use xcat_db::test_support::TempDatabase;
-use xcatd_tests::{bin, Daemon, DaemonOptions};
+use xcatd_tests::{bin, Daemon};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -53,25 +52,6 @@ fn piped(d: &Daemon, args: &[&str], input: &str) -> Output {
     child.wait_with_output().expect("client output")
 }
 
-fn with_backend(pg: bool, body: fn(&Daemon)) {
-    if pg {
-        let db = TempDatabase::from_env();
-        let mut d = Daemon::start_with(DaemonOptions {
-            database: db.url().to_string(),
-            ..Default::default()
-        });
-        body(&d);
-        d.stop();
-        drop(db);
-    } else {
-        let d = Daemon::start_with(DaemonOptions {
-            database: String::new(),
-            ..Default::default()
-        });
-        body(&d);
-    }
-}
-
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         $(
@@ -79,13 +59,13 @@ macro_rules! both_backends {
             #[test]
             #[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
             fn sqlite() {
-                super::with_backend(false, super::$name);
+                crate::tables::with_backend(false, super::$name);
             }
 
             #[test]
             #[ignore = "needs PostgreSQL (XCATD_TEST_PG_URL): ./scripts/test-all runs it"]
             fn postgres() {
-                super::with_backend(true, super::$name);
+                crate::tables::with_backend(true, super::$name);
             }
         }
         )*
