@@ -607,6 +607,25 @@ fn node_and_table_tools(d: &Daemon) {
         std::fs::read_to_string(&file).expect("dump file"),
         d.ok(&["tabdump", "site"])
     );
+    // The file is the client's to write: a request that still carries -f
+    // (another client, or a user allowed only to read tables) writes
+    // nothing on the server.
+    let server_file = dir.path().join("written-by-the-daemon.csv");
+    let reply = root_request(
+        d,
+        &format!(
+            "<xcatrequest><command>tabdump</command><arg>-f</arg><arg>{}</arg><arg>site</arg></xcatrequest>",
+            server_file.display()
+        ),
+    );
+    assert!(
+        reply.contains("the client writes the file") && reply.contains("<errorcode>1</errorcode>"),
+        "{reply}"
+    );
+    assert!(
+        !server_file.exists(),
+        "the daemon wrote a file for a request"
+    );
 
     // The client spells xCAT's numeric shorthand with the node prefix and suffix.
     let out = d.client_as(&d.home, &["nodels", "1-2"], &[("XCAT_NODE_PREFIX", "cn")]);
@@ -667,4 +686,19 @@ fn ten_thousand_nodes_through_the_client(d: &Daemon) {
         chdef.as_secs_f64(),
         lsdef.as_secs_f64()
     );
+}
+
+/// `xml` sent as is with root's certificate; the raw reply.
+fn root_request(d: &Daemon, xml: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let cred = d.home.join(".xcat/client-cred.pem");
+        let mut s = xcatd_tests::raw_tls(d.addr, &d.home.join(".xcat/ca.pem"), Some(&cred))
+            .await
+            .expect("tls");
+        xcatd_tests::raw_exchange(&mut s, xml.as_bytes(), std::time::Duration::from_secs(20)).await
+    })
 }

@@ -170,6 +170,29 @@ fn attach_table_file(req: &mut Request) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `tabdump -f FILE`: the file is the client's. The words `-f FILE` (or
+/// `-fFILE`) come off the request, and the caller writes the answer to
+/// FILE: the daemon writes no file for a request.
+pub fn take_output_file(req: &mut Request) -> Option<String> {
+    if req.command != "tabdump" {
+        return None;
+    }
+    let mut file = None;
+    let mut kept = Vec::new();
+    let mut words = std::mem::take(&mut req.args).into_iter();
+    while let Some(w) = words.next() {
+        if w == "-f" {
+            file = words.next();
+        } else if let Some(f) = w.strip_prefix("-f").filter(|f| !f.is_empty()) {
+            file = Some(f.to_string());
+        } else {
+            kept.push(w);
+        }
+    }
+    req.args = kept;
+    file
+}
+
 /// `mkdef -z` / `chdef -z`: the server cannot read the client's stdin, so
 /// a piped stanza file travels in `<stdin>` (a terminal is not read).
 fn attach_stanza_input(req: &mut Request) -> anyhow::Result<()> {
@@ -199,6 +222,20 @@ mod tests {
             Parsed::Request(r) => *r,
             Parsed::Help => panic!("help"),
         }
+    }
+
+    #[test]
+    fn tabdump_f_is_taken_off_the_request() {
+        for argv in [
+            &["tabdump", "-f", "out.csv", "site"][..],
+            &["tabdump", "site", "-fout.csv"],
+        ] {
+            let mut r = req(argv);
+            assert_eq!(take_output_file(&mut r).as_deref(), Some("out.csv"));
+            assert_eq!(r.args, ["site"]);
+        }
+        let mut r = req(&["nodels", "-f", "x"]);
+        assert_eq!(take_output_file(&mut r), None);
     }
 
     #[test]

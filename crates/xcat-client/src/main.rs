@@ -62,7 +62,7 @@ fn client_config() -> anyhow::Result<ClientConfig> {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
-    let request = match args::build_request(&argv) {
+    let mut request = match args::build_request(&argv) {
         Ok(args::Parsed::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -83,7 +83,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(request)) {
+    let out_file = args::take_output_file(&mut request);
+    match rt.block_on(run(request, out_file)) {
         Ok(code) => ExitCode::from(
             u8::try_from(code & 0xff)
                 .unwrap_or(1)
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(request: Request) -> anyhow::Result<i32> {
+async fn run(request: Request, out_file: Option<String>) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
     let cfg = client_config()?;
     let (mut tx, mut rx) = connect(&cfg)
@@ -104,10 +105,14 @@ async fn run(request: Request) -> anyhow::Result<i32> {
         .with_context(|| format!("cannot reach xcatd at {}", cfg.host))?;
     tx.send(&request).await.context("cannot send the request")?;
 
-    let mut printer = Printer::new(
-        std::io::BufWriter::new(std::io::stdout()),
-        std::io::stderr(),
-    );
+    // `tabdump -f FILE` writes the answer to FILE, here on the client.
+    let out: Box<dyn std::io::Write> = match &out_file {
+        Some(f) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(f).with_context(|| format!("cannot write {f}"))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let mut printer = Printer::new(out, std::io::stderr());
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut aborted = false;

@@ -1,8 +1,9 @@
 //! `tabdump [table]`: a table in xCAT's CSV format, or the list of tables;
 //! `-w attr==value` (repeatable; `!=`, `=~`, `!~` too) keeps the rows that
-//! pass, `-f FILE` writes the CSV to a file on the server instead.
-
-use std::path::{Path, PathBuf};
+//! pass. `-f FILE` is the client's to write (xcatclient takes it off the
+//! request and writes the answer there): the daemon runs as root, and a
+//! user allowed to read a table must not be able to write a file anywhere
+//! on the server, so a request that still carries `-f` is refused.
 
 use xcat_db::objects::Where;
 use xcat_db::{csv, Attrs, Db};
@@ -21,7 +22,7 @@ const SYNTAX: Syntax = Syntax::new(
 
 #[derive(Debug, clap::Parser)]
 struct Args {
-    /// Write the CSV to this file (relative to the client's directory).
+    /// The file the client writes; refused here (see the module comment).
     #[arg(short = 'f')]
     file: Option<String>,
     #[arg(short = 'w')]
@@ -42,9 +43,17 @@ impl Handler for Tabdump {
         let Some(args) = SYNTAX.read::<Args>(req.args(), &out).await? else {
             return Ok(());
         };
+        if args.file.is_some() {
+            return Err(HandlerError::Failed(
+                "tabdump -f: the client writes the file (xcatclient does); this daemon writes no \
+                 file for a request. Use xcatclient's tabdump, or redirect the output: \
+                 tabdump TABLE > FILE"
+                    .into(),
+            ));
+        }
         let Some(table) = args.table else {
-            if args.file.is_some() || !args.wheres.is_empty() {
-                return Err(SYNTAX.error("-f and -w need a table"));
+            if !args.wheres.is_empty() {
+                return Err(SYNTAX.error("-w needs a table"));
             }
             for t in Db::tables() {
                 out.data(t).await?;
@@ -74,12 +83,6 @@ impl Handler for Tabdump {
                 .collect();
             csv::format_table(cols, &kept)
         };
-        if let Some(f) = args.file {
-            let path = in_cwd(req.request.cwd.as_deref(), &f);
-            return std::fs::write(&path, text).map_err(|e| {
-                HandlerError::Failed(format!("Cannot write {}: {e}", path.display()))
-            });
-        }
         for (i, line) in text.lines().enumerate() {
             if i % 1024 == 0 {
                 ctx.check_cancelled()?;
@@ -95,12 +98,4 @@ fn row_attrs(cols: &[&str], row: &[Option<String>]) -> Attrs {
         .zip(row)
         .filter_map(|(c, v)| v.clone().map(|v| (c.to_string(), v)))
         .collect()
-}
-
-/// `file` resolved against the client's working directory when relative.
-fn in_cwd(cwd: Option<&str>, file: &str) -> PathBuf {
-    match cwd {
-        Some(d) if Path::new(file).is_relative() => Path::new(d).join(file),
-        _ => PathBuf::from(file),
-    }
 }
