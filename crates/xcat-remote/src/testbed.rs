@@ -325,7 +325,10 @@ impl TestBed {
             identity: Some(keys.join("id_ed25519")),
             known_hosts: keys.join("known_hosts"),
             user: "root".into(),
-            connect_timeout: 5,
+            // Under load (a whole test suite on two cores) a node's sshd has
+            // taken more than 5 s to send its banner; a refused connection
+            // still fails at once.
+            connect_timeout: 15,
             ..SshConfig::default()
         }
     }
@@ -394,7 +397,10 @@ impl Node {
             identity: Some(self.identity.clone()),
             known_hosts: self.known_hosts.clone(),
             user: "root".into(),
-            connect_timeout: 5,
+            // Under load (a whole test suite on two cores) a node's sshd has
+            // taken more than 5 s to send its banner; a refused connection
+            // still fails at once.
+            connect_timeout: 15,
             ..SshConfig::default()
         }
     }
