@@ -27,16 +27,8 @@ const SYNTAX: Syntax = Syntax::new(
 
 #[derive(Debug, clap::Parser)]
 struct Args {
-    #[arg(short = 't')]
-    types: Option<String>,
-    #[arg(short = 'o')]
-    objects: Vec<String>,
-    #[arg(short = 'z', long = "stanza")]
-    stanza: bool,
-    #[arg(short = 'd', long = "dynamic")]
-    dynamic: bool,
-    #[arg(short = 'w')]
-    wheres: Vec<String>,
+    #[command(flatten)]
+    def: super::Define,
     #[arg(short = 'p', long = "plus")]
     plus: bool,
     #[arg(short = 'm', long = "minus")]
@@ -89,8 +81,8 @@ impl Handler for Chdef {
         }
         let mut errors = Vec::new();
         let mut done = 0;
-        if args.stanza {
-            if !args.objects.is_empty() || !args.words.is_empty() || !req.nodes.is_empty() {
+        if args.def.stanza {
+            if !args.def.objects.is_empty() || !args.words.is_empty() || !req.nodes.is_empty() {
                 return Err(HandlerError::Failed(
                     "Cannot use '-z' with '-o' or a noderange.".into(),
                 ));
@@ -111,8 +103,8 @@ async fn from_command_line(
     args: &Args,
     req: &HandlerRequest,
 ) -> Result<Batch, HandlerError> {
-    let types = types_of(args.types.as_deref())?;
-    let w = words(&args.objects, &args.words);
+    let types = types_of(args.def.types.as_deref())?;
+    let w = words(&args.def.objects, &args.words);
     if types.len() > 1 {
         return Err(HandlerError::Failed(
             "Cannot combine multiple types with 'att=val' pairs on the command line.".into(),
@@ -122,11 +114,11 @@ async fn from_command_line(
     let mut names = w.names.clone();
     names.extend(req.nodes.iter().cloned());
     let mut attrs = checked_attrs(t, &w.pairs)?;
-    let filters = wheres(&args.wheres)?;
+    let filters = wheres(&args.def.wheres)?;
     // For a group, -w is its selection; for the others it picks the objects.
-    let selects = !(t.kind == Kind::Group && (args.dynamic || !args.wheres.is_empty()));
+    let selects = !(t.kind == Kind::Group && (args.def.dynamic || !args.def.wheres.is_empty()));
     if !selects {
-        dynamic_group(t, args.dynamic, &args.wheres, &mut attrs)?;
+        dynamic_group(t, args.def.dynamic, &args.def.wheres, &mut attrs)?;
     }
     let names = if names.is_empty() && selects && !filters.is_empty() {
         let all = ctx.db.object_names(t).await?;
@@ -251,13 +243,14 @@ async fn rename(
     req: &HandlerRequest,
     new: &str,
 ) -> HandlerResult {
-    if args.plus || args.minus || args.stanza || args.dynamic || !args.wheres.is_empty() {
+    if args.plus || args.minus || args.def.stanza || args.def.dynamic || !args.def.wheres.is_empty()
+    {
         return Err(HandlerError::Failed(
             "Cannot combine '-n' and '-d','-p','-m','-z','-w' options.".into(),
         ));
     }
-    let t = types_of(args.types.as_deref())?[0];
-    let w = words(&args.objects, &args.words);
+    let t = types_of(args.def.types.as_deref())?[0];
+    let w = words(&args.def.objects, &args.words);
     let mut names = super::new_names(t, &w.names)?;
     names.extend(req.nodes.iter().cloned());
     let [old] = names.as_slice() else {

@@ -25,16 +25,8 @@ const SYNTAX: Syntax = Syntax::new(
 
 #[derive(Debug, clap::Parser)]
 pub(super) struct Args {
-    #[arg(short = 't')]
-    types: Option<String>,
-    #[arg(short = 'o')]
-    objects: Vec<String>,
-    #[arg(short = 'z', long = "stanza")]
-    stanza: bool,
-    #[arg(short = 'd', long = "dynamic")]
-    dynamic: bool,
-    #[arg(short = 'w')]
-    wheres: Vec<String>,
+    #[command(flatten)]
+    def: super::Define,
     #[arg(short = 'f', long = "force")]
     force: bool,
     #[arg(short = 'V', long = "verbose")]
@@ -70,7 +62,7 @@ impl Handler for Mkdef {
                 "The '-p' and '-m' options are not valid for the mkdef command.".into(),
             ));
         }
-        let batches = if args.stanza {
+        let batches = if args.def.stanza {
             from_stanzas(&args, &req)?
         } else {
             vec![from_command_line(&args, &req)?]
@@ -86,8 +78,8 @@ impl Handler for Mkdef {
 
 /// The one type and its objects the command line names.
 fn from_command_line(args: &Args, req: &HandlerRequest) -> Result<Batch, HandlerError> {
-    let types = types_of(args.types.as_deref())?;
-    let w = words(&args.objects, &args.words);
+    let types = types_of(args.def.types.as_deref())?;
+    let w = words(&args.def.objects, &args.words);
     let mut names = w.names.clone();
     names.extend(req.nodes.iter().cloned());
     if types.len() > 1 {
@@ -102,7 +94,7 @@ fn from_command_line(args: &Args, req: &HandlerRequest) -> Result<Batch, Handler
         ));
     }
     let mut attrs = checked_attrs(t, &w.pairs)?;
-    dynamic_group(t, args.dynamic, &args.wheres, &mut attrs)?;
+    dynamic_group(t, args.def.dynamic, &args.def.wheres, &mut attrs)?;
     if attrs.is_empty() {
         return Err(no_attributes(t));
     }
@@ -149,12 +141,12 @@ fn no_attributes(t: &ObjType) -> HandlerError {
 
 /// The objects of a stanza file on stdin, one batch per type.
 pub(super) fn from_stanzas(args: &Args, req: &HandlerRequest) -> Result<Vec<Batch>, HandlerError> {
-    if !args.objects.is_empty() || !args.words.is_empty() || !req.nodes.is_empty() {
+    if !args.def.objects.is_empty() || !args.words.is_empty() || !req.nodes.is_empty() {
         return Err(HandlerError::Failed(
             "Cannot use '-z' with '-o' or a noderange.".into(),
         ));
     }
-    if args.types.is_some() {
+    if args.def.types.is_some() {
         return Err(HandlerError::Failed(
             "Cannot combine '-t' and '-a', '-z', or '-x' options.".into(),
         ));

@@ -9,6 +9,21 @@ use xcat_db::objects::{self, split_list, Kind, ObjType, Where, TYPES};
 use xcat_db::{Attrs, DbError};
 use xcat_plugin::{Context, HandlerError, HandlerResult, Responder};
 
+/// The options mkdef and chdef share, in xCAT's spellings.
+#[derive(Debug, clap::Args)]
+pub struct Define {
+    #[arg(short = 't')]
+    pub types: Option<String>,
+    #[arg(short = 'o')]
+    pub objects: Vec<String>,
+    #[arg(short = 'z', long = "stanza")]
+    pub stanza: bool,
+    #[arg(short = 'd', long = "dynamic")]
+    pub dynamic: bool,
+    #[arg(short = 'w')]
+    pub wheres: Vec<String>,
+}
+
 pub mod chdef;
 pub mod lsdef;
 pub mod mkdef;
