@@ -195,6 +195,17 @@ impl Daemon {
     /// Run a client command through a link named after the command, with a
     /// given HOME and extra environment.
     pub fn client_as(&self, home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.client_command(home, args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run client")
+    }
+
+    /// The client command for `args` (args[0] names the link, made here
+    /// once), with HOME and the daemon's address set: for callers that
+    /// wire its stdin or stdout themselves.
+    pub fn client_command(&self, home: &Path, args: &[&str]) -> Command {
         let links = self.root().join("bin");
         std::fs::create_dir_all(&links).expect("bin dir");
         let link = links.join(args[0]);
@@ -206,10 +217,7 @@ impl Daemon {
             .env("HOME", home)
             .env("XCATHOST", self.addr.to_string())
             .env("XCATCLIENT_READ_TIMEOUT", "120");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd.output().expect("run client")
+        cmd
     }
 
     /// SIGTERM and wait; returns the exit status.

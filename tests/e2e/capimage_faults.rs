@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use xcat_image::Manifest;
 use xcat_remote::testbed::{Node, TestBed};
 use xcatd_tests::{
-    bin, host, in_node_netns, manifest, output_text as text, shape_uplink, ssh_config_for,
+    host, in_node_netns, manifest, output_text as text, shape_uplink, ssh_config_for,
     unshape_uplink, Daemon, DaemonOptions,
 };
 
@@ -208,17 +208,8 @@ pub(crate) struct BgClient {
 
 impl BgClient {
     pub(crate) fn spawn(d: &Daemon, args: &[&str]) -> BgClient {
-        let links = d.root().join("bin");
-        std::fs::create_dir_all(&links).expect("bin dir");
-        let link = links.join(args[0]);
-        if !link.exists() {
-            std::os::unix::fs::symlink(bin("xcatclient"), &link).expect("link");
-        }
-        let mut child = Command::new(&link)
-            .args(&args[1..])
-            .env("HOME", &d.home)
-            .env("XCATHOST", d.addr.to_string())
-            .env("XCATCLIENT_READ_TIMEOUT", "120")
+        let mut child = d
+            .client_command(&d.home, args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -4,10 +4,12 @@
 //! inheritance, static and dynamic groups, stanza files, and every type.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Instant;
 
-use xcatd_tests::{bin, Daemon};
+use xcatd_tests::Daemon;
+
+use crate::tables::both_backends;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -28,16 +30,8 @@ fn fails(d: &Daemon, args: &[&str]) -> String {
 
 /// Run a command with `input` on its stdin (a stanza file).
 fn piped(d: &Daemon, args: &[&str], input: &str) -> Output {
-    let links = d.root().join("bin");
-    std::fs::create_dir_all(&links).expect("bin dir");
-    let link = links.join(args[0]);
-    if !link.exists() {
-        std::os::unix::fs::symlink(bin("xcatclient"), &link).expect("link");
-    }
-    let mut child = Command::new(&link)
-        .args(&args[1..])
-        .env("HOME", &d.home)
-        .env("XCATHOST", d.addr.to_string())
+    let mut child = d
+        .client_command(&d.home, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -50,26 +44,6 @@ fn piped(d: &Daemon, args: &[&str], input: &str) -> Output {
         .write_all(input.as_bytes())
         .expect("write stdin");
     child.wait_with_output().expect("client output")
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-        mod $name {
-            #[test]
-            #[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
-            fn sqlite() {
-                crate::tables::with_backend(false, super::$name);
-            }
-
-            #[test]
-            #[ignore = "needs PostgreSQL (XCATD_TEST_PG_URL): ./scripts/test-all runs it"]
-            fn postgres() {
-                crate::tables::with_backend(true, super::$name);
-            }
-        }
-        )*
-    };
 }
 
 both_backends!(

@@ -107,18 +107,19 @@ macro_rules! both_backends {
             #[test]
             #[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
             fn sqlite() {
-                super::with_backend(false, super::$name);
+                crate::tables::with_backend(false, super::$name);
             }
 
             #[test]
             #[ignore = "needs PostgreSQL (XCATD_TEST_PG_URL): ./scripts/test-all runs it"]
             fn postgres() {
-                super::with_backend(true, super::$name);
+                crate::tables::with_backend(true, super::$name);
             }
         }
         )*
     };
 }
+pub(crate) use both_backends;
 
 both_backends!(
     tabrestore_then_tabdump_is_byte_identical,
