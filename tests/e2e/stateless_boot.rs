@@ -107,28 +107,19 @@ impl Run<'_> {
         }
     }
 
-    /// Start `g`, and start it once more if its kernel never reaches the
-    /// initrd's init: under TCG on a loaded two-core host a guest has
-    /// stalled in early kernel boot for minutes (the console stopping at
-    /// 1.8 s), which says nothing about the image or the initrd.
+    /// Start `g`; once more if its kernel never reaches the initrd's init
+    /// ([`PxeBed::guest_reaching`]).
     fn start_guest(&self, g: &Guest, firmware: &str, mem: u32, tag: &str) -> (PxeGuest, PathBuf) {
         let console = self.work.join(format!("console-{}-{tag}.log", g.node));
-        let start = || {
-            let _ = std::fs::remove_file(&console);
-            self.bed
-                .guest_sized(g.slot, g.mac, firmware, &console, mem, 2)
-        };
-        let guest = start();
-        let (reached, text) = wait_for_console(&console, &["xcat-init:"], INIT_WAIT);
-        if reached {
-            return (guest, console);
-        }
-        eprintln!(
-            "{tag}: the guest's kernel did not reach the initrd's init in {INIT_WAIT:?}; starting it again. Console:\n{}",
-            tail(&text, 10)
+        let guest = self.bed.guest_reaching(
+            g.slot,
+            g.mac,
+            firmware,
+            &console,
+            mem,
+            ("xcat-init:", INIT_WAIT),
         );
-        drop(guest);
-        (start(), console)
+        (guest, console)
     }
 
     /// Boot `g` and check what it runs; `rich`: tar or squashfs, where the
