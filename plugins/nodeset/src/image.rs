@@ -26,6 +26,21 @@ pub const PACKED_NAMES: &[&str] = &[
     "rootimg.gz",
 ];
 
+/// What a ramdisk statelite node boots: the liteimg'd tree, packed by liteimg.
+pub const STATELITE_PACKED: &str = "rootimg-statelite.gz";
+
+/// How an image's nodes get their root filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootKind {
+    /// `provmethod=netboot`: a packed image unpacked into RAM.
+    Stateless,
+    /// `provmethod=statelite`, `rootfstype=ramdisk`: `rootimg-statelite.gz` in RAM.
+    StateliteRamdisk,
+    /// `provmethod=statelite`, `rootfstype=nfs` (xCAT's default): the tree
+    /// itself, mounted read-only over NFS.
+    StateliteNfs,
+}
+
 /// The initrd name nodes are given (and the tftp copy's name).
 pub const INITRD: &str = xcat_image::pack::record::STATELESS_INITRD;
 /// The older name xCAT falls back to.
@@ -42,6 +57,9 @@ pub struct Image {
     pub rootimgdir: PathBuf,
     /// `osimage.description` (where packimage keeps each format's RAM need).
     pub description: String,
+    pub root: RootKind,
+    /// `osimage.nfsrootopts`: the NFS root's extra mount options.
+    pub nfsrootopts: Option<String>,
     pub linux: Attrs,
 }
 
@@ -57,8 +75,12 @@ pub enum ImageError {
     Incomplete(String),
     #[error("OS image name must be specified in nodetype.provmethod")]
     NotAnImageName,
-    #[error("osimage {0} has provmethod {1}: this daemon boots netboot (stateless) images only")]
+    #[error("osimage {0} has provmethod {1}: this daemon boots netboot (stateless) and statelite images only")]
     NotNetboot(String, String),
+    #[error(
+        "osimage.rootfstype of {0} is {1:?}: a statelite image's is nfs (the default) or ramdisk"
+    )]
+    BadRootFsType(String, String),
     #[error("osimage name {0:?} cannot be a directory name")]
     BadName(String),
     #[error(transparent)]
@@ -96,9 +118,15 @@ impl Image {
         if [&osvers, &osarch, &profile].iter().any(|v| v.is_empty()) {
             return Err(ImageError::Incomplete(name.to_string()));
         }
-        if provmethod != "netboot" {
-            return Err(ImageError::NotNetboot(name.to_string(), provmethod));
-        }
+        let root = match (provmethod.as_str(), get("rootfstype").trim()) {
+            ("netboot", _) => RootKind::Stateless,
+            ("statelite", "ramdisk") => RootKind::StateliteRamdisk,
+            ("statelite", "nfs" | "") => RootKind::StateliteNfs,
+            ("statelite", other) => {
+                return Err(ImageError::BadRootFsType(name.into(), other.into()))
+            }
+            _ => return Err(ImageError::NotNetboot(name.to_string(), provmethod)),
+        };
         let linux = db.get_row("linuximage", name).await?.unwrap_or_default();
         let rootimgdir = match linux.get("rootimgdir") {
             Some(d) => PathBuf::from(d),
@@ -116,6 +144,8 @@ impl Image {
             profile,
             rootimgdir,
             description: get("description"),
+            root,
+            nfsrootopts: Some(get("nfsrootopts")).filter(|v| !v.trim().is_empty()),
             linux,
         })
     }
@@ -143,7 +173,8 @@ impl Image {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub image: Image,
-    /// The packed file's name in the image directory.
+    /// The packed file's name in the image directory (`rootimg`, the tree,
+    /// for an NFS root).
     pub packed: String,
     /// The kernel has an EFI stub (iPXE on UEFI can boot it directly).
     pub efi_stub: bool,
@@ -169,6 +200,19 @@ pub enum FilesError {
     NoPacked {
         /// `platform <os>, architecture <arch>, and profile <profile>`.
         platform: String,
+        dir: PathBuf,
+        image: String,
+        server: String,
+    },
+    #[error("No packed image for {platform}: {} is missing on {server}, please run \"liteimg {image}\" to create it.", .dir.join(STATELITE_PACKED).display())]
+    NoLitePacked {
+        platform: String,
+        dir: PathBuf,
+        image: String,
+        server: String,
+    },
+    #[error("{} on {server} has not been through liteimg (it has no .statelite): run \"liteimg {image}\", then nodeset", .dir.join("rootimg").display())]
+    NotLiteimged {
         dir: PathBuf,
         image: String,
         server: String,
@@ -236,19 +280,12 @@ pub fn prepare(
             image: image.name.clone(),
             server: server.into(),
         })?;
-    let Some((packed, others)) = choose_packed(&dir) else {
-        return Err(FilesError::NoPacked {
-            platform: format!(
-                "platform {}, architecture {}, and profile {}",
-                image.osvers, image.osarch, image.profile
-            ),
-            dir,
-            image: image.name.clone(),
-            server: server.into(),
-        });
+    let (packed, others) = root_files(&image, server)?;
+    let mut notes = vec![packed_note(&image, &packed, &others)];
+    let ram = match image.root {
+        RootKind::StateliteNfs => RamNeeds::default(),
+        _ => crate::ram::needs(&dir, &packed, &others, &image.description),
     };
-    let mut notes = vec![packed_note(&image.name, &packed, &others)];
-    let ram = crate::ram::needs(&dir, &packed, &others, &image.description);
     let to = image.tftp_dir(tftp_root);
     let present = regular(&to.join("kernel")) && regular(&to.join(INITRD));
     if no_update && present {
@@ -278,7 +315,52 @@ pub fn prepare(
     })
 }
 
-fn packed_note(image: &str, packed: &str, others: &[String]) -> String {
+/// What the image's nodes are given as their root: the packed file (and the
+/// other packed files present), or the tree for an NFS root.
+fn root_files(image: &Image, server: &str) -> Result<(String, Vec<String>), FilesError> {
+    let dir = &image.rootimgdir;
+    let platform = format!(
+        "platform {}, architecture {}, and profile {}",
+        image.osvers, image.osarch, image.profile
+    );
+    let (dir, name, server) = (dir.clone(), image.name.clone(), server.to_string());
+    match image.root {
+        RootKind::Stateless => choose_packed(&dir).ok_or(FilesError::NoPacked {
+            platform,
+            dir,
+            image: name,
+            server,
+        }),
+        RootKind::StateliteRamdisk if regular(&dir.join(STATELITE_PACKED)) => {
+            Ok((STATELITE_PACKED.into(), Vec::new()))
+        }
+        RootKind::StateliteRamdisk => Err(FilesError::NoLitePacked {
+            platform,
+            dir,
+            image: name,
+            server,
+        }),
+        RootKind::StateliteNfs => {
+            let state = fs::symlink_metadata(dir.join("rootimg/.statelite"));
+            if state.is_ok_and(|m| m.is_dir()) {
+                Ok(("rootimg".into(), Vec::new()))
+            } else {
+                Err(FilesError::NotLiteimged {
+                    dir,
+                    image: name,
+                    server,
+                })
+            }
+        }
+    }
+}
+
+fn packed_note(img: &Image, packed: &str, others: &[String]) -> String {
+    let image = &img.name;
+    if img.root == RootKind::StateliteNfs {
+        let tree = img.rootimgdir.join(packed);
+        return format!("{image}: nodes mount {} read-only over NFS", tree.display());
+    }
     if others.is_empty() {
         format!("{image}: nodes boot {packed}")
     } else {

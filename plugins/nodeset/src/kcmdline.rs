@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::image::Prepared;
+use crate::image::{Prepared, RootKind};
 use crate::site::Site;
 
 /// The placeholder for "the server the node booted from": iPXE scripts turn
@@ -27,6 +27,11 @@ pub struct NodeBoot<'a> {
     pub serial: Option<(&'a str, &'a str, Option<&'a str>)>,
     /// `bootparams.addkcmdline`.
     pub addkcmdline: Option<&'a str>,
+    /// `noderes.nfsdir` (statelite NFS roots).
+    pub nfsdir: Option<&'a str>,
+    /// `statelite.statemnt` and `statelite.mntopts`.
+    pub statemnt: Option<&'a str>,
+    pub mntopts: Option<&'a str>,
 }
 
 /// Where the image server is: nfsserver, else tftpserver, else the master
@@ -53,22 +58,75 @@ pub fn url_path(dir: &Path, install_dir: &Path) -> String {
     }
 }
 
-/// The command line, before the bootloader adds `BOOTIF=`.
-pub fn build(p: &Prepared, site: &Site, b: &NodeBoot) -> String {
-    let dir = url_path(&p.image.rootimgdir, &site.install_dir);
-    let master = master(b);
+/// The start of the command line: where the root comes from, then the
+/// master and the node, in xCAT's order for each kind of root (statelite
+/// has `STATEMNT=` and no `FC=`).
+fn root_args(p: &Prepared, site: &Site, b: &NodeBoot) -> Result<String, String> {
     // `:<port>/` + an absolute path: xCAT's double slash, kept (servers
     // accept it, and admins' rules may match it).
-    let mut k = format!(
-        "imgurl={}://{}:{}/{dir}/{} XCAT={master}:{} NODE={} FC={} ",
-        site.http_method,
+    let url = || {
+        let dir = url_path(&p.image.rootimgdir, &site.install_dir);
+        let (method, port) = (&site.http_method, &site.http_port);
+        format!(
+            "imgurl={method}://{}:{port}/{dir}/{}",
+            image_server(b),
+            p.packed
+        )
+    };
+    let xcat = format!("XCAT={}:{} NODE={}", master(b), site.xcatd_port, b.node);
+    let statemnt = b.statemnt.unwrap_or_default();
+    Ok(match p.image.root {
+        RootKind::Stateless => format!("{} {xcat} FC={} ", url(), site.flow_control),
+        RootKind::StateliteRamdisk => format!("{} STATEMNT={statemnt} {xcat} ", url()),
+        RootKind::StateliteNfs => {
+            let root = nfs_root(p, b)?;
+            format!("{root} STATEMNT={statemnt} {xcat} ")
+        }
+    })
+}
+
+/// `root=nfs:<server>:<dir>/rootimg:ro[,<nfsrootopts>]`: the directory is
+/// the image's, or `noderes.nfsdir` + `/netboot/<os>/<arch>/<profile>`
+/// (`//` at its start: the value as it is, one slash dropped), as xCAT
+/// builds it.
+fn nfs_root(p: &Prepared, b: &NodeBoot) -> Result<String, String> {
+    let i = &p.image;
+    let dir = match b.nfsdir {
+        Some(d) if d.starts_with("//") => d[1..].to_string(),
+        Some(d) => format!("{d}/netboot/{}/{}/{}", i.osvers, i.osarch, i.profile),
+        None => i.rootimgdir.display().to_string(),
+    };
+    let mut opts = vec!["ro".to_string()];
+    let extra = i.nfsrootopts.as_deref().map(|v| v.split(','));
+    for o in extra.into_iter().flatten() {
+        if o.is_empty() || o.contains(char::is_whitespace) {
+            return Err(
+                "nfsrootopts must be a comma-separated list without whitespace or empty options"
+                    .into(),
+            );
+        }
+        let name = o.split('=').next().unwrap_or_default().to_ascii_lowercase();
+        if name == "rw" || name == "defaults" {
+            return Err(format!(
+                "nfsrootopts cannot contain '{name}'; statelite NFS roots are always read-only"
+            ));
+        }
+        if !o.eq_ignore_ascii_case("ro") {
+            opts.push(o.to_string());
+        }
+    }
+    Ok(format!(
+        "root=nfs:{}:{dir}/rootimg:{}",
         image_server(b),
-        site.http_port,
-        p.packed,
-        site.xcatd_port,
-        b.node,
-        site.flow_control
-    );
+        opts.join(",")
+    ))
+}
+
+/// The command line, before the bootloader adds `BOOTIF=`; a node's error
+/// when its image's NFS root options are unusable.
+pub fn build(p: &Prepared, site: &Site, b: &NodeBoot) -> Result<String, String> {
+    let master = master(b);
+    let mut k = root_args(p, site, b)?;
     if site.no_node_status {
         k.push_str(" nonodestatus ");
     }
@@ -95,6 +153,9 @@ pub fn build(p: &Prepared, site: &Site, b: &NodeBoot) -> String {
         k.push_str(" selinux=0 ");
     }
     k.push_str(&kdump(p));
+    if p.image.root != RootKind::Stateless {
+        k.push_str(&format!(" MNTOPTS={}", b.mntopts.unwrap_or_default()));
+    }
     let extra = volatile(
         b.addkcmdline,
         p.image.linux.get("addkcmdline").map(String::as_str),
@@ -103,7 +164,7 @@ pub fn build(p: &Prepared, site: &Site, b: &NodeBoot) -> String {
         k.push(' ');
         k.push_str(&extra);
     }
-    k
+    Ok(k)
 }
 
 /// `netdev=<nic>` for a named boot NIC, `BOOTIF=<mac>` when installnic is a
@@ -187,6 +248,134 @@ mod tests {
         assert_eq!(volatile(Some("a R::b c"), Some("d")), "a c d ");
         assert_eq!(volatile(None, Some("rootlimit=4G")), "rootlimit=4G ");
         assert_eq!(volatile(None, None), "");
+    }
+
+    fn site() -> Site {
+        Site {
+            install_dir: "/install".into(),
+            tftp_dir: "/tftpboot".into(),
+            http_port: "80".into(),
+            http_method: "http".into(),
+            xcatd_port: "3001".into(),
+            xcati_port: None,
+            no_node_status: false,
+            flow_control: "0".into(),
+            debug_mode: None,
+            dhcp_setup: false,
+            server_name: "mn".into(),
+        }
+    }
+
+    fn prepared(root: RootKind, packed: &str, nfsrootopts: Option<&str>) -> Prepared {
+        Prepared {
+            image: crate::image::Image {
+                name: "sl".into(),
+                provmethod: "statelite".into(),
+                osvers: "debian12".into(),
+                osarch: "x86_64".into(),
+                profile: "compute".into(),
+                rootimgdir: "/install/netboot/debian12/x86_64/compute".into(),
+                description: String::new(),
+                root,
+                nfsrootopts: nfsrootopts.map(str::to_string),
+                linux: Default::default(),
+            },
+            packed: packed.into(),
+            efi_stub: true,
+            ram: Default::default(),
+            notes: vec![],
+            warnings: vec![],
+        }
+    }
+
+    fn node<'a>(statemnt: Option<&'a str>, mntopts: Option<&'a str>) -> NodeBoot<'a> {
+        NodeBoot {
+            node: "n1",
+            master: Some("10.99.60.1".into()),
+            statemnt,
+            mntopts,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn statelite_command_lines_in_xcats_order() {
+        let dir = "/install/netboot/debian12/x86_64/compute";
+        let b = node(Some("10.99.60.1:/state"), Some("vers=4.1,port=2050"));
+        let k = build(
+            &prepared(RootKind::StateliteRamdisk, "rootimg-statelite.gz", None),
+            &site(),
+            &b,
+        )
+        .unwrap();
+        assert!(
+            k.starts_with(&format!("imgurl=http://10.99.60.1:80/{dir}/rootimg-statelite.gz STATEMNT=10.99.60.1:/state XCAT=10.99.60.1:3001 NODE=n1 XCATHTTPPORT=80 ")),
+            "{k}"
+        );
+        assert!(!k.contains("FC="), "{k}");
+        assert!(k.ends_with(" MNTOPTS=vers=4.1,port=2050"), "{k}");
+
+        let p = prepared(
+            RootKind::StateliteNfs,
+            "rootimg",
+            Some("port=2050,vers=4.1,ro"),
+        );
+        let k = build(&p, &site(), &node(None, None)).unwrap();
+        assert!(
+            k.starts_with(&format!("root=nfs:10.99.60.1:{dir}/rootimg:ro,port=2050,vers=4.1 STATEMNT= XCAT=10.99.60.1:3001 NODE=n1 ")),
+            "{k}"
+        );
+        assert!(
+            k.ends_with(" MNTOPTS="),
+            "an unset mntopts is still said: {k}"
+        );
+
+        let mut b = node(None, None);
+        b.nfsdir = Some("/exports");
+        let k = build(
+            &prepared(RootKind::StateliteNfs, "rootimg", None),
+            &site(),
+            &b,
+        )
+        .unwrap();
+        assert!(
+            k.starts_with(
+                "root=nfs:10.99.60.1:/exports/netboot/debian12/x86_64/compute/rootimg:ro STATEMNT="
+            ),
+            "{k}"
+        );
+        b.nfsdir = Some("//srv/lite");
+        let k = build(
+            &prepared(RootKind::StateliteNfs, "rootimg", None),
+            &site(),
+            &b,
+        )
+        .unwrap();
+        assert!(
+            k.starts_with("root=nfs:10.99.60.1:/srv/lite/rootimg:ro "),
+            "{k}"
+        );
+    }
+
+    #[test]
+    fn nfs_root_options_stay_read_only() {
+        for (opts, why) in [
+            ("rw", "cannot contain 'rw'"),
+            ("vers=4,Defaults", "cannot contain 'defaults'"),
+            ("vers=4,,port=1", "without whitespace or empty"),
+            ("vers=4 port=1", "without whitespace or empty"),
+        ] {
+            let p = prepared(RootKind::StateliteNfs, "rootimg", Some(opts));
+            let e = build(&p, &site(), &node(None, None)).unwrap_err();
+            assert!(e.contains(why), "{opts}: {e}");
+        }
+        let p = prepared(RootKind::Stateless, "rootimg.cpio.gz", Some("rw"));
+        let k = build(&p, &site(), &node(None, None)).unwrap();
+        assert!(
+            k.contains("rootimg.cpio.gz XCAT=10.99.60.1:3001 NODE=n1 FC=0 "),
+            "{k}"
+        );
+        assert!(!k.contains("MNTOPTS") && !k.contains("STATEMNT"), "{k}");
     }
 
     #[test]

@@ -108,6 +108,9 @@ impl Ctx<'_> {
             primarynic: self.get(node, "noderes", "primarynic"),
             serial,
             addkcmdline: self.get(node, "bootparams", "addkcmdline"),
+            nfsdir: self.get(node, "noderes", "nfsdir"),
+            statemnt: self.get(node, "statelite", "statemnt"),
+            mntopts: self.get(node, "statelite", "mntopts"),
         })
     }
 
@@ -119,7 +122,7 @@ impl Ctx<'_> {
             .mac(node)
             .ok_or("No MAC address available for this node")?;
         let b = self.boot(node)?;
-        let k = kcmdline::build(p, self.site, &b);
+        let k = kcmdline::build(p, self.site, &b)?;
         let state = p.image.currstate();
         let plan = match loader {
             Loader::Xnba => {
