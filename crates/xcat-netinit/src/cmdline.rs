@@ -24,6 +24,13 @@ pub struct Cmdline {
     pub xcat: Option<String>,
     /// `NODE=`: this node's name.
     pub node: Option<String>,
+    /// `root=nfs:<server>:<dir>[:<options>]`: a read-only NFS root (statelite).
+    pub nfsroot: Option<String>,
+    /// `STATEMNT=`: a statelite node's persistent state (`server:/dir`, or
+    /// empty: none). Present, even empty, on every statelite command line.
+    pub statemnt: Option<String>,
+    /// `MNTOPTS=`: the mount options of the persistent state.
+    pub mntopts: Option<String>,
 }
 
 /// A malformed value of a word xcat-netinit reads.
@@ -57,6 +64,9 @@ impl Cmdline {
                 "netdev" => c.netdev = Some(value),
                 "XCAT" => c.xcat = Some(check_host_port(value)?),
                 "NODE" => c.node = Some(value),
+                "root" => c.nfsroot = value.strip_prefix("nfs:").map(str::to_string),
+                "STATEMNT" => c.statemnt = Some(value),
+                "MNTOPTS" => c.mntopts = Some(value),
                 _ => {}
             }
         }
@@ -288,6 +298,22 @@ mod tests {
             Cmdline::parse("BOOTIF=nonsense"),
             Err(CmdlineError::Bootif(_))
         ));
+    }
+
+    #[test]
+    fn statelite_words() {
+        let c = Cmdline::parse(
+            "root=nfs:10.99.60.1:/install/x/rootimg:ro,port=2050 STATEMNT= XCAT=10.99.60.1:3001 NODE=n1  MNTOPTS=vers=4.1",
+        )
+        .unwrap();
+        assert_eq!(
+            c.nfsroot.as_deref(),
+            Some("10.99.60.1:/install/x/rootimg:ro,port=2050")
+        );
+        assert_eq!(c.statemnt.as_deref(), Some(""));
+        assert_eq!(c.mntopts.as_deref(), Some("vers=4.1"));
+        let c = Cmdline::parse("root=/dev/sda1 imgurl=http://a/b").unwrap();
+        assert_eq!((c.nfsroot, c.statemnt), (None, None));
     }
 
     #[test]

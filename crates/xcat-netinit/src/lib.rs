@@ -53,6 +53,7 @@
 
 pub mod boot;
 pub mod cmdline;
+pub mod copy;
 pub mod decompress;
 pub mod error;
 pub mod fetch;
@@ -60,14 +61,18 @@ pub mod http;
 mod loopdev;
 pub mod meminfo;
 pub mod mount;
+pub mod nfs;
+pub mod nfsroot;
 pub mod nic;
 pub mod pipeline;
 pub mod progress;
 pub mod record;
+pub mod statelite;
 #[allow(unsafe_code)]
 mod sys;
 pub mod unpack;
 pub mod verify;
+pub mod xcatreq;
 
 pub use error::{Exit, Failure};
 

@@ -8,16 +8,18 @@ use std::process::ExitCode;
 use xcat_netinit::boot::{self, Settings};
 use xcat_netinit::cmdline::Cmdline;
 use xcat_netinit::error::{stderr_say, Exit, Failure};
-use xcat_netinit::nic;
 use xcat_netinit::progress::mib;
+use xcat_netinit::{nfsroot, nic, statelite};
 
-const USAGE: &str = "usage: xcat-netinit nic | xcat-netinit boot NEWROOT";
+const USAGE: &str = "usage: xcat-netinit nic | xcat-netinit boot|nfsroot|statelite NEWROOT";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let res = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["nic"] => run_nic(),
         ["boot", newroot] => run_boot(PathBuf::from(newroot)),
+        ["nfsroot", newroot] => run_nfsroot(PathBuf::from(newroot)),
+        ["statelite", newroot] => run_statelite(PathBuf::from(newroot)),
         ["-h" | "--help"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -38,22 +40,7 @@ fn main() -> ExitCode {
 
 fn run_nic() -> Result<(), Failure> {
     let settings = Settings::from_env(stderr_say());
-    let text = std::fs::read_to_string(&settings.cmdline).map_err(|e| {
-        Failure::new(
-            Exit::Retry,
-            format!("reading {}", settings.cmdline.display()),
-            e.to_string(),
-            "/init must mount /proc first",
-        )
-    })?;
-    let cmd = Cmdline::parse(&text).map_err(|e| {
-        Failure::new(
-            Exit::Cmdline,
-            "kernel command line",
-            e.to_string(),
-            "correct the node's boot parameters and boot it again",
-        )
-    })?;
+    let cmd = command_line(&settings)?;
     let sysfs = std::env::var_os("XCAT_NETINIT_SYSFS")
         .map_or_else(|| PathBuf::from("/sys/class/net"), PathBuf::from);
     let name = nic::boot_interface(&cmd, &sysfs, nic::Wait::default()).map_err(|e| {
@@ -96,6 +83,56 @@ fn run_boot(newroot: PathBuf) -> Result<(), Failure> {
         b.format.name(),
         mib(b.bytes),
         checked
+    ));
+    Ok(())
+}
+
+/// The command line of the settings' file (`/proc/cmdline`), parsed.
+fn command_line(settings: &Settings) -> Result<Cmdline, Failure> {
+    let text = std::fs::read_to_string(&settings.cmdline).map_err(|e| {
+        Failure::new(
+            Exit::Retry,
+            format!("reading {}", settings.cmdline.display()),
+            e.to_string(),
+            "/init must mount /proc first",
+        )
+    })?;
+    Cmdline::parse(&text).map_err(|e| {
+        Failure::new(
+            Exit::Cmdline,
+            "kernel command line",
+            e.to_string(),
+            "correct the node's boot parameters and boot it again",
+        )
+    })
+}
+
+fn run_nfsroot(newroot: PathBuf) -> Result<(), Failure> {
+    let say = stderr_say();
+    let settings = Settings::from_env(say.clone());
+    let cmd = command_line(&settings)?;
+    let additions = std::env::var_os("XCAT_NETINIT_ADDITIONS")
+        .map_or_else(|| PathBuf::from("/rootfs-additions"), PathBuf::from);
+    let share = nfsroot::mount_root(&newroot, &cmd, &additions, &settings.rundir, &say)?;
+    say(&format!(
+        "{} is ready: the NFS root {share}, read-only, with the rootfs additions over it",
+        newroot.display()
+    ));
+    Ok(())
+}
+
+fn run_statelite(newroot: PathBuf) -> Result<(), Failure> {
+    let say = stderr_say();
+    let settings = Settings::from_env(say.clone());
+    let cmd = command_line(&settings)?;
+    let d = statelite::prepare(&newroot, &cmd, &say)?;
+    let persistent = d.persistent.map_or(
+        "no persistent state (statelite.statemnt is empty)".to_string(),
+        |p| format!("persistent state on {p}"),
+    );
+    say(&format!(
+        "statelite: {} entries applied, {} not (see /.statelite/statelite.log), {} litetree directories, {persistent}",
+        d.applied, d.failed, d.trees
     ));
     Ok(())
 }

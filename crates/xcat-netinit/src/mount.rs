@@ -100,7 +100,8 @@ fn option_path(p: &Path) -> io::Result<String> {
     Ok(s.to_string())
 }
 
-fn mount(
+/// One mount(2), held by its guard.
+pub fn mount(
     src: impl AsRef<Path>,
     at: &Path,
     fstype: &str,
