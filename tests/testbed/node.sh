@@ -9,7 +9,8 @@
 #                           the bridge, loop devices, mounts) of this or a
 #                           killed earlier run; refuses while a bed is in use
 #                           (a process holds $TB_STATE/bed.lock) unless --force;
-#                           also the PXE bed's leftovers (pxe.sh cleanup)
+#                           also the PXE bed's leftovers (pxe.sh cleanup) and
+#                           the NFS servers of nfs.sh (nfs.sh cleanup)
 #
 # Settings (environment):
 #   TB_MODE=full|overlay  full (default): the node gets a copy of the cached
@@ -370,6 +371,8 @@ cmd_cleanup() {
     rm -rf "$TB_STATE"/node-* "$TB_STATE/keys" "$TB_STATE/beds"
     # The PXE bed's guests, taps and bridge (xpxe*).
     "$here/pxe.sh" cleanup
+    # The NFS servers (ganesha.nfsd) nfs.sh started.
+    "$here/nfs.sh" cleanup
 }
 
 [ $# -ge 1 ] || usage
