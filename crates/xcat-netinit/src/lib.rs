@@ -1,6 +1,6 @@
 //! `xcat-netinit`: what the stateless initrd's `/init` cannot do in shell.
 //!
-//! Two commands (the initrd's contract, `docs/ARCHITECTURE.md`):
+//! Four commands (the initrd's contract, `docs/ARCHITECTURE.md`):
 //!
 //! * `xcat-netinit nic` prints the boot interface: the one whose MAC is the
 //!   command line's `BOOTIF=` (`01-aa-bb-cc-dd-ee-ff` or `aa:bb:cc:dd:ee:ff`), else
@@ -15,6 +15,13 @@
 //!   enough RAM (also: the tree does not fit the root tmpfs); 12 bad kernel
 //!   command line; anything else (1): retry. Every failure is one line on
 //!   stderr, `xcat-netinit: <what>: <why>; <what to do>`.
+//! * `xcat-netinit nfsroot NEWROOT` mounts a statelite node's read-only NFS
+//!   root (`root=nfs:`) with the rootfs additions overlaid ([`nfsroot`]; NFS
+//!   by the kernel's client, [`nfs`]).
+//! * `xcat-netinit statelite NEWROOT` lays a statelite node's paths over the
+//!   new root: `/.statelite` in RAM, `STATEMNT=`'s persistent directory of
+//!   the node, the litetree directories, every litefile entry ([`statelite`];
+//!   the entries asked of xcatd as xCAT's rc.statelite asks, [`xcatreq`]).
 //!
 //! How the stream flows ([`pipeline`]): one thread fetches ([`fetch`]: HTTP/1.1
 //! over a plain `TcpStream`, [`http`]; retries forever with back-off on refused,

@@ -2,7 +2,8 @@
 # /init of the stateless initrd, written by geninitrd; busybox sh runs it as PID 1.
 #
 # It loads the image kernel's drivers, brings up the boot NIC by DHCP, has
-# xcat-netinit fetch, check and unpack the image into /newroot, lays
+# xcat-netinit fetch, check and unpack the image into /newroot (or mount a
+# statelite node's NFS root there), lays a statelite node's paths and
 # /rootfs-additions over it and switches to the image's own init.
 #
 # PID 1 must never exit: the kernel would panic and say nothing useful. So no step
@@ -161,13 +162,24 @@ report_status() {
         say "status: the install monitor $master:$port did not take \"$1\"; nodelist.status keeps its value"
 }
 
-# One try of xcat-netinit boot; its own lines say what went wrong. Returns 0 when
-# the image is in $NEWROOT.
+# has_word PREFIX: a word of the kernel command line starts with PREFIX.
+has_word() {
+    case " $(cat /proc/cmdline) " in *" $1"*) return 0 ;; esac
+    return 1
+}
+
+# One try of xcat-netinit boot (or, for a statelite NFS root, nfsroot); its own
+# lines say what went wrong. Returns 0 when the image is in $NEWROOT.
 fetch_image() {
     report_status netbooting
-    say "fetching the image into $NEWROOT"
     mkdir -p "$NEWROOT"
-    xcat-netinit boot "$NEWROOT"
+    if has_word root=nfs:; then
+        say "mounting the NFS root on $NEWROOT"
+        xcat-netinit nfsroot "$NEWROOT"
+    else
+        say "fetching the image into $NEWROOT"
+        xcat-netinit boot "$NEWROOT"
+    fi
     rc=$?
     [ "$rc" = 0 ] && return 0
     # A later try starts from an empty mount point.
@@ -184,6 +196,26 @@ fetch_image() {
     return 1
 }
 
+# A statelite node (nodeset writes STATEMNT=, even empty): its writable and
+# persistent paths over the new root. Only this step is tried again when it
+# fails (an NFS server or xcatd not answering yet): the root stays.
+statelite_paths() {
+    has_word STATEMNT= || return 0
+    state_delay=5
+    while :; do
+        xcat-netinit statelite "$NEWROOT"
+        rc=$?
+        [ "$rc" = 0 ] && return 0
+        if [ "$rc" = 12 ]; then
+            say "kernel command line: unusable for statelite (see xcat-netinit's line above); fix statelite.statemnt or run nodeset again"
+            rescue
+        else
+            retry_after state_delay "statelite" "its paths are not ready (see xcat-netinit's lines above)" \
+                "check the NFS server of statelite.statemnt and litetree, and that xcatd answers"
+        fi
+    done
+}
+
 move_api() {
     for m in proc dev sys run; do
         mkdir -p "$1/$m" 2>/dev/null
@@ -196,7 +228,8 @@ move_api() {
 # switch_root, which frees the initrd's files. Returns only when the image has no
 # init, with everything moved back.
 switch_to_image() {
-    cp -a /rootfs-additions/. "$NEWROOT/" ||
+    # an NFS root has them already, overlaid read-only (xcat-netinit nfsroot)
+    has_word root=nfs: || cp -a /rootfs-additions/. "$NEWROOT/" ||
         say "rootfs additions: copy failed; the node boots without the netboot DHCP and SSH host key units"
     move_api "$NEWROOT"
     # Looked up inside the image: its /sbin/init is usually a link (to systemd).
@@ -218,7 +251,7 @@ main() {
     while :; do
         find_nic
         dhcp
-        fetch_image && switch_to_image
+        fetch_image && statelite_paths && switch_to_image
     done
 }
 

@@ -22,7 +22,7 @@ use crate::elf::ModInfo;
 /// What the stateless initrd loads when the image has it: the NIC drivers of the
 /// servers and virtual machines nodes are, the disk drivers (a node may keep
 /// scratch space or swap on a local disk), and what the root filesystem needs
-/// (squashfs, overlay, loop). Missing ones are skipped without a word: no kernel
+/// (squashfs, overlay, loop; NFS for statelite). Missing ones are skipped without a word: no kernel
 /// has them all, and a built-in one needs no loading.
 pub const DEFAULT_MODULES: &[&str] = &[
     // virtual machines
@@ -67,6 +67,9 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "squashfs",
     "overlay",
     "loop",
+    // statelite: the NFS root, the persistent state, litetree directories
+    "nfsv4",
+    "nfsv3",
 ];
 
 /// The kernel's name of a module: the file name without `.ko` and its compression
