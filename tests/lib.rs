@@ -48,6 +48,8 @@ pub struct DaemonOptions {
     pub extra_config: String,
     /// Database URL (empty: SQLite in the state directory).
     pub database: String,
+    /// The daemon's TLS address (a port of 0: any free one).
+    pub listen: String,
 }
 
 impl Default for DaemonOptions {
@@ -55,6 +57,7 @@ impl Default for DaemonOptions {
         DaemonOptions {
             extra_config: String::new(),
             database: std::env::var("XCATD_TEST_DATABASE").unwrap_or_default(),
+            listen: "127.0.0.1:0".into(),
         }
     }
 }
@@ -92,7 +95,7 @@ impl Daemon {
         std::fs::write(
             &config_path,
             format!(
-                "listen = \"127.0.0.1:0\"\ncert_dir = \"cert\"\nstate_dir = \"state\"\ninstall_dir = \"install\"\n\
+                "listen = {listen:?}\ncert_dir = \"cert\"\nstate_dir = \"state\"\ninstall_dir = \"install\"\n\
                  {share}enable_test_commands = true\nserver_name = \"testmn\"\n{db_line}{extra}\n",
                 // TOML refuses a key given twice: a test that sets its own
                 // share_dir replaces the default one.
@@ -101,7 +104,8 @@ impl Daemon {
                 } else {
                     format!("share_dir = {:?}\n", repo_root().join("config").display().to_string())
                 },
-                extra = opts.extra_config
+                extra = opts.extra_config,
+                listen = opts.listen,
             ),
         )
         .expect("write config");
@@ -307,10 +311,24 @@ impl Daemon {
     /// defined in the tables (group `compute`: os debian12, arch x86_64,
     /// profile compute; `hosts.ip` set).
     pub fn for_nodes(nodes: &[&xcat_remote::testbed::Node], extra_config: &str) -> Daemon {
+        Daemon::for_nodes_with(nodes, extra_config, DaemonOptions::default())
+    }
+
+    /// [`Daemon::for_nodes`] with other options (`extra_config` is added to
+    /// theirs).
+    pub fn for_nodes_with(
+        nodes: &[&xcat_remote::testbed::Node],
+        extra_config: &str,
+        opts: DaemonOptions,
+    ) -> Daemon {
         let first = nodes.first().expect("at least one node");
         let d = Daemon::start_with(DaemonOptions {
-            extra_config: format!("{extra_config}\n{}", ssh_config_for(first)),
-            ..Default::default()
+            extra_config: format!(
+                "{}{extra_config}\n{}",
+                opts.extra_config,
+                ssh_config_for(first)
+            ),
+            ..opts
         });
         d.define_nodes(nodes);
         d

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{host, netinit_binary, repo_root, Daemon, PXE_SERVER};
+use crate::{host, netinit_binary, repo_root, Daemon, DaemonOptions, PXE_SERVER};
 
 /// The boot service's port on the bed.
 pub const HTTP_PORT: u16 = 8080;
@@ -120,6 +120,28 @@ pub fn alive(pid: u32) -> bool {
 /// service and the install monitor, with the static init helper for
 /// geninitrd.
 pub fn stateless_daemon(node: &xcat_remote::testbed::Node) -> Supervising {
+    boot_daemon(node, DaemonOptions::default())
+}
+
+/// [`stateless_daemon`] whose TLS port is on the bed's address too, for
+/// statelite nodes' boot-time requests; `site.xcatdport` says which port.
+pub fn statelite_daemon(node: &xcat_remote::testbed::Node) -> Supervising {
+    let d = boot_daemon(
+        node,
+        DaemonOptions {
+            listen: format!("{PXE_SERVER}:0"),
+            ..DaemonOptions::default()
+        },
+    );
+    d.ok(&[
+        "chtab",
+        "key=xcatdport",
+        &format!("site.value={}", d.addr.port()),
+    ]);
+    d
+}
+
+fn boot_daemon(node: &xcat_remote::testbed::Node, opts: DaemonOptions) -> Supervising {
     let extra = format!(
         "tftp_dir = \"tftpboot\"\n\
          [dhcp]\ninterfaces = [\"xpxebr0\"]\n\
@@ -128,7 +150,7 @@ pub fn stateless_daemon(node: &xcat_remote::testbed::Node) -> Supervising {
          [initrd]\nbusybox = \"/bin/busybox\"\nnetinit = \"{}\"\n",
         netinit_binary().display()
     );
-    let d = Daemon::for_nodes(&[node], &extra);
+    let d = Daemon::for_nodes_with(&[node], &extra, opts);
     // dnsmasq drops root: it must reach the TFTP root inside the test directory
     host("chmod", &["0755", d.root().to_str().expect("path")]);
     Supervising(d)
@@ -263,4 +285,38 @@ pub fn wait_for_ssh(
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A private NFSv4 server on the bed (`tests/testbed/nfs.sh`), stopped on
+/// drop. Exports are `(path, pseudo path, "ro" | "rw")`.
+pub struct NfsServer {
+    dir: PathBuf,
+}
+
+impl NfsServer {
+    pub fn start(dir: &Path, port: u16, exports: &[(&Path, &str, &str)]) -> NfsServer {
+        let script = repo_root().join("tests/testbed/nfs.sh");
+        let exports: Vec<String> = exports
+            .iter()
+            .map(|(p, pseudo, access)| format!("'{}:{pseudo}:{access}'", p.display()))
+            .collect();
+        sh(&format!(
+            "'{}' start '{}' {PXE_SERVER} {port} {}",
+            script.display(),
+            dir.display(),
+            exports.join(" ")
+        ));
+        NfsServer {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for NfsServer {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("tests/testbed/nfs.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
 }

@@ -17,5 +17,6 @@ mod probe_initrd;
 mod pxe_boot;
 mod stateless_boot;
 mod statelite;
+mod statelite_boot;
 mod tables;
 mod xdsh;

@@ -47,6 +47,9 @@ Type=ether
 
 [Network]
 DHCP=yes
+# The initrd's lease is kept while networkd takes the link over, and a lease
+# is never dropped: a statelite node's root or state is on NFS through it.
+KeepConfiguration=yes
 ";
 
 const HOSTKEYS_UNIT: &str = "\
