@@ -143,6 +143,8 @@ fn debian_kernel_modules_in_dependency_order_and_the_initrd_boots_under_qemu() {
         "overlay",
         "loop",
         "net_failover",
+        "nfsv4",
+        "sunrpc",
     ] {
         assert!(
             from_modinfo
