@@ -334,6 +334,17 @@ impl Daemon {
         d
     }
 
+    /// litefile rows: (image, file, options).
+    pub fn add_litefile(&self, rows: &[(&str, &str, &str)]) {
+        for (image, file, options) in rows {
+            self.ok(&[
+                "chtab",
+                &format!("image={image},file={file}"),
+                &format!("litefile.options={options}"),
+            ]);
+        }
+    }
+
     /// Define test-bed nodes in the tables: group `compute` (os debian12,
     /// arch x86_64, profile compute) and each node's `hosts.ip`.
     pub fn define_nodes(&self, nodes: &[&xcat_remote::testbed::Node]) {

@@ -31,19 +31,13 @@ fn define(d: &Daemon) {
         "node=compute",
         "statelite.statemnt=10.99.70.1:/state",
     ]);
-    for (image, file, options) in [
+    d.add_litefile(&[
         ("ALL", "/etc/adjtime", "tmpfs"),
         ("ALL", "/var/", "tmpfs"),
         ("slimg", "/var/", "persistent"),
         ("slgroup", "/etc/ssh/", ""),
         ("other", "/srv/", "tmpfs"),
-    ] {
-        d.ok(&[
-            "chtab",
-            &format!("image={image},file={file}"),
-            &format!("litefile.options={options}"),
-        ]);
-    }
+    ]);
     d.ok(&[
         "chtab",
         "priority=2",

@@ -165,20 +165,14 @@ fn define_statelite_image(d: &Daemon, kver: &str) -> PathBuf {
         &format!("linuximage.rootimgdir={}", dir.display()),
         &format!("linuximage.kernelver={kver}"),
     ]);
-    for (image, file, options) in [
+    d.add_litefile(&[
         ("ALL", "/etc/ssh/", "link"),
         ("ALL", "/var/", "tmpfs"),
         ("ALL", "/tmp/", "tmpfs"),
         (IMAGE_SL, "/etc/xcat-probe.conf", "tmpfs"),
         (IMAGE_SL, "/root/keep/", "persistent"),
         (IMAGE_SL, "/opt/site/", "ro"),
-    ] {
-        d.ok(&[
-            "chtab",
-            &format!("image={image},file={file}"),
-            &format!("litefile.options={options}"),
-        ]);
-    }
+    ]);
     d.ok(&[
         "chtab",
         "priority=1",

@@ -121,7 +121,9 @@ impl Image {
     }
 }
 
-fn read_cmdline(path: &Path) -> Result<Cmdline, Failure> {
+/// `/proc/cmdline` (or the file the settings name), parsed; the failure
+/// lines `/init` shows.
+pub fn read_cmdline(path: &Path) -> Result<Cmdline, Failure> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Failure::new(
             Exit::Retry,

@@ -89,22 +89,7 @@ fn run_boot(newroot: PathBuf) -> Result<(), Failure> {
 
 /// The command line of the settings' file (`/proc/cmdline`), parsed.
 fn command_line(settings: &Settings) -> Result<Cmdline, Failure> {
-    let text = std::fs::read_to_string(&settings.cmdline).map_err(|e| {
-        Failure::new(
-            Exit::Retry,
-            format!("reading {}", settings.cmdline.display()),
-            e.to_string(),
-            "/init must mount /proc first",
-        )
-    })?;
-    Cmdline::parse(&text).map_err(|e| {
-        Failure::new(
-            Exit::Cmdline,
-            "kernel command line",
-            e.to_string(),
-            "correct the node's boot parameters and boot it again",
-        )
-    })
+    boot::read_cmdline(&settings.cmdline)
 }
 
 fn run_nfsroot(newroot: PathBuf) -> Result<(), Failure> {
