@@ -7,14 +7,15 @@
 //! Version 4 does the same for the tables the object commands (`mkdef`,
 //! `lsdef`, ...) added: `nodegroup`, `servicenode`, `postscripts`, `ipmi`,
 //! `vpd`, `routes`, `zone`, the kit tables and the others of xCAT's schema
-//! whose objects are served.
+//! whose objects are served. Version 5 adds the columns a catalogue table
+//! gained to an older database's table (`osimage.nfsrootopts`, xCAT 2.19's).
 
 use sqlx::{Any, Executor, Row, Transaction};
 
 use crate::transaction::with_retries;
 use crate::{schema, table_versions, Backend, Db, DbError};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 impl Db {
     /// Bring the schema up to [`SCHEMA_VERSION`]; retried because several
@@ -49,9 +50,40 @@ impl Db {
                 record_version(&mut tx, version).await?;
             }
         }
+        if current < 5 {
+            add_missing_columns(&mut tx, self.backend).await?;
+            record_version(&mut tx, 5).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Every catalogue column its table lacks, added (as TEXT, like the others).
+async fn add_missing_columns(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+) -> Result<(), DbError> {
+    let sql = match backend {
+        Backend::Sqlite => "SELECT name FROM pragma_table_info($1)",
+        Backend::Postgres => {
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_name = $1 AND table_schema = current_schema()"
+        }
+    };
+    for t in schema::TABLES {
+        let have: Vec<String> = sqlx::query(sql)
+            .bind(t.name)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        for c in t.columns.iter().filter(|c| !have.iter().any(|h| h == *c)) {
+            tx.execute(schema::add_column_sql(t, c).as_str()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Every catalogue table and its key index that does not exist yet.

@@ -406,6 +406,7 @@ pub static TABLES: &[TableDef] = &[
             "description",
             "provmethod",
             "rootfstype",
+            "nfsrootopts",
             "osdistroname",
             "osupdatename",
             "cfmdir",
@@ -577,6 +578,11 @@ pub(crate) fn create_table_sql(t: &TableDef, backend: Backend) -> String {
         q(t.name),
         cols.join(", ")
     )
+}
+
+/// A column added to an existing table (migration 5).
+pub(crate) fn add_column_sql(t: &TableDef, column: &str) -> String {
+    format!("ALTER TABLE {} ADD COLUMN {} TEXT", q(t.name), q(column))
 }
 
 /// The unique index over a table's key columns.

@@ -390,6 +390,39 @@ async fn schema_2_database_gets_the_boot_tables(a: &Db, url: &str) {
     c.close().await.unwrap();
 }
 
+/// A database made before `osimage.nfsrootopts` (schema 4) gets the column
+/// when a newer program opens it, with its rows kept.
+async fn schema_4_database_gets_new_columns(a: &Db, url: &str) {
+    a.restore(
+        "osimage",
+        "#imagename,provmethod\n\"img\",\"statelite\"\n",
+        false,
+    )
+    .await
+    .unwrap();
+    let mut c = raw(url).await;
+    c.execute("ALTER TABLE \"osimage\" DROP COLUMN \"nfsrootopts\"")
+        .await
+        .unwrap();
+    c.execute("DELETE FROM schema_version WHERE version > 4")
+        .await
+        .unwrap();
+    let upgraded = Db::connect(url).await.unwrap();
+    upgraded
+        .upsert(
+            "osimage",
+            &[("imagename", "img")],
+            &[("nfsrootopts", "vers=4.1")],
+        )
+        .await
+        .expect("the column is back");
+    let row = upgraded.get_row("osimage", "img").await.unwrap().unwrap();
+    assert_eq!(row.get("provmethod").map(String::as_str), Some("statelite"));
+    assert_eq!(row.get("nfsrootopts").map(String::as_str), Some("vers=4.1"));
+    upgraded.close().await;
+    c.close().await.unwrap();
+}
+
 /// Names holding the characters the bulk node load splits on still load
 /// exactly (through the row-by-row fallback).
 async fn separator_characters_in_names(a: &Db, _url: &str) {
@@ -434,4 +467,5 @@ both_backends!(
     concurrent_writers_and_readers_converge,
     schema_1_database_is_upgraded,
     schema_2_database_gets_the_boot_tables,
+    schema_4_database_gets_new_columns,
 );

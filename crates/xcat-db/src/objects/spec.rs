@@ -251,6 +251,12 @@ const OSIMAGE: &[Attr] = &[
         "rootfstype",
         Some(("imagetype", "linux")),
     ),
+    a(
+        "nfsrootopts",
+        "osimage",
+        "nfsrootopts",
+        Some(("imagetype", "linux")),
+    ),
     a("profile", "osimage", "profile", None),
     a("osname", "osimage", "osname", None),
     a("osvers", "osimage", "osvers", None),
