@@ -2,11 +2,19 @@
 //! and PostgreSQL: `litefile`, `litetree`, `ilitefile`, `lslite` with xCAT's
 //! line formats and merge order; and the boot-time path, a request sent
 //! with `openssl s_client` and no certificate, as xCAT's `rc.statelite`
-//! sends it, read back through rc.statelite's own text pipeline.
+//! sends it, read back through rc.statelite's own text pipeline. liteimg's
+//! link farm and its ramdisk archive, and packimage of a liteimg'd tree (the
+//! stateless image, the farm kept), read back with GNU cpio and tar.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use xcat_image::pack::compress::Compression;
+use xcat_image::pack::record::PackRecord;
+use xcat_image::pack::{Format, STATELITE_ARCHIVE};
+use xcatd_tests::netboot::sh;
 use xcatd_tests::Daemon;
 
 use crate::tables::with_backend;
@@ -258,10 +266,10 @@ fn statelite_image(d: &Daemon) -> std::path::PathBuf {
     root
 }
 
-/// Every entry of a tree: path, type, link target: what liteimg changes.
+/// Every entry of a tree: path, type, link target, mode: what liteimg changes.
 fn listing(root: &std::path::Path) -> String {
-    xcatd_tests::netboot::sh(&format!(
-        "cd '{}' && find . -printf '%p %y %l\\n' | sort",
+    sh(&format!(
+        "cd '{}' && find . -printf '%p %y %l %m\\n' | sort",
         root.display()
     ))
 }
@@ -274,6 +282,10 @@ fn liteimg_links_idempotently_and_undoes_removed_entries(d: &Daemon) {
         first.contains("2 entries linked now, 1 already linked")
             && first.contains(&format!("Modifying {} done.", root.display())),
         "{first}"
+    );
+    assert!(
+        !first.contains("packed") && !ramdisk_archive(&root).exists(),
+        "no rootfstype is nfs: nothing to pack\n{first}"
     );
     let link = |p: &str| std::fs::read_link(root.join(p)).unwrap();
     assert_eq!(
@@ -414,4 +426,181 @@ fn liteimg_makes_the_link_farm_once_and_undoes_removed_entries() {
 #[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
 fn liteimg_refuses_bad_entries_and_non_statelite_images_with_xcat_messages() {
     with_backend(false, liteimg_refuses_what_xcat_refuses);
+}
+
+/// Where liteimg puts the ramdisk archive of the tree at `root`.
+fn ramdisk_archive(root: &Path) -> PathBuf {
+    root.parent().unwrap().join(STATELITE_ARCHIVE)
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// The type letter (`-`, `d`, `l`) of `path` in a `cpio -tv` or `tar -tv`
+/// listing.
+fn listed_type(listing: &str, path: &str) -> char {
+    let line = listing
+        .lines()
+        .find(|l| {
+            let name = l.split(" -> ").next().unwrap_or(l);
+            name.ends_with(&format!(" {path}")) || name.ends_with(&format!(" {path}/"))
+        })
+        .unwrap_or_else(|| panic!("{path} is not in the archive:\n{listing}"));
+    line.chars().next().unwrap()
+}
+
+/// `rootfstype=ramdisk`: the whole tree, link farm and liteimg's directories
+/// included, as a gzip cpio newc with its record; `nfs`: nothing packed.
+fn liteimg_packs_the_tree_for_a_ramdisk_boot(d: &Daemon) {
+    let root = statelite_image(d);
+    d.ok(&["chtab", "imagename=slimg", "osimage.rootfstype=ramdisk"]);
+    let out = d.ok(&["liteimg", "slimg"]);
+    let archive = ramdisk_archive(&root);
+    let info = archive.with_file_name(format!("{STATELITE_ARCHIVE}.info"));
+    assert!(
+        out.contains(&format!("liteimg: packed {} (", archive.display()))
+            && out.contains("for rootfstype=ramdisk; a node needs"),
+        "{out}"
+    );
+    let rec = PackRecord::parse(&std::fs::read_to_string(&info).unwrap()).unwrap();
+    assert_eq!(
+        (rec.format, rec.compression),
+        (Format::Cpio, Compression::Gzip)
+    );
+    assert_eq!(rec.size, std::fs::metadata(&archive).unwrap().len());
+    let sum = sh(&format!("sha256sum '{}'", archive.display()));
+    assert_eq!(sum.split_whitespace().next(), Some(rec.sha256.as_str()));
+    assert!(rec.tree_bytes > 0 && rec.ram_mib > 0, "{rec:?}");
+    assert_eq!((mode(&archive), mode(&info)), (0o644, 0o644));
+    let names = sh(&format!(
+        "gzip -dc '{}' | cpio -itv --quiet",
+        archive.display()
+    ));
+    for (path, kind) in [
+        ("./etc/adjtime", 'l'),
+        ("./.statelite/tmpfs/etc/ssh", 'l'),
+        ("./.default/etc/ssh", 'd'),
+        ("./.default/etc/adjtime", '-'),
+        ("./.statelite/litefile.save", '-'),
+        ("./etc/mtab", 'l'),
+    ] {
+        assert_eq!(listed_type(&names, path), kind, "{path}");
+    }
+    // What a node's initrd unpacks is the tree itself.
+    let unpacked = tempfile::tempdir().unwrap();
+    sh(&format!(
+        "cd '{}' && gzip -dc '{}' | cpio -idm --quiet",
+        unpacked.path().display(),
+        archive.display()
+    ));
+    assert_eq!(listing(unpacked.path()), listing(&root));
+
+    std::fs::remove_file(&archive).unwrap();
+    std::fs::remove_file(&info).unwrap();
+    d.ok(&["chtab", "imagename=slimg", "osimage.rootfstype=nfs"]);
+    let out = d.ok(&["liteimg", "slimg"]);
+    assert!(
+        !out.contains("packed") && !archive.exists() && !info.exists(),
+        "{out}"
+    );
+}
+
+#[test]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
+fn liteimg_packs_rootimg_statelite_gz_for_rootfstype_ramdisk_only() {
+    with_backend(false, liteimg_packs_the_tree_for_a_ramdisk_boot);
+}
+
+/// packimage of a liteimg'd tree: the archive is the tree as it was before
+/// liteimg (originals, not links; none of liteimg's directories), the link
+/// farm is there again afterwards, also after a pack that failed, and the
+/// ramdisk archive beside it stays.
+fn packimage_packs_a_liteimged_tree_as_the_stateless_image(d: &Daemon) {
+    let root = statelite_image(d);
+    let before = listing(&root);
+    d.ok(&["chtab", "imagename=slimg", "osimage.rootfstype=ramdisk"]);
+    d.ok(&["liteimg", "slimg"]);
+    let linked = listing(&root);
+    let lite = std::fs::read(ramdisk_archive(&root)).unwrap();
+    let dir = root.parent().unwrap();
+    for (method, name, list, unpack) in [
+        (
+            "cpio",
+            "rootimg.cpio.gz",
+            "gzip -dc {a} | cpio -itv --quiet",
+            "gzip -dc {a} | cpio -idm --quiet",
+        ),
+        ("tar", "rootimg.tar.gz", "tar -tvzf {a}", "tar -xzpf {a}"),
+    ] {
+        let out = d.ok(&["packimage", "-m", method, "-c", "gzip", "slimg"]);
+        assert!(
+            out.contains("slimg: a statelite tree, packed as the stateless image: the originals of its 2 link entries are in place"),
+            "{out}"
+        );
+        assert_eq!(
+            listing(&root),
+            linked,
+            "packimage -m {method} left the link farm changed"
+        );
+        assert_eq!(
+            std::fs::read(ramdisk_archive(&root)).unwrap(),
+            lite,
+            "packimage -m {method} touched {STATELITE_ARCHIVE}"
+        );
+        assert!(dir.join(format!("{STATELITE_ARCHIVE}.info")).is_file());
+        let a = format!("'{}'", dir.join(name).display());
+        let names = sh(&list.replace("{a}", &a));
+        assert!(
+            !names.contains("./.statelite") && !names.contains("./.default"),
+            "{method}: {names}"
+        );
+        assert_eq!(listed_type(&names, "./etc/adjtime"), '-', "{method}");
+        assert_eq!(listed_type(&names, "./etc/ssh"), 'd', "{method}");
+        let unpacked = tempfile::tempdir().unwrap();
+        let at = unpacked.path();
+        sh(&format!(
+            "cd '{}' && {}",
+            at.display(),
+            unpack.replace("{a}", &a)
+        ));
+        assert_eq!(
+            std::fs::read_to_string(at.join("etc/adjtime")).unwrap(),
+            "0.0 0 0.0\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(at.join("etc/ssh/sshd_config")).unwrap(),
+            "Port 22\n"
+        );
+        assert_eq!(listing(at), before, "{method}: not the tree before liteimg");
+    }
+    // cpio refuses a file of 4 GiB once the farm is swapped back: put back all the same.
+    let big = root.join("var/big");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    let out = d.client(&["packimage", "-m", "cpio", "slimg"]);
+    let text = xcatd_tests::output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("cpio newc cannot hold files of 4 GiB"),
+        "{text}"
+    );
+    std::fs::remove_file(&big).unwrap();
+    assert_eq!(
+        listing(&root),
+        linked,
+        "a failed packimage left the link farm changed; daemon log:\n{}",
+        d.log()
+    );
+}
+
+#[test]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
+fn packimage_of_a_liteimged_tree_packs_the_originals_and_keeps_the_link_farm() {
+    with_backend(
+        false,
+        packimage_packs_a_liteimged_tree_as_the_stateless_image,
+    );
 }

@@ -36,8 +36,9 @@ fn main() {
     let t = Instant::now();
     let progress = PackProgress::default();
     let out = pack::pack(
-        root.as_ref(),
+        pack::Tree::whole(root.as_ref()),
         dir.as_ref(),
+        &spec.file_name(),
         &spec,
         &pack::RecordInputs::default(),
         &progress,

@@ -13,6 +13,8 @@
 //!   records on disk, so memory does not grow with the archive.
 //! * [`skeleton`], [`sysclean`], [`publish`], [`report`]: the later capture steps.
 //! * [`pack`]: packing a tree into the archive nodes boot.
+//! * [`linkfarm`]: statelite's link farm in a tree (liteimg makes it, packimage
+//!   swaps it back while it packs) and liteimg's record of it.
 //! * [`tool`]: the one runner of local programs (mksquashfs here, depmod and the
 //!   like in the image jobs, through xcat-jobkit).
 //!
@@ -24,6 +26,7 @@ pub mod acl;
 pub mod budget;
 mod deferred;
 pub mod extract;
+pub mod linkfarm;
 pub mod manifest;
 pub mod manifest_store;
 pub mod pack;

@@ -6,7 +6,7 @@
 //! owners, capabilities) also needs root.
 mod common;
 
-use common::{build_edge_tree, require_root_and_tools, require_tools, sh};
+use common::{build_edge_tree, pack_image, require_root_and_tools, require_tools, sh};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use xcat_image::pack::compress::{self, Compression};
 use xcat_image::pack::{
-    self, expected_after, Format, PackError, PackProgress, PackSpec, RecordInputs,
+    self, expected_after, Format, PackError, PackProgress, PackSpec, RecordInputs, Tree,
 };
 use xcat_image::{scan_tree, Manifest};
 
@@ -152,7 +152,7 @@ fn every_format_round_trips_through_the_standard_tools() {
     let src = source_tree(tmp.path());
     let before = manifest(&src);
     let cancel = AtomicBool::new(false);
-    let survey = pack::survey(&src, &cancel).unwrap();
+    let survey = pack::survey(Tree::whole(&src), &cancel).unwrap();
     assert_eq!(survey.entries as usize, before.len());
     assert_eq!(survey.capabilities.count, 1, "{survey:?}");
     assert!(
@@ -184,7 +184,7 @@ fn every_format_round_trips_through_the_standard_tools() {
     let mut last: Option<PathBuf> = None;
     for s in specs {
         let progress = PackProgress::default();
-        let out = pack::pack(&src, &dir, &s, &inputs(&survey), &progress, &cancel)
+        let out = pack_image(&src, &dir, &s, &inputs(&survey), &progress, &cancel)
             .unwrap_or_else(|e| panic!("{s:?}: {e}"));
         assert_eq!(out.path, dir.join(s.file_name()));
         assert!(out.bytes > 0 && out.bytes == std::fs::metadata(&out.path).unwrap().len());
@@ -308,9 +308,9 @@ fn cpio_refuses_files_of_4_gib_and_keeps_the_previous_archive() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("rootimg.cpio.gz"), b"previous").unwrap();
     let cancel = AtomicBool::new(false);
-    let s = pack::survey(&src, &cancel).unwrap();
+    let s = pack::survey(Tree::whole(&src), &cancel).unwrap();
     assert_eq!(s.huge_files.count, 2);
-    let err = pack::pack(
+    let err = pack_image(
         &src,
         &dir,
         &spec(Format::Cpio, Compression::Zstd),
@@ -450,7 +450,7 @@ fn readers_always_see_a_complete_archive_while_repacking() {
     let dir = tmp.path().join("image");
     std::fs::create_dir(&dir).unwrap();
     let cancel = AtomicBool::new(false);
-    pack::pack(
+    pack_image(
         &src,
         &dir,
         &spec(Format::Cpio, Compression::Gzip),
@@ -486,7 +486,7 @@ fn readers_always_see_a_complete_archive_while_repacking() {
     ];
     for round in 0..3 {
         for s in cycle {
-            pack::pack(
+            pack_image(
                 &src,
                 &dir,
                 &s,
@@ -522,7 +522,7 @@ fn cancelling_leaves_no_partial_archive() {
     let dir = tmp.path().join("image");
     std::fs::create_dir(&dir).unwrap();
     let cancel = AtomicBool::new(true);
-    let err = pack::pack(
+    let err = pack_image(
         &src,
         &dir,
         &spec(Format::Cpio, Compression::Gzip),
@@ -550,7 +550,7 @@ fn hard_links_reaching_outside_the_tree_keep_their_data() {
     let dir = tmp.path().join("image");
     std::fs::create_dir(&dir).unwrap();
     let s = spec(Format::Cpio, Compression::Gzip);
-    pack::pack(
+    pack_image(
         &src,
         &dir,
         &s,
@@ -573,4 +573,119 @@ fn hard_links_reaching_outside_the_tree_keep_their_data() {
     );
     assert_eq!(ma.ino(), mc.ino(), "a and b/c are no longer one file");
     assert_eq!(ma.nlink(), 2);
+}
+
+/// Every name in an archive, as the standard tool lists it.
+fn archive_names(archive: &Path, s: &PackSpec) -> Vec<String> {
+    let a = archive.display();
+    let script = match s.format {
+        Format::Cpio => format!("{} < '{a}' | cpio -it --quiet", decompressor(s.compression)),
+        Format::Tar => format!("tar -tf '{a}'"),
+        Format::Squashfs => format!("unsquashfs -l -d . '{a}'"),
+    };
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{script}: {out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
+        .collect()
+}
+
+#[test]
+fn a_statelite_archive_stands_beside_packimage_archives_which_leave_its_paths_out() {
+    require_tools(&["cpio", "tar", "gzip", "zstd", "mksquashfs", "unsquashfs"]);
+    use xcat_image::linkfarm::STATELITE_PATHS;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    sh(&format!(
+        "cd '{}' && mkdir -p etc/init.d .statelite/tmpfs/etc .default/etc .statebackup \
+         && echo boot > etc/init.d/statelite && echo other > etc/init.d/other \
+         && echo 'img: link /etc/adjtime' > .statelite/litefile.save \
+         && echo 0.0 > .default/etc/adjtime && ln -s ../../../.default/etc/adjtime .statelite/tmpfs/etc/adjtime \
+         && ln -s ../.statelite/tmpfs/etc/adjtime etc/adjtime && echo n1 > etc/hostname",
+        src.display()
+    ));
+    let dir = tmp.path().join("image");
+    std::fs::create_dir(&dir).unwrap();
+    let cancel = AtomicBool::new(false);
+    let whole = pack::survey(Tree::whole(&src), &cancel).unwrap();
+    let stateless = Tree {
+        root: &src,
+        exclude: STATELITE_PATHS,
+    };
+    // ".", etc, etc/init.d, other, hostname, the adjtime link.
+    assert_eq!(pack::survey(stateless, &cancel).unwrap().entries, 6);
+    assert!(whole.entries > 6);
+
+    let ramdisk = spec(Format::Cpio, Compression::Gzip);
+    let name = pack::STATELITE_ARCHIVE;
+    let lite = pack::pack(
+        Tree::whole(&src),
+        &dir,
+        name,
+        &ramdisk,
+        &inputs(&whole),
+        &PackProgress::default(),
+        &cancel,
+    )
+    .unwrap();
+    assert_eq!(lite.path, dir.join(name));
+    assert!(lite.removed.is_empty());
+    check_record(&dir.join(format!("{name}.info")), &lite, &ramdisk, &whole);
+    use std::os::unix::fs::PermissionsExt;
+    for f in [name.to_string(), format!("{name}.info")] {
+        let mode = std::fs::metadata(dir.join(&f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o644, "{f}");
+    }
+    let names = archive_names(&lite.path, &ramdisk);
+    for want in [
+        ".statelite/litefile.save",
+        ".statelite/tmpfs/etc/adjtime",
+        ".default/etc/adjtime",
+        "etc/init.d/statelite",
+        ".statebackup",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want}: {names:?}");
+    }
+
+    for s in [
+        spec(Format::Cpio, Compression::Zstd),
+        spec(Format::Tar, Compression::Gzip),
+        spec(Format::Squashfs, Compression::Zstd),
+    ] {
+        let out = pack::pack(
+            stateless,
+            &dir,
+            &s.file_name(),
+            &s,
+            &NO_INPUTS,
+            &PackProgress::default(),
+            &cancel,
+        )
+        .unwrap_or_else(|e| panic!("{s:?}: {e}"));
+        assert!(
+            !out.removed.contains(&lite.path) && lite.path.is_file(),
+            "{s:?} removed {name}"
+        );
+        assert!(dir.join(format!("{name}.info")).is_file(), "{s:?}");
+        let names = archive_names(&out.path, &s);
+        assert!(
+            names.iter().any(|n| n == "etc/init.d/other")
+                && names.iter().any(|n| n == "etc/hostname"),
+            "{s:?}: {names:?}"
+        );
+        for gone in STATELITE_PATHS {
+            assert!(
+                !names
+                    .iter()
+                    .any(|n| n == gone || n.starts_with(&format!("{gone}/"))),
+                "{s:?} holds {gone}: {names:?}"
+            );
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! squashfs mount needs root.
 mod common;
 
-use common::{require_root_and_tools, require_tools, sh};
+use common::{pack_image, require_root_and_tools, require_tools, sh};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use xcat_image::pack::compress::Compression;
-use xcat_image::pack::{self, sparse, Format, PackProgress, PackSpec, RecordInputs};
+use xcat_image::pack::{self, sparse, Format, PackProgress, PackSpec, RecordInputs, Tree};
 use xcat_image::tar::{Limits, TarReader};
 use xcat_image::{extract, ExtractOptions};
 
@@ -157,13 +157,13 @@ fn a_5_gib_sparse_file_through_tar_gnu_tar_and_our_reader() {
     let dir = tmp.path().join("image");
     std::fs::create_dir(&dir).unwrap();
     let cancel = AtomicBool::new(false);
-    let survey = pack::survey(&src, &cancel).unwrap();
+    let survey = pack::survey(Tree::whole(&src), &cancel).unwrap();
     let inputs = RecordInputs {
         tree_bytes: survey.tree_bytes,
         kernel_and_initrd_bytes: 0,
     };
     let s = tar_spec();
-    let out = pack::pack(&src, &dir, &s, &inputs, &PackProgress::default(), &cancel).unwrap();
+    let out = pack_image(&src, &dir, &s, &inputs, &PackProgress::default(), &cancel).unwrap();
     assert_eq!(out.stats.sparse_files, 4, "dense stays a plain entry");
     assert!(out.stats.changed.count == 0, "{:?}", out.stats.changed);
     // 5 + 2 GiB of logical size in well under a megabyte of archive.
@@ -240,7 +240,7 @@ fn the_tmpfs_estimate_leaves_holes_out() {
         100 * MIB,
         &[(0, b"a"), (50 * MIB, b"b")],
     );
-    let s = pack::survey(&src, &AtomicBool::new(false)).unwrap();
+    let s = pack::survey(Tree::whole(&src), &AtomicBool::new(false)).unwrap();
     assert_eq!(s.tree_bytes, (3 + 1 + 2 + 2) * 4096, "{s:?}");
     assert_eq!(s.bytes, 1 + 4097 + 100 * MIB);
 }
@@ -263,7 +263,7 @@ fn squashfs_keeps_a_5_gib_sparse_file_sparse() {
     };
     let cancel = AtomicBool::new(false);
     let inputs = RecordInputs::default();
-    let out = pack::pack(&src, &dir, &s, &inputs, &PackProgress::default(), &cancel).unwrap();
+    let out = pack_image(&src, &dir, &s, &inputs, &PackProgress::default(), &cancel).unwrap();
     assert!(out.bytes < 2 * MIB, "squashfs of {} bytes", out.bytes);
     let list = Command::new("unsquashfs")
         .args(["-ll"])

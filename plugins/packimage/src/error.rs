@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use xcat_image::linkfarm::swap::FarmError;
 use xcat_image::pack::PackError as ArchiveError;
 use xcat_jobkit::{is_disk_full, ImageDefError, LockError, TaskFailed};
 use xcat_plugin::{ClientGone, HandlerError};
@@ -18,11 +19,28 @@ pub enum PackError {
     #[error(transparent)]
     Lock(#[from] LockError),
     /// Surveying or writing the archive failed (mksquashfs's failure included).
-    #[error("packimage {image} failed: {source}; the previous archive, if any, is unchanged")]
+    #[error("{command} {image} failed: {source}; the previous archive, if any, is unchanged")]
     Archive {
+        /// The command packing (`packimage`, or liteimg for its ramdisk archive).
+        command: &'static str,
         image: String,
         #[source]
         source: ArchiveError,
+    },
+    /// A liteimg'd tree's link farm could not be swapped back for packing; the
+    /// entries already swapped are linked again.
+    #[error("packimage {image} failed: its statelite link farm could not be swapped back for packing: {source}; the tree is as liteimg left it")]
+    SwapBack {
+        image: String,
+        #[source]
+        source: FarmError,
+    },
+    /// The archive is in place; the link farm is not whole again.
+    #[error("packimage: {image} was packed, but its statelite link farm could not be made again: {source}; run liteimg {image} to make it")]
+    Restore {
+        image: String,
+        #[source]
+        source: FarmError,
     },
     /// The archive is in place; the kernel, add-on or iPXE script are not.
     #[error("packimage: {image} was packed, but its boot files failed: {source}")]
@@ -49,11 +67,12 @@ pub enum PackError {
 }
 
 impl PackError {
-    /// A failed survey or pack of `image` in `dir`.
-    pub fn archive(image: &str, dir: &Path, e: ArchiveError) -> PackError {
+    /// A failed survey or pack of `image` in `dir` by `command`.
+    pub fn archive(command: &'static str, image: &str, dir: &Path, e: ArchiveError) -> PackError {
         match e {
             ArchiveError::Cancelled => PackError::Cancelled,
             source => PackError::Archive {
+                command,
                 image: image.to_string(),
                 source,
             }
@@ -119,19 +138,19 @@ mod tests {
     #[test]
     fn a_full_disk_is_told_by_its_errno() {
         let dir = Path::new("/install/img");
-        let e = PackError::archive("img", dir, io_failure(libc::ENOSPC));
+        let e = PackError::archive("packimage", "img", dir, io_failure(libc::ENOSPC));
         assert!(matches!(e, PackError::NoSpace { .. }), "{e:?}");
         let text = e.to_string();
         assert!(text.starts_with("packimage img failed: writing /install/img/.rootimg.pack-1: "));
         assert!(text.ends_with(
             "; the previous archive, if any, is unchanged; free space in /install/img and retry"
         ));
-        let e = PackError::archive("img", dir, io_failure(libc::EIO));
+        let e = PackError::archive("packimage", "img", dir, io_failure(libc::EIO));
         assert!(matches!(e, PackError::Archive { .. }), "{e:?}");
         // mksquashfs's words about space are its own: no errno, no hint.
         let words = ArchiveError::Mksquashfs("No space left on device".into());
         assert!(matches!(
-            PackError::archive("img", dir, words),
+            PackError::archive("packimage", "img", dir, words),
             PackError::Archive { .. }
         ));
     }
@@ -139,7 +158,7 @@ mod tests {
     #[test]
     fn cancellation_and_a_gone_client_are_not_failures() {
         let dir = Path::new("/x");
-        let e = PackError::archive("img", dir, ArchiveError::Cancelled);
+        let e = PackError::archive("packimage", "img", dir, ArchiveError::Cancelled);
         assert!(matches!(HandlerError::from(e), HandlerError::Cancelled));
         let e = PackError::boot("img", dir, BootError::Cancelled);
         assert!(matches!(HandlerError::from(e), HandlerError::Cancelled));

@@ -11,35 +11,40 @@
 //! of other names removed with their records. The RAM need is printed and kept per
 //! format in `osimage.description` (`[ram cpio=900MiB ...]`, docs/packimage.md). One
 //! pack or capture per image directory at a time (the image lock capimage uses).
-//! Compression runs on all cores. Then [`boot`] lays out `kernel`,
+//! Compression runs on all cores. A tree liteimg made a statelite link farm in
+//! (it has `.statelite/litefile.save`) is packed as the plain stateless image:
+//! each link entry's original is back at its path while the archive is written
+//! ([`xcat_image::linkfarm::swap`]), liteimg's own paths are left out, and the
+//! farm is made again afterwards, a failed pack included. The archive step is
+//! [`archive`], which liteimg uses for `rootimg-statelite.gz` too. Then [`boot`]
+//! lays out `kernel`,
 //! `initrd-netboot.cpio.*` and `boot.ipxe`, `linuximage.kernelver` is updated to
 //! the kernel used, and the stateless initrd (`initrd-stateless.gz`,
 //! plugin-geninitrd) is built when it is missing or stale for that kernel.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod boot;
 mod error;
 
 use std::path::PathBuf;
 
 use plugin_geninitrd::{GenInitrdError, InitrdOutcome, InitrdSpec, INITRD_FILE};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use xcat_image::linkfarm::{self, swap::Swapped};
 use xcat_image::pack::compress::Compression;
-use xcat_image::pack::PackError as ArchiveError;
-use xcat_image::pack::{
-    self, record, Format, PackOutcome, PackProgress, PackSpec, RecordInputs, Survey,
-};
+use xcat_image::pack::{self, record, Format, PackOutcome, PackSpec};
 use xcat_image::publish::ImageLock;
 use xcat_jobkit::figures::{bytes, percent, rate, remaining};
-use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, with_progress, CancelBridge};
+use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, CancelBridge};
 use xcat_plugin::args::{Parsed, Syntax};
 use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
 
+pub use archive::{Archive, Written};
 pub use boot::{BootFiles, BootSizes};
 pub use error::PackError;
 
@@ -113,8 +118,9 @@ pub fn parse(args: &[String]) -> Result<Parsed<PackArgs>, HandlerError> {
     SYNTAX.parse::<Cli>(args)?.and_then(Cli::pack_args)
 }
 
-/// One progress line.
+/// One progress line of `command`.
 pub fn progress_line(
+    command: &str,
     image: &str,
     read: u64,
     total: u64,
@@ -126,7 +132,7 @@ pub fn progress_line(
         .map(|d| format!(", about {:.0}s left", d.as_secs_f64()))
         .unwrap_or_default();
     format!(
-        "packimage: {image}: {} of ~{} read{}, {entries} entries, {} written, {}{left}",
+        "{command}: {image}: {} of ~{} read{}, {entries} entries, {} written, {}{left}",
         bytes(read),
         bytes(total),
         percent(read, total),
@@ -156,18 +162,23 @@ async fn run(image: &str, spec: PackSpec, ctx: &Context, out: &Responder) -> Res
     let job = Job::resolve(ctx, image).await?;
     let lock = job.lock(ctx)?;
     let cancel = CancelBridge::new(&ctx.cancel);
-    let survey = job.survey(spec, &cancel, out).await?;
-    let sizes = job.boot_sizes().await?;
-    let packed = job.pack(spec, &survey, sizes, &cancel, ctx, out).await?;
-    job.report_archive(&packed.outcome, out).await?;
-    job.report_ram(&packed.outcome, sizes, ctx, out).await?;
+    // Dropped before the lock: a pack that stops early puts the farm back too.
+    let farm = job.swap_link_farm(out).await?;
+    let name = spec.file_name();
+    let packed = job
+        .archive(&name, spec, farm.is_some())
+        .write(&cancel, ctx, out)
+        .await?;
+    job.restore_link_farm(farm).await?;
+    job.report_ram(&packed.outcome, packed.sizes, ctx, out)
+        .await?;
     let boot = job.boot_files(spec, &cancel).await?;
     let initrd = job.initrd(boot.kernel.as_deref(), ctx, &cancel).await?;
     drop(lock);
     drop(cancel);
     job.report_boot(&boot, ctx, out).await?;
     job.report_initrd(initrd, &boot, out).await?;
-    job.summary(spec, &survey, &packed, t0.elapsed(), out).await
+    job.summary(spec, &packed, t0.elapsed(), out).await
 }
 
 /// The image to pack, as `linuximage` describes it.
@@ -188,12 +199,6 @@ enum InitrdStep {
     UpToDate(String),
     Built(InitrdOutcome),
     Failed(GenInitrdError),
-}
-
-/// The archive written, and how long writing it took.
-struct Packed {
-    outcome: PackOutcome,
-    time: Duration,
 }
 
 impl Job {
@@ -217,127 +222,57 @@ impl Job {
         Ok(lock)
     }
 
-    /// The tree's size (for progress) and what the format will drop (warned about).
-    async fn survey(
-        &self,
-        spec: PackSpec,
-        cancel: &CancelBridge,
-        out: &Responder,
-    ) -> Result<Survey, PackError> {
-        let (root, flag) = (self.rootimg.clone(), cancel.flag());
-        let survey = blocking(move || pack::survey(&root, &flag))
+    /// The archive step over this image's tree; a statelite tree leaves out
+    /// what only statelite uses.
+    fn archive<'a>(&'a self, name: &'a str, spec: PackSpec, statelite: bool) -> Archive<'a> {
+        Archive {
+            command: "packimage",
+            image: &self.image,
+            dir: &self.dir,
+            rootimg: &self.rootimg,
+            exclude: if statelite {
+                linkfarm::STATELITE_PATHS
+            } else {
+                &[]
+            },
+            name,
+            spec,
+            kernel: self.kernel.as_deref(),
+        }
+    }
+
+    /// Swaps a liteimg'd tree's link farm back (None for any other tree).
+    async fn swap_link_farm(&self, out: &Responder) -> Result<Option<Swapped>, PackError> {
+        let root = self.rootimg.clone();
+        let farm = blocking(move || linkfarm::swap::swap_back(&root))
             .await?
-            .map_err(|e| PackError::archive(&self.image, &self.dir, e))?;
-        if spec.format == Format::Cpio && survey.huge_files.count > 0 {
-            let e = ArchiveError::TooLarge(survey.huge_files.clone());
-            return Err(PackError::archive(&self.image, &self.dir, e));
-        }
-        for loss in survey.losses(spec.format) {
-            out.warning(format!("packimage: {}: {loss}", self.image))
-                .await?;
-        }
-        out.info(format!(
-            "packimage: packing {} ({} entries, {}) into {} on {} cores",
-            self.image,
-            survey.entries,
-            bytes(survey.bytes),
-            self.dir.join(spec.file_name()).display(),
-            pack::compress::cores()
-        ))
-        .await?;
-        Ok(survey)
-    }
-
-    /// The kernel and initrd sizes the RAM need counts.
-    async fn boot_sizes(&self) -> Result<BootSizes, PackError> {
-        let (d, r, k) = (self.dir.clone(), self.rootimg.clone(), self.kernel.clone());
-        Ok(blocking(move || boot::boot_sizes(&d, &r, k.as_deref())).await?)
-    }
-
-    /// Writes the archive and its record, with a progress line every second.
-    async fn pack(
-        &self,
-        spec: PackSpec,
-        survey: &Survey,
-        sizes: BootSizes,
-        cancel: &CancelBridge,
-        ctx: &Context,
-        out: &Responder,
-    ) -> Result<Packed, PackError> {
-        let progress = Arc::new(PackProgress::default());
-        let started = Instant::now();
-        let inputs = RecordInputs {
-            tree_bytes: survey.tree_bytes,
-            kernel_and_initrd_bytes: sizes.total(),
-        };
-        let task = {
-            let (r, d, p, c) = (
-                self.rootimg.clone(),
-                self.dir.clone(),
-                progress.clone(),
-                cancel.flag(),
-            );
-            blocking(move || pack::pack(&r, &d, &spec, &inputs, &p, &c))
-        };
-        let line = || self.progress(spec, &progress, survey.bytes, started.elapsed());
-        let outcome = with_progress(task, out, &ctx.cancel, line)
-            .await?
-            .map_err(|e| PackError::archive(&self.image, &self.dir, e))?;
-        let time = started.elapsed();
-        if ctx.cancel.is_cancelled() {
-            return Err(PackError::Cancelled);
-        }
-        Ok(Packed { outcome, time })
-    }
-
-    fn progress(&self, spec: PackSpec, p: &PackProgress, total: u64, elapsed: Duration) -> String {
-        let written = p.bytes_out.load(Ordering::Relaxed);
-        if spec.format == Format::Squashfs {
-            // mksquashfs runs on its own: only its output file's size is known.
-            return format!(
-                "packimage: {}: mksquashfs has written {}",
-                self.image,
-                bytes(written)
-            );
-        }
-        progress_line(
-            &self.image,
-            p.bytes_in.load(Ordering::Relaxed),
-            total,
-            p.entries.load(Ordering::Relaxed),
-            written,
-            elapsed,
-        )
-    }
-
-    /// What the admin should know about the archive just written.
-    async fn report_archive(
-        &self,
-        outcome: &PackOutcome,
-        out: &Responder,
-    ) -> Result<(), PackError> {
-        let (image, stats) = (&self.image, &outcome.stats);
-        if stats.changed.count > 0 {
-            out.warning(format!(
-                "packimage: {image}: {} file(s) changed size while being packed (e.g. {}); the archive holds their size \
-                 at the start; pack again once the image is quiet",
-                stats.changed.count,
-                stats.changed.examples.join(", ")
-            ))
-            .await?;
-        }
-        if stats.skipped_sockets > 0 {
+            .map_err(|source| PackError::SwapBack {
+                image: self.image.clone(),
+                source,
+            })?;
+        if let Some(f) = &farm {
             out.info(format!(
-                "packimage: {image}: {} socket(s) left out (tar has no socket type)",
-                stats.skipped_sockets
+                "packimage: {}: a statelite tree, packed as the stateless image: the originals of its {} link entries are in place while it is packed, and {} are left out",
+                self.image,
+                f.paths().len(),
+                linkfarm::STATELITE_PATHS.join(", ")
             ))
             .await?;
         }
-        for r in &outcome.removed {
-            out.info(format!("packimage: removed the stale {}", r.display()))
-                .await?;
-        }
-        Ok(())
+        Ok(farm)
+    }
+
+    /// Makes the link farm [`Job::swap_link_farm`] swapped back again.
+    async fn restore_link_farm(&self, farm: Option<Swapped>) -> Result<(), PackError> {
+        let Some(farm) = farm else {
+            return Ok(());
+        };
+        blocking(move || farm.restore())
+            .await?
+            .map_err(|source| PackError::Restore {
+                image: self.image.clone(),
+                source,
+            })
     }
 
     /// The RAM a node needs for the format just packed: one line, and its entry in
@@ -503,15 +438,14 @@ impl Job {
     async fn summary(
         &self,
         spec: PackSpec,
-        survey: &Survey,
-        packed: &Packed,
+        packed: &Written,
         total: Duration,
         out: &Responder,
     ) -> Result<(), PackError> {
         let outcome = &packed.outcome;
         // mksquashfs reports no content bytes: the survey's count stands in.
         let read = if spec.format == Format::Squashfs {
-            survey.bytes
+            packed.survey.bytes
         } else {
             outcome.stats.content_bytes
         };
@@ -599,6 +533,7 @@ mod tests {
         assert!(p(&[]).is_err());
         assert_eq!(p(&["-h"]).unwrap(), Parsed::Help);
         let l = progress_line(
+            "packimage",
             "img",
             50 << 20,
             100 << 20,
@@ -606,6 +541,7 @@ mod tests {
             20 << 20,
             Duration::from_secs(1),
         );
+        assert!(l.starts_with("packimage: img: "), "{l}");
         assert!(l.contains("(50%)") && l.contains("about 1s left"), "{l}");
     }
 }

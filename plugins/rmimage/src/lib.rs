@@ -7,8 +7,10 @@
 //! `<installdir>/netboot/<osvers>/<osarch>/<profile>`, else the directory
 //! named by an `<os>-<arch>-<method>-<profile>` image name) with everything
 //! in it: the tree (capimage keeps it in `.private/`, `rootimg` links
-//! there), its generations, the kernel, initrds, every packed archive and
-//! the boot files; then what nodeset copied to `<tftpdir>/xcat/osimage/<image>/`.
+//! there), its generations, the kernel, initrds, every packed archive with
+//! its record (liteimg's `rootimg-statelite.gz` too, which xCAT's rmimage
+//! leaves behind) and the boot files; then what nodeset copied to
+//! `<tftpdir>/xcat/osimage/<image>/`.
 //! With `--xcatdef` the osimage and linuximage rows go too.
 //!
 //! The tree came from a node and is hostile: nothing beneath the image

@@ -47,7 +47,9 @@ async fn image(h: &Harness, outside: &std::path::Path) -> (PathBuf, PathBuf) {
         "kernel",
         "initrd-stateless.gz",
         "rootimg.cpio.gz",
+        "rootimg.cpio.gz.info",
         "rootimg-statelite.gz",
+        "rootimg-statelite.gz.info",
         "boot.ipxe",
     ] {
         fs::write(dir.join(f), f).unwrap();
@@ -92,6 +94,11 @@ async fn removes_the_image_but_never_a_link_target() {
         .lines()
         .iter()
         .any(|l| l == &format!("Removing directory {}", dir.join(".private").display())));
+    // liteimg's ramdisk archive and its record too (xCAT's rmimage leaves them).
+    for f in ["rootimg-statelite.gz", "rootimg-statelite.gz.info"] {
+        let line = format!("Removing file {}", dir.join(f).display());
+        assert!(o.lines().contains(&line), "{line}: {:?}", o.lines());
+    }
     assert!(o
         .lines()
         .iter()

@@ -6,6 +6,8 @@
 //! ilitefile <image>...      <image>: <options> <file>
 //! lslite [-i image | noderange]
 //! liteimg [-V] <image>      the link farm for the image's litefile entries
+//!                           (xcat_image::linkfarm), and for rootfstype=ramdisk
+//!                           the tree packed as rootimg-statelite.gz
 //! ```
 //!
 //! A statelite node asks `litefile` and `litetree` at boot, before it has a
@@ -20,7 +22,6 @@
 #![forbid(unsafe_code)]
 
 pub mod entries;
-pub mod linkfarm;
 mod liteimg;
 mod lookup;
 pub mod validate;

@@ -1,5 +1,7 @@
 //! `liteimg [-V] <image>`: make a statelite image's tree ready for its
-//! litefile entries (see [`crate::linkfarm`]), idempotent and reversible.
+//! litefile entries (see [`xcat_image::linkfarm`]), idempotent and
+//! reversible; with `osimage.rootfstype=ramdisk`, then pack the whole tree as
+//! the archive a ramdisk statelite node boots (`rootimg-statelite.gz`).
 //!
 //! The entries are the image's merged litefile rows (`ilitefile`), with
 //! `tmpfs,rw` rewritten to `link` and checked as xCAT checks them. What the
@@ -8,18 +10,29 @@
 //! is undone first (the original file comes back from `.default`), then
 //! every `link` entry is made, unless it is already in place. Entries
 //! beneath a `link` directory need nothing in the tree: they move with it.
+//!
+//! The ramdisk archive is the tree as it is, link farm, `.statelite` and
+//! `.default` included (the node's initrd unpacks it into RAM and the boot
+//! fills `.statelite` from `.default`), gzip cpio newc as xCAT writes it,
+//! with its record beside it, through packimage's archive step. With
+//! `rootfstype=nfs`, or none (xCAT's default is nfs), the tree itself is the
+//! node's root and nothing is packed.
 
 use std::path::Path;
 
-use xcat_beneath::Root;
-use xcat_jobkit::{blocking, holder_text, image_def, lock_image, now_unix};
+use plugin_packimage::Archive;
+use xcat_image::beneath::Root;
+use xcat_image::linkfarm::{self, for_liteimg, saved, Entry, Linked, STATE_DIR};
+use xcat_image::pack::compress::Compression;
+use xcat_image::pack::{self, Format, PackSpec, STATELITE_ARCHIVE};
+use xcat_jobkit::figures::bytes;
+use xcat_jobkit::{blocking, holder_text, image_def, lock_image, now_unix, CancelBridge, ImageDef};
 use xcat_plugin::args::Syntax;
 use xcat_plugin::{Context, HandlerError, HandlerRequest, HandlerResult, Responder};
 
 use crate::entries::file_line;
-use crate::linkfarm::{self, Linked, STATE_DIR};
 use crate::lookup::Tables;
-use crate::validate::{self, Entry};
+use crate::validate;
 
 pub const LITEIMG: Syntax = Syntax::new(
     "liteimg",
@@ -28,10 +41,6 @@ pub const LITEIMG: Syntax = Syntax::new(
   liteimg [-h|--help]
   liteimg [-v|--version]",
 );
-
-const SAVED: &str = ".statelite/litefile.save";
-/// More than any litefile table needs; a larger file is not ours.
-const SAVED_MAX: u64 = 4 << 20;
 
 #[derive(Debug, clap::Parser)]
 struct Args {
@@ -67,23 +76,59 @@ pub async fn liteimg(req: &HandlerRequest, ctx: &Context, out: &Responder) -> Ha
         .await
         .map_err(HandlerError::typed)?;
     let files = Tables::new(&ctx.db).files(&image).await?;
-    let entries = validate::for_liteimg(files);
+    let entries = for_liteimg(files);
     validate::check(&entries).map_err(failed)?;
     let holder = holder_text("liteimg", &image, ctx.identity.user.as_deref(), now_unix());
     let lock = lock_image(&def.dir, &image, &holder).map_err(HandlerError::typed)?;
     let (rootimg, name) = (def.rootimg.clone(), image.clone());
-    let report = blocking(move || {
-        let _lock = lock;
-        apply(&rootimg, &name, &entries)
+    // The lock goes with the work: a request dropped meanwhile does not free
+    // the image while its tree changes.
+    let (lock, report) = blocking(move || {
+        let report = apply(&rootimg, &name, &entries);
+        (lock, report)
     })
     .await
-    .map_err(failed)?
     .map_err(failed)?;
-    for line in report.lines(args.verbose) {
+    for line in report.map_err(failed)?.lines(args.verbose) {
         out.info(line).await?;
     }
     out.info(format!("Modifying {} done.", def.rootimg.display()))
         .await?;
+    if os.get("rootfstype").map(String::as_str) == Some("ramdisk") {
+        pack_ramdisk(&def, ctx, out).await?;
+    }
+    drop(lock);
+    Ok(())
+}
+
+/// `rootimg-statelite.gz` beside the tree (the caller holds the image lock).
+async fn pack_ramdisk(def: &ImageDef, ctx: &Context, out: &Responder) -> HandlerResult {
+    // What a killed pack left: ours to remove while we hold the lock.
+    let _ = pack::cleanup_temp(&def.dir);
+    let archive = Archive {
+        command: "liteimg",
+        image: &def.image,
+        dir: &def.dir,
+        rootimg: &def.rootimg,
+        exclude: &[],
+        name: STATELITE_ARCHIVE,
+        spec: PackSpec {
+            format: Format::Cpio,
+            compression: Compression::Gzip,
+            level: None,
+            threads: 0,
+        },
+        kernel: def.kernelver.as_deref(),
+    };
+    let cancel = CancelBridge::new(&ctx.cancel);
+    let packed = archive.write(&cancel, ctx, out).await?.outcome;
+    out.info(format!(
+        "liteimg: packed {} ({}) for rootfstype=ramdisk; a node needs {} MiB of RAM to boot it",
+        packed.path.display(),
+        bytes(packed.bytes),
+        packed.record.ram_mib
+    ))
+    .await?;
     Ok(())
 }
 
@@ -135,7 +180,7 @@ fn apply(rootimg: &Path, image: &str, entries: &[Entry]) -> Result<Report, Strin
     let root = Root::open(rootimg).map_err(|e| format!("{}: {e}", rootimg.display()))?;
     let fail = |p: &str, e: std::io::Error| {
         let at = format!("liteimg: {p} in {}", rootimg.display());
-        match xcat_beneath::explain(&e) {
+        match xcat_image::beneath::explain(&e) {
             Some(why) => format!(
                 "{at}: {why}; name the real path in litefile (a symbolic link in the image is never followed)"
             ),
@@ -150,7 +195,9 @@ fn apply(rootimg: &Path, image: &str, entries: &[Entry]) -> Result<Report, Strin
     {
         r.created_state_dir = Some(rootimg.join(STATE_DIR).display().to_string());
     }
-    let mut held = previous(&root).map_err(|e| fail(SAVED, e))?;
+    let mut held = saved::read(&root)
+        .map_err(|e| fail(saved::SAVED, e))?
+        .unwrap_or_default();
     let steps = undo_then_link(&root, entries, &mut held, &mut r);
     let lines: Vec<String> = match &steps {
         Ok(()) => entries.iter(),
@@ -158,7 +205,7 @@ fn apply(rootimg: &Path, image: &str, entries: &[Entry]) -> Result<Report, Strin
     }
     .map(|e| file_line(Some(image), &e.options, &e.path))
     .collect();
-    save(&root, &lines).map_err(|e| fail(SAVED, e))?;
+    saved::write(&root, &lines).map_err(|e| fail(saved::SAVED, e))?;
     steps.map_err(|(p, e)| fail(&p, e))?;
     Ok(r)
 }
@@ -182,7 +229,7 @@ fn undo_then_link(
         held.retain(|h| h.path != old.path);
     }
     for e in entries.iter().filter(|e| e.is_link()) {
-        if entries.iter().any(|p| p.is_link() && p.holds(e)) {
+        if e.beneath_a_link(entries) {
             r.beneath_links += 1;
             continue;
         }
@@ -194,37 +241,4 @@ fn undo_then_link(
         held.push(e.clone());
     }
     Ok(())
-}
-
-/// The entries the last run applied (none when it never ran).
-fn previous(root: &Root) -> std::io::Result<Vec<Entry>> {
-    let text = match root.read_file(SAVED.as_bytes(), SAVED_MAX) {
-        Ok(t) => t,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let text = String::from_utf8_lossy(&text);
-    Ok(validate::for_liteimg(text.lines().filter_map(|l| {
-        let mut w = l.split_whitespace().skip(1);
-        let (options, path) = (w.next()?, w.next()?);
-        Some((path.to_string(), options.to_string()))
-    })))
-}
-
-fn save(root: &Root, lines: &[String]) -> std::io::Result<()> {
-    let (dir, _) = root.ensure_dir(STATE_DIR.as_bytes(), rustix::fs::Mode::from_raw_mode(0o755))?;
-    if xcat_beneath::lstat_at(&dir, b"litefile.save")?.is_none() {
-        rustix::fs::openat(
-            &dir,
-            "litefile.save",
-            rustix::fs::OFlags::CREATE
-                | rustix::fs::OFlags::EXCL
-                | rustix::fs::OFlags::WRONLY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::from_raw_mode(0o644),
-        )?;
-    }
-    let mut text = lines.join("\n");
-    text.push('\n');
-    root.rewrite_file(SAVED.as_bytes(), text.as_bytes())
 }

@@ -1,6 +1,8 @@
 //! liteimg's checks of an image's litefile entries, with xCAT's messages
 //! (scripts and admins know them).
 
+use xcat_image::linkfarm::Entry;
+
 /// Options liteimg accepts (xCAT's list; `tmpfs,rw` is rewritten to `link`
 /// before the check).
 const OPTIONS: &[&str] = &[
@@ -16,44 +18,6 @@ const OPTIONS: &[&str] = &[
     "link,persistent",
     "link,con",
 ];
-
-/// One entry as liteimg works on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub options: String,
-    pub path: String,
-}
-
-impl Entry {
-    pub fn is_link(&self) -> bool {
-        self.options.starts_with("link")
-    }
-
-    fn is_dir(&self) -> bool {
-        self.path.ends_with('/')
-    }
-
-    /// Whether `other` lies beneath this entry (a directory).
-    pub fn holds(&self, other: &Entry) -> bool {
-        self.is_dir() && other.path != self.path && other.path.starts_with(&self.path)
-    }
-}
-
-/// The entries liteimg applies: `tmpfs,rw` (the default of an empty option)
-/// becomes `link`, as xCAT has done since 2.5.
-pub fn for_liteimg(entries: impl IntoIterator<Item = (String, String)>) -> Vec<Entry> {
-    entries
-        .into_iter()
-        .map(|(path, options)| Entry {
-            options: if options == "tmpfs,rw" {
-                "link".into()
-            } else {
-                options
-            },
-            path,
-        })
-        .collect()
-}
 
 /// The first problem with `entries`, in xCAT's words.
 pub fn check(entries: &[Entry]) -> Result<(), String> {
@@ -131,12 +95,6 @@ mod tests {
             options: options.into(),
             path: path.into(),
         }
-    }
-
-    #[test]
-    fn tmpfs_rw_becomes_link() {
-        let v = for_liteimg([("/etc/ssh/".to_string(), "tmpfs,rw".to_string())]);
-        assert_eq!(v, vec![e("link", "/etc/ssh/")]);
     }
 
     #[test]

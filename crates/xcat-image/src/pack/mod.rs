@@ -9,11 +9,13 @@
 //! * [`sparse`]: where the data of a file with holes lies;
 //! * [`record`]: the packed-image record `<packed file>.info` and the RAM rule;
 //! * this module: the formats, what each one loses ([`Survey`], [`Loss`],
-//!   [`expected_after`]), and [`pack`], which writes `<dir>/rootimg.<ext>` under a
-//!   temporary name, renames it into place, then its record `<dir>/rootimg.<ext>.info`
-//!   the same way, and only then removes stale archives of other names with their
-//!   records, so a node booting during a pack reads either the previous complete
-//!   archive or the new complete one, and an older format never shadows a newer pack.
+//!   [`expected_after`]), and [`pack`], which writes a [`Tree`] to `<dir>/<name>`
+//!   (packimage's `rootimg.<ext>`, liteimg's [`STATELITE_ARCHIVE`]) under a
+//!   temporary name, renames it into place, then its record `<dir>/<name>.info`
+//!   the same way, and only then, for packimage's names, removes stale archives of
+//!   the other names with their records, so a node booting during a pack reads
+//!   either the previous complete archive or the new complete one, and an older
+//!   format never shadows a newer pack.
 
 pub mod compress;
 pub mod cpio;
@@ -136,6 +138,27 @@ pub const ARCHIVE_NAMES: &[&str] = &[
     "rootimg.sfs",
     "rootimg.gz",
 ];
+
+/// liteimg's archive of a statelite tree for `rootfstype=ramdisk`, link farm
+/// included (gzip cpio newc, xCAT's name). Not one of [`ARCHIVE_NAMES`]: it
+/// stands beside packimage's archive, which never replaces it.
+pub const STATELITE_ARCHIVE: &str = "rootimg-statelite.gz";
+
+/// The tree a pack reads: everything beneath `root` but `exclude`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tree<'a> {
+    pub root: &'a Path,
+    /// Root-relative paths (`.statelite`, `etc/init.d/statelite`), each left
+    /// out with everything beneath it.
+    pub exclude: &'a [&'a str],
+}
+
+impl<'a> Tree<'a> {
+    /// All of `root`.
+    pub fn whole(root: &'a Path) -> Tree<'a> {
+        Tree { root, exclude: &[] }
+    }
+}
 
 /// Prefix of temporary archives (dot-file: never matched by [`ARCHIVE_NAMES`]).
 pub const TEMP_PREFIX: &str = ".rootimg.pack-";
@@ -333,10 +356,10 @@ fn tmpfs_bytes(e: &Entry<'_>) -> u64 {
 /// Walks the tree once (stat and xattr names only, no content but the hole map of
 /// files with fewer blocks than bytes) for the total size, the tmpfs estimate and
 /// the losses of each format.
-pub fn survey(root: &Path, cancel: &AtomicBool) -> Result<Survey, PackError> {
+pub fn survey(tree: Tree<'_>, cancel: &AtomicBool) -> Result<Survey, PackError> {
     let mut s = Survey::default();
     let mut seen: std::collections::HashSet<(u64, u64)> = Default::default();
-    walk::walk(root, cancel, |e: &Entry<'_>| -> Result<(), PackError> {
+    let visit = |e: &Entry<'_>| -> Result<(), PackError> {
         s.entries += 1;
         let t = e.file_type();
         #[allow(clippy::unnecessary_cast)]
@@ -374,8 +397,8 @@ pub fn survey(root: &Path, cancel: &AtomicBool) -> Result<Survey, PackError> {
             s.xattrs.add(e.path);
         }
         Ok(())
-    })
-    .map_err(from_walk)?;
+    };
+    walk::walk_except(tree.root, tree.exclude, cancel, visit).map_err(from_walk)?;
     Ok(s)
 }
 
@@ -518,14 +541,14 @@ pub fn install(tmp: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
 /// Writes the archive of `spec` to `tmp`; returns its figures and, when it was
 /// cheap to compute on the way (our own writers), its SHA-256.
 fn write_archive(
-    root: &Path,
+    tree: Tree<'_>,
     tmp: &Path,
     spec: &PackSpec,
     progress: &PackProgress,
     cancel: &AtomicBool,
 ) -> Result<(TreeStats, Option<String>), PackError> {
     if spec.format == Format::Squashfs {
-        let stats = squashfs::mksquashfs(root, tmp, spec.threads, progress, cancel)?;
+        let stats = squashfs::mksquashfs(tree, tmp, spec.threads, progress, cancel)?;
         return Ok((stats, None));
     }
     let file = OpenOptions::new()
@@ -541,18 +564,20 @@ fn write_archive(
         io_err("starting the compressor for", tmp.display().to_string()),
     )?;
     let (enc, stats) = match spec.format {
-        Format::Cpio => write_cpio(root, enc, progress, cancel)?,
-        _ => write_tar(root, enc, progress, cancel)?,
+        Format::Cpio => write_cpio(tree, enc, progress, cancel)?,
+        _ => write_tar(tree, enc, progress, cancel)?,
     };
     enc.finish()
         .map_err(io_err("writing", tmp.display().to_string()))?;
     Ok((stats, Some(record::hex_digest(&digest))))
 }
 
-/// The record of the archive at `tmp`, written to a temporary file of its own.
+/// The record of the archive at `tmp` (to be `name`), written to a temporary file
+/// of its own.
 fn write_record(
     dir: &Path,
     tmp: &Path,
+    name: &str,
     spec: &PackSpec,
     inputs: &RecordInputs,
     sha256: Option<String>,
@@ -579,7 +604,7 @@ fn write_record(
             inputs.kernel_and_initrd_bytes,
         ),
     };
-    let info_tmp = temp_path(dir, &record::info_name(&spec.file_name()));
+    let info_tmp = temp_path(dir, &record::info_name(name));
     let written = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -620,24 +645,27 @@ fn remove_stale(dir: &Path, name: &str) -> Result<Vec<PathBuf>, PackError> {
     Ok(removed)
 }
 
-/// Packs `root` (usually `<dir>/rootimg`) into `<dir>/<spec.file_name()>` with its
-/// record `<dir>/<spec.file_name()>.info`; see the module documentation for the
-/// publication order. Both files are complete under temporary names before either
-/// is renamed, so a failed pack leaves the previous archive and record as they
-/// were. The caller holds the image lock.
+/// Packs `tree` (usually all of `<dir>/rootimg`) into `<dir>/<name>` with its
+/// record `<dir>/<name>.info`; see the module documentation for the publication
+/// order. Both files are complete under temporary names before either is renamed,
+/// so a failed pack leaves the previous archive and record as they were; both are
+/// mode 0644 (nodes fetch them), whatever the umask. When `name` is one of
+/// packimage's [`ARCHIVE_NAMES`], the archives of the others go once it is in
+/// place (one stateless archive per image); any other name removes nothing. The
+/// caller holds the image lock.
 pub fn pack(
-    root: &Path,
+    tree: Tree<'_>,
     dir: &Path,
+    name: &str,
     spec: &PackSpec,
     inputs: &RecordInputs,
     progress: &PackProgress,
     cancel: &AtomicBool,
 ) -> Result<PackOutcome, PackError> {
-    let name = spec.file_name();
-    let info = record::info_name(&name);
-    let tmp = temp_path(dir, &name);
-    let written = write_archive(root, &tmp, spec, progress, cancel)
-        .and_then(|(stats, sha)| Ok((stats, write_record(dir, &tmp, spec, inputs, sha)?)));
+    let info = record::info_name(name);
+    let tmp = temp_path(dir, name);
+    let written = write_archive(tree, &tmp, spec, progress, cancel)
+        .and_then(|(stats, sha)| Ok((stats, write_record(dir, &tmp, name, spec, inputs, sha)?)));
     let (stats, (record, info_tmp)) = match written {
         Ok(w) => w,
         Err(e) => {
@@ -645,17 +673,17 @@ pub fn pack(
             return Err(e);
         }
     };
-    let path = match install(&tmp, dir, &name) {
+    let path = match publish(&tmp, dir, name) {
         Ok(p) => p,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             let _ = fs::remove_file(&info_tmp);
-            return Err(io_err("installing", dir.join(&name).display().to_string())(
+            return Err(io_err("installing", dir.join(name).display().to_string())(
                 e,
             ));
         }
     };
-    let record_path = match install(&info_tmp, dir, &info) {
+    let record_path = match publish(&info_tmp, dir, &info) {
         Ok(p) => p,
         Err(e) => {
             // the old record would describe the old archive: better none
@@ -666,7 +694,11 @@ pub fn pack(
             ));
         }
     };
-    let removed = remove_stale(dir, &name)?;
+    let removed = if ARCHIVE_NAMES.contains(&name) {
+        remove_stale(dir, name)?
+    } else {
+        Vec::new()
+    };
     Ok(PackOutcome {
         path,
         bytes: record.size,
@@ -675,4 +707,11 @@ pub fn pack(
         record_path,
         removed,
     })
+}
+
+/// [`install`] of a file nodes read: world-readable, not the umask's choice
+/// (mksquashfs creates its output itself).
+fn publish(tmp: &Path, dir: &Path, name: &str) -> io::Result<PathBuf> {
+    fs::set_permissions(tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    install(tmp, dir, name)
 }

@@ -1,15 +1,15 @@
 //! Squashfs archives: written by mksquashfs, run through the one tool runner.
 
-use super::{compress, PackError, PackProgress, TreeStats};
+use super::{compress, PackError, PackProgress, Tree, TreeStats};
 use crate::tool::{LocalTool, ToolError};
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Runs mksquashfs from `root` into `tmp`, keeping `bytes_out` at the size of
+/// Runs mksquashfs from `tree` into `tmp`, keeping `bytes_out` at the size of
 /// what it has written so far; it reports no entries or content bytes.
 pub(super) fn mksquashfs(
-    root: &Path,
+    tree: Tree<'_>,
     tmp: &Path,
     threads: usize,
     progress: &PackProgress,
@@ -20,17 +20,21 @@ pub(super) fn mksquashfs(
     } else {
         threads
     };
-    let run = LocalTool::new("mksquashfs")
-        .arg(root)
+    let mut tool = LocalTool::new("mksquashfs")
+        .arg(tree.root)
         .arg(tmp)
         .args(["-noappend", "-comp", "zstd", "-Xcompression-level", "3"])
         .args(["-processors", &threads.to_string()])
-        .args(["-one-file-system", "-no-progress", "-quiet"])
-        .run(cancel, || {
-            if let Ok(m) = fs::metadata(tmp) {
-                progress.bytes_out.store(m.len(), Ordering::Relaxed);
-            }
-        });
+        .args(["-one-file-system", "-no-progress", "-quiet"]);
+    if !tree.exclude.is_empty() {
+        // Paths relative to the source; -e takes the rest of the command line.
+        tool = tool.arg("-e").args(tree.exclude.iter().copied());
+    }
+    let run = tool.run(cancel, || {
+        if let Ok(m) = fs::metadata(tmp) {
+            progress.bytes_out.store(m.len(), Ordering::Relaxed);
+        }
+    });
     match run {
         Ok(_) => Ok(TreeStats::default()),
         Err(ToolError::Spawn { source, .. }) => Err(PackError::Mksquashfs(format!(

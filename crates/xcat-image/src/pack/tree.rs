@@ -1,7 +1,7 @@
 //! A tree written through the cpio and tar writers, with its figures.
 
 use super::walk::{self, Entry};
-use super::{cpio, from_walk, io_err, sparse, tarwrite, PackError, PackProgress, Tally};
+use super::{cpio, from_walk, io_err, sparse, tarwrite, PackError, PackProgress, Tally, Tree};
 use crate::util::display_path;
 use std::collections::HashMap;
 use std::fs::File;
@@ -71,31 +71,34 @@ fn mtime32(sec: i64) -> u32 {
     sec.clamp(0, u32::MAX as i64) as u32
 }
 
-/// Writes the tree at `root` as a cpio newc archive to `out` (uncompressed; wrap
-/// `out` in an encoder). Files of 4 GiB or more are an error naming them.
+/// Writes `tree` as a cpio newc archive to `out` (uncompressed; wrap `out` in an
+/// encoder). Files of 4 GiB or more are an error naming them.
 pub fn write_cpio<W: Write>(
-    root: &Path,
+    tree: Tree<'_>,
     out: W,
     progress: &PackProgress,
     cancel: &AtomicBool,
 ) -> Result<(W, TreeStats), PackError> {
-    let mut tree = CpioTree {
+    let mut cpio = CpioTree {
         w: cpio::CpioWriter::new(out),
         stats: TreeStats::default(),
         groups: HashMap::new(),
         huge: Tally::default(),
         progress,
     };
-    walk::walk(root, cancel, |e: &Entry<'_>| tree.entry(e)).map_err(from_walk)?;
-    if tree.huge.count > 0 {
-        return Err(PackError::TooLarge(tree.huge));
+    walk::walk_except(tree.root, tree.exclude, cancel, |e: &Entry<'_>| {
+        cpio.entry(e)
+    })
+    .map_err(from_walk)?;
+    if cpio.huge.count > 0 {
+        return Err(PackError::TooLarge(cpio.huge));
     }
-    tree.unfinished_groups(root)?;
-    let out = tree
+    cpio.unfinished_groups(tree.root)?;
+    let out = cpio
         .w
         .finish()
         .map_err(io_err("writing the archive", "trailer"))?;
-    Ok((out, tree.stats))
+    Ok((out, cpio.stats))
 }
 
 /// The cpio writer's state over one walk.
@@ -267,26 +270,29 @@ impl<W: Write> CpioTree<'_, W> {
     }
 }
 
-/// Writes the tree at `root` as a pax tar archive with extended attributes to `out`.
+/// Writes `tree` as a pax tar archive with extended attributes to `out`.
 /// Sockets are left out (tar has no type for them).
 pub fn write_tar<W: Write>(
-    root: &Path,
+    tree: Tree<'_>,
     out: W,
     progress: &PackProgress,
     cancel: &AtomicBool,
 ) -> Result<(W, TreeStats), PackError> {
-    let mut tree = TarTree {
+    let mut tar = TarTree {
         w: tarwrite::TarWriter::new(out),
         stats: TreeStats::default(),
         first: HashMap::new(),
         progress,
     };
-    walk::walk(root, cancel, |e: &Entry<'_>| tree.entry(e)).map_err(from_walk)?;
-    let out = tree
+    walk::walk_except(tree.root, tree.exclude, cancel, |e: &Entry<'_>| {
+        tar.entry(e)
+    })
+    .map_err(from_walk)?;
+    let out = tar
         .w
         .finish()
         .map_err(io_err("writing the archive", "end"))?;
-    Ok((out, tree.stats))
+    Ok((out, tar.stats))
 }
 
 /// The tar writer's state over one walk.

@@ -7,7 +7,9 @@
 //! the inode that was `lstat`ed. Mount points inside the tree are recorded as
 //! directories but not entered (a bind mount of the management node's `/proc` into a
 //! rootimg must never end up in an archive). Names are visited in byte order, so an
-//! archive of the same tree is the same archive.
+//! archive of the same tree is the same archive. Paths the caller excludes
+//! ([`walk_except`]: a statelite tree's own directories) are neither visited nor
+//! entered.
 
 use crate::beneath::{list_dir_fd, lstat_at, proc_path, resolve_flags, Root};
 use rustix::fs::{Mode, OFlags, Stat};
@@ -96,14 +98,42 @@ where
     E: std::error::Error + 'static,
     F: FnMut(&Entry<'_>) -> Result<(), E>,
 {
+    walk_except(root, &[], cancel, visit)
+}
+
+/// [`walk`] leaving out `exclude` (root-relative paths such as `.statelite` or
+/// `etc/init.d/statelite`): such an entry is neither visited nor entered.
+pub fn walk_except<E, F>(
+    root: &Path,
+    exclude: &[&str],
+    cancel: &AtomicBool,
+    visit: F,
+) -> Result<(), WalkError<E>>
+where
+    E: std::error::Error + 'static,
+    F: FnMut(&Entry<'_>) -> Result<(), E>,
+{
     let r = Root::open(root).map_err(io_at(b""))?;
     let rootfd = r.open_dir(b"").map_err(io_at(b""))?;
-    walk_fd(rootfd, cancel, visit)
+    walk_from(rootfd, exclude, cancel, visit)
 }
 
 /// [`walk`] from an already open directory (e.g. one resolved beneath an image root
 /// with [`Root::open_dir`], so no symlink of the image leads the walk elsewhere).
-pub fn walk_fd<E, F>(rootfd: OwnedFd, cancel: &AtomicBool, mut visit: F) -> Result<(), WalkError<E>>
+pub fn walk_fd<E, F>(rootfd: OwnedFd, cancel: &AtomicBool, visit: F) -> Result<(), WalkError<E>>
+where
+    E: std::error::Error + 'static,
+    F: FnMut(&Entry<'_>) -> Result<(), E>,
+{
+    walk_from(rootfd, &[], cancel, visit)
+}
+
+fn walk_from<E, F>(
+    rootfd: OwnedFd,
+    exclude: &[&str],
+    cancel: &AtomicBool,
+    mut visit: F,
+) -> Result<(), WalkError<E>>
 where
     E: std::error::Error + 'static,
     F: FnMut(&Entry<'_>) -> Result<(), E>,
@@ -117,14 +147,32 @@ where
     })
     .map_err(WalkError::Visit)?;
     let mut path = Vec::with_capacity(4096);
-    walk_dir(&rootfd, &mut path, st.st_dev, cancel, &mut visit)
+    let walk = Walk {
+        dev: st.st_dev,
+        exclude,
+        cancel,
+    };
+    walk_dir(&walk, &rootfd, &mut path, &mut visit)
+}
+
+/// What stays the same over one walk.
+struct Walk<'a> {
+    /// The root's filesystem: mount points beneath it are not entered.
+    dev: u64,
+    exclude: &'a [&'a str],
+    cancel: &'a AtomicBool,
+}
+
+impl Walk<'_> {
+    fn excluded(&self, path: &[u8]) -> bool {
+        self.exclude.iter().any(|x| x.as_bytes() == path)
+    }
 }
 
 fn walk_dir<E, F>(
+    w: &Walk<'_>,
     dir: &OwnedFd,
     path: &mut Vec<u8>,
-    dev: u64,
-    cancel: &AtomicBool,
     visit: &mut F,
 ) -> Result<(), WalkError<E>>
 where
@@ -135,7 +183,7 @@ where
     names.sort();
     let base = path.len();
     for name in names {
-        if cancel.load(Ordering::Relaxed) {
+        if w.cancel.load(Ordering::Relaxed) {
             return Err(WalkError::Cancelled);
         }
         path.truncate(base);
@@ -143,6 +191,9 @@ where
             path.push(b'/');
         }
         path.extend_from_slice(&name);
+        if w.excluded(path) {
+            continue;
+        }
         let Some(st) = lstat_at(dir, &name).map_err(io_at(path))? else {
             continue; // removed meanwhile
         };
@@ -154,7 +205,7 @@ where
         })
         .map_err(WalkError::Visit)?;
         #[allow(clippy::unnecessary_cast)]
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR && st.st_dev as u64 == dev {
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR && st.st_dev as u64 == w.dev {
             let sub = rustix::fs::openat2(
                 dir,
                 &name[..],
@@ -163,7 +214,7 @@ where
                 resolve_flags(),
             )
             .map_err(|e| io_at(path)(e.into()))?;
-            walk_dir(&sub, path, dev, cancel, visit)?;
+            walk_dir(w, &sub, path, visit)?;
         }
     }
     path.truncate(base);

@@ -133,3 +133,17 @@ touch -d '2005-01-01' hl deep weird
         ));
     }
 }
+
+/// All of `src` packed into `dir` under packimage's name for `spec`.
+pub fn pack_image(
+    src: &Path,
+    dir: &Path,
+    spec: &xcat_image::pack::PackSpec,
+    inputs: &xcat_image::pack::RecordInputs,
+    progress: &xcat_image::pack::PackProgress,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<xcat_image::pack::PackOutcome, xcat_image::pack::PackError> {
+    use xcat_image::pack::{self, Tree};
+    let name = spec.file_name();
+    pack::pack(Tree::whole(src), dir, &name, spec, inputs, progress, cancel)
+}

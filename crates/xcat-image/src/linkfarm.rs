@@ -1,5 +1,6 @@
-//! liteimg's changes to an image tree: xCAT's link farm, made and unmade
-//! beneath the tree's root only.
+//! Statelite's link farm (xCAT's `liteMe`/`recoverFiles`), made and unmade
+//! beneath the tree's root only. liteimg makes it; packimage swaps it back
+//! while it packs the plain image ([`swap`]).
 //!
 //! For a `link` entry (`link`, `link,ro`, `link,con`, `link,persistent`) at
 //! `/a/b/f`: the original moves to `.default/a/b/f` (an empty file, or an
@@ -8,7 +9,8 @@
 //! becomes a relative link to `.statelite/tmpfs/a/b/f`. At boot a tmpfs is
 //! mounted on `.statelite` and filled from `.default`, so the path is
 //! writable per node. Other options leave the tree alone: the boot mounts
-//! over the path itself.
+//! over the path itself. What the last liteimg applied is kept in the tree
+//! ([`saved`]).
 //!
 //! The tree came from a node and is hostile: every path is opened with
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` from the root's
@@ -16,15 +18,74 @@
 //! /`, `.default -> /root`) is refused, never followed, and nothing outside
 //! the tree is touched.
 
+pub mod saved;
+pub mod swap;
+
 use std::io;
 use std::os::fd::OwnedFd;
 
+use crate::beneath::{lstat_at, split_parent, Root};
 use rustix::fs::{AtFlags, Mode, OFlags};
-use xcat_beneath::{lstat_at, split_parent, Root};
 
 /// The directories liteimg owns at the top of the tree.
 pub const DEFAULT_DIR: &str = ".default";
 pub const STATE_DIR: &str = ".statelite";
+
+/// What a statelite tree holds besides the image itself, each with
+/// everything beneath it: liteimg's two directories, the backups xCAT's
+/// liteimg keeps of changed entries, and the boot script it copies in. A
+/// stateless archive of the tree leaves them out, as xCAT's packimage does.
+pub const STATELITE_PATHS: &[&str] = &[
+    STATE_DIR,
+    DEFAULT_DIR,
+    ".statebackup",
+    "etc/init.d/statelite",
+];
+
+/// One litefile entry as liteimg works on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub options: String,
+    pub path: String,
+}
+
+impl Entry {
+    pub fn is_link(&self) -> bool {
+        self.options.starts_with("link")
+    }
+
+    /// A path ending in `/` names a directory.
+    pub fn is_dir(&self) -> bool {
+        self.path.ends_with('/')
+    }
+
+    /// Whether `other` lies beneath this entry (a directory).
+    pub fn holds(&self, other: &Entry) -> bool {
+        self.is_dir() && other.path != self.path && other.path.starts_with(&self.path)
+    }
+
+    /// Whether a `link` directory of `all` holds this entry: it moves with
+    /// that directory and has no links of its own.
+    pub fn beneath_a_link(&self, all: &[Entry]) -> bool {
+        all.iter().any(|p| p.is_link() && p.holds(self))
+    }
+}
+
+/// The entries liteimg applies: `tmpfs,rw` (the default of an empty option)
+/// becomes `link`, as xCAT has done since 2.5.
+pub fn for_liteimg(entries: impl IntoIterator<Item = (String, String)>) -> Vec<Entry> {
+    entries
+        .into_iter()
+        .map(|(path, options)| Entry {
+            options: if options == "tmpfs,rw" {
+                "link".into()
+            } else {
+                options
+            },
+            path,
+        })
+        .collect()
+}
 
 /// What [`link`] did for one entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +139,53 @@ fn link_target(dir: &OwnedFd, name: &str) -> io::Result<String> {
     Ok(t.to_string_lossy().into_owned())
 }
 
+/// `rel`'s directory and its own name.
+fn parent_and_name(rel: &str) -> (&str, &str) {
+    let (parent, name) = split_parent(rel.as_bytes());
+    (
+        std::str::from_utf8(parent).unwrap_or(""),
+        std::str::from_utf8(name).unwrap_or(""),
+    )
+}
+
+/// The directory `rel`, or None when it is missing.
+fn dir_if_there(root: &Root, rel: &str) -> io::Result<Option<OwnedFd>> {
+    match root.open_dir(rel.as_bytes()) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `.statelite/tmpfs/<rel>`.
+fn state_path(rel: &str) -> String {
+    join(&format!("{STATE_DIR}/tmpfs"), rel)
+}
+
+/// Whether `rel` is a symlink to exactly `target` (false when a directory
+/// on the way is missing).
+fn links_to(root: &Root, rel: &str, target: &str) -> io::Result<bool> {
+    let (parent, name) = parent_and_name(rel);
+    let Some(dir) = dir_if_there(root, parent)? else {
+        return Ok(false);
+    };
+    Ok(match lstat_at(&dir, name.as_bytes())? {
+        Some(st) if is_link(&st) => link_target(&dir, name)? == target,
+        _ => false,
+    })
+}
+
+/// Whether the link farm of the entry at `path` is whole, as [`link`] made
+/// it: both links with their targets, and the original in `.default`.
+/// Anything else (the admin replaced a link, `/etc/mtab` left to the
+/// kernel's mount list) is not liteimg's to swap.
+pub fn in_place(root: &Root, path: &str) -> io::Result<bool> {
+    let rel = relative(path);
+    Ok(links_to(root, rel, &path_link(rel))?
+        && links_to(root, &state_path(rel), &state_link(rel))?
+        && root.lstat(join(DEFAULT_DIR, rel).as_bytes())?.is_some())
+}
+
 fn conflict(what: String) -> io::Error {
     io::Error::new(io::ErrorKind::AlreadyExists, what)
 }
@@ -86,11 +194,7 @@ fn conflict(what: String) -> io::Error {
 /// `/`).
 pub fn link(root: &Root, path: &str) -> io::Result<Linked> {
     let rel = relative(path);
-    let (parent, name) = split_parent(rel.as_bytes());
-    let (parent, name) = (
-        std::str::from_utf8(parent).unwrap_or(""),
-        std::str::from_utf8(name).unwrap_or(""),
-    );
+    let (parent, name) = parent_and_name(rel);
     let (dir, _) = root.ensure_dir(parent.as_bytes(), dir_mode())?;
     let want = path_link(rel);
     let current = lstat_at(&dir, name.as_bytes())?;
@@ -122,10 +226,7 @@ pub fn link(root: &Root, path: &str) -> io::Result<Linked> {
             Mode::from_raw_mode(0o644),
         )?;
     }
-    let (state, _) = root.ensure_dir(
-        join(&format!("{STATE_DIR}/tmpfs"), parent).as_bytes(),
-        dir_mode(),
-    )?;
+    let (state, _) = root.ensure_dir(state_path(parent).as_bytes(), dir_mode())?;
     replace_link(&state, name, &state_link(rel))?;
     rustix::fs::symlinkat(want.as_str(), &dir, name)?;
     Ok(Linked::Made)
@@ -150,15 +251,9 @@ fn replace_link(dir: &OwnedFd, name: &str, target: &str) -> io::Result<()> {
 /// `.default`. Returns whether the original was restored.
 pub fn unlink(root: &Root, path: &str) -> io::Result<bool> {
     let rel = relative(path);
-    let (parent, name) = split_parent(rel.as_bytes());
-    let (parent, name) = (
-        std::str::from_utf8(parent).unwrap_or(""),
-        std::str::from_utf8(name).unwrap_or(""),
-    );
-    let dir = match root.open_dir(parent.as_bytes()) {
-        Ok(d) => d,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
-        Err(e) => return Err(e),
+    let (parent, name) = parent_and_name(rel);
+    let Some(dir) = dir_if_there(root, parent)? else {
+        return Ok(false);
     };
     match lstat_at(&dir, name.as_bytes())? {
         Some(st) if is_link(&st) && link_target(&dir, name)? == path_link(rel) => {
@@ -168,14 +263,12 @@ pub fn unlink(root: &Root, path: &str) -> io::Result<bool> {
         Some(_) => return Ok(false),
         None => {}
     }
-    let state = join(&format!("{STATE_DIR}/tmpfs"), rel);
+    let state = state_path(rel);
     if root.lstat(state.as_bytes())?.is_some_and(|st| is_link(&st)) {
         root.unlink(state.as_bytes())?;
     }
-    let defaults = match root.open_dir(join(DEFAULT_DIR, parent).as_bytes()) {
-        Ok(d) => d,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
-        Err(e) => return Err(e),
+    let Some(defaults) = dir_if_there(root, &join(DEFAULT_DIR, parent))? else {
+        return Ok(false);
     };
     if lstat_at(&defaults, name.as_bytes())?.is_none() {
         return Ok(false);
@@ -266,10 +359,37 @@ mod tests {
     }
 
     #[test]
+    fn tmpfs_rw_becomes_link() {
+        let v = for_liteimg([("/etc/ssh/".to_string(), "tmpfs,rw".to_string())]);
+        assert_eq!(
+            v,
+            vec![Entry {
+                options: "link".into(),
+                path: "/etc/ssh/".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn in_place_only_while_the_whole_farm_is_there() {
+        let (t, r) = tree();
+        assert!(!in_place(&r, "/etc/adjtime").unwrap());
+        link(&r, "/etc/adjtime").unwrap();
+        link(&r, "/etc/ssh/").unwrap();
+        assert!(in_place(&r, "/etc/adjtime").unwrap() && in_place(&r, "/etc/ssh/").unwrap());
+        fs::remove_file(t.path().join(".default/etc/adjtime")).unwrap();
+        assert!(!in_place(&r, "/etc/adjtime").unwrap(), "no original");
+        fs::remove_file(t.path().join(".statelite/tmpfs/etc/ssh")).unwrap();
+        symlink("elsewhere", t.path().join(".statelite/tmpfs/etc/ssh")).unwrap();
+        assert!(!in_place(&r, "/etc/ssh/").unwrap(), "not liteimg's link");
+    }
+
+    #[test]
     fn mtab_linked_to_the_mount_list_is_left_alone() {
         let (t, r) = tree();
         symlink("../proc/self/mounts", t.path().join("etc/mtab")).unwrap();
         assert_eq!(link(&r, "/etc/mtab").unwrap(), Linked::Mtab);
+        assert!(!in_place(&r, "/etc/mtab").unwrap());
         assert_eq!(
             fs::read_link(t.path().join("etc/mtab")).unwrap(),
             std::path::Path::new("../proc/self/mounts")
