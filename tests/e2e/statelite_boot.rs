@@ -139,12 +139,13 @@ fn prepared_node(kver: &str) -> xcat_remote::testbed::Node {
     node
 }
 
-/// The statelite image beside the captured one: its own copy of the tree,
+/// The statelite image beside the captured one: its own copy of the tree
+/// (capimage's `rootimg` is a link to its newest generation),
 /// kernel and initrd by geninitrd, the tables of every option tested.
 fn define_statelite_image(d: &Daemon, kver: &str) -> PathBuf {
     let dir = d.install_dir().join(SL_DIR);
     sh(&format!(
-        "mkdir -p '{dir}' && cp -a '{src}/rootimg' '{dir}/rootimg'",
+        "mkdir -p '{dir}/rootimg' && cp -a '{src}/rootimg/.' '{dir}/rootimg/'",
         dir = dir.display(),
         src = d.install_dir().join(IMAGE_DIR).display()
     ));

@@ -141,6 +141,22 @@ dhcp() {
     done
 }
 
+# The node's name (NODE=) as the host name and as the NFS client's unique id,
+# before any NFS mount: the kernel's NFSv4 client names itself by them, and
+# nodes booting under one name (the initrd's) would take each other's open
+# files and locks on the server.
+name_node() {
+    for w in $(cat /proc/cmdline); do
+        case $w in
+        NODE=*)
+            hostname "${w#NODE=}"
+            [ -w /sys/module/nfs/parameters/nfs4_unique_id ] &&
+                echo "${w#NODE=}" >/sys/module/nfs/parameters/nfs4_unique_id
+            ;;
+        esac
+    done
+}
+
 is_mounted() {
     grep -q " $1 " /proc/mounts
 }
@@ -251,6 +267,7 @@ main() {
     while :; do
         find_nic
         dhcp
+        name_node
         fetch_image && statelite_paths && switch_to_image
     done
 }
