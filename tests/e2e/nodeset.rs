@@ -151,3 +151,92 @@ fn dhcp_step_and_rmimage() {
         .exists());
     assert!(!d.ok(&["lsdef", "-t", "osimage"]).contains(IMG));
 }
+
+/// A statelite image: ramdisk without liteimg's archive and nfs without a
+/// liteimg'd tree fail the nodes with what to run; then each kind writes
+/// xCAT's statelite command line.
+#[test]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
+fn nodeset_statelite_ramdisk_and_nfs() {
+    const SL: &str = "rocky9.4-x86_64-statelite-compute";
+    let d = cluster();
+    let dir = d.install_dir().join("netboot/rocky9.4/x86_64/statelite");
+    std::fs::create_dir_all(dir.join("rootimg")).unwrap();
+    for f in ["kernel", "initrd-stateless.gz"] {
+        std::fs::write(dir.join(f), f).unwrap();
+    }
+    let img = format!("imagename={SL}");
+    d.ok(&[
+        "chtab",
+        &img,
+        "osimage.provmethod=statelite",
+        "osimage.osvers=rocky9.4",
+        "osimage.osarch=x86_64",
+        "osimage.profile=compute",
+        "osimage.rootfstype=ramdisk",
+        "osimage.nfsrootopts=vers=4.2,port=2050",
+    ]);
+    d.ok(&[
+        "chtab",
+        &img,
+        &format!("linuximage.rootimgdir={}", dir.display()),
+    ]);
+    d.ok(&[
+        "chtab",
+        "node=compute",
+        "statelite.statemnt=10.99.0.1:/state",
+        "statelite.mntopts=vers=4.1",
+    ]);
+    let nodeset = |what: &str| {
+        let o = d.client(&["nodeset", "cn1", &format!("osimage={SL}")]);
+        let (out, err) = text(&o);
+        (o.status.code(), format!("{what}:\n{out}{err}"))
+    };
+    let (code, said) = nodeset("ramdisk, no archive");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("cn1: Error: No packed image for platform")
+            && said.contains("please run \"liteimg"),
+        "{said}"
+    );
+
+    std::fs::write(dir.join("rootimg-statelite.gz"), "archive").unwrap();
+    let (code, said) = nodeset("ramdisk");
+    assert_eq!(code, Some(0), "{said}");
+    let script = || std::fs::read_to_string(d.root().join("tftpboot/xcat/xnba/nodes/cn1")).unwrap();
+    let s = script();
+    assert!(s.contains("#statelite rocky9.4-x86_64-compute"), "{s}");
+    assert!(
+        s.contains(&format!("/rootimg-statelite.gz STATEMNT=10.99.0.1:/state XCAT=${{next-server}}:3001 NODE=cn1 XCATHTTPPORT=")),
+        "{s}"
+    );
+    assert!(s.contains(" MNTOPTS=vers=4.1") && !s.contains("FC="), "{s}");
+
+    d.ok(&["chtab", &img, "osimage.rootfstype=nfs"]);
+    let (code, said) = nodeset("nfs, tree not through liteimg");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("has not been through liteimg"), "{said}");
+    std::fs::create_dir_all(dir.join("rootimg/.statelite")).unwrap();
+    let (code, said) = nodeset("nfs");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("nodes mount") && said.contains("read-only over NFS"),
+        "{said}"
+    );
+    let s = script();
+    assert!(
+        s.contains(&format!(
+            "root=nfs:${{next-server}}:{}/rootimg:ro,vers=4.2,port=2050 STATEMNT=10.99.0.1:/state XCAT=",
+            dir.display()
+        )),
+        "{s}"
+    );
+
+    d.ok(&["chtab", &img, "osimage.nfsrootopts=rw"]);
+    let (code, said) = nodeset("nfs, rw asked");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("cn1: Error: nfsrootopts cannot contain 'rw'"),
+        "{said}"
+    );
+}
