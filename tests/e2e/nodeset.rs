@@ -207,7 +207,7 @@ fn nodeset_statelite_ramdisk_and_nfs() {
     let s = script();
     assert!(s.contains("#statelite rocky9.4-x86_64-compute"), "{s}");
     assert!(
-        s.contains(&format!("/rootimg-statelite.gz STATEMNT=10.99.0.1:/state XCAT=${{next-server}}:3001 NODE=cn1 XCATHTTPPORT=")),
+        s.contains("/rootimg-statelite.gz STATEMNT=10.99.0.1:/state XCAT=${next-server}:3001 NODE=cn1 XCATHTTPPORT="),
         "{s}"
     );
     assert!(s.contains(" MNTOPTS=vers=4.1") && !s.contains("FC="), "{s}");
