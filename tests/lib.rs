@@ -610,14 +610,28 @@ impl PxeBed {
         mem_mib: u32,
         cpus: u32,
     ) -> PxeGuest {
-        let child = Command::new(repo_root().join("tests/testbed/pxe.sh"))
-            .args(["guest", &n.to_string(), mac, firmware])
+        self.guest_with(n, mac, firmware, log, (mem_mib, cpus, None))
+    }
+
+    /// [`PxeBed::guest_sized`] with a raw disk image as a virtio disk.
+    fn guest_with(
+        &self,
+        n: u8,
+        mac: &str,
+        firmware: &str,
+        log: &Path,
+        (mem_mib, cpus, disk): (u32, u32, Option<&Path>),
+    ) -> PxeGuest {
+        let mut cmd = Command::new(repo_root().join("tests/testbed/pxe.sh"));
+        cmd.args(["guest", &n.to_string(), mac, firmware])
             .env("PXE_GUEST_MEM", mem_mib.to_string())
             .env("PXE_GUEST_CPUS", cpus.to_string())
             .arg(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start pxe.sh guest");
+            .stdin(Stdio::null());
+        if let Some(d) = disk {
+            cmd.env("PXE_GUEST_DISK", d);
+        }
+        let child = cmd.spawn().expect("start pxe.sh guest");
         PxeGuest { child: Some(child) }
     }
 }
@@ -635,11 +649,24 @@ impl PxeBed {
         firmware: &str,
         log: &Path,
         mem_mib: u32,
+        reaching: (&str, Duration),
+    ) -> PxeGuest {
+        self.guest_reaching_with_disk(n, mac, firmware, log, (mem_mib, None), reaching)
+    }
+
+    /// [`PxeBed::guest_reaching`] with a raw disk image as a virtio disk.
+    pub fn guest_reaching_with_disk(
+        &self,
+        n: u8,
+        mac: &str,
+        firmware: &str,
+        log: &Path,
+        (mem_mib, disk): (u32, Option<&Path>),
         (reached, wait): (&str, Duration),
     ) -> PxeGuest {
         let start = || {
             let _ = std::fs::remove_file(log);
-            self.guest_sized(n, mac, firmware, log, mem_mib, 2)
+            self.guest_with(n, mac, firmware, log, (mem_mib, 2, disk))
         };
         let guest = start();
         let (seen, text) = wait_for_console(log, &[reached], wait);

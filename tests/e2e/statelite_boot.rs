@@ -13,6 +13,8 @@
 //!   after a reboot;
 //! * `ro` (`/opt/site/`): the litetree server's file, not writable;
 //! * `link` (`/etc/ssh/`): the host keys made at boot land in RAM;
+//! * `localdisk` (`/srv/scratch/`): on node A's disk (a file system labelled
+//!   `xcat-local`), kept across its reboots; in RAM on B, which has none;
 //! * the shared root is not writable on the NFS root.
 
 use std::collections::HashMap;
@@ -43,12 +45,14 @@ const PROBE: &str = "echo conf=$(cat /etc/xcat-probe.conf); \
      echo root_write=$( (touch /xcat-root-probe && rm /xcat-root-probe) 2>&1 | grep -q 'Read-only' && echo refused || echo allowed); \
      echo persistent=$(findmnt -n -o SOURCE /.statelite/persistent); \
      echo hostkey=$(findmnt -n -o FSTYPE -T /etc/ssh/ssh_host_ed25519_key); \
-     echo logged=$(grep -c . /.statelite/statelite.log)";
+     echo logged=$(grep -c . /.statelite/statelite.log); \
+     echo scratch=$(cat /srv/scratch/x 2>/dev/null || echo none); \
+     echo scratch_on=$(findmnt -n -o SOURCE -T /srv/scratch | cut -d[ -f1)";
 
 /// What a node leaves behind before it is powered off.
 const WRITE: &str =
     "echo kept-by-$(cat /proc/cmdline | tr ' ' '\\n' | sed -n 's/^NODE=//p') > /root/keep/mine \
-     && echo scratch > /etc/xcat-probe.conf && sync && echo written";
+     && echo scratch > /etc/xcat-probe.conf && echo on-disk > /srv/scratch/x && sync && echo written";
 
 fn parse(output: &str) -> HashMap<String, String> {
     output
@@ -64,17 +68,20 @@ struct Run<'a> {
     identity: PathBuf,
     work: PathBuf,
     state: PathBuf,
+    /// sl1's disk.
+    disk: PathBuf,
 }
 
 impl Run<'_> {
     fn start(&self, g: &Guest, tag: &str) -> (PxeGuest, PathBuf) {
         let console = self.work.join(format!("console-{}-{tag}.log", g.node));
-        let guest = self.bed.guest_reaching(
+        let disk = (g.node == SL1.node).then_some(self.disk.as_path());
+        let guest = self.bed.guest_reaching_with_disk(
             g.slot,
             g.mac,
             "bios",
             &console,
-            2048,
+            (2048, disk),
             ("xcat-init:", INIT_WAIT),
         );
         (guest, console)
@@ -133,7 +140,7 @@ fn prepared_node(kver: &str) -> xcat_remote::testbed::Node {
     let root = install_kernel(&node, kver);
     let r = root.display();
     sh(&format!(
-        "echo from-the-image > '{r}/etc/xcat-probe.conf' && mkdir -p '{r}/root/keep' '{r}/opt/site' \
+        "echo from-the-image > '{r}/etc/xcat-probe.conf' && mkdir -p '{r}/root/keep' '{r}/opt/site' '{r}/srv/scratch' \
          && echo seed > '{r}/root/keep/seed'"
     ));
     node
@@ -173,6 +180,7 @@ fn define_statelite_image(d: &Daemon, kver: &str) -> PathBuf {
         (IMAGE_SL, "/etc/xcat-probe.conf", "tmpfs"),
         (IMAGE_SL, "/root/keep/", "persistent"),
         (IMAGE_SL, "/opt/site/", "ro"),
+        (IMAGE_SL, "/srv/scratch/", "localdisk"),
     ]);
     d.ok(&[
         "chtab",
@@ -227,11 +235,17 @@ fn two_guests_boot_one_statelite_image_from_ram_then_from_nfs() {
     d.ok(&["makedhcp", "-n"]);
 
     let work = tempfile::tempdir().unwrap().keep();
-    let (state, litetree) = (work.join("state"), work.join("litetree"));
+    let (state, litetree, disk) = (
+        work.join("state"),
+        work.join("litetree"),
+        work.join("sl1-disk.img"),
+    );
     sh(&format!(
-        "mkdir -p '{s}' '{t}/opt/site' && echo from-the-litetree > '{t}/opt/site/motd'",
+        "mkdir -p '{s}' '{t}/opt/site' && echo from-the-litetree > '{t}/opt/site/motd' \
+         && truncate -s 64M '{k}' && mkfs.ext4 -q -F -L xcat-local '{k}'",
         s = state.display(),
-        t = litetree.display()
+        t = litetree.display(),
+        k = disk.display()
     ));
     let liteimg = d.ok(&["liteimg", IMAGE_SL]);
     assert!(
@@ -255,6 +269,7 @@ fn two_guests_boot_one_statelite_image_from_ram_then_from_nfs() {
         identity: node.identity.clone(),
         work: work.clone(),
         state: state.clone(),
+        disk: disk.clone(),
     };
 
     // RAM root: A's first boot, then A again beside B.
@@ -270,6 +285,8 @@ fn two_guests_boot_one_statelite_image_from_ram_then_from_nfs() {
         ("root", "tmpfs"),
         ("hostkey", "tmpfs"),
         ("persistent", &format!("{PXE_SERVER}:/state/sl1")),
+        ("scratch", "none"),
+        ("scratch_on", "/dev/vda"),
     ] {
         check(a, k, v, "ramdisk, sl1's first boot");
     }
@@ -285,6 +302,18 @@ fn two_guests_boot_one_statelite_image_from_ram_then_from_nfs() {
         "the persistent write is on the server under <statemnt>/<node>"
     );
     let again = run.boot(&[&SL1, &SL2], "ramdisk-2", false);
+    check(
+        &again[0],
+        "scratch",
+        "on-disk",
+        "ramdisk, sl1's local disk after its reboot",
+    );
+    check(
+        &again[1],
+        "scratch_on",
+        "tmpfs",
+        "ramdisk, sl2 has no local disk",
+    );
     check(
         &again[0],
         "mine",
@@ -329,6 +358,16 @@ fn two_guests_boot_one_statelite_image_from_ram_then_from_nfs() {
         "nfs root, sl1 keeps its state",
     );
     check(&nfs[1], "mine", "none", "nfs root, sl2");
+    check(&nfs[0], "scratch", "on-disk", "nfs root, sl1's local disk");
+    let on_disk = sh(&format!(
+        "debugfs -R 'cat /srv/scratch/x' '{}' 2>/dev/null",
+        disk.display()
+    ));
+    assert_eq!(
+        on_disk.trim(),
+        "on-disk",
+        "the localdisk write is on sl1's disk"
+    );
     assert!(
         !Path::new(&rootimg).join("xcat-root-probe").exists(),
         "a node wrote to the shared tree"

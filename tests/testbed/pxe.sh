@@ -14,7 +14,9 @@
 #                             uefi-pxe (OVMF without an option ROM: its own
 #                             PXE client, which loads xcat/xnba.efi by TFTP);
 #                             PXE_GUEST_MEM (MiB, default 512) and
-#                             PXE_GUEST_CPUS (default 1) size it
+#                             PXE_GUEST_CPUS (default 1) size it;
+#                             PXE_GUEST_DISK names a raw disk image it
+#                             gets as a virtio disk
 #   pxe.sh down               stop every guest of the bed, remove the taps and
 #                             the bridge
 #   pxe.sh cleanup            the same, for what a killed run left behind
@@ -113,6 +115,10 @@ cmd_guest() {
                 -device "virtio-net-pci,netdev=net0,mac=$mac,romfile=$rom,bootindex=1,disable-legacy=on") ;;
         *) die "firmware must be bios, uefi or uefi-pxe, got $firmware" ;;
     esac
+    # PXE_GUEST_DISK: a disk image file the guest gets as a virtio disk
+    # (statelite's localdisk); it still boots from the network.
+    [ -z "${PXE_GUEST_DISK:-}" ] ||
+        args+=(-drive "if=virtio,format=raw,file=$PXE_GUEST_DISK")
     args+=(-boot n -pidfile "$pidfile")
     qemu-system-x86_64 "${args[@]}" </dev/null >>"$log.qemu" 2>&1 &
     wait $! || true

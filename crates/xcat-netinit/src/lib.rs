@@ -65,6 +65,7 @@ pub mod decompress;
 pub mod error;
 pub mod fetch;
 pub mod http;
+pub mod localdisk;
 mod loopdev;
 pub mod meminfo;
 pub mod mount;

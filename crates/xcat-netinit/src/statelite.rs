@@ -57,7 +57,8 @@ pub enum Kind {
     Con,
     /// `link,con`: the same, reached through liteimg's link.
     LinkCon,
-    /// `localdisk`: kept in RAM here (this initrd prepares no local disk).
+    /// `localdisk`: a copy kept on the node's disk (a file system labelled
+    /// `xcat-local`, [`crate::localdisk`]), bind-mounted; in RAM without one.
     Localdisk,
 }
 
@@ -148,6 +149,8 @@ pub struct Layout {
     pub trees: Vec<PathBuf>,
     /// Whether `/.statelite/persistent` is this node's persistent mount.
     pub persistent: bool,
+    /// Whether `/.statelite/localdisk` is the node's local disk.
+    pub local: bool,
 }
 
 impl Layout {
@@ -268,13 +271,24 @@ pub fn apply(l: &Layout, e: &Entry) -> io::Result<String> {
                 l.booted("tmpfs", &e.rel).display()
             ))
         }
+        Kind::Localdisk if l.local => {
+            let kept = l.state("localdisk", &e.rel);
+            let fresh = fs::symlink_metadata(&kept).is_err();
+            if fresh {
+                fill(l.source(&e.rel, target.clone()).as_deref(), &kept, dir)?;
+            }
+            bind(&kept, &target, false)?;
+            let how = if fresh { "first boot: copied" } else { "kept" };
+            Ok(format!("on the local disk ({how})"))
+        }
         Kind::Tmpfs | Kind::Localdisk => {
             fill(l.source(&e.rel, target.clone()).as_deref(), &tmp, dir)?;
             bind(&tmp, &target, false)?;
             Ok(match kind {
-                Kind::Localdisk => {
-                    "in RAM (no local disk is prepared by this initrd), bind-mounted".into()
-                }
+                Kind::Localdisk => format!(
+                    "in RAM, bind-mounted: this node has no file system labelled {}",
+                    crate::localdisk::LABEL
+                ),
                 _ => "copied into the tmpfs, bind-mounted".into(),
             })
         }
@@ -387,7 +401,23 @@ pub fn prepare(newroot: &Path, cmd: &Cmdline, say: &Say) -> Result<Done, Failure
         root: newroot.to_path_buf(),
         trees: Vec::new(),
         persistent: !mounts.is_empty(),
+        local: false,
     };
+    match crate::localdisk::mount_local(&state.join("localdisk")) {
+        Ok(Some((dev, m))) => {
+            let _ = writeln!(
+                log,
+                "localdisk: {} on /{STATE_DIR}/localdisk",
+                dev.display()
+            );
+            layout.local = true;
+            mounts.push(m);
+        }
+        Ok(None) => {}
+        Err(e) => say(&format!(
+            "statelite: mounting the local disk: {e}; localdisk entries stay in RAM"
+        )),
+    }
     for (i, t) in trees(&tree_lines, say).iter().enumerate() {
         let at = state.join(format!("mnt/{i}"));
         let m = nfs::mount_retrying(&t.share, &at, &t.options, true, Retry::default(), say)

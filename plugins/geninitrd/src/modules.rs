@@ -67,9 +67,12 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "squashfs",
     "overlay",
     "loop",
-    // statelite: the NFS root, the persistent state, litetree directories
+    // statelite: the NFS root, the persistent state, litetree directories,
+    // the local disk of localdisk entries
     "nfsv4",
     "nfsv3",
+    "ext4",
+    "xfs",
 ];
 
 /// The kernel's name of a module: the file name without `.ko` and its compression

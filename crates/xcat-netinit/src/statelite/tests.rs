@@ -77,6 +77,7 @@ fn fixture(t: &Path) -> Layout {
         root,
         trees: vec![tree],
         persistent: true,
+        local: false,
     }
 }
 
@@ -109,7 +110,7 @@ fn every_option_lands_where_the_booted_node_looks() {
     // the tmpfs the real step mounts on /.statelite, here a plain directory
     fs::remove_dir_all(l.root.join(".statelite")).unwrap();
     fs::create_dir_all(l.root.join(".statelite/persistent")).unwrap();
-    let r = &l.root;
+    let r = &l.root.clone();
 
     apply(&l, &entry("tmpfs,rw", "etc/linked")).unwrap();
     assert_eq!(
@@ -157,6 +158,25 @@ fn every_option_lands_where_the_booted_node_looks() {
         .unwrap_err()
         .to_string()
         .contains("no litetree"));
+
+    l.local = true;
+    fs::create_dir_all(r.join(".statelite/localdisk")).unwrap();
+    fs::create_dir_all(r.join("scratch")).unwrap();
+    fs::write(r.join("scratch/a"), "image").unwrap();
+    let said = apply(&l, &entry("localdisk", "scratch/")).unwrap();
+    assert!(said.contains("local disk (first boot"), "{said}");
+    fs::write(r.join("scratch/a"), "local").unwrap();
+    assert_eq!(
+        fs::read_to_string(r.join(".statelite/localdisk/scratch/a")).unwrap(),
+        "local"
+    );
+    l.local = false;
+    fs::write(r.join("etc/ram-only"), "image").unwrap();
+    let said = apply(&l, &entry("localdisk", "etc/ram-only")).unwrap();
+    assert!(
+        said.contains("no file system labelled xcat-local"),
+        "{said}"
+    );
 
     l.persistent = false;
     let said = apply(&l, &entry("persistent", "etc/plain")).unwrap();
