@@ -25,7 +25,6 @@ use crate::mount::{self, Mounted};
 use crate::nfs::{self, Retry, Share};
 use crate::xcatreq;
 use rustix::mount::MountFlags;
-use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -351,42 +350,41 @@ pub struct Done {
     pub persistent: Option<String>,
 }
 
+/// What the step mounted and wrote down so far: kept on success, unmounted
+/// (in reverse) when a later part fails.
+#[derive(Default)]
+struct Progress {
+    mounts: Vec<Mounted>,
+    log: String,
+}
+
+impl Progress {
+    fn note(&mut self, line: String) {
+        self.log.push_str(&line);
+        self.log.push('\n');
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        while let Some(m) = self.mounts.pop() {
+            drop(m);
+        }
+    }
+}
+
 /// The whole step; see the module documentation.
 pub fn prepare(newroot: &Path, cmd: &Cmdline, say: &Say) -> Result<Done, Failure> {
     let state = newroot.join(STATE_DIR);
-    mount::unmount_stale(&state);
-    let tmpfs = mount::tmpfs(&state, None).map_err(|e| {
-        fatal(
-            format!("mounting a tmpfs on {}", state.display()),
-            e,
-            "the image lacks /.statelite: run liteimg for it",
-        )
-    })?;
-    let mut log = String::new();
-    for d in ["tmpfs", "mnt"] {
-        fs::create_dir_all(state.join(d)).map_err(|e| {
-            fatal(
-                format!("making {}", state.join(d).display()),
-                e,
-                "check the initrd's RAM",
-            )
-        })?;
-    }
-    let node = cmd
-        .node
-        .as_deref()
-        .unwrap_or("")
-        .split('.')
-        .next()
-        .unwrap_or("")
-        .to_string();
-    let mut mounts = Vec::new();
-    let persistent = persistent_mount(&state, cmd, &node, say)?;
-    let done_persistent = persistent.as_ref().map(|(s, _)| s.to_string());
-    if let Some((share, m)) = persistent {
-        let _ = writeln!(log, "persistent: {share} on /{STATE_DIR}/persistent");
-        mounts.push(m);
-    }
+    let mut p = Progress::default();
+    p.mounts.push(state_tmpfs(&state)?);
+    let node = cmd.node.as_deref().unwrap_or("");
+    let node = node.split('.').next().unwrap_or("").to_string();
+    let persistent = persistent_mount(&state, cmd, &node, say)?.map(|(share, m)| {
+        p.note(format!("persistent: {share} on /{STATE_DIR}/persistent"));
+        p.mounts.push(m);
+        share.to_string()
+    });
     let xcat = cmd.xcat.as_deref().ok_or_else(|| {
         Failure::new(
             Exit::Cmdline,
@@ -397,73 +395,112 @@ pub fn prepare(newroot: &Path, cmd: &Cmdline, say: &Say) -> Result<Done, Failure
     })?;
     let files = ask(xcat, "litefile", true, say)?;
     let tree_lines = ask(xcat, "litetree", false, say)?;
-    let mut layout = Layout {
+    let layout = Layout {
         root: newroot.to_path_buf(),
-        trees: Vec::new(),
-        persistent: !mounts.is_empty(),
-        local: false,
+        local: local_disk(&state, &mut p, say),
+        trees: mount_trees(&state, &trees(&tree_lines, say), &mut p, say)?,
+        persistent: persistent.is_some(),
     };
+    let mut done = apply_all(&layout, &entries(&files, say), &mut p, say);
+    done.persistent = persistent;
+    mtab_link(newroot, &mut p);
+    if let Err(e) = fs::write(state.join("statelite.log"), &p.log) {
+        say(&format!("statelite: writing statelite.log: {e}"));
+    }
+    std::mem::take(&mut p.mounts)
+        .into_iter()
+        .for_each(Mounted::keep);
+    Ok(done)
+}
+
+/// The tmpfs on `/.statelite`, with `tmpfs/` and `mnt/` in it.
+fn state_tmpfs(state: &Path) -> Result<Mounted, Failure> {
+    mount::unmount_stale(state);
+    let m = mount::tmpfs(state, None).map_err(|e| {
+        let what = format!("mounting a tmpfs on {}", state.display());
+        fatal(what, e, "the image lacks /.statelite: run liteimg for it")
+    })?;
+    for d in ["tmpfs", "mnt"] {
+        fs::create_dir_all(state.join(d)).map_err(|e| {
+            fatal(
+                format!("making {}", state.join(d).display()),
+                e,
+                "check the initrd's RAM",
+            )
+        })?;
+    }
+    Ok(m)
+}
+
+/// The node's local disk on `/.statelite/localdisk`, if it has one.
+fn local_disk(state: &Path, p: &mut Progress, say: &Say) -> bool {
     match crate::localdisk::mount_local(&state.join("localdisk")) {
         Ok(Some((dev, m))) => {
-            let _ = writeln!(
-                log,
+            p.note(format!(
                 "localdisk: {} on /{STATE_DIR}/localdisk",
                 dev.display()
-            );
-            layout.local = true;
-            mounts.push(m);
+            ));
+            p.mounts.push(m);
+            true
         }
-        Ok(None) => {}
-        Err(e) => say(&format!(
-            "statelite: mounting the local disk: {e}; localdisk entries stay in RAM"
-        )),
+        Ok(None) => false,
+        Err(e) => {
+            say(&format!(
+                "statelite: mounting the local disk: {e}; localdisk entries stay in RAM"
+            ));
+            false
+        }
     }
-    for (i, t) in trees(&tree_lines, say).iter().enumerate() {
+}
+
+/// Every litetree directory, read-only on `/.statelite/mnt/<n>`.
+fn mount_trees(
+    state: &Path,
+    trees: &[Tree],
+    p: &mut Progress,
+    say: &Say,
+) -> Result<Vec<PathBuf>, Failure> {
+    let mut dirs = Vec::new();
+    for (i, t) in trees.iter().enumerate() {
         let at = state.join(format!("mnt/{i}"));
         let m = nfs::mount_retrying(&t.share, &at, &t.options, true, Retry::default(), say)
             .map_err(|e| {
-                fatal(
-                    format!("mounting litetree {}", t.share),
-                    e,
-                    "check the litetree server and litetree.mntopts",
-                )
+                let what = format!("mounting litetree {}", t.share);
+                fatal(what, e, "check the litetree server and litetree.mntopts")
             })?;
-        let _ = writeln!(
-            log,
+        p.note(format!(
             "litetree {i}: {} on {} (options {:?})",
             t.share,
             at.display(),
             t.options
-        );
-        layout.trees.push(at);
-        mounts.push(m);
+        ));
+        p.mounts.push(m);
+        dirs.push(at);
     }
+    Ok(dirs)
+}
+
+/// Each entry applied; a failure is a line and the next is applied.
+fn apply_all(layout: &Layout, entries: &[Entry], p: &mut Progress, say: &Say) -> Done {
     let mut done = Done {
         trees: layout.trees.len(),
-        persistent: done_persistent,
         ..Done::default()
     };
-    for e in entries(&files, say) {
-        match apply(&layout, &e) {
+    for e in entries {
+        match apply(layout, e) {
             Ok(what) => {
                 done.applied += 1;
-                let _ = writeln!(log, "{} /{}: {what}", e.options, e.rel);
+                p.note(format!("{} /{}: {what}", e.options, e.rel));
             }
             Err(err) => {
                 done.failed += 1;
                 let line = format!("{} /{}: not applied: {err}", e.options, e.rel);
                 say(&format!("statelite: {line}"));
-                let _ = writeln!(log, "{line}");
+                p.note(line);
             }
         }
     }
-    mtab_link(newroot, &mut log);
-    if let Err(e) = fs::write(state.join("statelite.log"), &log) {
-        say(&format!("statelite: writing statelite.log: {e}"));
-    }
-    tmpfs.keep();
-    mounts.into_iter().for_each(Mounted::keep);
-    Ok(done)
+    done
 }
 
 fn fatal(what: String, e: io::Error, todo: &str) -> Failure {
@@ -547,7 +584,7 @@ fn ask(xcat: &str, command: &str, must_answer: bool, say: &Say) -> Result<Vec<St
 
 /// `/etc/mtab` as a link to the kernel's list, where the root is writable
 /// and it is not one yet.
-fn mtab_link(root: &Path, log: &mut String) {
+fn mtab_link(root: &Path, p: &mut Progress) {
     let mtab = root.join("etc/mtab");
     if fs::symlink_metadata(&mtab).is_ok_and(|m| m.file_type().is_symlink()) {
         return;
@@ -561,10 +598,10 @@ fn mtab_link(root: &Path, log: &mut String) {
             }
         })
         .and_then(|_| std::os::unix::fs::symlink("../proc/self/mounts", &mtab));
-    let _ = match made {
-        Ok(()) => writeln!(log, "/etc/mtab: linked to /proc/self/mounts"),
-        Err(e) => writeln!(log, "/etc/mtab: left as it is ({e})"),
-    };
+    p.note(match made {
+        Ok(()) => "/etc/mtab: linked to /proc/self/mounts".into(),
+        Err(e) => format!("/etc/mtab: left as it is ({e})"),
+    });
 }
 
 #[cfg(test)]
