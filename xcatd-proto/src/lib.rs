@@ -8,15 +8,21 @@
 //! * [`codec`] encodes/decodes documents in the layout xCAT clients expect.
 //! * [`framing`] reads documents off a byte stream with size and time limits.
 //! * [`client`] is the async TLS client used by `xcatclient` and by tests.
+//!
+//! [`framing`] and [`client`] need the `async` feature (the default); without
+//! it the crate is the types and the codec (the static initrd helper's use).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "async")]
 pub mod client;
 pub mod codec;
+#[cfg(feature = "async")]
 pub mod framing;
 mod types;
 pub mod view;
 
 pub use codec::{decode_request, decode_response, encode_request, encode_response, CodecError};
+#[cfg(feature = "async")]
 pub use framing::{FrameError, FrameLimits, RequestReader, ResponseReader};
 pub use types::{Element, NodeRecord, Request, Response};
 pub use view::{DataText, NodeLine, NodeShown, Shown};

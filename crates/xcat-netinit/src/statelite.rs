@@ -233,32 +233,44 @@ fn relink(at: &Path, target: &Path) -> io::Result<()> {
     std::os::unix::fs::symlink(target, at)
 }
 
+/// The copy kept on `sub` (the persistent mount, the local disk) at `rel`:
+/// made from `start` (or a litetree's copy) on the first boot only.
+fn kept_copy(
+    l: &Layout,
+    sub: &str,
+    e: &Entry,
+    start: PathBuf,
+) -> io::Result<(PathBuf, &'static str)> {
+    let kept = l.state(sub, &e.rel);
+    if fs::symlink_metadata(&kept).is_ok() {
+        return Ok((kept, "kept"));
+    }
+    fill(
+        l.source(&e.rel, start).as_deref(),
+        &kept,
+        e.rel.ends_with('/'),
+    )?;
+    Ok((kept, "first boot: copied"))
+}
+
+/// A `persistent` entry on a node without a persistent mount: in RAM.
+fn without_persistent(l: &Layout, e: &Entry) -> io::Result<String> {
+    let kind = if e.kind == Kind::Persistent {
+        Kind::Tmpfs
+    } else {
+        Kind::Link
+    };
+    apply(l, &Entry { kind, ..e.clone() })?;
+    Ok("kept in RAM: this node has no persistent mount (statelite.statemnt)".into())
+}
+
 /// Applies one entry; the returned text says what it became.
 pub fn apply(l: &Layout, e: &Entry) -> io::Result<String> {
     let dir = e.rel.ends_with('/');
     let tmp = l.state("tmpfs", &e.rel);
     let target = l.in_root(&e.rel);
-    let kind = match e.kind {
-        Kind::Persistent | Kind::LinkPersistent if !l.persistent => {
-            let k = if e.kind == Kind::Persistent {
-                Kind::Tmpfs
-            } else {
-                Kind::Link
-            };
-            apply(
-                l,
-                &Entry {
-                    kind: k,
-                    ..e.clone()
-                },
-            )?;
-            return Ok(
-                "kept in RAM: this node has no persistent mount (statelite.statemnt)".into(),
-            );
-        }
-        k => k,
-    };
-    match kind {
+    match e.kind {
+        Kind::Persistent | Kind::LinkPersistent if !l.persistent => without_persistent(l, e),
         Kind::Link => {
             fill(
                 l.source(&e.rel, l.default_copy(&e.rel)).as_deref(),
@@ -271,19 +283,14 @@ pub fn apply(l: &Layout, e: &Entry) -> io::Result<String> {
             ))
         }
         Kind::Localdisk if l.local => {
-            let kept = l.state("localdisk", &e.rel);
-            let fresh = fs::symlink_metadata(&kept).is_err();
-            if fresh {
-                fill(l.source(&e.rel, target.clone()).as_deref(), &kept, dir)?;
-            }
+            let (kept, how) = kept_copy(l, "localdisk", e, target.clone())?;
             bind(&kept, &target, false)?;
-            let how = if fresh { "first boot: copied" } else { "kept" };
             Ok(format!("on the local disk ({how})"))
         }
         Kind::Tmpfs | Kind::Localdisk => {
             fill(l.source(&e.rel, target.clone()).as_deref(), &tmp, dir)?;
             bind(&tmp, &target, false)?;
-            Ok(match kind {
+            Ok(match e.kind {
                 Kind::Localdisk => format!(
                     "in RAM, bind-mounted: this node has no file system labelled {}",
                     crate::localdisk::LABEL
@@ -291,26 +298,15 @@ pub fn apply(l: &Layout, e: &Entry) -> io::Result<String> {
                 _ => "copied into the tmpfs, bind-mounted".into(),
             })
         }
-        Kind::Persistent | Kind::LinkPersistent => {
-            let kept = l.state("persistent", &e.rel);
-            let fresh = fs::symlink_metadata(&kept).is_err();
-            if fresh {
-                let start = if kind == Kind::Persistent {
-                    target.clone()
-                } else {
-                    l.default_copy(&e.rel)
-                };
-                fill(l.source(&e.rel, start).as_deref(), &kept, dir)?;
-            }
-            if kind == Kind::Persistent {
-                bind(&kept, &target, false)?;
-            } else {
-                relink(&tmp, &l.booted("persistent", &e.rel))?;
-            }
-            Ok(format!(
-                "persistent ({})",
-                if fresh { "first boot: copied" } else { "kept" }
-            ))
+        Kind::Persistent => {
+            let (kept, how) = kept_copy(l, "persistent", e, target.clone())?;
+            bind(&kept, &target, false)?;
+            Ok(format!("persistent ({how})"))
+        }
+        Kind::LinkPersistent => {
+            let (_, how) = kept_copy(l, "persistent", e, l.default_copy(&e.rel))?;
+            relink(&tmp, &l.booted("persistent", &e.rel))?;
+            Ok(format!("persistent ({how})"))
         }
         Kind::Ro | Kind::LinkRo => {
             let Some((i, from)) = l.tree_copies(&e.rel).into_iter().next() else {
@@ -319,7 +315,7 @@ pub fn apply(l: &Layout, e: &Entry) -> io::Result<String> {
                     "no litetree directory has it",
                 ));
             };
-            if kind == Kind::Ro {
+            if e.kind == Kind::Ro {
                 bind(&from, &target, true)?;
             } else {
                 relink(&tmp, &l.booted(&format!("mnt/{i}"), &e.rel))?;
@@ -333,7 +329,7 @@ pub fn apply(l: &Layout, e: &Entry) -> io::Result<String> {
             for (_, c) in &copies {
                 copy::append(c, &tmp)?;
             }
-            if kind == Kind::Con {
+            if e.kind == Kind::Con {
                 bind(&tmp, &target, false)?;
             }
             Ok(format!("{} litetree copies concatenated", copies.len()))

@@ -1,6 +1,6 @@
 //! The boot-time requests a statelite node makes of xcatd, as xCAT's
 //! `rc.statelite` makes them: TLS to `XCAT=`'s host and port without a client
-//! certificate, one `<xcatrequest><command>litefile</command></xcatrequest>`,
+//! certificate, one request document for `litefile` (or `litetree`),
 //! the reply read to its end. The daemon answers for the node its address
 //! names, so the request carries no node.
 //!
@@ -51,7 +51,7 @@ pub fn request(xcat: &str, command: &str, timeout: Duration) -> Result<Vec<Strin
     let name = ServerName::IpAddress(std::net::IpAddr::V4(*addr.ip()).into());
     let conn = rustls::ClientConnection::new(config(), name)?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let req = format!("<xcatrequest><command>{command}</command></xcatrequest>\n");
+    let req = xcatd_proto::encode_request(&xcatd_proto::Request::new(command, Vec::new()));
     tls.write_all(req.as_bytes())?;
     tls.flush()?;
     let mut reply = Vec::new();
