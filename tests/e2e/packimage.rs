@@ -239,6 +239,9 @@ pub(crate) fn direct_boot(
     c
 }
 
+/// Power-on to the guest's sshd answering, at most.
+const SSH_WAIT: Duration = Duration::from_secs(360);
+
 #[test]
 #[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn captured_node_packs_and_netboots_under_qemu() {
@@ -340,7 +343,8 @@ fn captured_node_packs_and_netboots_under_qemu() {
     // Trust on first use, then strict checking: the guest's key is whatever it made
     // at boot, and must not be the captured node's.
     let kh = work.path().join("known_hosts");
-    let deadline = t0 + Duration::from_secs(120);
+    // TCG on a loaded two-core host: a minute alone, several beside the suite.
+    let deadline = t0 + SSH_WAIT;
     let mut scanned = String::new();
     while Instant::now() < deadline {
         let o = Command::new("ssh-keyscan")
@@ -365,7 +369,7 @@ fn captured_node_packs_and_netboots_under_qemu() {
     let console_text = || std::fs::read_to_string(&console).unwrap_or_default();
     assert!(
         scanned.contains("ssh-ed25519"),
-        "the guest's sshd did not answer within 2 minutes; console:\n{}",
+        "the guest's sshd did not answer within {SSH_WAIT:?}; console:\n{}",
         console_text()
     );
     std::fs::write(&kh, &scanned).unwrap();
@@ -413,5 +417,4 @@ fn captured_node_packs_and_netboots_under_qemu() {
         "no DHCP address on the NIC: {text}"
     );
     assert!(text.contains(&guest_blob), "{text}");
-    assert!(booted < Duration::from_secs(120), "boot took {booted:?}");
 }
