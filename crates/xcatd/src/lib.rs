@@ -30,7 +30,7 @@ mod server;
 mod tls;
 
 pub use config::Config;
-pub use dispatch::{Outcome, Registry, RegistryError};
+pub use dispatch::{served_commands, Outcome, Registry, RegistryError};
 pub use install_monitor::StatusSettings;
 pub use plugins::plugin_handlers;
 

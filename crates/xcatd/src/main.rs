@@ -37,10 +37,18 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// List the commands the daemon serves, one a line (the client's link names).
+    Commands,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(Cmd::Commands) = cli.cmd {
+        for c in xcatd::served_commands(&xcatd::plugin_handlers(false)) {
+            println!("{c}");
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("XCATD_LOG")
@@ -70,6 +78,7 @@ fn main() -> std::process::ExitCode {
                 user,
                 force,
             } => xcatd::init(cfg, client_dir, &user, force).await,
+            Cmd::Commands => unreachable!("answered before the configuration is read"),
         }
     });
     match result {
@@ -120,6 +129,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     info!(%addr, database = %xcatd::redact_url(&cfg.database_url()), "xcatd listening");
     // Tests and scripts wait for this line on stdout to learn the bound port.
     println!("listening on {addr}");
+    notify_ready();
 
     let shutdown = CancellationToken::new();
     tokio::spawn({
@@ -132,6 +142,26 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     });
     daemon.serve_with(listener, side, shutdown).await;
     Ok(())
+}
+
+/// Tell systemd (`Type=notify`) that requests are served: one `READY=1`
+/// datagram on `$NOTIFY_SOCKET`, a path or an abstract name (`@...`).
+/// Without the variable there is no service manager to tell.
+fn notify_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(name) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = name.as_encoded_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name),
+        None => SocketAddr::from_pathname(&name),
+    };
+    let sent = addr.and_then(|a| UnixDatagram::unbound()?.send_to_addr(b"READY=1", &a));
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "cannot tell the service manager that xcatd is ready");
+    }
 }
 
 /// SIGTERM and SIGINT, both meaning "shut down gracefully".
