@@ -12,6 +12,7 @@ mod load;
 mod makedhcp;
 mod nodeset;
 mod objects;
+mod package;
 mod packimage;
 mod probe_initrd;
 mod pxe_boot;
