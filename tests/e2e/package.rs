@@ -221,3 +221,50 @@ fn append(path: &Path, text: &str) {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     f.write_all(text.as_bytes()).expect("append");
 }
+
+/// The packaged files, unpacked into `dir` as dpkg would place them.
+fn unpack(deb: &Path, dir: &Path) {
+    host(
+        "dpkg-deb",
+        &[
+            "-x",
+            deb.to_str().expect("utf-8 path"),
+            dir.to_str().expect("utf-8 path"),
+        ],
+    );
+}
+
+#[test]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
+fn unit_file_passes_systemd_analyze_verify() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let deb = build_package("0.1.0~test1", tmp.path());
+    let root = tmp.path().join("root");
+    unpack(&deb, &root);
+    // verify loads the unit's dependencies (sysinit.target, ...) from the
+    // same root and checks that ExecStart's program is there: the root is
+    // the package's files beside this machine's own systemd units.
+    let units = root.join("usr/lib/systemd");
+    std::fs::create_dir_all(&units).expect("mkdir");
+    host(
+        "cp",
+        &[
+            "-a",
+            "/usr/lib/systemd/system",
+            units.to_str().expect("utf-8 path"),
+        ],
+    );
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(format!("--root={}", root.display()))
+        .arg("xcatd.service")
+        .stdin(Stdio::null())
+        .output()
+        .expect("systemd-analyze");
+    let text = output_text(&out);
+    // Unknown keys and bad values are only warnings: any output fails.
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify:\n{text}"
+    );
+}
