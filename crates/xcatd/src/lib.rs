@@ -25,6 +25,7 @@ mod certs;
 mod dhcp;
 mod dispatch;
 mod install_monitor;
+pub mod manpages;
 mod plugins;
 mod server;
 mod tls;
@@ -255,6 +256,13 @@ pub async fn init(
         println!("kept    {}", p.display());
     }
     let db = open_db(&cfg).await?;
+    seed(&db, &cfg).await?;
+    println!("database {} ready", redact_url(&cfg.database_url()));
+    Ok(())
+}
+
+/// The default rows (policy, site) `xcatd init` writes.
+async fn seed(db: &xcat_db::Db, cfg: &Config) -> anyhow::Result<()> {
     let (install_dir, tftp_dir) = (cfg.install_dir.display(), cfg.tftp_dir.display());
     let (install_dir, tftp_dir) = (install_dir.to_string(), tftp_dir.to_string());
     db.seed_defaults(&xcat_db::SiteSeeds {
@@ -264,7 +272,5 @@ pub async fn init(
         http_port: cfg.http.port(),
     })
     .await
-    .context("cannot seed the default table rows")?;
-    println!("database {} ready", redact_url(&cfg.database_url()));
-    Ok(())
+    .context("cannot seed the default table rows")
 }

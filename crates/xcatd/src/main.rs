@@ -39,15 +39,20 @@ enum Cmd {
     },
     /// List the commands the daemon serves, one a line (the client's link names).
     Commands,
+    /// Write the man pages (man1/ for every command, man5/, man8/) under DIR.
+    Manpages {
+        /// The directory (created when missing).
+        dir: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Some(Cmd::Commands) = cli.cmd {
-        for c in xcatd::served_commands(&xcatd::plugin_handlers(false)) {
-            println!("{c}");
-        }
-        return std::process::ExitCode::SUCCESS;
+    // Neither reads a configuration: they describe the program itself.
+    match &cli.cmd {
+        Some(Cmd::Commands) => return list_commands(),
+        Some(Cmd::Manpages { dir }) => return write_manpages(dir),
+        _ => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -78,13 +83,38 @@ fn main() -> std::process::ExitCode {
                 user,
                 force,
             } => xcatd::init(cfg, client_dir, &user, force).await,
-            Cmd::Commands => unreachable!("answered before the configuration is read"),
+            Cmd::Commands | Cmd::Manpages { .. } => {
+                unreachable!("answered before the configuration is read")
+            }
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
+            eprintln!("xcatd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn list_commands() -> std::process::ExitCode {
+    for c in xcatd::served_commands(&xcatd::plugin_handlers(false)) {
+        println!("{c}");
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+fn write_manpages(dir: &std::path::Path) -> std::process::ExitCode {
+    use clap::CommandFactory;
+    match xcatd::manpages::write_all(dir, &Cli::command()) {
+        Ok(pages) => {
+            for p in pages {
+                println!("{}", p.display());
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("xcatd: {e:#}");
             std::process::ExitCode::FAILURE
         }
