@@ -206,6 +206,11 @@ fn first_install_is_complete(root: &Path) {
     let mode = std::fs::metadata(root.join("var/lib/xcatd")).expect("state dir");
     assert_eq!(mode.permissions().mode() & 0o777, 0o700);
     assert!(root.join("lib/systemd/system/xcatd.service").exists());
+    let completion = root.join("usr/share/bash-completion/completions/capimage");
+    assert_eq!(
+        std::fs::read_link(&completion).ok(),
+        Some(PathBuf::from("xcatclient"))
+    );
     for page in [
         "man8/xcatd.8.gz",
         "man5/xcatd.toml.5.gz",
