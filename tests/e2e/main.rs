@@ -10,6 +10,7 @@ mod completion;
 mod daemon;
 mod geninitrd;
 mod load;
+mod logging;
 mod makedhcp;
 mod nodeset;
 mod objects;

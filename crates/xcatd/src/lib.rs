@@ -25,6 +25,7 @@ mod certs;
 mod dhcp;
 mod dispatch;
 mod install_monitor;
+pub mod logging;
 pub mod manpages;
 mod plugins;
 mod server;
@@ -87,6 +88,15 @@ impl Daemon {
             dhcp,
             status,
         })
+    }
+
+    /// The supervised dnsmasq, as handlers reach it (none when the daemon
+    /// runs no DHCP server): SIGHUP restarts it on its configuration.
+    pub fn dhcp_handle(&self) -> xcat_plugin::boot::DhcpServerHandle {
+        self.dhcp
+            .as_ref()
+            .map(dhcp::Supervisor::handle)
+            .unwrap_or_default()
     }
 
     /// Bind the boot service's (`[http] listen`) and the install
