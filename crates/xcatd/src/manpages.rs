@@ -163,7 +163,7 @@ pub fn command_page(h: &CommandHelp) -> String {
         }
     }
     s.push_str(&format!(
-        ".SH DESCRIPTION\n{} is a link to xcatclient(1), which sends the command line to \
+        ".SH DESCRIPTION\n{} is a link to \\fBxcatclient\\fR (see \\fBxcatclient \\-h\\fR), which sends the command line to \
          xcatd(8) (XCATHOST, default localhost:3001) and prints the reply; the exit \
          status is the OR of the reply's error codes.\n",
         roff(h.name)
@@ -189,7 +189,7 @@ pub fn daemon_page(cli: &clap::Command) -> String {
     }
     s.push_str(
         ".SH FILES\n/etc/xcatd/xcatd.toml, /etc/xcat/cert/, /var/lib/xcatd/\n\
-         .SH SEE ALSO\nxcatd.toml(5), xcatclient(1)\n",
+         .SH SEE ALSO\nxcatd.toml(5)\n",
     );
     s
 }
