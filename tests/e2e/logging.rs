@@ -1,6 +1,7 @@
-//! The daemon's log options and SIGHUP: `--log-format json` writes one JSON
-//! object a line, `--log-file` goes to a file that SIGHUP opens again under
-//! its name after rotation, and SIGHUP applies a changed `log_level`.
+//! The daemon as a service: `--log-format json` writes one JSON object a
+//! line, `--log-file` goes to a file that SIGHUP opens again under its name
+//! after rotation, SIGHUP applies a changed `log_level`, and systemd's
+//! `Type=notify` hears `READY=1` once requests are served.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -121,4 +122,38 @@ fn json_log_file_is_reopened_and_its_level_reloaded_on_sighup() {
     );
     xcatd_tests::host("kill", &["-TERM", &child.id().to_string()]);
     assert!(child.wait().expect("wait").success());
+}
+
+#[test]
+#[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
+fn ready_is_sent_on_notify_socket_after_the_port_is_bound() {
+    use std::os::unix::net::UnixDatagram;
+    let mut fixture = Daemon::start();
+    fixture.stop();
+    let socket_path = fixture.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut child = Command::new(bin("xcatd"))
+        .arg("--config")
+        .arg(&fixture.config_path)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start xcatd");
+    let mut buf = [0u8; 64];
+    let n = socket.recv(&mut buf).expect("READY=1 within 30 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    // By then the port is bound: "listening on" was printed before it. The
+    // daemon is stopped first, so reading its output ends whatever it said.
+    xcatd_tests::host("kill", &["-TERM", &child.id().to_string()]);
+    let stdout = child.stdout.take().expect("stdout");
+    let printed = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("listening on "));
+    assert!(child.wait().expect("wait").success());
+    assert!(printed, "READY=1 came without \"listening on\"");
 }
