@@ -19,9 +19,8 @@ struct Cli {
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Log lines as text or as one JSON object each (for log shippers).
-    #[arg(long, global = true, value_name = "FORMAT", default_value = "text",
-          value_parser = ["text", "json"])]
-    log_format: String,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     /// Log to this file (appending; SIGHUP opens it again after rotation)
     /// instead of stderr.
     #[arg(long, global = true, value_name = "FILE")]
@@ -63,13 +62,9 @@ fn main() -> std::process::ExitCode {
         Some(Cmd::Manpages { dir }) => return write_manpages(dir),
         _ => {}
     }
-    let format = match cli.log_format.as_str() {
-        "json" => LogFormat::Json,
-        _ => LogFormat::Text,
-    };
     let env_filter = std::env::var("XCATD_LOG").ok();
     let log = match logging::init(
-        format,
+        cli.log_format,
         cli.log_file.as_deref(),
         env_filter.as_deref().unwrap_or("info"),
     ) {

@@ -176,7 +176,10 @@ pub fn command_page(h: &CommandHelp) -> String {
 pub fn daemon_page(cli: &clap::Command) -> String {
     let mut s = header("xcatd", 8, "System administration");
     s.push_str(".SH NAME\nxcatd \\- xCAT\\-compatible management daemon\n");
-    s.push_str(".SH SYNOPSIS\n.B xcatd\n[\\-\\-config \\fIFILE\\fR] [\\fICOMMAND\\fR]\n");
+    s.push_str(
+        ".SH SYNOPSIS\n.B xcatd\n[\\-\\-config \\fIFILE\\fR] [\\-\\-log\\-format text|json] \
+         [\\-\\-log\\-file \\fIFILE\\fR] [\\fICOMMAND\\fR]\n",
+    );
     s.push_str(".SH OPTIONS\n");
     s.push_str(&arguments(cli));
     s.push_str(".SH COMMANDS\n");
@@ -187,6 +190,11 @@ pub fn daemon_page(cli: &clap::Command) -> String {
         }
         s.push_str(&arguments(sub));
     }
+    s.push_str(
+        ".SH SIGNALS\nSIGTERM, SIGINT: stop accepting, let running commands finish for \
+         shutdown_grace, then cancel them.\nSIGHUP: open the log file again (after rotation), \
+         apply log_level from the configuration, restart a supervised dnsmasq.\n",
+    );
     s.push_str(
         ".SH FILES\n/etc/xcatd/xcatd.toml, /etc/xcat/cert/, /var/lib/xcatd/\n\
          .SH SEE ALSO\nxcatd.toml(5)\n",
