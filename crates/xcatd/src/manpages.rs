@@ -192,7 +192,7 @@ pub fn daemon_page(cli: &clap::Command) -> String {
     }
     s.push_str(
         ".SH SIGNALS\nSIGTERM, SIGINT: stop accepting, let running commands finish for \
-         shutdown_grace, then cancel them.\nSIGHUP: open the log file again (after rotation), \
+         shutdown_grace, then cancel them.\n.PP\nSIGHUP: open the log file again (after rotation), \
          apply log_level from the configuration, restart a supervised dnsmasq.\n",
     );
     s.push_str(
