@@ -39,6 +39,9 @@ const STANZA_COMMANDS: &[&str] = &["mkdef", "chdef"];
 
 pub enum Parsed {
     Help,
+    /// `xcatclient --noderange-commands`: the commands whose first word is a
+    /// noderange, one a line (the shell completion asks).
+    NoderangeCommands(&'static [&'static str]),
     Request(Box<Request>),
 }
 
@@ -55,6 +58,9 @@ pub fn build_request(argv: &[String]) -> anyhow::Result<Parsed> {
     let (command, words): (String, &[String]) = if prog == "xcatclient" {
         match argv.get(1).map(String::as_str) {
             None | Some("-h") | Some("--help") => return Ok(Parsed::Help),
+            Some("--noderange-commands") => {
+                return Ok(Parsed::NoderangeCommands(NODERANGE_COMMANDS))
+            }
             Some(c) => (c.to_string(), &argv[2..]),
         }
     } else {
@@ -220,7 +226,7 @@ mod tests {
         let v: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         match build_request(&v).unwrap() {
             Parsed::Request(r) => *r,
-            Parsed::Help => panic!("help"),
+            _ => panic!("not a request"),
         }
     }
 

@@ -24,6 +24,7 @@ const USAGE: &str = "\
 Usage: xcatclient <command> [noderange] [args...]
        <command> [noderange] [args...]      (called through a link named after the command)
        xcatclient -h | --help
+       xcatclient --noderange-commands   (the commands whose first word is a noderange)
 
 Sends one request to xcatd and prints the reply.
 
@@ -65,6 +66,12 @@ fn main() -> ExitCode {
     let mut request = match args::build_request(&argv) {
         Ok(args::Parsed::Help) => {
             println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(args::Parsed::NoderangeCommands(commands)) => {
+            for c in commands {
+                println!("{c}");
+            }
             return ExitCode::SUCCESS;
         }
         Ok(args::Parsed::Request(r)) => *r,

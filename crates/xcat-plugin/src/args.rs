@@ -17,6 +17,7 @@
 //! Parsing is strict: an unknown option or a word the command does not take
 //! is an error, never ignored. A repeated option keeps its last value.
 
+use std::cell::RefCell;
 use std::fmt::Display;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -98,6 +99,7 @@ impl Syntax {
             a => a,
         };
         let mut cmd = self.command(T::command());
+        record_definition(self.name, &cmd);
         let argv = std::iter::once(self.name).chain(args.iter().map(String::as_str));
         // Parsing in place leaves `cmd` built, as `describe` needs it.
         let matches = match cmd.try_get_matches_from_mut(argv) {
@@ -177,6 +179,74 @@ impl Syntax {
             VersionFlag::Own => cmd,
         }
     }
+}
+
+/// One option of a command's clap definition: its spellings, as the man
+/// pages list them and the test that compares them with `-h` reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionSpec {
+    pub short: Option<char>,
+    pub long: Option<String>,
+    /// The value's name (`PROFILE`), for an option that takes one.
+    pub value: Option<String>,
+}
+
+impl OptionSpec {
+    /// `-p`, `--profile` or `-p, --profile`.
+    pub fn spellings(&self) -> Vec<String> {
+        let short = self.short.map(|c| format!("-{c}"));
+        let long = self.long.as_ref().map(|l| format!("--{l}"));
+        short.into_iter().chain(long).collect()
+    }
+}
+
+/// The definitions [`collect_definitions`] gathers: command name, options.
+pub type Definitions = Vec<(&'static str, Vec<OptionSpec>)>;
+
+thread_local! {
+    /// Set only while [`collect_definitions`] runs: a daemon serving
+    /// requests never records anything.
+    static COLLECTED: RefCell<Option<Definitions>> = const { RefCell::new(None) };
+}
+
+/// Run `f` and return, beside its result, the option definitions of every
+/// command line parsed on this thread meanwhile. The definitions stay
+/// private to each plugin; asking a command for `-h` through this shows
+/// them, which is how the man pages are generated from the definitions
+/// themselves (a current-thread runtime keeps the handlers on this thread).
+pub fn collect_definitions<R>(f: impl FnOnce() -> R) -> (R, Definitions) {
+    COLLECTED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let r = f();
+    let defs = COLLECTED
+        .with(|c| c.borrow_mut().take())
+        .unwrap_or_default();
+    (r, defs)
+}
+
+fn record_definition(name: &'static str, cmd: &Command) {
+    COLLECTED.with(|c| {
+        if let Some(defs) = c.borrow_mut().as_mut() {
+            let options = cmd
+                .get_arguments()
+                .filter(|a| !a.is_positional() && !a.is_hide_set())
+                .map(|a| OptionSpec {
+                    short: a.get_short(),
+                    long: a.get_long().map(str::to_string),
+                    value: takes_value(a).then(|| {
+                        a.get_value_names().and_then(|v| v.first()).map_or_else(
+                            || a.get_id().to_string().to_uppercase(),
+                            |v| v.to_string(),
+                        )
+                    }),
+                })
+                .collect();
+            defs.push((name, options));
+        }
+    });
+}
+
+fn takes_value(a: &Arg) -> bool {
+    matches!(a.get_action(), ArgAction::Set | ArgAction::Append)
 }
 
 /// clap's error in the project's words (its own text names clap's notions:

@@ -54,6 +54,10 @@ pub struct Config {
     pub shutdown_grace: u64,
     /// Register the commands the test suite uses (never in production).
     pub enable_test_commands: bool,
+    /// The log filter (`info`, `debug`, `xcatd=debug,info`: tracing's
+    /// directives); SIGHUP applies a changed value. `XCATD_LOG`, when set,
+    /// wins over it.
+    pub log_level: String,
     /// Name this server reports (`xcatdsource`) and trusts in the default policy;
     /// empty means the short host name.
     pub server_name: String,
@@ -94,6 +98,7 @@ impl Default for Config {
             write_timeout: 300,
             shutdown_grace: 30,
             enable_test_commands: false,
+            log_level: "info".into(),
             server_name: String::new(),
             ssh: xcat_remote::SshConfig::default(),
             capture: Default::default(),

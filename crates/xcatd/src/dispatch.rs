@@ -18,6 +18,20 @@ use xcatd_proto::NodeRecord;
 /// Commands the daemon answers itself.
 const BUILTINS: &[&str] = &["authcheck", "noderange"];
 
+/// Every command `handlers` and the daemon itself answer, sorted: the
+/// names the client is linked as (`xcatd commands`, what packaging reads).
+pub fn served_commands(handlers: &[Arc<dyn Handler>]) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = handlers
+        .iter()
+        .flat_map(|h| h.commands())
+        .copied()
+        .collect();
+    v.extend(BUILTINS);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Why a registry cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

@@ -25,12 +25,14 @@ mod certs;
 mod dhcp;
 mod dispatch;
 mod install_monitor;
+pub mod logging;
+pub mod manpages;
 mod plugins;
 mod server;
 mod tls;
 
 pub use config::Config;
-pub use dispatch::{Outcome, Registry, RegistryError};
+pub use dispatch::{served_commands, Outcome, Registry, RegistryError};
 pub use install_monitor::StatusSettings;
 pub use plugins::plugin_handlers;
 
@@ -86,6 +88,15 @@ impl Daemon {
             dhcp,
             status,
         })
+    }
+
+    /// The supervised dnsmasq, as handlers reach it (none when the daemon
+    /// runs no DHCP server): SIGHUP restarts it on its configuration.
+    pub fn dhcp_handle(&self) -> xcat_plugin::boot::DhcpServerHandle {
+        self.dhcp
+            .as_ref()
+            .map(dhcp::Supervisor::handle)
+            .unwrap_or_default()
     }
 
     /// Bind the boot service's (`[http] listen`) and the install
@@ -255,6 +266,13 @@ pub async fn init(
         println!("kept    {}", p.display());
     }
     let db = open_db(&cfg).await?;
+    seed(&db, &cfg).await?;
+    println!("database {} ready", redact_url(&cfg.database_url()));
+    Ok(())
+}
+
+/// The default rows (policy, site) `xcatd init` writes.
+async fn seed(db: &xcat_db::Db, cfg: &Config) -> anyhow::Result<()> {
     let (install_dir, tftp_dir) = (cfg.install_dir.display(), cfg.tftp_dir.display());
     let (install_dir, tftp_dir) = (install_dir.to_string(), tftp_dir.to_string());
     db.seed_defaults(&xcat_db::SiteSeeds {
@@ -264,7 +282,5 @@ pub async fn init(
         http_port: cfg.http.port(),
     })
     .await
-    .context("cannot seed the default table rows")?;
-    println!("database {} ready", redact_url(&cfg.database_url()));
-    Ok(())
+    .context("cannot seed the default table rows")
 }

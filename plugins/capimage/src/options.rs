@@ -14,7 +14,7 @@ Usage: capimage <node> [-p|--profile PROFILE] [-o|--osimage IMAGE] [-x|--exlist 
                 [--transport-compress auto|none|gzip|zstd]
                 [--pack cpio.gz|cpio.xz|cpio.zst|tar.gz|tar.xz|tar.zst|squashfs|none]
                 [--dry-run] [--keep N] [--no-sysclean] [-i BOOTIF] [-n NETDRIVERS]
-                [-t diskless] [-V|--verbose]
+                [-t|--type diskless] [-V|--verbose]
        capimage -h|--help
        capimage -v|--version
 Captures the root filesystem of a running diskful node into the netboot image

@@ -48,8 +48,9 @@ struct Args {
     /// This server only (there are no service nodes to forward to).
     #[arg(short = 'l', long = "localonly")]
     _local: bool,
-    /// ISC statements: not expressible for dnsmasq.
-    #[arg(short = 's')]
+    /// ISC statements: not expressible for dnsmasq. Accepted only to be
+    /// refused with that reason, so no usage text or man page shows it.
+    #[arg(short = 's', hide = true)]
     statements: Option<String>,
 }
 

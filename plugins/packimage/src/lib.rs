@@ -55,7 +55,7 @@ pub fn handlers() -> Vec<Arc<dyn Handler>> {
 }
 
 pub const USAGE: &str =
-    "Usage: packimage [-m cpio|tar|squashfs] [-c gzip|pigz|xz|zstd] <imagename>\n       \
+    "Usage: packimage [-m|--method cpio|tar|squashfs] [-c|--compress gzip|pigz|xz|zstd] <imagename>\n       \
                          packimage -h|--help\n       packimage -v|--version";
 
 /// The command's name and usage for the shared parser.

@@ -15,7 +15,7 @@ const SYNTAX: Syntax = Syntax::new(
     "chtab",
     "Usage: chtab keycolname=keyvalue[,keycolname=keyvalue...] tablename.colname=newvalue [tablename.colname=newvalue...]
        chtab keycolname=keyvalue[,keycolname=keyvalue...] tablename.colname+=newvalue [...]
-       chtab -d keycolname=keyvalue[,keycolname=keyvalue...] tablename [tablename...]
+       chtab -d|--delete keycolname=keyvalue[,keycolname=keyvalue...] tablename [tablename...]
        chtab [-?|-h|--help]
        chtab [-v|--version]
   e.g. chtab key=xcatdport site.value=3001

@@ -11,7 +11,7 @@ use xcat_plugin::{
 
 const SYNTAX: Syntax = Syntax::new(
     "tabrestore",
-    "Usage: tabrestore [-a] [-t table] <tablename>.csv
+    "Usage: tabrestore [-a|--addrows] [-t|--table table] <tablename>.csv
        tabrestore [-?|-h|--help]
        tabrestore [-v|--version]
   -a        add the rows to the table instead of replacing its contents

@@ -24,7 +24,8 @@ use xcat_plugin::{
 };
 use xcat_remote::{NodeEvent, Remote, RemoteError, Target};
 
-pub const USAGE: &str = "Usage: xdsh <noderange> [-f fanout] [-t timeout] [-l user] <command>
+pub const USAGE: &str =
+    "Usage: xdsh <noderange> [-f|--fanout fanout] [-t|--timeout timeout] [-l|--user user] <command>
        xdsh -h|--help
        xdsh -V|--version";
 

@@ -18,7 +18,7 @@ const SYNTAX: Syntax = Syntax::new(
     "lsdef",
     "Usage: lsdef - List xCAT data object definitions.
   lsdef [-h|--help] [-t object-types]
-  lsdef [-V|--verbose] [-t object-types] [-o object-names] [-l|--long]
+  lsdef [-V|--verbose] [-t|--type object-types] [-o|--object object-names] [-l|--long]
       [-s|--short] [-a|--all] [-S] [-z|--stanza] [-c|--compress]
       [-i attr-list] [-w attr==val [-w attr=~val] ...] [noderange]
   lsdef [-v|--version]
