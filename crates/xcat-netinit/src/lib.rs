@@ -75,6 +75,7 @@ pub mod nic;
 pub mod pipeline;
 pub mod progress;
 pub mod record;
+pub mod retry;
 pub mod statelite;
 #[allow(unsafe_code)]
 mod sys;

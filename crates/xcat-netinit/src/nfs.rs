@@ -5,6 +5,7 @@
 
 use crate::error::Say;
 use crate::mount::{self, Mounted};
+pub use crate::retry::Retry;
 use rustix::mount::MountFlags;
 use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -130,23 +131,16 @@ pub fn mount(share: &Share, at: &Path, admin_opts: &str, read_only: bool) -> io:
 }
 
 /// How often and how long a mount is tried before the caller gives up.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    pub tries: u32,
-    pub first_wait: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Retry {
-        Retry {
-            tries: 6,
-            first_wait: Duration::from_secs(2),
-        }
+pub fn default_retry() -> Retry {
+    Retry {
+        tries: 6,
+        first_wait: Duration::from_secs(2),
+        max_wait: Duration::from_secs(30),
     }
 }
 
-/// [`mount`], tried `retry.tries` times with doubling waits (up to 30 s),
-/// each failure a line naming the share, the options and the error.
+/// [`mount`], tried as `retry` says, each failure a line naming the share,
+/// the options and the error.
 pub fn mount_retrying(
     share: &Share,
     at: &Path,
@@ -155,25 +149,19 @@ pub fn mount_retrying(
     retry: Retry,
     say: &Say,
 ) -> io::Result<Mounted> {
-    let mut wait = retry.first_wait;
-    let mut attempt = 1;
-    loop {
-        match mount(share, at, admin_opts, read_only) {
-            Ok(m) => return Ok(m),
-            Err(e) if attempt >= retry.tries => return Err(e),
-            Err(e) => say(&format!(
+    retry.run(
+        || mount(share, at, admin_opts, read_only),
+        |attempt, e, wait| {
+            say(&format!(
                 "mounting NFS {share} on {} (options {:?}): {e}; try {attempt} of {}, again in {}s; \
                  check the NFS server, its export and the options (statelite.mntopts, osimage.nfsrootopts)",
                 at.display(),
                 options(share, admin_opts, None),
                 retry.tries,
                 wait.as_secs()
-            )),
-        }
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(Duration::from_secs(30));
-        attempt += 1;
-    }
+            ))
+        },
+    )
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::cmdline::Cmdline;
 use crate::copy;
 use crate::error::{Exit, Failure, Say};
 use crate::mount;
-use crate::nfs::{self, Retry, Share};
+use crate::nfs::{self, Share};
 use rustix::mount::MountFlags;
 use std::path::Path;
 
@@ -54,7 +54,7 @@ pub fn mount_root(
     for p in [&tree, &top, newroot] {
         mount::unmount_stale(p);
     }
-    let tree_mount = nfs::mount_retrying(&share, &tree, &opts, true, Retry::default(), say)
+    let tree_mount = nfs::mount_retrying(&share, &tree, &opts, true, nfs::default_retry(), say)
         .map_err(|e| retry(&format!("mounting the NFS root {share}"), e))?;
     let top_mount = mount::tmpfs(&top, None)
         .map_err(|e| retry("mounting a tmpfs for the rootfs additions", e))?;

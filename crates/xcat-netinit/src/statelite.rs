@@ -22,7 +22,8 @@ use crate::cmdline::Cmdline;
 use crate::copy;
 use crate::error::{Exit, Failure, Say};
 use crate::mount::{self, Mounted};
-use crate::nfs::{self, Retry, Share};
+use crate::nfs::{self, Share};
+use crate::retry::Retry;
 use crate::xcatreq;
 use rustix::mount::MountFlags;
 use std::fs;
@@ -459,7 +460,7 @@ fn mount_trees(
     let mut dirs = Vec::new();
     for (i, t) in trees.iter().enumerate() {
         let at = state.join(format!("mnt/{i}"));
-        let m = nfs::mount_retrying(&t.share, &at, &t.options, true, Retry::default(), say)
+        let m = nfs::mount_retrying(&t.share, &at, &t.options, true, nfs::default_retry(), say)
             .map_err(|e| {
                 let what = format!("mounting litetree {}", t.share);
                 fatal(what, e, "check the litetree server and litetree.mntopts")
@@ -535,7 +536,7 @@ fn persistent_mount(
     };
     let at = state.join("persistent");
     let todo = "check the NFS server and its export of statelite.statemnt (and statelite.mntopts)";
-    let top = nfs::mount_retrying(&share, &at, opts, false, Retry::default(), say)
+    let top = nfs::mount_retrying(&share, &at, opts, false, nfs::default_retry(), say)
         .map_err(|e| fatal(format!("mounting the persistent state {share}"), e, todo))?;
     let mine = at.join(node);
     if let Err(e) = fs::create_dir_all(&mine) {
@@ -548,7 +549,7 @@ fn persistent_mount(
     top.unmount()
         .map_err(|e| fatal(format!("unmounting {share}"), e, todo))?;
     let share = share.join(node);
-    let m = nfs::mount_retrying(&share, &at, opts, false, Retry::default(), say)
+    let m = nfs::mount_retrying(&share, &at, opts, false, nfs::default_retry(), say)
         .map_err(|e| fatal(format!("mounting the persistent state {share}"), e, todo))?;
     Ok(Some((share, m)))
 }
@@ -556,26 +557,31 @@ fn persistent_mount(
 /// The answer's lines; `must_answer`: an empty answer is tried again (as
 /// rc.statelite does, 15 times), since a litefile table is never empty.
 fn ask(xcat: &str, command: &str, must_answer: bool, say: &Say) -> Result<Vec<String>, Failure> {
-    let mut wait = Duration::from_secs(1);
-    for attempt in 1..=15 {
-        let why = match xcatreq::request(xcat, command, Duration::from_secs(30)) {
-            Ok(lines) if !lines.is_empty() || !must_answer => return Ok(lines),
-            Ok(_) => "an empty answer".to_string(),
-            Err(e) => e.to_string(),
-        };
-        say(&format!(
-            "statelite: {command} from xcatd at {xcat}: {why}; try {attempt} of 15, again in {}s",
-            wait.as_secs()
-        ));
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(Duration::from_secs(20));
-    }
-    Err(Failure::new(
-        Exit::Retry,
-        format!("statelite: {command} from xcatd at {xcat}"),
-        "no answer after 15 tries",
-        "check that xcatd runs, that this node's address is its hosts.ip, and the policy rows for litefile and litetree",
-    ))
+    let retry = Retry {
+        tries: 15,
+        first_wait: Duration::from_secs(1),
+        max_wait: Duration::from_secs(20),
+    };
+    let answer = || match xcatreq::request(xcat, command, Duration::from_secs(30)) {
+        Ok(lines) if !lines.is_empty() || !must_answer => Ok(lines),
+        Ok(_) => Err("an empty answer".to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    retry
+        .run(answer, |attempt, why, wait| {
+            say(&format!(
+                "statelite: {command} from xcatd at {xcat}: {why}; try {attempt} of 15, again in {}s",
+                wait.as_secs()
+            ))
+        })
+        .map_err(|_| {
+            Failure::new(
+                Exit::Retry,
+                format!("statelite: {command} from xcatd at {xcat}"),
+                "no answer after 15 tries",
+                "check that xcatd runs, that this node's address is its hosts.ip, and the policy rows for litefile and litetree",
+            )
+        })
 }
 
 /// `/etc/mtab` as a link to the kernel's list, where the root is writable
