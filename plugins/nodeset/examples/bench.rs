@@ -236,6 +236,10 @@ async fn main() {
         cases.push(case("postgres xnba", true, "xnba", n, true).await);
         cases.push(case("postgres grub2", true, "grub2", n, true).await);
     }
+    // BENCH_CASES=<word>: only the cases whose name holds it (to profile one).
+    if let Ok(only) = std::env::var("BENCH_CASES") {
+        cases.retain(|c| c.name.contains(&only));
+    }
     // One warm-up each (first file creation, caches), then interleaved runs.
     for c in cases.iter_mut() {
         once(c, scratch.path()).await;

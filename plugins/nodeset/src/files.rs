@@ -48,9 +48,12 @@ pub fn write_if_changed(path: &Path, content: &[u8]) -> io::Result<()> {
     write_atomic(path, content)
 }
 
-/// Whether `path` is readable and holds exactly `content`.
+/// Whether `path` is readable and holds exactly `content`. The size is
+/// looked at first: a file that changes mostly changes its length (another
+/// image, another state), and one stat is cheaper than open, read, close.
 fn holds(path: &Path, content: &[u8]) -> bool {
-    fs::read(path).is_ok_and(|c| c == content)
+    fs::metadata(path).is_ok_and(|m| m.len() == content.len() as u64)
+        && fs::read(path).is_ok_and(|c| c == content)
 }
 
 /// Make `link` a hard link of `target`, replacing what was there at once.

@@ -298,17 +298,37 @@ async fn images(
             Err(e) => loaded.insert(name.clone(), Err(e.to_string())),
         };
     }
-    set_nodetype(ctx, state, &report.nodes, &wanted, &loaded).await?;
+    // nodetype does not depend on the files nor they on it: the table
+    // write runs while the boot files are found, planned and written.
+    let updates = nodetype_updates(state, &report.nodes, &wanted, &loaded);
+    let nodetype = set_nodetype(ctx, updates);
+    let files = write_images(loaded, &wanted, &tables, opts, site, report, ctx, out);
+    tokio::try_join!(nodetype, files)?;
+    record_states(ctx, report).await
+}
+
+/// Copy each image's boot files, plan every node of it and write their files.
+#[allow(clippy::too_many_arguments)]
+async fn write_images(
+    loaded: HashMap<String, Result<Image, String>>,
+    wanted: &BTreeMap<String, Vec<usize>>,
+    tables: &NodeTables,
+    opts: Options,
+    site: &Site,
+    report: &mut Report,
+    ctx: &Context,
+    out: &Responder,
+) -> Result<(), HandlerError> {
     let prepared = prepare_all(loaded, site, opts, out).await?;
     ctx.check_cancelled()?;
     let resolver = Resolver::load();
     let pc = Ctx {
         site,
-        tables: &tables,
+        tables,
         resolver: &resolver,
     };
     let mut jobs = Vec::new();
-    for (name, idx) in &wanted {
+    for (name, idx) in wanted {
         for &i in idx {
             let node = &report.nodes[i];
             let planned = match &prepared[name] {
@@ -326,8 +346,7 @@ async fn images(
             }
         }
     }
-    write_plans(site, jobs, report).await?;
-    record_states(ctx, report).await
+    write_plans(site, jobs, report).await
 }
 
 fn image_failure(e: ImageError) -> HandlerError {
@@ -360,27 +379,38 @@ fn image_names(
     m
 }
 
+/// One `nodetype` update: these nodes get these values.
+type NodetypeUpdate = (Vec<String>, Vec<(&'static str, String)>);
+
 /// nodetype.provmethod, os, arch and profile from each image, for its nodes.
-async fn set_nodetype(
-    ctx: &Context,
+fn nodetype_updates(
     state: &State,
     nodes: &[String],
     wanted: &BTreeMap<String, Vec<usize>>,
     loaded: &HashMap<String, Result<Image, String>>,
-) -> Result<(), HandlerError> {
+) -> Vec<NodetypeUpdate> {
+    let mut updates = Vec::new();
     for (name, idx) in wanted {
         let Some(Ok(img)) = loaded.get(name) else {
             continue;
         };
         let names: Vec<String> = idx.iter().map(|&i| nodes[i].clone()).collect();
         let mut values = vec![
-            ("os", img.osvers.as_str()),
-            ("arch", img.osarch.as_str()),
-            ("profile", img.profile.as_str()),
+            ("os", img.osvers.clone()),
+            ("arch", img.osarch.clone()),
+            ("profile", img.profile.clone()),
         ];
         if matches!(state, State::Image(_)) {
-            values.push(("provmethod", img.name.as_str()));
+            values.push(("provmethod", img.name.clone()));
         }
+        updates.push((names, values));
+    }
+    updates
+}
+
+async fn set_nodetype(ctx: &Context, updates: Vec<NodetypeUpdate>) -> Result<(), HandlerError> {
+    for (names, values) in updates {
+        let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
         ctx.db.set_for_nodes("nodetype", &names, &values).await?;
     }
     Ok(())
