@@ -9,6 +9,7 @@ mod capimage_options;
 mod completion;
 mod daemon;
 mod geninitrd;
+mod imgverify;
 mod load;
 mod logging;
 mod makedhcp;

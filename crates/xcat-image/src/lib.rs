@@ -32,6 +32,7 @@ pub mod manifest_store;
 pub mod pack;
 pub mod publish;
 pub mod report;
+pub mod signature;
 pub mod skeleton;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -782,6 +782,70 @@ fn entry_from_stat(
     }
 }
 
+/// The entry `name` of `dir` (recorded as `path`), with its stat; None when
+/// it is not there. Regular files are hashed, symlinks read, nothing followed.
+fn entry_at(
+    dir: &OwnedFd,
+    name: &[u8],
+    path: Vec<u8>,
+) -> io::Result<Option<(ManifestEntry, rustix::fs::Stat)>> {
+    let Some(st) = lstat_at(dir, name)? else {
+        return Ok(None);
+    };
+    let kind = EntryType::from_mode(st.st_mode);
+    let xattrs = Arc::new(read_xattrs_path(&proc_path(dir, name)?)?);
+    let mut sha = None;
+    let mut link = None;
+    match kind {
+        EntryType::File => {
+            let fd = rustix::fs::openat(
+                dir,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let fst = rustix::fs::fstat(&fd)?;
+            if fst.st_ino != st.st_ino {
+                return Err(io::Error::other(format!(
+                    "{} changed while scanning",
+                    display_path(&path)
+                )));
+            }
+            #[allow(clippy::unnecessary_cast)]
+            let size = fst.st_size as u64;
+            sha = Some(hash_fd(&fd, size)?);
+        }
+        EntryType::Symlink => {
+            link = Some(rustix::fs::readlinkat(dir, name, Vec::new())?.into_bytes());
+        }
+        _ => {}
+    }
+    Ok(Some((entry_from_stat(path, &st, sha, link, xattrs), st)))
+}
+
+/// One entry of the tree at `root` as [`scan_tree`] records it (its
+/// hard-link group left unset), or None when it is not there. `rel` is
+/// relative, without the leading `/` (empty: the root itself).
+pub fn scan_entry(root: &Path, rel: &[u8]) -> io::Result<Option<ManifestEntry>> {
+    let r = Root::open(root)?;
+    if rel.is_empty() {
+        let fd = r.open_dir(b"")?;
+        let st = rustix::fs::fstat(&fd)?;
+        let xattrs = Arc::new(read_xattrs_path(&proc_path(&fd, b"")?)?);
+        return Ok(Some(entry_from_stat(Vec::new(), &st, None, None, xattrs)));
+    }
+    let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&b""[..], rel),
+    };
+    let dir = match r.open_dir(parent) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(entry_at(&dir, name, rel.to_vec())?.map(|(e, _)| e))
+}
+
 fn walk(
     dir: &OwnedFd,
     prefix: Vec<u8>,
@@ -797,37 +861,10 @@ fn walk(
             path.push(b'/');
         }
         path.extend_from_slice(&name);
-        let Some(st) = lstat_at(dir, &name)? else {
+        let Some((entry, st)) = entry_at(dir, &name, path.clone())? else {
             continue;
         };
-        let kind = EntryType::from_mode(st.st_mode);
-        let xattrs = Arc::new(read_xattrs_path(&proc_path(dir, &name)?)?);
-        let mut sha = None;
-        let mut link = None;
-        match kind {
-            EntryType::File => {
-                let fd = rustix::fs::openat(
-                    dir,
-                    &name[..],
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
-                let fst = rustix::fs::fstat(&fd)?;
-                if fst.st_ino != st.st_ino {
-                    return Err(io::Error::other(format!(
-                        "{} changed while scanning",
-                        display_path(&path)
-                    )));
-                }
-                #[allow(clippy::unnecessary_cast)]
-                let size = fst.st_size as u64;
-                sha = Some(hash_fd(&fd, size)?);
-            }
-            EntryType::Symlink => {
-                link = Some(rustix::fs::readlinkat(dir, &name[..], Vec::new())?.into_bytes());
-            }
-            _ => {}
-        }
+        let kind = entry.kind;
         #[allow(clippy::unnecessary_cast)]
         if kind != EntryType::Dir && st.st_nlink as u64 > 1 {
             inodes
@@ -835,7 +872,7 @@ fn walk(
                 .or_default()
                 .push(path.clone());
         }
-        m.insert(entry_from_stat(path.clone(), &st, sha, link, xattrs));
+        m.insert(entry);
         #[allow(clippy::unnecessary_cast)]
         if kind == EntryType::Dir && st.st_dev as u64 == dev {
             let sub = rustix::fs::openat2(

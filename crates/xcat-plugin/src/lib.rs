@@ -77,6 +77,9 @@ pub struct Settings {
     pub dhcp: boot::DhcpSettings,
     /// The binaries of the stateless initrd.
     pub initrd: boot::InitrdSettings,
+    /// The image-signing key (ed25519, `<cert_dir>/image-signing.key`,
+    /// made by `xcatd init`); images are published unsigned without it.
+    pub image_key: PathBuf,
 }
 
 /// The budgets of one capture (the daemon's `[capture]` section): the node is

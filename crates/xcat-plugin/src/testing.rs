@@ -71,7 +71,10 @@ impl Harness {
             http: Default::default(),
             dhcp: Default::default(),
             initrd: Default::default(),
+            image_key: sub("cert").join("image-signing.key"),
         };
+        // as `xcatd init` makes it: the images a test publishes are signed
+        xcat_image::signature::SigningKey::create(&settings.image_key).expect("image-signing key");
         Harness {
             db,
             settings: Arc::new(settings),

@@ -187,8 +187,14 @@ fn issue(ca: &Ca, cn: &str, sans: Vec<SanType>, server: bool) -> anyhow::Result<
     Ok(format!("{}{}", cert.pem(), key.serialize_pem()))
 }
 
-/// Create what is missing: CA, server credential, and a client credential for
-/// `user` in `client_dir`.
+/// Where the image-signing key lives in `cert_dir`.
+pub fn image_key_path(cert_dir: &Path) -> PathBuf {
+    cert_dir.join("image-signing.key")
+}
+
+/// Create what is missing: CA, server credential, a client credential for
+/// `user` in `client_dir`, and the image-signing key (never replaced, not
+/// even with `force`: images signed with it must stay verifiable).
 pub fn init(
     cert_dir: &Path,
     server_name: &str,
@@ -223,6 +229,12 @@ pub fn init(
         report.created.push(client_ca);
     } else {
         report.kept.push(client_ca);
+    }
+    let image_key = image_key_path(cert_dir);
+    if xcat_image::signature::SigningKey::create(&image_key)? {
+        report.created.push(image_key);
+    } else {
+        report.kept.push(image_key);
     }
     Ok(report)
 }

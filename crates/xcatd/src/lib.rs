@@ -192,6 +192,7 @@ fn settings_of(config: &Config) -> Settings {
         http: config.http.clone(),
         dhcp: config.dhcp.clone(),
         initrd: config.initrd.clone(),
+        image_key: certs::image_key_path(&config.cert_dir),
     }
 }
 

@@ -19,6 +19,7 @@ pub fn plugin_handlers(enable_test_commands: bool) -> Vec<Arc<dyn Handler>> {
     v.extend(plugin_geninitrd::handlers());
     v.extend(plugin_nodeset::handlers());
     v.extend(plugin_rmimage::handlers());
+    v.extend(plugin_imgverify::handlers());
     v.extend(plugin_statelite::handlers());
     v.extend(plugin_makedhcp::handlers());
     if enable_test_commands {

@@ -94,6 +94,7 @@ async fn fixture(extra: Vec<Arc<dyn Handler>>) -> Result<Fixture, xcatd::Registr
         http: Default::default(),
         dhcp: Default::default(),
         initrd: Default::default(),
+        image_key: dir.path().join("image-signing.key"),
     });
     let mut handlers = xcatd::plugin_handlers(true);
     handlers.extend(extra);

@@ -101,6 +101,7 @@ async fn capture_and_publish(
     let warnings = warnings(&captured);
     let report = report(&p, &captured, (started_at, notes, warnings), timings);
     write_records(&p.target.dir, &report, &captured.finished.summary.manifest)?;
+    sign(&p.target.dir, ctx, out).await?;
     drop(job);
     announce(&p, &captured, &report, &outcome, t0.elapsed(), out).await?;
     Ok(Some(p))
@@ -178,6 +179,9 @@ async fn capture_into(
     .await?;
     let t = Instant::now();
     let actions = prepare_tree(p, opts, ctx, out, (staging, job)).await?;
+    crate::signing::refresh_manifest(&mut finished.summary.manifest, staging, &actions).map_err(
+        CaptureError::io("record sysclean's changes in the manifest of", staging),
+    )?;
     timings.since("sysclean", t);
     Ok(Captured {
         finished,
@@ -350,6 +354,30 @@ fn write_records(
         .write_to(&report_path)
         .map_err(CaptureError::io("write", &report_path))?;
     write_manifest(manifest, &dir.join("capimage-manifest.tsv"))
+}
+
+/// Sign the new manifest; an image without a signature is still usable, so
+/// a missing or unreadable key is a warning, not a failed capture.
+async fn sign(dir: &Path, ctx: &Context, out: &Responder) -> Result<(), CaptureError> {
+    let key = &ctx.settings.image_key;
+    match crate::signing::sign_capture(dir, key) {
+        Ok(Some(fp)) => {
+            out.info(format!(
+                "capimage: manifest signed in {} (image-signing key {fp})",
+                dir.join(xcat_image::signature::RECORD).display()
+            ))
+            .await?
+        }
+        Ok(None) => {
+            out.warning(format!(
+                "capimage: the image is not signed: no image-signing key at {} (xcatd init makes one)",
+                key.display()
+            ))
+            .await?
+        }
+        Err(e) => out.warning(format!("capimage: the image is not signed: {e}")).await?,
+    }
+    Ok(())
 }
 
 /// The warnings and the summary the admin reads at the end.

@@ -33,6 +33,7 @@ mod job;
 mod journal;
 mod plan;
 mod settle;
+mod signing;
 
 use std::sync::Arc;
 

@@ -27,7 +27,7 @@ pub mod archive;
 pub mod boot;
 mod error;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use plugin_geninitrd::{GenInitrdError, InitrdOutcome, InitrdSpec, INITRD_FILE};
 use std::sync::Arc;
@@ -37,6 +37,7 @@ use xcat_image::linkfarm::{self, swap::Swapped};
 use xcat_image::pack::compress::Compression;
 use xcat_image::pack::{self, record, Format, PackOutcome, PackSpec};
 use xcat_image::publish::ImageLock;
+use xcat_image::signature;
 use xcat_jobkit::figures::{bytes, percent, rate, remaining};
 use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, CancelBridge};
 use xcat_plugin::args::{Parsed, Syntax};
@@ -174,6 +175,7 @@ async fn run(image: &str, spec: PackSpec, ctx: &Context, out: &Responder) -> Res
         .await?;
     let boot = job.boot_files(spec, &cancel).await?;
     let initrd = job.initrd(boot.kernel.as_deref(), ctx, &cancel).await?;
+    job.sign(&packed.outcome, ctx, out).await?;
     drop(lock);
     drop(cancel);
     job.report_boot(&boot, ctx, out).await?;
@@ -431,6 +433,62 @@ impl Job {
                 "packimage: {image}: linuximage.kernelver set to {k}"
             ))
             .await?;
+        }
+        Ok(())
+    }
+
+    /// Add the packed archive, its record and the boot files to the image's
+    /// signed record; unsigned (with a warning) when there is no key or the
+    /// record does not verify.
+    async fn sign(
+        &self,
+        outcome: &PackOutcome,
+        ctx: &Context,
+        out: &Responder,
+    ) -> Result<(), PackError> {
+        let key = match signature::key_if_present(&ctx.settings.image_key) {
+            Ok(Some(k)) => k,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                out.warning(format!("packimage: {}: not signed: {e}", self.image))
+                    .await?;
+                return Ok(());
+            }
+        };
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let mut add: Vec<String> = [&outcome.path, &outcome.record_path]
+            .iter()
+            .filter_map(|p| name(p))
+            .collect();
+        for boot in ["kernel", INITRD_FILE] {
+            if self.dir.join(boot).is_file() {
+                add.push(boot.to_string());
+            }
+        }
+        let forget: Vec<String> = outcome.removed.iter().filter_map(|p| name(p)).collect();
+        let dir = self.dir.clone();
+        let update = move || {
+            let add: Vec<&str> = add.iter().map(String::as_str).collect();
+            let update = signature::RecordUpdate {
+                fresh: false,
+                add: &add,
+                forget: &forget,
+            };
+            signature::update_record(&dir, &key, update).map(|()| key.fingerprint())
+        };
+        match blocking(update).await? {
+            Ok(fp) => {
+                out.info(format!(
+                    "packimage: {}: signed {} (image-signing key {fp})",
+                    self.image,
+                    signature::RECORD
+                ))
+                .await?
+            }
+            Err(e) => {
+                out.warning(format!("packimage: {}: not signed: {e}", self.image))
+                    .await?
+            }
         }
         Ok(())
     }
