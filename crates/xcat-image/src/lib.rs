@@ -48,5 +48,5 @@ pub use xcat_tar as tar;
 pub use extract::{
     extract, extract_async, ExtractError, ExtractOptions, ExtractSummary, Limits, Progress,
 };
-pub use manifest::{scan_tree, Difference, EntryType, Manifest, ManifestEntry};
+pub use manifest::{scan_tree, scan_tree_parallel, Difference, EntryType, Manifest, ManifestEntry};
 pub use manifest_store::ManifestStore;

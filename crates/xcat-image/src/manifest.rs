@@ -726,15 +726,39 @@ pub(crate) fn read_xattrs_path(path: &std::ffi::CStr) -> io::Result<BTreeMap<Vec
 /// and records every entry. Regular files are hashed; hard links are grouped by
 /// (device, inode). FIFOs and devices are never opened.
 pub fn scan_tree(root: &Path) -> io::Result<Manifest> {
+    scan(root, None)
+}
+
+/// [`scan_tree`] with the regular files hashed on `threads` threads: the
+/// walk records every entry first, then the files are read, biggest first,
+/// each reopened beneath the root and checked to be the inode the walk saw.
+pub fn scan_tree_parallel(root: &Path, threads: usize) -> io::Result<Manifest> {
+    scan(root, Some(threads.max(1)))
+}
+
+/// One walk of the tree; with `threads`, file contents are hashed after it.
+fn scan(root: &Path, threads: Option<usize>) -> io::Result<Manifest> {
     let r = Root::open(root)?;
-    let mut m = Manifest::default();
-    let mut inodes: HashMap<(u64, u64), Vec<Vec<u8>>> = HashMap::new();
     let rootfd = r.open_dir(b"")?;
     let st = rustix::fs::fstat(&rootfd)?;
+    let mut w = Walk {
+        m: Manifest::default(),
+        inodes: HashMap::new(),
+        dev: st.st_dev,
+        deferred: threads.map(|_| Vec::new()),
+    };
     let xattrs = Arc::new(read_xattrs_path(&proc_path(&rootfd, b"")?)?);
-    m.insert(entry_from_stat(Vec::new(), &st, None, None, xattrs));
-    walk(&rootfd, Vec::new(), &mut m, &mut inodes, st.st_dev)?;
-    for (_, mut paths) in inodes {
+    w.m.insert(entry_from_stat(Vec::new(), &st, None, None, xattrs));
+    walk(&rootfd, Vec::new(), &mut w)?;
+    if let (Some(n), Some(files)) = (threads, w.deferred.take()) {
+        for (path, sha) in hash_files(&r, files, n)? {
+            if let Some(e) = w.m.entries.get_mut(&path) {
+                e.content_hash = Some(sha);
+            }
+        }
+    }
+    let mut m = w.m;
+    for (_, mut paths) in w.inodes {
         if paths.len() < 2 {
             continue;
         }
@@ -747,6 +771,67 @@ pub fn scan_tree(root: &Path) -> io::Result<Manifest> {
         }
     }
     Ok(m)
+}
+
+/// What a walk has found so far.
+struct Walk {
+    m: Manifest,
+    inodes: HashMap<(u64, u64), Vec<Vec<u8>>>,
+    dev: u64,
+    /// Regular files left to hash (path, inode, size); None: hashed as walked.
+    deferred: Option<Vec<(Vec<u8>, u64, u64)>>,
+}
+
+/// Hash `files` on `threads` threads; the first error stops them all.
+fn hash_files(
+    r: &Root,
+    mut files: Vec<(Vec<u8>, u64, u64)>,
+    threads: usize,
+) -> io::Result<Vec<(Vec<u8>, [u8; 32])>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    files.sort_by(|a, b| b.2.cmp(&a.2));
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let one = |(path, ino, _): &(Vec<u8>, u64, u64)| -> io::Result<[u8; 32]> {
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = r.open_beneath(path, flags, Mode::empty())?;
+        let st = rustix::fs::fstat(&fd)?;
+        #[allow(clippy::unnecessary_cast)]
+        if st.st_ino as u64 != *ino {
+            return Err(io::Error::other(format!(
+                "{} changed while scanning",
+                display_path(path)
+            )));
+        }
+        #[allow(clippy::unnecessary_cast)]
+        hash_fd(&fd, st.st_size as u64)
+    };
+    let work = || -> io::Result<Vec<(Vec<u8>, [u8; 32])>> {
+        let mut out = Vec::new();
+        while !failed.load(Ordering::Relaxed) {
+            let Some(f) = files.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                break;
+            };
+            match one(f) {
+                Ok(sha) => out.push((f.0.clone(), sha)),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+        let mut all = Vec::new();
+        for h in handles {
+            let part = h
+                .join()
+                .map_err(|_| io::Error::other("a hashing thread panicked"))??;
+            all.extend(part);
+        }
+        Ok(all)
+    })
 }
 
 fn entry_from_stat(
@@ -788,6 +873,7 @@ fn entry_at(
     dir: &OwnedFd,
     name: &[u8],
     path: Vec<u8>,
+    hash: bool,
 ) -> io::Result<Option<(ManifestEntry, rustix::fs::Stat)>> {
     let Some(st) = lstat_at(dir, name)? else {
         return Ok(None);
@@ -797,7 +883,7 @@ fn entry_at(
     let mut sha = None;
     let mut link = None;
     match kind {
-        EntryType::File => {
+        EntryType::File if hash => {
             let fd = rustix::fs::openat(
                 dir,
                 name,
@@ -843,16 +929,10 @@ pub fn scan_entry(root: &Path, rel: &[u8]) -> io::Result<Option<ManifestEntry>> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    Ok(entry_at(&dir, name, rel.to_vec())?.map(|(e, _)| e))
+    Ok(entry_at(&dir, name, rel.to_vec(), true)?.map(|(e, _)| e))
 }
 
-fn walk(
-    dir: &OwnedFd,
-    prefix: Vec<u8>,
-    m: &mut Manifest,
-    inodes: &mut HashMap<(u64, u64), Vec<Vec<u8>>>,
-    dev: u64,
-) -> io::Result<()> {
+fn walk(dir: &OwnedFd, prefix: Vec<u8>, w: &mut Walk) -> io::Result<()> {
     let mut names = list_dir_fd(dir)?;
     names.sort();
     for name in names {
@@ -861,20 +941,25 @@ fn walk(
             path.push(b'/');
         }
         path.extend_from_slice(&name);
-        let Some((entry, st)) = entry_at(dir, &name, path.clone())? else {
+        let hash = w.deferred.is_none();
+        let Some((entry, st)) = entry_at(dir, &name, path.clone(), hash)? else {
             continue;
         };
         let kind = entry.kind;
         #[allow(clippy::unnecessary_cast)]
         if kind != EntryType::Dir && st.st_nlink as u64 > 1 {
-            inodes
+            w.inodes
                 .entry((st.st_dev as u64, st.st_ino as u64))
                 .or_default()
                 .push(path.clone());
         }
-        m.insert(entry);
         #[allow(clippy::unnecessary_cast)]
-        if kind == EntryType::Dir && st.st_dev as u64 == dev {
+        if let (EntryType::File, Some(d)) = (kind, w.deferred.as_mut()) {
+            d.push((path.clone(), st.st_ino as u64, st.st_size as u64));
+        }
+        w.m.insert(entry);
+        #[allow(clippy::unnecessary_cast)]
+        if kind == EntryType::Dir && st.st_dev as u64 == w.dev {
             let sub = rustix::fs::openat2(
                 dir,
                 &name[..],
@@ -882,7 +967,7 @@ fn walk(
                 Mode::empty(),
                 crate::beneath::resolve_flags(),
             )?;
-            walk(&sub, path, m, inodes, dev)?;
+            walk(&sub, path, w)?;
         }
     }
     Ok(())
@@ -891,6 +976,27 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_scan_equals_the_serial_one() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        for i in 0..50 {
+            std::fs::write(r.join(format!("a/f{i}")), vec![i as u8; i * 1000]).unwrap();
+        }
+        std::fs::write(r.join("a/b/big"), vec![3u8; 3 << 20]).unwrap();
+        std::fs::hard_link(r.join("a/f7"), r.join("a/b/link")).unwrap();
+        std::os::unix::fs::symlink("f1", r.join("a/sym")).unwrap();
+        let sparse = std::fs::File::create(r.join("sparse")).unwrap();
+        sparse.set_len(1 << 30).unwrap();
+        let serial = scan_tree(r).unwrap();
+        assert!(serial.get(b"a/b/big").unwrap().content_hash.is_some());
+        for threads in [1, 2, 4] {
+            let parallel = scan_tree_parallel(r, threads).unwrap();
+            assert_eq!(serial.diff(&parallel), Vec::new(), "{threads} threads");
+        }
+    }
 
     #[test]
     fn tsv_roundtrip_and_diff() {

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use xcat_image::signature::{fingerprint, FileProblem, ImageRecord, SigningKey, RECORD};
-use xcat_image::{scan_tree, Difference, Manifest};
+use xcat_image::{scan_tree_parallel, Difference, Manifest};
 use xcat_jobkit::blocking;
 use xcat_plugin::args::Syntax;
 use xcat_plugin::{
@@ -131,7 +131,9 @@ fn tree_differences(manifest: &Path, root: &Path) -> Result<Vec<Difference>, Str
         std::fs::read_to_string(manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
     let recorded =
         Manifest::parse_tsv(&text).map_err(|e| format!("{}: {e}", manifest.display()))?;
-    let now = scan_tree(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    // hashing is most of the time: every core reads files
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let now = scan_tree_parallel(root, threads).map_err(|e| format!("{}: {e}", root.display()))?;
     Ok(recorded.diff(&now))
 }
 
