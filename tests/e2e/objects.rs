@@ -483,17 +483,31 @@ fn stanza_files_round_trip(d: &Daemon) {
 
 fn help_and_version_on_every_command(d: &Daemon) {
     for cmd in [
-        "mkdef", "chdef", "rmdef", "lsdef", "noderm", "nodech", "nodeadd", "gettab", "tabgrep",
-        "tabprune", "tabch", "chtab", "tabdump",
+        "mkdef",
+        "chdef",
+        "rmdef",
+        "lsdef",
+        "noderm",
+        "nodech",
+        "nodeadd",
+        "gettab",
+        "tabgrep",
+        "tabprune",
+        "tabch",
+        "chtab",
+        "tabdump",
+        "nodels",
+        "tabrestore",
     ] {
         let v = d.ok(&[cmd, "-v"]);
+        // Scripts written for xCAT look for "Version" in the answer.
         assert!(
-            v.starts_with(&format!("{cmd} ")) && v.contains("(xcatd-rs)"),
+            v.starts_with(&format!("{cmd} Version ")) && v.ends_with(" (xcatd-rs)\n"),
             "{v}"
         );
         assert_eq!(d.ok(&[cmd, "--version"]), v);
         let h = d.ok(&[cmd, "-h"]);
-        assert!(h.starts_with("Usage: "), "{cmd}: {h}");
+        assert!(h.starts_with("Usage:"), "{cmd}: {h}");
         let err = fails(d, &[cmd, "--bogus"]);
         assert!(err.contains("unknown option --bogus"), "{cmd}: {err}");
     }

@@ -53,7 +53,7 @@ async fn version_is_one_data_line() {
     for cmd in COMMANDS {
         for flag in ["-v", "--version"] {
             let o = h.run(cmd, &[flag]).await;
-            let want = vec![("data", format!("{cmd} {VERSION} (xcatd-rs)"))];
+            let want = vec![("data", format!("{cmd} Version {VERSION} (xcatd-rs)"))];
             assert_eq!(o.ok().kinds(), want, "{cmd} {flag}");
         }
     }
