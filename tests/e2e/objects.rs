@@ -368,6 +368,31 @@ fn every_type_and_the_site_object(d: &Daemon) {
         d.ok(&["lsdef", "-t", "network", "-i", "net"]),
         "Object name: net1\n    net=10.99.0.0\n"
     );
+    // A second network with the same net and mask is refused by mkdef and
+    // chdef alike, naming the first; none is made.
+    let same = ["net2", "net=10.99.0.0", "mask=255.255.0.0"];
+    for cmd in [
+        &["mkdef", "-t", "network", "-o"][..],
+        &["chdef", "-t", "network"],
+    ] {
+        let err = fails(d, &[cmd, &same].concat());
+        assert!(
+            err.contains("A network definition called 'net1' already exists"),
+            "{cmd:?}: {err}"
+        );
+    }
+    assert!(!d.ok(&["lsdef", "-t", "network"]).contains("net2"));
+    // Another mask is another network.
+    d.ok(&[
+        "mkdef",
+        "-t",
+        "network",
+        "-o",
+        "net2",
+        "net=10.99.0.0",
+        "mask=255.255.255.0",
+    ]);
+    d.ok(&["rmdef", "-t", "network", "net2"]);
 
     d.ok(&[
         "mkdef",
@@ -556,7 +581,10 @@ fn node_and_table_tools(d: &Daemon) {
         "nodehm\nnodelist\nnodepos\nnoderes\n"
     );
     let err = fails(d, &["tabgrep", "cn9"]);
-    assert!(err.contains("Node cn9 does not exist."), "{err}");
+    assert!(
+        err.contains("Invalid nodes and/or groups in noderange: cn9"),
+        "{err}"
+    );
 
     // chtab/tabch: += adds to a list once.
     d.ok(&["tabch", "key=ntpservers", "site.value=10.99.0.1"]);
@@ -583,11 +611,20 @@ fn node_and_table_tools(d: &Daemon) {
     let err = fails(d, &["tabprune", "nodelist", "-n", "1"]);
     assert!(err.contains("other tables take -a"), "{err}");
 
-    // tabdump: rows that pass -w, or into a file.
+    // tabdump: rows that pass -w (=~ is SQL LIKE, values compare as
+    // text), or into a file.
     assert_eq!(
-        d.ok(&["tabdump", "-w", "mgt==ipmi", "-w", "node=~^cn[12]$", "nodehm"]),
+        d.ok(&["tabdump", "-w", "mgt==ipmi", "-w", "node=~cn_", "-w", "node<cn3", "nodehm"]),
         "#node,power,mgt,cons,termserver,termport,conserver,serialport,serialspeed,serialflow,getmac,cmdmapping,consoleondemand,consoleenabled,comments,disable\n\"cn1\",,\"ipmi\",,,,,,,,,,,,,\n\"cn2\",,\"ipmi\",,,,,,,,,,,,,\n"
     );
+    let later = d.ok(&["tabdump", "-w", "node>cn1", "-w", "node<=cn3", "nodelist"]);
+    assert!(
+        later.contains("\n\"cn2\",") && later.contains("\n\"cn3\",") && !later.contains("\"cn1\""),
+        "{later}"
+    );
+    assert!(!d
+        .ok(&["tabdump", "-w", "node=~cn", "nodelist"])
+        .contains("cn1"));
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("site.csv");
     d.ok(&["tabdump", "-f", file.to_str().expect("utf-8"), "site"]);
