@@ -102,6 +102,10 @@ fn resolve_column(lhs: &str) -> Result<(&'static str, &'static str), HandlerErro
             .ok_or_else(|| HandlerError::Failed(format!("{table} has no column {col}")))?;
         return Ok((t.name, c));
     }
+    // xCAT's short name for nodelist.groups, beside the attribute itself.
+    if lhs == "tags" {
+        return Ok(("nodelist", "groups"));
+    }
     let node = obj_type("node").expect("node type");
     node.attrs
         .iter()
