@@ -563,6 +563,17 @@ fn node_and_table_tools(d: &Daemon) {
     d.ok(&["nodech", "cn2", "tags,=rack9"]);
     assert_eq!(d.ok(&["nodels", "cn2", "tags"]), "cn2: rack9,all,compute\n");
     d.ok(&["nodech", "cn2", "tags^=rack9"]);
+    // A `!~` selection narrows the nodes too.
+    d.ok(&[
+        "nodech",
+        "cn[1-3]",
+        "nodelist.groups!~rack",
+        "nodepos.room=r1",
+    ]);
+    assert_eq!(
+        d.ok(&["nodels", "cn[1-3]", "nodepos.room"]),
+        "cn1: r1\ncn2: r1\ncn3: \n"
+    );
     assert!(d.ok(&["lsdef", "cn2"]).contains("groups=all,compute\n"));
 
     // gettab: values by any key; the name beside them with -H or several.
