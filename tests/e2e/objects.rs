@@ -563,6 +563,11 @@ fn node_and_table_tools(d: &Daemon) {
     d.ok(&["nodech", "cn2", "tags,=rack9"]);
     assert_eq!(d.ok(&["nodels", "cn2", "tags"]), "cn2: rack9,all,compute\n");
     d.ok(&["nodech", "cn2", "tags^=rack9"]);
+    // A selection with a short name is a noderange by itself.
+    assert_eq!(d.ok(&["nodels", "groups=~rack"]), "cn3\n");
+    assert_eq!(d.ok(&["nodels", "mgt==ipmi", "tags"]).lines().count(), 3);
+    d.ok(&["nodech", "groups!~rack", "nodepos.u=7"]);
+    assert_eq!(d.ok(&["nodels", "nodepos.u==7"]), "cn1\ncn2\n");
     // A `!~` selection narrows the nodes too.
     d.ok(&[
         "nodech",
