@@ -368,6 +368,31 @@ fn every_type_and_the_site_object(d: &Daemon) {
         d.ok(&["lsdef", "-t", "network", "-i", "net"]),
         "Object name: net1\n    net=10.99.0.0\n"
     );
+    // A second network with the same net and mask is refused by mkdef and
+    // chdef alike, naming the first; none is made.
+    let same = ["net2", "net=10.99.0.0", "mask=255.255.0.0"];
+    for cmd in [
+        &["mkdef", "-t", "network", "-o"][..],
+        &["chdef", "-t", "network"],
+    ] {
+        let err = fails(d, &[cmd, &same].concat());
+        assert!(
+            err.contains("A network definition called 'net1' already exists"),
+            "{cmd:?}: {err}"
+        );
+    }
+    assert!(!d.ok(&["lsdef", "-t", "network"]).contains("net2"));
+    // Another mask is another network.
+    d.ok(&[
+        "mkdef",
+        "-t",
+        "network",
+        "-o",
+        "net2",
+        "net=10.99.0.0",
+        "mask=255.255.255.0",
+    ]);
+    d.ok(&["rmdef", "-t", "network", "net2"]);
 
     d.ok(&[
         "mkdef",
@@ -484,16 +509,17 @@ fn stanza_files_round_trip(d: &Daemon) {
 fn help_and_version_on_every_command(d: &Daemon) {
     for cmd in [
         "mkdef", "chdef", "rmdef", "lsdef", "noderm", "nodech", "nodeadd", "gettab", "tabgrep",
-        "tabprune", "tabch", "chtab", "tabdump",
+        "tabprune", "tabch", "chtab", "tabdump", "nodels",
     ] {
         let v = d.ok(&[cmd, "-v"]);
+        // Scripts written for xCAT look for "Version" in the answer.
         assert!(
-            v.starts_with(&format!("{cmd} ")) && v.contains("(xcatd-rs)"),
+            v.starts_with(&format!("{cmd} Version ")) && v.ends_with(" (xcatd-rs)\n"),
             "{v}"
         );
         assert_eq!(d.ok(&[cmd, "--version"]), v);
         let h = d.ok(&[cmd, "-h"]);
-        assert!(h.starts_with("Usage: "), "{cmd}: {h}");
+        assert!(h.starts_with("Usage:"), "{cmd}: {h}");
         let err = fails(d, &[cmd, "--bogus"]);
         assert!(err.contains("unknown option --bogus"), "{cmd}: {err}");
     }
@@ -527,6 +553,33 @@ fn node_and_table_tools(d: &Daemon) {
     assert!(!d.ok(&["tabdump", "nodepos"]).contains("cn1"));
     let err = fails(d, &["nodech", "cn1", "site.value=1"]);
     assert!(err.contains("site is not a table keyed by node"), "{err}");
+    // xCAT's short names: mgt for nodehm.mgt (nodels), tags for
+    // nodelist.groups (nodech and nodels).
+    assert_eq!(d.ok(&["nodels", "cn1", "mgt"]), "cn1: ipmi\n");
+    assert_eq!(
+        d.ok(&["nodels", "-H", "cn2", "groups", "mgt"]),
+        "cn2: groups: all,compute\ncn2: mgt: ipmi\n"
+    );
+    d.ok(&["nodech", "cn2", "tags,=rack9"]);
+    assert_eq!(d.ok(&["nodels", "cn2", "tags"]), "cn2: rack9,all,compute\n");
+    d.ok(&["nodech", "cn2", "tags^=rack9"]);
+    // A selection with a short name is a noderange by itself.
+    assert_eq!(d.ok(&["nodels", "groups=~rack"]), "cn3\n");
+    assert_eq!(d.ok(&["nodels", "mgt==ipmi", "tags"]).lines().count(), 3);
+    d.ok(&["nodech", "groups!~rack", "nodepos.u=7"]);
+    assert_eq!(d.ok(&["nodels", "nodepos.u==7"]), "cn1\ncn2\n");
+    // A `!~` selection narrows the nodes too.
+    d.ok(&[
+        "nodech",
+        "cn[1-3]",
+        "nodelist.groups!~rack",
+        "nodepos.room=r1",
+    ]);
+    assert_eq!(
+        d.ok(&["nodels", "cn[1-3]", "nodepos.room"]),
+        "cn1: r1\ncn2: r1\ncn3: \n"
+    );
+    assert!(d.ok(&["lsdef", "cn2"]).contains("groups=all,compute\n"));
 
     // gettab: values by any key; the name beside them with -H or several.
     assert_eq!(d.ok(&["gettab", "key=xcatdport", "site.value"]), "3001\n");
@@ -542,7 +595,10 @@ fn node_and_table_tools(d: &Daemon) {
         "nodehm\nnodelist\nnodepos\nnoderes\n"
     );
     let err = fails(d, &["tabgrep", "cn9"]);
-    assert!(err.contains("Node cn9 does not exist."), "{err}");
+    assert!(
+        err.contains("Invalid nodes and/or groups in noderange: cn9"),
+        "{err}"
+    );
 
     // chtab/tabch: += adds to a list once.
     d.ok(&["tabch", "key=ntpservers", "site.value=10.99.0.1"]);
@@ -569,11 +625,20 @@ fn node_and_table_tools(d: &Daemon) {
     let err = fails(d, &["tabprune", "nodelist", "-n", "1"]);
     assert!(err.contains("other tables take -a"), "{err}");
 
-    // tabdump: rows that pass -w, or into a file.
+    // tabdump: rows that pass -w (=~ is SQL LIKE, values compare as
+    // text), or into a file.
     assert_eq!(
-        d.ok(&["tabdump", "-w", "mgt==ipmi", "-w", "node=~^cn[12]$", "nodehm"]),
+        d.ok(&["tabdump", "-w", "mgt==ipmi", "-w", "node=~cn_", "-w", "node<cn3", "nodehm"]),
         "#node,power,mgt,cons,termserver,termport,conserver,serialport,serialspeed,serialflow,getmac,cmdmapping,consoleondemand,consoleenabled,comments,disable\n\"cn1\",,\"ipmi\",,,,,,,,,,,,,\n\"cn2\",,\"ipmi\",,,,,,,,,,,,,\n"
     );
+    let later = d.ok(&["tabdump", "-w", "node>cn1", "-w", "node<=cn3", "nodelist"]);
+    assert!(
+        later.contains("\n\"cn2\",") && later.contains("\n\"cn3\",") && !later.contains("\"cn1\""),
+        "{later}"
+    );
+    assert!(!d
+        .ok(&["tabdump", "-w", "node=~cn", "nodelist"])
+        .contains("cn1"));
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("site.csv");
     d.ok(&["tabdump", "-f", file.to_str().expect("utf-8"), "site"]);

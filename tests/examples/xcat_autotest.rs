@@ -38,8 +38,22 @@ enum Outcome {
 fn parse(text: &str) -> Vec<Case> {
     let mut cases = Vec::new();
     let mut cur: Option<Case> = None;
+    // After a `cmd:` line, lines that are no keyword continue the command
+    // (a script run as a whole), as xcattest reads them.
+    let mut in_cmd = false;
     for line in text.lines() {
         let line = line.trim_end();
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if in_cmd && !is_keyword(line) {
+            if let Some(s) = cur.as_mut().and_then(|c| c.steps.last_mut()) {
+                s.cmd.push('\n');
+                s.cmd.push_str(line);
+                continue;
+            }
+        }
+        in_cmd = line.starts_with("cmd:");
         if let Some(name) = line.strip_prefix("start:") {
             cur = Some(Case {
                 name: name.trim().to_string(),
@@ -61,6 +75,27 @@ fn parse(text: &str) -> Vec<Case> {
         }
     }
     cases
+}
+
+/// A line of a case file that is not the rest of a command.
+fn is_keyword(line: &str) -> bool {
+    let words = [
+        "start",
+        "end",
+        "cmd",
+        "check",
+        "cmdcheck",
+        "description",
+        "label",
+        "os",
+        "arch",
+        "hcp",
+        "type",
+        "stop",
+        "attribute",
+    ];
+    let word = line.split(':').next().unwrap_or("").trim();
+    line.trim() == "end" || (line.contains(':') && words.contains(&word))
 }
 
 /// The commands our daemon serves (`lsxcatd -a`'s list is longer than the
@@ -165,7 +200,7 @@ fn run(case: &Case) -> Outcome {
     );
     for s in &case.steps {
         let out = Command::new("bash")
-            .args(["-c", &format!("{} 2>&1", s.cmd)])
+            .args(["-c", &format!("{{\n{}\n}} 2>&1", s.cmd)])
             .env("PATH", &path)
             .env("HOME", &d.home)
             .env("XCATHOST", d.addr.to_string())

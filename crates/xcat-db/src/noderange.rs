@@ -264,17 +264,37 @@ enum SelOp {
     NoMatch,
 }
 
+/// xCAT's short names in a selection: `groups` and `tags` for
+/// `nodelist.groups`, `mgt` for `nodehm.mgt`.
+const SHORT_NAMES: [(&str, &str, &str); 3] = [
+    ("groups", "nodelist", "groups"),
+    ("tags", "nodelist", "groups"),
+    ("mgt", "nodehm", "mgt"),
+];
+
 fn selector(text: &str) -> Option<Selector> {
-    // table.col OP value; table and col are plain words.
-    let dot = text.find('.')?;
-    let table = &text[..dot];
-    let rest = &text[dot + 1..];
-    if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return None;
-    }
-    let col_end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
-    let col = &rest[..col_end];
-    let tail = &rest[col_end..];
+    // table.col OP value (table and col are plain words), or a short name
+    // OP value.
+    let short = SHORT_NAMES.iter().find_map(|(name, t, c)| {
+        let tail = text.strip_prefix(name)?;
+        ["==", "!=", "=~", "!~"]
+            .iter()
+            .any(|op| tail.starts_with(op))
+            .then_some((*t, *c, tail))
+    });
+    let (table, col, tail) = match short {
+        Some(found) => found,
+        None => {
+            let dot = text.find('.')?;
+            let table = &text[..dot];
+            let rest = &text[dot + 1..];
+            if table.is_empty() || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return None;
+            }
+            let col_end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+            (table, &rest[..col_end], &rest[col_end..])
+        }
+    };
     let (op, value) = if let Some(v) = tail.strip_prefix("==") {
         (SelOp::Eq, v)
     } else if let Some(v) = tail.strip_prefix("!=") {
@@ -982,6 +1002,20 @@ mod tests {
         assert_eq!(ex(&mut u, "rack2@nodetype.os=~/^sl/").len(), 5);
         assert_eq!(ex(&mut u, "rack1@nodetype.os!=rhels9").len(), 5);
         assert_eq!(ex(&mut u, "rack1@nodetype.os!~rhel").len(), 5);
+        // Short names stand for their table.column.
+        for (short, long) in [
+            ("groups==a", "nodelist.groups==a"),
+            ("tags!~b", "nodelist.groups!~b"),
+        ] {
+            let (s, l) = (selector(short).unwrap(), selector(long).unwrap());
+            assert_eq!(
+                (s.table, s.col, s.op, s.value),
+                (l.table, l.col, l.op, l.value)
+            );
+        }
+        let m = selector("mgt=~ipmi").unwrap();
+        assert_eq!((m.table.as_str(), m.col.as_str()), ("nodehm", "mgt"));
+        assert!(selector("mgtx==a").is_none() && selector("groups").is_none());
         // Nodes without the attribute compare as empty.
         assert_eq!(ex(&mut u, "nodetype.os!=rhels9@frame").len(), 4);
         assert_eq!(

@@ -8,7 +8,7 @@
 //!
 //! The shared flags follow xCAT's commands (`tabutils.pm`, `imgcapture.pm`):
 //! `-h`, `--help` (and `-?`, which xCAT's table commands accept) answer the
-//! usage text, and `-v`, `--version` one line `NAME VERSION (xcatd-rs)`, both
+//! usage text, and `-v`, `--version` one line `NAME Version VERSION (xcatd-rs)`, both
 //! as `data` responses with errorcode 0: asking for help is not an error.
 //! Either flag is answered as soon as the parser reaches it, whatever
 //! follows; an error earlier on the line is reported instead (xCAT's
@@ -147,7 +147,7 @@ impl Syntax {
 
     /// The `-v` answer.
     pub fn version_line(&self) -> String {
-        format!("{} {VERSION} (xcatd-rs)", self.name)
+        format!("{} Version {VERSION} (xcatd-rs)", self.name)
     }
 
     /// A usage error: the message, then the usage text.
@@ -355,7 +355,10 @@ mod tests {
         for v in ["-v", "--version"] {
             assert_eq!(p(&[v, "-p"]), Ok(Parsed::Version));
         }
-        assert_eq!(SYNTAX.version_line(), format!("demo {VERSION} (xcatd-rs)"));
+        assert_eq!(
+            SYNTAX.version_line(),
+            format!("demo Version {VERSION} (xcatd-rs)")
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ async fn help_and_version_are_data() {
     }
     for flag in ["-v", "--version"] {
         let o = run(&[flag], &["n1"]).await;
-        let want = vec![("data", format!("capimage {VERSION} (xcatd-rs)"))];
+        let want = vec![("data", format!("capimage Version {VERSION} (xcatd-rs)"))];
         assert_eq!(o.ok().kinds(), want);
     }
 }

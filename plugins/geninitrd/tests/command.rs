@@ -24,7 +24,10 @@ async fn help_version_and_usage_errors() {
     assert!(o.ok().kinds().iter().all(|(k, _)| *k == "data"));
     assert!(o.lines()[0].starts_with("Usage: geninitrd <imagename>"));
     let o = h.run("geninitrd", &["--version"]).await;
-    assert_eq!(o.ok().lines(), [format!("geninitrd {VERSION} (xcatd-rs)")]);
+    assert_eq!(
+        o.ok().lines(),
+        [format!("geninitrd Version {VERSION} (xcatd-rs)")]
+    );
     for (args, want) in [
         (&[][..], "geninitrd needs the name of the image (osimage)"),
         (

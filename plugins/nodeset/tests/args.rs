@@ -20,7 +20,10 @@ async fn help_and_version_are_data() {
         );
     }
     let o = h.run("nodeset", &["-v"]).await;
-    assert_eq!(o.ok().lines(), [format!("nodeset {VERSION} (xcatd-rs)")]);
+    assert_eq!(
+        o.ok().lines(),
+        [format!("nodeset Version {VERSION} (xcatd-rs)")]
+    );
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ async fn help_and_version_are_data() {
     assert!(kinds.iter().all(|(k, _)| *k == "data"), "{kinds:?}");
     assert!(o.lines()[0].starts_with("Usage: packimage"));
     let o = run(&["img", "--version"]).await;
-    let want = vec![("data", format!("packimage {VERSION} (xcatd-rs)"))];
+    let want = vec![("data", format!("packimage Version {VERSION} (xcatd-rs)"))];
     assert_eq!(o.ok().kinds(), want);
 }
 

@@ -18,7 +18,7 @@ async fn help_version_and_usage_errors() {
     assert_eq!(o.lines()[0], "Usage:");
     assert_eq!(
         h.run("rmimage", &["-v"]).await.ok().lines(),
-        [format!("rmimage {VERSION} (xcatd-rs)")]
+        [format!("rmimage Version {VERSION} (xcatd-rs)")]
     );
     for (args, want) in [
         (&[][..], "rmimage needs an image name"),

@@ -17,7 +17,7 @@ async fn help_version_and_usage_errors() {
         );
         assert_eq!(
             h.run(cmd, &["-v"]).await.ok().lines(),
-            [format!("{cmd} {VERSION} (xcatd-rs)")]
+            [format!("{cmd} Version {VERSION} (xcatd-rs)")]
         );
         let e = h.run(cmd, &["--bogus"]).await.usage_err();
         assert!(e.starts_with("unknown option --bogus"), "{cmd}: {e}");

@@ -64,13 +64,17 @@ fn parse_keys(spec: &str) -> Result<Keys, String> {
     Ok(out)
 }
 
+/// The message for a table the catalogue does not have, in xCAT's words.
+fn no_table(table: &str) -> HandlerError {
+    HandlerError::Failed(format!("Table {table} does not exist"))
+}
+
 fn check_keys(table: &str, keys: &Keys) -> Result<(), HandlerError> {
-    let cols =
-        Db::columns(table).map_err(|_| HandlerError::Failed(format!("No such table: {table}")))?;
+    let cols = Db::columns(table).map_err(|_| no_table(table))?;
     for (k, _) in keys {
         if !cols.contains(&k.as_str()) {
             return Err(HandlerError::Failed(format!(
-                "{k} is not a column of table {table} (its columns: {})",
+                "Table {table} has no such column: {k} (its columns: {})",
                 cols.join(",")
             )));
         }
@@ -107,10 +111,7 @@ impl Handler for Chtab {
         if args.delete {
             delete(&ctx, &keys, &args.targets).await
         } else {
-            let mut by_table = assignments(&args.targets)?;
-            for table in by_table.keys() {
-                check_keys(table, &keys)?;
-            }
+            let mut by_table = assignments(&args.targets, &keys)?;
             for (table, vals) in by_table.iter_mut() {
                 appended(&ctx, table, &keys, vals).await?;
                 let v: Vec<(&str, &str)> =
@@ -151,12 +152,21 @@ fn key_refs(keys: &Keys) -> Vec<(&str, &str)> {
     keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
-/// `chtab -d`: every table is checked before any row is deleted.
+/// `chtab -d`: every table is checked before any row is deleted, and every
+/// missing one is named.
 async fn delete(ctx: &Context, keys: &Keys, tables: &[String]) -> HandlerResult {
+    if tables.iter().any(|t| t.contains('=') || t.contains('.')) {
+        return Err(SYNTAX.error(". and = are not valid in delete mode: give table names"));
+    }
+    let missing: Vec<String> = tables
+        .iter()
+        .filter(|t| Db::columns(t).is_err())
+        .map(|t| no_table(t).to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(HandlerError::Failed(missing.join("\n")));
+    }
     for t in tables {
-        if t.contains('=') || t.contains('.') {
-            return Err(SYNTAX.error(". and = are not valid in delete mode: give table names"));
-        }
         check_keys(t, keys)?;
     }
     for t in tables {
@@ -168,7 +178,7 @@ async fn delete(ctx: &Context, keys: &Keys, tables: &[String]) -> HandlerResult 
 
 /// `table.column=value` words grouped by table, keeping their order; every
 /// table and column checked.
-fn assignments(targets: &[String]) -> Result<BTreeMap<String, Keys>, HandlerError> {
+fn assignments(targets: &[String], keys: &Keys) -> Result<BTreeMap<String, Keys>, HandlerError> {
     let mut by_table: BTreeMap<String, Keys> = BTreeMap::new();
     for t in targets {
         let malformed = || {
@@ -178,8 +188,9 @@ fn assignments(targets: &[String]) -> Result<BTreeMap<String, Keys>, HandlerErro
         };
         let (lhs, value) = t.split_once('=').ok_or_else(malformed)?;
         let (table, col) = lhs.split_once('.').ok_or_else(malformed)?;
-        let cols = Db::columns(table)
-            .map_err(|_| HandlerError::Failed(format!("No such table: {table}")))?;
+        let cols = Db::columns(table).map_err(|_| no_table(table))?;
+        // The key is checked before the column, as a database would.
+        check_keys(table, keys)?;
         if !cols.contains(&col.strip_suffix('+').unwrap_or(col)) {
             return Err(HandlerError::Failed(format!(
                 "{table}.{col} is not a valid table.column (columns of {table}: {})",

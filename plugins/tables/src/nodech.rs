@@ -64,7 +64,12 @@ pub struct Nodeadd;
 
 /// Is `word` a selection (`table.column==value` and the like)?
 fn is_selection(word: &str) -> bool {
-    let Some(eq) = word.find('=') else {
+    let eq = word.find('=');
+    // `!~` has no `=`: it is a selection when it comes before any `=`.
+    if word.find("!~").is_some_and(|n| eq.is_none_or(|e| n < e)) {
+        return true;
+    }
+    let Some(eq) = eq else {
         return false;
     };
     word[eq..].starts_with("==") || word[eq..].starts_with("=~") || word[..eq].ends_with('!')
@@ -101,6 +106,10 @@ fn resolve_column(lhs: &str) -> Result<(&'static str, &'static str), HandlerErro
             .column(col)
             .ok_or_else(|| HandlerError::Failed(format!("{table} has no column {col}")))?;
         return Ok((t.name, c));
+    }
+    // xCAT's short name for nodelist.groups, beside the attribute itself.
+    if lhs == "tags" {
+        return Ok(("nodelist", "groups"));
     }
     let node = obj_type("node").expect("node type");
     node.attrs
@@ -243,6 +252,9 @@ mod tests {
         assert!(is_selection("nodepos.rack==2"));
         assert!(is_selection("nodehm.mgt!=ipmi"));
         assert!(is_selection("nodehm.mgt=~ip"));
+        assert!(is_selection("nodehm.mgt!~ip"));
+        assert!(is_selection("nodelist.comments!~a=b"));
+        assert!(!is_selection("nodelist.comments=a!~b"));
         assert!(!is_selection("groups,=rack2"));
         assert!(!is_selection("nodelist.comments=@=foo"));
         let a = parse_assign("groups,=rack2", &NODECH).unwrap();

@@ -107,8 +107,11 @@ fn asked(word: &str) -> Result<Asked, HandlerError> {
     let (lhs, criterion) = split_op(word);
     let not_valid =
         |what: &str| HandlerError::Failed(format!("{what} not a valid table.column description"));
+    // xCAT's short names: groups and tags are nodelist.groups, mgt nodehm.mgt.
     let (table, col) = if lhs == "groups" || lhs == "tags" {
         ("nodelist".to_string(), "groups".to_string())
+    } else if lhs == "mgt" {
+        ("nodehm".to_string(), "mgt".to_string())
     } else if let Some((t, c)) = lhs.split_once('.') {
         (t.to_string(), c.to_string())
     } else if let Ok(cols) = Db::columns(&lhs) {

@@ -1,6 +1,6 @@
 //! `tabdump [table]`: a table in xCAT's CSV format, or the list of tables;
-//! `-w attr==value` (repeatable; `!=`, `=~`, `!~` too) keeps the rows that
-//! pass. `-f FILE` is the client's to write (xcatclient takes it off the
+//! `-w attr==value` (repeatable; `!=`, `=~`, `!~` with SQL LIKE patterns,
+//! and `>`, `>=`, `<`, `<=`) keeps the rows that pass. `-f FILE` is the client's to write (xcatclient takes it off the
 //! request and writes the answer there): the daemon runs as root, and a
 //! user allowed to read a table must not be able to write a file anywhere
 //! on the server, so a request that still carries `-f` is refused.
@@ -68,7 +68,7 @@ impl Handler for Tabdump {
         let filters: Vec<Where> = args
             .wheres
             .iter()
-            .map(|w| Where::parse(w).map_err(HandlerError::Failed))
+            .map(|w| Where::parse_row(w).map_err(HandlerError::Failed))
             .collect::<Result<_, _>>()?;
         let text = if filters.is_empty() {
             ctx.db.dump(&table).await?

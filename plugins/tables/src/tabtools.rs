@@ -126,7 +126,7 @@ impl Handler for Tabgrep {
         let nodes = ctx.db.nodes().await?;
         let Some(groups) = nodes.groups_of(&args.node) else {
             return Err(HandlerError::Failed(format!(
-                "Node {} does not exist.",
+                "Invalid nodes and/or groups in noderange: {}",
                 args.node
             )));
         };

@@ -53,7 +53,7 @@ async fn version_is_one_data_line() {
     for cmd in COMMANDS {
         for flag in ["-v", "--version"] {
             let o = h.run(cmd, &[flag]).await;
-            let want = vec![("data", format!("{cmd} {VERSION} (xcatd-rs)"))];
+            let want = vec![("data", format!("{cmd} Version {VERSION} (xcatd-rs)"))];
             assert_eq!(o.ok().kinds(), want, "{cmd} {flag}");
         }
     }
@@ -124,6 +124,15 @@ async fn bad_values() {
             &["nodetype==x"],
             "nodetype==x: a selection needs table.attribute",
         ),
+        // Given nothing to work on, the object commands answer their usage.
+        ("mkdef", &[], "No object names were provided.\nUsage: mkdef"),
+        (
+            "mkdef",
+            &["-t", "node"],
+            "No object names were provided.\nUsage: mkdef",
+        ),
+        ("chdef", &[], "No object names were provided.\nUsage: chdef"),
+        ("rmdef", &[], "No object names were provided.\nUsage: rmdef"),
     ];
     for (cmd, args, want) in usage {
         let e = h.run(cmd, args).await.usage_err();
@@ -137,7 +146,6 @@ async fn bad_values() {
             &["-t", "widget"],
             "Type 'widget' is not a valid xCAT object type.",
         ),
-        ("mkdef", &["-t", "node"], "No object names were provided."),
         (
             "chdef",
             &["cn1", "nosuch=1"],

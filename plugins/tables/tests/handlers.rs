@@ -176,11 +176,33 @@ async fn scenario(h: &Harness) {
     assert!(run(h, "chtab", &["key=x", "nosuch.value=1"], None, None)
         .await
         .err()
-        .contains("No such table"));
+        .contains("Table nosuch does not exist"));
     assert!(run(h, "chtab", &["node=x", "site.value=1"], None, None)
         .await
         .err()
-        .contains("node is not a column of table site"));
+        .contains("Table site has no such column: node"));
+    // A bad key is named before a bad column of the same table.
+    let e = run(h, "chtab", &["nokey=x", "site.nocol=1"], None, None)
+        .await
+        .err();
+    assert!(
+        e.contains("no such column: nokey") && !e.contains("nocol"),
+        "{e}"
+    );
+    // chtab -d names every table it does not know.
+    let e = run(
+        h,
+        "chtab",
+        &["-d", "key=x", "nosuch1", "site", "nosuch2"],
+        None,
+        None,
+    )
+    .await
+    .err();
+    assert!(
+        e.contains("Table nosuch1 does not exist") && e.contains("Table nosuch2 does not exist"),
+        "{e}"
+    );
     assert!(run(h, "chtab", &["key=x"], None, None)
         .await
         .err()

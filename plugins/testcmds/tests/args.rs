@@ -30,7 +30,7 @@ async fn help_and_version_for_every_command() {
         let o = run(cmd, &["--version"]).await;
         assert_eq!(
             o.ok().kinds(),
-            [("data", format!("{cmd} {VERSION} (xcatd-rs)"))]
+            [("data", format!("{cmd} Version {VERSION} (xcatd-rs)"))]
         );
     }
 }

@@ -18,7 +18,7 @@ async fn help_and_version_are_data() {
     // xCAT's xdsh spells the version -V; its -v ("verify") is not served.
     for flag in ["-V", "--version"] {
         let o = run(&[flag], &["n1"]).await;
-        let want = vec![("data", format!("xdsh {VERSION} (xcatd-rs)"))];
+        let want = vec![("data", format!("xdsh Version {VERSION} (xcatd-rs)"))];
         assert_eq!(o.ok().kinds(), want);
     }
     let e = run(&["-v", "ls"], &["n1"]).await.usage_err();

@@ -10,7 +10,9 @@ use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
 
-use super::mkdef::{check_members, dynamic_group, finish, stanza_batches, valid_new, Batch};
+use super::mkdef::{
+    check_members, dynamic_group, finish, net_taken, stanza_batches, valid_new, Batch,
+};
 use super::{check_node_names, checked_attrs, existing, selected, types_of, wheres, words};
 
 const SYNTAX: Syntax = Syntax::new(
@@ -126,9 +128,7 @@ async fn from_command_line(
     } else if names.is_empty() && t.kind == Kind::Site {
         vec![xcat_db::objects::SITE_OBJECT.to_string()]
     } else if names.is_empty() {
-        return Err(HandlerError::Failed(
-            "No object names were provided.".into(),
-        ));
+        return Err(SYNTAX.error("No object names were provided."));
     } else {
         let (found, missing) = existing(ctx, t, &names).await?;
         let mut all = if selects {
@@ -179,6 +179,10 @@ async fn change(
                 continue;
             }
             if let Err(m) = valid_new(b.t, &name, &attrs) {
+                errors.push(m);
+                continue;
+            }
+            if let Some(m) = net_taken(ctx, b.t, &name, &attrs).await? {
                 errors.push(m);
                 continue;
             }

@@ -89,9 +89,7 @@ fn from_command_line(args: &Args, req: &HandlerRequest) -> Result<Batch, Handler
     }
     let t = types[0];
     if names.is_empty() {
-        return Err(HandlerError::Failed(
-            "No object names were provided.".into(),
-        ));
+        return Err(SYNTAX.error("No object names were provided."));
     }
     let mut attrs = checked_attrs(t, &w.pairs)?;
     dynamic_group(t, args.def.dynamic, &args.def.wheres, &mut attrs)?;
@@ -201,6 +199,10 @@ async fn create(
             errors.push(m);
             continue;
         }
+        if let Some(m) = net_taken(ctx, b.t, &name, &attrs).await? {
+            errors.push(m);
+            continue;
+        }
         if exists {
             replace.push(name.clone());
         }
@@ -227,6 +229,33 @@ pub(super) fn valid_new(t: &ObjType, name: &str, attrs: &Attrs) -> Result<(), St
         )),
         _ => Ok(()),
     }
+}
+
+/// A new network may not repeat another network's net and mask: the
+/// message names the network that has them.
+pub(super) async fn net_taken(
+    ctx: &Context,
+    t: &ObjType,
+    name: &str,
+    attrs: &Attrs,
+) -> Result<Option<String>, HandlerError> {
+    let (Some(net), Some(mask)) = (attrs.get("net"), attrs.get("mask")) else {
+        return Ok(None);
+    };
+    if t.name != "network" {
+        return Ok(None);
+    }
+    let names = ctx.db.object_names(t).await?;
+    let defs = ctx.db.object_attrs(t, &names).await?;
+    let same = names.iter().zip(defs).find(|(other, a)| {
+        *other != name && a.get("net") == Some(net) && a.get("mask") == Some(mask)
+    });
+    Ok(same.map(|(other, _)| {
+        format!(
+            "A network definition called '{other}' already exists with net {net} and mask \
+             {mask}; no definition for '{name}' is made."
+        )
+    }))
 }
 
 /// A group's `members` must be nodes: unknown ones are dropped with xCAT's

@@ -80,9 +80,7 @@ impl Handler for Rmdef {
                 ));
             }
         } else if names.is_empty() && args.wheres.is_empty() {
-            return Err(HandlerError::Failed(
-                "No object names were provided.".into(),
-            ));
+            return Err(SYNTAX.error("No object names were provided."));
         }
         let types = match (&args.types, args.all) {
             (None, true) => all_types(),
