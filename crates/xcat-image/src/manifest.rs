@@ -789,7 +789,7 @@ fn hash_files(
     threads: usize,
 ) -> io::Result<Vec<(Vec<u8>, [u8; 32])>> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    files.sort_by(|a, b| b.2.cmp(&a.2));
+    files.sort_by_key(|f| std::cmp::Reverse(f.2));
     let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
     let one = |(path, ino, _): &(Vec<u8>, u64, u64)| -> io::Result<[u8; 32]> {
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
