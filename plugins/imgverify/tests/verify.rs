@@ -3,10 +3,20 @@
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use xcat_image::signature::{update_record, RecordUpdate, SigningKey};
 use xcat_plugin::testing::Harness;
+
+/// The manifest of `tree` as it is now, where capimage writes it.
+fn write_manifest(tree: &Path, dir: &Path) {
+    let mut tsv = Vec::new();
+    xcat_image::scan_tree(tree)
+        .unwrap()
+        .write_tsv(&mut tsv)
+        .unwrap();
+    fs::write(dir.join("capimage-manifest.tsv"), tsv).unwrap();
+}
 
 async fn image(h: &Harness) -> PathBuf {
     let dir = h.settings().install_dir.join("netboot/rocky9/x86_64/cap");
@@ -15,12 +25,7 @@ async fn image(h: &Harness) -> PathBuf {
     fs::write(tree.join("etc/hostname"), "n1").unwrap();
     fs::write(tree.join("etc/motd"), "hello").unwrap();
     symlink(".private/rootimg", dir.join("rootimg")).unwrap();
-    let mut tsv = Vec::new();
-    xcat_image::scan_tree(&tree)
-        .unwrap()
-        .write_tsv(&mut tsv)
-        .unwrap();
-    fs::write(dir.join("capimage-manifest.tsv"), tsv).unwrap();
+    write_manifest(&tree, &dir);
     fs::write(dir.join("rootimg.cpio.zst"), vec![5u8; 10_000]).unwrap();
     let key = SigningKey::load(&h.settings().image_key).unwrap();
     let update = RecordUpdate {
@@ -78,12 +83,7 @@ async fn a_changed_manifest_or_another_key_fails() {
     let dir = tree.parent().unwrap().parent().unwrap().to_path_buf();
     // the manifest edited to match a planted file: its record gives it away
     fs::write(tree.join("etc/planted"), "x").unwrap();
-    let mut tsv = Vec::new();
-    xcat_image::scan_tree(&tree)
-        .unwrap()
-        .write_tsv(&mut tsv)
-        .unwrap();
-    fs::write(dir.join("capimage-manifest.tsv"), tsv).unwrap();
+    write_manifest(&tree, &dir);
     let o = h.run("imgverify", &["img1"]).await;
     let all = format!("{:?} {:?}", o.kinds(), o.result);
     assert!(all.contains("capimage-manifest.tsv: "), "{all}");
