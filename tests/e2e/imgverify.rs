@@ -38,7 +38,8 @@ fn fails_naming(d: &Daemon, wanted: &[&str]) -> String {
     t
 }
 
-fn passes(d: &Daemon) {
+/// imgverify passes; the signer's fingerprint it names.
+fn passes(d: &Daemon) -> String {
     let o = d.client(&["imgverify", IMAGE]);
     let t = text(&o);
     assert!(
@@ -46,7 +47,12 @@ fn passes(d: &Daemon) {
         "imgverify failed on an untouched image:\n{t}\n{}",
         d.log()
     );
-    assert!(t.contains("match the record signed by SHA256:"), "{t}");
+    let fp = t
+        .split("match the record signed by ")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(fp.starts_with("SHA256:"), "{t}");
+    fp.split_whitespace().next().unwrap_or_default().to_string()
 }
 
 #[test]
@@ -70,7 +76,17 @@ fn imgverify_finds_every_kind_of_change_and_passes_an_untouched_image() {
         d.log()
     );
     assert!(text(&o).contains("manifest signed in"), "{}", text(&o));
-    passes(&d);
+    let fp = passes(&d);
+    // the signer is in the report and in the osimage definition
+    let dir = d.image_dir("compute");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("capimage-report.json")).unwrap()).unwrap();
+    assert_eq!(report["signed_by"], serde_json::Value::from(fp.clone()));
+    let osimage = text(&d.client(&["tabdump", "osimage"]));
+    assert!(
+        osimage.contains(&format!("manifest signed by {fp}")),
+        "{osimage}"
+    );
 
     let o = d.client(&["packimage", "-m", "cpio", "-c", "zstd", IMAGE]);
     assert!(
@@ -82,7 +98,6 @@ fn imgverify_finds_every_kind_of_change_and_passes_an_untouched_image() {
     assert!(text(&o).contains("signed image-record.txt"), "{}", text(&o));
     passes(&d);
 
-    let dir = d.image_dir("compute");
     let root = dir.join("rootimg");
     let e = root.join("srv/edgecases");
     let record = dir.join("image-record.txt");

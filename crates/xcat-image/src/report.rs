@@ -51,6 +51,10 @@ pub struct CaptureReport {
     /// What the node changed while it was read (a busy node is normal).
     #[serde(default)]
     pub churn: ChurnReport,
+    /// The fingerprint of the image-signing key that signs the manifest
+    /// (`image-record.txt`); None: the image is not signed.
+    #[serde(default)]
+    pub signed_by: Option<String>,
 }
 
 /// A count of entries and the first few of their paths (`/`-rooted).

@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use xcat_image::beneath::Root;
 use xcat_image::publish::PublishOutcome;
 use xcat_image::report::{CaptureReport, ChurnReport, CountsReport, PhaseTiming, Sizes};
+use xcat_image::signature::{key_if_present, SigningKey};
 use xcat_image::sysclean::SyscleanAction;
 use xcat_jobkit::figures::{bytes, rate, secs};
 use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, utc_text, with_progress};
@@ -95,13 +96,29 @@ async fn capture_and_publish(
     let outcome = staging.publish(node, opts.keep).await?;
     timings.since("publish", t);
     let when = utc_text(now_unix());
-    target::register(ctx, &p.target, node, &p.pf.kernel, opts, &when).await?;
+    let key = signing_key(ctx, out).await?;
+    let signed_by = key.as_ref().map(|k| k.fingerprint());
+    target::register(
+        ctx,
+        &p.target,
+        node,
+        &p.pf.kernel,
+        opts,
+        &when,
+        signed_by.as_deref(),
+    )
+    .await?;
     let mut notes = captured.finished.summary.notes.clone();
     notes.push(copy_kernel(&p, &job).await?);
     let warnings = warnings(&captured);
-    let report = report(&p, &captured, (started_at, notes, warnings), timings);
+    let report = report(
+        &p,
+        &captured,
+        (started_at, notes, warnings, signed_by),
+        timings,
+    );
     write_records(&p.target.dir, &report, &captured.finished.summary.manifest)?;
-    sign(&p.target.dir, ctx, out).await?;
+    sign(&p.target.dir, key, out).await?;
     drop(job);
     announce(&p, &captured, &report, &outcome, t0.elapsed(), out).await?;
     Ok(Some(p))
@@ -312,7 +329,7 @@ fn warnings(c: &Captured) -> Vec<String> {
 fn report(
     p: &Plan,
     c: &Captured,
-    (started_at, notes, warnings): (u64, Vec<String>, Vec<String>),
+    (started_at, notes, warnings, signed_by): (u64, Vec<String>, Vec<String>, Option<String>),
     timings: Timings,
 ) -> CaptureReport {
     let summary = &c.finished.summary;
@@ -340,6 +357,7 @@ fn report(
         notes,
         timings: timings.0,
         churn: c.churn.clone(),
+        signed_by,
     }
 }
 
@@ -356,11 +374,27 @@ fn write_records(
     write_manifest(manifest, &dir.join("capimage-manifest.tsv"))
 }
 
-/// Sign the new manifest; an image without a signature is still usable, so
-/// a missing or unreadable key is a warning, not a failed capture.
-async fn sign(dir: &Path, ctx: &Context, out: &Responder) -> Result<(), CaptureError> {
-    let key = &ctx.settings.image_key;
-    match crate::signing::sign_capture(dir, key) {
+/// The server's image-signing key. An image without a signature is still
+/// usable, so a missing or unreadable key is a warning, not a failed capture.
+async fn signing_key(ctx: &Context, out: &Responder) -> Result<Option<SigningKey>, CaptureError> {
+    let path = &ctx.settings.image_key;
+    match key_if_present(path) {
+        Ok(Some(k)) => return Ok(Some(k)),
+        Ok(None) => {
+            out.warning(format!(
+                "capimage: the image is not signed: no image-signing key at {} (xcatd init makes one)",
+                path.display()
+            ))
+            .await?
+        }
+        Err(e) => out.warning(format!("capimage: the image is not signed: {e}")).await?,
+    }
+    Ok(None)
+}
+
+/// Sign the new manifest with `key`, or remove the last capture's record.
+async fn sign(dir: &Path, key: Option<SigningKey>, out: &Responder) -> Result<(), CaptureError> {
+    match crate::signing::sign_capture(dir, key.as_ref()) {
         Ok(Some(fp)) => {
             out.info(format!(
                 "capimage: manifest signed in {} (image-signing key {fp})",
@@ -368,14 +402,11 @@ async fn sign(dir: &Path, ctx: &Context, out: &Responder) -> Result<(), CaptureE
             ))
             .await?
         }
-        Ok(None) => {
-            out.warning(format!(
-                "capimage: the image is not signed: no image-signing key at {} (xcatd init makes one)",
-                key.display()
-            ))
-            .await?
+        Ok(None) => {}
+        Err(e) => {
+            out.warning(format!("capimage: the image is not signed: {e}"))
+                .await?
         }
-        Err(e) => out.warning(format!("capimage: the image is not signed: {e}")).await?,
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::io;
 use std::path::Path;
 
 use xcat_image::manifest::scan_entry;
-use xcat_image::signature::{key_if_present, update_record, RecordUpdate, SignatureError};
+use xcat_image::signature::{update_record, RecordUpdate, SignatureError, SigningKey};
 use xcat_image::sysclean::SyscleanAction;
 use xcat_image::util::unescape_bytes;
 use xcat_image::ManifestStore;
@@ -52,8 +52,11 @@ pub fn refresh_manifest(
 
 /// Sign the image directory's record (the manifest, anew): the key's
 /// fingerprint, or None when the server has no image-signing key.
-pub fn sign_capture(dir: &Path, key_path: &Path) -> Result<Option<String>, SignatureError> {
-    let Some(key) = key_if_present(key_path)? else {
+pub fn sign_capture(
+    dir: &Path,
+    key: Option<&SigningKey>,
+) -> Result<Option<String>, SignatureError> {
+    let Some(key) = key else {
         // the last capture's record vouches for a manifest that is gone
         let old = dir.join(xcat_image::signature::RECORD);
         match std::fs::remove_file(&old) {
@@ -71,6 +74,6 @@ pub fn sign_capture(dir: &Path, key_path: &Path) -> Result<Option<String>, Signa
         add: &["capimage-manifest.tsv"],
         ..Default::default()
     };
-    update_record(dir, &key, update)?;
+    update_record(dir, key, update)?;
     Ok(Some(key.fingerprint()))
 }

@@ -217,8 +217,12 @@ pub async fn register(
     kernel: &str,
     opts: &Options,
     when: &str,
+    signed_by: Option<&str>,
 ) -> Result<(), CaptureError> {
-    let description = format!("captured from {node} at {when}");
+    let mut description = format!("captured from {node} at {when}");
+    if let Some(fp) = signed_by {
+        description.push_str(&format!(", manifest signed by {fp}"));
+    }
     let dir = t.dir.display().to_string();
     ctx.db
         .upsert(
