@@ -782,6 +782,21 @@ struct Walk {
     deferred: Option<Vec<(Vec<u8>, u64, u64)>>,
 }
 
+/// The content hash of the open file `fd`, which must still be the inode
+/// `ino` the walk saw at `path` (an error says the tree changed meanwhile).
+fn hash_if_same(fd: &OwnedFd, ino: u64, path: &[u8]) -> io::Result<[u8; 32]> {
+    let st = rustix::fs::fstat(fd)?;
+    #[allow(clippy::unnecessary_cast)]
+    if st.st_ino as u64 != ino {
+        return Err(io::Error::other(format!(
+            "{} changed while scanning",
+            display_path(path)
+        )));
+    }
+    #[allow(clippy::unnecessary_cast)]
+    hash_fd(fd, st.st_size as u64)
+}
+
 /// Hash `files` on `threads` threads; the first error stops them all.
 fn hash_files(
     r: &Root,
@@ -793,17 +808,7 @@ fn hash_files(
     let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
     let one = |(path, ino, _): &(Vec<u8>, u64, u64)| -> io::Result<[u8; 32]> {
         let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = r.open_beneath(path, flags, Mode::empty())?;
-        let st = rustix::fs::fstat(&fd)?;
-        #[allow(clippy::unnecessary_cast)]
-        if st.st_ino as u64 != *ino {
-            return Err(io::Error::other(format!(
-                "{} changed while scanning",
-                display_path(path)
-            )));
-        }
-        #[allow(clippy::unnecessary_cast)]
-        hash_fd(&fd, st.st_size as u64)
+        hash_if_same(&r.open_beneath(path, flags, Mode::empty())?, *ino, path)
     };
     let work = || -> io::Result<Vec<(Vec<u8>, [u8; 32])>> {
         let mut out = Vec::new();
@@ -890,16 +895,9 @@ fn entry_at(
                 OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
                 Mode::empty(),
             )?;
-            let fst = rustix::fs::fstat(&fd)?;
-            if fst.st_ino != st.st_ino {
-                return Err(io::Error::other(format!(
-                    "{} changed while scanning",
-                    display_path(&path)
-                )));
-            }
             #[allow(clippy::unnecessary_cast)]
-            let size = fst.st_size as u64;
-            sha = Some(hash_fd(&fd, size)?);
+            let ino = st.st_ino as u64;
+            sha = Some(hash_if_same(&fd, ino, &path)?);
         }
         EntryType::Symlink => {
             link = Some(rustix::fs::readlinkat(dir, name, Vec::new())?.into_bytes());

@@ -3,7 +3,7 @@
 use crate::extract::Counts;
 use crate::sysclean::SyscleanAction;
 use serde::{Deserialize, Serialize};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 /// Time spent in one phase.
@@ -117,18 +117,10 @@ impl CountsReport {
 impl CaptureReport {
     /// Writes the report as pretty JSON to `path` atomically (temporary name, fsync, rename).
     pub fn write_to(&self, path: &Path) -> io::Result<()> {
-        let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
-        let res = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer_pretty(&mut f, self).map_err(io::Error::other)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        res
+        crate::util::write_synced(path, |w| {
+            serde_json::to_writer_pretty(&mut *w, self).map_err(io::Error::other)?;
+            w.write_all(b"\n")
+        })
     }
 }
 

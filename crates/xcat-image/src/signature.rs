@@ -216,7 +216,7 @@ impl ImageRecord {
         let sig = key.sign(body.as_bytes());
         let text = format!("{body}signature ed25519 {}\n", hex::encode(sig));
         let path = dir.join(RECORD);
-        write_replacing(&path, text.as_bytes()).map_err(io_err(&path))
+        crate::util::write_synced(&path, |w| w.write_all(text.as_bytes())).map_err(io_err(&path))
     }
 
     /// Read `dir`'s record and check its signature against `trusted` (the
@@ -277,6 +277,9 @@ pub struct RecordUpdate<'a> {
     pub fresh: bool,
     /// Files of the directory to digest as they are now.
     pub add: &'a [&'a str],
+    /// Files whose size and SHA-256 the caller computed as it wrote them
+    /// (packimage's archive): not read again.
+    pub digested: &'a [(&'a str, u64, [u8; 32])],
     /// Files that were removed on purpose (stale archives).
     pub forget: &'a [String],
 }
@@ -299,27 +302,10 @@ pub fn update_record(
     for n in update.add {
         rec.add(dir, n)?;
     }
-    rec.write_signed(dir, key)
-}
-
-/// `content` into `path` through a temporary name, synced, then renamed.
-fn write_replacing(path: &Path, content: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("txt.tmp");
-    let res = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(content)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
+    for (n, size, sha) in update.digested {
+        rec.files.insert(n.to_string(), (*size, *sha));
     }
-    res
+    rec.write_signed(dir, key)
 }
 
 fn plain_name(n: &str) -> bool {

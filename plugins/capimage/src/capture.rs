@@ -484,14 +484,6 @@ async fn pack_or_next(
 }
 
 fn write_manifest(m: &xcat_image::ManifestStore, path: &Path) -> Result<(), CaptureError> {
-    let tmp = path.with_extension("tsv.tmp");
-    let res = (|| -> std::io::Result<()> {
-        let f = std::fs::File::create(&tmp)?;
-        let mut w = std::io::BufWriter::new(f);
-        m.write_tsv(&mut w)?;
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    res.map_err(CaptureError::io("write", path))
+    xcat_image::util::write_synced(path, |w| m.write_tsv(w))
+        .map_err(CaptureError::io("write", path))
 }

@@ -456,10 +456,19 @@ impl Job {
             }
         };
         let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
-        let mut add: Vec<String> = [&outcome.path, &outcome.record_path]
-            .iter()
-            .filter_map(|p| name(p))
-            .collect();
+        let mut add: Vec<String> = name(&outcome.record_path).into_iter().collect();
+        // the archive's digest was taken as it was written (its .info)
+        let archive = name(&outcome.path).unwrap_or_default();
+        let digested: Vec<(String, u64, [u8; 32])> = match hex::decode(&outcome.record.sha256)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        {
+            Some(sha) => vec![(archive, outcome.record.size, sha)],
+            None => {
+                add.push(archive);
+                Vec::new()
+            }
+        };
         for boot in ["kernel", INITRD_FILE] {
             if self.dir.join(boot).is_file() {
                 add.push(boot.to_string());
@@ -469,9 +478,14 @@ impl Job {
         let dir = self.dir.clone();
         let update = move || {
             let add: Vec<&str> = add.iter().map(String::as_str).collect();
+            let digested: Vec<(&str, u64, [u8; 32])> = digested
+                .iter()
+                .map(|(n, s, h)| (n.as_str(), *s, *h))
+                .collect();
             let update = signature::RecordUpdate {
                 fresh: false,
                 add: &add,
+                digested: &digested,
                 forget: &forget,
             };
             signature::update_record(&dir, &key, update).map(|()| key.fingerprint())
