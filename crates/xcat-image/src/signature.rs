@@ -162,6 +162,16 @@ pub enum FileProblem {
     Content(String),
 }
 
+impl FileProblem {
+    /// The file it is about.
+    pub fn name(&self) -> &str {
+        match self {
+            FileProblem::Missing(n) | FileProblem::Content(n) => n,
+            FileProblem::Size { name, .. } => name,
+        }
+    }
+}
+
 impl std::fmt::Display for FileProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -105,7 +105,7 @@ fn verify(dir: &Path, root: &Path, key_path: &Path) -> Result<Found, String> {
     }
     let file_problems = record.check_files(dir);
     // A manifest that differs from its record says nothing about the tree.
-    let differences = if file_problems.iter().any(|p| names(p, MANIFEST)) {
+    let differences = if file_problems.iter().any(|p| p.name() == MANIFEST) {
         Vec::new()
     } else {
         tree_differences(&dir.join(MANIFEST), root)?
@@ -116,13 +116,6 @@ fn verify(dir: &Path, root: &Path, key_path: &Path) -> Result<Found, String> {
         file_problems,
         differences,
     })
-}
-
-fn names(p: &FileProblem, name: &str) -> bool {
-    match p {
-        FileProblem::Missing(n) | FileProblem::Content(n) => n == name,
-        FileProblem::Size { name: n, .. } => n == name,
-    }
 }
 
 /// The manifest (as signed) against the tree as it is now.
