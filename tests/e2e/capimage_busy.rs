@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use xcat_image::report::CaptureReport;
-use xcat_remote::testbed::{Node, TestBed};
+use xcat_remote::testbed::{Mode, Node, NodeOptions, TestBed};
 use xcatd_tests::{output_text as text, Daemon};
 
 /// The default exclusions plus most of `/usr`, so one capture takes seconds.
@@ -165,6 +165,85 @@ fn busy_node_captures_twenty_times_in_a_row() {
         "no capture saw an entry vanish: the writer is too slow to test anything"
     );
     assert!(appeared > 0, "no capture counted an entry that appeared");
+}
+
+const PAIR: &str = "/srv/pair";
+
+/// A writer that keeps two files equal as the node sees them: each round
+/// writes both into a new directory, then swaps a symbolic link to it with
+/// one rename, and removes the round before. A live read can catch the
+/// link and the files of different rounds (or a round already removed); a
+/// snapshot cannot.
+fn pair_writer_script() -> String {
+    format!(
+        "mkdir -p {PAIR}; cd {PAIR}; i=0\n\
+         while :; do\n\
+           i=$((i+1)); mkdir r$i; echo $i > r$i/a; echo $i > r$i/b\n\
+           ln -s r$i cur.tmp; mv -T cur.tmp cur; rm -rf r$((i-1))\n\
+         done\n"
+    )
+}
+
+/// The pair as the image has it: both files of the round `cur` names (a
+/// missing file reads as its own name, so two missing files differ).
+fn pair_in(rootimg: &Path) -> (String, String) {
+    let pair = rootimg.join(PAIR.trim_start_matches('/'));
+    let round = std::fs::read_link(pair.join("cur")).expect("cur link in the image");
+    let read = |f: &str| {
+        std::fs::read_to_string(pair.join(&round).join(f))
+            .unwrap_or_else(|e| format!("{round:?}/{f} missing ({e})"))
+    };
+    (read("a"), read("b"))
+}
+
+#[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
+fn btrfs_snapshot_captures_a_busy_pair_consistently() {
+    let opts = NodeOptions {
+        mode: Mode::Btrfs,
+        ..NodeOptions::default()
+    };
+    let node = TestBed::node_with("snap", &opts);
+    let (d, x) = daemon(&node);
+    let script = node.sh("mktemp /root/pair.XXXXXX");
+    node.sh(&format!(
+        "cat > {s} <<'EOF'\n{}EOF\nsetsid bash {s} </dev/null >/dev/null 2>&1 &\nsleep 1",
+        pair_writer_script(),
+        s = script.trim()
+    ));
+    let dir = d.install_dir().join("netboot/debian12/x86_64/compute");
+    let mut times = Vec::new();
+    for round in 1..=20 {
+        let t = std::time::Instant::now();
+        let out = d.client(&["capimage", &node.name, "-x", &x, "--snapshot", "require"]);
+        times.push(t.elapsed().as_secs_f64());
+        assert!(
+            out.status.success(),
+            "capture {round} failed:\n{}\ndaemon log:\n{}",
+            text(&out),
+            d.log()
+        );
+        assert!(
+            text(&out).contains("read / from snapshots"),
+            "{}",
+            text(&out)
+        );
+        let (a, b) = pair_in(&dir.join("rootimg"));
+        assert_eq!(a, b, "capture {round}: the pair differs in the image");
+        let r = report(&dir);
+        assert_eq!(r.consistency.snapshotted, ["/"]);
+        assert!(
+            r.consistency
+                .package_lock
+                .starts_with("held while the snapshots were taken"),
+            "{:?}",
+            r.consistency.package_lock
+        );
+        let left = node.sh("btrfs subvolume list /");
+        assert!(!left.contains(".xcatd-snapshot-"), "snapshot left: {left}");
+    }
+    times.sort_by(f64::total_cmp);
+    eprintln!("20 snapshot captures, median {:.2} s", times[10]);
 }
 
 /// A node whose root lacks CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (as in

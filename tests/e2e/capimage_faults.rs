@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use xcat_image::Manifest;
-use xcat_remote::testbed::{Node, TestBed};
+use xcat_remote::testbed::{Mode, Node, NodeOptions, TestBed};
 use xcatd_tests::{
     host, in_node_netns, manifest, output_text as text, shape_uplink, ssh_config_for,
     unshape_uplink, Daemon, DaemonOptions,
@@ -990,6 +990,45 @@ fn client_interrupt_aborts_the_capture() {
         || !node_tar_running(&node),
     );
     before.assert_intact("after the client aborted");
+}
+
+/// The btrfs snapshots a capture is reading from (none after it ends).
+fn snapshots_on(node: &Node) -> Vec<String> {
+    node.sh("btrfs subvolume list /")
+        .lines()
+        .filter(|l| l.contains(".xcatd-snapshot-"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
+fn aborted_capture_of_a_btrfs_node_removes_its_snapshot() {
+    let opts = NodeOptions {
+        mode: Mode::Btrfs,
+        ..NodeOptions::default()
+    };
+    let node = TestBed::node_with("snapabort", &opts);
+    let d = daemon(&[&node]);
+    let dir = d.image_dir("compute");
+    throttle(&node, SLOW);
+    let mut client = spawn_capture(&d, &node, "compute");
+    wait_flowing(&dir, &mut client, Duration::from_secs(60));
+    let during = snapshots_on(&node);
+    assert_eq!(during.len(), 1, "one snapshot while reading: {during:?}");
+    host("kill", &["-INT", &client.pid().to_string()]);
+    let (status, out) = client.wait(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(1), "{out}");
+    wait_until(
+        "the snapshot removed after the abort",
+        Duration::from_secs(20),
+        || snapshots_on(&node).is_empty(),
+    );
+    wait_until(
+        "staging tree removed after the abort",
+        Duration::from_secs(15),
+        || staging_dirs(&dir).is_empty(),
+    );
 }
 
 #[test]

@@ -13,8 +13,9 @@
 #                           the NFS servers of nfs.sh (nfs.sh cleanup)
 #
 # Settings (environment):
-#   TB_MODE=full|overlay  full (default): the node gets a copy of the cached
+#   TB_MODE=full|btrfs|overlay  full (default): the node gets a copy of the cached
 #                         ext4 image (its / really is one ext4 filesystem).
+#                         btrfs: the same tree on a fresh btrfs disk.
 #                         overlay: a small ext4 disk holds an overlayfs upper
 #                         layer over one shared, read-only base tree (fast, light;
 #                         for many-node tests)
@@ -236,6 +237,20 @@ cmd_up() {
                 rmdir "$dir/populate"
             fi
             ;;
+        btrfs)
+            # The same tree on a fresh btrfs (its top-level subvolume is /).
+            local tarball
+            tarball=$("$here/rootfs.sh" tar)
+            size=${TB_DISK_MB:-4096}
+            truncate -s "${size}M" "$disk"
+            mkfs.btrfs -q -f "$disk" >/dev/null
+            mkdir -p "$dir/populate"
+            mount -o loop "$disk" "$dir/populate"
+            tar -C "$dir/populate" -xpf "$tarball" --xattrs --xattrs-include='*' --acls --numeric-owner \
+                || { umount "$dir/populate"; exit 1; }
+            umount "$dir/populate"
+            rmdir "$dir/populate"
+            ;;
         overlay)
             [ "${TB_EDGECASES:-0}" = 1 ] && tb_die "TB_EDGECASES needs TB_MODE=full"
             base=$("$here/rootfs.sh" base)
@@ -243,7 +258,7 @@ cmd_up() {
             truncate -s "${size}M" "$disk"
             mkfs.ext4 -q -F -E nodiscard "$disk"
             ;;
-        *) tb_die "TB_MODE must be full or overlay" ;;
+        *) tb_die "TB_MODE must be full, btrfs or overlay" ;;
     esac
 
     # Keys: the bed's client key (shared by its nodes), a host key per node.

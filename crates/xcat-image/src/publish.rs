@@ -176,7 +176,9 @@ pub fn lock_image_dir(dir: &Path, description: &str) -> Result<ImageLock, Publis
     Ok(ImageLock { _file: file, path })
 }
 
-fn random_suffix() -> String {
+/// Twelve hex digits from the kernel's random source (the clock if it fails):
+/// for names that must not collide with another run's.
+pub fn random_suffix() -> String {
     let mut b = [0u8; 6];
     if File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))

@@ -55,6 +55,23 @@ pub struct CaptureReport {
     /// (`image-record.txt`); None: the image is not signed.
     #[serde(default)]
     pub signed_by: Option<String>,
+    /// How the tree was read: snapshots, live, the package manager's lock.
+    #[serde(default)]
+    pub consistency: ConsistencyReport,
+}
+
+/// How consistent the captured tree is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencyReport {
+    /// `--snapshot` as given: `auto`, `require` or `off`.
+    pub mode: String,
+    /// Captured mount points read from a read-only snapshot, taken at once.
+    pub snapshotted: Vec<String>,
+    /// Captured mount points read live (see `churn` for what moved).
+    pub live: Vec<String>,
+    /// The package manager's lock: `held during the read`, `held while the
+    /// snapshots were taken`, `none on the node`, or why it was not held.
+    pub package_lock: String,
 }
 
 /// A count of entries and the first few of their paths (`/`-rooted).

@@ -41,6 +41,8 @@ pub const STATE_DIR: &str = "/run/xcatd-testbed";
 pub enum Mode {
     /// A private copy of the cached ext4 image: `/` is one real ext4 filesystem.
     Full,
+    /// The same tree on a fresh btrfs disk (`/` is its top-level subvolume).
+    Btrfs,
     /// A small ext4 disk holding an overlayfs upper layer over one shared,
     /// read-only base tree. Cheap; for many-node tests.
     Overlay,
@@ -265,6 +267,7 @@ impl TestBed {
                 "TB_MODE",
                 match opts.mode {
                     Mode::Full => "full",
+                    Mode::Btrfs => "btrfs",
                     Mode::Overlay => "overlay",
                 },
             )

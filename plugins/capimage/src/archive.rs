@@ -323,6 +323,12 @@ impl Judge<'_> {
     /// reported its statuses, else what ssh's own status means.
     fn exit_failure(&self, st: ExitStatus) -> NodeFailure {
         let node = self.node;
+        if let Some(why) = &self.node_err.fail {
+            return NodeFailure {
+                why: why.clone(),
+                detail: None,
+            };
+        }
         let why = match (&self.node_err.status, st.code()) {
             (Some(s), _) => {
                 return self.node_err.failure().unwrap_or(NodeFailure {

@@ -8,7 +8,9 @@ use std::time::Instant;
 use tracing::{info, warn};
 use xcat_image::beneath::Root;
 use xcat_image::publish::PublishOutcome;
-use xcat_image::report::{CaptureReport, ChurnReport, CountsReport, PhaseTiming, Sizes};
+use xcat_image::report::{
+    CaptureReport, ChurnReport, ConsistencyReport, CountsReport, PhaseTiming, Sizes,
+};
 use xcat_image::signature::{key_if_present, SigningKey};
 use xcat_image::sysclean::SyscleanAction;
 use xcat_jobkit::figures::{bytes, rate, secs};
@@ -16,6 +18,7 @@ use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, utc_text, with_pr
 use xcat_plugin::{Context, Request, Responder};
 
 use crate::archive::{self, Finished};
+use crate::consistent;
 use crate::error::CaptureError;
 use crate::job::{Deadline, Job};
 use crate::journal::Staging;
@@ -43,6 +46,7 @@ impl Timings {
 struct Captured {
     finished: Finished,
     churn: ChurnReport,
+    consistency: ConsistencyReport,
     actions: Vec<SyscleanAction>,
 }
 
@@ -153,7 +157,8 @@ async fn stream(
     (staging, job): (&Path, &Job),
     acls: bool,
 ) -> Result<Finished, CaptureError> {
-    let script = pipeline::script(&p.excludes, &p.ex.include, p.wire, acls);
+    let script =
+        pipeline::consistent_script(&p.consistency, &p.excludes, &p.ex.include, p.wire, acls);
     let site = p.site(staging, job);
     let mut run = archive::start(ctx, &site, &script, p.wire)?;
     let started = Instant::now();
@@ -183,6 +188,10 @@ async fn capture_into(
     let acls = p.pf.has("tar-acls");
     let mut finished = stream(p, ctx, out, (staging, job), acls).await?;
     timings.since("capture", t);
+    let mounts: Vec<String> = p.pf.captured().iter().map(|m| m.point.clone()).collect();
+    let consistency = consistent::report(&p.consistency, &mounts, &finished.node_err.consistency);
+    out.info(consistent::summary_line(&p.node, &consistency))
+        .await?;
     let t = Instant::now();
     let churn = settle_churn(p, ctx, (staging, job), acls, &mut finished).await?;
     timings.since("settle", t);
@@ -203,6 +212,7 @@ async fn capture_into(
     Ok(Captured {
         finished,
         churn,
+        consistency,
         actions,
     })
 }
@@ -218,11 +228,11 @@ async fn settle_churn(
     let site = p.site(staging, job);
     let mut churn = settle::initial(&f.node_err);
     settle::reread(ctx, &site, acls, &mut f.summary, &f.node_err, &mut churn).await?;
-    settle::count_appeared(
+    settle::count_appeared_live(
         ctx,
         &site,
         (&p.excludes, &p.ex.include),
-        f.node_err.started.as_deref(),
+        &f.node_err,
         &f.summary.manifest,
         &mut churn,
     )
@@ -358,6 +368,7 @@ fn report(
         timings: timings.0,
         churn: c.churn.clone(),
         signed_by,
+        consistency: c.consistency.clone(),
     }
 }
 

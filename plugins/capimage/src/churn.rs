@@ -45,8 +45,44 @@ pub enum NodeMessage {
     ReadError(String),
     /// tar's closing remark after errors: says nothing new.
     Noise,
+    /// What the consistency prelude did ([`crate::consistent`]).
+    Consistency(Consistency),
+    /// The node's script gave up before the read, saying why.
+    Fail(String),
     /// Anything else: kept as a warning.
     Other(String),
+}
+
+/// The prelude's `@@snapshot...` and `@@pm-lock` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consistency {
+    /// A captured mount point read from its snapshot.
+    Snapshotted(String),
+    /// A btrfs mount point whose snapshot failed: read live.
+    Live(String),
+    /// A snapshot created (deleted again when the script ends).
+    Made(String),
+    /// A snapshot the script could not delete.
+    Left(String),
+    /// The package manager's lock: `held ...`, `waiting ...`, `released`, `none ...`.
+    Lock(String),
+}
+
+/// Most consistency lines kept (a node cannot grow them without bound).
+const MAX_CONSISTENCY: usize = 64;
+
+fn classify_marker(line: &str) -> Option<NodeMessage> {
+    let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let rest = rest.to_string();
+    Some(match tag {
+        "@@fail" => NodeMessage::Fail(rest),
+        "@@snapshot" => NodeMessage::Consistency(Consistency::Snapshotted(rest)),
+        "@@snapshot-live" => NodeMessage::Consistency(Consistency::Live(rest)),
+        "@@snapshot-made" => NodeMessage::Consistency(Consistency::Made(rest)),
+        "@@snapshot-left" => NodeMessage::Consistency(Consistency::Left(rest)),
+        "@@pm-lock" => NodeMessage::Consistency(Consistency::Lock(rest)),
+        _ => return None,
+    })
 }
 
 /// errno texts that mean "the entry is gone" (glibc's, in the C locale).
@@ -59,6 +95,9 @@ pub fn classify(line: &str) -> NodeMessage {
     }
     if let Some(t) = line.strip_prefix("@@start ") {
         return NodeMessage::Start(t.trim().to_string());
+    }
+    if let Some(m) = classify_marker(line) {
+        return m;
     }
     if let Some(rest) = line.strip_prefix("tar: ") {
         return classify_tar(rest, line);
@@ -187,6 +226,10 @@ pub struct NodeStderr {
     pub changed_count: u64,
     pub read_errors: Vec<String>,
     pub read_error_count: u64,
+    /// Why the script gave up before the read (`@@fail`).
+    pub fail: Option<String>,
+    /// What the consistency prelude reported, in order (bounded).
+    pub consistency: Vec<Consistency>,
 }
 
 impl NodeStderr {
@@ -209,6 +252,15 @@ impl NodeStderr {
                 }
             }
             NodeMessage::Noise => {}
+            NodeMessage::Fail(why) => self.fail = Some(why),
+            NodeMessage::Consistency(Consistency::Left(s)) => self.warnings.push(format!(
+                "snapshot {s} is still on the node; remove it with: btrfs subvolume delete {s}"
+            )),
+            NodeMessage::Consistency(c) => {
+                if self.consistency.len() < MAX_CONSISTENCY {
+                    self.consistency.push(c);
+                }
+            }
             NodeMessage::Other(l) if l.trim().is_empty() => {}
             NodeMessage::Other(l) => {
                 if self.warnings.len() < MAX_WARNINGS {
@@ -224,6 +276,12 @@ impl NodeStderr {
     /// only a busy node's churn. tar's 2 and find's 1 are accepted only when
     /// every error they printed was about an entry that vanished.
     pub fn failure(&self) -> Option<NodeFailure> {
+        if let Some(why) = &self.fail {
+            return Some(NodeFailure {
+                why: why.clone(),
+                detail: None,
+            });
+        }
         let Some(s) = &self.status else {
             return Some(NodeFailure {
                 why: "the node's pipeline reported no status".into(),

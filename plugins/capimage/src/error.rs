@@ -71,6 +71,9 @@ pub enum CaptureError {
     /// The compressor asked for with `--transport-compress` is missing.
     #[error("{node}: {tool} is not installed on the node; use --transport-compress none or auto")]
     NoCompressor { node: String, tool: &'static str },
+    /// `--snapshot require` on a node where some filesystem cannot be snapshotted.
+    #[error("{node}: --snapshot require: {why}; use --snapshot auto to read the rest live")]
+    Snapshot { node: String, why: String },
     /// Reaching the node failed (preflight, or starting a stream). Boxed, as
     /// the other large sources are, to keep every `Result` small.
     #[error(transparent)]

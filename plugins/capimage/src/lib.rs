@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod churn;
+pub mod consistent;
 pub mod exlist;
 pub mod options;
 pub mod pipeline;

@@ -9,10 +9,13 @@ pub use xcat_plugin::args::Parsed;
 use xcat_plugin::args::Syntax;
 use xcat_plugin::HandlerError;
 
+pub use crate::consistent::SnapshotMode;
+
 pub const USAGE: &str = "\
 Usage: capimage <node> [-p|--profile PROFILE] [-o|--osimage IMAGE] [-x|--exlist FILE]
                 [--transport-compress auto|none|gzip|zstd]
                 [--pack cpio.gz|cpio.xz|cpio.zst|tar.gz|tar.xz|tar.zst|squashfs|none]
+                [--snapshot auto|require|off]
                 [--dry-run] [--keep N] [--no-sysclean] [-i BOOTIF] [-n NETDRIVERS]
                 [-t|--type diskless] [-V|--verbose]
        capimage -h|--help
@@ -37,6 +40,8 @@ pub struct Options {
     pub osimage: Option<String>,
     pub exlist: Option<PathBuf>,
     pub compress: Compress,
+    /// Read btrfs filesystems from snapshots (`--snapshot`).
+    pub snapshot: SnapshotMode,
     /// The archive packimage makes after the capture, or None.
     pub pack: Option<PackSpec>,
     pub dry_run: bool,
@@ -59,6 +64,8 @@ struct Cli {
     exlist: Option<PathBuf>,
     #[arg(long = "transport-compress", value_parser = compress)]
     compress: Option<Compress>,
+    #[arg(long = "snapshot", value_parser = SnapshotMode::parse)]
+    snapshot: Option<SnapshotMode>,
     #[arg(long = "pack", value_parser = pack)]
     pack: Option<Pack>,
     #[arg(long = "dry-run")]
@@ -154,6 +161,7 @@ impl Cli {
             osimage: self.osimage,
             exlist: self.exlist,
             compress: self.compress.unwrap_or(Compress::Auto),
+            snapshot: self.snapshot.unwrap_or(SnapshotMode::Auto),
             pack: self.pack.and_then(|p| p.0),
             dry_run: self.dry_run,
             keep: self.keep.unwrap_or(1),

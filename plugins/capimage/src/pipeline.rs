@@ -13,6 +13,7 @@
 
 use xcat_remote::shell_quote;
 
+use crate::consistent::Consistency;
 use crate::exlist::{glob_escape, ExList};
 use crate::options::Compress;
 
@@ -180,6 +181,26 @@ const PROLOGUE: &str = "export LC_ALL=C; cd / || exit 97";
 /// mean entries vanished between the listing and the read, and the daemon
 /// tells that from a real failure by the messages ([`crate::churn`]).
 pub fn script(excludes: &[String], includes: &[String], wire: Wire, acls: bool) -> String {
+    format!("{PROLOGUE}; {}", body(excludes, includes, wire, acls))
+}
+
+/// [`script`] read as `c` says: under the package manager's lock, from
+/// snapshots where there are any ([`crate::consistent`]).
+pub fn consistent_script(
+    c: &Consistency,
+    excludes: &[String],
+    includes: &[String],
+    wire: Wire,
+    acls: bool,
+) -> String {
+    format!(
+        "export LC_ALL=C\n{}",
+        c.wrap(&body(excludes, includes, wire, acls))
+    )
+}
+
+/// The pipeline, run in the root of the tree it reads.
+fn body(excludes: &[String], includes: &[String], wire: Wire, acls: bool) -> String {
     let find = find_command(excludes, includes, "-print0");
     let tar = tar_command(acls);
     let comp = match wire {
@@ -192,7 +213,7 @@ pub fn script(excludes: &[String], includes: &[String], wire: Wire, acls: bool) 
         None => format!("{find} | {tar}"),
     };
     format!(
-        "{PROLOGUE}; echo \"@@start $(date +%s)\" >&2\n{pipe}\ns=(\"${{PIPESTATUS[@]}}\")\n\
+        "echo \"@@start $(date +%s)\" >&2\n{pipe}\ns=(\"${{PIPESTATUS[@]}}\")\n\
          echo \"@@status find=${{s[0]}} tar=${{s[1]}} comp=${{s[2]:-0}}\" >&2\n\
          [ \"${{s[0]}}\" -le 1 ] && [ \"${{s[1]}}\" -le 2 ] && [ \"${{s[2]:-0}}\" -eq 0 ] || exit 3\n"
     )

@@ -12,6 +12,7 @@ use xcat_plugin::{Context, Responder};
 use xcat_remote::Remote;
 
 use crate::archive::Site;
+use crate::consistent::Consistency;
 use crate::error::CaptureError;
 use crate::exlist::{self, ExList};
 use crate::job::Job;
@@ -42,6 +43,8 @@ pub struct Plan {
     pub excludes: Vec<String>,
     pub wire: Wire,
     pub estimate: u64,
+    /// Snapshots and the package manager's lock.
+    pub consistency: Consistency,
 }
 
 pub async fn plan(
@@ -64,7 +67,9 @@ pub async fn plan(
         }
     })?;
     let skipped: Vec<String> = pf.skipped().iter().map(|m| m.point.clone()).collect();
-    let excludes = pipeline::effective_excludes(&ex, &skipped);
+    let consistency = Consistency::plan(opts.snapshot, &pf, node)?;
+    let mut excludes = pipeline::effective_excludes(&ex, &skipped);
+    excludes.extend(Consistency::excludes(&pf));
     let estimate = pf.used_bytes();
     Ok(Plan {
         node: node.to_string(),
@@ -75,6 +80,7 @@ pub async fn plan(
         excludes,
         wire,
         estimate,
+        consistency,
     })
 }
 

@@ -10,7 +10,7 @@ pub const SCRIPT: &str = r#"
 echo "@@kernel $(uname -r)"
 echo "@@arch $(uname -m)"
 echo "@@hostname $(cat /proc/sys/kernel/hostname 2>/dev/null)"
-for t in tar zstd gzip bash find; do command -v "$t" >/dev/null 2>&1 && echo "@@tool $t"; done
+for t in tar zstd gzip bash find btrfs unshare; do command -v "$t" >/dev/null 2>&1 && echo "@@tool $t"; done
 if command -v tar >/dev/null 2>&1; then
   echo "@@tarversion $(tar --version 2>/dev/null | head -n 1)"
   h=$(tar --help 2>/dev/null)

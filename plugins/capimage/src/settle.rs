@@ -218,7 +218,27 @@ fn merge_directories(again: &Finished, summary: &mut ExtractSummary) -> Result<(
 /// entries whose inode changed since the capture began; those not in the
 /// image appeared. Never fails the capture: a walk that cannot be done is
 /// recorded in `appeared_not_counted`.
-pub async fn count_appeared(
+pub async fn count_appeared_live(
+    ctx: &Context,
+    site: &Site<'_>,
+    patterns: (&[String], &[String]),
+    node_err: &NodeStderr,
+    manifest: &ManifestStore,
+    churn: &mut ChurnReport,
+) {
+    // With snapshots, what was created later is simply not in the image,
+    // and re-reading it live would undo the snapshot's consistency.
+    let snapshotted = node_err
+        .consistency
+        .iter()
+        .any(|c| matches!(c, crate::churn::Consistency::Snapshotted(_)));
+    if !snapshotted {
+        let started = node_err.started.as_deref();
+        count_appeared(ctx, site, patterns, started, manifest, churn).await;
+    }
+}
+
+async fn count_appeared(
     ctx: &Context,
     site: &Site<'_>,
     (excludes, includes): (&[String], &[String]),
