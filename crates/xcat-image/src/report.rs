@@ -69,8 +69,9 @@ pub struct ConsistencyReport {
     pub snapshotted: Vec<String>,
     /// Captured mount points read live (see `churn` for what moved).
     pub live: Vec<String>,
-    /// The package manager's lock: `held during the read`, `held while the
-    /// snapshots were taken`, `none on the node`, or why it was not held.
+    /// The package manager's lock: `held during the read (...)`, `held while
+    /// the snapshots were taken (...)`, `no package manager lock on the
+    /// node`, or `not held: <why>`.
     pub package_lock: String,
 }
 

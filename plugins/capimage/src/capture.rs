@@ -189,7 +189,7 @@ async fn capture_into(
     let mut finished = stream(p, ctx, out, (staging, job), acls).await?;
     timings.since("capture", t);
     let mounts: Vec<String> = p.pf.captured().iter().map(|m| m.point.clone()).collect();
-    let consistency = consistent::report(&p.consistency, &mounts, &finished.node_err.consistency);
+    let consistency = consistent::report(&p.consistency, &mounts, &finished.node_err.prelude);
     out.info(consistent::summary_line(&p.node, &consistency))
         .await?;
     let t = Instant::now();

@@ -46,7 +46,7 @@ pub enum NodeMessage {
     /// tar's closing remark after errors: says nothing new.
     Noise,
     /// What the consistency prelude did ([`crate::consistent`]).
-    Consistency(Consistency),
+    Prelude(PreludeNote),
     /// The node's script gave up before the read, saying why.
     Fail(String),
     /// Anything else: kept as a warning.
@@ -55,32 +55,29 @@ pub enum NodeMessage {
 
 /// The prelude's `@@snapshot...` and `@@pm-lock` lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Consistency {
+pub enum PreludeNote {
     /// A captured mount point read from its snapshot.
     Snapshotted(String),
-    /// A btrfs mount point whose snapshot failed: read live.
+    /// A btrfs mount point whose snapshot failed: read live (a warning).
     Live(String),
-    /// A snapshot created (deleted again when the script ends).
-    Made(String),
-    /// A snapshot the script could not delete.
+    /// A snapshot the script could not delete (a warning).
     Left(String),
     /// The package manager's lock: `held ...`, `waiting ...`, `released`, `none ...`.
     Lock(String),
 }
 
-/// Most consistency lines kept (a node cannot grow them without bound).
-const MAX_CONSISTENCY: usize = 64;
+/// Most prelude lines kept (a node cannot grow them without bound).
+const MAX_PRELUDE: usize = 64;
 
 fn classify_marker(line: &str) -> Option<NodeMessage> {
     let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
     let rest = rest.to_string();
     Some(match tag {
         "@@fail" => NodeMessage::Fail(rest),
-        "@@snapshot" => NodeMessage::Consistency(Consistency::Snapshotted(rest)),
-        "@@snapshot-live" => NodeMessage::Consistency(Consistency::Live(rest)),
-        "@@snapshot-made" => NodeMessage::Consistency(Consistency::Made(rest)),
-        "@@snapshot-left" => NodeMessage::Consistency(Consistency::Left(rest)),
-        "@@pm-lock" => NodeMessage::Consistency(Consistency::Lock(rest)),
+        "@@snapshot" => NodeMessage::Prelude(PreludeNote::Snapshotted(rest)),
+        "@@snapshot-live" => NodeMessage::Prelude(PreludeNote::Live(rest)),
+        "@@snapshot-left" => NodeMessage::Prelude(PreludeNote::Left(rest)),
+        "@@pm-lock" => NodeMessage::Prelude(PreludeNote::Lock(rest)),
         _ => return None,
     })
 }
@@ -229,7 +226,7 @@ pub struct NodeStderr {
     /// Why the script gave up before the read (`@@fail`).
     pub fail: Option<String>,
     /// What the consistency prelude reported, in order (bounded).
-    pub consistency: Vec<Consistency>,
+    pub prelude: Vec<PreludeNote>,
 }
 
 impl NodeStderr {
@@ -253,12 +250,15 @@ impl NodeStderr {
             }
             NodeMessage::Noise => {}
             NodeMessage::Fail(why) => self.fail = Some(why),
-            NodeMessage::Consistency(Consistency::Left(s)) => self.warnings.push(format!(
+            NodeMessage::Prelude(PreludeNote::Left(s)) => self.warnings.push(format!(
                 "snapshot {s} is still on the node; remove it with: btrfs subvolume delete {s}"
             )),
-            NodeMessage::Consistency(c) => {
-                if self.consistency.len() < MAX_CONSISTENCY {
-                    self.consistency.push(c);
+            NodeMessage::Prelude(PreludeNote::Live(m)) => self
+                .warnings
+                .push(format!("the snapshot of {m} failed; {m} was read live")),
+            NodeMessage::Prelude(note) => {
+                if self.prelude.len() < MAX_PRELUDE {
+                    self.prelude.push(note);
                 }
             }
             NodeMessage::Other(l) if l.trim().is_empty() => {}

@@ -8,7 +8,7 @@
 //!   not snapshotted, are bind-mounted into one view of the tree, which
 //!   `find | tar` read as they read `/`. The namespace dies with the script;
 //!   the snapshots are deleted when it exits, also when it fails or is cut
-//!   off (the exit trap), and otherwise by the daemon afterwards.
+//!   off (the exit trap); one it could not delete is named in a warning.
 //! * **The package manager's lock** (dpkg's `lock-frontend` and `lock`,
 //!   rpm's `.rpm.lock`) is taken before the read, so no package is
 //!   half-installed in the image: with snapshots only until they are taken,
@@ -23,7 +23,7 @@ use xcat_remote::shell_quote;
 
 use xcat_image::report::ConsistencyReport;
 
-use crate::churn::Consistency as Said;
+use crate::churn::PreludeNote as Said;
 use crate::error::CaptureError;
 use crate::preflight::Preflight;
 
@@ -191,21 +191,6 @@ impl Consistency {
             list(&self.mounts)
         )
     }
-
-    /// A script that deletes whatever snapshot `paths` the node still has
-    /// (after a capture whose script could not delete them itself).
-    pub fn cleanup_script(paths: &[String]) -> String {
-        let mut s = String::from("for s in");
-        for p in paths {
-            s.push(' ');
-            s.push_str(&shell_quote(p));
-        }
-        s.push_str(
-            "; do [ -d \"$s\" ] || continue; btrfs subvolume delete \"$s\" >/dev/null || \
-             echo \"$s\"; done\n",
-        );
-        s
-    }
 }
 
 /// What the read was, from the plan and what the node's script said.
@@ -349,7 +334,7 @@ at() { if [ "$view" = / ]; then echo "$1"; else echo "${view%/}$1"; fi; }
 take() {
   local s="${1%/}/$snap" top child rel fd
   btrfs subvolume snapshot -r "$1" "$s" >/dev/null || return 1
-  made+=("$s"); echo "@@snapshot-made $s" >&2
+  made+=("$s")
   exec {fd}<"$s" || return 1
   if [ "$1" = / ]; then view=$s; else srcs+=("/proc/self/fd/$fd"); dsts+=("$(at "$1")"); fi
   top=$(btrfs subvolume show "$1" | head -n 1) || return 1

@@ -217,7 +217,7 @@ fn merge_directories(again: &Finished, summary: &mut ExtractSummary) -> Result<(
 /// Count the entries created after the listing: a second walk lists only
 /// entries whose inode changed since the capture began; those not in the
 /// image appeared. Never fails the capture: a walk that cannot be done is
-/// recorded in `appeared_not_counted`.
+/// recorded in `appeared_not_counted`. Not after snapshots (below).
 pub async fn count_appeared_live(
     ctx: &Context,
     site: &Site<'_>,
@@ -229,9 +229,9 @@ pub async fn count_appeared_live(
     // With snapshots, what was created later is simply not in the image,
     // and re-reading it live would undo the snapshot's consistency.
     let snapshotted = node_err
-        .consistency
+        .prelude
         .iter()
-        .any(|c| matches!(c, crate::churn::Consistency::Snapshotted(_)));
+        .any(|c| matches!(c, crate::churn::PreludeNote::Snapshotted(_)));
     if !snapshotted {
         let started = node_err.started.as_deref();
         count_appeared(ctx, site, patterns, started, manifest, churn).await;
