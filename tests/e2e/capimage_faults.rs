@@ -1031,6 +1031,41 @@ fn aborted_capture_of_a_btrfs_node_removes_its_snapshot() {
     );
 }
 
+/// The node's capture script SIGKILLed mid-stream (as sshd's death or the
+/// node's OOM killer would): its exit trap cannot run, so the daemon
+/// deletes the snapshot it left.
+#[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
+fn snapshot_of_a_killed_capture_script_is_deleted_by_the_daemon() {
+    let opts = NodeOptions {
+        mode: Mode::Btrfs,
+        ..NodeOptions::default()
+    };
+    let node = TestBed::node_with("snapkill", &opts);
+    let d = daemon(&[&node]);
+    let dir = d.image_dir("compute");
+    throttle(&node, SLOW);
+    let mut client = spawn_capture(&d, &node, "compute");
+    wait_flowing(&dir, &mut client, Duration::from_secs(60));
+    assert_eq!(snapshots_on(&node).len(), 1);
+    // The script is the bash in the private mount namespace (its first
+    // words set the snapshot's name); it and its pipeline die at once,
+    // before its trap could run.
+    node.sh("p=$(pgrep -f '^bash -c snap=') && kill -KILL $p $(pgrep -P $p)");
+    let (status, out) = client.wait(Duration::from_secs(60));
+    assert!(!status.success(), "{out}");
+    assert!(
+        out.contains("deleted the snapshot /.xcatd-snapshot-"),
+        "the daemon did not say it deleted the snapshot:\n{out}"
+    );
+    assert!(snapshots_on(&node).is_empty(), "{:?}", snapshots_on(&node));
+    wait_until(
+        "staging tree removed after the failure",
+        Duration::from_secs(15),
+        || staging_dirs(&dir).is_empty(),
+    );
+}
+
 #[test]
 #[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
 fn daemon_killed_mid_capture_is_cleaned_up_at_restart() {

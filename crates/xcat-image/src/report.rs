@@ -89,7 +89,8 @@ pub struct ChurnReport {
     pub vanished: EntrySample,
     /// Created after the listing: not in the image.
     pub appeared: EntrySample,
-    /// Files that changed while they were read.
+    /// Entries that changed while they were read: tar saw the content
+    /// change, or their inode changed (ctime) after the capture began.
     pub changed: EntrySample,
     /// How many of the changed files were read again, unchanged this time.
     pub reread: u64,

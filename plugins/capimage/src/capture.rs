@@ -94,7 +94,7 @@ async fn capture_and_publish(
     let captured = match capture_into(&p, opts, ctx, out, (&staging.path, &job), &mut timings).await
     {
         Ok(c) => c,
-        Err(e) => return Err(abandon(staging, &p, e, out).await),
+        Err(e) => return Err(abandon(staging, &p, e, (ctx, out)).await),
     };
     let t = Instant::now();
     let outcome = staging.publish(node, opts.keep).await?;
@@ -128,11 +128,17 @@ async fn capture_and_publish(
     Ok(Some(p))
 }
 
-/// A failed or cancelled capture: remove the partial tree and say what that
-/// means for the image.
-async fn abandon(staging: Staging, p: &Plan, e: CaptureError, out: &Responder) -> CaptureError {
+/// A failed or cancelled capture: remove the partial tree and any snapshot
+/// left on the node, and say what that means for the image.
+async fn abandon(
+    staging: Staging,
+    p: &Plan,
+    e: CaptureError,
+    (ctx, out): (&Context, &Responder),
+) -> CaptureError {
     let dir = staging.dir.clone();
     staging.discard().await;
+    consistent::remove_left(&p.consistency, ctx, (&p.node, &p.addr), out).await;
     warn!(node = %p.node, error = %e, "capture failed; staging removed");
     if matches!(e, CaptureError::Cancelled) {
         // The dispatcher answers with a bare "cancelled": say what it
@@ -217,7 +223,7 @@ async fn capture_into(
     })
 }
 
-/// Re-read what changed during the stream and count what appeared.
+/// Find what changed or appeared during the stream, and re-read what changed.
 async fn settle_churn(
     p: &Plan,
     ctx: &Context,
@@ -227,8 +233,7 @@ async fn settle_churn(
 ) -> Result<ChurnReport, CaptureError> {
     let site = p.site(staging, job);
     let mut churn = settle::initial(&f.node_err);
-    settle::reread(ctx, &site, acls, &mut f.summary, &f.node_err, &mut churn).await?;
-    settle::count_appeared_live(
+    let since_start = settle::walk_since_start(
         ctx,
         &site,
         (&p.excludes, &p.ex.include),
@@ -237,6 +242,18 @@ async fn settle_churn(
         &mut churn,
     )
     .await;
+    CaptureError::check_cancelled(ctx)?;
+    let (summary, node_err) = (&mut f.summary, &f.node_err);
+    settle::reread(
+        ctx,
+        &site,
+        acls,
+        summary,
+        node_err,
+        &since_start,
+        &mut churn,
+    )
+    .await?;
     CaptureError::check_cancelled(ctx)?;
     Ok(churn)
 }

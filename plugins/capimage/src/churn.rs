@@ -78,6 +78,8 @@ fn classify_marker(line: &str) -> Option<NodeMessage> {
         "@@snapshot-live" => NodeMessage::Prelude(PreludeNote::Live(rest)),
         "@@snapshot-left" => NodeMessage::Prelude(PreludeNote::Left(rest)),
         "@@pm-lock" => NodeMessage::Prelude(PreludeNote::Lock(rest)),
+        // the re-read's own check (pipeline::reread_script)
+        "@@changed" => NodeMessage::Changed(rest.into_bytes()),
         _ => return None,
     })
 }

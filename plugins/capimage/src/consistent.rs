@@ -9,6 +9,9 @@
 //!   `find | tar` read as they read `/`. The namespace dies with the script;
 //!   the snapshots are deleted when it exits, also when it fails or is cut
 //!   off (the exit trap); one it could not delete is named in a warning.
+//!   After a failed or cancelled capture the daemon also deletes what is
+//!   left of them ([`remove_left`]): the trap cannot run when the script is
+//!   SIGKILLed (sshd killed, the node's OOM killer).
 //! * **The package manager's lock** (dpkg's `lock-frontend` and `lock`,
 //!   rpm's `.rpm.lock`) is taken before the read, so no package is
 //!   half-installed in the image: with snapshots only until they are taken,
@@ -19,9 +22,12 @@
 //! Without snapshots the read stays live and [`crate::settle`] re-reads
 //! what changed while it was read.
 
-use xcat_remote::shell_quote;
+use std::time::Duration;
 
+use tracing::{info, warn};
 use xcat_image::report::ConsistencyReport;
+use xcat_plugin::{Context, Responder};
+use xcat_remote::{shell_quote, Remote};
 
 use crate::churn::PreludeNote as Said;
 use crate::error::CaptureError;
@@ -32,6 +38,50 @@ pub const SNAPSHOT_PREFIX: &str = ".xcatd-snapshot-";
 
 /// How long the node may wait for the package manager's lock.
 pub const LOCK_WAIT_SECS: u64 = 120;
+
+/// How long the backstop may take (it retries a busy snapshot for 10 s).
+const BACKSTOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After a failed or cancelled capture: delete the snapshots it left on
+/// the node, saying so. Runs without the capture's cancellation (it runs
+/// because of it) and never fails: the client may be gone, the node too.
+pub async fn remove_left(
+    c: &Consistency,
+    ctx: &Context,
+    (node, addr): (&str, &str),
+    out: &Responder,
+) {
+    let Some(script) = c.backstop_script() else {
+        return;
+    };
+    let remote = Remote::new(ctx.settings.ssh.clone());
+    let cmd = crate::pipeline::command(&script);
+    let ran = remote.run(node, addr, &cmd, Some(BACKSTOP_TIMEOUT)).await;
+    let o = match ran {
+        Ok(o) => o,
+        Err(e) => {
+            warn!(%node, error = %e, "could not check for snapshots left by the failed capture");
+            return;
+        }
+    };
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        if let Some(d) = line.strip_prefix("@@snapshot-deleted ") {
+            info!(%node, snapshot = %d, "deleted a snapshot the failed capture left");
+            let _ = out
+                .info(format!(
+                    "capimage: deleted the snapshot {d} the capture left on {node}"
+                ))
+                .await;
+        } else if let Some(d) = line.strip_prefix("@@snapshot-left ") {
+            warn!(%node, snapshot = %d, "could not delete a snapshot the failed capture left");
+            let _ = out
+                .warning(format!(
+                    "capimage: {node}: the snapshot {d} is left; delete it with `btrfs subvolume delete {d}`"
+                ))
+                .await;
+        }
+    }
+}
 
 /// `--snapshot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +223,17 @@ impl Consistency {
             "exec unshare --mount --propagation private bash -c {}",
             shell_quote(&inner)
         )
+    }
+
+    /// The daemon's backstop after a failed or cancelled capture: a script
+    /// that deletes this capture's snapshots wherever they are left (the
+    /// node's exit trap cannot run when the script is SIGKILLed). One it
+    /// cannot delete is retried while it may still be in use by the dying
+    /// script. Prints `@@snapshot-deleted PATH` or `@@snapshot-left PATH`.
+    /// None without snapshots.
+    pub fn backstop_script(&self) -> Option<String> {
+        self.snapshots()
+            .then(|| format!("export LC_ALL=C\n{}\n{BACKSTOP}", self.settings()))
     }
 
     /// The script's variables: every value shell-quoted.
@@ -366,6 +427,20 @@ make_view() {
     binds+=("${dsts[i]}")
   done
 }"#;
+
+/// The backstop (see [`Consistency::backstop_script`]): every subvolume
+/// of each btrfs mount's filesystem named `$snap`, mapped to its path
+/// under the mount as `take` does.
+const BACKSTOP: &str = r#"gone() { local i; for i in $(seq 1 20); do [ -e "$1" ] || return 0; btrfs subvolume delete "$1" >/dev/null 2>&1 && return 0; sleep 0.5; done; [ ! -e "$1" ]; }
+for m in "${btrfs[@]}"; do
+  top=$(btrfs subvolume show "$m" 2>/dev/null | head -n 1) || continue
+  while IFS= read -r p; do
+    case "/$p" in */"$snap") ;; *) continue ;; esac
+    if [ "$top" = / ]; then rel=$p; else rel=${p#"$top"/}; [ "$rel" != "$p" ] || continue; fi
+    d="${m%/}/$rel"
+    if gone "$d"; then echo "@@snapshot-deleted $d"; else echo "@@snapshot-left $d"; fi
+  done < <(btrfs subvolume list "$m" | sed 's/^.* path //')
+done"#;
 
 #[cfg(test)]
 mod tests {

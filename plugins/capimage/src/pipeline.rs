@@ -176,7 +176,8 @@ const PROLOGUE: &str = "export LC_ALL=C; cd / || exit 97";
 /// The bash script for the node: `find | tar [| compressor]`.
 ///
 /// It first reports the node's clock (`@@start SECONDS`), so entries that
-/// appear during the capture can be found afterwards ([`appeared_script`]).
+/// appear or change during the capture can be found afterwards
+/// ([`changed_since_script`]).
 /// tar's status 2 and find's 1 do not fail the script: on a busy node they
 /// mean entries vanished between the listing and the read, and the daemon
 /// tells that from a real failure by the messages ([`crate::churn`]).
@@ -221,27 +222,51 @@ fn body(excludes: &[String], includes: &[String], wire: Wire, acls: bool) -> Str
 
 /// The script that reads `names` (root-relative, `./`-prefixed) again, as
 /// an uncompressed archive on stdout; same status reporting as [`script`].
-pub fn reread_script(names: &[String], acls: bool) -> String {
-    let mut list = String::from("printf '%s\\0'");
-    for n in names {
-        list.push(' ');
-        list.push_str(&shell_quote(n));
-    }
+/// Afterwards it names (`@@changed ./NAME`) each of `names[check_from..]`
+/// whose inode changed since the re-read began: a rename onto the name is
+/// invisible to tar, which reads whichever inode it opened to the end.
+pub fn reread_script(names: &[String], check_from: usize, acls: bool) -> String {
+    let quoted = |ns: &[String]| {
+        ns.iter()
+            .map(|n| shell_quote(n))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let tar = tar_command(acls);
+    let checked = &names[check_from.min(names.len())..];
+    // The kernel stamps ctime from a coarse clock (a tick behind `date`),
+    // so the check starts 20 ms early: a change just before counts too.
+    // find's complaints about names gone by now are not news: tar's are.
+    let check = if checked.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "find {} -maxdepth 0 -newerct \"@${{t:0:-9}}.${{t: -9}}\" \
+             -printf '@@changed %p\\n' >&2 2>/dev/null\n",
+            quoted(checked)
+        )
+    };
     format!(
-        "{PROLOGUE}\n{list} | {tar}\ns=(\"${{PIPESTATUS[@]}}\")\n\
+        "{PROLOGUE}\nt=$(( $(date +%s%N) - 20000000 ))\n\
+         printf '%s\\0' {all} | {tar}\ns=(\"${{PIPESTATUS[@]}}\")\n{check}\
          echo \"@@status find=0 tar=${{s[1]}} comp=0\" >&2\n\
-         [ \"${{s[1]}}\" -le 2 ] || exit 3\n"
+         [ \"${{s[1]}}\" -le 2 ] || exit 3\n",
+        all = quoted(names),
     )
 }
 
-/// The script that lists, NUL-separated, the entries the capture's walk
-/// would keep whose inode changed at or after `since` (the node's clock at
-/// the start of the capture, minus a second for clock granularity): every
-/// entry created since is among them.
-pub fn appeared_script(excludes: &[String], includes: &[String], since: u64) -> String {
+/// The script that lists the entries the capture's walk would keep whose
+/// inode changed at or after `since` (the node's clock at the start of the
+/// capture, minus a second for clock granularity): every entry created or
+/// replaced since, and every one whose content or metadata changed. Each
+/// is its type letter (find's `%y`) and its `./`-prefixed name, NUL-ended.
+pub fn changed_since_script(excludes: &[String], includes: &[String], since: u64) -> String {
     let since = since.saturating_sub(1);
-    let find = find_command(excludes, includes, &format!("-newerct @{since} -print0"));
+    let find = find_command(
+        excludes,
+        includes,
+        &format!("-newerct @{since} -printf '%y%p\\0'"),
+    );
     format!("{PROLOGUE}\n{find}\n")
 }
 
