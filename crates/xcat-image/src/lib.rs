@@ -30,8 +30,10 @@ pub mod linkfarm;
 pub mod manifest;
 pub mod manifest_store;
 pub mod pack;
+pub mod packages;
 pub mod publish;
 pub mod report;
+pub mod secrets;
 pub mod signature;
 pub mod skeleton;
 #[allow(unsafe_code)]
