@@ -609,3 +609,388 @@ fn lock_shadow(root: &Root) -> io::Result<Vec<String>> {
         .map(|u| format!("/etc/shadow: locked the password of {u}"))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const PASSWORD: &str = "Hunter2SuperSecret";
+    const TOKEN: &str = "ghp_abcdefghijklmnopqrstuvwxyz0123";
+    const HASH: &str = "$6$salt$q5QmuyoIKsOI3ZhXQRIaIbUlgK0PCtWAxYcjmLOPnOeDZ5EdyGK/";
+    const PEM_BODY: &str = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC";
+
+    fn put(root: &Path, rel: &str, content: &[u8]) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    fn scan_dir(dir: &Path) -> SecretReport {
+        let m = crate::scan_tree(dir).unwrap();
+        let m = ManifestStore::from_manifest(&m).unwrap();
+        scan(&Root::open(dir).unwrap(), &m).unwrap()
+    }
+
+    fn shadow_text() -> String {
+        format!(
+            "root:*:19000:0:99999:7:::\nalice:{HASH}:19000:0:99999:7:::\n\
+             bob:!{HASH}:19000::::::\ndaemon:!*:19000::::::\nold:abcdefghijklm:1::::::\n\
+             nologin:x:1::::::\nempty::1::::::"
+        )
+    }
+
+    /// One planted sample of every kind, in a fresh tree.
+    fn plant(d: &Path) {
+        let key = format!(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n{PEM_BODY}\n-----END OPENSSH PRIVATE KEY-----\n"
+        );
+        put(d, "home/alice/.ssh/id_ed25519", key.as_bytes());
+        put(
+            d,
+            "opt/app/server.pem",
+            format!("junk\n-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}\n").as_bytes(),
+        );
+        put(d, "etc/krb5.keytab", &[0x05, 0x02, 0, 0, 0, 0x40]);
+        put(d, "etc/munge/munge.key", b"\x01\x02munge");
+        put(
+            d,
+            "root/.aws/credentials",
+            format!("[default]\naws_secret_access_key={PASSWORD}\n").as_bytes(),
+        );
+        put(
+            d,
+            "home/alice/.kube/config",
+            format!("users:\n- user:\n    token: {PASSWORD}\n").as_bytes(),
+        );
+        put(
+            d,
+            "home/alice/.docker/config.json",
+            br#"{"auths":{"r.io":{"auth":"dXNlcjpwYXNz"}}}"#,
+        );
+        put(
+            d,
+            "root/.netrc",
+            format!("machine h login u password {PASSWORD}\n").as_bytes(),
+        );
+        let history = format!(
+            "ls\ncd /tmp\ngit push https://x:{TOKEN}@github.com/a/b\nmysql -u root -p{PASSWORD}\n"
+        );
+        put(d, "root/.bash_history", history.as_bytes());
+        put(d, "etc/shadow", shadow_text().as_bytes());
+    }
+
+    fn kinds(r: &SecretReport) -> Vec<(String, SecretKind)> {
+        r.findings
+            .iter()
+            .map(|f| (f.path.clone(), f.kind))
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_is_found() {
+        let d = tempfile::tempdir().unwrap();
+        plant(d.path());
+        let r = scan_dir(d.path());
+        use SecretKind::*;
+        let want = [
+            ("/etc/krb5.keytab", KerberosKeytab),
+            ("/etc/munge/munge.key", MungeKey),
+            ("/etc/shadow", PasswordHash),
+            ("/etc/shadow", PasswordHash),
+            ("/home/alice/.docker/config.json", CloudCredentials),
+            ("/home/alice/.kube/config", CloudCredentials),
+            ("/home/alice/.ssh/id_ed25519", PrivateKey),
+            ("/opt/app/server.pem", PrivateKey),
+            ("/root/.aws/credentials", CloudCredentials),
+            ("/root/.bash_history", ShellHistoryToken),
+            ("/root/.netrc", Netrc),
+        ];
+        let mut got = kinds(&r);
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        let want: Vec<_> = want.iter().map(|(p, k)| (p.to_string(), *k)).collect();
+        assert_eq!(got, want);
+        assert_eq!(r.count, 11);
+        let shadow: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.kind == PasswordHash)
+            .collect();
+        assert!(shadow[0].advice.contains("user alice") && shadow[0].advice.contains("passwd -l"));
+        assert!(shadow[1].advice.contains("user old"), "{shadow:?}");
+        let hist = r
+            .findings
+            .iter()
+            .find(|f| f.kind == ShellHistoryToken)
+            .unwrap();
+        assert!(
+            hist.advice.starts_with("line 3 (and 1 more lines)"),
+            "{}",
+            hist.advice
+        );
+    }
+
+    #[test]
+    fn the_report_holds_no_secret() {
+        let d = tempfile::tempdir().unwrap();
+        plant(d.path());
+        let json = serde_json::to_string(&scan_dir(d.path())).unwrap();
+        for secret in [
+            PASSWORD,
+            TOKEN,
+            HASH,
+            PEM_BODY,
+            "dXNlcjpwYXNz",
+            "abcdefghijklm",
+        ] {
+            assert!(!json.contains(secret), "{secret} in {json}");
+        }
+        assert!(json.contains("\"kind\":\"shell-history-token\""), "{json}");
+        let back: SecretReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.count, 11);
+    }
+
+    #[test]
+    fn symlinks_are_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        put(outside.path(), "netrc", b"machine h login u password p\n");
+        put(outside.path(), "key", b"-----BEGIN PRIVATE KEY-----\n");
+        std::fs::create_dir_all(d.path().join("root")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("netrc"), d.path().join("root/.netrc"))
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("key"), d.path().join("root/id_rsa"))
+            .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("root/.bash_history")).unwrap();
+        // a home that is a symlink to a directory outside, holding secrets
+        std::fs::create_dir_all(d.path().join("home")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("home/eve")).unwrap();
+        let r = scan_dir(d.path());
+        assert_eq!(r.count, 0, "{r:?}");
+        assert_eq!(r.scanned_files, 0);
+    }
+
+    #[test]
+    fn harmless_lookalikes_give_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        put(
+            p,
+            "root/.ssh/id_rsa.pub",
+            b"ssh-rsa AAAAB3NzaC1yc2E root@node\n",
+        );
+        put(
+            p,
+            "etc/ssl/public.pem",
+            b"-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----\n",
+        );
+        put(
+            p,
+            "etc/ssl/certs/ca.pem",
+            b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        );
+        put(
+            p,
+            "etc/shadow",
+            b"root:*:1::::::\nbin:!:1::::::\nsys:!*:1::::::\nx:x:1::::::\n",
+        );
+        put(p, "root/.netrc", b"");
+        put(
+            p,
+            "root/.bash_history",
+            b"ls -l\nmysql -u root -p\nexport PASSWORD=\n--password\n",
+        );
+        put(
+            p,
+            "home/bob/.aws/config",
+            b"[default]\nregion = eu-west-1\n",
+        );
+        put(p, "home/bob/.docker/config.json", br#"{"auths":{}}"#);
+        put(p, "home/bob/.kube/config", b"clusters: []\n");
+        put(p, "var/lib/sss/x.keytab", b"not a keytab");
+        put(
+            p,
+            "usr/share/doc/a.txt",
+            b"-----BEGIN lowercase PRIVATE KEY-----\n",
+        );
+        let r = scan_dir(p);
+        assert_eq!(r.count, 0, "{r:?}");
+        assert!(r.scanned_files >= 10);
+    }
+
+    #[test]
+    fn a_clean_distribution_root_gives_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        let mut shadow = String::from("root:*:19700:0:99999:7:::\n");
+        for u in [
+            "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "nobody",
+        ] {
+            shadow.push_str(&format!("{u}:*:19700:0:99999:7:::\n"));
+        }
+        shadow.push_str(
+            "systemd-network:!*:19700::::::\nmessagebus:!:19700::::::\n_apt:!:19700::::::\n",
+        );
+        put(p, "etc/shadow", shadow.as_bytes());
+        put(p, "etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n");
+        put(
+            p,
+            "etc/ssl/certs/ISRG_Root_X1.pem",
+            b"-----BEGIN CERTIFICATE-----\nMIIFazCCA1Og\n-----END CERTIFICATE-----\n",
+        );
+        put(
+            p,
+            "usr/share/doc/openssh-client/README",
+            b"Never share your private key. A PRIVATE KEY file starts with a BEGIN line.\n",
+        );
+        put(
+            p,
+            "usr/share/doc/gnupg/FAQ",
+            b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n",
+        );
+        put(
+            p,
+            "usr/share/man/man1/ssh-keygen.1",
+            b".Nm ssh-keygen\nprivate key\n",
+        );
+        put(p, "root/.bashrc", b"# ~/.bashrc\nexport HISTSIZE=1000\n");
+        put(p, "root/.profile", b"mesg n\n");
+        put(p, "etc/skel/.bashrc", b"# ~/.bashrc\n");
+        put(p, "usr/bin/big", &vec![b'-'; KEY_MAX as usize + 1]);
+        std::fs::create_dir_all(p.join("home/user")).unwrap();
+        put(
+            p,
+            "home/user/.bash_history",
+            b"sudo apt update\nssh-keygen -t ed25519\nman passwd\n",
+        );
+        let r = scan_dir(p);
+        assert_eq!(r.count, 0, "{r:?}");
+        assert_eq!(r.skipped_large, 0);
+    }
+
+    #[test]
+    fn large_files_are_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        let mut big = b"-----BEGIN PRIVATE KEY-----\n".to_vec();
+        big.resize(KEY_MAX as usize + 1, b'A');
+        put(d.path(), "root/.ssh/id_rsa", &big);
+        put(d.path(), "opt/blob", &big);
+        let r = scan_dir(d.path());
+        assert_eq!((r.count, r.skipped_large, r.scanned_files), (0, 1, 0));
+    }
+
+    #[test]
+    fn findings_are_capped_and_counted() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..MAX_FINDINGS + 5 {
+            put(
+                d.path(),
+                &format!("k/{i}.pem"),
+                b"-----BEGIN EC PRIVATE KEY-----\n",
+            );
+        }
+        let r = scan_dir(d.path());
+        assert_eq!(r.findings.len(), MAX_FINDINGS);
+        assert_eq!(r.count, MAX_FINDINGS as u64 + 5);
+    }
+
+    #[test]
+    fn scrub_removes_and_locks() {
+        let d = tempfile::tempdir().unwrap();
+        plant(d.path());
+        put(d.path(), "root/.ssh/id_rsa.pub", b"ssh-rsa AAAA\n");
+        let root = Root::open(d.path()).unwrap();
+        let report = scan_dir(d.path());
+        // replaced by a symlink since the scan: left alone
+        std::fs::remove_file(d.path().join("opt/app/server.pem")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", d.path().join("opt/app/server.pem")).unwrap();
+        let done = scrub(&root, &report).unwrap();
+        assert!(
+            done.contains(&"/root/.netrc: removed".to_string()),
+            "{done:?}"
+        );
+        assert!(
+            done.contains(&"/opt/app/server.pem: left alone, no longer a regular file".to_string())
+        );
+        assert!(done.contains(&"/etc/shadow: locked the password of alice".to_string()));
+        assert!(done.contains(&"/etc/shadow: locked the password of old".to_string()));
+        assert_eq!(done.len(), 11, "{done:?}");
+        for gone in [
+            "root/.netrc",
+            "root/.bash_history",
+            "root/.aws/credentials",
+            "etc/krb5.keytab",
+            "etc/munge/munge.key",
+            "home/alice/.ssh/id_ed25519",
+            "home/alice/.kube/config",
+        ] {
+            assert!(!d.path().join(gone).exists(), "{gone}");
+        }
+        assert!(d.path().join("root/.ssh/id_rsa.pub").exists());
+        assert!(
+            std::fs::symlink_metadata(d.path().join("opt/app/server.pem"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let want = shadow_text()
+            .replace(&format!("alice:{HASH}"), &format!("alice:!{HASH}"))
+            .replace("old:abc", "old:!abc");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("etc/shadow")).unwrap(),
+            want
+        );
+        // the symlink left in place is not a finding either
+        let again = scan_dir(d.path());
+        assert_eq!(kinds(&again), vec![]);
+    }
+
+    #[test]
+    fn history_patterns() {
+        for hit in [
+            "curl -H 'Authorization: Bearer abc' x",
+            "export AWS_SECRET_ACCESS_KEY=abc",
+            "x --password=abc",
+            "x --password abc",
+            "sshpass -p abc ssh h",
+            "glpat-abcdef",
+            "xoxb-123",
+            "curl 'h?token=abc'",
+            "Password=abc",
+            "/usr/bin/mysqldump -uroot -pabc db",
+            ": 1700000000:0;psql --password secret",
+        ] {
+            assert!(credential_line(hit.as_bytes()), "{hit}");
+        }
+        for miss in [
+            "ls -p",
+            "mysql -p",
+            "mysql -u root -p db",
+            "ghp_short",
+            "passwd",
+            "token= x",
+            "grep -r password .",
+            "x --password",
+            "x --password --other",
+        ] {
+            assert!(!credential_line(miss.as_bytes()), "{miss}");
+        }
+    }
+
+    #[test]
+    fn pem_labels() {
+        for hit in ["RSA ", "EC ", "DSA ", "ENCRYPTED ", "", "OPENSSH "] {
+            let pem = format!("x-----BEGIN {hit}PRIVATE KEY-----\n");
+            assert!(has_private_key(pem.as_bytes()), "{hit}");
+        }
+        for miss in [
+            "-----BEGIN PUBLIC KEY-----",
+            "-----BEGIN CERTIFICATE-----",
+            "-----BEGIN PRIVATE KEY",
+            "-----BEGIN  my PRIVATE KEY-----",
+            "-----BEGIN ",
+        ] {
+            assert!(!has_private_key(miss.as_bytes()), "{miss}");
+        }
+    }
+}
