@@ -181,3 +181,103 @@ fn kernels(root: &Root) -> Vec<String> {
     }
     out.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn put(root: &Path, rel: &str, content: &[u8]) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    const STATUS: &str = "Package: zlib1g\nStatus: install ok installed\nPriority: optional\n\
+        Architecture: amd64\nVersion: 1:1.2.13.dfsg-1\nDescription: compression library\n \
+        zlib is a library implementing the deflate compression method\n .\n \
+        Version: 9.9 (a continuation line, not a field)\n\n\
+        Package: oldpkg\nStatus: deinstall ok config-files\nArchitecture: all\nVersion: 0.1\n\n\n\
+        Package: bash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5.2.15-2+b2\n\
+        Description: GNU Bourne Again SHell\n multi-line";
+
+    #[test]
+    fn dpkg_installed_packages() {
+        let d = tempfile::tempdir().unwrap();
+        put(d.path(), "var/lib/dpkg/status", STATUS.as_bytes());
+        let r = list(&Root::open(d.path()).unwrap());
+        let p = |name: &str, version: &str| Package {
+            name: name.into(),
+            version: version.into(),
+            arch: "amd64".into(),
+        };
+        assert_eq!(r.manager, "dpkg");
+        assert_eq!(
+            r.packages,
+            vec![p("bash", "5.2.15-2+b2"), p("zlib1g", "1:1.2.13.dfsg-1")]
+        );
+        assert_eq!((r.count, r.note), (2, None));
+    }
+
+    #[test]
+    fn crlf_and_held_packages() {
+        let text = b"Package: a\r\nStatus: hold ok installed\r\nVersion: 1\r\n\r\n\
+            Package: b\nStatus: install ok half-installed\nVersion: 2\n";
+        let got = parse_dpkg_status(text);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].name.as_str(), got[0].version.as_str()), ("a", "1"));
+        assert!(parse_dpkg_status(b"").is_empty());
+        assert!(parse_dpkg_status(b"\xff\xfe: \x00\n \n:\n").is_empty());
+    }
+
+    #[test]
+    fn oversized_status_is_noted() {
+        let d = tempfile::tempdir().unwrap();
+        put(d.path(), "var/lib/dpkg/status", STATUS.as_bytes());
+        let root = Root::open(d.path()).unwrap();
+        let r = list_bounded(&root, 100);
+        assert_eq!((r.manager.as_str(), r.count), ("dpkg", 0));
+        assert!(r.note.unwrap().contains("larger than 100 bytes"));
+        // a sparse file beyond the real bound is refused without being read
+        let f = std::fs::File::create(d.path().join("var/lib/dpkg/status")).unwrap();
+        f.set_len(STATUS_MAX + 1).unwrap();
+        let r = list(&root);
+        assert!(r.packages.is_empty() && r.note.is_some(), "{r:?}");
+    }
+
+    #[test]
+    fn kernels_and_no_database() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("lib/modules/6.1.0-13-amd64")).unwrap();
+        std::fs::create_dir_all(p.join("usr/lib/modules/6.1.0-13-amd64")).unwrap();
+        std::fs::create_dir_all(p.join("usr/lib/modules/5.10.0-28-amd64")).unwrap();
+        put(p, "lib/modules/not-a-dir", b"");
+        put(p, "boot/vmlinuz-6.5.0-1-amd64", b"kernel");
+        std::os::unix::fs::symlink("vmlinuz-6.5.0-1-amd64", p.join("boot/vmlinuz")).unwrap();
+        std::os::unix::fs::symlink("/tmp", p.join("boot/vmlinuz-linked")).unwrap();
+        let r = list(&Root::open(p).unwrap());
+        assert_eq!(r.manager, "none");
+        assert_eq!((r.count, r.note), (0, None));
+        assert_eq!(
+            r.kernels,
+            vec!["5.10.0-28-amd64", "6.1.0-13-amd64", "6.5.0-1-amd64"]
+        );
+    }
+
+    #[test]
+    fn rpm_is_noted_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        put(d.path(), "var/lib/rpm/rpmdb.sqlite", b"SQLite format 3\0");
+        let r = list(&Root::open(d.path()).unwrap());
+        assert_eq!(r.manager, "rpm");
+        assert!(r.packages.is_empty());
+        assert!(r.note.unwrap().contains("not read on the server"));
+        // a symlinked status file is not the image's database
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("var/lib/dpkg")).unwrap();
+        std::os::unix::fs::symlink("/var/lib/dpkg/status", d.path().join("var/lib/dpkg/status"))
+            .unwrap();
+        assert_eq!(list(&Root::open(d.path()).unwrap()).manager, "none");
+    }
+}
