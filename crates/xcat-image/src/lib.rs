@@ -12,6 +12,9 @@
 //!   stored as TSV, with a readable diff; [`manifest_store`] keeps an extraction's
 //!   records on disk, so memory does not grow with the archive.
 //! * [`skeleton`], [`sysclean`], [`publish`], [`report`]: the later capture steps.
+//! * [`secrets`]: the secrets left in a captured tree (keys, credentials, password
+//!   hashes, tokens in histories), reported without their content and scrubbed on
+//!   request; [`packages`]: the tree's installed packages and kernels.
 //! * [`pack`]: packing a tree into the archive nodes boot.
 //! * [`linkfarm`]: statelite's link farm in a tree (liteimg makes it, packimage
 //!   swaps it back while it packs) and liteimg's record of it.
@@ -30,8 +33,10 @@ pub mod linkfarm;
 pub mod manifest;
 pub mod manifest_store;
 pub mod pack;
+pub mod packages;
 pub mod publish;
 pub mod report;
+pub mod secrets;
 pub mod signature;
 pub mod skeleton;
 #[allow(unsafe_code)]
