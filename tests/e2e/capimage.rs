@@ -20,7 +20,7 @@ fn capture_is_faithful_and_registered() {
     node.sh("mkdir -p /etc/ssh && ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_test_key </dev/null; \
              echo 0123456789abcdef0123456789abcdef > /etc/machine-id; \
              printf 'UUID=1234 / ext4 defaults 0 1\\nproc /proc proc defaults 0 0\\n' > /etc/fstab; \
-             mkdir -p /root/.ssh && echo secret > /root/.ssh/id_rsa; \
+             mkdir -p /root/.ssh && printf -- '-----BEGIN OPENSSH PRIVATE KEY-----\\nb3Blbn\\n-----END OPENSSH PRIVATE KEY-----\\n' > /root/.ssh/id_rsa; \
              echo marker > /mnt/otherfs/marker-in-tmpfs");
     let node_root = Path::new("/proc")
         .join(node.init_pid.to_string())
@@ -131,9 +131,11 @@ fn capture_is_faithful_and_registered() {
         "{sysclean}"
     );
     assert!(
-        report["warnings"].to_string().contains("/root/.ssh/id_rsa"),
+        report["secrets"]["findings"]
+            .to_string()
+            .contains("/root/.ssh/id_rsa"),
         "{}",
-        report["warnings"]
+        report["secrets"]
     );
 
     // Tables: the osimage rows.

@@ -2,6 +2,7 @@
 mod attacks;
 mod bootserve;
 mod capimage;
+mod capimage_audit;
 mod capimage_busy;
 mod capimage_faults;
 mod capimage_hostile;

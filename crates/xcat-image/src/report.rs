@@ -58,6 +58,13 @@ pub struct CaptureReport {
     /// How the tree was read: snapshots, live, the package manager's lock.
     #[serde(default)]
     pub consistency: ConsistencyReport,
+    /// Secrets found in the published tree (after sysclean, and after
+    /// `--scrub` removed them: then `sysclean` lists what it did).
+    #[serde(default)]
+    pub secrets: crate::secrets::SecretReport,
+    /// The image's packages and kernel module trees.
+    #[serde(default)]
+    pub packages: crate::packages::PackageReport,
 }
 
 /// How consistent the captured tree is.

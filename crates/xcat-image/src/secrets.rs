@@ -43,6 +43,7 @@
 use crate::beneath::Root;
 use crate::manifest::{EntryType, ManifestEntry};
 use crate::manifest_store::ManifestStore;
+use crate::sysclean::{act, SyscleanAction};
 use crate::util::{display_path, escape_bytes, unescape_bytes};
 use rustix::fs::OFlags;
 use serde::{Deserialize, Serialize};
@@ -547,8 +548,9 @@ fn lock_hashes(shadow: &[u8]) -> (Vec<u8>, Vec<String>) {
 /// after checking it is still a regular file (a symlink put there since is left
 /// alone), and the unlocked hashes of `/etc/shadow`, locked with a `!` (all of
 /// them, also those of users beyond the report's kept findings). Returns what
-/// it did, one line each.
-pub fn scrub(root: &Root, report: &SecretReport) -> io::Result<Vec<String>> {
+/// it did as sysclean's actions (`removed`, `edited`, `skipped`, `warning`),
+/// so the manifest is refreshed and the report lists them the same way.
+pub fn scrub(root: &Root, report: &SecretReport) -> io::Result<Vec<SyscleanAction>> {
     let mut done = Vec::new();
     let mut seen = HashSet::new();
     let mut shadow = false;
@@ -567,16 +569,20 @@ pub fn scrub(root: &Root, report: &SecretReport) -> io::Result<Vec<String>> {
     }
     let left = report.count.saturating_sub(report.findings.len() as u64);
     if left > 0 {
-        done.push(format!(
-            "{left} findings beyond the report's first {} were not scrubbed; scan again",
-            report.findings.len()
+        done.push(act(
+            "warning",
+            b"",
+            format!(
+                "{left} findings beyond the report's first {} were not scrubbed; scan again",
+                report.findings.len()
+            ),
         ));
     }
     Ok(done)
 }
 
 /// Unlinks the regular file at the display path `path`.
-fn remove_found(root: &Root, path: &str) -> io::Result<String> {
+fn remove_found(root: &Root, path: &str) -> io::Result<SyscleanAction> {
     let rel = path
         .strip_prefix('/')
         .and_then(unescape_bytes)
@@ -586,27 +592,34 @@ fn remove_found(root: &Root, path: &str) -> io::Result<String> {
         .lstat(&rel)?
         .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
     if !regular {
-        return Ok(format!("{path}: left alone, no longer a regular file"));
+        return Ok(act("skipped", &rel, "no longer a regular file: left alone"));
     }
     Ok(match root.unlink(&rel)? {
-        true => format!("{path}: removed"),
-        false => format!("{path}: already gone"),
+        true => act("removed", &rel, "a secret (--scrub)"),
+        false => act("skipped", &rel, "already gone"),
     })
 }
 
 /// Locks the unlocked hashes of `/etc/shadow` in place.
-fn lock_shadow(root: &Root) -> io::Result<Vec<String>> {
-    let (data, size) = read_head(root, b"etc/shadow", SHADOW_MAX)?;
+fn lock_shadow(root: &Root) -> io::Result<Vec<SyscleanAction>> {
+    const SHADOW: &[u8] = b"etc/shadow";
+    let (data, size) = read_head(root, SHADOW, SHADOW_MAX)?;
     if size > SHADOW_MAX {
-        return Ok(vec!["/etc/shadow: too large, left alone".into()]);
+        return Ok(vec![act("skipped", SHADOW, "too large: left alone")]);
     }
     let (locked, users) = lock_hashes(&data);
     if !users.is_empty() {
-        root.rewrite_file(b"etc/shadow", &locked)?;
+        root.rewrite_file(SHADOW, &locked)?;
     }
     Ok(users
         .iter()
-        .map(|u| format!("/etc/shadow: locked the password of {u}"))
+        .map(|u| {
+            act(
+                "edited",
+                SHADOW,
+                format!("locked the password of {u} (--scrub)"),
+            )
+        })
         .collect())
 }
 
@@ -905,15 +918,23 @@ mod tests {
         std::fs::remove_file(d.path().join("opt/app/server.pem")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", d.path().join("opt/app/server.pem")).unwrap();
         let done = scrub(&root, &report).unwrap();
+        let done: Vec<String> = done
+            .iter()
+            .map(|a| format!("{} {} {}", a.path, a.action, a.detail))
+            .collect();
         assert!(
-            done.contains(&"/root/.netrc: removed".to_string()),
+            done.contains(&"/root/.netrc removed a secret (--scrub)".to_string()),
             "{done:?}"
         );
+        assert!(done.contains(
+            &"/opt/app/server.pem skipped no longer a regular file: left alone".to_string()
+        ));
         assert!(
-            done.contains(&"/opt/app/server.pem: left alone, no longer a regular file".to_string())
+            done.contains(&"/etc/shadow edited locked the password of alice (--scrub)".to_string())
         );
-        assert!(done.contains(&"/etc/shadow: locked the password of alice".to_string()));
-        assert!(done.contains(&"/etc/shadow: locked the password of old".to_string()));
+        assert!(
+            done.contains(&"/etc/shadow edited locked the password of old (--scrub)".to_string())
+        );
         assert_eq!(done.len(), 11, "{done:?}");
         for gone in [
             "root/.netrc",

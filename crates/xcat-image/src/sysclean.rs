@@ -23,7 +23,7 @@ pub struct SyscleanAction {
     pub detail: String,
 }
 
-fn act(action: &str, rel: &[u8], detail: impl Into<String>) -> SyscleanAction {
+pub(crate) fn act(action: &str, rel: &[u8], detail: impl Into<String>) -> SyscleanAction {
     SyscleanAction {
         action: action.into(),
         path: display_path(rel),
@@ -304,7 +304,6 @@ pub fn sysclean(root: &Path) -> io::Result<Vec<SyscleanAction>> {
         c.remove(&join(&join(b"home", h), b".bash_history"), "shell history");
     }
     c.old_logs(b"var/log", 0);
-    c.credentials(&homes);
     Ok(c.out)
 }
 
@@ -354,35 +353,6 @@ impl Cleaner {
         for name in self.list(b"var/lib/NetworkManager") {
             if name.ends_with(b".lease") {
                 self.remove(&join(b"var/lib/NetworkManager", &name), "DHCP lease");
-            }
-        }
-    }
-
-    /// Credentials: reported, not deleted.
-    fn credentials(&mut self, homes: &[Vec<u8>]) {
-        let mut ssh_dirs = vec![b"root/.ssh".to_vec()];
-        ssh_dirs.extend(homes.iter().map(|h| join(&join(b"home", h), b".ssh")));
-        for d in ssh_dirs {
-            if self.root.lstat(&d).ok().flatten().is_none() {
-                continue;
-            }
-            for name in self.list(&d) {
-                if name.starts_with(b"id_") && !name.ends_with(b".pub") {
-                    self.out.push(act(
-                        "warning",
-                        &join(&d, &name),
-                        "private SSH key left in the image",
-                    ));
-                }
-            }
-        }
-        for (p, what) in [
-            (&b"etc/munge/munge.key"[..], "munge key"),
-            (b"etc/krb5.keytab", "Kerberos keytab"),
-        ] {
-            if matches!(self.root.lstat(p), Ok(Some(_))) {
-                self.out
-                    .push(act("warning", p, format!("{what} left in the image")));
             }
         }
     }

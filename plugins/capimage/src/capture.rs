@@ -18,6 +18,7 @@ use xcat_jobkit::{blocking, holder_text, lock_image, now_unix, utc_text, with_pr
 use xcat_plugin::{Context, Request, Responder};
 
 use crate::archive::{self, Finished};
+use crate::audit;
 use crate::consistent;
 use crate::error::CaptureError;
 use crate::job::{Deadline, Job};
@@ -48,6 +49,7 @@ struct Captured {
     churn: ChurnReport,
     consistency: ConsistencyReport,
     actions: Vec<SyscleanAction>,
+    audit: audit::Audit,
 }
 
 pub async fn run(
@@ -210,16 +212,22 @@ async fn capture_into(
     ))
     .await?;
     let t = Instant::now();
-    let actions = prepare_tree(p, opts, ctx, out, (staging, job)).await?;
+    let mut actions = prepare_tree(p, opts, ctx, out, (staging, job)).await?;
     crate::signing::refresh_manifest(&mut finished.summary.manifest, staging, &actions).map_err(
         CaptureError::io("record sysclean's changes in the manifest of", staging),
     )?;
     timings.since("sysclean", t);
+    let t = Instant::now();
+    let audit = audit::run((staging, job), opts.scrub, &mut finished.summary.manifest).await?;
+    audit::announce(&p.node, &audit, out).await?;
+    actions.extend(audit.scrubbed.iter().cloned());
+    timings.since("audit", t);
     Ok(Captured {
         finished,
         churn,
         consistency,
         actions,
+        audit,
     })
 }
 
@@ -386,6 +394,8 @@ fn report(
         churn: c.churn.clone(),
         signed_by,
         consistency: c.consistency.clone(),
+        secrets: c.audit.secrets.clone(),
+        packages: c.audit.packages.clone(),
     }
 }
 

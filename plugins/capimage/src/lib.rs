@@ -28,6 +28,7 @@ pub mod progress;
 pub mod target;
 
 mod archive;
+mod audit;
 mod capture;
 mod error;
 mod job;

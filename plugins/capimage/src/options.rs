@@ -16,7 +16,7 @@ Usage: capimage <node> [-p|--profile PROFILE] [-o|--osimage IMAGE] [-x|--exlist 
                 [--transport-compress auto|none|gzip|zstd]
                 [--pack cpio.gz|cpio.xz|cpio.zst|tar.gz|tar.xz|tar.zst|squashfs|none]
                 [--snapshot auto|require|off]
-                [--dry-run] [--keep N] [--no-sysclean] [-i BOOTIF] [-n NETDRIVERS]
+                [--dry-run] [--keep N] [--no-sysclean] [--scrub] [-i BOOTIF] [-n NETDRIVERS]
                 [-t|--type diskless] [-V|--verbose]
        capimage -h|--help
        capimage -v|--version
@@ -48,6 +48,8 @@ pub struct Options {
     /// Earlier trees kept as generations.
     pub keep: usize,
     pub sysclean: bool,
+    /// Remove the secrets the audit finds (`--scrub`).
+    pub scrub: bool,
     pub bootif: Option<String>,
     pub netdrivers: Option<String>,
     pub verbose: bool,
@@ -74,6 +76,8 @@ struct Cli {
     keep: Option<usize>,
     #[arg(long = "no-sysclean")]
     no_sysclean: bool,
+    #[arg(long = "scrub")]
+    scrub: bool,
     #[arg(short = 'i')]
     bootif: Option<String>,
     #[arg(short = 'n')]
@@ -166,6 +170,7 @@ impl Cli {
             dry_run: self.dry_run,
             keep: self.keep.unwrap_or(1),
             sysclean: !self.no_sysclean,
+            scrub: self.scrub,
             bootif: self.bootif,
             netdrivers: self.netdrivers,
             verbose: self.verbose,
