@@ -153,3 +153,51 @@ fn write_keeping_times(path: &Path, bytes: &[u8]) {
     let f = std::fs::File::options().write(true).open(path).unwrap();
     f.set_modified(m.modified().unwrap()).unwrap();
 }
+
+/// An earlier generation is checked against the manifest and record it was
+/// published with, not the current tree's.
+#[test]
+#[ignore = "needs root and the test bed: ./scripts/test-all runs it"]
+fn an_earlier_generation_is_verified_against_its_own_records() {
+    let node = TestBed::node("ivgen");
+    let d = Daemon::for_nodes(&[&node], "");
+    let capture = |marker: &str| {
+        node.sh(&format!("echo {marker} > /etc/generation-marker"));
+        let o = d.client(&["capimage", &node.name]);
+        assert!(o.status.success(), "capimage failed:\n{}", text(&o));
+    };
+    capture("first");
+    let o = d.client(&["packimage", "-m", "cpio", "-c", "zstd", IMAGE]);
+    assert!(o.status.success(), "{}", text(&o));
+    capture("second");
+    passes(&d);
+    let gen = |n: &str| d.client(&["imgverify", IMAGE, "--generation", n]);
+    let o = gen("1");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "{IMAGE} generation 1: the tree and 1 recorded file(s) match"
+        )),
+        "{}",
+        text(&o)
+    );
+    let dir = d.image_dir("compute");
+    let old = dir.join(".private/rootimg.gen-1");
+    assert_eq!(
+        std::fs::read_to_string(old.join("etc/generation-marker")).unwrap(),
+        "first\n"
+    );
+    // the earlier tree changed: its own check fails, the current one passes
+    std::fs::write(old.join("etc/generation-marker"), "tampered\n").unwrap();
+    let o = gen("1");
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("/etc/generation-marker: content changed"),
+        "{}",
+        text(&o)
+    );
+    passes(&d);
+    let o = gen("7");
+    assert!(!o.status.success());
+    assert!(text(&o).contains("has no generation 7"), "{}", text(&o));
+}

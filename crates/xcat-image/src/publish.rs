@@ -7,6 +7,10 @@
 //!   nodes) is reachable by a local user of the server;
 //!   * `.private/rootimg/` — the published tree;
 //!   * `.private/rootimg.gen-<N>/` — previous trees, `N` counting up (highest = newest);
+//!   * `.private/rootimg.gen-<N>.records/` — the image directory's manifest and
+//!     signed record as they were when that tree was published ([`TREE_RECORDS`],
+//!     hard links: their writers replace them by rename, never in place), so an
+//!     earlier generation can still be verified;
 //!   * `.private/.rootimg.staging-<pid>-<random>/` — a capture in progress (same
 //!     filesystem, so publication is a rename);
 //! * `rootimg` — a symbolic link to `.private/rootimg`: the path xCAT's admins and
@@ -34,6 +38,40 @@ const GEN_PREFIX: &str = "rootimg.gen-";
 /// The directory of an image's trees, closed to everyone but root.
 pub const PRIVATE: &str = ".private";
 const ROOTIMG: &str = "rootimg";
+/// The image directory's files that describe its published tree.
+pub const TREE_RECORDS: [&str; 2] = ["capimage-manifest.tsv", "image-record.txt"];
+const RECORDS_SUFFIX: &str = ".records";
+
+/// Generation `n` of image directory `dir`: its tree and the directory of
+/// its records ([`TREE_RECORDS`]).
+pub fn generation(dir: &Path, n: u64) -> (PathBuf, PathBuf) {
+    let private = dir.join(PRIVATE);
+    (
+        private.join(format!("{GEN_PREFIX}{n}")),
+        private.join(format!("{GEN_PREFIX}{n}{RECORDS_SUFFIX}")),
+    )
+}
+
+fn records_of(gen: &Path) -> PathBuf {
+    let mut p = gen.as_os_str().to_owned();
+    p.push(RECORDS_SUFFIX);
+    PathBuf::from(p)
+}
+
+/// Keep `image_dir`'s current records for the tree about to become `gen`:
+/// hard links in `gen`'s records directory (made anew).
+fn keep_records(image_dir: &Path, gen: &Path) -> io::Result<()> {
+    let records = records_of(gen);
+    remove_tree(&records)?;
+    fs::DirBuilder::new().mode(0o700).create(&records)?;
+    for name in TREE_RECORDS {
+        match fs::hard_link(image_dir.join(name), records.join(name)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
 /// What `<dir>/rootimg` points at.
 fn rootimg_link() -> PathBuf {
@@ -250,12 +288,15 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 /// Makes `staging` the new `<dir>/rootimg`, keeping the old tree as the newest
 /// generation and removing generations beyond the `keep` newest.
 pub fn publish(dir: &Path, staging: &Path, keep: usize) -> Result<PublishOutcome, PublishError> {
+    let image_dir = dir;
     let dir = &private_dir(dir)?;
     let rootimg = dir.join(ROOTIMG);
     let mut outcome = PublishOutcome::default();
     if fs::symlink_metadata(&rootimg).is_ok() {
         let next = generations(dir)?.last().map(|g| g.0 + 1).unwrap_or(1);
         let gen = dir.join(format!("{GEN_PREFIX}{next}"));
+        // before anything moves: a failure here leaves the image as it was
+        keep_records(image_dir, &gen).map_err(io_err("keeping the records of", &gen))?;
         rename_noreplace(&rootimg, &gen)
             .map_err(io_err("moving the previous image aside to", &gen))?;
         outcome.previous = Some(gen);
@@ -266,6 +307,8 @@ pub fn publish(dir: &Path, staging: &Path, keep: usize) -> Result<PublishOutcome
     let excess = gens.len().saturating_sub(keep);
     for (_, p) in gens.into_iter().take(excess) {
         remove_tree(&p).map_err(io_err("removing old generation", &p))?;
+        let records = records_of(&p);
+        remove_tree(&records).map_err(io_err("removing old generation", &records))?;
         outcome.pruned.push(p);
     }
     Ok(outcome)
@@ -286,6 +329,9 @@ pub fn recover(dir: &Path) -> Result<Option<PathBuf>, PublishError> {
         return Ok(None);
     };
     rename_noreplace(&newest, &rootimg).map_err(io_err("restoring", &newest))?;
+    // the image directory's records are still this tree's own
+    let records = records_of(&newest);
+    remove_tree(&records).map_err(io_err("removing", &records))?;
     sync_dir(dir);
     Ok(Some(newest))
 }

@@ -216,11 +216,30 @@ fn lock_staging_publish_recover_prune() {
         std::fs::write(s.join("marker"), content).unwrap();
         s
     };
+    // each tree's manifest, as capimage writes it after publishing (by rename)
+    let manifest = |content: &str| {
+        let tmp = dir.join("manifest.tmp");
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, dir.join("capimage-manifest.tsv")).unwrap();
+    };
     let s1 = mk("one");
     let o = publish::publish(&dir, &s1, 1).unwrap();
     assert_eq!(o.previous, None);
+    manifest("manifest of one");
     let s2 = mk("two");
     let o = publish::publish(&dir, &s2, 1).unwrap();
+    manifest("manifest of two");
+    // generation 1 keeps the records it was published with
+    let (tree1, records1) = publish::generation(&dir, 1);
+    assert_eq!(
+        std::fs::read_to_string(tree1.join("marker")).unwrap(),
+        "one"
+    );
+    assert_eq!(
+        std::fs::read_to_string(records1.join("capimage-manifest.tsv")).unwrap(),
+        "manifest of one"
+    );
+    assert!(!records1.join("image-record.txt").exists());
     // The trees live in the image's private directory; rootimg points there.
     let private = dir.join(publish::PRIVATE);
     assert_eq!(
@@ -230,6 +249,12 @@ fn lock_staging_publish_recover_prune() {
     let s3 = mk("three");
     let o = publish::publish(&dir, &s3, 1).unwrap();
     assert_eq!(o.pruned, vec![private.join("rootimg.gen-1")]);
+    assert!(!records1.exists(), "a pruned generation's records stay");
+    assert_eq!(
+        std::fs::read_to_string(publish::generation(&dir, 2).1.join("capimage-manifest.tsv"))
+            .unwrap(),
+        "manifest of two"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.join("rootimg/marker")).unwrap(),
         "three"
@@ -243,6 +268,7 @@ fn lock_staging_publish_recover_prune() {
     std::fs::rename(private.join("rootimg"), private.join("rootimg.gen-3")).unwrap();
     let restored = publish::recover(&dir).unwrap();
     assert_eq!(restored, Some(private.join("rootimg.gen-3")));
+    assert!(!publish::generation(&dir, 3).1.exists());
     assert_eq!(
         std::fs::read_to_string(dir.join("rootimg/marker")).unwrap(),
         "three"

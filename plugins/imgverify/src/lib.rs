@@ -1,7 +1,7 @@
 //! `imgverify`: is an image still what this server published?
 //!
 //! ```text
-//! imgverify <imagename>
+//! imgverify <imagename> [--generation N]
 //! ```
 //! Checks, in the image directory (`linuximage.rootimgdir`):
 //! * `image-record.txt` verifies with this server's image-signing key;
@@ -11,11 +11,16 @@
 //!   type, mode, owner, mtime, device, link target, hard links, xattrs
 //!   (file capabilities, SELinux labels, ACLs).
 //!
+//! With `--generation N` the earlier tree `.private/rootimg.gen-N` is
+//! checked against the manifest and record it was published with (kept in
+//! `.private/rootimg.gen-N.records`); the packed files of the image
+//! directory are the current tree's and are not checked then.
+//!
 //! Every difference is one line; any difference, a bad signature or a
 //! missing record makes the command fail.
 #![forbid(unsafe_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use xcat_image::signature::{fingerprint, FileProblem, ImageRecord, SigningKey, RECORD};
@@ -32,13 +37,16 @@ const MANIFEST: &str = "capimage-manifest.tsv";
 const SYNTAX: Syntax = Syntax::new(
     "imgverify",
     "Usage:
-  imgverify <imagename>
+  imgverify <imagename> [--generation N]
   imgverify [-h|--help|-?]
   imgverify [-v|--version]",
 );
 
 #[derive(Debug, clap::Parser)]
 struct Args {
+    /// An earlier generation (`.private/rootimg.gen-N`) instead of `rootimg`.
+    #[arg(long = "generation")]
+    generation: Option<u64>,
     words: Vec<String>,
 }
 
@@ -67,12 +75,13 @@ impl Handler for ImgVerify {
             .await
             .map_err(failed)?;
         let key = ctx.settings.image_key.clone();
-        let (dir, root) = (def.dir.clone(), def.rootimg.clone());
-        let found = blocking(move || verify(&dir, &root, &key))
+        let target = Target::of(&def.dir, &def.rootimg, args.generation).map_err(failed)?;
+        let shown = target.shown(&image);
+        let found = blocking(move || verify(&target, &key))
             .await
             .map_err(failed)?
             .map_err(failed)?;
-        report(&image, &found, &out).await
+        report(&shown, &found, &out).await
     }
 }
 
@@ -88,11 +97,59 @@ struct Found {
     differences: Vec<Difference>,
 }
 
-fn verify(dir: &Path, root: &Path, key_path: &Path) -> Result<Found, String> {
+/// What is checked: a tree, and the directory of the records it was
+/// published with.
+struct Target {
+    root: PathBuf,
+    records: PathBuf,
+    generation: Option<u64>,
+}
+
+impl Target {
+    fn of(dir: &Path, rootimg: &Path, generation: Option<u64>) -> Result<Target, String> {
+        let Some(n) = generation else {
+            return Ok(Target {
+                root: rootimg.to_path_buf(),
+                records: dir.to_path_buf(),
+                generation,
+            });
+        };
+        let (root, records) = xcat_image::publish::generation(dir, n);
+        if !root.is_dir() {
+            return Err(format!(
+                "{} has no generation {n} ({} is missing)",
+                dir.display(),
+                root.display()
+            ));
+        }
+        if !records.is_dir() {
+            return Err(format!(
+                "generation {n} of {} kept no records (it was published before generations kept them)",
+                dir.display()
+            ));
+        }
+        Ok(Target {
+            root,
+            records,
+            generation,
+        })
+    }
+
+    /// How the image is named in the output.
+    fn shown(&self, image: &str) -> String {
+        match self.generation {
+            Some(n) => format!("{image} generation {n}"),
+            None => image.to_string(),
+        }
+    }
+}
+
+fn verify(target: &Target, key_path: &Path) -> Result<Found, String> {
+    let (dir, root) = (target.records.as_path(), target.root.as_path());
     let key = SigningKey::load(key_path)
         .map_err(|e| format!("cannot verify without this server's image-signing key: {e}"))?;
     let public = key.public_key();
-    let record = ImageRecord::read_verified(dir, &public)
+    let mut record = ImageRecord::read_verified(dir, &public)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| {
             format!(
@@ -102,6 +159,10 @@ fn verify(dir: &Path, root: &Path, key_path: &Path) -> Result<Found, String> {
         })?;
     if !record.files.contains_key(MANIFEST) {
         return Err(format!("{RECORD} does not vouch for {MANIFEST}"));
+    }
+    if target.generation.is_some() {
+        // the packed files beside it are the current tree's
+        record.files.retain(|name, _| name == MANIFEST);
     }
     let file_problems = record.check_files(dir);
     // A manifest that differs from its record says nothing about the tree.
