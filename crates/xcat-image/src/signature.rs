@@ -17,7 +17,8 @@
 //! ```
 //! The key line says who signed; [`ImageRecord::read_verified`] checks the
 //! signature against the key the caller trusts (the server's own), never
-//! against the key the record names.
+//! against the key the record names. The text itself (format, parsing,
+//! signature check) is the `xcat-record` crate's, shared with the initrd.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -26,12 +27,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ring::rand::SystemRandom;
-use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use ring::signature::{Ed25519KeyPair, KeyPair};
 use sha2::{Digest, Sha256};
 
-/// The record's file name in an image directory.
-pub const RECORD: &str = "image-record.txt";
-const HEADER: &str = "#xcat-image-record v1";
+pub use xcat_record::{fingerprint, RECORD};
+use xcat_record::{plain_name, RecordError};
+
 const PEM_LABEL: &str = "PRIVATE KEY";
 
 #[derive(Debug, thiserror::Error)]
@@ -106,11 +107,6 @@ impl SigningKey {
     fn sign(&self, msg: &[u8]) -> Vec<u8> {
         self.pair.sign(msg).as_ref().to_vec()
     }
-}
-
-/// `SHA256:<hex>` of a public key.
-pub fn fingerprint(public_key: &[u8]) -> String {
-    format!("SHA256:{}", hex::encode(Sha256::digest(public_key)))
 }
 
 fn pem_encode(der: &[u8]) -> String {
@@ -204,15 +200,6 @@ impl ImageRecord {
         Ok(())
     }
 
-    /// The signed text (every line but the signature's).
-    fn body(&self, public_key: &[u8]) -> String {
-        let mut s = format!("{HEADER}\nkey ed25519 {}\n", hex::encode(public_key));
-        for (name, (size, sha)) in &self.files {
-            s.push_str(&format!("file {name} {size} {}\n", hex::encode(sha)));
-        }
-        s
-    }
-
     /// Write the record into `dir`, signed with `key`, by rename.
     pub fn write_signed(&self, dir: &Path, key: &SigningKey) -> Result<(), SignatureError> {
         if let Some(bad) = self.files.keys().find(|n| !plain_name(n)) {
@@ -222,9 +209,8 @@ impl ImageRecord {
                 what: format!("{bad:?} is not a plain file name"),
             });
         }
-        let body = self.body(&key.public_key());
-        let sig = key.sign(body.as_bytes());
-        let text = format!("{body}signature ed25519 {}\n", hex::encode(sig));
+        let body = xcat_record::body(&self.files, &key.public_key());
+        let text = xcat_record::signed_text(&body, &key.sign(body.as_bytes()));
         let path = dir.join(RECORD);
         crate::util::write_synced(&path, |w| w.write_all(text.as_bytes())).map_err(io_err(&path))
     }
@@ -241,15 +227,20 @@ impl ImageRecord {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let (body, sig) = split_signature(&text).ok_or_else(|| SignatureError::Malformed {
-            path: path.clone(),
-            line: text.lines().count(),
-            what: "no signature line at the end".into(),
-        })?;
-        UnparsedPublicKey::new(&ED25519, trusted)
-            .verify(body.as_bytes(), &sig)
-            .map_err(|_| SignatureError::BadSignature(path.clone()))?;
-        parse_body(body, &path).map(Some)
+        match xcat_record::verify(&text, trusted) {
+            Ok(files) => Ok(Some(ImageRecord { files })),
+            Err(RecordError::NoSignature) => Err(SignatureError::Malformed {
+                line: text.lines().count(),
+                what: "no signature line at the end".into(),
+                path,
+            }),
+            Err(RecordError::Malformed { line, what }) => {
+                Err(SignatureError::Malformed { path, line, what })
+            }
+            Err(RecordError::BadSignature(_) | RecordError::OtherKey { .. }) => {
+                Err(SignatureError::BadSignature(path))
+            }
+        }
     }
 
     /// Every recorded file of `dir` that is missing or differs.
@@ -316,52 +307,6 @@ pub fn update_record(
         rec.files.insert(n.to_string(), (*size, *sha));
     }
     rec.write_signed(dir, key)
-}
-
-fn plain_name(n: &str) -> bool {
-    !n.is_empty()
-        && n != "."
-        && n != ".."
-        && !n.contains('/')
-        && !n.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-/// The signed body and the signature bytes of a record's text.
-fn split_signature(text: &str) -> Option<(&str, Vec<u8>)> {
-    let trimmed = text.strip_suffix('\n')?;
-    let at = trimmed.rfind('\n')? + 1;
-    let sig = trimmed[at..].strip_prefix("signature ed25519 ")?;
-    Some((&text[..at], hex::decode(sig).ok()?))
-}
-
-fn parse_body(body: &str, path: &Path) -> Result<ImageRecord, SignatureError> {
-    let bad = |line: usize, what: &str| SignatureError::Malformed {
-        path: path.to_path_buf(),
-        line,
-        what: what.into(),
-    };
-    let mut lines = body.lines().enumerate();
-    match lines.next() {
-        Some((_, HEADER)) => {}
-        _ => return Err(bad(1, "not an image record (first line)")),
-    }
-    let mut rec = ImageRecord::default();
-    for (i, line) in lines {
-        let w: Vec<&str> = line.split(' ').collect();
-        match w.as_slice() {
-            ["key", "ed25519", _] => {}
-            ["file", name, size, sha] if plain_name(name) => {
-                let size = size.parse().map_err(|_| bad(i + 1, "bad size"))?;
-                let sha: [u8; 32] = hex::decode(sha)
-                    .ok()
-                    .and_then(|v| v.try_into().ok())
-                    .ok_or_else(|| bad(i + 1, "bad sha256"))?;
-                rec.files.insert(name.to_string(), (size, sha));
-            }
-            _ => return Err(bad(i + 1, "unknown line")),
-        }
-    }
-    Ok(rec)
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 //! 1. The command line ([`crate::cmdline`]): `imgurl=` (an `http://` URL naming
 //!    an address), `rootlimit=`.
 //! 2. The record `<imgurl>.info` ([`crate::record`]); a 404 is said ("no
-//!    checksum published") and the image goes unverified.
+//!    checksum published") and the image goes unverified. With `imgkey=`, the
+//!    image directory's signed `image-record.txt` must verify with that key
+//!    and name the packed file (and its `.info`): its size and SHA-256 are
+//!    then the ones checked ([`crate::signed`]).
 //! 3. RAM: the record's `ram_mib` against `MemTotal`.
 //! 4. cpio or tar: a tmpfs at NEWROOT (`rootlimit=`, else the record's
 //!    `tree_bytes` + 10% + 64 MiB), then fetch → verify → decompress → unpack on
@@ -87,7 +90,10 @@ const TMPFS_MARGIN: u64 = 64 << 20;
 pub fn boot(newroot: &Path, s: &Settings) -> Result<Booted, Failure> {
     let cmd = read_cmdline(&s.cmdline)?;
     let url = image_url(&cmd)?;
-    let record = fetch_record(&url, s)?;
+    let (mut record, info) = fetch_record(&url, s)?;
+    if let Some(key) = &cmd.imgkey {
+        crate::signed::require(&url, info.as_deref(), &mut record, key, s)?;
+    }
     let (format, compression) = archive_kind(&url, &record)?;
     let mem_total = check_ram(&url, &record, format, &s.meminfo)?;
     clean_stale(newroot, s);
@@ -164,45 +170,52 @@ fn image_url(cmd: &Cmdline) -> Result<Url, Failure> {
     })
 }
 
-/// The record, or an empty one (nothing to check against) when the server has
-/// none.
-fn fetch_record(url: &Url, s: &Settings) -> Result<Record, Failure> {
+/// The record and its bytes, or an empty one (nothing to check against)
+/// when the server has none.
+fn fetch_record(url: &Url, s: &Settings) -> Result<(Record, Option<Vec<u8>>), Failure> {
     let info = url.with_suffix(".info");
+    let Some(raw) = fetch_small(&info, s)? else {
+        (s.say)(&format!(
+            "fetching {info}: no checksum published (404); the image is not verified, \
+             and RAM and tmpfs size are not checked (packimage writes the record)"
+        ));
+        return Ok((Record::default(), None));
+    };
+    let text = String::from_utf8_lossy(&raw);
+    let record = Record::parse(&text).map_err(|e| refused_record(&info, e.to_string()))?;
+    Ok((record, Some(raw)))
+}
+
+/// A small file of the image directory (a record, at most 64 KiB), or None
+/// when the server has none (404, not waited for).
+pub(crate) fn fetch_small(url: &Url, s: &Settings) -> Result<Option<Vec<u8>>, Failure> {
     let opts = FetchOptions {
         retry_not_found: false,
         ..s.fetch
     };
     let mut text = Vec::new();
-    let res = Fetch::new(info.clone(), opts, s.say.clone())
+    let res = Fetch::new(url.clone(), opts, s.say.clone())
         .take(MAX_RECORD + 1)
         .read_to_end(&mut text);
     match res.as_ref().map_err(fetch_error) {
         Ok(_) if text.len() as u64 > MAX_RECORD => {
-            return Err(refused_record(&info, "it is larger than 64 KiB".into()))
+            Err(refused_record(url, "it is larger than 64 KiB".into()))
         }
-        Ok(_) => {}
-        Err(Some(FetchError::NotFound)) => {
-            (s.say)(&format!(
-                "fetching {info}: no checksum published (404); the image is not verified, \
-                 and RAM and tmpfs size are not checked (packimage writes the record)"
-            ));
-            return Ok(Record::default());
-        }
+        Ok(_) => Ok(Some(text)),
+        Err(Some(FetchError::NotFound)) => Ok(None),
         Err(_) => {
             let e = res.unwrap_err();
-            return Err(Failure::new(
+            Err(Failure::new(
                 Exit::Retry,
-                format!("fetching {info}"),
+                format!("fetching {url}"),
                 e.to_string(),
                 "check the server's HTTP service for the image directory",
-            ));
+            ))
         }
     }
-    let text = String::from_utf8_lossy(&text);
-    Record::parse(&text).map_err(|e| refused_record(&info, e.to_string()))
 }
 
-fn refused_record(info: &Url, why: String) -> Failure {
+pub(crate) fn refused_record(info: &Url, why: String) -> Failure {
     Failure::new(
         Exit::Refused,
         format!("reading {info}"),

@@ -13,6 +13,10 @@ use std::fmt;
 pub struct Cmdline {
     /// `imgurl=`: the packed image (`boot` requires it).
     pub imgurl: Option<String>,
+    /// `imgkey=SHA256:<hex>`: the fingerprint of the key that must have
+    /// signed the image directory's record (nodeset writes it for a signed
+    /// image); then the packed file must be the one the record names.
+    pub imgkey: Option<String>,
     /// `rootlimit=`: the size of the root tmpfs (or of the overlay's upper).
     pub rootlimit: Option<Size>,
     /// `BOOTIF=`: the MAC of the interface the node booted from.
@@ -57,6 +61,7 @@ impl Cmdline {
             let value = value.to_string();
             match key {
                 "imgurl" => c.imgurl = Some(value),
+                "imgkey" => c.imgkey = Some(value),
                 "rootlimit" => {
                     c.rootlimit = Some(Size::parse(&value).ok_or(CmdlineError::Rootlimit(value))?)
                 }

@@ -69,6 +69,16 @@ impl Url {
         }
     }
 
+    /// The URL of another file of this one's directory (`image-record.txt`).
+    pub fn sibling(&self, name: &str) -> Url {
+        let cut = |s: &str| s.rfind('/').map_or(String::new(), |i| s[..=i].to_string());
+        Url {
+            text: format!("{}{name}", cut(&self.text)),
+            path: format!("{}{name}", cut(&self.path)),
+            ..self.clone()
+        }
+    }
+
     pub fn path(&self) -> &str {
         &self.path
     }
@@ -406,6 +416,8 @@ mod tests {
         assert_eq!(u.path(), "//install/netboot/img/rootimg.tar.zst");
         assert_eq!(u.file_name(), "rootimg.tar.zst");
         assert_eq!(u.host, "10.99.60.1:80");
+        let r = u.sibling("image-record.txt");
+        assert_eq!(r.path(), "//install/netboot/img/image-record.txt");
         let i = u.with_suffix(".info");
         assert_eq!(i.path(), "//install/netboot/img/rootimg.tar.zst.info");
         assert_eq!(

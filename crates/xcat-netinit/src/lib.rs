@@ -76,6 +76,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod record;
 pub mod retry;
+pub mod signed;
 pub mod statelite;
 #[allow(unsafe_code)]
 mod sys;

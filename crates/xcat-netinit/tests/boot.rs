@@ -228,6 +228,105 @@ fn a_checksum_mismatch_or_a_corrupt_byte_refuses_the_image_and_unmounts() {
     assert_eq!(std::fs::read_dir(node.newroot()).unwrap().count(), 0);
 }
 
+/// `image-record.txt` naming `files` (name, bytes), signed by `key`.
+fn signed_record(key: &ring::signature::Ed25519KeyPair, files: &[(&str, &[u8])]) -> Vec<u8> {
+    use ring::signature::KeyPair;
+    use sha2::Digest;
+    let mut f = xcat_record::Files::new();
+    for (name, bytes) in files {
+        f.insert(
+            name.to_string(),
+            (bytes.len() as u64, sha2::Sha256::digest(bytes).into()),
+        );
+    }
+    let body = xcat_record::body(&f, key.public_key().as_ref());
+    xcat_record::signed_text(&body, key.sign(body.as_bytes()).as_ref()).into_bytes()
+}
+
+fn ed25519_key() -> ring::signature::Ed25519KeyPair {
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+}
+
+/// With `imgkey=`, only the image the server signed boots: an archive
+/// swapped together with its (unsigned) `.info`, a missing signed record or
+/// a record of another key are refused.
+#[test]
+#[ignore = "needs root: ./scripts/test-all runs it"]
+fn with_imgkey_only_the_signed_image_boots() {
+    use ring::signature::KeyPair;
+    private_mounts();
+    let t = tempfile::tempdir().unwrap();
+    let (_, packed) = pack(t.path(), "tar --format=posix -cf - . | gzip -1");
+    let info = record("tar", "gzip", &packed, 1 << 30, 100).into_bytes();
+    let (key, other) = (ed25519_key(), ed25519_key());
+    let fp = xcat_record::fingerprint(key.public_key().as_ref());
+    let signed = signed_record(
+        &key,
+        &[("rootimg.tar.gz", &packed), ("rootimg.tar.gz.info", &info)],
+    );
+    let server = Server::start();
+    let boot = |dir: &str, fingerprint: &str| {
+        let url = server.url(&format!("/{dir}/rootimg.tar.gz"));
+        let node = Node::new(&format!("imgurl={url} imgkey={fingerprint}"), 4096);
+        let out = node.run();
+        assert!(!is_mount_point(&node.newroot()) || out.status.success());
+        (node, out)
+    };
+    let put = |dir: &str, packed: &[u8], info: &[u8], record: Option<&[u8]>| {
+        server.put(&format!("/{dir}/rootimg.tar.gz"), packed.to_vec(), "v1");
+        server.put(&format!("/{dir}/rootimg.tar.gz.info"), info.to_vec(), "v1");
+        if let Some(r) = record {
+            server.put(&format!("/{dir}/image-record.txt"), r.to_vec(), "v1");
+        }
+    };
+
+    put("good", &packed, &info, Some(&signed));
+    let (node, out) = boot("good", &fp);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("signed by {fp}")),
+        "{}",
+        stderr(&out)
+    );
+    xcat_netinit::mount::unmount(&node.newroot()).unwrap();
+
+    // another archive with a .info that matches it: the signed record says no
+    let (_, swapped) = pack(t.path(), "tar --format=posix -cf - ./etc | gzip -1");
+    let swapped_info = record("tar", "gzip", &swapped, 1 << 30, 100).into_bytes();
+    put("swapped", &swapped, &swapped_info, Some(&signed));
+    let (_, out) = boot("swapped", &fp);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not the one the signed record names"),
+        "{}",
+        stderr(&out)
+    );
+
+    put("unsigned", &packed, &info, None);
+    let (_, out) = boot("unsigned", &fp);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no signed record"),
+        "{}",
+        stderr(&out)
+    );
+
+    let theirs = signed_record(
+        &other,
+        &[("rootimg.tar.gz", &packed), ("rootimg.tar.gz.info", &info)],
+    );
+    put("other", &packed, &info, Some(&theirs));
+    let (_, out) = boot("other", &fp);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("not by {fp}")),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 #[ignore = "needs root: ./scripts/test-all runs it"]
 fn a_squashfs_image_is_loop_mounted_under_a_writable_overlay() {

@@ -180,6 +180,10 @@ pub struct Prepared {
     pub efi_stub: bool,
     /// The RAM booting the packed file takes, and the other formats'.
     pub ram: RamNeeds,
+    /// The fingerprint of this server's image-signing key when the image
+    /// directory's record verifies with it and names the packed file: the
+    /// node's initrd is told (`imgkey=`) to boot nothing else.
+    pub signed_by: Option<String>,
     /// What the admin should know (which archive, why).
     pub notes: Vec<String>,
     pub warnings: Vec<String>,
@@ -260,7 +264,7 @@ fn regular(path: &Path) -> bool {
 pub fn prepare(
     image: Image,
     tftp_root: &Path,
-    server: &str,
+    (server, key): (&str, &Path),
     no_update: bool,
 ) -> Result<Prepared, FilesError> {
     let dir = image.rootimgdir.clone();
@@ -299,6 +303,10 @@ pub fn prepare(
     }
     let efi_stub = has_efi_stub(&to.join("kernel"));
     let mut warnings = Vec::new();
+    let signed_by = match image.root {
+        RootKind::StateliteNfs => None,
+        _ => signed_by(&dir, &packed, key, &mut warnings),
+    };
     if !efi_stub {
         warnings.push(format!(
             "the kernel of {} has no EFI stub: UEFI nodes are told to boot from their next device",
@@ -310,9 +318,28 @@ pub fn prepare(
         packed,
         efi_stub,
         ram,
+        signed_by,
         notes,
         warnings,
     })
+}
+
+/// This server's fingerprint when `dir`'s record verifies with its key and
+/// vouches for `packed`. A record that does not verify is a warning (its
+/// nodes then boot the file unchecked against it, as without a record).
+fn signed_by(dir: &Path, packed: &str, key: &Path, warnings: &mut Vec<String>) -> Option<String> {
+    use xcat_image::signature::{key_if_present, ImageRecord};
+    let key = key_if_present(key).ok().flatten()?;
+    match ImageRecord::read_verified(dir, &key.public_key()) {
+        Ok(Some(r)) if r.files.contains_key(packed) => Some(key.fingerprint()),
+        Ok(_) => None,
+        Err(e) => {
+            warnings.push(format!(
+                "{e}: its nodes are not told to check {packed} against it (run packimage again)"
+            ));
+            None
+        }
+    }
 }
 
 /// What the image's nodes are given as their root: the packed file (and the

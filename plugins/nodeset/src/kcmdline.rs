@@ -67,8 +67,13 @@ fn root_args(p: &Prepared, site: &Site, b: &NodeBoot) -> Result<String, String> 
     let url = || {
         let dir = url_path(&p.image.rootimgdir, &site.install_dir);
         let (method, port) = (&site.http_method, &site.http_port);
+        let key = p
+            .signed_by
+            .as_ref()
+            .map(|fp| format!(" imgkey={fp}"))
+            .unwrap_or_default();
         format!(
-            "imgurl={method}://{}:{port}/{dir}/{}",
+            "imgurl={method}://{}:{port}/{dir}/{}{key}",
             image_server(b),
             p.packed
         )
@@ -263,6 +268,7 @@ mod tests {
             debug_mode: None,
             dhcp_setup: false,
             server_name: "mn".into(),
+            image_key: "/nonexistent".into(),
         }
     }
 
@@ -283,6 +289,7 @@ mod tests {
             packed: packed.into(),
             efi_stub: true,
             ram: Default::default(),
+            signed_by: None,
             notes: vec![],
             warnings: vec![],
         }
@@ -296,6 +303,17 @@ mod tests {
             mntopts,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_signed_image_names_its_key_after_its_url() {
+        let mut p = prepared(RootKind::Stateless, "rootimg.cpio.zst", None);
+        p.signed_by = Some("SHA256:ab12".into());
+        let k = build(&p, &site(), &node(None, None)).unwrap();
+        assert!(
+            k.starts_with("imgurl=http://10.99.60.1:80//install/netboot/debian12/x86_64/compute/rootimg.cpio.zst imgkey=SHA256:ab12 XCAT=10.99.60.1:3001 NODE=n1 FC=0 "),
+            "{k}"
+        );
     }
 
     #[test]

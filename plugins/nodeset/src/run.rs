@@ -431,7 +431,8 @@ async fn prepare_all(
                 let tftp: PathBuf = site.tftp_dir.clone();
                 let server = site.server_name.clone();
                 let no_update = opts.no_update_initrd;
-                blocking(move || image::prepare(img, &tftp, &server, no_update))
+                let key = site.image_key.clone();
+                blocking(move || image::prepare(img, &tftp, (&server, &key), no_update))
                     .await
                     .map_err(failed)?
                     .map_err(|e| e.to_string())

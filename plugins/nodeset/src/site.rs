@@ -30,6 +30,8 @@ pub struct Site {
     pub dhcp_setup: bool,
     /// This server's name, for the summary line.
     pub server_name: String,
+    /// The image-signing key (its public half vouches for image records).
+    pub image_key: PathBuf,
 }
 
 async fn value(db: &Db, key: &str) -> Result<Option<String>, xcat_db::DbError> {
@@ -76,6 +78,7 @@ impl Site {
             debug_mode: debug.filter(|d| d == "1" || d == "2"),
             dhcp_setup: !dhcp.is_some_and(|d| is_no(&d)),
             server_name: s.server_name.clone(),
+            image_key: s.image_key.clone(),
         })
     }
 
