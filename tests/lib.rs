@@ -588,6 +588,7 @@ impl PxeBed {
     /// Bring the bridge up (root only; a leftover bed is removed first).
     pub fn up() -> PxeBed {
         let held = PXE_BED.lock().unwrap_or_else(|p| p.into_inner());
+        xcat_remote::testbed::TestBed::join();
         let script = repo_root().join("tests/testbed/pxe.sh");
         host(script.to_str().expect("path"), &["cleanup"]);
         host(script.to_str().expect("path"), &["up"]);

@@ -295,6 +295,8 @@ pub struct NfsServer {
 
 impl NfsServer {
     pub fn start(dir: &Path, port: u16, exports: &[(&Path, &str, &str)]) -> NfsServer {
+        // a first node after this would otherwise clean the server away
+        xcat_remote::testbed::TestBed::join();
         let script = repo_root().join("tests/testbed/nfs.sh");
         let exports: Vec<String> = exports
             .iter()

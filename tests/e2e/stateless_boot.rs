@@ -13,7 +13,7 @@
 //! The guests share one capture and one daemon (the PXE bed is held by one
 //! test at a time anyway): capture once, boot many.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use xcat_remote::testbed::{NodeOptions, TestBed};
@@ -137,6 +137,11 @@ impl Run<'_> {
         );
         let text = std::fs::read_to_string(&console).unwrap_or_default();
         drop(guest);
+        assert!(
+            text.contains("image-record.txt: signed by SHA256:"),
+            "{tag}: the initrd did not check the signed record; console:\n{}",
+            tail(&text, 80)
+        );
         let b = booted.unwrap_or_else(|| {
             panic!(
                 "{tag}: the guest did not answer ssh within {BOOT_WAIT:?}; console:\n{}\ndaemon log:\n{}",
@@ -250,26 +255,57 @@ fn captured_node_boots_stateless_as_tar_squashfs_and_cpio_and_refuses_bad_images
     let _ = std::fs::remove_dir_all(&run.work);
 }
 
-/// One flipped byte in the packed file: the guest's initrd refuses it (the
-/// checksum packimage recorded) and keeps retrying; once the file is
-/// repaired it boots.
+/// The `.info` of `packed` with its `sha256=` made that of `bytes` (as
+/// whoever swaps the packed file would write it).
+fn forged_info(info: &str, bytes: &[u8], dir: &Path) -> String {
+    let tmp = dir.join("forged.bin");
+    std::fs::write(&tmp, bytes).unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(&tmp)
+        .output()
+        .unwrap();
+    let sum = String::from_utf8_lossy(&out.stdout);
+    let sum = sum.split_whitespace().next().unwrap().to_string();
+    info.lines()
+        .map(|l| match l.strip_prefix("sha256=") {
+            Some(_) => format!("sha256={sum}"),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// One flipped byte in the packed file, its `.info` forged to match: the
+/// node was told the image's key (`imgkey=`), so its initrd checks the
+/// file against the signed record, refuses it and keeps retrying; once both
+/// are repaired it boots.
 fn refuses_a_corrupt_image_then_boots_it_repaired(run: &Run) {
     let packed = run.dir().join("rootimg.cpio.zst");
+    let info = run.dir().join("rootimg.cpio.zst.info");
     let original = std::fs::read(&packed).unwrap();
+    let original_info = std::fs::read_to_string(&info).unwrap();
     let mut bad = original.clone();
     let at = bad.len() / 2;
     bad[at] ^= 0x40;
     std::fs::write(&packed, &bad).unwrap();
+    std::fs::write(&info, forged_info(&original_info, &bad, &run.work)).unwrap();
     let started = Instant::now();
     let (guest, console) = run.start_guest(&SL1, "bios", 2048, "corrupt");
     let (refused, text) = wait_for_console(&console, &["refused"], BOOT_WAIT);
     assert!(refused, "no refusal on the console:\n{}", tail(&text, 60));
+    assert!(
+        text.contains("is not the one the signed record names"),
+        "not refused by the signed record:\n{}",
+        tail(&text, 60)
+    );
     assert!(
         !text.contains("switching to the image's init"),
         "the corrupt image was booted:\n{}",
         tail(&text, 60)
     );
     std::fs::write(&packed, &original).unwrap();
+    std::fs::write(&info, original_info).unwrap();
     let booted = wait_for_ssh(
         &SL1,
         &run.node.identity,

@@ -237,6 +237,14 @@ impl TestBed {
         });
     }
 
+    /// Join the bed now: the first user of a process removes what a killed
+    /// run left (nodes, and the PXE and NFS beds too), so a PXE or NFS bed
+    /// must be brought up only after this, or a later first node would
+    /// remove it.
+    pub fn join() {
+        Self::bed();
+    }
+
     /// The bed's key directory (client key, known_hosts of all its nodes).
     pub fn keys_dir() -> &'static Path {
         &Self::bed().keys
