@@ -27,7 +27,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 use xcat_image::report::ConsistencyReport;
 use xcat_plugin::{Context, Responder};
-use xcat_remote::{shell_quote, Remote};
+use xcat_remote::{shell_join, shell_quote, Remote};
 
 use crate::churn::PreludeNote as Said;
 use crate::error::CaptureError;
@@ -238,18 +238,12 @@ impl Consistency {
 
     /// The script's variables: every value shell-quoted.
     fn settings(&self) -> String {
-        let list = |v: &[String]| {
-            v.iter()
-                .map(|s| shell_quote(s))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
         format!(
             "snap={}; require={}; btrfs=({}); mounts=({})",
             shell_quote(&self.name),
             u8::from(self.mode == SnapshotMode::Require),
-            list(&self.btrfs),
-            list(&self.mounts)
+            shell_join(&self.btrfs),
+            shell_join(&self.mounts)
         )
     }
 }

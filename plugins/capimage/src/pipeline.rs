@@ -11,7 +11,7 @@
 //! (`@@status find=N tar=N comp=N`) so a failing stage is never masked by a
 //! succeeding last one.
 
-use xcat_remote::shell_quote;
+use xcat_remote::{shell_join, shell_quote};
 
 use crate::consistent::Consistency;
 use crate::exlist::{glob_escape, ExList};
@@ -226,12 +226,6 @@ fn body(excludes: &[String], includes: &[String], wire: Wire, acls: bool) -> Str
 /// whose inode changed since the re-read began: a rename onto the name is
 /// invisible to tar, which reads whichever inode it opened to the end.
 pub fn reread_script(names: &[String], check_from: usize, acls: bool) -> String {
-    let quoted = |ns: &[String]| {
-        ns.iter()
-            .map(|n| shell_quote(n))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     let tar = tar_command(acls);
     let checked = &names[check_from.min(names.len())..];
     // The kernel stamps ctime from a coarse clock (a tick behind `date`),
@@ -243,7 +237,7 @@ pub fn reread_script(names: &[String], check_from: usize, acls: bool) -> String 
         format!(
             "find {} -maxdepth 0 -newerct \"@${{t:0:-9}}.${{t: -9}}\" \
              -printf '@@changed %p\\n' >&2 2>/dev/null\n",
-            quoted(checked)
+            shell_join(checked)
         )
     };
     format!(
@@ -251,7 +245,7 @@ pub fn reread_script(names: &[String], check_from: usize, acls: bool) -> String 
          printf '%s\\0' {all} | {tar}\ns=(\"${{PIPESTATUS[@]}}\")\n{check}\
          echo \"@@status find=0 tar=${{s[1]}} comp=0\" >&2\n\
          [ \"${{s[1]}}\" -le 2 ] || exit 3\n",
-        all = quoted(names),
+        all = shell_join(names),
     )
 }
 

@@ -264,7 +264,7 @@ fn regular(path: &Path) -> bool {
 pub fn prepare(
     image: Image,
     tftp_root: &Path,
-    (server, key): (&str, &Path),
+    (server, key): (&str, Option<&[u8]>),
     no_update: bool,
 ) -> Result<Prepared, FilesError> {
     let dir = image.rootimgdir.clone();
@@ -324,14 +324,19 @@ pub fn prepare(
     })
 }
 
-/// This server's fingerprint when `dir`'s record verifies with its key and
-/// vouches for `packed`. A record that does not verify is a warning (its
-/// nodes then boot the file unchecked against it, as without a record).
-fn signed_by(dir: &Path, packed: &str, key: &Path, warnings: &mut Vec<String>) -> Option<String> {
-    use xcat_image::signature::{key_if_present, ImageRecord};
-    let key = key_if_present(key).ok().flatten()?;
-    match ImageRecord::read_verified(dir, &key.public_key()) {
-        Ok(Some(r)) if r.files.contains_key(packed) => Some(key.fingerprint()),
+/// This server's fingerprint when `dir`'s record verifies with its public
+/// key and vouches for `packed`. A record that does not verify is a warning
+/// (its nodes then boot the file unchecked against it, as without a record).
+fn signed_by(
+    dir: &Path,
+    packed: &str,
+    key: Option<&[u8]>,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    use xcat_image::signature::{fingerprint, ImageRecord};
+    let key = key?;
+    match ImageRecord::read_verified(dir, key) {
+        Ok(Some(r)) if r.files.contains_key(packed) => Some(fingerprint(key)),
         Ok(_) => None,
         Err(e) => {
             warnings.push(format!(

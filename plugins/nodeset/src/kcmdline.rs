@@ -268,7 +268,7 @@ mod tests {
             debug_mode: None,
             dhcp_setup: false,
             server_name: "mn".into(),
-            image_key: "/nonexistent".into(),
+            image_key: None,
         }
     }
 

@@ -432,7 +432,7 @@ async fn prepare_all(
                 let server = site.server_name.clone();
                 let no_update = opts.no_update_initrd;
                 let key = site.image_key.clone();
-                blocking(move || image::prepare(img, &tftp, (&server, &key), no_update))
+                blocking(move || image::prepare(img, &tftp, (&server, key.as_deref()), no_update))
                     .await
                     .map_err(failed)?
                     .map_err(|e| e.to_string())

@@ -30,8 +30,9 @@ pub struct Site {
     pub dhcp_setup: bool,
     /// This server's name, for the summary line.
     pub server_name: String,
-    /// The image-signing key (its public half vouches for image records).
-    pub image_key: PathBuf,
+    /// The public half of the image-signing key, which vouches for image
+    /// records (None: the server has no key, or it cannot be read).
+    pub image_key: Option<Vec<u8>>,
 }
 
 async fn value(db: &Db, key: &str) -> Result<Option<String>, xcat_db::DbError> {
@@ -78,7 +79,10 @@ impl Site {
             debug_mode: debug.filter(|d| d == "1" || d == "2"),
             dhcp_setup: !dhcp.is_some_and(|d| is_no(&d)),
             server_name: s.server_name.clone(),
-            image_key: s.image_key.clone(),
+            image_key: xcat_image::signature::key_if_present(&s.image_key)
+                .ok()
+                .flatten()
+                .map(|k| k.public_key()),
         })
     }
 
