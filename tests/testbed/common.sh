@@ -13,7 +13,7 @@ TB_BRIDGE_ADDR=10.99.0.1
 TB_PREFIX=24
 TB_SUITE=bookworm
 # Packages on top of minbase (gzip and tar are part of minbase).
-TB_PACKAGES="systemd-sysv,udev,kmod,openssh-server,iproute2,zstd,procps,btrfs-progs"
+TB_PACKAGES="systemd-sysv,udev,kmod,openssh-server,iproute2,zstd,procps,btrfs-progs,lvm2,thin-provisioning-tools"
 
 tb_die() {
     echo "testbed: $*" >&2

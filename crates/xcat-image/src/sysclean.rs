@@ -327,6 +327,25 @@ impl Cleaner {
             "persistent network device names",
         );
         self.edit(b"etc/fstab", clean_fstab, "local disk lines commented out");
+        self.lvm();
+    }
+
+    /// LVM's record of the captured node's disks: its devices file would
+    /// hide a booted node's own disks from LVM, and the metadata backups
+    /// describe volume groups the node does not have.
+    fn lvm(&mut self) {
+        self.remove(
+            b"etc/lvm/devices/system.devices",
+            "LVM devices file (the captured node's disks)",
+        );
+        for dir in [&b"etc/lvm/backup"[..], b"etc/lvm/archive"] {
+            for name in self.list(dir) {
+                self.remove(
+                    &join(dir, &name),
+                    "LVM metadata backup of the captured node's volume groups",
+                );
+            }
+        }
     }
 
     /// Interface hardware addresses and DHCP leases.

@@ -82,6 +82,8 @@ echo m > etc/munge/munge.key
 echo a > var/log/syslog; echo a > var/log/syslog.1; echo a > var/log/apt/history.log.2.gz; echo a > var/log/x.old
 ln -s '{h}/log.1' var/log/host.1
 mkdir var/log/journal; ln -s '{h}' var/log/hostdir
+mkdir -p etc/lvm/devices etc/lvm/backup etc/lvm/archive; echo d > etc/lvm/devices/system.devices; echo b > etc/lvm/backup/vg0
+echo a > etc/lvm/archive/vg0_00000-1.vg; echo keep > etc/lvm/lvm.conf
 "#
     ));
     let host_before = scan_tree(&host).unwrap();
@@ -102,6 +104,9 @@ mkdir var/log/journal; ln -s '{h}' var/log/hostdir
     );
 
     let gone = [
+        "etc/lvm/devices/system.devices",
+        "etc/lvm/backup/vg0",
+        "etc/lvm/archive/vg0_00000-1.vg",
         "etc/ssh/ssh_host_rsa_key",
         "etc/ssh/ssh_host_rsa_key.pub",
         "etc/ssh/ssh_host_ed25519_key",
@@ -129,6 +134,7 @@ mkdir var/log/journal; ln -s '{h}' var/log/hostdir
     }
     for kept in [
         "etc/ssh/sshd_config",
+        "etc/lvm/lvm.conf",
         "var/log/syslog",
         "var/lib/NetworkManager/NetworkManager.state",
         "root/.ssh/id_rsa",

@@ -58,7 +58,7 @@ pub enum NodeMessage {
 pub enum PreludeNote {
     /// A captured mount point read from its snapshot.
     Snapshotted(String),
-    /// A btrfs mount point whose snapshot failed: read live (a warning).
+    /// A mount point whose snapshot failed: read live (a warning).
     Live(String),
     /// A snapshot the script could not delete (a warning).
     Left(String),
@@ -252,9 +252,12 @@ impl NodeStderr {
             }
             NodeMessage::Noise => {}
             NodeMessage::Fail(why) => self.fail = Some(why),
-            NodeMessage::Prelude(PreludeNote::Left(s)) => self.warnings.push(format!(
-                "snapshot {s} is still on the node; remove it with: btrfs subvolume delete {s}"
-            )),
+            NodeMessage::Prelude(PreludeNote::Left(s)) => {
+                let (s, removal) = crate::consistent::snapshot_and_removal(&s);
+                self.warnings.push(format!(
+                    "snapshot {s} is still on the node; remove it with: {removal}"
+                ))
+            }
             NodeMessage::Prelude(PreludeNote::Live(m)) => self
                 .warnings
                 .push(format!("the snapshot of {m} failed; {m} was read live")),

@@ -22,6 +22,7 @@
 //! Without snapshots the read stays live and [`crate::settle`] re-reads
 //! what changed while it was read.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -31,7 +32,7 @@ use xcat_remote::{shell_join, shell_quote, Remote};
 
 use crate::churn::PreludeNote as Said;
 use crate::error::CaptureError;
-use crate::preflight::Preflight;
+use crate::preflight::{Mount, Preflight};
 
 /// The start of every snapshot's name (also excluded from every capture).
 pub const SNAPSHOT_PREFIX: &str = ".xcatd-snapshot-";
@@ -65,18 +66,20 @@ pub async fn remove_left(
         }
     };
     for line in String::from_utf8_lossy(&o.stdout).lines() {
-        if let Some(d) = line.strip_prefix("@@snapshot-deleted ") {
+        if let Some(said) = line.strip_prefix("@@snapshot-deleted ") {
+            let (d, _) = snapshot_and_removal(said);
             info!(%node, snapshot = %d, "deleted a snapshot the failed capture left");
             let _ = out
                 .info(format!(
                     "capimage: deleted the snapshot {d} the capture left on {node}"
                 ))
                 .await;
-        } else if let Some(d) = line.strip_prefix("@@snapshot-left ") {
+        } else if let Some(said) = line.strip_prefix("@@snapshot-left ") {
+            let (d, removal) = snapshot_and_removal(said);
             warn!(%node, snapshot = %d, "could not delete a snapshot the failed capture left");
             let _ = out
                 .warning(format!(
-                    "capimage: {node}: the snapshot {d} is left; delete it with `btrfs subvolume delete {d}`"
+                    "capimage: {node}: the snapshot {d} is left; delete it with `{removal}`"
                 ))
                 .await;
         }
@@ -121,68 +124,87 @@ pub struct Consistency {
     pub mode: SnapshotMode,
     /// The snapshots' name (unique to this capture).
     pub name: String,
-    /// Captured btrfs mount points to snapshot, shallowest first.
-    pub btrfs: Vec<String>,
+    /// The captured filesystems read from snapshots, shallowest first.
+    pub snaps: Vec<Snapshot>,
     /// Every captured mount point but `/`, shallowest first: where the view
     /// needs a bind mount.
     pub mounts: Vec<String>,
 }
+
+/// One captured filesystem read from a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub point: String,
+    pub kind: SnapshotKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotKind {
+    /// A read-only btrfs snapshot beside the subvolume.
+    Btrfs,
+    /// An LVM snapshot of `vg/lv`, mounted read-only; `cow`: the bytes a
+    /// classic snapshot gets for the blocks written meanwhile (None: a thin
+    /// snapshot, which takes them from its pool).
+    Lvm {
+        vg: String,
+        lv: String,
+        fstype: String,
+        cow: Option<u64>,
+    },
+}
+
+/// A classic LVM snapshot gets a quarter of its volume's size, at least
+/// this much (never more than the volume itself, nor than the volume
+/// group has free).
+const LVM_COW_MIN: u64 = 512 << 20;
+
+/// Fewer free bytes than this in the volume group: no classic snapshot.
+const LVM_COW_FLOOR: u64 = 16 << 20;
+
+/// Filesystems an LVM snapshot is mounted from (beside the live one).
+const LVM_FS: &[&str] = &["ext2", "ext3", "ext4", "xfs"];
 
 impl Consistency {
     /// Decide from the options and the node's mounts and tools; with
     /// `require`, fail now when some captured filesystem cannot be
     /// snapshotted.
     pub fn plan(mode: SnapshotMode, pf: &Preflight, node: &str) -> Result<Self, CaptureError> {
-        let mut captured: Vec<(String, String)> = pf
-            .captured()
-            .iter()
-            .map(|m| (m.point.clone(), m.fstype.clone()))
-            .collect();
-        captured.sort_by_key(|(p, _)| depth(p));
-        let tools = pf.has("btrfs") && pf.has("unshare");
-        let btrfs: Vec<String> = match mode {
-            SnapshotMode::Off => Vec::new(),
-            _ if !tools => Vec::new(),
-            _ => captured
-                .iter()
-                .filter(|(_, t)| t == "btrfs")
-                .map(|(p, _)| p.clone())
-                .collect(),
-        };
-        if mode == SnapshotMode::Require {
-            let live: Vec<String> = captured
-                .iter()
-                .filter(|(p, _)| !btrfs.contains(p))
-                .map(|(p, t)| format!("{p} ({t})"))
-                .collect();
-            if !live.is_empty() {
-                let why = if tools || !captured.iter().any(|(_, t)| t == "btrfs") {
-                    format!("only btrfs is snapshotted, and {} is not", live.join(", "))
-                } else {
-                    "the node lacks btrfs-progs or unshare".to_string()
-                };
-                return Err(CaptureError::Snapshot {
-                    node: node.to_string(),
-                    why,
-                });
+        let mut captured = pf.captured();
+        captured.sort_by_key(|m| depth(&m.point));
+        let mut free: BTreeMap<String, u64> = BTreeMap::new();
+        let mut snaps = Vec::new();
+        let mut live = Vec::new();
+        for m in captured.iter().filter(|_| mode != SnapshotMode::Off) {
+            match snapshot_of(m, pf, &mut free) {
+                Ok(kind) => snaps.push(Snapshot {
+                    point: m.point.clone(),
+                    kind,
+                }),
+                Err(why) => live.push(format!("{} ({why})", m.point)),
             }
+        }
+        if mode == SnapshotMode::Require && !live.is_empty() {
+            return Err(CaptureError::Snapshot {
+                node: node.to_string(),
+                why: format!("cannot snapshot {}", live.join(", ")),
+            });
         }
         let mounts = captured
             .into_iter()
-            .map(|(p, _)| p)
+            .map(|m| m.point.clone())
             .filter(|p| p != "/")
             .collect();
         Ok(Consistency {
             mode,
             name: snapshot_name(),
-            btrfs,
+            snaps,
             mounts,
         })
     }
 
     /// Whether any filesystem is read from a snapshot.
     pub fn snapshots(&self) -> bool {
-        !self.btrfs.is_empty()
+        !self.snaps.is_empty()
     }
 
     /// Exclusion patterns for snapshots (this capture's or a killed one's)
@@ -236,16 +258,83 @@ impl Consistency {
             .then(|| format!("export LC_ALL=C\n{}\n{BACKSTOP}", self.settings()))
     }
 
-    /// The script's variables: every value shell-quoted.
+    /// The script's variables: every value shell-quoted; the snapshots as
+    /// parallel arrays (`points`, `kinds`, and for LVM `vgs`, `lvs`,
+    /// `fstypes`, `cows`, empty for btrfs).
     fn settings(&self) -> String {
+        let mut cols: [Vec<String>; 6] = Default::default();
+        for s in &self.snaps {
+            let (kind, vg, lv, fs, cow) = match &s.kind {
+                SnapshotKind::Btrfs => ("btrfs", "", "", "", String::new()),
+                SnapshotKind::Lvm { vg, lv, fstype, cow } => (
+                    "lvm",
+                    vg.as_str(),
+                    lv.as_str(),
+                    fstype.as_str(),
+                    cow.map(|c| c.to_string()).unwrap_or_default(),
+                ),
+            };
+            for (col, v) in cols.iter_mut().zip([&s.point, kind, vg, lv, fs, &cow]) {
+                col.push(v.to_string());
+            }
+        }
+        let [points, kinds, vgs, lvs, fstypes, cows] = cols.map(|c| shell_join(&c));
         format!(
-            "snap={}; require={}; btrfs=({}); mounts=({})",
+            "snap={}; lvsnap={}; require={}; points=({points}); kinds=({kinds}); vgs=({vgs}); \
+             lvs=({lvs}); fstypes=({fstypes}); cows=({cows}); mounts=({})",
             shell_quote(&self.name),
+            shell_quote(self.name.trim_start_matches('.')),
             u8::from(self.mode == SnapshotMode::Require),
-            shell_join(&self.btrfs),
             shell_join(&self.mounts)
         )
     }
+}
+
+/// How the captured filesystem `m` can be snapshotted, or why it cannot.
+/// `free`: what the planned snapshots left of each volume group.
+fn snapshot_of(
+    m: &Mount,
+    pf: &Preflight,
+    free: &mut BTreeMap<String, u64>,
+) -> Result<SnapshotKind, String> {
+    if !pf.has("unshare") {
+        return Err("the node lacks unshare".into());
+    }
+    if m.fstype == "btrfs" {
+        return match pf.has("btrfs") {
+            true => Ok(SnapshotKind::Btrfs),
+            false => Err("the node lacks btrfs-progs".into()),
+        };
+    }
+    let Some(lv) = pf.lv_of(m) else {
+        return Err(format!("{} on {}: neither btrfs nor LVM", m.fstype, m.device));
+    };
+    if !pf.has("lvcreate") {
+        return Err("the node lacks lvcreate".into());
+    }
+    if !LVM_FS.contains(&m.fstype.as_str()) {
+        return Err(format!("{} is not mounted from an LVM snapshot here", m.fstype));
+    }
+    let kind = |cow| SnapshotKind::Lvm {
+        vg: lv.vg.clone(),
+        lv: lv.lv.clone(),
+        fstype: m.fstype.clone(),
+        cow,
+    };
+    if lv.is_thin() {
+        return Ok(kind(None));
+    }
+    let left = free.entry(lv.vg.clone()).or_insert(lv.vg_free);
+    let cow = (lv.size / 4).max(LVM_COW_MIN).min(lv.size).min(*left);
+    if cow < LVM_COW_FLOOR {
+        return Err(format!(
+            "volume group {} has {} MiB free, too little for a snapshot",
+            lv.vg,
+            *left >> 20
+        ));
+    }
+    *left -= cow;
+    Ok(kind(Some(cow)))
 }
 
 /// What the read was, from the plan and what the node's script said.
@@ -365,33 +454,57 @@ pm_unlock() {
   echo "@@pm-lock released" >&2
 }"#;
 
-/// `take_all` snapshots every listed btrfs mount and its nested
-/// subvolumes, opening a descriptor on each snapshot and on each live
-/// mount before anything is bind-mounted (a bind over a parent hides the
-/// paths beneath it); `make_view` then binds them, shallowest first, and
-/// sets `$view`. `release` (the exit trap) unbinds and deletes.
-const SNAPSHOT_FUNCTIONS: &str = r#"made=(); binds=(); srcs=(); dsts=(); view=/; declare -A taken=()
+/// `take_all` snapshots every listed filesystem (a btrfs mount and its
+/// nested subvolumes, or a logical volume, mounted read-only), opening a
+/// descriptor on each snapshot and on each live mount before anything is
+/// bind-mounted (a bind over a parent hides the paths beneath it);
+/// `make_view` then binds them, shallowest first, and sets `$view`.
+/// `release` (the exit trap) unbinds, unmounts and deletes, and fails the
+/// script when a classic LVM snapshot overflowed (it was marked invalid
+/// while it was read).
+const SNAPSHOT_FUNCTIONS: &str = r#"made=(); lvmade=(); lvpoints=(); lvdirs=(); fds=(); binds=(); srcs=(); dsts=(); view=/; declare -A taken=()
 release() {
-  local i
+  local i f status=$?
   cd / || true
   for ((i=${#binds[@]}-1; i>=0; i--)); do umount "${binds[i]}" 2>/dev/null || umount -l "${binds[i]}" 2>/dev/null; done
   binds=()
+  for f in "${fds[@]}"; do exec {f}<&-; done
+  fds=()
+  for ((i=${#lvdirs[@]}-1; i>=0; i--)); do
+    umount "${lvdirs[i]}" 2>/dev/null || umount -l "${lvdirs[i]}" 2>/dev/null
+    rmdir "${lvdirs[i]}" 2>/dev/null
+  done
+  lvdirs=()
+  for ((i=${#lvmade[@]}-1; i>=0; i--)); do
+    case "$(lvs --noheadings -o lv_attr "${lvmade[i]}" 2>/dev/null | tr -d ' ')" in
+      ????I*) echo "@@fail the LVM snapshot of ${lvpoints[i]} overflowed while it was read (more was written there than it could hold); capture again when the node is quieter, or give the volume group more free space" >&2; status=7 ;;
+    esac
+    lvremove -q -f "${lvmade[i]}" >/dev/null 2>&1 || echo "@@snapshot-left lvm ${lvmade[i]}" >&2
+  done
+  lvmade=()
   for ((i=${#made[@]}-1; i>=0; i--)); do
     btrfs subvolume delete "${made[i]}" >/dev/null 2>&1 || echo "@@snapshot-left ${made[i]}" >&2
   done
   made=()
+  exit "$status"
 }
 trap release EXIT; trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM; trap '' PIPE
 is_mount() { local m; for m in "${mounts[@]}"; do [ "$m" = "$1" ] && return 0; done; return 1; }
 # at DIR: where the live path DIR appears in the view
 at() { if [ "$view" = / ]; then echo "$1"; else echo "${view%/}$1"; fi; }
+# place MOUNT DIR: read MOUNT from DIR (a snapshot) in the view
+place() {
+  local fd
+  exec {fd}<"$2" || return 1
+  fds+=("$fd")
+  if [ "$1" = / ]; then view=$2; else srcs+=("/proc/self/fd/$fd"); dsts+=("$(at "$1")"); fi
+}
 # take SUBVOL: snapshot it, then its nested subvolumes that are not mount points
 take() {
-  local s="${1%/}/$snap" top child rel fd
+  local s="${1%/}/$snap" top child rel
   btrfs subvolume snapshot -r "$1" "$s" >/dev/null || return 1
   made+=("$s")
-  exec {fd}<"$s" || return 1
-  if [ "$1" = / ]; then view=$s; else srcs+=("/proc/self/fd/$fd"); dsts+=("$(at "$1")"); fi
+  place "$1" "$s" || return 1
   top=$(btrfs subvolume show "$1" | head -n 1) || return 1
   while IFS= read -r child; do
     if [ "$top" = / ]; then rel=$child; else rel=${child#"$top"/}; [ "$rel" != "$child" ] || continue; fi
@@ -400,10 +513,24 @@ take() {
     take "${1%/}/$rel" || return 1
   done < <(btrfs subvolume list -o "$1" | sed 's/^.* path //')
 }
+# take_lv I: snapshot the logical volume of points[I] (lvcreate suspends
+# it, which freezes its filesystem for that moment) and mount it read-only
+take_lv() {
+  local m=${points[$1]} name="${vgs[$1]}/$lvsnap-$1" dir opts=ro size=(-kn)
+  [ -n "${cows[$1]}" ] && size=(-L "${cows[$1]}b")
+  lvcreate -q -y -s -n "${name#*/}" "${size[@]}" "${vgs[$1]}/${lvs[$1]}" >/dev/null || return 1
+  lvmade+=("$name"); lvpoints+=("$m")
+  case "${fstypes[$1]}" in ext3|ext4) opts=ro,noload ;; xfs) opts=ro,norecovery,nouuid ;; esac
+  dir=$(mktemp -d /run/xcatd-snapshot.XXXXXX) || return 1
+  mount -t "${fstypes[$1]}" -o "$opts" "/dev/$name" "$dir" || { rmdir "$dir"; return 1; }
+  lvdirs+=("$dir")
+  place "$m" "$dir"
+}
 take_all() {
-  local m fd
-  for m in "${btrfs[@]}"; do
-    if take "$m"; then taken[$m]=1; echo "@@snapshot $m" >&2; continue; fi
+  local i m fd
+  for i in "${!points[@]}"; do
+    m=${points[i]}
+    if [ "${kinds[i]}" = lvm ]; then take_lv "$i"; else take "$m"; fi && { taken[$m]=1; echo "@@snapshot $m" >&2; continue; }
     if [ "$require" = 1 ]; then echo "@@fail the snapshot of $m failed (--snapshot require)" >&2; return 1; fi
     echo "@@snapshot-live $m" >&2
   done
@@ -422,19 +549,39 @@ make_view() {
   done
 }"#;
 
-/// The backstop (see [`Consistency::backstop_script`]): every subvolume
-/// of each btrfs mount's filesystem named `$snap`, mapped to its path
-/// under the mount as `take` does.
-const BACKSTOP: &str = r#"gone() { local i; for i in $(seq 1 20); do [ -e "$1" ] || return 0; btrfs subvolume delete "$1" >/dev/null 2>&1 && return 0; sleep 0.5; done; [ ! -e "$1" ]; }
-for m in "${btrfs[@]}"; do
+/// The backstop (see [`Consistency::backstop_script`]): for btrfs, every
+/// subvolume of each mount's filesystem named `$snap`, mapped to its path
+/// under the mount as `take` does; for LVM, the snapshot volume `take_lv`
+/// names.
+const BACKSTOP: &str = r#"gone() { local i; for i in $(seq 1 20); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; return 1; }
+btrfs_gone() { [ ! -e "$1" ] || btrfs subvolume delete "$1"; }
+lv_gone() { ! lvs "$1" || lvremove -q -f "$1"; }
+for i in "${!points[@]}"; do
+  m=${points[i]}
+  if [ "${kinds[i]}" = lvm ]; then
+    lv="${vgs[i]}/$lvsnap-$i"
+    lvs "$lv" >/dev/null 2>&1 || continue
+    if gone lv_gone "$lv"; then echo "@@snapshot-deleted lvm $lv"; else echo "@@snapshot-left lvm $lv"; fi
+    continue
+  fi
   top=$(btrfs subvolume show "$m" 2>/dev/null | head -n 1) || continue
   while IFS= read -r p; do
     case "/$p" in */"$snap") ;; *) continue ;; esac
     if [ "$top" = / ]; then rel=$p; else rel=${p#"$top"/}; [ "$rel" != "$p" ] || continue; fi
     d="${m%/}/$rel"
-    if gone "$d"; then echo "@@snapshot-deleted $d"; else echo "@@snapshot-left $d"; fi
+    if gone btrfs_gone "$d"; then echo "@@snapshot-deleted $d"; else echo "@@snapshot-left $d"; fi
   done < <(btrfs subvolume list "$m" | sed 's/^.* path //')
 done"#;
+
+/// What a `@@snapshot-left` or `@@snapshot-deleted` line names (`PATH` of
+/// a btrfs snapshot, `lvm VG/LV` of an LVM one), and the command that
+/// deletes it.
+pub fn snapshot_and_removal(said: &str) -> (String, String) {
+    match said.strip_prefix("lvm ") {
+        Some(lv) => (format!("{lv} (LVM)"), format!("lvremove {lv}")),
+        None => (said.to_string(), format!("btrfs subvolume delete {said}")),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -459,7 +606,9 @@ mod tests {
     fn auto_snapshots_btrfs_and_reads_the_rest_live() {
         let c =
             Consistency::plan(SnapshotMode::Auto, &pf(MIXED, &["btrfs", "unshare"]), "n1").unwrap();
-        assert_eq!(c.btrfs, ["/", "/home"]);
+        let points: Vec<&str> = c.snaps.iter().map(|s| s.point.as_str()).collect();
+        assert_eq!(points, ["/", "/home"]);
+        assert!(c.snaps.iter().all(|s| s.kind == SnapshotKind::Btrfs));
         assert_eq!(c.mounts, ["/boot", "/home"]);
         assert!(c.name.starts_with(SNAPSHOT_PREFIX));
         let s = c.wrap("find . | tar");
@@ -489,11 +638,14 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("/boot (ext4)"), "{e}");
-        let e = Consistency::plan(SnapshotMode::Require, &pf(MIXED, &[]), "n1")
+        assert!(
+            e.contains("cannot snapshot /boot (ext4 on /dev/vda1: neither btrfs nor LVM)"),
+            "{e}"
+        );
+        let e = Consistency::plan(SnapshotMode::Require, &pf(MIXED, &["unshare"]), "n1")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("btrfs-progs"), "{e}");
+        assert!(e.contains("/ (the node lacks btrfs-progs)"), "{e}");
         let only_btrfs = "/dev/vda2 / btrfs rw 0 0\n";
         assert!(Consistency::plan(
             SnapshotMode::Require,
@@ -501,6 +653,64 @@ mod tests {
             "n1"
         )
         .is_ok());
+    }
+
+    const LVM: &str = "@@mounts\n/dev/mapper/vg0-root / ext4 rw 0 0\n\
+        /dev/mapper/vg0-srv /srv xfs rw 0 0\n/dev/mapper/thin-data /data ext4 rw 0 0\n\
+        /dev/mapper/vg0-efi /boot/efi vfat rw 0 0\n@@lvm\n\
+        /dev/mapper/vg0-root|/dev/vg0/root|vg0|root|-wi-ao----|8589934592|1342177280\n\
+        /dev/mapper/vg0-srv|/dev/vg0/srv|vg0|srv|-wi-ao----|1073741824|1342177280\n\
+        /dev/mapper/vg0-efi|/dev/vg0/efi|vg0|efi|-wi-ao----|104857600|1342177280\n\
+        /dev/mapper/thin-data|/dev/thin/data|thin|data|Vwi-aotz--|1073741824|0\n@@df\n@@end\n";
+
+    fn lvm_plan(text: &str, mode: SnapshotMode) -> Result<Consistency, CaptureError> {
+        let mut p = preflight::parse(text);
+        p.tools.extend(["lvcreate".to_string(), "unshare".to_string()]);
+        Consistency::plan(mode, &p, "n1")
+    }
+
+    #[test]
+    fn logical_volumes_get_snapshots_the_volume_group_can_hold() {
+        let c = lvm_plan(LVM, SnapshotMode::Auto).unwrap();
+        let got: Vec<(&str, Option<u64>)> = c
+            .snaps
+            .iter()
+            .map(|s| match &s.kind {
+                SnapshotKind::Lvm { cow, .. } => (s.point.as_str(), *cow),
+                SnapshotKind::Btrfs => panic!("btrfs"),
+            })
+            .collect();
+        // a quarter of 8 GiB is 2 GiB, more than vg0's 1.25 GiB free: all
+        // of it goes to /, and /srv (wanting 512 MiB) finds none left; the
+        // thin volume needs none; vfat is read live
+        assert_eq!(got, [("/", Some(1280 << 20)), ("/data", None)]);
+        let e = lvm_plan(LVM, SnapshotMode::Require).unwrap_err().to_string();
+        assert!(
+            e.contains("/boot/efi (vfat is not mounted from an LVM snapshot here)")
+                && e.contains("/srv (volume group vg0 has 0 MiB free, too little for a snapshot)"),
+            "{e}"
+        );
+        let s = c.settings();
+        assert!(
+            s.contains("kinds=(lvm lvm)") && s.contains("vgs=(vg0 thin)") && s.contains("cows=(1342177280 '')"),
+            "{s}"
+        );
+        assert!(s.contains("lvsnap=xcatd-snapshot-"), "{s}");
+    }
+
+    #[test]
+    fn removal_commands_name_the_kind() {
+        assert_eq!(
+            snapshot_and_removal("lvm vg0/xcatd-snapshot-1-ab-0"),
+            (
+                "vg0/xcatd-snapshot-1-ab-0 (LVM)".to_string(),
+                "lvremove vg0/xcatd-snapshot-1-ab-0".to_string()
+            )
+        );
+        assert_eq!(
+            snapshot_and_removal("/.xcatd-snapshot-1-ab").1,
+            "btrfs subvolume delete /.xcatd-snapshot-1-ab"
+        );
     }
 
     #[test]

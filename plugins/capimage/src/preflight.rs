@@ -10,7 +10,7 @@ pub const SCRIPT: &str = r#"
 echo "@@kernel $(uname -r)"
 echo "@@arch $(uname -m)"
 echo "@@hostname $(cat /proc/sys/kernel/hostname 2>/dev/null)"
-for t in tar zstd gzip bash find btrfs unshare; do command -v "$t" >/dev/null 2>&1 && echo "@@tool $t"; done
+for t in tar zstd gzip bash find btrfs unshare lvcreate; do command -v "$t" >/dev/null 2>&1 && echo "@@tool $t"; done
 if command -v tar >/dev/null 2>&1; then
   echo "@@tarversion $(tar --version 2>/dev/null | head -n 1)"
   h=$(tar --help 2>/dev/null)
@@ -20,6 +20,10 @@ fi
 [ -e "/boot/vmlinuz-$(uname -r)" ] && echo "@@tool kernel-image"
 echo "@@mounts"
 cat /proc/self/mounts
+if command -v lvs >/dev/null 2>&1; then
+  echo "@@lvm"
+  lvs --noheadings --nosuffix --units b --separator '|' -o lv_dm_path,lv_path,vg_name,lv_name,lv_attr,lv_size,vg_free 2>/dev/null
+fi
 echo "@@df"
 df -P -k -l 2>/dev/null
 echo "@@end"
@@ -48,6 +52,45 @@ pub struct Preflight {
     pub mounts: Vec<Mount>,
     /// Used kibibytes per mount point, from `df`.
     pub used_kib: BTreeMap<String, u64>,
+    /// The node's LVM logical volumes (when it has lvm2).
+    pub lvs: Vec<LogicalVolume>,
+}
+
+/// One line of `lvs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogicalVolume {
+    /// `/dev/mapper/VG-LV` and `/dev/VG/LV`: how a mount may name it.
+    pub paths: [String; 2],
+    pub vg: String,
+    pub lv: String,
+    /// `lv_attr`: its first letter is the volume type (`V` thin, `s`
+    /// snapshot, `-` or `o` a plain volume).
+    pub attr: String,
+    pub size: u64,
+    /// Free bytes in its volume group.
+    pub vg_free: u64,
+}
+
+impl LogicalVolume {
+    fn parse(line: &str) -> Option<LogicalVolume> {
+        let f: Vec<&str> = line.trim().split('|').map(str::trim).collect();
+        let [dm, path, vg, lv, attr, size, free] = f[..] else {
+            return None;
+        };
+        Some(LogicalVolume {
+            paths: [dm.to_string(), path.to_string()],
+            vg: vg.to_string(),
+            lv: lv.to_string(),
+            attr: attr.to_string(),
+            size: size.parse().ok()?,
+            vg_free: free.parse().ok()?,
+        })
+    }
+
+    /// A thin volume: its snapshot needs no free extents.
+    pub fn is_thin(&self) -> bool {
+        self.attr.starts_with('V')
+    }
 }
 
 /// Undo the octal escapes of /proc/self/mounts (`\040` for space, ...).
@@ -87,7 +130,7 @@ pub fn parse(text: &str) -> Preflight {
                 "tool" => {
                     p.tools.insert(val.trim().to_string());
                 }
-                "mounts" | "df" | "end" => section = key,
+                "mounts" | "lvm" | "df" | "end" => section = key,
                 _ => {}
             }
             continue;
@@ -105,6 +148,7 @@ pub fn parse(text: &str) -> Preflight {
                     by_point.push(m);
                 }
             }
+            "lvm" => p.lvs.extend(LogicalVolume::parse(line)),
             "df" => {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 if f.len() >= 6 {
@@ -173,6 +217,11 @@ impl Preflight {
     pub fn has(&self, tool: &str) -> bool {
         self.tools.contains(tool)
     }
+
+    /// The logical volume mounted at `m`, if any.
+    pub fn lv_of(&self, m: &Mount) -> Option<&LogicalVolume> {
+        self.lvs.iter().find(|lv| lv.paths.contains(&m.device))
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +246,26 @@ nfs:/home /home nfs4 rw 0 0\n@@df\nFilesystem 1024-blocks Used Available Capacit
         let skip: Vec<&str> = p.skipped().iter().map(|m| m.point.as_str()).collect();
         assert_eq!(skip, vec!["/proc", "/mnt/other fs", "/home"]);
         assert_eq!(p.used_bytes(), 650 * 1024);
+    }
+
+    #[test]
+    fn names_the_logical_volumes_behind_mounts() {
+        let text = "@@tool lvcreate\n@@mounts\n/dev/mapper/vg0-root / ext4 rw 0 0\n\
+/dev/vg0/srv /srv xfs rw 0 0\n/dev/sda1 /boot ext4 rw 0 0\n@@lvm\n\
+  /dev/mapper/vg0-root|/dev/vg0/root|vg0|root|-wi-ao----|4294967296|1073741824\n\
+  /dev/mapper/vg0-srv|/dev/vg0/srv|vg0|srv|Vwi-aotz--|1073741824|1073741824\n\
+  garbage\n@@df\n@@end\n";
+        let p = parse(text);
+        assert_eq!(p.lvs.len(), 2);
+        let by_point = |pt: &str| {
+            let m = p.mounts.iter().find(|m| m.point == pt).unwrap();
+            p.lv_of(m).map(|lv| (lv.lv.clone(), lv.is_thin()))
+        };
+        assert_eq!(by_point("/"), Some(("root".into(), false)));
+        assert_eq!(by_point("/srv"), Some(("srv".into(), true)));
+        assert_eq!(by_point("/boot"), None);
+        assert_eq!(p.lvs[0].size, 4 << 30);
+        assert_eq!(p.lvs[0].vg_free, 1 << 30);
     }
 
     #[test]
