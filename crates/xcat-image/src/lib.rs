@@ -14,7 +14,8 @@
 //! * [`skeleton`], [`sysclean`], [`publish`], [`report`]: the later capture steps.
 //! * [`secrets`]: the secrets left in a captured tree (keys, credentials, password
 //!   hashes, tokens in histories), reported without their content and scrubbed on
-//!   request; [`packages`]: the tree's installed packages and kernels.
+//!   request; [`packages`]: the tree's installed packages and kernels
+//!   ([`rpmdb`]: rpm's SQLite database, read without rpm).
 //! * [`pack`]: packing a tree into the archive nodes boot.
 //! * [`linkfarm`]: statelite's link farm in a tree (liteimg makes it, packimage
 //!   swaps it back while it packs) and liteimg's record of it.
@@ -36,6 +37,7 @@ pub mod pack;
 pub mod packages;
 pub mod publish;
 pub mod report;
+pub mod rpmdb;
 pub mod secrets;
 pub mod signature;
 pub mod skeleton;

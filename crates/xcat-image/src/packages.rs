@@ -5,8 +5,8 @@
 //! [`Root`] (no symlink followed, only regular files opened) and bounded: a
 //! dpkg status file larger than [`STATUS_MAX`] is not read, and at most
 //! [`MAX_KERNELS`] kernel versions are kept. dpkg's status file is plain text
-//! and parsed here; the rpm database (SQLite or Berkeley DB) is not opened on
-//! the server, only noticed.
+//! and parsed here; rpm's SQLite database is read by [`crate::rpmdb`]; its
+//! older formats (Berkeley DB before rpm 4.16, SUSE's ndb) are only noticed.
 
 use crate::beneath::Root;
 use crate::util::escape_bytes;
@@ -19,13 +19,18 @@ pub const STATUS_MAX: u64 = 64 * 1024 * 1024;
 pub const MAX_KERNELS: usize = 1000;
 
 const DPKG_STATUS: &[u8] = b"var/lib/dpkg/status";
-/// Where rpm keeps its database: the classic place and the one of newer
-/// distributions (where `/var/lib/rpm` is a symlink to it).
-const RPM_DATABASES: &[&[u8]] = &[
+/// Where rpm keeps its SQLite database: the classic place and the one of
+/// newer distributions (where `/var/lib/rpm` is a symlink to it).
+const RPM_SQLITE: &[&[u8]] = &[
     b"var/lib/rpm/rpmdb.sqlite",
-    b"var/lib/rpm/Packages",
     b"usr/lib/sysimage/rpm/rpmdb.sqlite",
+];
+/// rpm's older databases: Berkeley DB, and SUSE's ndb.
+const RPM_OTHER: &[&[u8]] = &[
+    b"var/lib/rpm/Packages",
     b"usr/lib/sysimage/rpm/Packages",
+    b"var/lib/rpm/Packages.db",
+    b"usr/lib/sysimage/rpm/Packages.db",
 ];
 
 /// One installed package.
@@ -69,13 +74,18 @@ fn list_bounded(root: &Root, status_max: u64) -> PackageReport {
             Err(why) => r.note = Some(why),
         }
         r.count = r.packages.len() as u64;
-    } else if RPM_DATABASES
-        .iter()
-        .any(|p| regular_size(root, p).is_some())
-    {
+    } else if let Some(db) = RPM_SQLITE.iter().find(|p| regular_size(root, p).is_some()) {
+        r.manager = "rpm".into();
+        match crate::rpmdb::read(root, db) {
+            Ok(l) => (r.packages, r.note) = (l.packages, l.note),
+            Err(why) => r.note = Some(why),
+        }
+        r.count = r.packages.len() as u64;
+    } else if RPM_OTHER.iter().any(|p| regular_size(root, p).is_some()) {
         r.manager = "rpm".into();
         r.note = Some(
-            "the rpm database is not read on the server; run `rpm -qa` on the node for the list"
+            "the rpm database is in Berkeley DB or ndb format (rpm before 4.16, e.g. RHEL 8), \
+             which is not read on the server; run `rpm -qa` on the node for the list"
                 .into(),
         );
     }
@@ -266,13 +276,27 @@ mod tests {
     }
 
     #[test]
-    fn rpm_is_noted_not_read() {
+    fn old_rpm_databases_are_noted_a_broken_one_named() {
         let d = tempfile::tempdir().unwrap();
-        put(d.path(), "var/lib/rpm/rpmdb.sqlite", b"SQLite format 3\0");
+        put(d.path(), "var/lib/rpm/Packages", b"\0\0\0\0\x61\x15\x06\0");
         let r = list(&Root::open(d.path()).unwrap());
         assert_eq!(r.manager, "rpm");
         assert!(r.packages.is_empty());
-        assert!(r.note.unwrap().contains("not read on the server"));
+        assert!(r.note.unwrap().contains("Berkeley DB"));
+        put(
+            d.path(),
+            "usr/lib/sysimage/rpm/rpmdb.sqlite",
+            b"SQLite format 3\0garbage",
+        );
+        let r = list(&Root::open(d.path()).unwrap());
+        assert_eq!((r.manager.as_str(), r.count), ("rpm", 0));
+        assert!(
+            r.note
+                .as_deref()
+                .unwrap_or_default()
+                .contains("could not be read"),
+            "{r:?}"
+        );
         // a symlinked status file is not the image's database
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("var/lib/dpkg")).unwrap();
