@@ -14,7 +14,7 @@ use xcat_remote::testbed::{Mode, Node, NodeOptions, TestBed};
 use xcatd_tests::{output_text as text, Daemon};
 
 /// The default exclusions plus most of `/usr`, so one capture takes seconds.
-const EXLIST: &str = "./tmp/*\n./proc/*\n./sys/*\n./dev/*\n./run/*\n./xcatpost/*\n./install/*\n\
+pub(crate) const EXLIST: &str = "./tmp/*\n./proc/*\n./sys/*\n./dev/*\n./run/*\n./xcatpost/*\n./install/*\n\
                       ./usr/share/*\n./usr/lib/*\n./usr/libexec/*\n./var/cache/*\n./var/lib/apt/*\n";
 
 const SPOOL: &str = "/var/spool/churn";
@@ -62,7 +62,7 @@ fn daemon(node: &Node) -> (Daemon, String) {
     (d, x.display().to_string())
 }
 
-fn report(dir: &Path) -> CaptureReport {
+pub(crate) fn report(dir: &Path) -> CaptureReport {
     let raw = std::fs::read(dir.join("capimage-report.json")).expect("report");
     serde_json::from_slice(&raw).expect("report parses")
 }
@@ -167,14 +167,14 @@ fn busy_node_captures_twenty_times_in_a_row() {
     assert!(appeared > 0, "no capture counted an entry that appeared");
 }
 
-const PAIR: &str = "/srv/pair";
+pub(crate) const PAIR: &str = "/srv/pair";
 
 /// A writer that keeps two files equal as the node sees them: each round
 /// writes both into a new directory, then swaps a symbolic link to it with
 /// one rename, and removes the round before. A live read can catch the
 /// link and the files of different rounds (or a round already removed); a
 /// snapshot cannot.
-fn pair_writer_script() -> String {
+pub(crate) fn pair_writer_script() -> String {
     format!(
         "mkdir -p {PAIR}; cd {PAIR}; i=0\n\
          while :; do\n\
@@ -186,7 +186,7 @@ fn pair_writer_script() -> String {
 
 /// The pair as the image has it: both files of the round `cur` names (a
 /// missing file reads as its own name, so two missing files differ).
-fn pair_in(rootimg: &Path) -> (String, String) {
+pub(crate) fn pair_in(rootimg: &Path) -> (String, String) {
     let pair = rootimg.join(PAIR.trim_start_matches('/'));
     let round = std::fs::read_link(pair.join("cur")).expect("cur link in the image");
     let read = |f: &str| {

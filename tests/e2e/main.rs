@@ -6,6 +6,7 @@ mod capimage_audit;
 mod capimage_busy;
 mod capimage_faults;
 mod capimage_hostile;
+mod capimage_lvm;
 mod capimage_options;
 mod completion;
 mod daemon;

@@ -10,6 +10,9 @@
 //! refused on the console and booted once repaired; a guest with too little
 //! RAM was warned about by nodeset and its console says what it needs.
 //!
+//! Last, a guest of this image is made an LVM-rooted node and captured
+//! from LVM snapshots ([`crate::capimage_lvm`]).
+//!
 //! The guests share one capture and one daemon (the PXE bed is held by one
 //! test at a time anyway): capture once, boot many.
 
@@ -252,6 +255,15 @@ fn captured_node_boots_stateless_as_tar_squashfs_and_cpio_and_refuses_bad_images
 
     refuses_a_corrupt_image_then_boots_it_repaired(&run);
     refuses_a_guest_with_too_little_ram(&run);
+    // the booted image has lvm2: a guest of it becomes an LVM-rooted node
+    crate::capimage_lvm::lvm_rooted_guest_is_captured_from_snapshots(
+        d,
+        &bed,
+        &node,
+        &SL1,
+        &run.work,
+        BOOT_WAIT + INIT_WAIT,
+    );
     let _ = std::fs::remove_dir_all(&run.work);
 }
 

@@ -266,7 +266,12 @@ impl Consistency {
         for s in &self.snaps {
             let (kind, vg, lv, fs, cow) = match &s.kind {
                 SnapshotKind::Btrfs => ("btrfs", "", "", "", String::new()),
-                SnapshotKind::Lvm { vg, lv, fstype, cow } => (
+                SnapshotKind::Lvm {
+                    vg,
+                    lv,
+                    fstype,
+                    cow,
+                } => (
                     "lvm",
                     vg.as_str(),
                     lv.as_str(),
@@ -307,13 +312,19 @@ fn snapshot_of(
         };
     }
     let Some(lv) = pf.lv_of(m) else {
-        return Err(format!("{} on {}: neither btrfs nor LVM", m.fstype, m.device));
+        return Err(format!(
+            "{} on {}: neither btrfs nor LVM",
+            m.fstype, m.device
+        ));
     };
     if !pf.has("lvcreate") {
         return Err("the node lacks lvcreate".into());
     }
     if !LVM_FS.contains(&m.fstype.as_str()) {
-        return Err(format!("{} is not mounted from an LVM snapshot here", m.fstype));
+        return Err(format!(
+            "{} is not mounted from an LVM snapshot here",
+            m.fstype
+        ));
     }
     let kind = |cow| SnapshotKind::Lvm {
         vg: lv.vg.clone(),
@@ -665,7 +676,8 @@ mod tests {
 
     fn lvm_plan(text: &str, mode: SnapshotMode) -> Result<Consistency, CaptureError> {
         let mut p = preflight::parse(text);
-        p.tools.extend(["lvcreate".to_string(), "unshare".to_string()]);
+        p.tools
+            .extend(["lvcreate".to_string(), "unshare".to_string()]);
         Consistency::plan(mode, &p, "n1")
     }
 
@@ -684,7 +696,9 @@ mod tests {
         // of it goes to /, and /srv (wanting 512 MiB) finds none left; the
         // thin volume needs none; vfat is read live
         assert_eq!(got, [("/", Some(1280 << 20)), ("/data", None)]);
-        let e = lvm_plan(LVM, SnapshotMode::Require).unwrap_err().to_string();
+        let e = lvm_plan(LVM, SnapshotMode::Require)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("/boot/efi (vfat is not mounted from an LVM snapshot here)")
                 && e.contains("/srv (volume group vg0 has 0 MiB free, too little for a snapshot)"),
@@ -692,7 +706,9 @@ mod tests {
         );
         let s = c.settings();
         assert!(
-            s.contains("kinds=(lvm lvm)") && s.contains("vgs=(vg0 thin)") && s.contains("cows=(1342177280 '')"),
+            s.contains("kinds=(lvm lvm)")
+                && s.contains("vgs=(vg0 thin)")
+                && s.contains("cows=(1342177280 '')"),
             "{s}"
         );
         assert!(s.contains("lvsnap=xcatd-snapshot-"), "{s}");
