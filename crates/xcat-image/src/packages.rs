@@ -73,14 +73,12 @@ fn list_bounded(root: &Root, status_max: u64) -> PackageReport {
             Ok(text) => r.packages = parse_dpkg_status(&text),
             Err(why) => r.note = Some(why),
         }
-        r.count = r.packages.len() as u64;
     } else if let Some(db) = RPM_SQLITE.iter().find(|p| regular_size(root, p).is_some()) {
         r.manager = "rpm".into();
         match crate::rpmdb::read(root, db) {
             Ok(l) => (r.packages, r.note) = (l.packages, l.note),
             Err(why) => r.note = Some(why),
         }
-        r.count = r.packages.len() as u64;
     } else if RPM_OTHER.iter().any(|p| regular_size(root, p).is_some()) {
         r.manager = "rpm".into();
         r.note = Some(
@@ -89,11 +87,12 @@ fn list_bounded(root: &Root, status_max: u64) -> PackageReport {
                 .into(),
         );
     }
+    r.count = r.packages.len() as u64;
     r
 }
 
 /// The size of `rel` when it is a regular file (not a symlink to one).
-fn regular_size(root: &Root, rel: &[u8]) -> Option<u64> {
+pub(crate) fn regular_size(root: &Root, rel: &[u8]) -> Option<u64> {
     let st = root.lstat(rel).ok()??;
     (st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(st.st_size as u64)
 }

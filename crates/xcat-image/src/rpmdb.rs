@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::beneath::Root;
-use crate::packages::Package;
+use crate::packages::{regular_size, Package};
 
 /// Most packages listed (a large server has a few thousand).
 pub const MAX_PACKAGES: usize = 200_000;
@@ -99,9 +99,7 @@ fn rows(conn: &Connection) -> rusqlite::Result<RpmList> {
 
 /// A write-ahead log beside the database with content in it.
 fn wal_pending(root: &Root, rel: &[u8]) -> bool {
-    let wal = [rel, b"-wal"].concat();
-    matches!(root.lstat(&wal), Ok(Some(st))
-        if st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_size > 0)
+    regular_size(root, &[rel, b"-wal"].concat()).is_some_and(|n| n > 0)
 }
 
 /// Name, `[epoch:]version-release` and arch of one header; None when it is

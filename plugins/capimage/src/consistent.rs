@@ -236,7 +236,7 @@ impl Consistency {
             );
         }
         let inner = format!(
-            "{}\n{}\n{SNAPSHOT_FUNCTIONS}\npm_lock || exit 6\n\
+            "{}\n{}\n{LV_NAME}\n{SNAPSHOT_FUNCTIONS}\npm_lock || exit 6\n\
              take_all || exit 4\npm_unlock\nmake_view || exit 5\ncd \"$view\" || exit 97\n{pipeline}",
             self.settings(),
             lock_functions()
@@ -254,8 +254,12 @@ impl Consistency {
     /// script. Prints `@@snapshot-deleted PATH` or `@@snapshot-left PATH`.
     /// None without snapshots.
     pub fn backstop_script(&self) -> Option<String> {
-        self.snapshots()
-            .then(|| format!("export LC_ALL=C\n{}\n{BACKSTOP}", self.settings()))
+        self.snapshots().then(|| {
+            format!(
+                "export LC_ALL=C\n{}\n{LV_NAME}\n{BACKSTOP}",
+                self.settings()
+            )
+        })
     }
 
     /// The script's variables: every value shell-quoted; the snapshots as
@@ -332,7 +336,7 @@ fn snapshot_of(
         fstype: m.fstype.clone(),
         cow,
     };
-    if lv.is_thin() {
+    if lv.thin {
         return Ok(kind(None));
     }
     let left = free.entry(lv.vg.clone()).or_insert(lv.vg_free);
@@ -465,6 +469,10 @@ pm_unlock() {
   echo "@@pm-lock released" >&2
 }"#;
 
+/// The name of the LVM snapshot of `points[I]` (`VG/LV`), for `take_lv`
+/// and the backstop alike.
+const LV_NAME: &str = r#"lvname() { echo "${vgs[$1]}/$lvsnap-$1"; }"#;
+
 /// `take_all` snapshots every listed filesystem (a btrfs mount and its
 /// nested subvolumes, or a logical volume, mounted read-only), opening a
 /// descriptor on each snapshot and on each live mount before anything is
@@ -474,15 +482,16 @@ pm_unlock() {
 /// script when a classic LVM snapshot overflowed (it was marked invalid
 /// while it was read).
 const SNAPSHOT_FUNCTIONS: &str = r#"made=(); lvmade=(); lvpoints=(); lvdirs=(); fds=(); binds=(); srcs=(); dsts=(); view=/; declare -A taken=()
+unmount() { umount "$1" 2>/dev/null || umount -l "$1" 2>/dev/null; }
 release() {
   local i f status=$?
   cd / || true
-  for ((i=${#binds[@]}-1; i>=0; i--)); do umount "${binds[i]}" 2>/dev/null || umount -l "${binds[i]}" 2>/dev/null; done
+  for ((i=${#binds[@]}-1; i>=0; i--)); do unmount "${binds[i]}"; done
   binds=()
   for f in "${fds[@]}"; do exec {f}<&-; done
   fds=()
   for ((i=${#lvdirs[@]}-1; i>=0; i--)); do
-    umount "${lvdirs[i]}" 2>/dev/null || umount -l "${lvdirs[i]}" 2>/dev/null
+    unmount "${lvdirs[i]}"
     rmdir "${lvdirs[i]}" 2>/dev/null
   done
   lvdirs=()
@@ -527,7 +536,8 @@ take() {
 # take_lv I: snapshot the logical volume of points[I] (lvcreate suspends
 # it, which freezes its filesystem for that moment) and mount it read-only
 take_lv() {
-  local m=${points[$1]} name="${vgs[$1]}/$lvsnap-$1" dir opts=ro size=(-kn)
+  local m=${points[$1]} name dir opts=ro size=(-kn)
+  name=$(lvname "$1")
   [ -n "${cows[$1]}" ] && size=(-L "${cows[$1]}b")
   lvcreate -q -y -s -n "${name#*/}" "${size[@]}" "${vgs[$1]}/${lvs[$1]}" >/dev/null || return 1
   lvmade+=("$name"); lvpoints+=("$m")
@@ -570,7 +580,7 @@ lv_gone() { ! lvs "$1" || lvremove -q -f "$1"; }
 for i in "${!points[@]}"; do
   m=${points[i]}
   if [ "${kinds[i]}" = lvm ]; then
-    lv="${vgs[i]}/$lvsnap-$i"
+    lv=$(lvname "$i")
     lvs "$lv" >/dev/null 2>&1 || continue
     if gone lv_gone "$lv"; then echo "@@snapshot-deleted lvm $lv"; else echo "@@snapshot-left lvm $lv"; fi
     continue

@@ -63,9 +63,9 @@ pub struct LogicalVolume {
     pub paths: [String; 2],
     pub vg: String,
     pub lv: String,
-    /// `lv_attr`: its first letter is the volume type (`V` thin, `s`
-    /// snapshot, `-` or `o` a plain volume).
-    pub attr: String,
+    /// A thin volume (`lv_attr` starting with `V`): its snapshot needs no
+    /// free extents.
+    pub thin: bool,
     pub size: u64,
     /// Free bytes in its volume group.
     pub vg_free: u64,
@@ -81,15 +81,10 @@ impl LogicalVolume {
             paths: [dm.to_string(), path.to_string()],
             vg: vg.to_string(),
             lv: lv.to_string(),
-            attr: attr.to_string(),
+            thin: attr.starts_with('V'),
             size: size.parse().ok()?,
             vg_free: free.parse().ok()?,
         })
-    }
-
-    /// A thin volume: its snapshot needs no free extents.
-    pub fn is_thin(&self) -> bool {
-        self.attr.starts_with('V')
     }
 }
 
@@ -259,7 +254,7 @@ nfs:/home /home nfs4 rw 0 0\n@@df\nFilesystem 1024-blocks Used Available Capacit
         assert_eq!(p.lvs.len(), 2);
         let by_point = |pt: &str| {
             let m = p.mounts.iter().find(|m| m.point == pt).unwrap();
-            p.lv_of(m).map(|lv| (lv.lv.clone(), lv.is_thin()))
+            p.lv_of(m).map(|lv| (lv.lv.clone(), lv.thin))
         };
         assert_eq!(by_point("/"), Some(("root".into(), false)));
         assert_eq!(by_point("/srv"), Some(("srv".into(), true)));
