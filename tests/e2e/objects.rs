@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Output, Stdio};
 use std::time::Instant;
 
-use xcatd_tests::Daemon;
+use xcatd_tests::{output_text, Daemon};
 
 use crate::tables::both_backends;
 
@@ -46,6 +46,10 @@ fn piped(d: &Daemon, args: &[&str], input: &str) -> Output {
     child.wait_with_output().expect("client output")
 }
 
+/// The `xcatdefaults` scripts lsdef shows in every node's lists.
+const DEFAULT_SCRIPTS: &str =
+    "    postbootscripts=otherpkgs\n    postscripts=syslog,remoteshell,syncfiles\n";
+
 both_backends!(
     nodes_are_made_listed_and_removed,
     group_attributes_reach_every_member,
@@ -78,7 +82,7 @@ fn nodes_are_made_listed_and_removed(d: &Daemon) {
     );
     assert_eq!(
         d.ok(&["lsdef", "cn01"]),
-        "Object name: cn01\n    bmc=10.0.0.1\n    groups=compute,all\n    mgt=ipmi\n    os=rhels9\n"
+        format!("Object name: cn01\n    bmc=10.0.0.1\n    groups=compute,all\n    mgt=ipmi\n    os=rhels9\n{DEFAULT_SCRIPTS}")
     );
     // The tables hold what the attributes map to.
     assert!(d.ok(&["tabdump", "ipmi"]).contains("\"cn01\",\"10.0.0.1\""));
@@ -113,7 +117,7 @@ fn nodes_are_made_listed_and_removed(d: &Daemon) {
     d.ok(&["mkdef", "-f", "cn01", "groups=all"]);
     assert_eq!(
         d.ok(&["lsdef", "cn01"]),
-        "Object name: cn01\n    groups=all\n"
+        format!("Object name: cn01\n    groups=all\n{DEFAULT_SCRIPTS}")
     );
 
     // xCAT's refusals, word for word.
@@ -289,16 +293,37 @@ fn group_attributes_reach_every_member(d: &Daemon) {
 }
 
 fn chdef_edits_lists_renames_and_creates(d: &Daemon) {
-    d.ok(&["mkdef", "cn1", "groups=all,compute", "postscripts=syslog"]);
-    d.ok(&["chdef", "-p", "cn1", "groups=gpu", "postscripts=ntp,syslog"]);
+    d.ok(&["mkdef", "cn1", "groups=all,compute", "postscripts=setupntp"]);
+    // A default script (the xcatdefaults row) is not written again.
+    let out = output_text(&d.client(&[
+        "chdef",
+        "-p",
+        "cn1",
+        "groups=gpu",
+        "postscripts=ntp,syslog,setupntp",
+    ]));
+    assert!(
+        out.contains(
+            "Warning: cn1: postscripts 'syslog' is already included in the 'xcatdefaults'."
+        ),
+        "{out}"
+    );
     let l = d.ok(&["lsdef", "cn1"]);
     assert!(l.contains("    groups=all,compute,gpu\n"), "{l}");
-    assert!(l.contains("    postscripts=syslog,ntp\n"), "{l}");
+    assert!(
+        l.contains("    postscripts=syslog,remoteshell,syncfiles,setupntp,ntp\n"),
+        "{l}"
+    );
+    // A stanza file holds the node's own list only.
+    let z = d.ok(&["lsdef", "-z", "cn1"]);
+    assert!(z.contains("    postscripts=setupntp,ntp\n"), "{z}");
     d.ok(&["chdef", "-m", "cn1", "groups=compute"]);
     assert!(d.ok(&["lsdef", "cn1"]).contains("    groups=all,gpu\n"));
-    // An empty value clears an attribute.
+    // An empty value clears an attribute: the defaults remain.
     d.ok(&["chdef", "cn1", "postscripts="]);
-    assert!(!d.ok(&["lsdef", "cn1"]).contains("postscripts"));
+    assert!(d
+        .ok(&["lsdef", "cn1"])
+        .contains("    postscripts=syslog,remoteshell,syncfiles\n"));
 
     // chdef creates objects that do not exist.
     let out = d.ok(&["chdef", "-t", "node", "cn2", "groups=all"]);

@@ -108,15 +108,49 @@ fn our_commands(d: &Daemon) -> BTreeSet<String> {
         .collect()
 }
 
-/// The first word of every command in a shell line (after `|`, `;`, `&&`).
+/// The first word of every command in a shell line (after unquoted `|`,
+/// `;`, `&`, `(`, `)` and backquotes), skipping assignments and
+/// redirections: quoted text (a template such as `'|\z|-imm|'`) and the `&`
+/// of `2>&1` separate nothing.
 fn command_words(cmd: &str) -> Vec<String> {
-    cmd.split(['|', ';', '&', '(', ')', '`'])
+    command_parts(cmd)
+        .iter()
         .filter_map(|part| {
             part.split_whitespace()
-                .find(|w| !w.contains('='))
-                .map(str::to_string)
+                .find(|w| !w.contains('=') && !is_redirection(w) && !w.starts_with('$'))
+                .map(|w| w.trim_matches(['"', '\'']).to_string())
         })
         .collect()
+}
+
+/// `cmd` cut at its unquoted command separators.
+fn command_parts(cmd: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut quote: Option<char> = None;
+    let mut prev = ' ';
+    for c in cmd.chars() {
+        let separates = quote.is_none()
+            && matches!(c, '|' | ';' | '&' | '(' | ')' | '`' | '\n')
+            && !(c == '&' && matches!(prev, '>' | '<'));
+        match c {
+            '\'' | '"' if quote.is_none() => quote = Some(c),
+            q if quote == Some(q) => quote = None,
+            _ => {}
+        }
+        if separates {
+            parts.push(String::new());
+        } else if let Some(last) = parts.last_mut() {
+            last.push(c);
+        }
+        prev = c;
+    }
+    parts
+}
+
+/// `>file`, `2>&1`, `<in` and the like.
+fn is_redirection(word: &str) -> bool {
+    word.trim_start_matches(|c: char| c.is_ascii_digit())
+        .starts_with(['>', '<'])
 }
 
 fn on_this_machine(word: &str) -> bool {
@@ -150,13 +184,18 @@ fn not_applicable(case: &Case, ours: &BTreeSet<String>) -> Option<String> {
 fn check(c: &str, rc: i32, output: &str) -> Result<(), String> {
     let fail = || Err(format!("check:{c} (rc {rc}); output:\n{output}"));
     if let Some(rest) = c.strip_prefix("rc") {
-        let rest = rest.trim();
-        let (op, v) = rest.split_at(2);
+        // xcattest reads `rc`, a run of `=` and `!`, and a number; only `==`
+        // and `!=` can fail, so `rc=0` (one `=`) always passes there.
+        let rest = rest.trim_start();
+        let op_len = rest
+            .find(|ch| !matches!(ch, '=' | '!'))
+            .unwrap_or(rest.len());
+        let (op, v) = rest.split_at(op_len);
         let v: i32 = v.trim().parse().map_err(|_| format!("bad check {c}"))?;
         return match op {
-            "==" if rc == v => Ok(()),
-            "!=" if rc != v => Ok(()),
-            _ => fail(),
+            "==" if rc != v => fail(),
+            "!=" if rc == v => fail(),
+            _ => Ok(()),
         };
     }
     if let Some(rest) = c.strip_prefix("output") {

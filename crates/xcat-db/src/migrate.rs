@@ -9,13 +9,16 @@
 //! `vpd`, `routes`, `zone`, the kit tables and the others of xCAT's schema
 //! whose objects are served. Version 5 adds the columns a catalogue table
 //! gained to an older database's table (`osimage.nfsrootopts`, xCAT 2.19's).
+//! Version 6 creates the hardware-control tables node attributes map to
+//! (`ppc`, `ppcdirect`, `ppchcp`, `mp`, `openbmc`, `nics`, `vm`,
+//! `switches`).
 
 use sqlx::{Any, Executor, Row, Transaction};
 
 use crate::transaction::with_retries;
 use crate::{schema, table_versions, Backend, Db, DbError};
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 impl Db {
     /// Bring the schema up to [`SCHEMA_VERSION`]; retried because several
@@ -53,6 +56,10 @@ impl Db {
         if current < 5 {
             add_missing_columns(&mut tx, self.backend).await?;
             record_version(&mut tx, 5).await?;
+        }
+        if current < 6 {
+            create_missing_tables(&mut tx, self.backend).await?;
+            record_version(&mut tx, 6).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -22,7 +22,8 @@ pub struct SiteSeeds<'a> {
 impl Db {
     /// First-start defaults, inserted only when missing (idempotent):
     /// policy 1 `root` allow, policy 1.2 `<server_name>` trusted, 4.7 and 4.8
-    /// `litefile` and `litetree` allow (for anyone), and site
+    /// `litefile` and `litetree` allow (for anyone), the `xcatdefaults`
+    /// postscripts row (xCAT's default scripts), and site
     /// `xcatdport=3001`, `master`, `installdir`, `tftpdir`, `httpport` (when
     /// the boot service is configured) from `seeds`, and `domain=localdomain`.
     pub async fn seed_defaults(&self, seeds: &SiteSeeds<'_>) -> Result<(), DbError> {
@@ -45,6 +46,15 @@ impl Db {
             )
             .await?;
         }
+        // xCAT's default scripts of every node: the object commands show
+        // them in each node's lists and keep them out of its own rows.
+        insert_missing(
+            &mut tx,
+            "postscripts",
+            &["node", "postscripts", "postbootscripts"],
+            &["xcatdefaults", "syslog,remoteshell,syncfiles", "otherpkgs"],
+        )
+        .await?;
         let http_port = seeds.http_port.map(|p| p.to_string());
         let mut site: Vec<(&str, &str)> = vec![
             ("xcatdport", "3001"),

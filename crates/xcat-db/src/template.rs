@@ -10,6 +10,8 @@
 //!
 //! Numbers are read as decimal (`010` is ten): Perl would read a literal with a
 //! leading zero as octal, which is never what a node-numbering scheme means.
+//! A part that is a bare number after substitution (`($1)` of `c01`) keeps
+//! its digits, zeros included; `($1+0)` drops them.
 
 use regex::Regex;
 
@@ -127,7 +129,7 @@ impl Template {
                     Segment::Arith(e) => {
                         let mut substituted = String::new();
                         caps.expand(e, &mut substituted);
-                        out.push_str(&eval_arith(&substituted)?.to_string());
+                        out.push_str(&arith_part(&substituted)?);
                     }
                 }
             }
@@ -139,6 +141,17 @@ impl Template {
             Some(out)
         }
     }
+}
+
+/// One `( ... )` part after substitution: a bare number (`($1)` of `01`)
+/// keeps its digits, leading zeros included, as xCAT's documented
+/// `c($1)f($2)` naming does; anything else is evaluated.
+fn arith_part(expr: &str) -> Option<String> {
+    let inner = expr.trim().strip_prefix('(')?.strip_suffix(')')?.trim();
+    if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(inner.to_string());
+    }
+    eval_arith(expr).map(|v| v.to_string())
 }
 
 /// Split an arithmetic replacement into literal and `( ... )` parts; None

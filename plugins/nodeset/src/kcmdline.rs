@@ -101,24 +101,9 @@ fn nfs_root(p: &Prepared, b: &NodeBoot) -> Result<String, String> {
         Some(d) => format!("{d}/netboot/{}/{}/{}", i.osvers, i.osarch, i.profile),
         None => i.rootimgdir.display().to_string(),
     };
-    let mut opts = vec!["ro".to_string()];
-    let extra = i.nfsrootopts.as_deref().map(|v| v.split(','));
-    for o in extra.into_iter().flatten() {
-        if o.is_empty() || o.contains(char::is_whitespace) {
-            return Err(
-                "nfsrootopts must be a comma-separated list without whitespace or empty options"
-                    .into(),
-            );
-        }
-        let name = o.split('=').next().unwrap_or_default().to_ascii_lowercase();
-        if name == "rw" || name == "defaults" {
-            return Err(format!(
-                "nfsrootopts cannot contain '{name}'; statelite NFS roots are always read-only"
-            ));
-        }
-        if !o.eq_ignore_ascii_case("ro") {
-            opts.push(o.to_string());
-        }
+    let mut opts = vec!["ro"];
+    if let Some(v) = i.nfsrootopts.as_deref() {
+        opts.extend(xcat_db::objects::rules::nfsroot_options(v)?);
     }
     Ok(format!(
         "root=nfs:{}:{dir}/rootimg:{}",

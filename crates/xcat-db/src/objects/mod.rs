@@ -22,6 +22,8 @@ use crate::write::{delete_rows, set_rows};
 use crate::{Attrs, Db, DbError};
 
 pub mod filter;
+pub mod nics;
+pub mod rules;
 pub mod spec;
 
 pub use filter::Where;
@@ -44,7 +46,8 @@ impl ObjType {
     /// Is `name` an attribute of this type? (Every name is one of the site
     /// object, whose attributes are the `site` keys.)
     pub fn is_attr(&self, name: &str) -> bool {
-        self.kind == Kind::Site || self.attrs.iter().any(|a| a.name == name)
+        let base = nics::split_nic_attr(name).map_or(name, |(b, _)| b);
+        self.kind == Kind::Site || self.attrs.iter().any(|a| a.name == base)
     }
 
     /// The column of `table` that holds the object's name.
@@ -62,12 +65,65 @@ impl ObjType {
         let all: Vec<&'static Attr> = self.attrs.iter().filter(|a| a.name == name).collect();
         let holds = |a: &&'static Attr| match a.only_if {
             None => true,
-            Some((k, v)) => known.get(k).map(String::as_str) == Some(v),
+            Some((k, v)) => known.get(k).is_some_and(|have| condition_holds(have, v)),
         };
         all.iter()
             .copied()
             .find(holds)
             .or_else(|| all.first().copied())
+    }
+
+    /// Does attribute `name` have a definition with a condition?
+    pub fn is_conditional(&self, name: &str) -> bool {
+        self.attrs
+            .iter()
+            .any(|a| a.name == name && a.only_if.is_some())
+    }
+
+    /// xCAT's only-if rule: an attribute whose every definition has a
+    /// condition can be set only when one of them holds in `known` (the
+    /// object's values, then its groups'). One message per such attribute,
+    /// e.g. `Cannot set the attr='bmc' attribute unless mgt value is ipmi or
+    /// openbmc.`
+    pub fn unmet_conditions(&self, attrs: &Attrs, known: &Attrs) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in attrs.keys() {
+            let defs: Vec<&Attr> = self.attrs.iter().filter(|a| a.name == name).collect();
+            let mut wanted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            let mut settable = defs.is_empty();
+            for d in &defs {
+                match d.only_if {
+                    None => settable = true,
+                    Some((k, v)) if known.get(k).is_some_and(|h| condition_holds(h, v)) => {
+                        settable = true
+                    }
+                    Some((k, v)) => wanted.entry(k).or_default().push(v),
+                }
+            }
+            if settable {
+                continue;
+            }
+            if let Some((k, mut values)) = wanted.into_iter().next() {
+                values.sort_unstable();
+                values.dedup();
+                out.push(format!(
+                    "Cannot set the attr='{name}' attribute unless {k} value is {}.",
+                    values.join(" or ")
+                ));
+            }
+        }
+        out
+    }
+
+    /// The tables with rows named after a node: every node-keyed table,
+    /// and the others the type's attributes live in.
+    fn node_rows_tables(&self) -> Vec<&'static TableDef> {
+        let mut v: Vec<&'static TableDef> = schema::TABLES
+            .iter()
+            .filter(|x| x.is_node_keyed())
+            .collect();
+        v.extend(self.tables().into_iter().filter(|x| !x.is_node_keyed()));
+        v
     }
 
     /// The tables holding this type's attributes, each once, main table first.
@@ -82,10 +138,17 @@ impl ObjType {
     }
 }
 
+/// Does a condition's value `want` hold for the value `have`? As in xCAT,
+/// it is a whole word of it (`mgt=ipmi` holds for `ipmi`, not `ipmi2`).
+fn condition_holds(have: &str, want: &str) -> bool {
+    have.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .any(|w| w == want)
+}
+
 /// Attribute values from raw `(table, column)` values: the unconditional
 /// attributes first, so an attribute with a condition (`mgt=ipmi`) is
 /// judged against the object's own values.
-fn apply_conditions(t: &ObjType, raw: HashMap<(&'static str, &'static str), String>) -> Attrs {
+fn apply_conditions(t: &ObjType, raw: RawValues) -> Attrs {
     let mut out = Attrs::new();
     for a in t.attrs.iter().filter(|a| a.only_if.is_none()) {
         if let Some(v) = raw.get(&(a.table, a.column)) {
@@ -95,7 +158,7 @@ fn apply_conditions(t: &ObjType, raw: HashMap<(&'static str, &'static str), Stri
     let mut conditional = Attrs::new();
     for a in t.attrs.iter().filter(|a| a.only_if.is_some()) {
         let (k, want) = a.only_if.expect("filtered");
-        if out.get(k).map(String::as_str) != Some(want) || out.contains_key(a.name) {
+        if !out.get(k).is_some_and(|have| condition_holds(have, want)) || out.contains_key(a.name) {
             continue;
         }
         if let Some(v) = raw.get(&(a.table, a.column)) {
@@ -107,6 +170,9 @@ fn apply_conditions(t: &ObjType, raw: HashMap<(&'static str, &'static str), Stri
     out.extend(conditional);
     out
 }
+
+/// Values as stored, by `(table, column)`.
+type RawValues = HashMap<(&'static str, &'static str), String>;
 
 /// One object to write: its name and the attributes to set (an empty value
 /// clears the attribute).
@@ -161,7 +227,13 @@ impl Db {
                     .collect();
                 Ok(names.iter().map(|_| site.clone()).collect())
             }
-            Kind::Node => self.node_objects(t, names).await,
+            Kind::Node => {
+                let mut v = self.node_objects(t, names).await?;
+                for (name, attrs) in names.iter().zip(v.iter_mut()) {
+                    nics::expand(attrs, Some(name));
+                }
+                Ok(v)
+            }
             Kind::Group => {
                 let mut v = self.stored_objects(t, names).await?;
                 for (name, attrs) in names.iter().zip(v.iter_mut()) {
@@ -169,6 +241,7 @@ impl Db {
                     if !members.is_empty() {
                         attrs.insert("members".into(), members.join(","));
                     }
+                    nics::expand(attrs, None);
                 }
                 Ok(v)
             }
@@ -185,10 +258,14 @@ impl Db {
         }
     }
 
+    /// Nodes' attributes: node-keyed tables with group inheritance and
+    /// templates; the others (`switches`, `ppchcp`, keyed by a device name
+    /// that is the node's own) from the node's own rows.
     async fn node_objects(&self, t: &ObjType, names: &[String]) -> Result<Vec<Attrs>, DbError> {
-        let mut raw: Vec<HashMap<(&'static str, &'static str), String>> =
-            vec![HashMap::new(); names.len()];
-        for table in t.tables() {
+        let (inherited, own): (Vec<_>, Vec<_>) =
+            t.tables().into_iter().partition(|x| x.is_node_keyed());
+        let mut raw = self.own_rows(t, names, &own).await?;
+        for table in inherited {
             let defs: Vec<&'static Attr> =
                 t.attrs.iter().filter(|a| a.table == table.name).collect();
             let cols: Vec<&str> = defs.iter().map(|a| a.column).collect();
@@ -207,15 +284,26 @@ impl Db {
 
     /// Attributes from the rows keyed by each object's name.
     async fn stored_objects(&self, t: &ObjType, names: &[String]) -> Result<Vec<Attrs>, DbError> {
+        let raw = self.own_rows(t, names, &t.tables()).await?;
+        Ok(raw.into_iter().map(|r| apply_conditions(t, r)).collect())
+    }
+
+    /// The raw values of `tables` in the rows keyed by each object's name,
+    /// one map per name in order.
+    async fn own_rows(
+        &self,
+        t: &ObjType,
+        names: &[String],
+        tables: &[&'static TableDef],
+    ) -> Result<Vec<RawValues>, DbError> {
         let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
-        let mut raw: Vec<HashMap<(&'static str, &'static str), String>> =
-            vec![HashMap::new(); names.len()];
+        let mut raw: Vec<RawValues> = vec![HashMap::new(); names.len()];
         let index: HashMap<&str, usize> = names
             .iter()
             .enumerate()
             .map(|(i, n)| (n.as_str(), i))
             .collect();
-        for table in t.tables() {
+        for &table in tables {
             let key = t.key_column(table);
             let defs: Vec<&'static Attr> =
                 t.attrs.iter().filter(|a| a.table == table.name).collect();
@@ -233,7 +321,7 @@ impl Db {
                 }
             }
         }
-        Ok(raw.into_iter().map(|r| apply_conditions(t, r)).collect())
+        Ok(raw)
     }
 
     /// A group's members: the nodes listing it in `nodelist.groups`, or for
@@ -269,10 +357,78 @@ impl Db {
         Ok(names.iter().map(|n| known.contains(n)).collect())
     }
 
+    /// Changes with their `attr.<nic>` attributes folded into the stored
+    /// per-interface columns, over the objects' own values.
+    async fn fold_nic_attrs(
+        &self,
+        t: &ObjType,
+        changes: &[Change],
+    ) -> Result<Vec<Change>, DbError> {
+        let names: Vec<String> = changes.iter().map(|(n, _)| n.clone()).collect();
+        let own = match t.kind {
+            Kind::Node | Kind::Group => self.stored_objects(t, &names).await?,
+            _ => vec![Attrs::new(); names.len()],
+        };
+        Ok(changes
+            .iter()
+            .zip(own)
+            .map(|((n, a), own)| {
+                let mut a = a.clone();
+                nics::collapse(&mut a, &own);
+                (n.clone(), a)
+            })
+            .collect())
+    }
+
+    /// What an only-if condition of each change is judged against: the
+    /// change's own values, then (with `stored`) the object's resolved
+    /// ones, then for a node the attributes of the groups the change names.
+    pub async fn condition_context(
+        &self,
+        t: &ObjType,
+        changes: &[Change],
+        stored: bool,
+    ) -> Result<Vec<Attrs>, DbError> {
+        let names: Vec<String> = changes.iter().map(|(n, _)| n.clone()).collect();
+        let mut known = if stored && t.kind != Kind::Site {
+            self.object_attrs(t, &names).await?
+        } else {
+            vec![Attrs::new(); names.len()]
+        };
+        let group = obj_type("group").expect("group type");
+        let mut groups_seen: HashMap<String, Attrs> = HashMap::new();
+        for ((_, attrs), k) in changes.iter().zip(known.iter_mut()) {
+            k.extend(attrs.iter().map(|(a, v)| (a.clone(), v.clone())));
+            let Some(groups) = attrs.get("groups").filter(|_| t.kind == Kind::Node) else {
+                continue;
+            };
+            for g in split_list(groups) {
+                if !groups_seen.contains_key(&g) {
+                    let v = self.stored_objects(group, std::slice::from_ref(&g)).await?;
+                    groups_seen.insert(g.clone(), v.into_iter().next().unwrap_or_default());
+                }
+                for (a, v) in &groups_seen[&g] {
+                    k.entry(a.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+        Ok(known)
+    }
+
     /// Write `changes` to objects of type `t`, creating those that do not
     /// exist, in one transaction. A group's `members` attribute sets its
     /// member list (in the members' `nodelist.groups`).
     pub async fn write_objects(&self, t: &ObjType, changes: &[Change]) -> Result<(), DbError> {
+        let folded;
+        let changes = if changes
+            .iter()
+            .any(|(_, a)| a.keys().any(|k| nics::split_nic_attr(k).is_some()))
+        {
+            folded = self.fold_nic_attrs(t, changes).await?;
+            &folded
+        } else {
+            changes
+        };
         let plan = self.plan_writes(t, changes).await?;
         with_retries(20, 5, || self.apply_plan(&plan)).await
     }
@@ -281,13 +437,12 @@ impl Db {
     /// the names to set them on.
     async fn plan_writes(&self, t: &ObjType, changes: &[Change]) -> Result<Plan, DbError> {
         let mut plan = Plan::default();
-        let needs_known = changes.iter().any(|(_, a)| {
-            a.keys()
-                .any(|k| t.attrs.iter().any(|d| d.name == k && d.only_if.is_some()))
-        });
+        let needs_known = changes
+            .iter()
+            .any(|(_, a)| a.keys().any(|k| t.is_conditional(k)));
         let names: Vec<String> = changes.iter().map(|(n, _)| n.clone()).collect();
         let known = if needs_known {
-            self.object_attrs(t, &names).await?
+            self.condition_context(t, changes, true).await?
         } else {
             vec![Attrs::new(); names.len()]
         };
@@ -383,10 +538,7 @@ impl Db {
             BTreeMap::new()
         };
         let tables: Vec<&'static TableDef> = match t.kind {
-            Kind::Node => schema::TABLES
-                .iter()
-                .filter(|x| x.is_node_keyed())
-                .collect(),
+            Kind::Node => t.node_rows_tables(),
             _ => t.tables(),
         };
         let plan = Plan {
@@ -409,10 +561,7 @@ impl Db {
     /// a node, every node-keyed table).
     pub async fn rename_object(&self, t: &ObjType, from: &str, to: &str) -> Result<(), DbError> {
         let tables: Vec<&'static TableDef> = match t.kind {
-            Kind::Node => schema::TABLES
-                .iter()
-                .filter(|x| x.is_node_keyed())
-                .collect(),
+            Kind::Node => t.node_rows_tables(),
             Kind::Plain => t.tables(),
             _ => {
                 return Err(DbError::Invalid(format!(

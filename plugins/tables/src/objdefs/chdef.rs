@@ -3,7 +3,7 @@
 //! values, `-n` renames one object, `-w` narrows the objects to change,
 //! `-z` reads a stanza file from stdin.
 
-use xcat_db::objects::{split_list, Change, Kind, ObjType};
+use xcat_db::objects::{rules, split_list, Change, Kind, ObjType};
 use xcat_db::Attrs;
 use xcat_plugin::args::Syntax;
 use xcat_plugin::{
@@ -13,7 +13,10 @@ use xcat_plugin::{
 use super::mkdef::{
     check_members, dynamic_group, finish, net_taken, stanza_batches, valid_new, Batch,
 };
-use super::{check_node_names, checked_attrs, existing, selected, types_of, wheres, words};
+use super::{
+    check_node_names, checked_attrs, drop_default_scripts, existing, selected, types_of, wheres,
+    words,
+};
 
 const SYNTAX: Syntax = Syntax::new(
     "chdef",
@@ -188,6 +191,12 @@ async fn change(
             }
             created.push(name.clone());
         }
+        if mode != Mode::Minus {
+            if let Err(m) = rules::check_values(b.t, &attrs) {
+                errors.push(m);
+                continue;
+            }
+        }
         let attrs = match mode {
             Mode::Set => attrs,
             _ => combined(b.t, &own, attrs, mode, ctx, &name).await?,
@@ -195,6 +204,7 @@ async fn change(
         todo.push((name, attrs));
     }
     check_members(ctx, out, b.t, &mut todo).await?;
+    drop_default_scripts(ctx, out, b.t, &mut todo).await?;
     ctx.db.write_objects(b.t, &todo).await?;
     if !created.is_empty() {
         out.info(format!(

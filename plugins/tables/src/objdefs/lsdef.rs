@@ -5,6 +5,7 @@
 //! Objects are streamed a batch at a time, so ten thousand nodes start
 //! printing at once and the daemon holds one batch.
 
+use xcat_db::objects::nics::NIC_ATTRS;
 use xcat_db::objects::{Kind, ObjType, Where};
 use xcat_db::Attrs;
 use xcat_plugin::args::Syntax;
@@ -12,7 +13,10 @@ use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
 
-use super::{all_types, existing, fail, not_an_attr, not_found, stanza, types_of, wheres, words};
+use super::{
+    all_types, default_scripts, existing, fail, not_an_attr, not_found, stanza, types_of, wheres,
+    words,
+};
 
 const SYNTAX: Syntax = Syntax::new(
     "lsdef",
@@ -20,7 +24,7 @@ const SYNTAX: Syntax = Syntax::new(
   lsdef [-h|--help] [-t object-types]
   lsdef [-V|--verbose] [-t|--type object-types] [-o|--object object-names] [-l|--long]
       [-s|--short] [-a|--all] [-S] [-z|--stanza] [-c|--compress]
-      [-i attr-list] [-w attr==val [-w attr=~val] ...] [noderange]
+      [-i attr-list] [--nics] [-w attr==val [-w attr=~val] ...] [noderange]
   lsdef [-v|--version]
   The following data object types are supported: auditlog,boottarget,eventlog,group,kit,kitcomponent,kitrepo,monitoring,network,node,notification,osimage,policy,route,site,zone",
 );
@@ -50,6 +54,9 @@ struct Args {
     wheres: Vec<String>,
     #[arg(short = 'V', long = "verbose")]
     verbose: bool,
+    /// The per-interface attributes only (`-i nicips,nictypes,...`).
+    #[arg(long = "nics")]
+    nics: bool,
     words: Vec<String>,
 }
 
@@ -112,10 +119,19 @@ impl Handler for Lsdef {
         if format == Format::Stanza {
             out.data(stanza::HEADER).await?;
         }
+        // xCAT shows every node's lists after the default scripts, except
+        // in a stanza file (which `mkdef -z` reads back into own rows).
+        let shows_nodes = types.iter().any(|t| t.kind == Kind::Node);
+        let defaults = if shows_nodes && format != Format::Stanza {
+            Some(default_scripts(&ctx).await?)
+        } else {
+            None
+        };
         let view = View {
             format,
             only: only.as_deref(),
             with_type: types.len() > 1,
+            defaults,
         };
         for t in &types {
             let (found, missing) = if names.is_empty() {
@@ -155,6 +171,14 @@ fn only_attrs(
     args: &Args,
     types: &[&'static ObjType],
 ) -> Result<Option<Vec<String>>, HandlerError> {
+    if args.nics {
+        if args.info.is_some() {
+            return Err(HandlerError::Failed(
+                "The flags '-i' and '--nics' cannot be used together.".into(),
+            ));
+        }
+        return Ok(Some(NIC_ATTRS.iter().map(|a| a.to_string()).collect()));
+    }
     let Some(list) = &args.info else {
         return Ok(None);
     };
@@ -182,6 +206,23 @@ struct View<'a> {
     format: Format,
     only: Option<&'a [String]>,
     with_type: bool,
+    /// `xcatdefaults`' postscripts and postbootscripts, put before each
+    /// node's own.
+    defaults: Option<(String, String)>,
+}
+
+/// A node's script lists as xCAT shows them: the defaults, then its own.
+fn with_default_scripts(a: &mut Attrs, (ps, pbs): &(String, String)) {
+    for (attr, d) in [("postscripts", ps), ("postbootscripts", pbs)] {
+        if d.is_empty() {
+            continue;
+        }
+        let v = match a.get(attr).filter(|own| !own.is_empty()) {
+            Some(own) => format!("{d},{own}"),
+            None => d.clone(),
+        };
+        a.insert(attr.to_string(), v);
+    }
 }
 
 /// Print the objects of `t` that pass `filters`, a batch at a time;
@@ -198,11 +239,14 @@ async fn show(
     for chunk in names.chunks(BATCH) {
         ctx.check_cancelled()?;
         let needs_attrs = view.format != Format::Short || !filters.is_empty();
-        let attrs = if needs_attrs {
+        let mut attrs = if needs_attrs {
             ctx.db.object_attrs(t, chunk).await?
         } else {
             vec![Attrs::new(); chunk.len()]
         };
+        if let (Kind::Node, Some(d), true) = (t.kind, &view.defaults, needs_attrs) {
+            attrs.iter_mut().for_each(|a| with_default_scripts(a, d));
+        }
         let mut lines = Vec::new();
         for (name, a) in chunk.iter().zip(&attrs) {
             if !filters.iter().all(|f| f.matches(a)) {
@@ -249,7 +293,14 @@ fn attr_lines(
             let mut list: Vec<&String> = list.iter().collect();
             list.sort();
             for k in list {
-                lines.push(line(k, a.get(k).map_or("", String::as_str)));
+                // `-i nicips` shows every `nicips.<nic>` the object has.
+                let prefix = format!("{k}.");
+                let per_nic: Vec<(&String, &String)> =
+                    a.iter().filter(|(n, _)| n.starts_with(&prefix)).collect();
+                if a.contains_key(k.as_str()) || per_nic.is_empty() {
+                    lines.push(line(k, a.get(k).map_or("", String::as_str)));
+                }
+                lines.extend(per_nic.into_iter().map(|(n, v)| line(n, v)));
             }
         }
         None => lines.extend(a.iter().map(|(k, v)| line(k, v))),

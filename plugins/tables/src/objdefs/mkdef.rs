@@ -3,14 +3,17 @@
 //! on stdin (`-z`). An existing object is left alone unless `-f` replaces
 //! it; a dynamic group (`-d`) is defined by its `-w` selections.
 
-use xcat_db::objects::{Change, Kind, ObjType};
+use xcat_db::objects::{rules, Change, Kind, ObjType};
 use xcat_db::Attrs;
 use xcat_plugin::args::Syntax;
 use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
 
-use super::{check_node_names, checked_attrs, fail, new_names, stanza, types_of, wheres, words};
+use super::{
+    check_node_names, checked_attrs, drop_default_scripts, fail, new_names, stanza, types_of,
+    wheres, words,
+};
 
 const SYNTAX: Syntax = Syntax::new(
     "mkdef",
@@ -93,7 +96,8 @@ fn from_command_line(args: &Args, req: &HandlerRequest) -> Result<Batch, Handler
     }
     let mut attrs = checked_attrs(t, &w.pairs)?;
     dynamic_group(t, args.def.dynamic, &args.def.wheres, &mut attrs)?;
-    if attrs.is_empty() {
+    // A group may start empty (xCAT makes it a static group).
+    if attrs.is_empty() && t.kind != Kind::Group {
         return Err(no_attributes(t));
     }
     let names = new_names(t, &names)?;
@@ -188,14 +192,25 @@ async fn create(
 ) -> Result<usize, HandlerError> {
     let names: Vec<String> = b.objects.iter().map(|(n, _)| n.clone()).collect();
     let exists = ctx.db.objects_exist(b.t, &names).await?;
+    let unmet = unmet_conditions(ctx, b.t, &b.objects).await?;
     let mut replace = Vec::new();
     let mut todo = Vec::new();
-    for ((name, attrs), exists) in b.objects.into_iter().zip(exists) {
+    for (((name, attrs), exists), unmet) in b.objects.into_iter().zip(exists).zip(unmet) {
         if exists && !force {
             out.warning(format!("A definition for '{name}' already exists. No changes will be made.  Run again with '-f' option to force replace.")).await?;
             continue;
         }
         if let Err(m) = valid_new(b.t, &name, &attrs) {
+            errors.push(m);
+            continue;
+        }
+        // Checked before `-f` removes anything, so a rejected replacement
+        // leaves the old definition whole.
+        if !unmet.is_empty() {
+            errors.extend(unmet);
+            continue;
+        }
+        if let Err(m) = rules::check_values(b.t, &attrs) {
             errors.push(m);
             continue;
         }
@@ -209,11 +224,34 @@ async fn create(
         todo.push((name, attrs));
     }
     check_members(ctx, out, b.t, &mut todo).await?;
+    drop_default_scripts(ctx, out, b.t, &mut todo).await?;
     if !replace.is_empty() {
         ctx.db.remove_objects(b.t, &replace).await?;
     }
     ctx.db.write_objects(b.t, &todo).await?;
     Ok(todo.len())
+}
+
+/// Per object, the attributes xCAT's only-if rule forbids: a new object's
+/// conditions are judged on its own values and its groups', never on a
+/// definition that `-f` replaces.
+async fn unmet_conditions(
+    ctx: &Context,
+    t: &ObjType,
+    objects: &[Change],
+) -> Result<Vec<Vec<String>>, HandlerError> {
+    if !objects
+        .iter()
+        .any(|(_, a)| a.keys().any(|k| t.is_conditional(k)))
+    {
+        return Ok(vec![Vec::new(); objects.len()]);
+    }
+    let known = ctx.db.condition_context(t, objects, false).await?;
+    Ok(objects
+        .iter()
+        .zip(&known)
+        .map(|((_, attrs), known)| t.unmet_conditions(attrs, known))
+        .collect())
 }
 
 /// What a new object of type `t` needs: a node its groups, a network its

@@ -5,7 +5,7 @@
 //! [`xcat_db::objects`]; nothing here knows a type's attributes.
 
 use xcat_db::noderange::{self, NoderangeError};
-use xcat_db::objects::{self, split_list, Kind, ObjType, Where, TYPES};
+use xcat_db::objects::{self, split_list, Change, Kind, ObjType, Where, TYPES};
 use xcat_db::{Attrs, DbError};
 use xcat_plugin::{Context, HandlerError, HandlerResult, Responder};
 
@@ -233,4 +233,55 @@ pub fn check_node_names(t: &ObjType, names: &[String]) -> Result<(), HandlerErro
         ))),
         None => Ok(()),
     }
+}
+
+/// The node every node's `postscripts` row starts from (xCAT's).
+pub const DEFAULT_SCRIPTS_ROW: &str = "xcatdefaults";
+
+/// The `(postscripts, postbootscripts)` of the `xcatdefaults` row.
+pub async fn default_scripts(ctx: &Context) -> Result<(String, String), HandlerError> {
+    let row = ctx
+        .db
+        .get_row("postscripts", DEFAULT_SCRIPTS_ROW)
+        .await?
+        .unwrap_or_default();
+    let get = |c: &str| row.get(c).cloned().unwrap_or_default();
+    Ok((get("postscripts"), get("postbootscripts")))
+}
+
+/// Scripts every node runs already (the `xcatdefaults` row) are not
+/// written again into a node's or group's own list: each is dropped with
+/// xCAT's warning.
+pub async fn drop_default_scripts(
+    ctx: &Context,
+    out: &Responder,
+    t: &ObjType,
+    todo: &mut [Change],
+) -> HandlerResult {
+    let touches = |a: &Attrs| a.contains_key("postscripts") || a.contains_key("postbootscripts");
+    if !matches!(t.kind, Kind::Node | Kind::Group) || !todo.iter().any(|(_, a)| touches(a)) {
+        return Ok(());
+    }
+    let (ps, pbs) = default_scripts(ctx).await?;
+    for (name, attrs) in todo.iter_mut().filter(|(n, _)| n != DEFAULT_SCRIPTS_ROW) {
+        for (attr, defaults) in [("postscripts", &ps), ("postbootscripts", &pbs)] {
+            let Some(value) = attrs.get(attr) else {
+                continue;
+            };
+            let defaults = split_list(defaults);
+            let mut kept = Vec::new();
+            for s in split_list(value) {
+                if defaults.contains(&s) {
+                    out.warning(format!(
+                        "{name}: {attr} '{s}' is already included in the '{DEFAULT_SCRIPTS_ROW}'."
+                    ))
+                    .await?;
+                } else {
+                    kept.push(s);
+                }
+            }
+            attrs.insert(attr.to_string(), kept.join(","));
+        }
+    }
+    Ok(())
 }
