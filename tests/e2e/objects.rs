@@ -645,8 +645,12 @@ fn node_and_table_tools(d: &Daemon) {
         d.ok(&["lsdef", "-t", "eventlog"]),
         "3  (eventlog)\n4  (eventlog)\n"
     );
-    d.ok(&["tabprune", "nodepos", "-a"]);
+    assert_eq!(
+        d.ok(&["tabprune", "nodepos", "-a"]),
+        "tabprune of nodepos complete.\n"
+    );
     assert_eq!(d.ok(&["tabdump", "nodepos"]).lines().count(), 1);
+    requests_are_audited_once_allowed_to_be(d);
     let err = fails(d, &["tabprune", "nodelist", "-n", "1"]);
     assert!(err.contains("other tables take -a"), "{err}");
 
@@ -705,6 +709,65 @@ fn node_and_table_tools(d: &Daemon) {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The auditlog: nothing while `site.auditskipcmds` is `ALL` (its first
+/// value), then a row per request with secrets hidden, a refused request
+/// marked `Denied`, and the oldest rows pruned by record id.
+fn requests_are_audited_once_allowed_to_be(d: &Daemon) {
+    assert_eq!(
+        d.ok(&["gettab", "key=auditskipcmds", "site.value"]),
+        "ALL\n"
+    );
+    d.ok(&["lsdef", "-t", "site"]);
+    assert_eq!(d.ok(&["tabdump", "auditlog"]).lines().count(), 1);
+    d.ok(&["chtab", "key=auditskipcmds", "site.value=tabdump"]);
+    d.ok(&[
+        "chdef",
+        "-t",
+        "node",
+        "cn1",
+        "bmcpassword=s3cret",
+        "mgt=ipmi",
+    ]);
+    d.ok(&["tabdump", "auditlog"]);
+    let home = d.add_user("auditee");
+    let out = d.client_as(&home, &["chtab", "key=x", "site.value=y"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let log = d.ok(&["tabdump", "auditlog"]);
+    let rows: Vec<&str> = log.lines().skip(1).collect();
+    // The chtab that emptied the list was judged while it still said ALL;
+    // tabdump is on the list.
+    assert_eq!(rows.len(), 2, "{log}");
+    assert!(
+        rows[0].starts_with("\"1\",\"")
+            && rows[0].contains(",\"root\",")
+            && rows[0].contains("\"chdef\",")
+            && rows[0].contains("bmcpassword=xxxxxxxx mgt=ipmi\",\"Allowed\""),
+        "{log}"
+    );
+    assert!(!log.contains("s3cret"), "{log}");
+    assert!(
+        rows[1].starts_with("\"2\",")
+            && rows[1].contains("\"auditee\"")
+            && rows[1].ends_with("\"Denied\",,"),
+        "{log}"
+    );
+    assert_eq!(
+        d.ok(&["tabprune", "auditlog", "-i", "2"]),
+        "tabprune of auditlog complete.\n"
+    );
+    // Left: the refused request, then the tabprune and this lsdef.
+    let ids: Vec<String> = d
+        .ok(&["lsdef", "-t", "auditlog"])
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids[..2], ["2", "3"]);
+    // Ids only grow: the new row is numbered after the rows tabprune rewrote.
+    assert!(ids[2].parse::<u64>().is_ok_and(|n| n > 3), "{ids:?}");
+    d.ok(&["chtab", "key=auditskipcmds", "site.value=ALL"]);
 }
 
 /// The scale case: ten thousand nodes defined in one command, a group

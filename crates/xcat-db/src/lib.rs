@@ -26,6 +26,7 @@ use std::sync::Arc;
 use sqlx::AnyPool;
 
 mod attrs;
+pub mod audit;
 mod authorize;
 mod connect;
 pub mod csv;
@@ -47,6 +48,7 @@ pub mod test_support;
 mod transaction;
 mod write;
 
+pub use audit::AuditEntry;
 pub use connect::with_database;
 pub use noderange::{NoderangeError, Nodes, Universe};
 pub use policy::{PolicyDecision, PolicyQuery, PolicyRow};

@@ -62,6 +62,9 @@ impl Db {
             ("installdir", seeds.install_dir),
             ("tftpdir", seeds.tftp_dir),
             ("domain", "localdomain"),
+            // As xCAT's installer sets it: requests are audited once an
+            // admin names what to skip instead.
+            ("auditskipcmds", "ALL"),
         ];
         if let Some(p) = &http_port {
             site.push(("httpport", p));

@@ -153,32 +153,43 @@ impl Db {
         values: &[(&'static str, &str)],
     ) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
-        set_rows(&mut tx, t, "node", nodes, values).await?;
+        set_rows(&mut tx, t, ("node", None), nodes, values).await?;
         tx.commit().await?;
         Ok(())
     }
 }
 
-/// Set the same `values` on the rows of `t` whose `key` column is one of
-/// `names`, inserting a row for each name without one; a few statements per
-/// five hundred names, inside the caller's transaction.
+/// The key of the rows a write sets: the column holding the names, and for
+/// a table with two keys the second one's column and value.
+pub(crate) type RowKey<'a> = (&'static str, Option<(&'static str, &'a str)>);
+
+/// ` AND "second" = $n` for a second key, bound after the names.
+fn second_key_clause(second: Option<(&'static str, &str)>, n: usize) -> String {
+    second.map_or(String::new(), |(c, _)| format!(" AND {} = ${n}", q(c)))
+}
+
+/// Set the same `values` on the rows of `t` whose key column is one of
+/// `names` (and whose second key, if any, holds its value), inserting a row
+/// for each name without one; a few statements per five hundred names,
+/// inside the caller's transaction.
 pub(crate) async fn set_rows(
     tx: &mut Transaction<'static, Any>,
     t: &'static TableDef,
-    key: &'static str,
+    (key, second): RowKey<'_>,
     names: &[String],
     values: &[(&'static str, &str)],
 ) -> Result<(), DbError> {
     let mut missing: Vec<Vec<Option<String>>> = Vec::new();
     for chunk in names.chunks(NODES_PER_STATEMENT) {
-        let found = existing_keys(tx, t.name, key, chunk).await?;
+        let found = existing_keys(tx, t.name, (key, second), chunk).await?;
         if !values.is_empty() {
             let sql = format!(
-                "UPDATE {} SET {} WHERE {} IN ({})",
+                "UPDATE {} SET {} WHERE {} IN ({}){}",
                 q(t.name),
                 set_clause(values, 1),
                 q(key),
-                placeholders(values.len() + 1, chunk.len())
+                placeholders(values.len() + 1, chunk.len()),
+                second_key_clause(second, values.len() + chunk.len() + 1)
             );
             let mut qy = sqlx::query(&sql);
             for (_, v) in values {
@@ -187,15 +198,20 @@ pub(crate) async fn set_rows(
             for n in chunk {
                 qy = qy.bind(n.as_str());
             }
+            if let Some((_, v)) = second {
+                qy = qy.bind(v);
+            }
             qy.execute(&mut **tx).await?;
         }
         for n in chunk.iter().filter(|n| !found.contains(n.as_str())) {
             let mut row = vec![Some(n.clone())];
+            row.extend(second.map(|(_, v)| Some(v.to_string())));
             row.extend(values.iter().map(|(_, v)| Some(v.to_string())));
             missing.push(row);
         }
     }
     let mut cols = vec![key];
+    cols.extend(second.map(|(c, _)| c));
     cols.extend(values.iter().map(|(c, _)| *c));
     Insert::new(t.name, &cols)
         .execute_all(tx, &missing, Vec::as_slice)
@@ -237,19 +253,23 @@ const NODES_PER_STATEMENT: usize = 500;
 async fn existing_keys(
     tx: &mut Transaction<'static, Any>,
     table: &'static str,
-    key: &'static str,
+    (key, second): RowKey<'_>,
     nodes: &[String],
 ) -> Result<HashSet<String>, DbError> {
     let sql = format!(
-        "SELECT {} FROM {} WHERE {} IN ({})",
+        "SELECT {} FROM {} WHERE {} IN ({}){}",
         q(key),
         q(table),
         q(key),
-        placeholders(1, nodes.len())
+        placeholders(1, nodes.len()),
+        second_key_clause(second, nodes.len() + 1)
     );
     let mut qy = sqlx::query(&sql);
     for n in nodes {
         qy = qy.bind(n.as_str());
+    }
+    if let Some((_, v)) = second {
+        qy = qy.bind(v);
     }
     let mut found = HashSet::new();
     for r in qy.fetch_all(&mut **tx).await? {

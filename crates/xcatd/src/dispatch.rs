@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use tracing::{info, warn};
 use xcat_db::policy::identity_name;
-use xcat_db::{Db, PolicyDecision, PolicyQuery};
+use xcat_db::{AuditEntry, Db, PolicyDecision, PolicyQuery};
 use xcat_jobkit::error_chain;
 use xcat_plugin::{
     async_trait, Context, Dispatcher, Handler, HandlerError, HandlerRequest, Identity, Request,
@@ -138,12 +138,34 @@ impl Registry {
             decision = self.decide(req, &effective, &mut nodes).await;
         }
         log_decision(req, identity, &effective, &decision);
+        if on_behalf {
+            self.audit(req, identity, &effective, decision.is_allowed())
+                .await;
+        }
         if !decision.is_allowed() {
             return Err(Refusal::Denied);
         }
         match nodes.get().await {
             Ok(n) => Ok((effective, std::mem::take(n))),
             Err(msg) => Err(Refusal::Failed(msg.clone())),
+        }
+    }
+
+    /// The request's `auditlog` row (a top-level request's only: a
+    /// sub-request is part of the one that asked for it). A failed write
+    /// costs the row, never the request.
+    async fn audit(&self, req: &Request, peer: &Identity, effective: &Identity, allowed: bool) {
+        let entry = AuditEntry {
+            userid: effective.user.clone(),
+            clientname: Some(peer.host.clone().unwrap_or_else(|| peer.peer.clone())),
+            clienttype: Some(req.clienttype.clone().unwrap_or_else(|| "other".into())),
+            command: req.command.clone(),
+            noderange: req.noderange.clone().filter(|n| !n.is_empty()),
+            args: req.args.clone(),
+            status: if allowed { "Allowed" } else { "Denied" },
+        };
+        if let Err(e) = self.db.audit(&entry).await {
+            warn!(error = %e, command = %req.command, "cannot write the auditlog row");
         }
     }
 

@@ -194,6 +194,9 @@ impl Handler for Tabprune {
             for line in csv::format_table(cols, gone).lines() {
                 out.data(line).await?;
             }
+        } else {
+            out.data(format!("tabprune of {} complete.", args.table))
+                .await?;
         }
         Ok(())
     }

@@ -138,6 +138,13 @@ impl ObjType {
     }
 }
 
+/// Is `row` the one attribute `a` lives in (for an attribute of a two-key
+/// table, the row whose second key holds the attribute's value)?
+fn in_its_row(a: &Attr, row: &Attrs) -> bool {
+    a.row
+        .is_none_or(|(k, v)| row.get(k).map(String::as_str) == Some(v))
+}
+
 /// Does a condition's value `want` hold for the value `have`? As in xCAT,
 /// it is a whole word of it (`mgt=ipmi` holds for `ipmi`, not `ipmi2`).
 fn condition_holds(have: &str, want: &str) -> bool {
@@ -151,7 +158,7 @@ fn condition_holds(have: &str, want: &str) -> bool {
 fn apply_conditions(t: &ObjType, raw: RawValues) -> Attrs {
     let mut out = Attrs::new();
     for a in t.attrs.iter().filter(|a| a.only_if.is_none()) {
-        if let Some(v) = raw.get(&(a.table, a.column)) {
+        if let Some(v) = raw.get(&a.slot()) {
             out.entry(a.name.to_string()).or_insert_with(|| v.clone());
         }
     }
@@ -161,7 +168,7 @@ fn apply_conditions(t: &ObjType, raw: RawValues) -> Attrs {
         if !out.get(k).is_some_and(|have| condition_holds(have, want)) || out.contains_key(a.name) {
             continue;
         }
-        if let Some(v) = raw.get(&(a.table, a.column)) {
+        if let Some(v) = raw.get(&a.slot()) {
             conditional
                 .entry(a.name.to_string())
                 .or_insert_with(|| v.clone());
@@ -171,7 +178,7 @@ fn apply_conditions(t: &ObjType, raw: RawValues) -> Attrs {
     out
 }
 
-/// Values as stored, by `(table, column)`.
+/// Values as stored, by [`Attr::slot`].
 type RawValues = HashMap<(&'static str, &'static str), String>;
 
 /// One object to write: its name and the attributes to set (an empty value
@@ -274,7 +281,7 @@ impl Db {
                 let Some(a) = vals.get(n) else { continue };
                 for def in &defs {
                     if let Some(v) = a.get(def.column) {
-                        raw[i].insert((def.table, def.column), v.clone());
+                        raw[i].insert(def.slot(), v.clone());
                     }
                 }
             }
@@ -312,11 +319,9 @@ impl Db {
                     continue;
                 };
                 let i = index[name.as_str()];
-                for def in &defs {
+                for def in defs.iter().filter(|d| in_its_row(d, &row)) {
                     if let Some(v) = row.get(def.column) {
-                        raw[i]
-                            .entry((def.table, def.column))
-                            .or_insert_with(|| v.clone());
+                        raw[i].entry(def.slot()).or_insert_with(|| v.clone());
                     }
                 }
             }
@@ -452,8 +457,7 @@ impl Db {
         }
         for ((name, attrs), mut known) in changes.iter().zip(known) {
             known.extend(attrs.iter().map(|(k, v)| (k.clone(), v.clone())));
-            let mut per_table: BTreeMap<&'static str, Vec<(&'static str, String)>> =
-                BTreeMap::new();
+            let mut per_row: BTreeMap<RowOf, Vec<(&'static str, String)>> = BTreeMap::new();
             for (attr, value) in attrs {
                 if t.kind == Kind::Site {
                     plan.add(main, "key", vec![("value", value.clone())], [attr.clone()]);
@@ -469,14 +473,14 @@ impl Db {
                         t.name
                     ))
                 })?;
-                per_table
-                    .entry(def.table)
+                per_row
+                    .entry((def.table, def.row))
                     .or_default()
                     .push((def.column, value.clone()));
             }
-            for (table, values) in per_table {
+            for ((table, row), values) in per_row {
                 let td = table_def(table)?;
-                plan.add(td, t.key_column(td), values, [name.clone()]);
+                plan.add_in_row(td, t.key_column(td), row, values, [name.clone()]);
             }
         }
         if !plan.members.is_empty() {
@@ -585,10 +589,10 @@ impl Db {
 
 /// Run a plan's statements inside `tx`.
 async fn apply_in(tx: &mut Transaction<'static, Any>, plan: &Plan) -> Result<(), DbError> {
-    for ((table, key, values), names) in &plan.groups {
+    for ((table, key, row, values), names) in &plan.groups {
         let td = table_def(table)?;
         let v: Vec<(&'static str, &str)> = values.iter().map(|(c, v)| (*c, v.as_str())).collect();
-        set_rows(tx, td, key, names, &v).await?;
+        set_rows(tx, td, (key, *row), names, &v).await?;
     }
     let nodelist = table_def("nodelist")?;
     let mut by_value: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -596,7 +600,7 @@ async fn apply_in(tx: &mut Transaction<'static, Any>, plan: &Plan) -> Result<(),
         by_value.entry(g.as_str()).or_default().push(n.clone());
     }
     for (g, names) in by_value {
-        set_rows(tx, nodelist, "node", &names, &[("groups", g)]).await?;
+        set_rows(tx, nodelist, ("node", None), &names, &[("groups", g)]).await?;
     }
     Ok(())
 }
@@ -610,13 +614,22 @@ pub fn split_list(v: &str) -> Vec<String> {
         .collect()
 }
 
-/// One statement group of a write: table, key column and the values set.
-type Statement = (&'static str, &'static str, Vec<(&'static str, String)>);
+/// A table and, for a two-key table, the second key's column and value.
+type RowOf = (&'static str, Option<(&'static str, &'static str)>);
+
+/// One statement group of a write: table, key column, second key and the
+/// values set.
+type Statement = (
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+    Vec<(&'static str, String)>,
+);
 
 /// The statements of one write.
 #[derive(Default)]
 struct Plan {
-    /// (table, key column, values) -> the names to set them on.
+    /// (table, key column, second key, values) -> the names to set them on.
     groups: BTreeMap<Statement, Vec<String>>,
     /// `(group, members)` assignments.
     members: Vec<(String, String)>,
@@ -629,12 +642,23 @@ impl Plan {
         &mut self,
         table: &'static TableDef,
         key: &'static str,
+        values: Vec<(&'static str, String)>,
+        names: impl IntoIterator<Item = String>,
+    ) {
+        self.add_in_row(table, key, None, values, names)
+    }
+
+    fn add_in_row(
+        &mut self,
+        table: &'static TableDef,
+        key: &'static str,
+        row: Option<(&'static str, &'static str)>,
         mut values: Vec<(&'static str, String)>,
         names: impl IntoIterator<Item = String>,
     ) {
         values.sort();
         self.groups
-            .entry((table.name, key, values))
+            .entry((table.name, key, row, values))
             .or_default()
             .extend(names);
     }

@@ -15,6 +15,22 @@ pub struct Attr {
     /// Served only when another attribute of the object has this value
     /// (`bmc` only for `mgt=ipmi`, `template` only for `imagetype=linux`).
     pub only_if: Option<(&'static str, &'static str)>,
+    /// For a table with two keys (`ppcdirect`: `hcp`, `username`), the
+    /// second key's column and the value that picks this attribute's row:
+    /// `passwd.HMC` is the password of the row whose `username` is `HMC`.
+    pub row: Option<(&'static str, &'static str)>,
+}
+
+impl Attr {
+    /// Where the attribute's value sits among an object's raw values: its
+    /// column, or for an attribute of a row picked by a second key its own
+    /// name (several attributes share `ppcdirect.password`).
+    pub fn slot(&self) -> (&'static str, &'static str) {
+        match self.row {
+            None => (self.table, self.column),
+            Some(_) => (self.table, self.name),
+        }
+    }
 }
 
 const fn a(
@@ -28,6 +44,24 @@ const fn a(
         table,
         column,
         only_if,
+        row: None,
+    }
+}
+
+/// An attribute in the row of a two-key table whose second key `key`
+/// holds `value`.
+const fn in_row(
+    name: &'static str,
+    table: &'static str,
+    column: &'static str,
+    key: (&'static str, &'static str),
+) -> Attr {
+    Attr {
+        name,
+        table,
+        column,
+        only_if: None,
+        row: Some(key),
     }
 }
 
@@ -224,6 +258,12 @@ macro_rules! with_node_keyed {
             a("password", "ppchcp", "password", Some(("nodetype", "ivm"))),
             a("password", "ppchcp", "password", Some(("nodetype", "hmc"))),
             a("password", "ppchcp", "password", Some(("nodetype", "ppc"))),
+            // One row per user of a frame's or CEC's service processor.
+            in_row("passwd.HMC", "ppcdirect", "password", ("username", "HMC")),
+            in_row("passwd.hscroot", "ppcdirect", "password", ("username", "hscroot")),
+            in_row("passwd.admin", "ppcdirect", "password", ("username", "admin")),
+            in_row("passwd.general", "ppcdirect", "password", ("username", "general")),
+            in_row("passwd.celogin", "ppcdirect", "password", ("username", "celogin")),
             a("switchtype", "switches", "switchtype", Some(("nodetype", "switch"))),
             a("nicips", "nics", "nicips", None),
             a("nichostnamesuffixes", "nics", "nichostnamesuffixes", None),
