@@ -402,7 +402,7 @@ fn every_type_and_the_site_object(d: &Daemon) {
     ] {
         let err = fails(d, &[cmd, &same].concat());
         assert!(
-            err.contains("A network definition called 'net1' already exists"),
+            err.contains("A network definition called 'net1' already exists that contains the same net and mask values. Cannot create a definition for 'net2'."),
             "{cmd:?}: {err}"
         );
     }
@@ -767,6 +767,11 @@ fn requests_are_audited_once_allowed_to_be(d: &Daemon) {
     assert_eq!(ids[..2], ["2", "3"]);
     // Ids only grow: the new row is numbered after the rows tabprune rewrote.
     assert!(ids[2].parse::<u64>().is_ok_and(|n| n > 3), "{ids:?}");
+    let err = fails(d, &["lsdef", "-t", "auditlog", "-l", "1"]);
+    assert!(
+        err.contains("Could not get xCAT object definitions."),
+        "{err}"
+    );
     d.ok(&["chtab", "key=auditskipcmds", "site.value=ALL"]);
 }
 

@@ -139,7 +139,13 @@ impl Handler for Lsdef {
             } else {
                 existing(&ctx, t, &names).await?
             };
-            errors.extend(missing.iter().map(|n| not_found(n, t)));
+            if is_log(t) && found.is_empty() && !missing.is_empty() {
+                // xCAT reads a log's records apart from other objects and
+                // says this when none of the named ones is there.
+                errors.push("Could not get xCAT object definitions.".into());
+            } else {
+                errors.extend(missing.iter().map(|n| not_found(n, t)));
+            }
             shown += show(&ctx, &out, t, &found, &filters, &view).await?;
         }
         if !errors.is_empty() {
@@ -305,4 +311,9 @@ fn attr_lines(
         }
         None => lines.extend(a.iter().map(|(k, v)| line(k, v))),
     }
+}
+
+/// The log types, whose objects are records numbered by `recid`.
+fn is_log(t: &ObjType) -> bool {
+    matches!(t.name, "auditlog" | "eventlog")
 }

@@ -290,8 +290,8 @@ pub(super) async fn net_taken(
     });
     Ok(same.map(|(other, _)| {
         format!(
-            "A network definition called '{other}' already exists with net {net} and mask \
-             {mask}; no definition for '{name}' is made."
+            "A network definition called '{other}' already exists that contains the same net \
+             and mask values. Cannot create a definition for '{name}'."
         )
     }))
 }
