@@ -6,24 +6,20 @@
 use crate::template;
 use crate::Attrs;
 
-/// The attributes stored per interface (the `nics` table's columns).
-pub const NIC_ATTRS: &[&str] = &[
-    "nicips",
-    "nichostnamesuffixes",
-    "nichostnameprefixes",
-    "nictypes",
-    "niccustomscripts",
-    "nicnetworks",
-    "nicaliases",
-    "nicextraparams",
-    "nicdevices",
-    "nicsadapter",
-];
+/// The attributes stored per interface: the `nics` table's columns other
+/// than its key and bookkeeping (all named `nic...`).
+pub fn nic_attrs() -> impl Iterator<Item = &'static str> {
+    crate::schema::table("nics")
+        .map_or(&[][..], |t| t.columns)
+        .iter()
+        .copied()
+        .filter(|c| c.starts_with("nic"))
+}
 
 /// `nicips.eth0` -> `("nicips", "eth0")`, for per-interface attributes only.
 pub fn split_nic_attr(name: &str) -> Option<(&str, &str)> {
     let (base, nic) = name.split_once('.')?;
-    (NIC_ATTRS.contains(&base) && !nic.is_empty()).then_some((base, nic))
+    (nic_attrs().any(|a| a == base) && !nic.is_empty()).then_some((base, nic))
 }
 
 /// The `(nic, value)` items of a stored value, in order.
@@ -39,8 +35,8 @@ fn items(stored: &str) -> Vec<(String, String)> {
 /// for a node (`node` given) each interface's value is evaluated as a
 /// template against the node name, as a group's `|...|...|` is.
 pub fn expand(attrs: &mut Attrs, node: Option<&str>) {
-    for base in NIC_ATTRS {
-        let Some(stored) = attrs.remove(*base) else {
+    for base in nic_attrs() {
+        let Some(stored) = attrs.remove(base) else {
             continue;
         };
         for (nic, v) in items(&stored) {
@@ -59,20 +55,20 @@ pub fn expand(attrs: &mut Attrs, node: Option<&str>) {
 /// on top of the object's `own` stored value: a given interface's value
 /// replaces its old one, an empty one removes the interface.
 pub fn collapse(change: &mut Attrs, own: &Attrs) {
-    for base in NIC_ATTRS {
+    for base in nic_attrs() {
         let given: Vec<(String, String)> = change
             .iter()
             .filter_map(|(k, v)| {
                 let (b, nic) = split_nic_attr(k)?;
-                (b == *base).then(|| (nic.to_string(), v.clone()))
+                (b == base).then(|| (nic.to_string(), v.clone()))
             })
             .collect();
         if given.is_empty() {
             continue;
         }
         let start = change
-            .get(*base)
-            .or_else(|| own.get(*base))
+            .get(base)
+            .or_else(|| own.get(base))
             .map_or_else(Vec::new, |s| items(s));
         let mut merged = start;
         for (nic, v) in given {

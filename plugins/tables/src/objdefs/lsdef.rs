@@ -5,7 +5,7 @@
 //! Objects are streamed a batch at a time, so ten thousand nodes start
 //! printing at once and the daemon holds one batch.
 
-use xcat_db::objects::nics::NIC_ATTRS;
+use xcat_db::objects::nics::nic_attrs;
 use xcat_db::objects::{Kind, ObjType, Where};
 use xcat_db::Attrs;
 use xcat_plugin::args::Syntax;
@@ -183,7 +183,7 @@ fn only_attrs(
                 "The flags '-i' and '--nics' cannot be used together.".into(),
             ));
         }
-        return Ok(Some(NIC_ATTRS.iter().map(|a| a.to_string()).collect()));
+        return Ok(Some(nic_attrs().map(str::to_string).collect()));
     }
     let Some(list) = &args.info else {
         return Ok(None);
