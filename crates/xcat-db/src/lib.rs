@@ -29,6 +29,7 @@ mod attrs;
 mod authorize;
 mod connect;
 pub mod csv;
+pub mod describe;
 mod expand;
 mod migrate;
 mod node_cache;
