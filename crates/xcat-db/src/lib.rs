@@ -48,6 +48,7 @@ pub mod test_support;
 mod transaction;
 mod write;
 
+pub use attrs::Blamed;
 pub use connect::with_database;
 pub use noderange::{NoderangeError, Nodes, Universe};
 pub use policy::{PolicyDecision, PolicyQuery, PolicyRow};

@@ -11,6 +11,7 @@ const SEEDS: SiteSeeds<'static> = SiteSeeds {
     install_dir: "/install",
     tftp_dir: "/tftpboot",
     http_port: None,
+    status_port: None,
 };
 
 const SITE: &str = r#"#key,value,comments,disable
