@@ -24,5 +24,6 @@ mod pxe_boot;
 mod stateless_boot;
 mod statelite;
 mod statelite_boot;
+mod table_descriptions;
 mod tables;
 mod xdsh;

@@ -178,9 +178,11 @@ fn attach_table_file(req: &mut Request) -> anyhow::Result<()> {
 
 /// `tabdump -f FILE`: the file is the client's. The words `-f FILE` (or
 /// `-fFILE`) come off the request, and the caller writes the answer to
-/// FILE: the daemon writes no file for a request.
+/// FILE: the daemon writes no file for a request. With `-d` the request is
+/// left whole: descriptions are printed, not written (as xCAT's tabdump
+/// does), and the daemon answers `-f` without a table as xCAT does.
 pub fn take_output_file(req: &mut Request) -> Option<String> {
-    if req.command != "tabdump" {
+    if req.command != "tabdump" || req.args.iter().any(|a| a == "-d") {
         return None;
     }
     let mut file = None;
@@ -240,6 +242,9 @@ mod tests {
             assert_eq!(take_output_file(&mut r).as_deref(), Some("out.csv"));
             assert_eq!(r.args, ["site"]);
         }
+        let mut r = req(&["tabdump", "-f", "out.csv", "-d", "site"]);
+        assert_eq!(take_output_file(&mut r), None);
+        assert_eq!(r.args, ["-f", "out.csv", "-d", "site"]);
         let mut r = req(&["nodels", "-f", "x"]);
         assert_eq!(take_output_file(&mut r), None);
     }

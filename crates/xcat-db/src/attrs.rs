@@ -22,6 +22,14 @@ const SMALL_LOOKUP: usize = 200;
 /// of the requested columns, in the order requested.
 type RowsByKey = HashMap<String, Vec<Option<String>>>;
 
+/// A resolved value and the group whose row it came from (None: the
+/// node's own row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blamed {
+    pub value: String,
+    pub group: Option<String>,
+}
+
 /// Where attribute resolution gets each node's groups from.
 pub(crate) enum GroupSource {
     Cached(Arc<Nodes>),
@@ -79,6 +87,51 @@ impl Db {
         let groups = self.groups_for(nodes).await?;
         let vals = self.resolve_attrs(nodes, t, &cols, &groups).await?;
         Ok(nodes.iter().cloned().zip(vals).collect())
+    }
+
+    /// [`Db::node_attrs`] with each value's origin, for `nodels -b`: the
+    /// group whose row gave it, or None when it is the node's own. The
+    /// origin is the row the value was taken from, before any template.
+    pub async fn node_attrs_blamed(
+        &self,
+        nodes: &[String],
+        table: &str,
+        cols: &[&str],
+    ) -> Result<BTreeMap<String, BTreeMap<String, Blamed>>, DbError> {
+        let t = table_def(table)?;
+        if !t.is_node_keyed() {
+            return Err(DbError::Invalid(format!(
+                "table {table} is not keyed by node"
+            )));
+        }
+        let cols: Vec<&'static str> = cols
+            .iter()
+            .map(|c| column_of(t, c))
+            .collect::<Result<_, _>>()?;
+        let mut all: BTreeMap<String, BTreeMap<String, Blamed>> =
+            nodes.iter().map(|n| (n.clone(), BTreeMap::new())).collect();
+        if cols.is_empty() || nodes.is_empty() {
+            return Ok(all);
+        }
+        let groups = self.groups_for(nodes).await?;
+        let keys = rows_needed(nodes, &groups);
+        let rows = self.rows_by_key(t, &cols, keys.as_deref()).await?;
+        let mut templates = HashMap::new();
+        for n in nodes {
+            let attrs = all.entry(n.clone()).or_default();
+            resolve_each(
+                n,
+                groups.of(n),
+                &rows,
+                &cols,
+                &mut templates,
+                |col, value, group| {
+                    let group = group.map(str::to_string);
+                    attrs.insert(col.to_string(), Blamed { value, group });
+                },
+            );
+        }
+        Ok(all)
     }
 
     /// Groups of `nodes`: from the node cache when it is current, or when the
@@ -202,26 +255,43 @@ fn resolve_node(
     cols: &[&'static str],
     templates: &mut HashMap<String, Option<template::Template>>,
 ) -> Attrs {
-    let own = rows.get(node);
     let mut attrs = Attrs::new();
+    resolve_each(node, groups, rows, cols, templates, |col, v, _| {
+        attrs.insert(col.to_string(), v);
+    });
+    attrs
+}
+
+/// One node's set attributes, each handed to `found` with the group whose
+/// row it came from (None: the node's own row, or the `node` key itself).
+fn resolve_each(
+    node: &str,
+    groups: &str,
+    rows: &RowsByKey,
+    cols: &[&'static str],
+    templates: &mut HashMap<String, Option<template::Template>>,
+    mut found: impl FnMut(&'static str, String, Option<&str>),
+) {
+    let own = rows.get(node);
     for (ci, col) in cols.iter().enumerate() {
         if *col == "node" {
             // The key column names the node itself, wherever the row came from.
             if own.is_some() || group_names(groups).any(|g| rows.contains_key(g)) {
-                attrs.insert("node".to_string(), node.to_string());
+                found(col, node.to_string(), None);
             }
             continue;
         }
         fn pick(row: Option<&Vec<Option<String>>>, ci: usize) -> Option<&str> {
             row.and_then(|r| r[ci].as_deref()).filter(|v| !v.is_empty())
         }
-        let raw = pick(own, ci).or_else(|| group_names(groups).find_map(|g| pick(rows.get(g), ci)));
-        let Some(raw) = raw else { continue };
+        let raw = pick(own, ci).map(|v| (v, None)).or_else(|| {
+            group_names(groups).find_map(|g| pick(rows.get(g), ci).map(|v| (v, Some(g))))
+        });
+        let Some((raw, group)) = raw else { continue };
         if let Some(v) = apply_template(raw, node, templates) {
-            attrs.insert(col.to_string(), v);
+            found(col, v, group);
         }
     }
-    attrs
 }
 
 /// `raw` evaluated for `node` when it is a template (None: the template

@@ -30,6 +30,7 @@ pub mod audit;
 mod authorize;
 mod connect;
 pub mod csv;
+pub mod describe;
 mod expand;
 mod migrate;
 mod node_cache;
@@ -48,6 +49,7 @@ pub mod test_support;
 mod transaction;
 mod write;
 
+pub use attrs::Blamed;
 pub use audit::AuditEntry;
 pub use connect::with_database;
 pub use noderange::{NoderangeError, Nodes, Universe};

@@ -17,6 +17,9 @@ pub struct SiteSeeds<'a> {
     pub tftp_dir: &'a str,
     /// The boot service's port (`site.httpport`), when it is configured.
     pub http_port: Option<u16>,
+    /// The install monitor's port (`site.xcatiport`, where booting nodes
+    /// report their status; xCAT seeds 3002), when one is to be seeded.
+    pub status_port: Option<u16>,
 }
 
 impl Db {
@@ -25,7 +28,8 @@ impl Db {
     /// `litefile` and `litetree` allow (for anyone), the `xcatdefaults`
     /// postscripts row (xCAT's default scripts), and site
     /// `xcatdport=3001`, `master`, `installdir`, `tftpdir`, `httpport` (when
-    /// the boot service is configured) from `seeds`, and `domain=localdomain`.
+    /// the boot service is configured), `xcatiport` (when given) from
+    /// `seeds`, and `domain=localdomain`.
     pub async fn seed_defaults(&self, seeds: &SiteSeeds<'_>) -> Result<(), DbError> {
         let mut tx = self.begin_write().await?;
         // The two rows a statelite node needs at boot, before it has a
@@ -56,6 +60,7 @@ impl Db {
         )
         .await?;
         let http_port = seeds.http_port.map(|p| p.to_string());
+        let status_port = seeds.status_port.map(|p| p.to_string());
         let mut site: Vec<(&str, &str)> = vec![
             ("xcatdport", "3001"),
             ("master", seeds.server_name),
@@ -68,6 +73,9 @@ impl Db {
         ];
         if let Some(p) = &http_port {
             site.push(("httpport", p));
+        }
+        if let Some(p) = &status_port {
+            site.push(("xcatiport", p));
         }
         for (k, v) in site {
             insert_missing(&mut tx, "site", &["key", "value"], &[k, v]).await?;

@@ -11,6 +11,7 @@ const SEEDS: SiteSeeds<'static> = SiteSeeds {
     install_dir: "/install",
     tftp_dir: "/tftpboot",
     http_port: None,
+    status_port: None,
 };
 
 const SITE: &str = r#"#key,value,comments,disable
@@ -280,6 +281,52 @@ async fn inheritance(db: &Db) {
     assert_eq!(b["node007"].get("os"), a["node007"].get("os"));
     assert_eq!(b["node002"].get("arch"), a["node002"].get("arch"));
     assert_eq!(b.len(), many.len());
+}
+
+async fn blamed_values_name_their_group(db: &Db) {
+    load_fixture(db).await;
+    let nodes = names(&["node001", "node002", "node007", "node010", "mgmt1"]);
+    let b = db
+        .node_attrs_blamed(&nodes, "nodetype", &["os", "arch", "profile", "node"])
+        .await
+        .unwrap();
+    let from = |n: &str, c: &str| b[n].get(c).map(|v| (v.value.as_str(), v.group.as_deref()));
+    assert_eq!(from("node001", "os"), Some(("rhels9", Some("compute"))));
+    assert_eq!(from("node002", "os"), Some(("ubuntu22", None)));
+    assert_eq!(from("node002", "arch"), Some(("x86_64", Some("compute"))));
+    assert_eq!(from("node007", "os"), Some(("sles15", Some("rack2"))));
+    assert_eq!(
+        from("node007", "profile"),
+        Some(("compute", Some("compute")))
+    );
+    // The key is the node's own, wherever the row came from.
+    assert_eq!(from("node001", "node"), Some(("node001", None)));
+    assert!(b["mgmt1"].is_empty());
+    // The values are node_attrs's, templates applied.
+    let plain = db
+        .node_attrs(&nodes, "nodetype", &["os", "arch", "profile", "node"])
+        .await
+        .unwrap();
+    for n in &nodes {
+        let values: xcat_db::Attrs = b[n]
+            .iter()
+            .map(|(c, v)| (c.clone(), v.value.clone()))
+            .collect();
+        assert_eq!(values, plain[n], "{n}");
+    }
+    let h = db
+        .node_attrs_blamed(&names(&["node007"]), "hosts", &["ip"])
+        .await
+        .unwrap();
+    assert_eq!(h["node007"]["ip"].value, "10.0.0.7");
+    assert!(
+        h["node007"]["ip"].group.is_some(),
+        "the template is a group's"
+    );
+    assert!(db
+        .node_attrs_blamed(&nodes, "site", &["value"])
+        .await
+        .is_err());
 }
 
 async fn regex_templates(db: &Db) {
@@ -742,6 +789,7 @@ both_backends!(
     restore_errors_name_lines_and_roll_back,
     disable_semantics,
     inheritance,
+    blamed_values_name_their_group,
     regex_templates,
     upsert_get_delete,
     set_for_nodes_updates_and_inserts,

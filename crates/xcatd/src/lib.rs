@@ -281,6 +281,10 @@ async fn seed(db: &xcat_db::Db, cfg: &Config) -> anyhow::Result<()> {
         install_dir: &install_dir,
         tftp_dir: &tftp_dir,
         http_port: cfg.http.port(),
+        // Where nodes report their install status: the monitor's port when
+        // `[status] listen` is set, else xCAT's 3002 (what an initrd not
+        // told otherwise assumes).
+        status_port: Some(cfg.status.listen.map_or(3002, |a| a.port())),
     })
     .await
     .context("cannot seed the default table rows")

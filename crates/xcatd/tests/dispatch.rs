@@ -16,6 +16,7 @@ const SEEDS: xcat_db::SiteSeeds<'static> = xcat_db::SiteSeeds {
     install_dir: "/install",
     tftp_dir: "/tftpboot",
     http_port: None,
+    status_port: None,
 };
 
 /// Answers, under the given command names, with the user the request runs

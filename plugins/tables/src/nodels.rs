@@ -1,4 +1,4 @@
-//! `nodels [noderange] [-H] [-S] [table.col | shortname | table | table.col==value ...]`
+//! `nodels [noderange] [-b] [-H] [-S] [table.col | shortname | table | table.col==value ...]`
 //!
 //! Output as xCAT's: without attributes one line per node name; with
 //! attributes one `node` record per node and attribute, whose text is
@@ -6,6 +6,8 @@
 //! for and `-H` was not given), so clients print `node: table.col: value`.
 //! Selection arguments (`==`, `!=`, `=~`, `!~`) filter nodes; values are the
 //! resolved ones (group inheritance, templates), unset compares as empty.
+//! `-b` (`--blame`) adds ` (inherited from group G)` to a value taken from
+//! a group's row, as xCAT's nodels does.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -20,7 +22,7 @@ use xcat_plugin::{
 const SYNTAX: Syntax = Syntax::new(
     "nodels",
     "Usage:
-  nodels [noderange] [-H|--with-fieldname] [-S] [table.attribute | shortname | table] [...]
+  nodels [noderange] [-b|--blame] [-H|--with-fieldname] [-S] [table.attribute | shortname | table] [...]
   nodels [noderange] table.attribute==value | table.attribute!=value | table.attribute=~regex | table.attribute!~regex
   nodels [-?|-h|--help]
   nodels [-v|--version]",
@@ -35,6 +37,9 @@ struct Args {
     /// `-S`: hidden nodes too.
     #[arg(short = 'S')]
     show_hidden: bool,
+    /// `-b`: name the group each inherited value came from.
+    #[arg(short = 'b', long = "blame")]
+    blame: bool,
     /// Attributes to show and selections.
     words: Vec<String>,
 }
@@ -176,7 +181,8 @@ impl Handler for Nodels {
             return Ok(());
         };
         let (specs, bare) = specs_of(&args)?;
-        let job = Job::new(&ctx, &out, args.show_hidden, bare, specs)?;
+        let mut job = Job::new(&ctx, &out, args.show_hidden, bare, specs)?;
+        job.blame = args.blame;
         // Table and column errors come before any output, whatever the nodes.
         for (t, cols) in &job.tables {
             let c: Vec<&str> = cols.iter().map(String::as_str).collect();
@@ -205,6 +211,8 @@ struct Job<'a> {
     show_hidden: bool,
     /// Values without their `table.attribute: ` label.
     bare: bool,
+    /// `-b`: inherited values name their group.
+    blame: bool,
     specs: Vec<Spec>,
     /// The compiled regex of each spec with a `=~` or `!~` selection.
     regexes: Vec<Option<regex::Regex>>,
@@ -253,6 +261,7 @@ impl<'a> Job<'a> {
             out,
             show_hidden,
             bare,
+            blame: false,
             specs,
             regexes,
             tables,
@@ -298,12 +307,33 @@ impl<'a> Job<'a> {
             return Ok(());
         }
         let mut values: Values = BTreeMap::new();
+        let mut origins: Origins = BTreeMap::new();
         for (t, cols) in &self.tables {
             let c: Vec<&str> = cols.iter().map(String::as_str).collect();
-            values.insert(t.as_str(), self.ctx.db.node_attrs(&nodes, t, &c).await?);
+            if !self.blame {
+                values.insert(t.as_str(), self.ctx.db.node_attrs(&nodes, t, &c).await?);
+                continue;
+            }
+            let blamed = self.ctx.db.node_attrs_blamed(&nodes, t, &c).await?;
+            let (vals, from) = (
+                values.entry(t.as_str()).or_default(),
+                origins.entry(t.as_str()).or_default(),
+            );
+            for (node, attrs) in blamed {
+                let (v, f) = (
+                    vals.entry(node.clone()).or_default(),
+                    from.entry(node).or_default(),
+                );
+                for (col, b) in attrs {
+                    if let Some(g) = b.group {
+                        f.insert(col.clone(), g);
+                    }
+                    v.insert(col, b.value);
+                }
+            }
         }
         for node in nodes.iter() {
-            self.send_node(node, &values).await?;
+            self.send_node(node, &values, &origins).await?;
         }
         Ok(())
     }
@@ -333,7 +363,12 @@ impl<'a> Job<'a> {
     }
 
     /// One node's lines, if it passes every selection.
-    async fn send_node(&self, node: &str, values: &Values<'_>) -> HandlerResult {
+    async fn send_node(
+        &self,
+        node: &str,
+        values: &Values<'_>,
+        origins: &Origins<'_>,
+    ) -> HandlerResult {
         let value_of = |s: &Spec| -> String {
             values
                 .get(s.table.as_str())
@@ -358,7 +393,14 @@ impl<'a> Job<'a> {
             return Ok(());
         }
         for s in self.displayed.iter().map(|&i| &self.specs[i]) {
-            let v = value_of(s);
+            let mut v = value_of(s);
+            if let Some(g) = origins
+                .get(s.table.as_str())
+                .and_then(|m| m.get(node))
+                .and_then(|a| a.get(&s.col))
+            {
+                v = format!("{v} (inherited from group {g})");
+            }
             let text = if self.bare {
                 v
             } else {
@@ -377,3 +419,6 @@ impl<'a> Job<'a> {
 
 /// Loaded values: table -> node -> attributes.
 type Values<'t> = BTreeMap<&'t str, BTreeMap<String, Attrs>>;
+
+/// With `-b`: table -> node -> column -> the group an inherited value came from.
+type Origins<'t> = BTreeMap<&'t str, BTreeMap<String, Attrs>>;

@@ -1,4 +1,6 @@
 //! `tabdump [table]`: a table in xCAT's CSV format, or the list of tables;
+//! `-d` shows descriptions instead (each table's, or a table's columns',
+//! from [`xcat_db::describe`]), laid out as xCAT's `tabdump -d`;
 //! `-w attr==value` (repeatable; `!=`, `=~`, `!~` with SQL LIKE patterns,
 //! and `>`, `>=`, `<`, `<=`) keeps the rows that pass. `-f FILE` is the client's to write (xcatclient takes it off the
 //! request and writes the answer there): the daemon runs as root, and a
@@ -14,7 +16,8 @@ use xcat_plugin::{
 
 const SYNTAX: Syntax = Syntax::new(
     "tabdump",
-    "Usage: tabdump [table]
+    "Usage: tabdump [-d] [table]
+       tabdump [table]
        tabdump [-f filename] [-w attr==val [-w attr=~val] ...] table
        tabdump [-?|-h|--help]
        tabdump [-v|--version]",
@@ -27,6 +30,9 @@ struct Args {
     file: Option<String>,
     #[arg(short = 'w')]
     wheres: Vec<String>,
+    /// `-d`: descriptions, not values.
+    #[arg(short = 'd')]
+    describe: bool,
     /// The table to dump; without it, the list of tables.
     table: Option<String>,
 }
@@ -43,6 +49,16 @@ impl Handler for Tabdump {
         let Some(args) = SYNTAX.read::<Args>(req.args(), &out).await? else {
             return Ok(());
         };
+        if args.file.is_some() && args.table.is_none() {
+            return Err(HandlerError::Failed(
+                "table name missing from the command input.".into(),
+            ));
+        }
+        if args.describe {
+            // As xCAT's: descriptions go to the output, whatever -f and -w
+            // say (the client leaves `-f` on a `-d` request and writes no file).
+            return describe(args.table.as_deref(), &out).await;
+        }
         if args.file.is_some() {
             return Err(HandlerError::Failed(
                 "tabdump -f: the client writes the file (xcatclient does); this daemon writes no \
@@ -91,6 +107,30 @@ impl Handler for Tabdump {
         }
         Ok(())
     }
+}
+
+/// `tabdump -d [table]`: `name:<tab(s)>description` lines, the tables'
+/// sorted by name, or one table's columns in its order.
+async fn describe(table: Option<&str>, out: &Responder) -> HandlerResult {
+    use xcat_db::describe::{column_description, described_line, table_description};
+    let lines: Vec<String> = match table {
+        None => Db::tables()
+            .iter()
+            .map(|t| described_line(t, table_description(t).unwrap_or_default()))
+            .collect(),
+        Some(t) => {
+            let Ok(cols) = Db::columns(t) else {
+                return Err(HandlerError::Failed(format!("table {t} does not exist.")));
+            };
+            cols.iter()
+                .map(|c| described_line(c, column_description(t, c).unwrap_or_default()))
+                .collect()
+        }
+    };
+    for l in lines {
+        out.data(l).await?;
+    }
+    Ok(())
 }
 
 fn row_attrs(cols: &[&str], row: &[Option<String>]) -> Attrs {

@@ -1,4 +1,5 @@
-//! The small table tools: `gettab` (values by any key), `tabgrep` (the
+//! The small table tools: `gettab` (values by any key; as xCAT's, a key
+//! column the table lacks is an error, a shown one prints nothing), `tabgrep` (the
 //! tables holding rows for a node) and `tabprune` (remove records).
 
 use xcat_db::{csv, Db};
@@ -90,10 +91,13 @@ impl Handler for Gettab {
                 GETTAB.error(format!("malformed '{spec}': expected table.attribute"))
             })?;
             let cols = Db::columns(table).map_err(|_| no_table(table))?;
-            for c in keys.iter().map(|(k, _)| k.as_str()).chain([col]) {
-                if !cols.contains(&c) {
-                    return Err(HandlerError::Failed(format!("{table} has no column {c}")));
-                }
+            if let Some((k, _)) = keys.iter().find(|(k, _)| !cols.contains(&k.as_str())) {
+                return Err(HandlerError::Failed(format!("Unknown key {k} to {table}")));
+            }
+            // As xCAT's gettab: a column the table lacks is a value never
+            // set, so nothing is printed for it.
+            if !cols.contains(&col) {
+                continue;
             }
             let rows = ctx.db.rows(table).await?;
             let hit = rows.iter().find(|r| {

@@ -4,6 +4,9 @@
 //! same as a stanza file (`-z`), or `NAME: attr=value` lines (`-c`).
 //! Objects are streamed a batch at a time, so ten thousand nodes start
 //! printing at once and the daemon holds one batch.
+//!
+//! `-h` with `-t TYPES` describes the types' attributes (only those of
+//! `-i`, when given) from their columns' descriptions, as xCAT's lsdef.
 
 use xcat_db::objects::nics::nic_attrs;
 use xcat_db::objects::{Kind, ObjType, Where};
@@ -82,6 +85,12 @@ impl Handler for Lsdef {
     }
 
     async fn process(&self, req: HandlerRequest, ctx: Context, out: Responder) -> HandlerResult {
+        if let Some(rest) = help_with_type(req.args()) {
+            let Some(args) = SYNTAX.read::<Args>(&rest, &out).await? else {
+                return Ok(());
+            };
+            return attribute_help(&args, &out).await;
+        }
         let Some(args) = SYNTAX.read::<Args>(req.args(), &out).await? else {
             return Ok(());
         };
@@ -173,6 +182,73 @@ fn format_of(args: &Args, named: bool) -> Format {
 }
 
 /// `-i a,b`: checked against every type listed.
+/// The arguments without their help flag, when they ask for help and name
+/// a type (`-t`, `--type`): attribute help, not the usage text.
+fn help_with_type(args: &[String]) -> Option<Vec<String>> {
+    let is_help = |a: &str| matches!(a, "-h" | "--help" | "-?");
+    let is_type = |a: &str| a == "--type" || a.starts_with("--type=") || a.starts_with("-t");
+    if !args.iter().any(|a| is_help(a)) || !args.iter().any(|a| is_type(a)) {
+        return None;
+    }
+    Some(args.iter().filter(|a| !is_help(a)).cloned().collect())
+}
+
+/// `lsdef -h -t TYPES [-i attrs]`: each type's attributes, sorted, with
+/// their columns' descriptions; the site object's are its keys.
+async fn attribute_help(args: &Args, out: &Responder) -> HandlerResult {
+    use xcat_db::describe::{column_description, described_line};
+    let types = types_of(args.types.as_deref())?;
+    let wanted: Option<Vec<String>> = args.info.as_deref().map(|list| {
+        xcat_db::objects::split_list(list)
+            .into_iter()
+            .map(|a| match a.split_once('.') {
+                // nicips.eth0 asks for nicips.
+                Some((base, _)) if base.starts_with("nic") => base.to_string(),
+                _ => a,
+            })
+            .collect()
+    });
+    for t in types {
+        if t.kind == Kind::Site {
+            if wanted.is_some() {
+                out.data("Warning: the site attributes are described all together; -i is ignored.")
+                    .await?;
+            }
+            out.data("There is one site object (clustersite): its attributes are the rows of the site table, global settings of the cluster.").await?;
+            out.data(column_description("site", "key").unwrap_or_default())
+                .await?;
+            continue;
+        }
+        if wanted.is_none() {
+            out.data(format!(
+                "The valid attribute names for object type '{}' are:",
+                t.name
+            ))
+            .await?;
+        }
+        out.data("Attribute          Description").await?;
+        let mut first = true;
+        for name in t.attr_names() {
+            if wanted
+                .as_ref()
+                .is_some_and(|w| !w.iter().any(|a| a == name))
+            {
+                continue;
+            }
+            let Some(attr) = t.attrs.iter().find(|a| a.name == name) else {
+                continue;
+            };
+            let desc = column_description(attr.table, attr.column).unwrap_or_default();
+            if !first {
+                out.data("").await?;
+            }
+            first = false;
+            out.data(described_line(name, desc)).await?;
+        }
+    }
+    Ok(())
+}
+
 fn only_attrs(
     args: &Args,
     types: &[&'static ObjType],
