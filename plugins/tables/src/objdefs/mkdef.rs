@@ -68,7 +68,10 @@ impl Handler for Mkdef {
         let batches = if args.def.stanza {
             from_stanzas(&args, &req)?
         } else {
-            vec![from_command_line(&args, &req)?]
+            let b = from_command_line(&args, &req)?;
+            let w = words(&args.def.objects, &args.words);
+            dynamic_without_attrs(&out, &b, args.def.dynamic, &w.pairs).await?;
+            vec![b]
         };
         let mut errors = Vec::new();
         let mut done = 0;
@@ -132,6 +135,32 @@ pub(super) fn dynamic_group(
     }
     Ok(())
 }
+
+/// A dynamic group (`-d`) has no attributes of its own to inherit: its
+/// members are whatever its selection picks, so `attr=value` words are
+/// refused, one message per group, as xCAT does.
+pub(super) async fn dynamic_without_attrs(
+    out: &Responder,
+    b: &Batch,
+    dynamic: bool,
+    pairs: &[(String, String)],
+) -> HandlerResult {
+    let own = |a: &str| !matches!(a, "grouptype" | "wherevals");
+    if b.t.kind != Kind::Group || !dynamic || !pairs.iter().any(|(a, _)| own(a)) {
+        return Ok(());
+    }
+    let mut msgs: Vec<String> = b
+        .objects
+        .iter()
+        .map(|(n, _)| format!("Can not assign attributes to dynamic node group '{n}'."))
+        .collect();
+    msgs.push(ERRORS_SUMMARY.into());
+    fail(out, msgs).await
+}
+
+/// The line that closes a list of per-object errors (xCAT's spelling).
+pub(super) const ERRORS_SUMMARY: &str =
+    "One or more errors occured when attempting to create or modify xCAT object definitions.";
 
 fn no_attributes(t: &ObjType) -> HandlerError {
     HandlerError::Failed(if t.kind == Kind::Node {
@@ -265,6 +294,15 @@ pub(super) fn valid_new(t: &ObjType, name: &str, attrs: &Attrs) -> Result<(), St
         "network" if !set("net") || !set("mask") => Err(format!(
             "Net or mask value should not be empty for xCAT network object '{name}'."
         )),
+        "group"
+            if attrs.get("grouptype").map(String::as_str) == Some("dynamic")
+                && !set("wherevals") =>
+        {
+            Err(format!(
+                "The 'where' attributes and values were not provided for dynamic group \
+                 '{name}'. Skipping to the next group."
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -336,7 +374,7 @@ pub(super) async fn finish(
     _verbose: bool,
 ) -> HandlerResult {
     if !errors.is_empty() {
-        errors.push("One or more errors occured when attempting to create or modify xCAT object definitions.".into());
+        errors.push(ERRORS_SUMMARY.into());
         if done > 0 {
             out.info(format!(
                 "{done} object definitions have been created or modified."
