@@ -1036,6 +1036,31 @@ mod tests {
     }
 
     #[test]
+    fn dynamic_groups_name_their_computed_members() {
+        let mut u = uni();
+        let e = parse("dyn,-node01,(frame@dyn2)").unwrap();
+        assert_eq!(
+            e.plain_names(),
+            names(&["dyn", "dyn2", "frame", "node01"]),
+            "plain names, each once, parentheses included"
+        );
+        assert!(parse("node[01-03],/f1.*,nodetype.os==x")
+            .unwrap()
+            .plain_names()
+            .is_empty());
+        u.set_dynamic_group("dyn", &names(&["node02", "node01", "nosuch"]));
+        assert_eq!(ex(&mut u, "dyn"), names(&["node01", "node02"]));
+        assert_eq!(ex(&mut u, "dyn,-node01"), names(&["node02"]));
+        assert_eq!(u.group_members("dyn"), names(&["node01", "node02"]));
+        // A dynamic group wins over a static group of the same name.
+        u.set_dynamic_group("frame", &names(&["f1n1"]));
+        assert_eq!(ex(&mut u, "frame"), names(&["f1n1"]));
+        // One without members is unknown, as an empty static group is.
+        u.set_dynamic_group("dyn", &[]);
+        assert!(u.expand("dyn").is_err());
+    }
+
+    #[test]
     fn groups_regex_selectors_sorting() {
         let mut u = uni();
         assert_eq!(
