@@ -390,6 +390,16 @@ impl Daemon {
 }
 
 /// The repository root (for shipped config files and test-bed scripts).
+/// The configuration line that points a test daemon at the repository's
+/// `share/` (the files the package installs under `/usr/share/xcatd`, such
+/// as the object templates), for [`DaemonOptions::extra_config`].
+pub fn shipped_share_config() -> String {
+    format!(
+        "share_dir = {:?}\n",
+        repo_root().join("share").display().to_string()
+    )
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

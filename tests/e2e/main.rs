@@ -16,6 +16,7 @@ mod load;
 mod logging;
 mod makedhcp;
 mod nodeset;
+mod object_groups;
 mod objects;
 mod package;
 mod packimage;

@@ -221,6 +221,10 @@ fn first_install_is_complete(root: &Path) {
     assert!(root
         .join("usr/share/xcatd/netboot/debian/compute.capimage.exlist")
         .exists());
+    // The object templates, where mkdef and lsdef --template find them.
+    assert!(root
+        .join("usr/share/xcatd/templates/objects/node/switch.stanza")
+        .exists());
     let conffiles = in_root_ok(root, &["dpkg-query", "-W", "-f=${Conffiles}", "xcatd"]);
     assert!(conffiles.contains("/etc/xcatd/xcatd.toml"), "{conffiles}");
 }

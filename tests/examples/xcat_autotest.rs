@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use xcatd_tests::{bin, Daemon};
+use xcatd_tests::{bin, shipped_share_config, Daemon, DaemonOptions};
 
 #[derive(Default)]
 struct Case {
@@ -227,7 +227,11 @@ fn links(d: &Daemon, ours: &BTreeSet<String>) -> PathBuf {
 }
 
 fn run(case: &Case) -> Outcome {
-    let d = Daemon::start();
+    // The shipped files (object templates) as the package installs them.
+    let d = Daemon::start_with(DaemonOptions {
+        extra_config: shipped_share_config(),
+        ..DaemonOptions::default()
+    });
     let ours = our_commands(&d);
     if let Some(why) = not_applicable(case, &ours) {
         return Outcome::NotApplicable(why);

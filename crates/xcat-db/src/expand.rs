@@ -2,6 +2,7 @@
 //! whatever node attributes the expression compares.
 
 use crate::attrs::GroupSource;
+use crate::objects::Where;
 use crate::{noderange, schema, Db, DbError, NoderangeError, Universe};
 
 impl Db {
@@ -12,6 +13,7 @@ impl Db {
         let snap = self.snapshot().await?;
         let mut u = snap.base;
         u.set_limits(self.noderange_limits);
+        self.add_dynamic_groups(expr, &mut u).await?;
         let refs = expr.attr_refs();
         if refs.is_empty() {
             return Ok(u);
@@ -42,6 +44,40 @@ impl Db {
             );
         }
         Ok(u)
+    }
+
+    /// The dynamic groups (`nodegroup.grouptype=dynamic`) among the names
+    /// the expression mentions, with the members their `wherevals` select
+    /// now. Nothing is read when every name is a node.
+    async fn add_dynamic_groups(
+        &self,
+        expr: &noderange::Expr,
+        u: &mut Universe,
+    ) -> Result<(), DbError> {
+        let names: Vec<String> = expr
+            .plain_names()
+            .into_iter()
+            .filter(|n| !u.is_node(n))
+            .collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        for row in self.rows("nodegroup").await? {
+            let Some(name) = row.get("groupname").filter(|g| names.contains(g)) else {
+                continue;
+            };
+            if row.get("grouptype").map(String::as_str) != Some("dynamic") {
+                continue;
+            }
+            let filters = Where::parse_list(row.get("wherevals").map_or("", String::as_str))
+                .map_err(DbError::Invalid)?;
+            if filters.is_empty() {
+                continue;
+            }
+            let members = self.nodes_where(&filters).await?;
+            u.set_dynamic_group(name, &members);
+        }
+        Ok(())
     }
 
     /// Expand a noderange into sorted, de-duplicated node names.

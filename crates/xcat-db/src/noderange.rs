@@ -349,6 +349,33 @@ impl Expr {
         }
     }
 
+    /// The plain names this noderange mentions (no ranges, patterns,
+    /// regular expressions or attribute tests), each once: the candidates
+    /// for dynamic groups, whose members the caller computes.
+    pub fn plain_names(&self) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        self.collect_names(&mut out);
+        out.into_iter().collect()
+    }
+
+    fn collect_names(&self, out: &mut BTreeSet<String>) {
+        for it in &self.items {
+            for a in &it.inter {
+                match a {
+                    Atom::Paren(e) => e.collect_names(out),
+                    Atom::Text(t) => {
+                        let plain = !t.starts_with('/')
+                            && t.chars()
+                                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                        if plain {
+                            out.insert(t.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// True when the expression has no elements at all.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
@@ -519,6 +546,10 @@ pub struct Universe {
     nodes: Arc<Nodes>,
     /// `table.col` -> value per node index (resolved: inheritance, templates).
     attrs: HashMap<String, Vec<Option<String>>>,
+    /// Dynamic groups the expression names: their members, computed from
+    /// their selections by the caller. A dynamic group wins over a static
+    /// group of the same name, as in xCAT.
+    dynamic: HashMap<String, Vec<u32>>,
     excluded: Option<Arc<Bits>>,
     limits: Limits,
 }
@@ -581,6 +612,21 @@ impl Universe {
         self.attrs.insert(format!("{table}.{col}"), v);
     }
 
+    /// Make `group` a dynamic group of these members (unknown names are
+    /// ignored). A group without members stays unknown, as an empty static
+    /// group is.
+    pub fn set_dynamic_group(&mut self, group: &str, members: &[String]) {
+        let ids: Vec<u32> = members
+            .iter()
+            .filter_map(|m| self.nodes.index.get(m).copied())
+            .collect();
+        if ids.is_empty() {
+            self.dynamic.remove(group);
+        } else {
+            self.dynamic.insert(group.to_string(), ids);
+        }
+    }
+
     /// Declare that `table.col` was loaded, even when no node has a value.
     pub fn declare_attr(&mut self, table: &str, col: &str) {
         let n = self.nodes.len();
@@ -612,9 +658,17 @@ impl Universe {
         self.nodes.is_node(name)
     }
 
-    /// Members of a group, naturally sorted.
+    /// Members of a group (a dynamic group's computed ones), naturally sorted.
     pub fn group_members(&self, group: &str) -> Vec<String> {
-        self.nodes.group_members(group)
+        let Some(ids) = self.dynamic.get(group) else {
+            return self.nodes.group_members(group);
+        };
+        let mut v: Vec<String> = ids
+            .iter()
+            .map(|&i| self.nodes.names[i as usize].clone())
+            .collect();
+        v.sort_by(|a, b| natural_cmp(a, b));
+        v
     }
 
     fn finish(&mut self) {
@@ -755,7 +809,7 @@ impl<'a> Eval<'a> {
         if let Some(&id) = nodes.index.get(name) {
             self.spend(1u64.saturating_sub(paid), atom)?;
             set.set(id);
-        } else if let Some(m) = nodes.groups.get(name) {
+        } else if let Some(m) = self.u.dynamic.get(name).or_else(|| nodes.groups.get(name)) {
             self.spend((m.len() as u64).saturating_sub(paid), atom)?;
             for &id in m {
                 set.set(id);
@@ -979,6 +1033,31 @@ mod tests {
             names(&["rack-a-1", "rack-a-2", "rack-a-3"])
         );
         assert_eq!(ex(&mut u, "rack-a-2"), names(&["rack-a-2"]));
+    }
+
+    #[test]
+    fn dynamic_groups_name_their_computed_members() {
+        let mut u = uni();
+        let e = parse("dyn,-node01,(frame@dyn2)").unwrap();
+        assert_eq!(
+            e.plain_names(),
+            names(&["dyn", "dyn2", "frame", "node01"]),
+            "plain names, each once, parentheses included"
+        );
+        assert!(parse("node[01-03],/f1.*,nodetype.os==x")
+            .unwrap()
+            .plain_names()
+            .is_empty());
+        u.set_dynamic_group("dyn", &names(&["node02", "node01", "nosuch"]));
+        assert_eq!(ex(&mut u, "dyn"), names(&["node01", "node02"]));
+        assert_eq!(ex(&mut u, "dyn,-node01"), names(&["node02"]));
+        assert_eq!(u.group_members("dyn"), names(&["node01", "node02"]));
+        // A dynamic group wins over a static group of the same name.
+        u.set_dynamic_group("frame", &names(&["f1n1"]));
+        assert_eq!(ex(&mut u, "frame"), names(&["f1n1"]));
+        // One without members is unknown, as an empty static group is.
+        u.set_dynamic_group("dyn", &[]);
+        assert!(u.expand("dyn").is_err());
     }
 
     #[test]

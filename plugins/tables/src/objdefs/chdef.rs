@@ -11,7 +11,8 @@ use xcat_plugin::{
 };
 
 use super::mkdef::{
-    check_members, dynamic_group, finish, net_taken, stanza_batches, valid_new, Batch,
+    check_members, dynamic_group, dynamic_without_attrs, finish, net_taken, stanza_batches,
+    valid_new, Batch,
 };
 use super::{
     check_node_names, checked_attrs, drop_default_scripts, existing, selected, types_of, wheres,
@@ -97,6 +98,8 @@ impl Handler for Chdef {
             }
         } else {
             let b = from_command_line(&ctx, &args, &req).await?;
+            let w = words(&args.def.objects, &args.words);
+            dynamic_without_attrs(&out, &b, args.def.dynamic, &w.pairs).await?;
             done += change(&ctx, &out, b, mode, &mut errors).await?;
         }
         finish(&out, done, errors, args.verbose).await
@@ -228,6 +231,11 @@ async fn combined(
 ) -> Result<Attrs, HandlerError> {
     let mut out = Attrs::new();
     for (a, v) in given {
+        // `-d` sets the group's type; only its selection is a list.
+        if t.kind == Kind::Group && a == "grouptype" {
+            out.insert(a, v);
+            continue;
+        }
         let current = if t.kind == Kind::Group && a == "members" {
             ctx.db.object_attrs(t, &[name.to_string()]).await?[0]
                 .get("members")
@@ -236,15 +244,29 @@ async fn combined(
         } else {
             own.get(&a).cloned().unwrap_or_default()
         };
-        let mut items = split_list(&current);
-        for item in split_list(&v) {
+        // A dynamic group's selections are joined by `::` (a value may
+        // hold commas: `groups==all,compute`).
+        let split = |text: &str| -> Vec<String> {
+            if a == "wherevals" {
+                text.split("::")
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            } else {
+                split_list(text)
+            }
+        };
+        let delim = if a == "wherevals" { "::" } else { "," };
+        let mut items = split(&current);
+        for item in split(&v) {
             match mode {
                 Mode::Plus if !items.contains(&item) => items.push(item),
                 Mode::Minus => items.retain(|i| *i != item),
                 _ => {}
             }
         }
-        out.insert(a, items.join(","));
+        out.insert(a, items.join(delim));
     }
     Ok(out)
 }

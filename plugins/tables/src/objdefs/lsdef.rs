@@ -16,6 +16,7 @@ use xcat_plugin::{
     async_trait, Context, Handler, HandlerError, HandlerRequest, HandlerResult, Responder,
 };
 
+use super::template::{self, Template};
 use super::{
     all_types, default_scripts, existing, fail, not_an_attr, not_found, stanza, types_of, wheres,
     words,
@@ -28,6 +29,8 @@ const SYNTAX: Syntax = Syntax::new(
   lsdef [-V|--verbose] [-t|--type object-types] [-o|--object object-names] [-l|--long]
       [-s|--short] [-a|--all] [-S] [-z|--stanza] [-c|--compress]
       [-i attr-list] [--nics] [-w attr==val [-w attr=~val] ...] [noderange]
+  lsdef [-l|--long] [-a|--all] [-t object-types] [-z|--stanza]
+      [-i attr-list] [--template [template-object-name]]
   lsdef [-v|--version]
   The following data object types are supported: auditlog,boottarget,eventlog,group,kit,kitcomponent,kitrepo,monitoring,network,node,notification,osimage,policy,route,site,zone",
 );
@@ -60,6 +63,9 @@ struct Args {
     /// The per-interface attributes only (`-i nicips,nictypes,...`).
     #[arg(long = "nics")]
     nics: bool,
+    /// `--template [NAME,...]`: the shipped object templates.
+    #[arg(long = "template", num_args = 0..=1, default_missing_value = "")]
+    template: Option<String>,
     words: Vec<String>,
 }
 
@@ -125,6 +131,14 @@ impl Handler for Lsdef {
         let only = only_attrs(&args, &types)?;
         let mut errors = Vec::new();
         let mut shown = 0;
+        let templates = match &args.template {
+            Some(list) => Some(chosen_templates(&ctx, &types, list)?),
+            None => None,
+        };
+        let format = match &args.template {
+            Some(list) => format_of(&args, !list.is_empty()),
+            None => format,
+        };
         if format == Format::Stanza {
             out.data(stanza::HEADER).await?;
         }
@@ -142,6 +156,9 @@ impl Handler for Lsdef {
             with_type: types.len() > 1,
             defaults,
         };
+        if let Some(templates) = templates {
+            return show_templates(&out, &templates, &filters, &view).await;
+        }
         for t in &types {
             let (found, missing) = if names.is_empty() {
                 (visible(&ctx, t, args.hidden).await?, Vec::new())
@@ -166,6 +183,54 @@ impl Handler for Lsdef {
         }
         Ok(())
     }
+}
+
+/// `--template` (every template of the types) or `--template a,b`: the
+/// shipped templates, each asked for one known (xCAT's message otherwise).
+fn chosen_templates(
+    ctx: &Context,
+    types: &[&'static ObjType],
+    list: &str,
+) -> Result<Vec<Template>, HandlerError> {
+    let all = template::load(&ctx.settings.share_dir, types)?;
+    if list.is_empty() {
+        return Ok(all);
+    }
+    xcat_db::objects::split_list(list)
+        .into_iter()
+        .map(|name| {
+            all.iter().find(|t| t.name == name).cloned().ok_or_else(|| {
+                HandlerError::Failed(format!("Could not find {name} in xCAT templates."))
+            })
+        })
+        .collect()
+}
+
+/// Print templates as objects (a node template's script lists after the
+/// default scripts, as a node's).
+async fn show_templates(
+    out: &Responder,
+    templates: &[Template],
+    filters: &[Where],
+    view: &View<'_>,
+) -> HandlerResult {
+    let mut lines = Vec::new();
+    for tpl in templates {
+        let mut a = tpl.attrs();
+        if let (Kind::Node, Some(d)) = (tpl.t.kind, &view.defaults) {
+            with_default_scripts(&mut a, d);
+        }
+        if filters.iter().all(|f| f.matches(&a)) {
+            object_lines(&mut lines, tpl.t, &tpl.name, &a, view);
+        }
+    }
+    if lines.is_empty() && view.format != Format::Stanza {
+        out.info("Could not find any object definitions to display.")
+            .await?;
+        return Ok(());
+    }
+    out.lines(lines).await?;
+    Ok(())
 }
 
 /// Long when objects are named or attributes asked for; `-s` and `-l` decide.

@@ -11,8 +11,8 @@ use xcat_plugin::{
 };
 
 use super::{
-    check_node_names, checked_attrs, drop_default_scripts, fail, new_names, stanza, types_of,
-    wheres, words,
+    check_node_names, checked_attrs, drop_default_scripts, fail, new_names, stanza, template,
+    types_of, wheres, words,
 };
 
 const SYNTAX: Syntax = Syntax::new(
@@ -22,6 +22,8 @@ const SYNTAX: Syntax = Syntax::new(
   mkdef [-V|--verbose] [-t object-types] [-o object-names] [-z|--stanza]
       [-d|--dynamic] [-w attr==val [-w attr=~val] ...] [-f|--force]
       [noderange] [attr=val [attr=val...]]
+  mkdef [-V|--verbose] [-t object-types] [-o object-names] [-f|--force]
+      [--template template-object-name] [noderange] [attr=val [attr=val...]]
   mkdef [-v|--version]
   The following data object types are supported: auditlog,boottarget,eventlog,group,kit,kitcomponent,kitrepo,monitoring,network,node,notification,osimage,policy,route,site,zone",
 );
@@ -34,6 +36,10 @@ pub(super) struct Args {
     force: bool,
     #[arg(short = 'V', long = "verbose")]
     verbose: bool,
+    /// `--template NAME`: start from a shipped template or an existing
+    /// object of the type.
+    #[arg(long = "template", num_args = 0..=1, default_missing_value = "")]
+    template: Option<String>,
     /// `-p` and `-m` are chdef's; named here so the message is xCAT's.
     #[arg(short = 'p', hide = true)]
     plus: bool,
@@ -65,10 +71,17 @@ impl Handler for Mkdef {
                 "The '-p' and '-m' options are not valid for the mkdef command.".into(),
             ));
         }
+        check_template_option(&args)?;
         let batches = if args.def.stanza {
             from_stanzas(&args, &req)?
         } else {
-            vec![from_command_line(&args, &req)?]
+            let mut b = from_command_line(&args, &req)?;
+            let w = words(&args.def.objects, &args.words);
+            dynamic_without_attrs(&out, &b, args.def.dynamic, &w.pairs).await?;
+            if let Some(name) = &args.template {
+                from_template(&ctx, &mut b, name).await?;
+            }
+            vec![b]
         };
         let mut errors = Vec::new();
         let mut done = 0;
@@ -96,8 +109,9 @@ fn from_command_line(args: &Args, req: &HandlerRequest) -> Result<Batch, Handler
     }
     let mut attrs = checked_attrs(t, &w.pairs)?;
     dynamic_group(t, args.def.dynamic, &args.def.wheres, &mut attrs)?;
-    // A group may start empty (xCAT makes it a static group).
-    if attrs.is_empty() && t.kind != Kind::Group {
+    // A group may start empty (xCAT makes it a static group); a template
+    // may give every attribute.
+    if attrs.is_empty() && t.kind != Kind::Group && args.template.is_none() {
         return Err(no_attributes(t));
     }
     let names = new_names(t, &names)?;
@@ -106,6 +120,62 @@ fn from_command_line(args: &Args, req: &HandlerRequest) -> Result<Batch, Handler
         t,
         objects: names.into_iter().map(|n| (n, attrs.clone())).collect(),
     })
+}
+
+/// `--template`'s rules: one name, and no stanza file beside it.
+fn check_template_option(args: &Args) -> Result<(), HandlerError> {
+    let Some(name) = &args.template else {
+        return Ok(());
+    };
+    let msg = if name.is_empty() {
+        "no object definition template specified for mkdef --template!"
+    } else if name.contains(',') {
+        "Only 1 template object definition should be specified for mkdef!"
+    } else if args.def.stanza {
+        "The file input can not be used with --template option!"
+    } else {
+        return Ok(());
+    };
+    Err(HandlerError::Failed(msg.into()))
+}
+
+/// `--template NAME`: every object of the batch completed from the
+/// shipped template NAME of its type or, when none is shipped, from the
+/// existing object NAME (its own values, not those it inherits: it is
+/// copied with its groups, which give the new object the rest). The
+/// command line's values win.
+async fn from_template(ctx: &Context, b: &mut Batch, name: &str) -> HandlerResult {
+    let shipped = template::load(&ctx.settings.share_dir, &[b.t])?
+        .into_iter()
+        .find(|tpl| tpl.name == name);
+    if let Some(tpl) = shipped {
+        for (_, attrs) in b.objects.iter_mut() {
+            *attrs = tpl.apply(attrs).map_err(HandlerError::Failed)?;
+        }
+        return Ok(());
+    }
+    let found = ctx.db.objects_exist(b.t, &[name.to_string()]).await?[0];
+    if !found {
+        return Err(HandlerError::Failed(format!(
+            "Could not find the template object named '{name}' of type '{}'.",
+            b.t.name
+        )));
+    }
+    if b.objects.iter().any(|(n, _)| n == name) {
+        return Err(HandlerError::Failed(
+            "The template node cannot be the same as the node to create.".into(),
+        ));
+    }
+    let own = ctx.db.own_attrs(b.t, &[name.to_string()]).await?;
+    let own = own.into_iter().next().unwrap_or_default();
+    for (_, attrs) in b.objects.iter_mut() {
+        for (k, v) in &own {
+            if attrs.get(k).is_none_or(|have| have.is_empty()) {
+                attrs.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `-d -w ...`: the group's type and selection as attributes.
@@ -132,6 +202,32 @@ pub(super) fn dynamic_group(
     }
     Ok(())
 }
+
+/// A dynamic group (`-d`) has no attributes of its own to inherit: its
+/// members are whatever its selection picks, so `attr=value` words are
+/// refused, one message per group, as xCAT does.
+pub(super) async fn dynamic_without_attrs(
+    out: &Responder,
+    b: &Batch,
+    dynamic: bool,
+    pairs: &[(String, String)],
+) -> HandlerResult {
+    let own = |a: &str| !matches!(a, "grouptype" | "wherevals");
+    if b.t.kind != Kind::Group || !dynamic || !pairs.iter().any(|(a, _)| own(a)) {
+        return Ok(());
+    }
+    let mut msgs: Vec<String> = b
+        .objects
+        .iter()
+        .map(|(n, _)| format!("Can not assign attributes to dynamic node group '{n}'."))
+        .collect();
+    msgs.push(ERRORS_SUMMARY.into());
+    fail(out, msgs).await
+}
+
+/// The line that closes a list of per-object errors (xCAT's spelling).
+pub(super) const ERRORS_SUMMARY: &str =
+    "One or more errors occured when attempting to create or modify xCAT object definitions.";
 
 fn no_attributes(t: &ObjType) -> HandlerError {
     HandlerError::Failed(if t.kind == Kind::Node {
@@ -265,6 +361,15 @@ pub(super) fn valid_new(t: &ObjType, name: &str, attrs: &Attrs) -> Result<(), St
         "network" if !set("net") || !set("mask") => Err(format!(
             "Net or mask value should not be empty for xCAT network object '{name}'."
         )),
+        "group"
+            if attrs.get("grouptype").map(String::as_str) == Some("dynamic")
+                && !set("wherevals") =>
+        {
+            Err(format!(
+                "The 'where' attributes and values were not provided for dynamic group \
+                 '{name}'. Skipping to the next group."
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -336,7 +441,7 @@ pub(super) async fn finish(
     _verbose: bool,
 ) -> HandlerResult {
     if !errors.is_empty() {
-        errors.push("One or more errors occured when attempting to create or modify xCAT object definitions.".into());
+        errors.push(ERRORS_SUMMARY.into());
         if done > 0 {
             out.info(format!(
                 "{done} object definitions have been created or modified."

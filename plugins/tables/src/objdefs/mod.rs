@@ -29,6 +29,7 @@ pub mod lsdef;
 pub mod mkdef;
 pub mod rmdef;
 pub mod stanza;
+pub mod template;
 
 /// Most names one command may create (`mkdef cn[1-100000]` and more).
 const MAX_NEW_NAMES: u64 = 1_000_000;

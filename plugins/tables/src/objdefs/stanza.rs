@@ -35,7 +35,9 @@ pub fn parse(text: &str) -> Result<Vec<Stanza>, String> {
                 i + 1
             ));
         };
-        let (a, v) = (a.trim(), v.trim());
+        // A value may be quoted (`usercomment="a comment"`), as in
+        // xCAT's shipped templates: the quotes are not part of it.
+        let (a, v) = (a.trim(), unquote(v.trim()));
         if a == "objtype" {
             cur.objtype = Some(v.to_string());
         } else {
@@ -43,6 +45,12 @@ pub fn parse(text: &str) -> Result<Vec<Stanza>, String> {
         }
     }
     Ok(out)
+}
+
+/// `v` without the double quotes around it (and the blanks inside them).
+fn unquote(v: &str) -> &str {
+    let v = v.strip_prefix('"').map_or(v, str::trim_start);
+    v.strip_suffix('"').map_or(v, str::trim_end)
 }
 
 #[cfg(test)]
@@ -60,6 +68,14 @@ mod tests {
         assert_eq!(s[0].objtype.as_deref(), Some("node"));
         assert_eq!(s[0].pairs, vec![("groups".into(), "all,compute".into())]);
         assert_eq!(s[1].pairs, vec![("net".into(), "10.0.0.0".into())]);
+        let q = parse("t:\n    usercomment=\"a comment\"\n    ip=\"OPTIONAL:the ip\"\n").unwrap();
+        assert_eq!(
+            q[0].pairs,
+            vec![
+                ("usercomment".into(), "a comment".into()),
+                ("ip".into(), "OPTIONAL:the ip".into())
+            ]
+        );
         assert!(parse("groups=all\n").is_err());
         assert!(parse("cn1:\n  junk\n").is_err());
     }
