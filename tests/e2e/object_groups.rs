@@ -8,86 +8,19 @@
 //! `MANDATORY:` attributes given on the command line, which wins over the
 //! template) or from an existing node.
 
-use std::io::Write;
-use std::process::Stdio;
-use std::time::Instant;
+use xcatd_tests::{shipped_share_config, Daemon};
 
-use xcat_db::test_support::TempDatabase;
-use xcatd_tests::{shipped_share_config, Daemon, DaemonOptions};
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Run a command that must fail with exit status 1; returns its stderr.
-fn fails(d: &Daemon, args: &[&str]) -> String {
-    let out = d.client(args);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{args:?} should fail:\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stderr)
-}
-
-/// The `xcatdefaults` scripts lsdef shows in every node's lists.
-const DEFAULT_SCRIPTS: &str =
-    "    postbootscripts=otherpkgs\n    postscripts=syslog,remoteshell,syncfiles\n";
+use crate::objects::{fails, piped, text, DEFAULT_SCRIPTS};
+use crate::tables::{both_backends, with_backend_config};
 
 /// A daemon reading the repository's `share/` (the templates), on SQLite
 /// or on the PostgreSQL server of `XCATD_TEST_PG_URL`.
-fn with_backend(pg: bool, body: fn(&Daemon)) {
-    let t = Instant::now();
-    if pg {
-        let db = TempDatabase::from_env();
-        let mut d = Daemon::start_with(DaemonOptions {
-            database: db.url().to_string(),
-            extra_config: shipped_share_config(),
-            ..Default::default()
-        });
-        assert!(d.log().contains(db.name()), "not on the test database");
-        body(&d);
-        d.stop();
-        drop(db);
-    } else {
-        let d = Daemon::start_with(DaemonOptions {
-            database: String::new(),
-            extra_config: shipped_share_config(),
-            ..Default::default()
-        });
-        body(&d);
-        assert!(d.root().join("state/xcatd.sqlite").exists());
-    }
-    eprintln!(
-        "{} backend: {:.2} s",
-        if pg { "postgres" } else { "sqlite" },
-        t.elapsed().as_secs_f64()
-    );
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-        mod $name {
-            #[test]
-            #[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
-            fn sqlite() {
-                super::with_backend(false, super::$name);
-            }
-
-            #[test]
-            #[ignore = "needs PostgreSQL (XCATD_TEST_PG_URL): ./scripts/test-all runs it"]
-            fn postgres() {
-                super::with_backend(true, super::$name);
-            }
-        }
-        )*
-    };
+fn with_shipped_share(pg: bool, body: fn(&Daemon)) {
+    with_backend_config(pg, shipped_share_config(), body)
 }
 
 both_backends!(
+    run = crate::object_groups::with_shipped_share;
     dynamic_groups_resolve_when_read,
     dynamic_group_definitions_are_checked,
     templates_are_listed_and_shown,
@@ -527,20 +460,11 @@ fn nodes_are_made_from_templates(d: &Daemon) {
         err.contains("Only 1 template object definition should be specified for mkdef!"),
         "{err}"
     );
-    let mut child = d
-        .client_command(&d.home, &["mkdef", "-z", "--template", "cec-template"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run client");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"x1:\n    objtype=node\n    groups=all\n")
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("client output");
+    let out = piped(
+        d,
+        &["mkdef", "-z", "--template", "cec-template"],
+        "x1:\n    objtype=node\n    groups=all\n",
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("The file input can not be used with --template option!"),

@@ -11,12 +11,12 @@ use xcatd_tests::{output_text, Daemon};
 
 use crate::tables::both_backends;
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// Run a command that must fail with exit status 1; returns its stderr.
-fn fails(d: &Daemon, args: &[&str]) -> String {
+pub(crate) fn fails(d: &Daemon, args: &[&str]) -> String {
     let out = d.client(args);
     assert_eq!(
         out.status.code(),
@@ -29,7 +29,7 @@ fn fails(d: &Daemon, args: &[&str]) -> String {
 }
 
 /// Run a command with `input` on its stdin (a stanza file).
-fn piped(d: &Daemon, args: &[&str], input: &str) -> Output {
+pub(crate) fn piped(d: &Daemon, args: &[&str], input: &str) -> Output {
     let mut child = d
         .client_command(&d.home, args)
         .stdin(Stdio::piped())
@@ -47,7 +47,7 @@ fn piped(d: &Daemon, args: &[&str], input: &str) -> Output {
 }
 
 /// The `xcatdefaults` scripts lsdef shows in every node's lists.
-const DEFAULT_SCRIPTS: &str =
+pub(crate) const DEFAULT_SCRIPTS: &str =
     "    postbootscripts=otherpkgs\n    postscripts=syslog,remoteshell,syncfiles\n";
 
 both_backends!(

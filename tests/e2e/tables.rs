@@ -65,11 +65,18 @@ fn restore(d: &Daemon, tables: &[&str]) {
 /// Run `body` against a daemon on SQLite (`pg == false`) or on a fresh
 /// PostgreSQL database.
 pub(crate) fn with_backend(pg: bool, body: fn(&Daemon)) {
+    with_backend_config(pg, String::new(), body)
+}
+
+/// [`with_backend`] with `extra_config` appended to the daemon's
+/// configuration.
+pub(crate) fn with_backend_config(pg: bool, extra_config: String, body: fn(&Daemon)) {
     let t = Instant::now();
     if pg {
         let db = TempDatabase::from_env();
         let mut d = Daemon::start_with(DaemonOptions {
             database: db.url().to_string(),
+            extra_config,
             ..Default::default()
         });
         let log = d.log();
@@ -84,6 +91,7 @@ pub(crate) fn with_backend(pg: bool, body: fn(&Daemon)) {
     } else {
         let d = Daemon::start_with(DaemonOptions {
             database: String::new(),
+            extra_config,
             ..Default::default()
         });
         body(&d);
@@ -99,24 +107,29 @@ pub(crate) fn with_backend(pg: bool, body: fn(&Daemon)) {
     );
 }
 
-/// One `#[test]` per backend for each scenario.
+/// One `#[test]` per backend for each scenario, run by
+/// [`with_backend`] or by the `run = path;` given first (a function of the
+/// same shape).
 macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
+    (run = $run:path; $($name:ident),* $(,)?) => {
         $(
         mod $name {
             #[test]
             #[ignore = "needs the binaries (cargo build --workspace --bins): ./scripts/test-all runs it"]
             fn sqlite() {
-                crate::tables::with_backend(false, super::$name);
+                $run(false, super::$name);
             }
 
             #[test]
             #[ignore = "needs PostgreSQL (XCATD_TEST_PG_URL): ./scripts/test-all runs it"]
             fn postgres() {
-                crate::tables::with_backend(true, super::$name);
+                $run(true, super::$name);
             }
         }
         )*
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::tables::both_backends!(run = $crate::tables::with_backend; $($name),*);
     };
 }
 pub(crate) use both_backends;

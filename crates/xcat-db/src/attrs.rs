@@ -71,16 +71,7 @@ impl Db {
         table: &str,
         cols: &[&str],
     ) -> Result<BTreeMap<String, Attrs>, DbError> {
-        let t = table_def(table)?;
-        if !t.is_node_keyed() {
-            return Err(DbError::Invalid(format!(
-                "table {table} is not keyed by node"
-            )));
-        }
-        let cols: Vec<&'static str> = cols
-            .iter()
-            .map(|c| column_of(t, c))
-            .collect::<Result<_, _>>()?;
+        let (t, cols) = node_keyed_columns(table, cols)?;
         if cols.is_empty() || nodes.is_empty() {
             return Ok(nodes.iter().map(|n| (n.clone(), Attrs::new())).collect());
         }
@@ -98,16 +89,7 @@ impl Db {
         table: &str,
         cols: &[&str],
     ) -> Result<BTreeMap<String, BTreeMap<String, Blamed>>, DbError> {
-        let t = table_def(table)?;
-        if !t.is_node_keyed() {
-            return Err(DbError::Invalid(format!(
-                "table {table} is not keyed by node"
-            )));
-        }
-        let cols: Vec<&'static str> = cols
-            .iter()
-            .map(|c| column_of(t, c))
-            .collect::<Result<_, _>>()?;
+        let (t, cols) = node_keyed_columns(table, cols)?;
         let mut all: BTreeMap<String, BTreeMap<String, Blamed>> =
             nodes.iter().map(|n| (n.clone(), BTreeMap::new())).collect();
         if cols.is_empty() || nodes.is_empty() {
@@ -311,4 +293,23 @@ fn apply_template(
         Some(t) => t.apply(node),
         None => Some(raw.to_string()),
     }
+}
+
+/// A node-keyed table and the named columns of it, checked against the
+/// catalogue.
+fn node_keyed_columns(
+    table: &str,
+    cols: &[&str],
+) -> Result<(&'static TableDef, Vec<&'static str>), DbError> {
+    let t = table_def(table)?;
+    if !t.is_node_keyed() {
+        return Err(DbError::Invalid(format!(
+            "table {table} is not keyed by node"
+        )));
+    }
+    let cols = cols
+        .iter()
+        .map(|c| column_of(t, c))
+        .collect::<Result<_, _>>()?;
+    Ok((t, cols))
 }
