@@ -189,56 +189,33 @@ fn dynamic_groups_resolve_when_read(d: &Daemon) {
 
 fn dynamic_group_definitions_are_checked(d: &Daemon) {
     four_nodes(d);
-    let err = fails(d, &["mkdef", "-t", "group", "-o", "g", "-d"]);
-    assert!(
-        err.contains(
-            "Error: The 'where' attributes and values were not provided for dynamic group 'g'."
+    // Each refusal: the words after `mkdef -t group -o g`, and what it says.
+    let refusals: [(&[&str], &str); 5] = [
+        (
+            &["-d"],
+            "Error: The 'where' attributes and values were not provided for dynamic group 'g'.",
         ),
-        "{err}"
-    );
-    let err = fails(d, &["mkdef", "-t", "group", "-o", "g", "grouptype=dynamic"]);
-    assert!(err.contains("dynamic group 'g'"), "{err}");
-    let err = fails(
-        d,
-        &[
-            "mkdef",
-            "-t",
-            "group",
-            "-o",
-            "g",
-            "-d",
-            "-w",
-            "mgt==hmc",
-            "usercomment=nope",
-        ],
-    );
-    assert!(
-        err.contains("Error: Can not assign attributes to dynamic node group 'g'."),
-        "{err}"
-    );
-    let err = fails(d, &["mkdef", "-t", "group", "-o", "g", "-d", "-w", "mgt"]);
-    assert!(
-        err.contains("Incorrect selection string specified with -w flag."),
-        "{err}"
-    );
-    let err = fails(
-        d,
-        &[
-            "mkdef",
-            "-t",
-            "group",
-            "-o",
-            "g",
-            "-d",
-            "-w",
-            "mgt==hmc",
-            "members=n1",
-        ],
-    );
-    assert!(
-        err.contains("Cannot use a list of members together with the '-w' option."),
-        "{err}"
-    );
+        (&["grouptype=dynamic"], "dynamic group 'g'"),
+        (
+            &["-d", "-w", "mgt==hmc", "usercomment=nope"],
+            "Error: Can not assign attributes to dynamic node group 'g'.",
+        ),
+        (
+            &["-d", "-w", "mgt"],
+            "Incorrect selection string specified with -w flag.",
+        ),
+        (
+            &["-d", "-w", "mgt==hmc", "members=n1"],
+            "Cannot use a list of members together with the '-w' option.",
+        ),
+    ];
+    for (words, says) in refusals {
+        let err = fails(
+            d,
+            &[&["mkdef", "-t", "group", "-o", "g"][..], words].concat(),
+        );
+        assert!(err.contains(says), "{words:?}: {err}");
+    }
     // None of these made anything.
     fails(d, &["lsdef", "-t", "group", "g"]);
     assert!(!d.ok(&["tabdump", "nodegroup"]).contains("\"g\""));
