@@ -400,19 +400,25 @@ impl Db {
         } else {
             vec![Attrs::new(); names.len()]
         };
-        let group = obj_type("group").expect("group type");
-        let mut groups_seen: HashMap<String, Attrs> = HashMap::new();
+        let groups_of = |attrs: &Attrs| match attrs.get("groups") {
+            Some(g) if t.kind == Kind::Node => split_list(g),
+            _ => Vec::new(),
+        };
+        // Every group the changes name, read in one pass over the tables.
+        let mut group_names: Vec<String> = changes.iter().flat_map(|(_, a)| groups_of(a)).collect();
+        group_names.sort_unstable();
+        group_names.dedup();
+        let group_attrs: HashMap<String, Attrs> = if group_names.is_empty() {
+            HashMap::new()
+        } else {
+            let group = obj_type("group").expect("group type");
+            let attrs = self.stored_objects(group, &group_names).await?;
+            group_names.into_iter().zip(attrs).collect()
+        };
         for ((_, attrs), k) in changes.iter().zip(known.iter_mut()) {
             k.extend(attrs.iter().map(|(a, v)| (a.clone(), v.clone())));
-            let Some(groups) = attrs.get("groups").filter(|_| t.kind == Kind::Node) else {
-                continue;
-            };
-            for g in split_list(groups) {
-                if !groups_seen.contains_key(&g) {
-                    let v = self.stored_objects(group, std::slice::from_ref(&g)).await?;
-                    groups_seen.insert(g.clone(), v.into_iter().next().unwrap_or_default());
-                }
-                for (a, v) in &groups_seen[&g] {
+            for g in groups_of(attrs) {
+                for (a, v) in &group_attrs[&g] {
                     k.entry(a.clone()).or_insert_with(|| v.clone());
                 }
             }
